@@ -1,0 +1,34 @@
+# Two entry points, each doing its own set-up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Two peers in two processes pair on this machine and exchange messages.
+demo: $(STAMP)
+	$(BIN)/volli-nb demo
+
+## The whole suite: lint, types, then pytest (inside a throwaway network namespace when root).
+test: $(STAMP)
+	$(BIN)/ruff check volli_nb tests
+	$(BIN)/mypy
+	$(BIN)/volli-nb netns --if-root -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check volli_nb tests
+	$(BIN)/ruff format --check volli_nb tests
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/volli-nb bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

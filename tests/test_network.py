@@ -1,0 +1,199 @@
+"""Real aiortc peers in one process: pairing, delivery, binding, limits, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from netutil import open_store, pair
+from volli_nb import protocol, sdp
+from volli_nb.errors import ChannelBindingFailed, MalformedFrame, OversizedInput, UnknownPeer
+from volli_nb.identity import Identity
+from volli_nb.messages import MessagesStore
+from volli_nb.network import NetworkStore, PeerOffline, _Link
+
+pytestmark = pytest.mark.network
+T = TypeVar("T")
+
+
+def arun(factory: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await factory()
+
+    return asyncio.run(bounded())
+
+
+async def two_stores(tmp: Path, **config: Any) -> tuple[MessagesStore, MessagesStore]:
+    alice, bob = open_store(tmp, "alice", **config), open_store(tmp, "bob", **config)
+    await pair(alice, bob)
+    return alice, bob
+
+
+def test_pair_and_exchange_both_ways(tmp_path: Path) -> None:
+    async def main() -> None:
+        alice, bob = await two_stores(tmp_path)
+        got: list[str] = []
+        bob.on_message(lambda m: got.append(m.text))
+        sent = await alice.send_message(bob.peer_id, "hello bob")
+        await alice.wait_delivered(sent.message_id)
+        back = await bob.send_message(alice.peer_id, "hello alice")
+        await bob.wait_delivered(back.message_id)
+        assert got == ["hello bob"]
+        assert [m.text for m in bob.history(alice.peer_id)] == ["hello bob", "hello alice"]
+        assert [(m.text, m.status) for m in alice.history(bob.peer_id)] == [
+            ("hello bob", "delivered"),
+            ("hello alice", "received"),
+        ]
+        view = alice.network_store.candidates(bob.peer_id)
+        assert view.selected is not None and view.local and view.remote
+        assert alice.network_store.stats(bob.peer_id).messages_out >= 1
+        assert alice.network_store.is_online
+        await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
+
+
+def test_default_configuration_has_no_ice_servers_and_only_host_candidates(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        store = open_store(tmp_path, "solo", loopback=False)
+        assert store.network_store.config.ice_servers == []
+        code = await store.create_pairing_code()
+        offer = next(iter(store.network_store.peers.values())).localDescription.sdp
+        assert "stun" not in offer.lower() and "turn" not in offer.lower()
+        assert {c.type for c in sdp.candidates(offer)} <= {"host"}
+        assert code.startswith("volli1.")
+        await store.close()
+
+    arun(main)
+
+
+def test_ten_megabyte_message_arrives_intact(tmp_path: Path) -> None:
+    async def main() -> None:
+        alice, bob = await two_stores(tmp_path)
+        text = "".join(chr(0x41 + (i * 7919) % 26) for i in range(10_000_000))
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        bob.on_message(lambda m: done.set_result(m.text))
+        sent = await alice.send_message(bob.peer_id, text)
+        assert await asyncio.wait_for(done, 60) == text
+        await alice.wait_delivered(sent.message_id, timeout=30)
+        await asyncio.gather(alice.close(), bob.close())
+
+    arun(main, timeout=120)
+
+
+def test_disconnect_is_bounded_and_leaves_no_tasks(tmp_path: Path) -> None:
+    async def main() -> None:
+        alice, bob = await two_stores(tmp_path)
+        before = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+        start = time.monotonic()
+        await alice.network_store.disconnect()
+        assert time.monotonic() - start <= 2.5
+        assert alice.network_store.peers == {}
+        await asyncio.sleep(0.05)
+        link_tasks = [
+            t for t in asyncio.all_tasks() if t in before and not t.done() and "_run" in repr(t)
+        ]
+        alice_tasks = [t for t in link_tasks if "alice" in repr(t)]
+        assert alice_tasks == []
+        await asyncio.gather(alice.close(), bob.close())
+        leftover = [
+            t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
+        ]
+        ours = [t for t in leftover if "volli_nb" in repr(t.get_coro())]
+        assert ours == [], ours
+
+    arun(main)
+
+
+class LyingNetworkStore(NetworkStore):
+    """Signs fingerprints other than the ones in the SDP, as a MITM'd signaling path would."""
+
+    def _hello_frames(self, link: _Link, offer_fp: str, answer_fp: str) -> list[bytes]:
+        return super()._hello_frames(link, offer_fp, "AA:" + answer_fp[3:])
+
+
+def test_tampered_channel_binding_closes_with_typed_error(tmp_path: Path) -> None:
+    async def main() -> None:
+        alice = open_store(tmp_path, "alice")
+        bob = open_store(tmp_path, "bob")
+        liar = LyingNetworkStore(
+            bob.identity, bob.contact, config=bob.network_store.config, log=bob.log
+        )
+        bob.network_store = liar
+        code = await alice.create_pairing_code()
+        answer = await bob.accept_pairing_code(code)
+        await alice.complete_pairing(answer)
+        offline: asyncio.Future[PeerOffline] = asyncio.get_running_loop().create_future()
+        alice.network_store.on_event(
+            lambda e: isinstance(e, PeerOffline) and not offline.done() and offline.set_result(e)
+        )
+        event = await asyncio.wait_for(offline, 15)
+        assert "ChannelBindingFailed" in event.reason
+        assert any("ChannelBindingFailed" in e.message for e in alice.log.entries(category="error"))
+        assert not alice.network_store.is_connected(bob.peer_id)
+        await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
+
+
+def test_frames_from_unknown_keys_and_garbage_are_rejected_and_nothing_stored(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        alice, bob = await two_stores(tmp_path)
+        channel = alice.network_store.data_channels[bob.peer_id]
+        stranger = Identity.generate()
+        # An envelope-bearing frame signed by a key bob never pinned.
+        from volli_nb import envelope
+
+        forged = envelope.seal(
+            stranger,
+            [bob.identity.public],
+            conversation_id="dm-x",
+            plaintext=b'{"type":"text","text":"forged"}',
+            counter=1,
+            timestamp_ms=int(time.time() * 1000),
+        )
+        session = alice.network_store._links[bob.peer_id].session
+        assert session is not None
+        for frame in session.send_message(envelope.envelope_message_id(forged), forged, 0.0):
+            channel.send(frame)
+        channel.send(b"\x01\xff garbage")
+        channel.send(b"")
+        await asyncio.sleep(1.0)
+        errors = " ".join(e.message for e in bob.log.entries(category="error"))
+        assert "UnknownPeer" in errors
+        assert "MalformedFrame" in errors
+        assert bob.history(alice.peer_id) == []
+        # The connection survives garbage: a real message still goes through.
+        sent = await alice.send_message(bob.peer_id, "still here")
+        await alice.wait_delivered(sent.message_id)
+        assert [m.text for m in bob.history(alice.peer_id)] == ["still here"]
+        await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
+
+
+def test_protocol_errors_are_the_typed_ones() -> None:
+    # The classes the live test above looks for in the log.
+    assert issubclass(MalformedFrame, Exception) and issubclass(OversizedInput, Exception)
+    assert issubclass(UnknownPeer, Exception) and issubclass(ChannelBindingFailed, Exception)
+    assert protocol.PROTOCOL_VERSION == 1
+
+
+def test_unknown_peer_cannot_answer(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = open_store(tmp_path, "solo")
+        with pytest.raises(UnknownPeer):
+            await store.network_store.connect_to_peer("nobodynobodynobo", "v=0\r\n")
+        await store.close()
+
+    arun(main)

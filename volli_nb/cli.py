@@ -1,0 +1,44 @@
+"""``volli-nb``: the command line (demo, bench, netns)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="volli-nb", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="two peers in two processes pair and exchange messages")
+    bench = sub.add_parser("bench", help="volli_nb against plain aiortc, side by side")
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.add_argument("--messages", type=int, default=2000)
+    bench.add_argument("--bulk-mb", type=float, default=8.0)
+    netns = sub.add_parser("netns", help="run a command inside a throwaway network namespace")
+    netns.add_argument(
+        "--if-root", action="store_true", help="without root or iproute2, run the command directly"
+    )
+    netns.add_argument("cmd", nargs=argparse.REMAINDER)
+
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        import asyncio
+
+        from .demo import run_demo
+
+        return asyncio.run(run_demo())
+    if args.command == "bench":
+        from .bench import main as bench_main
+
+        return bench_main(args)
+    if args.command == "netns":
+        from . import netns as ns
+
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        return ns.main(cmd, if_root=args.if_root)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Typed errors: one root, and subclasses that say whose fault a failure is.
+
+Callers catch :class:`PeerError` to drop bad input from the network without
+crashing, :class:`UsageError` to fix their own call, :class:`CryptoError` for
+anything a key or a tag refused.  Every message says what was wrong and what
+to do about it.
+"""
+
+from __future__ import annotations
+
+
+class VolliError(Exception):
+    """Root of every error volli_nb raises on purpose."""
+
+
+# --- the remote peer sent something we refuse --------------------------------
+
+
+class PeerError(VolliError):
+    """A remote peer sent bad data; drop it, the local state is unchanged."""
+
+
+class MalformedFrame(PeerError):
+    """A data-channel frame does not parse as a volli frame."""
+
+
+class MalformedEnvelope(PeerError):
+    """An encrypted envelope does not parse strictly (JSON, fields, base64, sizes)."""
+
+
+class OversizedInput(PeerError):
+    """Input is larger than the configured cap; it was refused before parsing."""
+
+
+class UnknownPeer(PeerError):
+    """Input came from a peer id or key that is not a pinned contact."""
+
+
+class ReplayError(PeerError):
+    """This message id was already accepted; the copy is a retransmission or a replay."""
+
+
+class StaleMessage(PeerError):
+    """The signed timestamp is too old or too far in the future."""
+
+
+# --- cryptography refused ----------------------------------------------------
+
+
+class CryptoError(VolliError):
+    """A signature, tag, key or commitment did not verify."""
+
+
+class BadSignature(CryptoError, PeerError):
+    """An Ed25519 signature does not verify for the claimed key."""
+
+
+class KeyMismatch(CryptoError, PeerError):
+    """A key differs from the one pinned for that contact (possible impersonation)."""
+
+
+class NotARecipient(CryptoError, PeerError):
+    """The envelope holds no key wrapped for this identity."""
+
+
+class DecryptionFailed(CryptoError, PeerError):
+    """An AEAD tag did not verify: the data was altered or the key is wrong."""
+
+
+class KeyCommitmentMismatch(CryptoError, PeerError):
+    """The unwrapped content key does not match the signed commitment."""
+
+
+class LowOrderKey(CryptoError, PeerError):
+    """An X25519 public key of low order was offered; it yields no shared secret."""
+
+
+class ChannelBindingFailed(CryptoError, PeerError):
+    """The peer's signature over both DTLS fingerprints did not verify."""
+
+
+# --- the local side ----------------------------------------------------------
+
+
+class UsageError(VolliError, ValueError):
+    """The caller used the API wrongly; the message says how to call it instead."""
+
+
+class BadPairingCode(UsageError):
+    """A pasted pairing code is mangled, truncated or of the wrong kind."""
+
+
+class NotFound(UsageError, KeyError):
+    """A queue row, contact or conversation id does not exist."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WrongPassphrase(VolliError):
+    """The passphrase does not unlock this profile's database key."""
+
+
+class StorageError(VolliError):
+    """The database file is damaged, tampered with, or from an unknown schema."""
+
+
+class TransportClosed(VolliError):
+    """The data channel or peer connection is closed; the message stays queued."""

@@ -1,0 +1,54 @@
+"""ICE configuration: STUN/TURN servers, relay-only policy, and our timing knobs.
+
+The defaults contact no server at all, so pairing inside one machine needs
+none and no test ever reaches a public STUN server.  aiortc uses only the
+first STUN and the first TURN server it is given; NetworkStore warns when
+more are configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiortc import RTCConfiguration, RTCIceServer
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server, as in the seed's ``iceServers`` entries."""
+
+    urls: str | list[str]
+    username: str | None = None
+    credential: str | None = None
+
+    def url_list(self) -> list[str]:
+        return [self.urls] if isinstance(self.urls, str) else list(self.urls)
+
+
+@dataclass
+class NetworkConfig:
+    """Defaults contact no server at all: pairing inside one machine needs none."""
+
+    ice_servers: list[IceServer] = field(default_factory=list)
+    relay_only: bool = False
+    loopback_only: bool = False
+    heartbeat_interval: float = 1.0
+    dead_after: float = 3.0
+    verify_timeout: float = 10.0
+    close_timeout: float = 2.0
+    max_chunk: int = 64 * 1024
+    buffer_high: int = 1024 * 1024
+    buffer_low: int = 256 * 1024
+    ack_timeout: float | None = 15.0
+
+    def rtc_configuration(self) -> RTCConfiguration:
+        return RTCConfiguration(
+            iceServers=[
+                RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+                for s in self.ice_servers
+            ],
+            iceTransportPolicy=(
+                RTCIceTransportPolicy.RELAY if self.relay_only else RTCIceTransportPolicy.ALL
+            ),
+        )
