@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from netutil import open_store
 from test_network import arun
+
 from volli_nb.messages import MessagesStore
 from volli_nb.network import PeerOffline
 from volli_nb.peer_process import PeerProcess
@@ -106,9 +106,11 @@ def test_peer_killed_with_sigkill_is_offline_within_heartbeat_bound(tmp_path: Pa
             await pair_with_process(alice, bob)
             offline: asyncio.Future[float] = asyncio.get_running_loop().create_future()
             alice.network_store.on_event(
-                lambda e: isinstance(e, PeerOffline)
-                and not offline.done()
-                and offline.set_result(time.monotonic())
+                lambda e: (
+                    isinstance(e, PeerOffline)
+                    and not offline.done()
+                    and offline.set_result(time.monotonic())
+                )
             )
             killed = time.monotonic()
             await bob.kill()

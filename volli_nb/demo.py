@@ -45,6 +45,17 @@ def _arrow(label: str, to_right: bool) -> str:
     )
 
 
+def _show_queue(alice: MessagesStore, say: _Printer) -> None:
+    for row in alice.message_queue.get_pending():
+        wait = (row.next_attempt_at or 0) - alice.clock()
+        say(
+            "alice",
+            f"  outbox #{row.id} {row.message_id.hex()[:8]} {row.status}",
+            "",
+            f"failed attempts {row.attempts}, next retry in {wait:.1f} s ({row.last_error})",
+        )
+
+
 async def _pair(alice: MessagesStore, bob: PeerProcess, say: _Printer) -> None:
     code = await alice.create_pairing_code()
     say("alice", _arrow(f"offer code ({len(code)} chars)", True), "bob", "copy-paste #1")
@@ -94,7 +105,7 @@ async def run_demo(workdir: Path | None = None) -> int:
                     f"delivered in {ms:.1f} ms",
                 )
             got = asyncio.get_running_loop().create_future()
-            alice.on_message(lambda m: got.done() or got.set_result(m))
+            alice.on_message(lambda m: None if got.done() else got.set_result(m))
             await bob.request("send", to=alice.peer_id, text="hi alice, got both")
             reply = await asyncio.wait_for(got, 10)
             say(
@@ -114,15 +125,9 @@ async def run_demo(workdir: Path | None = None) -> int:
                 await alice.send_message(bob.peer_id, t)
                 for t in ("are you there?", "sent while you were away")
             ]
-            await asyncio.sleep(1.3)
-            for row in alice.message_queue.get_pending():
-                wait = (row.next_attempt_at or 0) - alice.clock()
-                say(
-                    "alice",
-                    f"  queue #{row.id} {row.message_id.hex()[:8]} {row.status}",
-                    "",
-                    f"attempts {row.attempts}, next retry in {wait:.1f} s ({row.last_error})",
-                )
+            _show_queue(alice, say)
+            await asyncio.sleep(1.3)  # the 1 s retry happens while bob is still away
+            _show_queue(alice, say)
             bob = await PeerProcess(str(base / "bob.sqlite"), "bob").start()
             say(
                 "",

@@ -126,7 +126,7 @@ class MessagesStore:
         self.identity = identity
         self.name = name or identity.peer_id[:8]
         self.clock = clock
-        self.log = log or EventLog()
+        self.log = log if log is not None else EventLog()
         self.message_queue = PersistentMessageQueue(database, clock=clock)
         self.network_store = NetworkStore(
             identity, self.contact, config=config, seen=database.is_seen, log=self.log
@@ -532,6 +532,12 @@ class MessagesStore:
 
     def conversations(self) -> list[Any]:
         return list(self.database.list_conversations())
+
+    def dashboard(self) -> Any:
+        """All panels (peers, ICE, queue, chat, event log) in tabs, updating live."""
+        from .widgets import Dashboard  # noqa: PLC0415  (ipywidgets only when asked)
+
+        return Dashboard(self)
 
     @property
     def contacts(self) -> list[Any]:

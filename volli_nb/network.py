@@ -90,7 +90,7 @@ class NetworkStore:
         self._contacts = contacts
         self.config = config or NetworkConfig()
         self._seen = seen
-        self.log = log or EventLog()
+        self.log = log if log is not None else EventLog()
         self._links: dict[str, _Link] = {}
         self._message_handlers: list[Callable[[IncomingEnvelope], None]] = []
         self._event_handlers: list[Callable[[NetworkEvent], None]] = []
@@ -385,7 +385,6 @@ class NetworkStore:
         await asyncio.sleep(self.config.verify_timeout)
         if not link.verified and not link.closed:
             self._fail(
-                peer_id,
                 link,
                 ChannelBindingFailed(
                     f"no valid channel binding from {peer_id} within "

@@ -229,8 +229,10 @@ class PeerProcess:
                     return event
 
     async def quit(self, timeout: float = 10.0) -> int:
-        if self.proc is None or self.proc.returncode is not None:
-            return self.proc.returncode if self.proc else 0
+        if self.proc is None:
+            return 0
+        if self.proc.returncode is not None:
+            return self.proc.returncode
         with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError, BrokenPipeError):
             await self.request("quit", timeout=timeout)
         return await asyncio.wait_for(self.proc.wait(), timeout)

@@ -19,7 +19,8 @@ SDP = RTCSessionDescription | str | dict[str, str]
 def selected_pair(pc: RTCPeerConnection) -> tuple[CandidateInfo, CandidateInfo] | None:
     """The nominated ICE pair, read from aioice (the one place we touch its internals)."""
     try:
-        connection = pc.sctp.transport.transport._connection
+        sctp: Any = pc.sctp
+        connection = sctp.transport.transport._connection
         pair = connection._nominated.get(1)
     except AttributeError:
         return None
@@ -44,7 +45,8 @@ def selected_pair(pc: RTCPeerConnection) -> tuple[CandidateInfo, CandidateInfo] 
 
 def remote_max_message_size(pc: RTCPeerConnection) -> int:
     try:
-        size = int(pc.sctp._remote_max_message_size)
+        sctp: Any = pc.sctp
+        size = int(sctp._remote_max_message_size)
     except (AttributeError, TypeError, ValueError):
         size = 65536
     return size or 65536

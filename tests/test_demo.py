@@ -1,0 +1,24 @@
+"""The README's first command: `volli-nb demo` runs two processes and ends with "demo ok"."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.network
+
+
+def test_demo_runs_end_to_end() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "volli_nb.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "demo ok" in out
+    assert "signed ACK" in out and "failed attempts 2" in out and "(flushed)" in out
+    assert "bob's history (5)" in out

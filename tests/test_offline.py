@@ -1,0 +1,76 @@
+"""The seed's offline path on an injected clock: queue → retries → delivered once on return."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from netutil import open_store, pair
+from test_network import arun
+
+from volli_nb.clock import VirtualClock
+from volli_nb.queue import Status
+
+pytestmark = pytest.mark.network
+
+
+def test_offline_messages_follow_the_schedule_then_flush_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = VirtualClock(1_800_000_000.0)
+        alice = open_store(tmp_path, "alice", clock=clock)
+        bob = open_store(tmp_path, "bob", clock=clock)
+        alice.add_contact(bob.identity.public, name="bob")  # known, never connected
+        t0 = clock()
+        sent = [await alice.send_message(bob.peer_id, f"while away {i}") for i in range(2)]
+        rows = alice.message_queue.get_pending()
+        assert [(r.status, r.attempts, r.next_attempt_at) for r in rows] == [
+            (Status.PENDING, 1, t0 + 1)
+        ] * 2
+        expected = [t0 + 1 + 5, t0 + 1 + 5 + 15, t0 + 1 + 5 + 15 + 60]
+        for step, when in zip((1, 5, 15), expected, strict=True):
+            clock.advance(step - 0.001)
+            assert await alice.process_due() == 0  # not due yet
+            clock.advance(0.001)
+            assert await alice.process_due() == 2
+            assert {r.next_attempt_at for r in alice.message_queue.get_pending()} == {when}
+        assert {r.attempts for r in alice.message_queue.get_pending()} == {4}
+        got: list[str] = []
+        bob.on_message(lambda m: got.append(m.text))
+        await pair(alice, bob)  # bob comes online: pending rows flush at once, not in 60 s
+        for message in sent:
+            await alice.wait_delivered(message.message_id)
+        assert sorted(got) == ["while away 0", "while away 1"]
+        assert [m.text for m in bob.history(alice.peer_id)] == ["while away 0", "while away 1"]
+        assert alice.message_queue.get_pending() == []
+        await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
+
+
+def test_stuck_after_the_fourth_retry_and_manual_retry(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = VirtualClock(1_800_000_000.0)
+        alice = open_store(tmp_path, "alice", clock=clock)
+        bob = open_store(tmp_path, "bob", clock=clock)
+        alice.add_contact(bob.identity.public)
+        message = await alice.send_message(bob.peer_id, "nobody home")
+        for step in (1, 5, 15, 60):
+            clock.advance(step)
+            await alice.process_due()
+        (row,) = alice.message_queue.get_pending()
+        assert (row.status, row.attempts, row.next_attempt_at) == (Status.STUCK, 5, None)
+        report = await alice.sync_messages()
+        assert report.stuck == 1 and report.sent == 0
+        await pair(alice, bob)
+        await asyncio.sleep(0.3)
+        assert alice.delivery_status(message.message_id) == {
+            bob.peer_id: "stuck"
+        }  # waits for a person
+        alice.message_queue.retry_all_stuck()
+        await alice.process_due()
+        await alice.wait_delivered(message.message_id)
+        assert [m.text for m in bob.history(alice.peer_id)] == ["nobody home"]
+        await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
