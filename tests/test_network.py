@@ -194,3 +194,56 @@ def test_unknown_peer_cannot_answer(tmp_path: Path) -> None:
         await store.close()
 
     arun(main)
+
+
+def test_set_configuration_warns_that_aiortc_uses_one_stun_and_one_turn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+    from volli_nb.netconfig import IceServer
+
+    store = open_store(tmp_path, "cfg")
+    net = store.network_store
+    config = net.set_configuration(
+        [
+            IceServer("stun:127.0.0.1:3478"),
+            {
+                "urls": ["stun:127.0.0.1:3479", "turn:127.0.0.1:3478"],
+                "username": "u",
+                "credential": "p",
+            },
+            IceServer("turns:127.0.0.1:5349", "u", "p"),
+        ],
+        relay_only=True,
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("first STUN" in w and "127.0.0.1:3479" in w for w in warnings)
+    assert any("first TURN" in w and "turns:127.0.0.1:5349" in w for w in warnings)
+    rtc_config = config.rtc_configuration()
+    assert rtc_config.iceTransportPolicy == RTCIceTransportPolicy.RELAY
+    assert rtc_config.iceServers[1].username == "u"
+    assert any("only the first" in e.message for e in net.log.entries(category="ice"))
+    store.database.close()
+
+
+def test_sync_endpoint_and_handler_removal(tmp_path: Path) -> None:
+    async def main() -> None:
+        alice, bob = await two_stores(tmp_path)
+        endpoint = alice.network_store.get_sync_endpoint()
+        assert endpoint[bob.peer_id]["reachable"] is True
+        assert endpoint[bob.peer_id]["channel"] == "volli"
+        assert endpoint[bob.peer_id]["verified"] is True
+        calls: list[bytes] = []
+        remove = bob.network_store.on_message(lambda m: calls.append(m.message_id))
+        first = await alice.send_message(bob.peer_id, "one")
+        await alice.wait_delivered(first.message_id)
+        remove()
+        second = await alice.send_message(bob.peer_id, "two")
+        await alice.wait_delivered(second.message_id)
+        assert calls == [first.message_id]
+        await alice.network_store.disconnect(bob.peer_id)
+        assert bob.peer_id not in alice.network_store.get_sync_endpoint()
+        await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)

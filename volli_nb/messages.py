@@ -138,6 +138,7 @@ class MessagesStore:
         self._in_flight: dict[tuple[str, bytes], int] = {}
         self._retry_tick = retry_tick
         self._retry_task: asyncio.Task[None] | None = None
+        self.room_session: Any = None  # a rooms.RoomSession once join() was called
 
     @classmethod
     def open(
@@ -191,6 +192,9 @@ class MessagesStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retry_task
             self._retry_task = None
+        if self.room_session is not None:
+            await self.room_session.close()
+            self.room_session = None
         await self.network_store.disconnect()
         self.database.close()
 
@@ -259,6 +263,20 @@ class MessagesStore:
         self.add_contact(parsed.identity, name=parsed.name)
         await self.network_store.accept_answer(parsed.ref, parsed.sdp, answered_by=parsed.peer_id)
         return parsed.peer_id
+
+    async def join(self, room: str, url: str, *, auto_pair: bool = True) -> list[str]:
+        """Join a room on a ``volli-signal`` server: publish presence, and pair with
+        the peers there (and those who come later) unless ``auto_pair`` is False.
+        Returns the peer ids already present."""
+        from .rooms import RoomSession
+
+        self.start()
+        if self.room_session is None or self.room_session.url != url:
+            if self.room_session is not None:
+                await self.room_session.close()
+            self.room_session = await RoomSession(self, url, auto_pair=auto_pair).start()
+        present: list[str] = await self.room_session.join(room)
+        return present
 
     async def wait_connected(self, peer_id: str, timeout: float = 15.0) -> None:
         """Wait until the channel to ``peer_id`` is open and its binding verified."""
@@ -535,7 +553,7 @@ class MessagesStore:
 
     def dashboard(self) -> Any:
         """All panels (peers, ICE, queue, chat, event log) in tabs, updating live."""
-        from .widgets import Dashboard  # noqa: PLC0415  (ipywidgets only when asked)
+        from .widgets import Dashboard
 
         return Dashboard(self)
 

@@ -1,0 +1,77 @@
+"""MessagesStore.join: presence, automatic pairing, and re-pairing after a failure."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from netutil import open_store
+from test_network import arun
+from test_signaling import until
+
+from volli_nb.signaling.server import SignalingServer
+
+pytestmark = pytest.mark.network
+
+
+def test_two_stores_pair_through_the_server_and_chat(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with SignalingServer(port=0) as server:
+            alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+            assert await alice.join("lab", server.url) == []
+            assert await bob.join("lab", server.url) == [alice.peer_id]
+            await asyncio.gather(
+                alice.wait_connected(bob.peer_id), bob.wait_connected(alice.peer_id)
+            )
+            assert alice.room_session.presence["lab"] == {bob.peer_id}
+            one = await alice.send_message(bob.peer_id, "via the room")
+            two = await bob.send_message(alice.peer_id, "right back")
+            await alice.wait_delivered(one.message_id)
+            await bob.wait_delivered(two.message_id)
+            assert sorted(m.text for m in bob.history(alice.peer_id)) == [
+                "right back",
+                "via the room",
+            ]
+            await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
+
+
+def test_pair_only_on_request(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with SignalingServer(port=0) as server:
+            alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+            await alice.join("lab", server.url, auto_pair=False)
+            await bob.join("lab", server.url, auto_pair=False)
+            await until(lambda: bob.peer_id in alice.room_session.online)
+            await asyncio.sleep(0.3)
+            assert not alice.network_store.is_connected(bob.peer_id)
+            await alice.room_session.pair(bob.peer_id)
+            await bob.wait_connected(alice.peer_id)
+            await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
+
+
+def test_broken_connection_re_pairs_and_queued_messages_flow_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with SignalingServer(port=0) as server:
+            alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+            await alice.join("lab", server.url)
+            await bob.join("lab", server.url)
+            await asyncio.gather(
+                alice.wait_connected(bob.peer_id), bob.wait_connected(alice.peer_id)
+            )
+            got: list[str] = []
+            bob.on_message(lambda m: got.append(m.text))
+            # Cut: each side drops the connection; nobody pastes anything afterwards.
+            await asyncio.gather(alice.network_store.disconnect(), bob.network_store.disconnect())
+            sent = [await alice.send_message(bob.peer_id, f"during the cut {i}") for i in range(3)]
+            for message in sent:
+                await alice.wait_delivered(message.message_id, timeout=30)
+            assert sorted(got) == [f"during the cut {i}" for i in range(3)]
+            assert len(bob.history(alice.peer_id)) == 3
+            await asyncio.gather(alice.close(), bob.close())
+
+    arun(main, timeout=90)
