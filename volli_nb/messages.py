@@ -282,7 +282,11 @@ class MessagesStore:
         """Wait until the channel to ``peer_id`` is open and its binding verified."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
+        failures = self.network_store.failures
+        before = failures.get(peer_id)
         while not self.network_store.is_connected(peer_id):
+            if failures.get(peer_id) is not before:
+                raise TransportClosed(f"connection to {peer_id} ended: {failures[peer_id]}")
             if loop.time() > end:
                 raise TransportClosed(f"no verified connection to {peer_id} within {timeout} s")
             await asyncio.sleep(0.02)

@@ -92,6 +92,7 @@ class NetworkStore:
         self._seen = seen
         self.log = log if log is not None else EventLog()
         self._links: dict[str, _Link] = {}
+        self.failures: dict[str, str] = {}  # peer id → why its last connection ended
         self._message_handlers: list[Callable[[IncomingEnvelope], None]] = []
         self._event_handlers: list[Callable[[NetworkEvent], None]] = []
 
@@ -246,12 +247,12 @@ class NetworkStore:
             else:
                 await pc.setRemoteDescription(rtc.as_description(offer, "offer"))
                 await pc.setLocalDescription(await pc.createAnswer())
-        self.log.add(
-            "signaling",
-            f"created {link.role}",
-            peer_id=peer_id,
-            candidates=len(sdp.candidates(pc.localDescription.sdp)),
-        )
+        gathered = sdp.candidates(pc.localDescription.sdp)
+        self.log.add("signaling", f"created {link.role}", peer_id=peer_id, candidates=len(gathered))
+        if not gathered:
+            hint = self._failure_hint(link)
+            await self._close_link(link, hint)
+            raise TransportClosed(f"gathered no ICE candidate: {hint}")
         description: RTCSessionDescription = pc.localDescription
         return description
 
@@ -307,12 +308,30 @@ class NetworkStore:
                         peer_id=link.peer_id,
                     )
             if state in ("failed", "closed") and self._links.get(link.peer_id) is link:
-                self._drop(link, f"connection {state}")
+                reason = self._failure_hint(link) if state == "failed" else "connection closed"
+                self._drop(link, reason)
 
         @pc.on("datachannel")
         def _dc(channel: RTCDataChannel) -> None:
             if channel.label == CHANNEL_LABEL:
                 self._attach_channel(link, channel)
+
+    def _failure_hint(self, link: _Link) -> str:
+        """Why ICE failed, in words that say what to try next."""
+        local = sdp.candidates(link.pc.localDescription.sdp if link.pc.localDescription else None)
+        turn = [u for s in self.config.ice_servers for u in s.url_list() if u.startswith("turn")]
+        if turn and not any(c.type == "relay" for c in local):
+            return (
+                f"ICE failed: no relay candidate from {turn[0]}; check the TURN server's "
+                "address, username and credential"
+            )
+        if not turn:
+            return (
+                "ICE failed: no candidate pair worked. If the peers are behind NATs "
+                "(symmetric NAT especially), configure a TURN server: "
+                "set_configuration([IceServer('turn:HOST:3478', USER, PASSWORD)])"
+            )
+        return "ICE failed: no candidate pair worked, not even through the TURN relay"
 
     def _attach_channel(self, link: _Link, channel: RTCDataChannel) -> None:
         link.channel = channel
@@ -555,6 +574,7 @@ class NetworkStore:
             if task is not current:
                 task.cancel()
         self.log.add("connection", f"peer offline: {reason}", peer_id=peer_id)
+        self.failures[peer_id] = reason
         for message_id in in_flight:
             self._emit(Undelivered(peer_id, message_id, reason))
         self._emit(PeerOffline(peer_id, reason, in_flight))

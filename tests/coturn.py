@@ -1,0 +1,86 @@
+"""Start and stop a real coturn (`turnserver`) for TURN tests."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from conftest import require
+
+USER, PASSWORD, REALM = "volli", "relay-secret", "volli.test"
+
+
+@dataclass(frozen=True)
+class Turn:
+    host: str
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"turn:{self.host}:{self.port}"
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def coturn(
+    tmp: Path, host: str = "127.0.0.1", *, netns: str | None = None, relay_ports: int = 100
+) -> Iterator[Turn]:
+    require(
+        shutil.which("turnserver") is not None, "coturn is not installed (apt-get install coturn)"
+    )
+    port = free_udp_port() if netns is None else 3478
+    low = 49152 + (port % 100) * relay_ports
+    log = tmp / f"turnserver-{port}.log"
+    cmd = [
+        "turnserver",
+        "-n",
+        f"--listening-ip={host}",
+        f"--listening-port={port}",
+        f"--relay-ip={host}",
+        "--allow-loopback-peers",
+        "--lt-cred-mech",
+        f"--user={USER}:{PASSWORD}",
+        f"--realm={REALM}",
+        "--no-tls",
+        "--no-dtls",
+        "--no-cli",
+        "--fingerprint",
+        f"--min-port={low}",
+        f"--max-port={low + relay_ports - 1}",
+        f"--pidfile={tmp / 'turnserver.pid'}",
+        f"--db={tmp / 'turndb'}",
+        f"--log-file={log}",
+        "--simple-log",
+        "--no-stdout-log",
+    ]
+    if netns is not None:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if log.exists() and "Total General servers" in log.read_text(errors="replace"):
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"turnserver exited: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.05)
+        yield Turn(host, port, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
