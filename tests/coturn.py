@@ -43,6 +43,8 @@ def coturn(
     port = free_udp_port() if netns is None else 3478
     low = 49152 + (port % 100) * relay_ports
     log = tmp / f"turnserver-{port}.log"
+    empty = tmp / "turnserver.conf"  # not Debian's /etc/turnserver.conf
+    empty.write_text("")
     cmd = [
         "turnserver",
         "-n",

@@ -288,7 +288,10 @@ class MessagesStore:
             if failures.get(peer_id) is not before:
                 raise TransportClosed(f"connection to {peer_id} ended: {failures[peer_id]}")
             if loop.time() > end:
-                raise TransportClosed(f"no verified connection to {peer_id} within {timeout} s")
+                raise TransportClosed(
+                    f"no verified connection to {peer_id} within {timeout:g} s: "
+                    + self.network_store.diagnose(peer_id)
+                )
             await asyncio.sleep(0.02)
 
     # --- sending ------------------------------------------------------------

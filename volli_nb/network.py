@@ -316,6 +316,18 @@ class NetworkStore:
             if channel.label == CHANNEL_LABEL:
                 self._attach_channel(link, channel)
 
+    def diagnose(self, peer_id: str) -> str:
+        """Why ``peer_id`` is not connected (yet), with what to try next."""
+        link = self._links.get(peer_id)
+        if link is None:
+            return self.failures.get(peer_id, "no connection; pair first")
+        ice = link.pc.iceConnectionState
+        if ice in ("new", "checking", "failed"):
+            return f"ICE state is {ice!r}. " + self._failure_hint(link)
+        if not link.verified:
+            return f"ICE is {ice!r} but the channel binding has not verified yet"
+        return "connected"
+
     def _failure_hint(self, link: _Link) -> str:
         """Why ICE failed, in words that say what to try next."""
         local = sdp.candidates(link.pc.localDescription.sdp if link.pc.localDescription else None)

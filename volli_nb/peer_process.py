@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import VolliError
-from .network import NetworkConfig
+from .netconfig import IceServer, NetworkConfig
 from .storage import KDF_MIN, KDF_MODERATE, KdfCost
 
 KDFS: dict[str, KdfCost] = {"min": KDF_MIN, "moderate": KDF_MODERATE}
@@ -41,7 +41,11 @@ async def _serve(args: argparse.Namespace) -> None:
         os.environ.get(PASSPHRASE_ENV, "demo passphrase"),
         name=args.name,
         kdf=KDFS[args.kdf],
-        config=NetworkConfig(loopback_only=args.loopback),
+        config=NetworkConfig(
+            loopback_only=args.loopback,
+            ice_servers=[_ice_server(spec) for spec in args.ice_server],
+            relay_only=args.relay_only,
+        ),
     )
     store.start()
     store.on_message(
@@ -105,7 +109,8 @@ async def _serve(args: argparse.Namespace) -> None:
 
     async def wait_connected(peer_id: str, timeout: float = 15.0) -> dict[str, Any]:
         await store.wait_connected(peer_id, timeout)
-        return {}
+        pair = store.network_store.candidates(peer_id).selected
+        return {"selected": [pair[0].type, pair[1].type] if pair else None}
 
     async def info() -> dict[str, Any]:
         return {"peer_id": store.peer_id, "name": store.name, "pid": os.getpid()}
@@ -137,7 +142,7 @@ async def _serve(args: argparse.Namespace) -> None:
             try:
                 result = await ops[op](**request)
                 _emit({"id": rid, **result})
-            except (VolliError, KeyError, TypeError) as exc:
+            except (VolliError, KeyError, TypeError, TimeoutError) as exc:
                 _emit({"id": rid, "error": f"{type(exc).__name__}: {exc}"})
     finally:
         await store.close()
@@ -147,12 +152,20 @@ async def _wrap(coro: Any, key: str, convert: Callable[[Any], Any] = lambda v: v
     return {key: convert(await coro)}
 
 
+def _ice_server(spec: str) -> IceServer:
+    """``URL`` or ``URL,USER,CREDENTIAL``."""
+    url, *creds = spec.split(",")
+    return IceServer(url, *(creds[:2] if len(creds) >= 2 else []))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m volli_nb.peer_process")
     parser.add_argument("--db", required=True)
     parser.add_argument("--name", default=None)
     parser.add_argument("--kdf", choices=sorted(KDFS), default="min")
     parser.add_argument("--no-loopback", dest="loopback", action="store_false")
+    parser.add_argument("--ice-server", action="append", default=[], help="URL[,USER,PASS]")
+    parser.add_argument("--relay-only", action="store_true")
     args = parser.parse_args(argv)
     asyncio.run(_serve(args))
 
@@ -160,8 +173,18 @@ def main(argv: list[str] | None = None) -> None:
 class PeerProcess:
     """The parent's handle on a peer process: requests, events, kill and restart."""
 
-    def __init__(self, db: str, name: str, *, kdf: str = "min", loopback: bool = True) -> None:
+    def __init__(
+        self,
+        db: str,
+        name: str,
+        *,
+        kdf: str = "min",
+        loopback: bool = True,
+        prefix: list[str] | None = None,
+        extra: list[str] | None = None,
+    ) -> None:
         self.db, self.name, self.kdf, self.loopback = db, name, kdf, loopback
+        self.prefix, self.extra = prefix or [], extra or []
         self.proc: asyncio.subprocess.Process | None = None
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.peer_id = ""
@@ -183,6 +206,7 @@ class PeerProcess:
         ]
         if not self.loopback:
             cmd.append("--no-loopback")
+        cmd = [*self.prefix, *cmd, *self.extra]
         self.proc = await asyncio.create_subprocess_exec(
             *cmd,
             stdin=asyncio.subprocess.PIPE,
@@ -208,14 +232,16 @@ class PeerProcess:
                 fut.set_exception(ConnectionError(f"peer process {self.name} exited"))
         self._waiting.clear()
 
-    async def request(self, op: str, timeout: float = 30.0, **kwargs: Any) -> dict[str, Any]:
+    async def request(
+        self, op: str, *, reply_timeout: float = 30.0, **kwargs: Any
+    ) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdin is not None
         self._next += 1
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[self._next] = fut
         self.proc.stdin.write((json.dumps({"id": self._next, "op": op, **kwargs}) + "\n").encode())
         await self.proc.stdin.drain()
-        reply = await asyncio.wait_for(fut, timeout)
+        reply = await asyncio.wait_for(fut, reply_timeout)
         if "error" in reply:
             raise RuntimeError(f"{self.name}.{op}: {reply['error']}")
         return reply
@@ -234,7 +260,7 @@ class PeerProcess:
         if self.proc.returncode is not None:
             return self.proc.returncode
         with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError, BrokenPipeError):
-            await self.request("quit", timeout=timeout)
+            await self.request("quit", reply_timeout=timeout)
         return await asyncio.wait_for(self.proc.wait(), timeout)
 
     async def kill(self) -> None:
