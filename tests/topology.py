@@ -95,3 +95,25 @@ def nat_topology() -> Iterator[Topology]:
             for pid in pids:
                 subprocess.run(["kill", "-9", pid], capture_output=True)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@contextmanager
+def namespace() -> Iterator[str]:
+    """One throwaway namespace like `volli-nb netns` makes: lo plus v0 (10.203.0.1)."""
+    require(os.geteuid() == 0, "needs root to create network namespaces")
+    require(shutil.which("iptables") is not None, "needs iptables (apt-get install iptables)")
+    ns = f"vn{secrets.token_hex(3)}"
+    try:
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+        sh("ip", "-n", ns, "addr", "add", "10.203.0.1/24", "dev", "v0")
+        sh("ip", "-n", ns, "link", "set", "v0", "up")
+        sh("ip", "-n", ns, "link", "set", "v1", "up")
+        yield ns
+    finally:
+        for pid in subprocess.run(
+            ["ip", "netns", "pids", ns], capture_output=True, text=True
+        ).stdout.split():
+            subprocess.run(["kill", "-9", pid], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--messages", type=int, default=2000)
     bench.add_argument("--bulk-mb", type=float, default=8.0)
+    load = sub.add_parser("signal-load", help="many clients against a volli-signal process")
+    load.add_argument("--clients", type=int, default=300)
+    load.add_argument("--rooms", type=int, default=10)
+    load.add_argument("--json", action="store_true")
     netns = sub.add_parser("netns", help="run a command inside a throwaway network namespace")
     netns.add_argument(
         "--if-root", action="store_true", help="without root or iproute2, run the command directly"
@@ -32,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(args)
+    if args.command == "signal-load":
+        from .signaling.load import main as load_main
+
+        extra = ["--json"] if args.json else []
+        return load_main(["--clients", str(args.clients), "--rooms", str(args.rooms), *extra])
     if args.command == "netns":
         from . import netns as ns
 

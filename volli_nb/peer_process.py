@@ -112,11 +112,15 @@ async def _serve(args: argparse.Namespace) -> None:
         pair = store.network_store.candidates(peer_id).selected
         return {"selected": [pair[0].type, pair[1].type] if pair else None}
 
+    async def join(room: str, url: str) -> dict[str, Any]:
+        return {"present": await store.join(room, url)}
+
     async def info() -> dict[str, Any]:
         return {"peer_id": store.peer_id, "name": store.name, "pid": os.getpid()}
 
     ops: dict[str, Callable[..., Any]] = {
         "info": info,
+        "join": join,
         "create_code": lambda: _wrap(store.create_pairing_code(), "code"),
         "accept_code": lambda code: _wrap(store.accept_pairing_code(code), "code"),
         "complete": lambda code: _wrap(store.complete_pairing(code), "peer_id"),
