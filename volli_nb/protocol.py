@@ -317,6 +317,7 @@ class Session:
         rto_max: float = 10.0,
         ack_timeout: float | None = 15.0,
         max_frame_bytes: int = MAX_FRAME_BYTES,
+        retransmit: bool = True,
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.me, self.peer = me, peer
@@ -326,6 +327,9 @@ class Session:
         self.rto_min, self.rto_max = rto_min, rto_max
         self.ack_timeout = ack_timeout
         self.max_frame_bytes = max_frame_bytes
+        # Over a reliable, ordered data channel SCTP already retransmits; resending
+        # there only floods the channel.  The simulator's lossy link needs it.
+        self.retransmit = retransmit
         self._random = random
         self.stats = SessionStats(rto=rto_initial)
         self.verified = expected_fingerprints is None
@@ -398,7 +402,7 @@ class Session:
             batch = list(dict.fromkeys(self._ack_queue[:MAX_ACK_IDS]))
             del self._ack_queue[:MAX_ACK_IDS]
             out.extend(self._split(make_ack(self.me, self.peer.peer_id, batch)))
-        for state in self._in_flight.values():
+        for state in self._in_flight.values() if self.retransmit else ():
             if state.next_send <= now:
                 state.retransmitted = True
                 state.backoff = min(state.backoff * 2, self.rto_max)
@@ -415,7 +419,7 @@ class Session:
     # --- timers ----------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        times = [s.next_send for s in self._in_flight.values()]
+        times = [s.next_send for s in self._in_flight.values()] if self.retransmit else []
         if self.ack_timeout is not None:
             times += [s.first_sent + self.ack_timeout for s in self._in_flight.values()]
         return min(times) if times else None
