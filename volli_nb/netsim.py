@@ -16,6 +16,7 @@ Everything stays on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
 from dataclasses import dataclass, field
@@ -97,8 +98,7 @@ class ImpairmentRelay:
         self._loop = asyncio.get_running_loop()
         for name, side in self.sides.items():
             transport, _ = await self._loop.create_datagram_endpoint(
-                lambda name=name: _Protocol(self, name),
-                local_addr=(HOST, 0),  # type: ignore[misc]
+                functools.partial(_Protocol, self, name), local_addr=(HOST, 0)
             )
             side.transport = transport
             side.port = transport.get_extra_info("sockname")[1]
