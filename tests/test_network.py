@@ -179,6 +179,24 @@ def test_frames_from_unknown_keys_and_garbage_are_rejected_and_nothing_stored(
     arun(main)
 
 
+def test_oversized_message_is_refused_with_a_typed_error_and_nothing_stored(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        alice = open_store(tmp_path, "alice")
+        bob = open_store(tmp_path, "bob", max_frame_bytes=1024 * 1024)
+        await pair(alice, bob)
+        await alice.send_message(bob.peer_id, "x" * 2_000_000)  # chunked past bob's cap
+        ok = await alice.send_message(bob.peer_id, "small")
+        await alice.wait_delivered(ok.message_id)
+        errors = " ".join(e.message for e in bob.log.entries(category="error"))
+        assert "OversizedInput" in errors
+        assert [m.text for m in bob.history(alice.peer_id)] == ["small"]
+        await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
+
+
 def test_protocol_errors_are_the_typed_ones() -> None:
     # The classes the live test above looks for in the log.
     assert issubclass(MalformedFrame, Exception) and issubclass(OversizedInput, Exception)

@@ -38,6 +38,7 @@ class NetworkConfig:
     verify_timeout: float = 10.0
     close_timeout: float = 2.0
     max_chunk: int = 64 * 1024
+    max_frame_bytes: int = 25 * 1024 * 1024  # a reassembled frame; holds a 12 MiB message
     buffer_high: int = 1024 * 1024
     buffer_low: int = 256 * 1024
     ack_timeout: float | None = 15.0

@@ -394,6 +394,7 @@ class NetworkStore:
             max_message_size=min(self.config.max_chunk, rtc.remote_max_message_size(pc)),
             ack_timeout=self.config.ack_timeout,
             retransmit=False,  # the data channel is reliable and ordered
+            max_frame_bytes=self.config.max_frame_bytes,
         )
         self.log.add("channel", "data channel open; sending channel binding", peer_id=peer_id)
         link.stats.last_seen = time.time()
