@@ -115,10 +115,10 @@ def test_peer_killed_with_sigkill_is_offline_within_heartbeat_bound(tmp_path: Pa
             killed = time.monotonic()
             await bob.kill()
             seen = await asyncio.wait_for(offline, 20) - killed
-            bound = alice.network_store.config.dead_after
-            interval = alice.network_store.config.heartbeat_interval
-            # aiortc alone needs ~30 s; our heartbeat must notice within its bound.
-            assert seen <= bound + 2 * interval, f"dead peer noticed after {seen:.2f} s"
+            config = alice.network_store.config
+            assert config.dead_after + config.heartbeat_interval <= 3.0  # the documented bound
+            # aiortc alone needs ~30 s; ours must notice within 3 s (plus scheduling slack).
+            assert seen <= 3.5, f"dead peer noticed after {seen:.2f} s"
         finally:
             await alice.close()
 

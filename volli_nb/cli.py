@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--messages", type=int, default=2000)
     bench.add_argument("--bulk-mb", type=float, default=8.0)
+    bench.add_argument("--quick", action="store_true", help="skip aiortc's ~30 s dead-peer wait")
+    bench.add_argument("--core", action="store_true", help="the pure core only (no network)")
     load = sub.add_parser("signal-load", help="many clients against a volli-signal process")
     load.add_argument("--clients", type=int, default=300)
     load.add_argument("--rooms", type=int, default=10)
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from .bench import main as bench_main
 
-        return bench_main(args)
+        result: int = bench_main(args)
+        return result
     if args.command == "signal-load":
         from .signaling.load import main as load_main
 

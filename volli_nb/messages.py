@@ -341,7 +341,11 @@ class MessagesStore:
         self.log.add("queue", f"queued {message_id.hex()[:8]} for {len(rows)} recipient(s)")
         for row_id in rows:
             await self._attempt(self.message_queue.get(row_id))
-        return self._chat(self.database.get_message(message_id))
+        statuses = set(self.delivery_status(message_id).values())
+        status = statuses.pop() if len(statuses) == 1 else "mixed"
+        return ChatMessage(
+            message_id, conversation_id, self.peer_id, "out", content, now_ms, status
+        )
 
     async def _attempt(self, row: QueuedMessage) -> bool:
         """One delivery attempt: seal a fresh envelope and hand it to the session."""
@@ -431,17 +435,23 @@ class MessagesStore:
 
     async def wait_delivered(self, message_id: bytes, timeout: float = 15.0) -> dict[str, str]:
         """Wait until every recipient acknowledged ``message_id``; returns the statuses."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while True:
-            status = self.delivery_status(message_id)
-            if status and all(s == Status.DELIVERED for s in status.values()):
-                return status
-            if loop.time() > end:
-                raise TransportClosed(
-                    f"message {message_id.hex()[:8]} not acknowledged within {timeout} s: {status}"
-                )
-            await asyncio.sleep(0.02)
+        changed = asyncio.Event()
+        remove = self.on_delivered(lambda mid, _peer: changed.set() if mid == message_id else None)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    status = self.delivery_status(message_id)
+                    if status and all(s == Status.DELIVERED for s in status.values()):
+                        return status
+                    changed.clear()
+                    await changed.wait()
+        except TimeoutError:
+            raise TransportClosed(
+                f"message {message_id.hex()[:8]} not acknowledged within {timeout:g} s: "
+                f"{self.delivery_status(message_id)}"
+            ) from None
+        finally:
+            remove()
 
     def _on_incoming(self, incoming: IncomingEnvelope) -> None:
         net = self.network_store
@@ -495,20 +505,22 @@ class MessagesStore:
 
     def _on_network_event(self, event: NetworkEvent) -> None:
         if isinstance(event, Delivered):
-            for message_id in event.message_ids:
-                self._in_flight.pop((event.peer_id, message_id), None)
-                rows = self.message_queue.for_message(message_id)
-                row = next((r for r in rows if r.recipient == event.peer_id), None)
-                if row is not None and row.status != Status.DELIVERED:
-                    self.message_queue.mark_delivered(row.id)
-                    self.log.add(
-                        "queue", f"delivered {message_id.hex()[:8]}", peer_id=event.peer_id
-                    )
-                    for handler in list(self._delivery_handlers):
-                        try:
-                            handler(message_id, event.peer_id)
-                        except Exception:
-                            log.exception("on_delivered handler failed")
+            newly = []
+            with self.database.transaction():  # one commit for every id the ACK covers
+                for message_id in event.message_ids:
+                    self._in_flight.pop((event.peer_id, message_id), None)
+                    rows = self.message_queue.for_message(message_id)
+                    row = next((r for r in rows if r.recipient == event.peer_id), None)
+                    if row is not None and row.status != Status.DELIVERED:
+                        self.message_queue.mark_delivered(row.id)
+                        newly.append(message_id)
+            for message_id in newly:
+                self.log.add("queue", f"delivered {message_id.hex()[:8]}", peer_id=event.peer_id)
+                for handler in list(self._delivery_handlers):
+                    try:
+                        handler(message_id, event.peer_id)
+                    except Exception:
+                        log.exception("on_delivered handler failed")
         elif isinstance(event, Undelivered):
             row_id = self._in_flight.pop((event.peer_id, event.message_id), None)
             if row_id is not None:

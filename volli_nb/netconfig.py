@@ -33,8 +33,8 @@ class NetworkConfig:
     ice_servers: list[IceServer] = field(default_factory=list)
     relay_only: bool = False
     loopback_only: bool = False
-    heartbeat_interval: float = 1.0
-    dead_after: float = 3.0
+    heartbeat_interval: float = 0.5
+    dead_after: float = 2.5  # + one heartbeat interval: a dead peer is noticed within 3 s
     verify_timeout: float = 10.0
     close_timeout: float = 2.0
     max_chunk: int = 64 * 1024

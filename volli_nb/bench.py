@@ -1,0 +1,280 @@
+"""``volli-nb bench``: volli_nb against plain aiortc, two processes each, in one run.
+
+Every row is measured for both in the same run and printed with the ratio
+volli_nb / aiortc.  The aiortc baseline sends plaintext and waits for nothing;
+volli_nb encrypts, signs, persists and counts a message only when its signed
+ACK is back.  Figures, never assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from . import loopback
+from .messages import MessagesStore
+from .netconfig import NetworkConfig
+from .netevents import PeerOffline
+from .peer_process import PeerProcess
+from .storage import KDF_MIN
+
+
+@dataclass
+class Row:
+    metric: str
+    unit: str
+    aiortc: float | None
+    volli: float | None
+    higher_is_better: bool
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.aiortc or self.volli is None:
+            return None
+        return self.volli / self.aiortc
+
+
+class _AiortcPeer:
+    """The parent's side of the plain-aiortc pair, and its child process."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.channel: RTCDataChannel = self.pc.createDataChannel("bench", ordered=True)
+        self.opened = asyncio.Event()
+        self.echoes: asyncio.Queue[bytes] = asyncio.Queue()
+        self.channel.on("open", self.opened.set)
+        self.channel.on("message", lambda m: self.echoes.put_nowait(m))
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> float:
+        """Spawn the child and connect; returns offer → channel open in seconds."""
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "volli_nb.bench_aiortc",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        await self._read()  # the child is up and imported: timing starts now, as for volli_nb
+        start = time.perf_counter()
+        with loopback.loopback_only():
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self._send({"offer": self.pc.localDescription.sdp})
+        answer = await self._read()
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer["answer"], "answer"))
+        await self.opened.wait()
+        return time.perf_counter() - start
+
+    async def _send(self, obj: dict[str, Any]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def _read(self) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    async def echo_rtt(self, n: int) -> float:
+        samples = []
+        for i in range(n):
+            start = time.perf_counter()
+            self.channel.send(b"E" + i.to_bytes(4, "big") + b"x" * 95)
+            await self.echoes.get()
+            samples.append(time.perf_counter() - start)
+        return statistics.median(samples)
+
+    async def _drain(self) -> None:
+        while self.channel.bufferedAmount > 1024 * 1024:
+            await asyncio.sleep(0.001)
+
+    async def throughput(self, count: int, size: int) -> float:
+        """Send ``count`` messages of ``size`` bytes; seconds until the child got them all."""
+        await self._send({"expect": count, "bytes": count * size})
+        payload = b"x" * size
+        start = time.perf_counter()
+        for _ in range(count):
+            self.channel.send(payload)
+            await self._drain()
+        await self._read()
+        return time.perf_counter() - start
+
+    async def dead_peer(self, cap: float) -> float | None:
+        assert self.proc is not None
+        left = asyncio.Event()
+        self.pc.on("connectionstatechange", lambda: left.set())
+        start = time.perf_counter()
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+        try:
+            while self.pc.connectionState == "connected":
+                left.clear()
+                await asyncio.wait_for(left.wait(), cap - (time.perf_counter() - start))
+        except TimeoutError:
+            return None
+        return time.perf_counter() - start
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        await asyncio.wait_for(self.pc.close(), 5)
+
+
+async def _volli(tmp: Path, messages: int, bulk: int, echoes: int) -> dict[str, float]:
+    store = MessagesStore.open(
+        tmp / "a.sqlite",
+        "bench",
+        name="bench-a",
+        kdf=KDF_MIN,
+        config=NetworkConfig(loopback_only=True),
+    )
+    child = await PeerProcess(str(tmp / "b.sqlite"), "bench-b").start()
+    out: dict[str, float] = {}
+    try:
+        start = time.perf_counter()
+        code = await store.create_pairing_code()
+        answer = (await child.request("accept_code", code=code))["code"]
+        peer = await store.complete_pairing(answer)
+        await store.wait_connected(peer)
+        first = await store.send_message(peer, "x" * 80)
+        await store.wait_delivered(first.message_id)
+        out["setup"] = time.perf_counter() - start
+        samples = []
+        for _ in range(echoes):
+            t = time.perf_counter()
+            m = await store.send_message(peer, "x" * 80)
+            await store.wait_delivered(m.message_id)
+            samples.append(time.perf_counter() - t)
+        out["rtt"] = statistics.median(samples)
+        start = time.perf_counter()
+        sent = [await store.send_message(peer, "y" * 80) for _ in range(messages)]
+        for m in sent:
+            await store.wait_delivered(m.message_id, timeout=120)
+        out["msgs"] = messages / (time.perf_counter() - start)
+        start = time.perf_counter()
+        big = await store.send_message(peer, "z" * bulk)
+        await store.wait_delivered(big.message_id, timeout=120)
+        out["bulk"] = bulk / (time.perf_counter() - start) / 1e6
+        offline: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+        def on_event(event: object) -> None:
+            if isinstance(event, PeerOffline) and not offline.done():
+                offline.set_result(time.perf_counter())
+
+        store.network_store.on_event(on_event)
+        start = time.perf_counter()
+        await child.kill()
+        out["dead"] = await asyncio.wait_for(offline, 30) - start
+    finally:
+        await child.quit()
+        await store.close()
+    return out
+
+
+async def run(messages: int = 2000, bulk_mb: float = 8.0, quick: bool = False) -> list[Row]:
+    bulk = int(bulk_mb * 1_000_000)
+    echoes = 20 if quick else 100
+    plain = _AiortcPeer()
+    base: dict[str, float | None] = {}
+    try:
+        base["setup"] = await plain.start()
+        base["rtt"] = await plain.echo_rtt(echoes)
+        base["msgs"] = messages / await plain.throughput(messages, 100)
+        base["bulk"] = bulk / await plain.throughput(max(1, bulk // 65536), 65536) / 1e6
+        base["dead"] = None if quick else await plain.dead_peer(40.0)
+    finally:
+        await plain.close()
+    with tempfile.TemporaryDirectory(prefix="volli-bench-") as tmp:
+        ours = await _volli(Path(tmp), messages, bulk, echoes)
+    dead_note = (
+        "aiortc alone: gave up after 40 s"
+        if base["dead"] is None and not quick
+        else ("aiortc not measured (--quick)" if quick else "")
+    )
+    return [
+        Row(
+            "setup",
+            "ms",
+            _ms(base["setup"]),
+            _ms(ours["setup"]),
+            False,
+            "aiortc: offer→channel open; volli_nb: offer→first signed ACK (aim ≤ 1.5x)",
+        ),
+        Row(
+            "round trip",
+            "ms",
+            _ms(base["rtt"]),
+            _ms(ours["rtt"]),
+            False,
+            "aiortc: echo; volli_nb: send→signed ACK (median)",
+        ),
+        Row(
+            "100-byte messages",
+            "msg/s",
+            base["msgs"],
+            ours["msgs"],
+            True,
+            "aiortc: sent unencrypted, unacknowledged; volli_nb: delivered+ACKed (aim ≥ 1x)",
+        ),
+        Row(
+            "bulk",
+            "MB/s",
+            base["bulk"],
+            ours["bulk"],
+            True,
+            f"{bulk_mb:g} MB: aiortc 64 KiB plaintext chunks; volli_nb one encrypted message",
+        ),
+        Row(
+            "dead peer noticed",
+            "s",
+            base["dead"],
+            ours["dead"],
+            False,
+            dead_note or "SIGKILL → aiortc state change / volli_nb heartbeat (aim ≤ 3 s)",
+        ),
+    ]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def format_table(rows: list[Row]) -> str:
+    def cell(value: float | None) -> str:
+        return "—" if value is None else f"{value:,.1f}"
+
+    lines = [f"{'metric':<20} {'unit':<6} {'aiortc':>10} {'volli_nb':>10} {'ratio':>7}  note"]
+    for row in rows:
+        ratio = "—" if row.ratio is None else f"{row.ratio:.2f}x"
+        lines.append(
+            f"{row.metric:<20} {row.unit:<6} {cell(row.aiortc):>10} {cell(row.volli):>10} "
+            f"{ratio:>7}  {row.note}"
+        )
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    if getattr(args, "core", False):
+        from .bench_core import main as core_main
+
+        return core_main(args.json, getattr(args, "quick", False))
+    rows = asyncio.run(run(args.messages, args.bulk_mb, getattr(args, "quick", False)))
+    if args.json:
+        print(json.dumps([{**row.__dict__, "ratio": row.ratio} for row in rows], indent=1))
+    else:
+        print(format_table(rows))
+    return 0
