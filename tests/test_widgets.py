@@ -1,0 +1,107 @@
+"""Panel models and widgets over real stores: rows and states, and how they change."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from netutil import open_store, pair
+from test_network import arun
+
+from volli_nb.clock import VirtualClock
+from volli_nb.identity import Identity
+from volli_nb.widgets import (
+    ChatPanel,
+    Dashboard,
+    EventLogPanel,
+    QueuePanel,
+    candidates_table,
+    chat_lines,
+    events_table,
+    peers_table,
+    queue_table,
+)
+
+
+def test_queue_model_counts_down_and_changes_with_the_store(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = VirtualClock(1_800_000_000.0)
+        store = open_store(tmp_path, "alice", clock=clock)
+        ghost = Identity.generate()
+        store.add_contact(ghost.public, name="ghost")
+        await store.send_message(ghost.peer_id, "anyone?")
+        (row,) = queue_table(store, clock()).rows
+        assert (row["status"], row["attempts"], row["next retry"]) == ("pending", 1, "in 1.0 s")
+        assert row["last error"] == "peer offline"
+        clock.advance(0.4)
+        assert queue_table(store, clock()).rows[0]["next retry"] == "in 0.6 s"
+        for step in (1, 5, 15, 60):
+            clock.advance(step)
+            await store.process_due()
+        (row,) = queue_table(store, clock()).rows
+        assert row["status"] == "stuck" and row["next retry"] == "stuck: retry by hand"
+        panel = QueuePanel(store)
+        assert "stuck" in panel._repr_html_()
+        panel.row_id.value = row["id"]
+        panel.discard.click()  # not confirmed: nothing happens
+        assert "tick" in panel.status.value and queue_table(store, clock()).rows
+        panel.retry_stuck.click()
+        assert queue_table(store, clock()).rows[0]["status"] == "pending"
+        panel.confirm.value = True
+        panel.discard.click()
+        assert queue_table(store, clock()).rows == []
+        assert "none" in panel.view.value
+        panel.close()
+        await store.close()
+
+    arun(main)
+
+
+@pytest.mark.network
+def test_peer_ice_chat_and_event_models_for_paired_stores(tmp_path: Path) -> None:
+    async def main() -> None:
+        alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+        empty = peers_table(alice, 0.0)
+        assert empty.rows == []
+        await pair(alice, bob)
+        sent = await alice.send_message(bob.peer_id, "hello")
+        await alice.wait_delivered(sent.message_id)
+        await asyncio.sleep(1.2)  # a heartbeat round trip for the RTT column
+        (row,) = peers_table(alice, alice.clock()).rows
+        assert row["peer"] == bob.peer_id and row["name"] == "bob"
+        assert (row["verified"], row["connection"]) == ("yes", "connected")
+        assert row["selected pair"].startswith("host 127.0.0.1:")
+        assert row["rtt"].endswith("ms") and row["msgs in/out"] == "0/1"
+        ice = candidates_table(alice)
+        assert ice.rows and 0 in ice.highlight and ice.rows[0]["selected"] == "✔"
+        assert {r["side"] for r in ice.rows} == {"local", "remote"}
+        assert "volli-selected" in ice.to_html()
+        conversation = alice.conversation_with(bob.peer_id)
+        assert chat_lines(alice, conversation) == ["me: hello ✓"]
+        assert chat_lines(bob, conversation) == [f"{alice.peer_id[:8]}: hello"]
+        assert any("channel binding verified" in r["message"] for r in events_table(alice.log).rows)
+        assert all(r["category"] == "ice" for r in events_table(alice.log, category="ice").rows)
+        chat = ChatPanel(alice)
+        chat.text.value = "typed in the panel"
+        await chat._send()
+        assert "typed in the panel" in chat.view.value
+        dashboard = Dashboard(alice).start()
+        dashboard.refresh()
+        assert [dashboard.widget.get_title(i) for i in range(5)] == [
+            "Peers",
+            "ICE",
+            "Queue",
+            "Chat",
+            "Events",
+        ]
+        await asyncio.sleep(0.1)
+        log_panel = EventLogPanel(alice)
+        log_panel.filter.value = "binding"
+        assert "binding" in log_panel.view.value and "download JSON" in log_panel.download.value
+        await alice.network_store.disconnect(bob.peer_id)
+        assert peers_table(alice, 0.0).rows[0]["connection"] == "offline"  # a contact, offline
+        dashboard.close()
+        await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
