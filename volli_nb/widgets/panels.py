@@ -58,10 +58,8 @@ class Panel:
         return self.render()
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
-
         self.start()
-        display(self.widget)  # type: ignore[no-untyped-call]
+        _display_live(self.widget, self.render())
 
     def _mark_dirty(self) -> None:
         if self._dirty is not None:
@@ -91,6 +89,15 @@ class Panel:
         self._unsubscribe()
         if self._task is not None:
             self._task.cancel()
+
+
+def _display_live(widget: Any, fallback_html: str) -> None:
+    """The live widget for JupyterLab, plus static HTML for every other front end."""
+    from IPython.display import display
+
+    bundle = dict(widget._repr_mimebundle_() or {})
+    bundle["text/html"] = fallback_html
+    display(bundle, raw=True)  # type: ignore[no-untyped-call]
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -301,7 +308,5 @@ class Dashboard:
         return "".join(p._repr_html_() for p in self.panels.values())
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
-
         self.start()
-        display(self.widget)  # type: ignore[no-untyped-call]
+        _display_live(self.widget, CSS + self._repr_html_())
