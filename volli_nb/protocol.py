@@ -1,251 +1,122 @@
-"""The wire protocol between two peers, sans-IO (in the style of h11).
+"""The peer-to-peer session, sans-IO (in the style of h11).
 
-A :class:`Session` turns bytes into events and calls into bytes; it never
-touches a socket, a clock or a task.  The caller feeds it every data-channel
-message with ``receive(data, now)``, sends what ``data_to_send(now)`` returns,
-and calls ``handle_timer(now)`` when ``next_deadline()`` passes.  So latency,
-loss, duplication and reordering are list edits in a test (see :mod:`sim`).
+A :class:`Session` turns received bytes into events and calls into bytes to send;
+it never touches a socket, a clock, a task or a thread.  The app creates one per
+connected peer and
 
-Frames are ``bytes([VERSION, type]) + body``.
+1. sends ``hello(offer_fp, answer_fp)`` as soon as the data channel opens;
+2. feeds every data-channel message to ``receive(data, now)`` and handles the events
+   (for :class:`MessageReceived`: open the envelope, store it, then ``accept(id)``, or
+   ``reject(id, error)``);
+3. sends whatever ``data_to_send(now)`` returns after each receive, each accept and
+   each timer, and calls ``handle_timer(now)`` when ``next_deadline()`` passes.
+
+So latency, loss, duplication and reordering are list edits in a test (see :mod:`sim`).
+
+Choices:
+
+- **Binding first.**  When built with ``expected_fingerprints``, the session refuses
+  MESSAGE, ACK and PONG with :class:`ChannelBindingFailed` until the peer's HELLO
+  verified; the channel is ordered and each side sends HELLO first, so an early frame
+  is a protocol violation, not a race.  PING, BYE and CHUNK are allowed before it.
+  Without ``expected_fingerprints`` (simulator, unit tests) the session starts verified.
+  The HELLO must carry exactly the pinned identity: another peer id is
+  :class:`UnknownPeer`; the same id with another identity *or device* key is
+  :class:`KeyMismatch` (device-key rotation will need an explicit, verified flow).
+- **Exactly once.**  A MESSAGE id already accepted in this session, or already in the
+  app's persisted seen-set (the ``seen`` callback, so it survives a crash), yields no
+  event but queues the ACK again (the first one may have been lost).  An id handed to
+  the app and not yet accepted or rejected yields nothing at all.  A rejected id is
+  forgotten, so a later (freshly sealed) attempt is offered again.
+- **Reliability.**  A message stays in flight until a signed ACK names it.  With
+  ``retransmit=True`` (a lossy link, the simulator) the same frames are resent on an
+  RFC 6298 timer: SRTT/RTTVAR from one sample per ACK frame (the newest message it
+  acknowledges that was never retransmitted: Karn's rule), per-message exponential
+  backoff, clamped to ``[rto_min, rto_max]``.  Over a real data channel SCTP is already
+  reliable, so the app passes ``retransmit=False``.  After ``ack_timeout`` seconds without
+  an ACK the message leaves the session with :class:`DeliveryTimeout` and goes back to the
+  persistent queue's 1/5/15/60 s schedule; ``ack_timeout=None`` retries forever.
+- **Chunking.**  Any outgoing frame longer than ``max_message_size`` is split into
+  CHUNK frames; reassembly checks index continuity and caps a frame at
+  ``max_frame_bytes``, all partial frames together at that plus 512 KiB, and the number of
+  partial frames at ``MAX_STREAMS``.
+- **Priority.**  ``data_to_send`` returns PONGs, then ACKs (one signed frame per 512
+  ids, normally one), then due retransmissions.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from .encoding import b64decode, b64encode, canonical_json, require_fields, strict_loads
+from . import frames
 from .errors import (
     BadSignature,
     ChannelBindingFailed,
     KeyMismatch,
     MalformedFrame,
-    OversizedInput,
     UnknownPeer,
     UsageError,
     VolliError,
 )
+from .frames import *  # noqa: F403  (the app imports frames through protocol)
+from .frames import (
+    ACK_DOMAIN,
+    BIND_DOMAIN,
+    CHUNK_OVERHEAD,
+    MAX_ACK_IDS,
+    MAX_FRAME_BYTES,
+    NONCE_BYTES,
+    AckFrame,
+    ByeFrame,
+    ChunkFrame,
+    Frame,
+    HelloFrame,
+    MessageFrame,
+    PingFrame,
+    PongFrame,
+    Reassembler,
+    ack_payload,
+    bind_payload,
+    decode_frame,
+    make_ack,
+    make_bye,
+    make_chunks,
+    make_hello,
+    make_message,
+    make_ping,
+    make_pong,
+)
 from .identity import Identity, PublicIdentity, verify
 
-PROTOCOL_VERSION = 1
-HELLO, MESSAGE, ACK, PING, PONG, BYE, CHUNK, BUNDLE = range(1, 9)
-TYPE_NAMES = {
-    HELLO: "HELLO",
-    MESSAGE: "MESSAGE",
-    ACK: "ACK",
-    PING: "PING",
-    PONG: "PONG",
-    BYE: "BYE",
-    CHUNK: "CHUNK",
-    BUNDLE: "BUNDLE",
-}
-MESSAGE_ID_BYTES = 16
-MAX_FRAME_BYTES = 25 * 1024 * 1024
-MAX_CONTROL_BYTES = 64 * 1024
-MAX_ACK_IDS = 512
-MAX_STREAMS = 8
-BIND_DOMAIN = b"volli-bind-v1"
-ACK_DOMAIN = b"volli-ack-v1"
-_CHUNK_HEADER = struct.Struct(">IIB")
+MAX_PINGS = 16  # outstanding pings remembered for RTT
+MAX_REMEMBERED = 65_536  # accepted ids remembered in memory (the seen callback covers more)
 
 
-# --- frames -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HelloFrame:
-    identity: PublicIdentity
-    offer_fingerprint: str
-    answer_fingerprint: str
-    signature: bytes
-
-
-@dataclass(frozen=True)
-class MessageFrame:
-    message_id: bytes
-    envelope: bytes
-
-
-@dataclass(frozen=True)
-class AckFrame:
-    sender: str
-    recipient: str
-    message_ids: tuple[bytes, ...]
-    signature: bytes
-
-
-@dataclass(frozen=True)
-class PingFrame:
-    nonce: bytes
-
-
-@dataclass(frozen=True)
-class PongFrame:
-    nonce: bytes
-
-
-@dataclass(frozen=True)
-class ByeFrame:
-    reason: str
-
-
-@dataclass(frozen=True)
-class ChunkFrame:
-    stream: int
-    index: int
-    final: bool
-    data: bytes
-
-
-Frame = HelloFrame | MessageFrame | AckFrame | PingFrame | PongFrame | ByeFrame | ChunkFrame
-
-
-def _frame(kind: int, body: bytes) -> bytes:
-    return bytes([PROTOCOL_VERSION, kind]) + body
-
-
-def _bind_payload(offer_fp: str, answer_fp: str, peer_id: str) -> bytes:
-    return canonical_json({"offer": offer_fp, "answer": answer_fp, "peer_id": peer_id})
-
-
-def make_hello(me: Identity, offer_fp: str, answer_fp: str) -> bytes:
-    """Channel binding: our identity key signs both DTLS fingerprints."""
-    signature = me.sign(BIND_DOMAIN, _bind_payload(offer_fp, answer_fp, me.peer_id))
-    body = {
-        "identity": me.public.to_json(),
-        "fingerprints": {"offer": offer_fp, "answer": answer_fp},
-        "signature": b64encode(signature),
-    }
-    return _frame(HELLO, canonical_json(body))
-
-
-def _ack_payload(sender: str, recipient: str, ids: list[str]) -> bytes:
-    return canonical_json({"from": sender, "to": recipient, "ids": ids})
-
-
-def make_ack(me: Identity, recipient: str, message_ids: list[bytes]) -> bytes:
-    """One ACK, signed by the recipient of the messages, covering many ids."""
-    ids = [b64encode(m) for m in message_ids]
-    signature = me.sign(ACK_DOMAIN, _ack_payload(me.peer_id, recipient, ids))
-    body = {"from": me.peer_id, "to": recipient, "ids": ids, "signature": b64encode(signature)}
-    return _frame(ACK, canonical_json(body))
-
-
-def make_message(message_id: bytes, envelope: bytes) -> bytes:
-    if len(message_id) != MESSAGE_ID_BYTES:
-        raise UsageError("a message id is 16 bytes")
-    return _frame(MESSAGE, message_id + envelope)
-
-
-def make_ping(nonce: bytes) -> bytes:
-    return _frame(PING, nonce)
-
-
-def make_pong(nonce: bytes) -> bytes:
-    return _frame(PONG, nonce)
-
-
-def make_bye(reason: str) -> bytes:
-    return _frame(BYE, reason.encode("utf-8")[:1024])
-
-
-def make_chunks(frame: bytes, stream: int, max_size: int) -> list[bytes]:
-    """Split ``frame`` into CHUNK frames no larger than ``max_size`` bytes each."""
-    room = max_size - 2 - _CHUNK_HEADER.size
-    if room <= 0:
-        raise UsageError(f"max_size {max_size} leaves no room for chunk data")
-    pieces = [frame[i : i + room] for i in range(0, len(frame), room)] or [b""]
-    return [
-        _frame(CHUNK, _CHUNK_HEADER.pack(stream, i, i == len(pieces) - 1) + piece)
-        for i, piece in enumerate(pieces)
-    ]
-
-
-def _json_body(body: bytes, what: str) -> dict[str, Any]:
-    return strict_loads(body, max_size=MAX_CONTROL_BYTES, what=what, error=MalformedFrame)
-
-
-def decode_frame(data: bytes, max_size: int = MAX_FRAME_BYTES) -> Frame:
-    """Parse one frame strictly; any defect raises a typed :class:`PeerError`."""
-    if not isinstance(data, (bytes, bytearray)):
-        raise MalformedFrame("frames are binary; got text")
-    if len(data) > max_size:
-        raise OversizedInput(f"frame of {len(data)} bytes exceeds the {max_size}-byte cap")
-    if len(data) < 2:
-        raise MalformedFrame("frame shorter than its 2-byte header")
-    if data[0] != PROTOCOL_VERSION:
-        raise MalformedFrame(f"unsupported protocol version {data[0]} (this side speaks 1)")
-    kind, body = data[1], bytes(data[2:])
-    if kind == MESSAGE:
-        if len(body) <= MESSAGE_ID_BYTES:
-            raise MalformedFrame("MESSAGE frame too short for an id and an envelope")
-        return MessageFrame(body[:MESSAGE_ID_BYTES], body[MESSAGE_ID_BYTES:])
-    if kind in (PING, PONG):
-        if not 1 <= len(body) <= 64:
-            raise MalformedFrame("PING/PONG nonce must be 1 to 64 bytes")
-        return PingFrame(body) if kind == PING else PongFrame(body)
-    if kind == BYE:
-        return ByeFrame(body[:1024].decode("utf-8", errors="replace"))
-    if kind == CHUNK:
-        if len(body) < _CHUNK_HEADER.size:
-            raise MalformedFrame("CHUNK frame shorter than its header")
-        stream, index, final = _CHUNK_HEADER.unpack_from(body)
-        if final > 1:
-            raise MalformedFrame("CHUNK final flag must be 0 or 1")
-        return ChunkFrame(stream, index, bool(final), body[_CHUNK_HEADER.size :])
-    if kind == ACK:
-        obj = _json_body(body, "ACK frame")
-        require_fields(
-            obj,
-            {"from": str, "to": str, "ids": list, "signature": str},
-            what="ACK frame",
-            error=MalformedFrame,
-        )
-        if not 1 <= len(obj["ids"]) <= MAX_ACK_IDS:
-            raise MalformedFrame(f"ACK must cover 1 to {MAX_ACK_IDS} ids")
-        ids = tuple(
-            b64decode(i, length=MESSAGE_ID_BYTES, what="ACK id", error=MalformedFrame)
-            for i in obj["ids"]
-        )
-        sig = b64decode(obj["signature"], length=64, what="ACK signature", error=MalformedFrame)
-        return AckFrame(obj["from"], obj["to"], ids, sig)
-    if kind == HELLO:
-        obj = _json_body(body, "HELLO frame")
-        require_fields(
-            obj,
-            {"identity": dict, "fingerprints": dict, "signature": str},
-            what="HELLO frame",
-            error=MalformedFrame,
-        )
-        fps = obj["fingerprints"]
-        require_fields(
-            fps, {"offer": str, "answer": str}, what="HELLO fingerprints", error=MalformedFrame
-        )
-        identity = PublicIdentity.from_json(obj["identity"], error=MalformedFrame)
-        sig = b64decode(obj["signature"], length=64, what="HELLO signature", error=MalformedFrame)
-        return HelloFrame(identity, fps["offer"], fps["answer"], sig)
-    raise MalformedFrame(f"unknown frame type {kind}")
-
-
-# --- events -------------------------------------------------------------------
+# --- events ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class PeerVerified:
+    """The peer's HELLO proved its pinned key signed both DTLS fingerprints."""
+
     peer: PublicIdentity
 
 
 @dataclass(frozen=True)
 class MessageReceived:
+    """A new message: open and store it, then call ``accept`` (or ``reject``)."""
+
     message_id: bytes
     envelope: bytes
 
 
 @dataclass(frozen=True)
 class Acked:
+    """A signed ACK covered these in-flight messages; ``rtt`` is the sample it gave."""
+
     message_ids: tuple[bytes, ...]
     rtt: float | None
 
@@ -262,22 +133,15 @@ class PeerClosed:
 
 @dataclass(frozen=True)
 class DeliveryTimeout:
+    """No ACK within ``ack_timeout``: hand the message back to the persistent queue."""
+
     message_id: bytes
 
 
 Event = PeerVerified | MessageReceived | Acked | Pong | PeerClosed | DeliveryTimeout
 
 
-# --- the session ----------------------------------------------------------------
-
-
-@dataclass
-class _InFlight:
-    frames: list[bytes]
-    first_sent: float
-    next_send: float
-    backoff: float
-    retransmitted: bool = False
+# --- state ------------------------------------------------------------------------
 
 
 @dataclass
@@ -286,23 +150,30 @@ class SessionStats:
     frames_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
-    messages_in: int = 0
-    messages_out: int = 0
+    messages_in: int = 0  # MessageReceived events
+    messages_out: int = 0  # send_message calls
+    duplicates_in: int = 0  # MESSAGE frames that produced no event
+    acks_in: int = 0
+    acks_out: int = 0
     retransmissions: int = 0
+    timeouts: int = 0
     srtt: float | None = None
     rttvar: float | None = None
     rto: float = 1.0
 
 
 @dataclass
-class _Stream:
-    next_index: int = 0
-    parts: list[bytes] = field(default_factory=list)
-    size: int = 0
+class _InFlight:
+    serial: int  # tells this send's timers from those of an earlier send of the same id
+    frames: list[bytes]
+    first_sent: float
+    next_send: float
+    backoff: float
+    retransmissions: int = 0
 
 
 class Session:
-    """One peer's protocol state: binding, reliable delivery, dedup, chunking, pings."""
+    """One connected peer: binding, reliable delivery, dedup, chunking, pings."""
 
     def __init__(
         self,
@@ -320,6 +191,12 @@ class Session:
         retransmit: bool = True,
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        if max_message_size < CHUNK_OVERHEAD + 64:
+            raise UsageError(f"max_message_size must be at least {CHUNK_OVERHEAD + 64} bytes")
+        if not 0 < rto_min <= rto_max:
+            raise UsageError("need 0 < rto_min <= rto_max")
+        if ack_timeout is not None and ack_timeout <= 0:
+            raise UsageError("ack_timeout must be positive, or None to retry forever")
         self.me, self.peer = me, peer
         self._seen = seen or (lambda _mid: False)
         self._expected = expected_fingerprints
@@ -327,168 +204,205 @@ class Session:
         self.rto_min, self.rto_max = rto_min, rto_max
         self.ack_timeout = ack_timeout
         self.max_frame_bytes = max_frame_bytes
-        # Over a reliable, ordered data channel SCTP already retransmits; resending
-        # there only floods the channel.  The simulator's lossy link needs it.
         self.retransmit = retransmit
         self._random = random
-        self.stats = SessionStats(rto=rto_initial)
+        self.stats = SessionStats(rto=self._clamp(rto_initial))
         self.verified = expected_fingerprints is None
+        self._bound = False  # a valid HELLO arrived
         self.last_heard: float | None = None
+        self._serial = 0
         self._in_flight: dict[bytes, _InFlight] = {}
-        self._accepted: set[bytes] = set()  # ids handed to the app and accepted
-        self._delivered: set[bytes] = set()  # ids handed to the app, awaiting accept/reject
-        self._ack_queue: list[bytes] = []
-        self._control: list[bytes] = []
-        self._bulk: list[bytes] = []
+        self._retx_timers: list[tuple[float, int, bytes]] = []  # (due, serial, id), lazy
+        self._ack_timers: list[tuple[float, int, bytes]] = []
+        self._accepted: dict[bytes, None] = {}  # insertion-ordered set, capped
+        self._delivered: set[bytes] = set()  # handed to the app, awaiting accept/reject
+        self._pending_acks: dict[bytes, None] = {}
+        self._pongs: list[bytes] = []
         self._pings: dict[bytes, float] = {}
-        self._streams: dict[int, _Stream] = {}
+        self._reassembler = Reassembler(max_frame_bytes)
         self._next_stream = 1
 
-    # --- sending ---------------------------------------------------------------
+    # --- sending ------------------------------------------------------------------
 
     def hello(self, offer_fp: str, answer_fp: str) -> list[bytes]:
-        return self._split(make_hello(self.me, offer_fp, answer_fp))
+        """Our channel binding; send it before anything else."""
+        return self._out(self._split(make_hello(self.me, offer_fp, answer_fp)))
+
+    def send_message(self, message_id: bytes, envelope: bytes, now: float) -> list[bytes]:
+        """Frames for a message (chunked if needed); it stays in flight until acked.
+
+        Sending an id that is still in flight replaces it (new bytes, fresh timers).
+        """
+        frames = self._split(make_message(message_id, envelope))
+        self._serial += 1
+        rto = self.stats.rto
+        state = _InFlight(self._serial, frames, now, now + rto, rto)
+        self._in_flight[message_id] = state
+        heapq.heappush(self._retx_timers, (state.next_send, state.serial, message_id))
+        if self.ack_timeout is not None:
+            heapq.heappush(self._ack_timers, (now + self.ack_timeout, state.serial, message_id))
+        self.stats.messages_out += 1
+        return self._out(frames)
+
+    def ping(self, now: float) -> bytes:
+        """A heartbeat; the matching PONG yields :class:`Pong` with the round trip."""
+        nonce = self._random(NONCE_BYTES)
+        self._pings[nonce] = now
+        while len(self._pings) > MAX_PINGS:
+            del self._pings[next(iter(self._pings))]
+        return self._out([make_ping(nonce)])[0]
+
+    def close(self, reason: str) -> bytes:
+        """A BYE frame; the peer gets :class:`PeerClosed`."""
+        return self._out([make_bye(reason)])[0]
+
+    def accept(self, message_id: bytes) -> None:
+        """The app stored the message: acknowledge it in the next ACK batch."""
+        self._delivered.discard(message_id)
+        self._remember(message_id)
+        self._pending_acks[message_id] = None
+
+    def reject(self, message_id: bytes, error: VolliError | None = None) -> None:
+        """The app refused the message (e.g. bad envelope): no ACK; a resend is re-offered."""
+        del error  # the app logs it; the session only forgets the id
+        self._delivered.discard(message_id)
+
+    def forget(self, message_id: bytes) -> None:
+        """Stop tracking an in-flight message (the app gave up on it)."""
+        self._in_flight.pop(message_id, None)
+
+    @property
+    def in_flight(self) -> list[bytes]:
+        """Ids sent and not yet acknowledged, oldest first."""
+        return list(self._in_flight)
+
+    def data_to_send(self, now: float) -> list[bytes]:
+        """Control first (PONGs, then ACKs), then retransmissions that are due."""
+        out, self._pongs = self._pongs, []
+        ids = list(self._pending_acks)
+        self._pending_acks.clear()
+        for start in range(0, len(ids), MAX_ACK_IDS):
+            batch = ids[start : start + MAX_ACK_IDS]
+            out.extend(self._split(make_ack(self.me, self.peer.peer_id, batch)))
+            self.stats.acks_out += 1
+        while self.retransmit and (top := self._peek(self._retx_timers, retx=True)) is not None:
+            due, _, mid = top
+            if due > now:
+                break
+            heapq.heappop(self._retx_timers)
+            state = self._in_flight[mid]
+            if self.ack_timeout is not None and now >= state.first_sent + self.ack_timeout:
+                continue  # handle_timer reports it; no point resending
+            state.retransmissions += 1
+            state.backoff = self._clamp(state.backoff * 2)
+            state.next_send = now + state.backoff
+            heapq.heappush(self._retx_timers, (state.next_send, state.serial, mid))
+            self.stats.retransmissions += 1
+            out.extend(state.frames)
+        return self._out(out)
 
     def _split(self, frame: bytes) -> list[bytes]:
         if len(frame) <= self.max_message_size:
             return [frame]
         stream = self._next_stream
-        self._next_stream = (self._next_stream % 0xFFFFFFFF) + 1
+        self._next_stream = stream % 0xFFFFFFFF + 1
         return make_chunks(frame, stream, self.max_message_size)
 
-    def send_message(self, message_id: bytes, envelope: bytes, now: float) -> list[bytes]:
-        """Frames for a new message; it stays in flight (retransmitted) until acked."""
-        frames = self._split(make_message(message_id, envelope))
-        self._in_flight[message_id] = _InFlight(
-            frames, first_sent=now, next_send=now + self.stats.rto, backoff=self.stats.rto
-        )
-        self.stats.messages_out += 1
-        self._count_out(frames)
-        return frames
-
-    def ping(self, now: float) -> bytes:
-        nonce = self._random(8)
-        self._pings[nonce] = now
-        if len(self._pings) > 16:
-            self._pings.pop(next(iter(self._pings)))
-        return make_ping(nonce)
-
-    def close(self, reason: str) -> bytes:
-        return make_bye(reason)
-
-    def accept(self, message_id: bytes) -> None:
-        """The app stored the message: acknowledge it (batched into the next ACK)."""
-        self._delivered.discard(message_id)
-        self._accepted.add(message_id)
-        self._ack_queue.append(message_id)
-
-    def reject(self, message_id: bytes, error: VolliError | None = None) -> None:
-        """The app refused the message (bad envelope): no ACK; a retransmission is re-offered."""
-        del error
-        self._delivered.discard(message_id)
-
-    @property
-    def in_flight(self) -> list[bytes]:
-        return list(self._in_flight)
-
-    def forget(self, message_id: bytes) -> None:
-        self._in_flight.pop(message_id, None)
-
-    def data_to_send(self, now: float) -> list[bytes]:
-        """Control frames first (ACKs, pongs), then due retransmissions."""
-        out = list(self._control)
-        self._control.clear()
-        while self._ack_queue:
-            batch = list(dict.fromkeys(self._ack_queue[:MAX_ACK_IDS]))
-            del self._ack_queue[:MAX_ACK_IDS]
-            out.extend(self._split(make_ack(self.me, self.peer.peer_id, batch)))
-        for state in self._in_flight.values() if self.retransmit else ():
-            if state.next_send <= now:
-                state.retransmitted = True
-                state.backoff = min(state.backoff * 2, self.rto_max)
-                state.next_send = now + state.backoff
-                self.stats.retransmissions += 1
-                out.extend(state.frames)
-        self._count_out(out)
+    def _out(self, out: list[bytes]) -> list[bytes]:
+        self.stats.frames_out += len(out)
+        self.stats.bytes_out += sum(len(f) for f in out)
         return out
 
-    def _count_out(self, frames: list[bytes]) -> None:
-        self.stats.frames_out += len(frames)
-        self.stats.bytes_out += sum(len(f) for f in frames)
+    def _remember(self, message_id: bytes) -> None:
+        self._accepted[message_id] = None
+        if len(self._accepted) > MAX_REMEMBERED:
+            del self._accepted[next(iter(self._accepted))]
 
-    # --- timers ----------------------------------------------------------------------
+    # --- timers ---------------------------------------------------------------------
+
+    def _peek(
+        self, heap: list[tuple[float, int, bytes]], *, retx: bool
+    ) -> tuple[float, int, bytes] | None:
+        """The earliest live timer; stale entries (acked, resent, replaced) are dropped."""
+        while heap:
+            due, serial, mid = heap[0]
+            state = self._in_flight.get(mid)
+            if (
+                state is not None
+                and state.serial == serial
+                and (not retx or state.next_send == due)
+            ):
+                return heap[0]
+            heapq.heappop(heap)
+        return None
 
     def next_deadline(self) -> float | None:
-        times = [s.next_send for s in self._in_flight.values()] if self.retransmit else []
-        if self.ack_timeout is not None:
-            times += [s.first_sent + self.ack_timeout for s in self._in_flight.values()]
+        """When ``data_to_send`` / ``handle_timer`` next have something to do."""
+        times = []
+        if self.retransmit and (top := self._peek(self._retx_timers, retx=True)):
+            times.append(top[0])
+        if self.ack_timeout is not None and (top := self._peek(self._ack_timers, retx=False)):
+            times.append(top[0])
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> list[Event]:
-        if self.ack_timeout is None:
-            return []
-        expired = [
-            mid for mid, s in self._in_flight.items() if now >= s.first_sent + self.ack_timeout
-        ]
-        for mid in expired:
-            del self._in_flight[mid]
-        return [DeliveryTimeout(mid) for mid in expired]
+        """Messages whose ``ack_timeout`` passed leave the session as DeliveryTimeout."""
+        events: list[Event] = []
+        while (top := self._peek(self._ack_timers, retx=False)) is not None and top[0] <= now:
+            heapq.heappop(self._ack_timers)
+            del self._in_flight[top[2]]
+            self.stats.timeouts += 1
+            events.append(DeliveryTimeout(top[2]))
+        return events
 
     def is_dead(self, now: float, timeout: float) -> bool:
+        """True if we heard something once and then nothing for ``timeout`` seconds."""
         return self.last_heard is not None and now - self.last_heard > timeout
 
-    # --- receiving ----------------------------------------------------------------
+    def _clamp(self, rto: float) -> float:
+        return min(max(rto, self.rto_min), self.rto_max)
+
+    def _sample_rtt(self, rtt: float) -> None:
+        """RFC 6298 section 2 (K = 4, alpha = 1/8, beta = 1/4)."""
+        s = self.stats
+        if s.srtt is None or s.rttvar is None:
+            s.srtt, s.rttvar = rtt, rtt / 2
+        else:
+            s.rttvar = 0.75 * s.rttvar + 0.25 * abs(s.srtt - rtt)
+            s.srtt = 0.875 * s.srtt + 0.125 * rtt
+        s.rto = self._clamp(s.srtt + 4 * s.rttvar)
+
+    # --- receiving ------------------------------------------------------------------
 
     def receive(self, data: bytes, now: float) -> list[Event]:
-        """Bytes from the data channel → events.  Bad input raises a typed PeerError."""
+        """One data-channel message → events.  Bad input raises a typed PeerError.
+
+        A refused frame changes nothing but ``last_heard`` and the counters.
+        """
         self.last_heard = now
         self.stats.frames_in += 1
         self.stats.bytes_in += len(data)
         frame = decode_frame(data, self.max_frame_bytes)
         if isinstance(frame, ChunkFrame):
-            whole = self._reassemble(frame)
+            whole = self._reassembler.add(frame)
             if whole is None:
                 return []
             frame = decode_frame(whole, self.max_frame_bytes)
             if isinstance(frame, ChunkFrame):
-                raise MalformedFrame("a chunk may not carry another chunk")
+                raise MalformedFrame("a chunked frame may not be another CHUNK")
         return self._handle(frame, now)
-
-    def _reassemble(self, chunk: ChunkFrame) -> bytes | None:
-        stream = self._streams.get(chunk.stream)
-        if stream is None:
-            if chunk.index != 0:
-                raise MalformedFrame(f"chunk {chunk.index} of unknown stream {chunk.stream}")
-            if len(self._streams) >= MAX_STREAMS:
-                raise OversizedInput(f"more than {MAX_STREAMS} chunked frames at once")
-            stream = self._streams[chunk.stream] = _Stream()
-        if chunk.index != stream.next_index:
-            del self._streams[chunk.stream]
-            raise MalformedFrame(
-                f"chunk {chunk.index} arrived where {stream.next_index} was expected"
-            )
-        stream.size += len(chunk.data)
-        if stream.size > self.max_frame_bytes:
-            del self._streams[chunk.stream]
-            raise OversizedInput(f"chunked frame exceeds {self.max_frame_bytes} bytes")
-        stream.parts.append(chunk.data)
-        stream.next_index += 1
-        if not chunk.final:
-            return None
-        del self._streams[chunk.stream]
-        return b"".join(stream.parts)
 
     def _handle(self, frame: Frame, now: float) -> list[Event]:
         if isinstance(frame, HelloFrame):
             return self._on_hello(frame)
         if isinstance(frame, PingFrame):
-            self._control.append(make_pong(frame.nonce))
+            self._pongs.append(make_pong(frame.nonce))
             return []
         if isinstance(frame, ByeFrame):
             return [PeerClosed(frame.reason)]
         if not self.verified:
             raise ChannelBindingFailed(
-                f"{type(frame).__name__} arrived before a valid channel binding"
+                f"{type(frame).__name__} arrived before a valid channel binding (HELLO)"
             )
         if isinstance(frame, PongFrame):
             sent = self._pings.pop(frame.nonce, None)
@@ -497,15 +411,19 @@ class Session:
             return self._on_ack(frame, now)
         if isinstance(frame, MessageFrame):
             return self._on_message(frame)
-        raise MalformedFrame(f"unexpected frame {type(frame).__name__}")
+        raise MalformedFrame("a CHUNK cannot carry another CHUNK")
 
     def _on_hello(self, frame: HelloFrame) -> list[Event]:
         if frame.identity.peer_id != self.peer.peer_id:
             raise UnknownPeer(
                 f"channel binding from {frame.identity.peer_id}, expected {self.peer.peer_id}"
             )
-        if frame.identity.identity_key != self.peer.identity_key:
-            raise KeyMismatch(f"peer {self.peer.peer_id} presented a key other than the pinned one")
+        theirs, pinned = frame.identity, self.peer
+        if (theirs.identity_key, theirs.device_key) != (pinned.identity_key, pinned.device_key):
+            raise KeyMismatch(
+                f"peer {self.peer.peer_id} presented an identity or device key other than the "
+                "pinned one; re-verify the contact before trusting the new key"
+            )
         if self._expected is not None and (
             (frame.offer_fingerprint, frame.answer_fingerprint) != self._expected
         ):
@@ -513,50 +431,65 @@ class Session:
                 "the peer signed DTLS fingerprints other than the ones in our SDP: "
                 "the signaling path may have been tampered with"
             )
-        payload = _bind_payload(
+        payload = bind_payload(
             frame.offer_fingerprint, frame.answer_fingerprint, frame.identity.peer_id
         )
         try:
             verify(self.peer.identity_key, BIND_DOMAIN, payload, frame.signature)
         except BadSignature:
             raise ChannelBindingFailed("channel binding signature does not verify") from None
-        self.verified = True
+        if self._bound:
+            return []  # a repeated HELLO: nothing new
+        self._bound = self.verified = True
         return [PeerVerified(self.peer)]
 
     def _on_ack(self, frame: AckFrame, now: float) -> list[Event]:
-        if frame.sender != self.peer.peer_id or frame.recipient != self.me.peer_id:
-            raise UnknownPeer("ACK names other peers than this session's")
-        payload = _ack_payload(
-            frame.sender, frame.recipient, [b64encode(m) for m in frame.message_ids]
-        )
+        if frame.sender != self.peer.peer_id:
+            raise UnknownPeer(f"ACK from {frame.sender}, but this session is {self.peer.peer_id}")
+        payload = ack_payload(frame.sender, frame.recipient, frame.message_ids)
         verify(self.peer.identity_key, ACK_DOMAIN, payload, frame.signature)
-        acked, rtt = [], None
+        if frame.recipient != self.me.peer_id:
+            raise UnknownPeer(f"ACK is addressed to {frame.recipient}, not to {self.me.peer_id}")
+        self.stats.acks_in += 1
+        acked: list[bytes] = []
+        newest: float | None = None  # Karn: sample only messages sent exactly once
         for mid in frame.message_ids:
             state = self._in_flight.pop(mid, None)
             if state is None:
                 continue
             acked.append(mid)
-            if not state.retransmitted:  # Karn: only unambiguous samples
-                rtt = now - state.first_sent
-                self._sample_rtt(rtt)
+            if state.retransmissions == 0 and (newest is None or state.first_sent > newest):
+                newest = state.first_sent
+        rtt = None if newest is None else now - newest
+        if rtt is not None:
+            self._sample_rtt(rtt)
         return [Acked(tuple(acked), rtt)] if acked else []
-
-    def _sample_rtt(self, rtt: float) -> None:
-        s = self.stats
-        if s.srtt is None or s.rttvar is None:
-            s.srtt, s.rttvar = rtt, rtt / 2
-        else:
-            s.rttvar = 0.75 * s.rttvar + 0.25 * abs(s.srtt - rtt)
-            s.srtt = 0.875 * s.srtt + 0.125 * rtt
-        s.rto = min(max(s.srtt + 4 * s.rttvar, self.rto_min), self.rto_max)
 
     def _on_message(self, frame: MessageFrame) -> list[Event]:
         mid = frame.message_id
         if mid in self._accepted or self._seen(mid):
-            self._ack_queue.append(mid)  # the first ACK may have been lost
+            self.stats.duplicates_in += 1
+            self._pending_acks[mid] = None  # the first ACK may have been lost
             return []
         if mid in self._delivered:
+            self.stats.duplicates_in += 1
             return []
         self._delivered.add(mid)
         self.stats.messages_in += 1
         return [MessageReceived(mid, frame.envelope)]
+
+
+__all__ = [
+    "MAX_PINGS",
+    "MAX_REMEMBERED",
+    "Acked",
+    "DeliveryTimeout",
+    "Event",
+    "MessageReceived",
+    "PeerClosed",
+    "PeerVerified",
+    "Pong",
+    "Session",
+    "SessionStats",
+]
+__all__ += frames.__all__
