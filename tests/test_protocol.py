@@ -51,7 +51,7 @@ def deliver(sender: p.Session, receiver: p.Session, i: int, now: float) -> None:
 
 
 def json_frame(kind: int, body: dict[str, object]) -> bytes:
-    return bytes([1, kind]) + json.dumps(body).encode()
+    return bytes([1, kind]) + canonical_json(body)
 
 
 # --- frames -------------------------------------------------------------------
@@ -138,7 +138,11 @@ def test_malformed_frames_raise_typed_errors(data: bytes, error: type[Exception]
 
 
 def test_strict_json_fields_in_ack_and_hello() -> None:
-    good = json.loads(f.make_ack(B, A.peer_id, [mid(1)])[2:])
+    raw = f.make_ack(B, A.peer_id, [mid(1)])
+    good = json.loads(raw[2:])
+    assert json_frame(f.ACK, good) == raw
+    with pytest.raises(MalformedFrame):  # one spelling only: no spaces, sorted keys
+        f.decode_frame(raw[:2] + json.dumps(good).encode())
     for mutate in (
         lambda o: o.update(ids=[]),
         lambda o: o.update(ids=[o["ids"][0], o["ids"][0]]),  # the same id twice

@@ -235,7 +235,11 @@ def make_chunks(frame: bytes, stream: int, max_size: int) -> list[bytes]:
 
 
 def _json_body(body: bytes, what: str) -> dict[str, Any]:
-    return strict_loads(body, max_size=MAX_CONTROL_BYTES, what=what, error=MalformedFrame)
+    """Strict JSON in its one canonical spelling (sorted keys, no spaces)."""
+    obj = strict_loads(body, max_size=MAX_CONTROL_BYTES, what=what, error=MalformedFrame)
+    if canonical_json(obj) != body:
+        raise MalformedFrame(f"{what} is not canonical JSON (sorted keys, no whitespace)")
+    return obj
 
 
 def _decode_ack(body: bytes) -> AckFrame:
