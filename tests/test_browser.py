@@ -93,12 +93,13 @@ def test_jupyterlab_renders_live_panels(tmp_path: Path) -> None:
             page.set_default_timeout(90_000)
             page.goto(f"http://127.0.0.1:{port}/lab/tree/panels.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook", state="visible")
-            page.wait_for_selector(
-                ".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached"
-            )
+            page.wait_for_selector("text=Python 3 (ipykernel) | Idle")  # the kernel is up
+            select = page.get_by_role("button", name="Select", exact=True)
+            if select.count():  # a kernel dialog, on slow starts
+                select.click()
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
-            page.wait_for_selector("text=READY")
+            page.wait_for_selector(".jp-OutputArea-output:has-text('READY {')")
             tables = page.locator(".volli-table")
             try:
                 tables.nth(2).wait_for(timeout=60_000)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from volli_nb import protocol as p
+from volli_nb.encoding import b64encode, canonical_json
 from volli_nb.errors import (
     BadSignature,
     ChannelBindingFailed,
@@ -73,13 +74,13 @@ def test_tampered_or_foreign_ack_is_refused() -> None:
     a.send_message(mid(1), b"e", 0.0)
     good = p.make_ack(B, A.peer_id, [mid(1)])
     body = json.loads(good[2:])
-    body["ids"] = [p.b64encode(mid(2))]
+    body["ids"] = [b64encode(mid(2))]
     with pytest.raises(BadSignature):
-        a.receive(good[:2] + json.dumps(body).encode(), 0.1)
+        a.receive(good[:2] + canonical_json(body), 0.1)
     with pytest.raises(BadSignature):  # signed by someone else, claiming to be B
         forged = json.loads(p.make_ack(EVE, A.peer_id, [mid(1)])[2:])
         forged["from"] = B.peer_id
-        a.receive(good[:2] + json.dumps(forged).encode(), 0.1)
+        a.receive(good[:2] + canonical_json(forged), 0.1)
     with pytest.raises(UnknownPeer):
         a.receive(p.make_ack(EVE, A.peer_id, [mid(1)]), 0.1)
     assert a.in_flight == [mid(1)]
@@ -92,9 +93,9 @@ def test_channel_binding_failures() -> None:
     with pytest.raises(ChannelBindingFailed):
         fresh.receive(p.make_hello(B, "AA:BB", "EE:FF"), 0.0)
     hello = json.loads(p.make_hello(B, *FPS)[2:])
-    hello["signature"] = p.b64encode(B.sign(p.BIND_DOMAIN, b"something else"))
+    hello["signature"] = b64encode(B.sign(p.BIND_DOMAIN, b"something else"))
     with pytest.raises(ChannelBindingFailed):
-        fresh.receive(b"\x01\x01" + json.dumps(hello).encode(), 0.0)
+        fresh.receive(b"\x01\x01" + canonical_json(hello), 0.0)
     impostor = p.Session(A, EVE.public, expected_fingerprints=FPS)
     other = json.loads(p.make_hello(B, *FPS)[2:])
     other["identity"] = B.public.to_json()
