@@ -23,7 +23,9 @@ def open_store(name, **kw):
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "00-start-here.ipynb": [
-        ("md", """# Start here: Volli and volli_nb
+        (
+            "md",
+            """# Start here: Volli and volli_nb
 
 **Volli** is a peer-to-peer messenger: WebRTC data channels between people, end-to-end
 encryption for each recipient, a persistent outbox that retries 1 s, 5 s, 15 s and 60 s
@@ -42,8 +44,12 @@ and in a shell.
 **A shell**: open a terminal (File → New → Terminal) and run `volli-shell`.  It preloads
 `messagesStore`; top-level `await` works there as it does here.
 
-Nothing in these notebooks contacts a public server: peers offer only 127.0.0.1."""),
-        ("code", SETUP + '''
+Nothing in these notebooks contacts a public server: peers offer only 127.0.0.1.""",
+        ),
+        (
+            "code",
+            SETUP
+            + """
 
 alice, bob = open_store("alice"), open_store("bob")
 code = await alice.create_pairing_code()
@@ -52,34 +58,52 @@ peer = await alice.complete_pairing(answer)
 await alice.wait_connected(peer)
 sent = await alice.send_message(peer, "hello from the first notebook")
 print("status:", await alice.wait_delivered(sent.message_id))
-print("bob's history:", [m.text for m in bob.history(alice.peer_id)])'''),
+print("bob's history:", [m.text for m in bob.history(alice.peer_id)])""",
+        ),
         ("code", "alice.dashboard()"),
         ("code", "await alice.close(); await bob.close()"),
     ],
     "01-key-exchange.ipynb": [
-        ("md", """# 01 · Key exchange: identities, safety numbers, envelopes
+        (
+            "md",
+            """# 01 · Key exchange: identities, safety numbers, envelopes
 
 Each person has an **Ed25519 identity key** (it signs) that signs a separate **X25519 device
 key** (it receives encrypted keys).  The peer id is a short fingerprint of the identity
-key, so whoever can sign for that key owns the id."""),
-        ("code", '''from volli_nb.identity import Identity, contact_safety_number, format_safety_number
+key, so whoever can sign for that key owns the id.""",
+        ),
+        (
+            "code",
+            """from volli_nb.identity import Identity, contact_safety_number, format_safety_number
 from volli_nb.envelope import seal, open_envelope, parse_envelope
 alice, bob, carol, eve = (Identity.generate() for _ in range(4))
 print("alice's peer id:", alice.peer_id)
 print("identity key:", alice.public.identity_key.hex())
 print("device key:  ", alice.public.device_key.hex())
 alice.public.verify()   # the identity key really signed this device key
-print("device key signed by the identity key: ok")'''),
-        ("md", """## Safety numbers
+print("device key signed by the identity key: ok")""",
+        ),
+        (
+            "md",
+            """## Safety numbers
 Both sides compute the same 60 digits (libsignal's algorithm) from the two identity keys.
-Read them to each other over another channel: if they match, nobody sits in between."""),
-        ("code", '''print(format_safety_number(contact_safety_number(alice.public, bob.public)))
-print(format_safety_number(contact_safety_number(bob.public, alice.public)))'''),
-        ("md", """## An envelope for two recipients, field by field
+Read them to each other over another channel: if they match, nobody sits in between.""",
+        ),
+        (
+            "code",
+            """print(format_safety_number(contact_safety_number(alice.public, bob.public)))
+print(format_safety_number(contact_safety_number(bob.public, alice.public)))""",
+        ),
+        (
+            "md",
+            """## An envelope for two recipients, field by field
 A fresh content key encrypts the body once; it is wrapped separately for each recipient's
 device key with a fresh ephemeral X25519 key; the header commits to the content key; the
-identity key signs everything."""),
-        ("code", '''import time
+identity key signs everything.""",
+        ),
+        (
+            "code",
+            """import time
 now_ms = int(time.time() * 1000)
 data = seal(alice, [bob.public, carol.public], conversation_id="demo", plaintext=b"meet at noon",
             counter=1, timestamp_ms=now_ms)
@@ -92,17 +116,26 @@ for peer_id, wrap in env.recipients.items():
     print(f"recipient {peer_id}: encrypted_key {wrap.encrypted_key.hex()[:24]}…  nonce {wrap.nonce.hex()[:12]}…")
 print(f"{'commitment':16}", env.commitment.hex()[:32], "…")
 print(f"{'ciphertext':16}", len(env.ciphertext), "bytes (padded to a size bucket)")
-print(f"{'signature':16}", env.signature.hex()[:32], "…")'''),
+print(f"{'signature':16}", env.signature.hex()[:32], "…")""",
+        ),
         ("md", "## Who can open it\nBob and Carol can; Eve, who is not a recipient, cannot."),
-        ("code", '''pinned = {alice.peer_id: alice.public}
+        (
+            "code",
+            """pinned = {alice.peer_id: alice.public}
 for who in (bob, carol, eve):
     try:
         opened = open_envelope(data, who, contacts=pinned.get, now_ms=now_ms)
         print(who.peer_id, "opens it:", opened.plaintext)
     except Exception as e:
-        print(who.peer_id, "cannot:", type(e).__name__)'''),
-        ("md", "## Tampering\nFlip one byte, add a recipient, or replay it: each is refused with its own error."),
-        ("code", '''import json
+        print(who.peer_id, "cannot:", type(e).__name__)""",
+        ),
+        (
+            "md",
+            "## Tampering\nFlip one byte, add a recipient, or replay it: each is refused with its own error.",
+        ),
+        (
+            "code",
+            """import json
 from volli_nb.encoding import canonical_json
 
 def tampered(change):
@@ -132,8 +165,11 @@ seen.add(first.message_id)
 try:
     open_envelope(data, bob, contacts=pinned.get, now_ms=now_ms, seen=seen.__contains__)
 except Exception as e:
-    print(f"{'replay':24} → {type(e).__name__}")'''),
-        ("md", """## Forward secrecy — honestly
+    print(f"{'replay':24} → {type(e).__name__}")""",
+        ),
+        (
+            "md",
+            """## Forward secrecy — honestly
 The seed says "each message uses unique keys" gives forward secrecy.  **It does not.**  Each
 content key is wrapped to the recipient's long-lived device key: whoever later steals that
 device key can unwrap every stored envelope ever sent to it.
@@ -141,32 +177,48 @@ device key can unwrap every stored envelope ever sent to it.
 Real forward secrecy needs keys that are *deleted*: rotating signed prekeys whose secrets
 are erased after use, and for live sessions a Double Ratchet, where every message advances a
 key chain and old keys are gone.  volli_nb does not have these yet; the outbox seals a fresh
-envelope at every send attempt so they can be added without changing the queue."""),
+envelope at every send attempt so they can be added without changing the queue.""",
+        ),
     ],
     "02-message-flow.ipynb": [
-        ("md", """# 02 · Message flow: the seed's two sequence diagrams, live
+        (
+            "md",
+            """# 02 · Message flow: the seed's two sequence diagrams, live
 
 ```
 UI → Store: sendMessage → encrypt → (peer online) send → Peer → ACK → delivered
                                    (peer offline) queue → retry 1 s, 5 s, 15 s, 60 s → stuck
 ```
-A **virtual clock** makes the retry schedule run in a blink."""),
-        ("code", SETUP + '''
+A **virtual clock** makes the retry schedule run in a blink.""",
+        ),
+        (
+            "code",
+            SETUP
+            + """
 from volli_nb.clock import VirtualClock
 clock = VirtualClock()
 alice, bob = open_store("alice", clock=clock), open_store("bob", clock=clock)
-alice.log.subscribe(lambda e: print("  log:", e.category, "|", e.message) if e.category in ("queue", "message") else None)'''),
+stop_printing = alice.log.subscribe(lambda e: print("  log:", e.category, "|", e.message) if e.category in ("queue", "message") else None)""",
+        ),
         ("md", "## 1. Peer online: encrypt → send → signed ACK → delivered"),
-        ("code", '''code = await alice.create_pairing_code()
+        (
+            "code",
+            """code = await alice.create_pairing_code()
 peer = await alice.complete_pairing(await bob.accept_pairing_code(code))
 await alice.wait_connected(peer)
 sent = await alice.send_message(peer, "hello, online path")
-print("delivery:", await alice.wait_delivered(sent.message_id))'''),
+print("delivery:", await alice.wait_delivered(sent.message_id))""",
+        ),
         ("md", "## 2. Receive path: decrypt → store → update the conversation"),
-        ("code", '''for m in bob.history(alice.peer_id):
-    print(m.direction, m.sender[:8], repr(m.text), m.status)'''),
+        (
+            "code",
+            """for m in bob.history(alice.peer_id):
+    print(m.direction, m.sender[:8], repr(m.text), m.status)""",
+        ),
         ("md", "## 3. Peer offline: queue → retries at 1, 5, 15, 60 s → stuck → manual retry"),
-        ("code", '''await alice.network_store.disconnect(peer)
+        (
+            "code",
+            """await alice.network_store.disconnect(peer)
 await bob.network_store.disconnect()
 queued = await alice.send_message(peer, "are you there?")
 
@@ -180,43 +232,70 @@ show()
 for step in (1, 5, 15, 60):
     clock.advance(step)
     await alice.process_due()
-    show()'''),
-        ("code", "alice.dashboard()"),
-        ("code", '''# Bob comes back; a stuck message waits for a person, as the seed says: retry it by hand.
+    show()""",
+        ),
+        ("md", "The queue panel and the event log, live (they refresh about once a second):"),
+        ("code", "from volli_nb.widgets import QueuePanel, EventLogPanel\nQueuePanel(alice)"),
+        ("code", "EventLogPanel(alice)"),
+        (
+            "code",
+            """# Bob comes back; a stuck message waits for a person, as the seed says: retry it by hand.
 peer = await alice.complete_pairing(await bob.accept_pairing_code(await alice.create_pairing_code()))
 await alice.wait_connected(peer)
 print("stuck rows retried:", alice.message_queue.retry_all_stuck())
 await alice.process_due()
 print("delivery:", await alice.wait_delivered(queued.message_id))
-print("bob got:", [m.text for m in bob.history(alice.peer_id)])'''),
+print("bob got:", [m.text for m in bob.history(alice.peer_id)])""",
+        ),
         ("code", "await alice.close(); await bob.close()"),
     ],
     "03-pairing-two-kernels.ipynb": [
-        ("md", """# 03 · Pairing two kernels
+        (
+            "md",
+            """# 03 · Pairing two kernels
 
 With two notebooks open (two kernels), run the "A" cells in one and the "B" cells in the
 other, pasting codes between them.  So that this notebook runs top to bottom on its own,
-**B is simulated here by a second store in the same kernel** — the calls are the same."""),
-        ("code", SETUP + '''
+**B is simulated here by a second store in the same kernel** — the calls are the same.""",
+        ),
+        (
+            "code",
+            SETUP
+            + """
 a = open_store("kernel-a")          # in notebook A
-b = open_store("kernel-b")          # in notebook B'''),
+b = open_store("kernel-b")          # in notebook B""",
+        ),
         ("md", "### By pasted codes\n**A**: make a code and copy it."),
         ("code", "code = await a.create_pairing_code()\nprint(code)"),
         ("md", "**B**: paste A's code; copy the answer it prints."),
-        ("code", "answer = await b.accept_pairing_code(code)   # paste: b.accept_pairing_code(\"volli1.…\")\nprint(answer)"),
+        (
+            "code",
+            'answer = await b.accept_pairing_code(code)   # paste: b.accept_pairing_code("volli1.…")\nprint(answer)',
+        ),
         ("md", "**A**: paste B's answer."),
-        ("code", '''peer = await a.complete_pairing(answer)
+        (
+            "code",
+            """peer = await a.complete_pairing(answer)
 await a.wait_connected(peer)
-print("A is connected to", peer, "— safety number", a.safety_number(peer)[:15], "…")'''),
-        ("code", '''m = await a.send_message(peer, "hi from kernel A")
+print("A is connected to", peer, "— safety number", a.safety_number(peer)[:15], "…")""",
+        ),
+        (
+            "code",
+            """m = await a.send_message(peer, "hi from kernel A")
 await a.wait_delivered(m.message_id)
 m = await b.send_message(a.peer_id, "hi from kernel B")
 await b.wait_delivered(m.message_id)
-print([x.text for x in a.history(peer)])'''),
-        ("md", """### Through the signaling server
+print([x.text for x in a.history(peer)])""",
+        ),
+        (
+            "md",
+            """### Through the signaling server
 Start `volli-signal` in a terminal (it listens on 127.0.0.1:8765), or in-process as below;
-then each kernel joins the same room.  The peer with the smaller id offers."""),
-        ("code", '''from volli_nb.signaling.server import SignalingServer
+then each kernel joins the same room.  The peer with the smaller id offers.""",
+        ),
+        (
+            "code",
+            """from volli_nb.signaling.server import SignalingServer
 server = await SignalingServer(port=0).start()
 print("signaling at", server.url)
 c, d = open_store("kernel-c"), open_store("kernel-d")
@@ -224,14 +303,18 @@ await c.join("lab", server.url)   # in notebook C
 await d.join("lab", server.url)   # in notebook D
 await c.wait_connected(d.peer_id); await d.wait_connected(c.peer_id)
 m = await c.send_message(d.peer_id, "found you through the room")
-print(await c.wait_delivered(m.message_id))'''),
+print(await c.wait_delivered(m.message_id))""",
+        ),
         ("md", "### Chat"),
         ("code", "from volli_nb.widgets import ChatPanel\nChatPanel(c)"),
         ("code", "for s in (a, b, c, d):\n    await s.close()\nawait server.close()"),
     ],
     "04-debugging.ipynb": [
         ("md", """# 04 · Debugging: the seed's debug commands, live, beside their panels"""),
-        ("code", SETUP + '''
+        (
+            "code",
+            SETUP
+            + """
 from volli_nb.identity import Identity
 from volli_nb.widgets import PeersPanel, IcePanel, QueuePanel, EventLogPanel
 messagesStore, other = open_store("me"), open_store("other")
@@ -240,35 +323,59 @@ peer_id = await messagesStore.complete_pairing(
 await messagesStore.wait_connected(peer_id)
 ghost = Identity.generate()
 messagesStore.add_contact(ghost.public, name="ghost")    # never online
-await messagesStore.send_message(ghost.peer_id, "queued for ghost")'''),
-        ("md", "**View all peer connections** (`Array.from(messagesStore.networkStore.peers.entries())…`)"),
-        ("code", '''for pid, pc in messagesStore.network_store.peers.items():
+await messagesStore.send_message(ghost.peer_id, "queued for ghost")""",
+        ),
+        (
+            "md",
+            "**View all peer connections** (`Array.from(messagesStore.networkStore.peers.entries())…`)",
+        ),
+        (
+            "code",
+            """for pid, pc in messagesStore.network_store.peers.items():
     print(pid, {"state": pc.connectionState, "ice": pc.iceConnectionState})
-PeersPanel(messagesStore)'''),
+PeersPanel(messagesStore)""",
+        ),
         ("md", "**Check ICE candidates** (aiortc does not trickle: they are all in the SDP)"),
-        ("code", '''view = messagesStore.network_store.candidates(peer_id)
+        (
+            "code",
+            """view = messagesStore.network_store.candidates(peer_id)
 print("selected:", view.selected)
-IcePanel(messagesStore)'''),
+IcePanel(messagesStore)""",
+        ),
         ("md", "**Monitor connection state** (`pc.onconnectionstatechange`)"),
-        ("code", '''pc = messagesStore.network_store.peers[peer_id]
+        (
+            "code",
+            """pc = messagesStore.network_store.peers[peer_id]
 pc.on("connectionstatechange", lambda: print("connection state:", pc.connectionState))
-[e.format() for e in messagesStore.log.entries(category="connection")]'''),
-        ("md", "**Check message queue** (`console.table(await messagesStore.messageQueue.getPending())`)"),
-        ("code", '''for row in messagesStore.message_queue.get_pending():
+[e.format() for e in messagesStore.log.entries(category="connection")]""",
+        ),
+        (
+            "md",
+            "**Check message queue** (`console.table(await messagesStore.messageQueue.getPending())`)",
+        ),
+        (
+            "code",
+            """for row in messagesStore.message_queue.get_pending():
     print(row.to_row())
-QueuePanel(messagesStore)'''),
+QueuePanel(messagesStore)""",
+        ),
         ("md", "**Force sync attempt** (`await messagesStore.syncMessages()`)"),
         ("code", "await messagesStore.sync_messages()"),
         ("code", "EventLogPanel(messagesStore)"),
         ("code", "await messagesStore.close(); await other.close()"),
     ],
     "05-network-conditions.ipynb": [
-        ("md", """# 05 · Network conditions: latency, loss and retries
+        (
+            "md",
+            """# 05 · Network conditions: latency, loss and retries
 
 The simulator runs two protocol sessions over a lossy *datagram* link on a virtual clock
 (harsher than a real data channel, whose SCTP already retransmits).  Seeded, so each run
-gives the same picture."""),
-        ("code", '''from volli_nb.sim import LinkConditions, Simulator
+gives the same picture.""",
+        ),
+        (
+            "code",
+            """from volli_nb.sim import LinkConditions, Simulator
 import statistics
 
 def run(loss, latency=0.1, n=200, seed=1):
@@ -282,8 +389,11 @@ def run(loss, latency=0.1, n=200, seed=1):
 
 results = [run(loss) for loss in (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)]
 for r in results:
-    print(r)'''),
-        ("code", '''import matplotlib
+    print(r)""",
+        ),
+        (
+            "code",
+            """import matplotlib
 matplotlib.use("module://matplotlib_inline.backend_inline") if "inline" in matplotlib.get_backend() else None
 import matplotlib.pyplot as plt
 losses = [r["loss"] * 100 for r in results]
@@ -294,16 +404,25 @@ ax1.set_xlabel("loss (%)"); ax1.set_ylabel("delivery latency (ms)"); ax1.legend(
 ax2.bar(losses, [r["retransmissions"] for r in results], width=3)
 ax2.set_xlabel("loss (%)"); ax2.set_ylabel("retransmissions (200 messages)")
 fig.tight_layout()
-print("every message delivered exactly once:", all(r["delivered"] == 200 for r in results))'''),
+print("every message delivered exactly once:", all(r["delivered"] == 200 for r in results))""",
+        ),
         ("md", "The trace reads like the seed's sequence diagram:"),
-        ("code", '''sim = Simulator(LinkConditions(latency=0.1, loss=0.3, seed=4))
+        (
+            "code",
+            """sim = Simulator(LinkConditions(latency=0.1, loss=0.3, seed=4))
 sim.send("A", b"hello")
 sim.run()
-print("\\n".join(sim.trace[:12]))'''),
-        ("md", """## Real peers through the impairment relay
+print("\\n".join(sim.trace[:12]))""",
+        ),
+        (
+            "md",
+            """## Real peers through the impairment relay
 `volli_nb.netsim` puts a userspace UDP relay between two real aiortc peers and applies
-latency, jitter and loss to every datagram (this machine's kernel has no netem)."""),
-        ("code", '''from volli_nb.netsim import Conditions, impaired_pair
+latency, jitter and loss to every datagram (this machine's kernel has no netem).""",
+        ),
+        (
+            "code",
+            """from volli_nb.netsim import Conditions, impaired_pair
 from volli_nb import MessagesStore
 from volli_nb.netconfig import NetworkConfig
 from volli_nb.storage import KDF_MIN
@@ -319,7 +438,8 @@ for i in range(10):
     times.append((time.perf_counter() - t) * 1000)
 print(f"send → signed ACK through 2 × 50 ms: median {statistics.median(times):.0f} ms")
 print("relay:", relay.stats)
-await a.close(); await b.close(); relay.close()'''),
+await a.close(); await b.close(); relay.close()""",
+        ),
     ],
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import html
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ class Panel:
     def __init__(self, store: Any) -> None:
         self.store = store
         self.view = w.HTML()
+        self._last = ""
         self.widget: w.Widget = w.VBox([self.view])
         self._task: asyncio.Task[None] | None = None
         self._dirty = asyncio.Event() if _running_loop() else None
@@ -52,7 +54,7 @@ class Panel:
         return CSS + self.table().to_html()
 
     def refresh(self) -> None:
-        self.view.value = self.render()
+        self.view.value = self._last = self.render()
 
     def _repr_html_(self) -> str:
         return self.render()
@@ -81,8 +83,10 @@ class Panel:
             self._dirty.clear()
             try:
                 self.refresh()
-            except Exception as exc:  # a closed store, say: show it, keep the loop alive
-                self.view.value = f"<pre>panel error: {exc}</pre>"
+            except Exception as exc:  # a closed store, say: keep the last view, and stop
+                note = html.escape(f"{type(exc).__name__}: {exc}")
+                self.view.value = self._last + f"<p><i>panel stopped ({note})</i></p>"
+                return
             await asyncio.sleep(0.2)  # throttle bursts of events
 
     def close(self) -> None:
@@ -212,8 +216,6 @@ class ChatPanel(Panel):
         return [c.id for c in self.store.conversations()]
 
     def render(self) -> str:
-        import html as _html
-
         conversation = self.conversation.value if hasattr(self, "conversation") else None
         if not conversation:
             options = self._options()
@@ -221,8 +223,8 @@ class ChatPanel(Panel):
         if conversation is None:
             return "<i>no conversation yet: pair with someone first</i>"
         lines = models.chat_lines(self.store, conversation)
-        body = "<br>".join(_html.escape(line) for line in lines) or "<i>no messages</i>"
-        return f"<div class='volli-chat'><b>{_html.escape(conversation)}</b><br>{body}</div>"
+        body = "<br>".join(html.escape(line) for line in lines) or "<i>no messages</i>"
+        return f"<div class='volli-chat'><b>{html.escape(conversation)}</b><br>{body}</div>"
 
     def refresh(self) -> None:
         if hasattr(self, "conversation"):
@@ -234,7 +236,7 @@ class ChatPanel(Panel):
                     self.conversation.value = current
                 elif options:
                     self.conversation.value = options[0]
-        self.view.value = self.render()
+        self.view.value = self._last = self.render()
 
     async def _send(self) -> None:
         if self.conversation.value and self.text.value:
