@@ -1,0 +1,58 @@
+"""Build a fresh environment the way repo2docker does from binder/, and run every notebook in it.
+
+repo2docker installs binder/requirements.txt, then runs binder/postBuild from the repository
+root.  CI has no package index inside its network namespace, so `.ci/run` downloads the
+wheels first into `.ci/wheelhouse`; this test then installs from there only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import require
+
+pytestmark = [pytest.mark.slow]
+ROOT = Path(__file__).resolve().parent.parent
+WHEELHOUSE = ROOT / ".ci" / "wheelhouse"
+
+
+def test_binder_environment_runs_every_notebook(tmp_path: Path) -> None:
+    require(WHEELHOUSE.is_dir(), "needs .ci/wheelhouse (`.ci/run` downloads it before the tests)")
+    venv = tmp_path / "binder-venv"
+    env = {
+        **os.environ,
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(WHEELHOUSE),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "VIRTUAL_ENV": str(venv),
+    }
+    env.pop("PYTHONPATH", None)
+    run = lambda *cmd, cwd=ROOT: subprocess.run(  # noqa: E731
+        cmd, cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=600
+    )
+    run(sys.executable, "-m", "venv", str(venv))
+    run(str(venv / "bin" / "pip"), "install", "-q", "-r", "binder/requirements.txt")
+    run("bash", "binder/postBuild")
+    check = run(
+        str(venv / "bin" / "python"),
+        "-c",
+        "import volli_nb, sys; print(volli_nb.__file__, sys.prefix)",
+    )
+    assert str(venv) in check.stdout
+    work = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", work)
+    for notebook in sorted(work.glob("*.ipynb")):
+        run(
+            str(venv / "bin" / "jupyter"),
+            "execute",
+            "--inplace",
+            "--timeout=60",
+            str(notebook),
+            cwd=work,
+        )
+        assert '"output_type": "error"' not in notebook.read_text(), notebook.name
