@@ -245,9 +245,18 @@ await alice.wait_connected(peer)
 print("stuck rows retried:", alice.message_queue.retry_all_stuck())
 await alice.process_due()
 print("delivery:", await alice.wait_delivered(queued.message_id))
+# Carol was never online: her message stays in the queue panel above, counting down.
+from volli_nb.identity import Identity
+carol = Identity.generate()
+alice.add_contact(carol.public, name="carol")
+await alice.send_message(carol.peer_id, "see you when you are online")
 print("bob got:", [m.text for m in bob.history(alice.peer_id)])""",
         ),
-        ("code", "await alice.close(); await bob.close()"),
+        (
+            "md",
+            "When you are done, `await alice.close(); await bob.close()` closes both peers "
+            "(the panels keep their last view).",
+        ),
     ],
     "03-pairing-two-kernels.ipynb": [
         (
