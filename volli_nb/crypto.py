@@ -1,11 +1,18 @@
-"""The cryptography in one import: identities, envelopes and the primitive wrappers."""
+"""The cryptography in one import: identities, envelopes and the primitive wrappers.
+
+A facade only: the code lives in identity.py (keys, peer ids, safety numbers),
+envelope.py (seal/open) and primitives.py (typed libsodium wrappers that the
+envelope code and the known-answer tests share).
+"""
 
 from __future__ import annotations
 
 from .envelope import (
     MAX_ENVELOPE_BYTES,
+    KeyWrap,
     OpenedMessage,
     ParsedEnvelope,
+    bucket_size,
     envelope_message_id,
     open_envelope,
     parse_envelope,
@@ -21,16 +28,18 @@ from .identity import (
     verify,
     x25519,
 )
-from .primitives import aead_decrypt, aead_encrypt, ed25519_sign, ed25519_verify
+from .primitives import aead_decrypt, aead_encrypt, ed25519_sign, ed25519_verify, x25519_public
 
 __all__ = [
     "MAX_ENVELOPE_BYTES",
     "Identity",
+    "KeyWrap",
     "OpenedMessage",
     "ParsedEnvelope",
     "PublicIdentity",
     "aead_decrypt",
     "aead_encrypt",
+    "bucket_size",
     "contact_safety_number",
     "ed25519_sign",
     "ed25519_verify",
@@ -43,4 +52,5 @@ __all__ = [
     "seal",
     "verify",
     "x25519",
+    "x25519_public",
 ]

@@ -1,40 +1,73 @@
 """Envelopes: the seed's ``EncryptedMessage``, made sound.
 
-Wire shape (canonical JSON, binary as unpadded base64url)::
+Wire shape: canonical JSON (sorted keys, no spaces, UTF-8), binary fields as
+unpadded base64url::
 
-    {"v": 1, "conversation_id": str, "message_id": b64(16),
-     "sender": {"peer_id", "identity_key", "device_key", "device_signature"},
-     "counter": int >= 1, "timestamp": int (ms),
-     "recipients": {peer_id: {"device_key", "ephemeral_key", "encrypted_key", "nonce"}},
+    {"v": 1, "conversation_id": str (1-256 chars), "message_id": b64(16),
+     "sender": {"peer_id", "identity_key": b64(32), "device_key": b64(32),
+                "device_signature": b64(64)},
+     "counter": int 1..2**53-1, "timestamp": int ms 0..2**53-1,
+     "recipients": {peer_id: {"device_key": b64(32), "ephemeral_key": b64(32),
+                              "encrypted_key": b64(48), "nonce": b64(24)}},  # 1..1024 entries
      "nonce": b64(24), "commitment": b64(32), "ciphertext": b64, "signature": b64(64)}
 
-A random content key K encrypts the padded body (XChaCha20-Poly1305, the
-canonical header as associated data).  K is wrapped for each recipient's
-X25519 device key with a fresh ephemeral key.  The header commits to K
-(``blake2b(message_id, key=K)``) so one ciphertext cannot open differently
-for two recipients, and the sender's identity key signs the header plus a
-hash of the ciphertext.  :func:`open_envelope` checks in the order DESIGN.md
-gives, cheapest and least trusting first.
+Construction (DESIGN.md section 3):
 
-Freshness: every send attempt seals a new envelope, so the receiver refuses
-timestamps older than ``max_age_ms`` (10 minutes) or further than
-``max_skew_ms`` (2 minutes) ahead.  The seen-set therefore needs to remember
-ids only for ``max_age_ms``; older replays fail the freshness check first.
+- A random 32-byte content key K encrypts ``sodium_pad(plaintext, bucket)`` with
+  XChaCha20-Poly1305; the associated data is the canonical header (the object
+  without ``ciphertext`` and ``signature``).
+- K is wrapped for each recipient's X25519 device key with a fresh ephemeral key:
+  ``wrap_key = blake2b(x25519(eph, device) || eph_pub || device, person="volli-wrap-v1")``,
+  ``encrypted_key = XChaCha20-Poly1305(wrap_key, nonce_i, K, ad=message_id || peer_id)``.
+  Never ``Box(sender, recipient)``, with which either side could forge the other.
+- ``commitment = blake2b(message_id, key=K, person="volli-commit-v1")`` is signed, so
+  one ciphertext cannot open to two different bodies for two recipients.
+- ``signature = Identity.sign("volli-envelope-v1", blake2b(header || blake2b(ciphertext,
+  person="volli-ct-v1"), person="volli-sig-v1"))`` covers every header field, hence
+  each recipient's id and the exact device key wrapped to, and the ciphertext hash.
+
+Size buckets (padding hides the exact length): the padded body is the next power of
+two holding ``len(plaintext) + 1`` bytes, at least 256, up to 1 MiB; above that the
+next multiple of 1 MiB (so a 10 MB message costs at most 1 MiB of padding, not 6).
+The receiver refuses ciphertexts whose length is not a bucket and bodies whose
+padding is not minimal, so every message has exactly one encoding.
+``MAX_ENVELOPE_BYTES`` is 24 MiB: messages.py allows 12 MiB of text, whose 13 MiB
+bucket is about 18 MiB after base64, and frames.py sizes reassembly for it.
+
+Receiving (:func:`open_envelope`), cheapest and least trusting first: size cap
+(``OversizedInput``, before parsing) -> strict parse (``MalformedEnvelope``; the
+input must be exactly the canonical bytes :func:`seal` produces) -> pinned sender
+(``UnknownPeer``, ``KeyMismatch``) -> signature (``BadSignature``) -> recipient set
+(``NotARecipient``, also if the key was wrapped to a device key we no longer have) ->
+freshness (``StaleMessage``) -> replay (``ReplayError``) -> unwrap
+(``DecryptionFailed``; a low-order ephemeral key gives ``LowOrderKey``) -> commitment
+(``KeyCommitmentMismatch``) -> decrypt (``DecryptionFailed``) -> unpad
+(``MalformedEnvelope``).  Only :class:`~volli_nb.errors.VolliError` subclasses come out.
+
+Freshness: the outbox seals a fresh envelope (new timestamp) on every send attempt,
+so a receiver can refuse timestamps older than ``max_age_ms`` (10 minutes) or more
+than ``max_skew_ms`` (2 minutes) ahead of its clock.  A replay older than
+``max_age_ms`` therefore fails the freshness check before the seen-set is asked, so
+the seen-set only has to remember ids for ``max_age_ms + max_skew_ms`` after
+acceptance (keeping them longer is harmless).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+import hmac
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import nacl.bindings
+import nacl.exceptions
 import nacl.utils
 
 from .encoding import b64decode, b64encode, canonical_json, require_fields, strict_loads
 from .errors import (
-    DecryptionFailed,
     KeyCommitmentMismatch,
     KeyMismatch,
     MalformedEnvelope,
@@ -44,7 +77,7 @@ from .errors import (
     UnknownPeer,
     UsageError,
 )
-from .identity import Identity, PublicIdentity, verify
+from .identity import Identity, PublicIdentity, peer_id_for, verify, x25519
 from .primitives import aead_decrypt, aead_encrypt, x25519_public
 
 Random = Callable[[int], bytes]
@@ -52,13 +85,21 @@ Random = Callable[[int], bytes]
 VERSION = 1
 MAX_ENVELOPE_BYTES = 24 * 1024 * 1024
 MAX_RECIPIENTS = 1024
+MAX_CONVERSATION_ID = 256
+MAX_SAFE_INT = 2**53 - 1  # counters and timestamps stay exact in JavaScript and SQLite
 DEFAULT_MAX_AGE_MS = 10 * 60 * 1000
 DEFAULT_MAX_SKEW_MS = 2 * 60 * 1000
 SIGN_DOMAIN = b"volli-envelope-v1"
 WRAP_PERSON = b"volli-wrap-v1"
 COMMIT_PERSON = b"volli-commit-v1"
+CIPHERTEXT_PERSON = b"volli-ct-v1"
+SIGNED_PERSON = b"volli-sig-v1"
+MESSAGE_ID_BYTES = 16
+TAG_BYTES = 16
 MIN_BUCKET = 256
+BIG_BUCKET = 1024 * 1024
 
+_PEER_ID = re.compile(r"[a-z2-7]{16}\Z")
 _FIELDS: dict[str, type | tuple[type, ...]] = {
     "v": int,
     "conversation_id": str,
@@ -72,6 +113,12 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "ciphertext": str,
     "signature": str,
 }
+_SENDER_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "peer_id": str,
+    "identity_key": str,
+    "device_key": str,
+    "device_signature": str,
+}
 _WRAP_FIELDS: dict[str, type | tuple[type, ...]] = {
     "device_key": str,
     "ephemeral_key": str,
@@ -82,15 +129,18 @@ _WRAP_FIELDS: dict[str, type | tuple[type, ...]] = {
 
 @dataclass(frozen=True)
 class KeyWrap:
-    device_key: bytes
+    """The content key wrapped for one recipient."""
+
+    device_key: bytes  # the recipient's X25519 device key it was wrapped to
     ephemeral_key: bytes
-    encrypted_key: bytes
+    encrypted_key: bytes  # 32-byte key + 16-byte tag
     nonce: bytes
 
 
 @dataclass(frozen=True)
 class ParsedEnvelope:
-    """Every field decoded and length-checked, nothing verified."""
+    """Every field decoded and length-checked, nothing verified (the sender's
+    device signature neither): for showing an envelope's anatomy."""
 
     version: int
     conversation_id: str
@@ -98,7 +148,7 @@ class ParsedEnvelope:
     sender: PublicIdentity
     counter: int
     timestamp_ms: int
-    recipients: dict[str, KeyWrap]
+    recipients: Mapping[str, KeyWrap]
     nonce: bytes
     commitment: bytes
     ciphertext: bytes
@@ -108,27 +158,31 @@ class ParsedEnvelope:
 
 @dataclass(frozen=True)
 class OpenedMessage:
+    """A verified, decrypted message; ``sender`` is the pinned identity."""
+
     message_id: bytes
     conversation_id: str
     sender: PublicIdentity
     counter: int
     timestamp_ms: int
-    recipients: tuple[str, ...]
+    recipients: tuple[str, ...]  # sorted peer ids
     plaintext: bytes
 
 
-BIG_BUCKET = 1024 * 1024
-
-
 def bucket_size(length: int) -> int:
-    """Padded size: the next power of two above ``length`` (at least 256 bytes) up to
-    1 MiB, then the next multiple of 1 MiB, so large bodies cost at most 1 MiB extra."""
+    """Padded body size for a ``length``-byte plaintext (see the module docstring)."""
     if length + 1 > BIG_BUCKET:
         return -(-(length + 1) // BIG_BUCKET) * BIG_BUCKET
     size = MIN_BUCKET
     while size < length + 1:
         size *= 2
     return size
+
+
+def is_bucket(size: int) -> bool:
+    if size > BIG_BUCKET:
+        return size % BIG_BUCKET == 0
+    return size >= MIN_BUCKET and size & (size - 1) == 0
 
 
 def _blake(data: bytes, *, person: bytes, key: bytes = b"") -> bytes:
@@ -143,12 +197,87 @@ def _commitment(message_id: bytes, key: bytes) -> bytes:
     return _blake(message_id, person=COMMIT_PERSON, key=key)
 
 
+def _canonical(obj: dict[str, Any]) -> bytes:
+    try:
+        return canonical_json(obj)
+    except (UnicodeEncodeError, ValueError, TypeError):  # e.g. a lone surrogate from \ud800
+        raise MalformedEnvelope("envelope text is not valid Unicode") from None
+
+
 def _header(obj: dict[str, Any]) -> bytes:
-    return canonical_json({k: v for k, v in obj.items() if k not in ("ciphertext", "signature")})
+    return _canonical({k: v for k, v in obj.items() if k not in ("ciphertext", "signature")})
 
 
 def _to_sign(header: bytes, ciphertext: bytes) -> bytes:
-    return _blake(header + _blake(ciphertext, person=b"volli-ct-v1"), person=b"volli-sig-v1")
+    return _blake(header + _blake(ciphertext, person=CIPHERTEXT_PERSON), person=SIGNED_PERSON)
+
+
+def _is_int(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _valid_conversation_id(value: object) -> bool:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CONVERSATION_ID:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _wrap_for(
+    peer: PublicIdentity, key: bytes, message_id: bytes, random: Random
+) -> dict[str, str]:
+    eph_secret = random(32)
+    eph_public = x25519_public(eph_secret)
+    shared = x25519(eph_secret, peer.device_key)
+    nonce = random(24)
+    wrap_key = _wrap_key(shared, eph_public, peer.device_key)
+    encrypted = aead_encrypt(wrap_key, nonce, key, message_id + peer.peer_id.encode())
+    return {
+        "device_key": b64encode(peer.device_key),
+        "ephemeral_key": b64encode(eph_public),
+        "encrypted_key": b64encode(encrypted),
+        "nonce": b64encode(nonce),
+    }
+
+
+def _check_seal_args(
+    recipients: Sequence[PublicIdentity],
+    conversation_id: str,
+    plaintext: bytes,
+    counter: int,
+    timestamp_ms: int,
+) -> None:
+    if not recipients:
+        raise UsageError("an envelope needs at least one recipient")
+    if len(recipients) > MAX_RECIPIENTS:
+        raise UsageError(f"at most {MAX_RECIPIENTS} recipients per envelope")
+    for peer in recipients:
+        if not isinstance(peer, PublicIdentity) or len(peer.device_key) != 32:
+            raise UsageError("recipients must be PublicIdentity values with 32-byte keys")
+    ids = [r.peer_id for r in recipients]
+    if len(set(ids)) != len(ids):
+        raise UsageError("each recipient may appear only once")
+    if not _valid_conversation_id(conversation_id):
+        raise UsageError(f"conversation_id must be 1 to {MAX_CONVERSATION_ID} characters")
+    if not _is_int(counter, 1, MAX_SAFE_INT):
+        raise UsageError("counter must be an int from 1 to 2**53-1 (counters start at 1)")
+    if not _is_int(timestamp_ms, 0, MAX_SAFE_INT):
+        raise UsageError("timestamp_ms must be an int of milliseconds since the epoch")
+    if not isinstance(plaintext, bytes | bytearray | memoryview):
+        raise UsageError("plaintext must be bytes; encode text first")
+    body_b64 = -(-(bucket_size(len(plaintext)) + TAG_BYTES) * 4 // 3)
+    if body_b64 + 300 * len(recipients) + 1024 > MAX_ENVELOPE_BYTES:
+        raise _too_big(len(plaintext))
+
+
+def _too_big(length: int) -> UsageError:
+    return UsageError(
+        f"a {length}-byte message would exceed the {MAX_ENVELOPE_BYTES}-byte envelope cap "
+        "that receivers enforce; send less"
+    )
 
 
 def seal(
@@ -162,38 +291,17 @@ def seal(
     message_id: bytes | None = None,
     random: Random = nacl.utils.random,
 ) -> bytes:
-    """Encrypt ``plaintext`` for ``recipients`` and sign it; returns envelope bytes."""
-    if not recipients:
-        raise UsageError("an envelope needs at least one recipient")
-    ids = [r.peer_id for r in recipients]
-    if len(set(ids)) != len(ids):
-        raise UsageError("each recipient may appear only once")
-    if len(recipients) > MAX_RECIPIENTS:
-        raise UsageError(f"at most {MAX_RECIPIENTS} recipients per envelope")
-    if counter < 1:
-        raise UsageError("counters start at 1")
-    message_id = message_id if message_id is not None else random(16)
-    if len(message_id) != 16:
-        raise UsageError("a message id is 16 bytes")
+    """Encrypt ``plaintext`` for ``recipients`` and sign it; returns canonical JSON bytes.
+
+    ``counter`` is per (sender, conversation) and assigned by the caller.  All
+    randomness (message id, content key, ephemeral keys, nonces) comes from ``random``.
+    """
+    _check_seal_args(recipients, conversation_id, plaintext, counter, timestamp_ms)
+    message_id = random(MESSAGE_ID_BYTES) if message_id is None else message_id
+    if not isinstance(message_id, bytes) or len(message_id) != MESSAGE_ID_BYTES:
+        raise UsageError(f"a message id is {MESSAGE_ID_BYTES} bytes")
     key = random(32)
-    wraps: dict[str, Any] = {}
-    for peer in recipients:
-        eph_secret = random(32)
-        eph_public = x25519_public(eph_secret)
-        shared = nacl.bindings.crypto_scalarmult(eph_secret, peer.device_key)
-        wrap_nonce = random(24)
-        encrypted = aead_encrypt(
-            _wrap_key(shared, eph_public, peer.device_key),
-            wrap_nonce,
-            key,
-            message_id + peer.peer_id.encode(),
-        )
-        wraps[peer.peer_id] = {
-            "device_key": b64encode(peer.device_key),
-            "ephemeral_key": b64encode(eph_public),
-            "encrypted_key": b64encode(encrypted),
-            "nonce": b64encode(wrap_nonce),
-        }
+    wraps = {peer.peer_id: _wrap_for(peer, key, message_id, random) for peer in recipients}
     nonce = random(24)
     obj: dict[str, Any] = {
         "v": VERSION,
@@ -207,59 +315,143 @@ def seal(
         "commitment": b64encode(_commitment(message_id, key)),
     }
     header = _header(obj)
-    padded = nacl.bindings.sodium_pad(plaintext, bucket_size(len(plaintext)))
+    padded = nacl.bindings.sodium_pad(bytes(plaintext), bucket_size(len(plaintext)))
     ciphertext = aead_encrypt(key, nonce, padded, header)
     obj["ciphertext"] = b64encode(ciphertext)
     obj["signature"] = b64encode(sender.sign(SIGN_DOMAIN, _to_sign(header, ciphertext)))
-    return canonical_json(obj)
+    data = canonical_json(obj)
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise _too_big(len(plaintext))
+    return data
+
+
+def _field(value: object, length: int | None, what: str) -> bytes:
+    return b64decode(value, length=length, what=what, error=MalformedEnvelope)
+
+
+def _parse_sender(obj: object) -> PublicIdentity:
+    """Decode the sender block; the claimed peer id must be the key's.  The device
+    signature is not checked here: open_envelope compares the block with the pin."""
+    if not isinstance(obj, dict):
+        raise MalformedEnvelope("sender must be a JSON object")
+    require_fields(obj, _SENDER_FIELDS, what="sender", error=MalformedEnvelope)
+    sender = PublicIdentity(
+        identity_key=_field(obj["identity_key"], 32, "sender identity_key"),
+        device_key=_field(obj["device_key"], 32, "sender device_key"),
+        device_signature=_field(obj["device_signature"], 64, "sender device_signature"),
+    )
+    if obj["peer_id"] != peer_id_for(sender.identity_key):
+        raise MalformedEnvelope("sender peer_id does not match the sender's identity key")
+    return sender
+
+
+def _parse_wraps(obj: dict[str, Any]) -> dict[str, KeyWrap]:
+    if not 1 <= len(obj) <= MAX_RECIPIENTS:
+        raise MalformedEnvelope(f"an envelope names 1 to {MAX_RECIPIENTS} recipients")
+    wraps: dict[str, KeyWrap] = {}
+    for peer_id, wrap in obj.items():
+        if not _PEER_ID.match(peer_id):
+            raise MalformedEnvelope("recipient keys must be peer ids (16 base32 characters)")
+        if not isinstance(wrap, dict):
+            raise MalformedEnvelope(f"recipient {peer_id} entry must be a JSON object")
+        require_fields(wrap, _WRAP_FIELDS, what="recipient entry", error=MalformedEnvelope)
+        wraps[peer_id] = KeyWrap(
+            device_key=_field(wrap["device_key"], 32, "recipient device_key"),
+            ephemeral_key=_field(wrap["ephemeral_key"], 32, "ephemeral_key"),
+            encrypted_key=_field(wrap["encrypted_key"], 48, "encrypted_key"),
+            nonce=_field(wrap["nonce"], 24, "recipient nonce"),
+        )
+    return wraps
+
+
+def _as_bytes(data: object) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    raise UsageError(f"an envelope is bytes, not {type(data).__name__}")
 
 
 def parse_envelope(data: bytes, *, max_size: int = MAX_ENVELOPE_BYTES) -> ParsedEnvelope:
-    """Strictly parse; raise OversizedInput or MalformedEnvelope.  Verifies nothing."""
-    obj = strict_loads(data, max_size=max_size, what="envelope", error=MalformedEnvelope)
+    """Strictly parse and decode; raise OversizedInput or MalformedEnvelope.
+
+    Verifies nothing (no signature, no pin, no decryption): use :func:`open_envelope`
+    to trust anything in it.
+    """
+    raw = _as_bytes(data)
+    obj = strict_loads(raw, max_size=max_size, what="envelope", error=MalformedEnvelope)
     require_fields(obj, _FIELDS, what="envelope", error=MalformedEnvelope)
     if obj["v"] != VERSION:
         raise MalformedEnvelope(f"envelope version {obj['v']} is not supported (expected 1)")
-    if obj["counter"] < 1 or obj["timestamp"] < 0:
-        raise MalformedEnvelope("counter must be >= 1 and timestamp >= 0")
-    if not 1 <= len(obj["recipients"]) <= MAX_RECIPIENTS:
-        raise MalformedEnvelope(f"envelope must name 1 to {MAX_RECIPIENTS} recipients")
-
-    def field(value: object, length: int | None, what: str) -> bytes:
-        return b64decode(value, length=length, what=what, error=MalformedEnvelope)
-
-    wraps: dict[str, KeyWrap] = {}
-    for peer_id, wrap in obj["recipients"].items():
-        if not isinstance(wrap, dict):
-            raise MalformedEnvelope(f"recipient {peer_id!r} entry must be an object")
-        require_fields(wrap, _WRAP_FIELDS, what="recipient entry", error=MalformedEnvelope)
-        wraps[peer_id] = KeyWrap(
-            device_key=field(wrap["device_key"], 32, "device_key"),
-            ephemeral_key=field(wrap["ephemeral_key"], 32, "ephemeral_key"),
-            encrypted_key=field(wrap["encrypted_key"], 48, "encrypted_key"),
-            nonce=field(wrap["nonce"], 24, "nonce"),
-        )
-    ciphertext = field(obj["ciphertext"], None, "ciphertext")
-    if len(ciphertext) < 16 + MIN_BUCKET:
-        raise MalformedEnvelope("ciphertext is shorter than the smallest padded body")
-    return ParsedEnvelope(
+    if not _valid_conversation_id(obj["conversation_id"]):
+        raise MalformedEnvelope(f"conversation_id must be 1 to {MAX_CONVERSATION_ID} characters")
+    if not _is_int(obj["counter"], 1, MAX_SAFE_INT):
+        raise MalformedEnvelope("counter must be from 1 to 2**53-1")
+    if not _is_int(obj["timestamp"], 0, MAX_SAFE_INT):
+        raise MalformedEnvelope("timestamp must be from 0 to 2**53-1 milliseconds")
+    sender = _parse_sender(obj["sender"])
+    wraps = _parse_wraps(obj["recipients"])
+    ciphertext = _field(obj["ciphertext"], None, "ciphertext")
+    if not is_bucket(len(ciphertext) - TAG_BYTES):
+        raise MalformedEnvelope("ciphertext length is not a padded size bucket plus a tag")
+    parsed = ParsedEnvelope(
         version=obj["v"],
         conversation_id=obj["conversation_id"],
-        message_id=field(obj["message_id"], 16, "message_id"),
-        sender=PublicIdentity.from_json(obj["sender"], error=MalformedEnvelope),
+        message_id=_field(obj["message_id"], MESSAGE_ID_BYTES, "message_id"),
+        sender=sender,
         counter=obj["counter"],
         timestamp_ms=obj["timestamp"],
-        recipients=wraps,
-        nonce=field(obj["nonce"], 24, "nonce"),
-        commitment=field(obj["commitment"], 32, "commitment"),
+        recipients=MappingProxyType(wraps),
+        nonce=_field(obj["nonce"], 24, "nonce"),
+        commitment=_field(obj["commitment"], 32, "commitment"),
         ciphertext=ciphertext,
-        signature=field(obj["signature"], 64, "signature"),
+        signature=_field(obj["signature"], 64, "signature"),
         header=_header(obj),
     )
+    if _canonical(obj) != raw:
+        raise MalformedEnvelope("envelope is not canonical JSON (sorted keys, no spaces)")
+    return parsed
 
 
-def envelope_message_id(data: bytes) -> bytes:
-    return parse_envelope(data).message_id
+def envelope_message_id(data: bytes, *, max_size: int = MAX_ENVELOPE_BYTES) -> bytes:
+    """The message id of a strictly parsed (unverified) envelope, e.g. to ACK or log it."""
+    return parse_envelope(data, max_size=max_size).message_id
+
+
+def _check_sender(env: ParsedEnvelope, contacts: Callable[[str], PublicIdentity | None]) -> None:
+    sender_id = env.sender.peer_id
+    pinned = contacts(sender_id)
+    if pinned is None:
+        raise UnknownPeer(f"envelope from {sender_id}, who is not a contact; pair first")
+    if pinned != env.sender:
+        raise KeyMismatch(
+            f"envelope from {sender_id} carries keys other than the pinned ones; "
+            "compare safety numbers and re-pair before trusting new keys"
+        )
+    verify(pinned.identity_key, SIGN_DOMAIN, _to_sign(env.header, env.ciphertext), env.signature)
+
+
+def _check_fresh(timestamp_ms: int, now_ms: int, max_age_ms: int, max_skew_ms: int) -> None:
+    if timestamp_ms < now_ms - max_age_ms:
+        raise StaleMessage(
+            f"envelope is {(now_ms - timestamp_ms) / 1000:.0f} s old "
+            f"(limit {max_age_ms / 1000:.0f} s); the sender re-seals on retry"
+        )
+    if timestamp_ms > now_ms + max_skew_ms:
+        raise StaleMessage(
+            f"envelope is {(timestamp_ms - now_ms) / 1000:.0f} s in the future; "
+            "check the sender's or this machine's clock"
+        )
+
+
+def _unpad(padded: bytes) -> bytes:
+    try:
+        plaintext = nacl.bindings.sodium_unpad(padded, len(padded))
+    except (nacl.exceptions.CryptoError, ValueError, TypeError):
+        raise MalformedEnvelope("the decrypted body's padding is invalid") from None
+    if bucket_size(len(plaintext)) != len(padded):
+        raise MalformedEnvelope("the decrypted body is not padded to its size bucket")
+    return plaintext
 
 
 def open_envelope(
@@ -273,33 +465,20 @@ def open_envelope(
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     max_size: int = MAX_ENVELOPE_BYTES,
 ) -> OpenedMessage:
-    """Verify and decrypt, in DESIGN.md's order; stores nothing, raises typed errors."""
+    """Verify and decrypt in DESIGN.md's order (see the module docstring).
+
+    ``contacts(peer_id)`` returns the pinned (already verified) identity or None;
+    ``seen(message_id)`` says whether that id was already accepted (persist it to
+    survive restarts).  Pure: stores nothing, raises only VolliError subclasses.
+    """
     env = parse_envelope(data, max_size=max_size)
-    sender_id = env.sender.peer_id
-    pinned = contacts(sender_id)
-    if pinned is None:
-        raise UnknownPeer(f"envelope from {sender_id}, who is not a contact; pair first")
-    if (pinned.identity_key, pinned.device_key) != (
-        env.sender.identity_key,
-        env.sender.device_key,
-    ):
-        raise KeyMismatch(
-            f"envelope from {sender_id} carries keys other than the pinned ones; "
-            "compare safety numbers before trusting new keys"
-        )
-    verify(pinned.identity_key, SIGN_DOMAIN, _to_sign(env.header, env.ciphertext), env.signature)
+    _check_sender(env, contacts)
     wrap = env.recipients.get(me.peer_id)
     if wrap is None:
         raise NotARecipient(f"this envelope is not addressed to {me.peer_id}")
     if wrap.device_key != me.public.device_key:
         raise NotARecipient("the key was wrapped to a device key this identity no longer has")
-    if env.timestamp_ms < now_ms - max_age_ms:
-        raise StaleMessage(f"envelope is {(now_ms - env.timestamp_ms) / 1000:.0f} s old")
-    if env.timestamp_ms > now_ms + max_skew_ms:
-        raise StaleMessage(
-            f"envelope is {(env.timestamp_ms - now_ms) / 1000:.0f} s in the future; "
-            "check the sender's clock"
-        )
+    _check_fresh(env.timestamp_ms, now_ms, max_age_ms, max_skew_ms)
     if seen(env.message_id):
         raise ReplayError(f"message {env.message_id.hex()} was already accepted")
     shared = me.shared_secret(wrap.ephemeral_key)
@@ -309,21 +488,17 @@ def open_envelope(
         wrap.encrypted_key,
         env.message_id + me.peer_id.encode(),
     )
-    if _commitment(env.message_id, key) != env.commitment:
+    if not hmac.compare_digest(_commitment(env.message_id, key), env.commitment):
         raise KeyCommitmentMismatch(
             "the content key wrapped for us is not the one the sender committed to"
         )
-    padded = aead_decrypt(key, env.nonce, env.ciphertext, env.header)
-    try:
-        plaintext = nacl.bindings.sodium_unpad(padded, len(padded))
-    except Exception:
-        raise DecryptionFailed("body padding is invalid") from None
+    plaintext = _unpad(aead_decrypt(key, env.nonce, env.ciphertext, env.header))
     return OpenedMessage(
         message_id=env.message_id,
         conversation_id=env.conversation_id,
-        sender=pinned,
+        sender=env.sender,
         counter=env.counter,
         timestamp_ms=env.timestamp_ms,
-        recipients=tuple(env.recipients),
+        recipients=tuple(sorted(env.recipients)),
         plaintext=plaintext,
     )

@@ -55,6 +55,8 @@ def verify(identity_key: bytes, domain: bytes, message: bytes, signature: bytes)
 
 def x25519(private_key: bytes, public_key: bytes) -> bytes:
     """X25519 shared secret; a low-order public key raises :class:`LowOrderKey`."""
+    if len(private_key) != KEY_BYTES or len(public_key) != KEY_BYTES:
+        raise UsageError("X25519 keys are 32 bytes each")
     try:
         shared = nacl.bindings.crypto_scalarmult(private_key, public_key)
     except nacl.exceptions.RuntimeError:
