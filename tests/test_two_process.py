@@ -12,7 +12,7 @@ from test_network import arun
 
 from volli_nb.messages import MessagesStore
 from volli_nb.network import PeerOffline
-from volli_nb.peer_process import PeerProcess
+from volli_nb.peer_process import PeerProcess, pair_with
 
 pytestmark = pytest.mark.network
 
@@ -28,10 +28,7 @@ async def pair_processes(offer: PeerProcess, answer: PeerProcess) -> None:
 
 
 async def pair_with_process(store: MessagesStore, proc: PeerProcess) -> None:
-    code = await store.create_pairing_code()
-    reply = (await proc.request("accept_code", code=code))["code"]
-    await store.complete_pairing(reply)
-    await store.wait_connected(proc.peer_id)
+    await pair_with(store, proc)
 
 
 def test_two_processes_pair_by_codes_and_agree_on_history(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from . import loopback
 from .messages import MessagesStore
 from .netconfig import NetworkConfig
 from .netevents import PeerOffline
-from .peer_process import PeerProcess
+from .peer_process import PeerProcess, pair_with
 from .storage import KDF_MIN
 
 
@@ -146,10 +146,7 @@ async def _volli(tmp: Path, messages: int, bulk: int, echoes: int) -> dict[str, 
     out: dict[str, float] = {}
     try:
         start = time.perf_counter()
-        code = await store.create_pairing_code()
-        answer = (await child.request("accept_code", code=code))["code"]
-        peer = await store.complete_pairing(answer)
-        await store.wait_connected(peer)
+        peer = await pair_with(store, child)
         first = await store.send_message(peer, "x" * 80)
         await store.wait_delivered(first.message_id)
         out["setup"] = time.perf_counter() - start

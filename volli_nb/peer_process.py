@@ -174,6 +174,15 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.run(_serve(args))
 
 
+async def pair_with(store: Any, proc: PeerProcess, timeout: float = 15.0) -> str:
+    """``store`` offers, the peer process answers; returns its peer id once connected."""
+    code = await store.create_pairing_code()
+    answer = (await proc.request("accept_code", code=code))["code"]
+    peer_id: str = await store.complete_pairing(answer)
+    await store.wait_connected(peer_id, timeout)
+    return peer_id
+
+
 class PeerProcess:
     """The parent's handle on a peer process: requests, events, kill and restart."""
 
