@@ -1,67 +1,204 @@
-"""%load_ext volli_nb and every %volli magic in a real ipykernel."""
+"""%load_ext volli_nb and every %volli magic in a real ipykernel (jupyter_client).
+
+Magics that wait (pair, sync) display a placeholder and update it from a task on the
+kernel's running loop, so this client follows ``update_display_data`` messages by
+display id, whichever cell they arrive during.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from kernels import execute, kernel
+from IPython.display import HTML
+from jupyter_client.blocking.client import BlockingKernelClient
+from kernels import KernelError, kernel
 
-pytestmark = pytest.mark.network
 CODE = r"(volli1\.[A-Za-z0-9_-]+\.[a-z2-7]{8})"
+PEER_ID = r"[a-z2-7]{16}"
 
 
-def eventually(kc: object, code: str, pattern: str, timeout: float = 20.0) -> str:
-    """Re-run ``code`` until its output matches (results of magics that finish later)."""
-    end = time.monotonic() + timeout
-    out = ""
-    while time.monotonic() < end:
-        out = execute(kc, code)  # type: ignore[arg-type]
-        if re.search(pattern, out):
-            return out
-        time.sleep(0.2)
-    raise AssertionError(f"{pattern!r} never appeared; last output:\n{out}")
+def _text(data: dict[str, Any]) -> str:
+    return str(data.get("text/html") or data.get("text/plain", ""))
+
+
+class Client:
+    """Runs cells; remembers the latest content of every display id it has seen."""
+
+    def __init__(self, kc: BlockingKernelClient) -> None:
+        self.kc = kc
+        self.displays: dict[str, str] = {}
+
+    def _record(self, msg: dict[str, Any]) -> None:
+        content = msg["content"]
+        display_id = content.get("transient", {}).get("display_id")
+        if display_id and msg["msg_type"] in ("display_data", "update_display_data"):
+            self.displays[display_id] = _text(content["data"])
+
+    def run(self, code: str, timeout: float = 60.0) -> tuple[str, list[str]]:
+        """Run ``code``; return what it printed/displayed and the display ids it made."""
+        msg_id = self.kc.execute(code)
+        out: list[str] = []
+        ids: list[str] = []
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=max(0.1, end - time.monotonic()))
+            except queue.Empty:
+                raise KernelError(f"no reply within {timeout} s to:\n{code}") from None
+            self._record(msg)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                out.append(content["text"])
+            elif kind in ("execute_result", "display_data"):
+                out.append(_text(content["data"]))
+                if display_id := content.get("transient", {}).get("display_id"):
+                    ids.append(display_id)
+            elif kind == "error":
+                raise KernelError(f"{content['ename']}: {content['evalue']}\n" + "".join(out))
+            elif kind == "status" and content["execution_state"] == "idle":
+                return "".join(out), ids
+
+    def text(self, code: str) -> str:
+        return self.run(code)[0]
+
+    def later(self, code: str, pattern: str, timeout: float = 20.0) -> re.Match[str]:
+        """Run a magic that answers later; wait until its display matches ``pattern``."""
+        out, ids = self.run(code)
+        assert len(ids) == 1 and "working…" in out, out
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            found = re.search(pattern, self.displays.get(ids[0], ""))
+            if found:
+                return found
+            with contextlib.suppress(queue.Empty):
+                self._record(self.kc.get_iopub_msg(timeout=0.2))
+        raise AssertionError(f"{pattern!r} never shown by {code!r}: {self.displays.get(ids[0])}")
 
 
 SETUP = """
+import os
 from volli_nb import MessagesStore
 from volli_nb.netconfig import NetworkConfig
 from volli_nb.storage import KDF_MIN
 from volli_nb.identity import Identity
-bob = MessagesStore.open("bob.sqlite", "pw", name="bob", kdf=KDF_MIN,
-                         config=NetworkConfig(loopback_only=True))
+def other(name):
+    return MessagesStore.open(f"{name}.sqlite", "pw", name=name, kdf=KDF_MIN,
+                              config=NetworkConfig(loopback_only=True))
+bob, carol = other("bob"), other("carol")
 ghost = Identity.generate()
 messagesStore.add_contact(ghost.public, name="ghost")
 await messagesStore.send_message(ghost.peer_id, "into the void")
 """
 
 
+@pytest.mark.network
 def test_every_magic_in_a_real_kernel(tmp_path: Path) -> None:
     with kernel(str(tmp_path)) as kc:
-        execute(kc, "%load_ext volli_nb")
-        assert "%volli dashboard" in execute(kc, "%volli help")
-        assert "no messagesStore yet" in execute(kc, "%volli peers")
-        assert "messagesStore = <MessagesStore alice" in execute(kc, "%volli new alice")
-        execute(kc, SETUP)
-        queue = execute(kc, "%volli queue")
-        assert "Pending queue" in queue and "pending" in queue and "peer offline" in queue
-        # %volli pair shows the offer code when it is ready (in the display it updates).
-        execute(kc, "%volli pair")
-        # ...its offer is an open connection under a pairing token once the task ran.
-        eventually(kc, "print(list(messagesStore.network_store.peers))", r"'pair-[0-9a-f]+'")
-        code = execute(kc, "c = await messagesStore.create_pairing_code(); print(c)").strip()
-        answer = execute(kc, f"a = await bob.accept_pairing_code({code!r}); print(a)").strip()
-        assert re.fullmatch(CODE, answer)
-        execute(kc, f"%volli pair {answer}")  # an answer code: the magic completes pairing
-        eventually(
-            kc, "print(messagesStore.network_store.connected_peers())", r"\['[a-z2-7]{16}'\]"
+        k = Client(kc)
+        k.run("%load_ext volli_nb")
+        help_text = k.text("%volli help")
+        for command in ("new", "open PATH", "dashboard", "peers", "queue", "pair CODE", "sync"):
+            assert f"%volli {command}" in help_text
+        assert k.text("%volli") == help_text
+        assert "no messagesStore yet" in k.text("%volli peers")
+        assert re.search(
+            rf"messagesStore = <MessagesStore alice peer_id={PEER_ID}", k.text("%volli new alice")
         )
-        peers = execute(kc, "%volli peers")
-        assert "connected" in peers and "host 127.0.0.1" in peers
-        execute(kc, "%volli sync")
-        dashboard = execute(kc, "%volli dashboard")
-        assert "Peers" in dashboard and "ICE candidates" in dashboard and "Event log" in dashboard
-        assert "unknown command" in execute(kc, "%volli frobnicate")
-        execute(kc, "await messagesStore.close(); await bob.close()")
+        alice = k.text("print(messagesStore.peer_id)").strip()
+        k.run(SETUP)
+
+        # The queue: a pending row for the offline contact (getPending as a table).
+        queue_html = k.text("%volli queue")
+        assert "Pending queue" in queue_html and "<td>pending</td>" in queue_html
+        assert "peer offline" in queue_html
+
+        # %volli pair: an offer code, shown when ready; bob accepts it; the answer
+        # pasted into %volli pair completes the pairing.
+        offer = k.later("%volli pair", rf"offer code.*?{CODE}").group(1)
+        answer = k.text(f"print(await bob.accept_pairing_code({offer!r}))").strip()
+        assert re.fullmatch(CODE, answer)
+        bob_id = k.text("print(bob.peer_id)").strip()
+        k.later(f"%volli pair {answer}", rf"connected to <b>{bob_id}</b>")
+        assert k.text("print(messagesStore.network_store.connected_peers())") == f"['{bob_id}']\n"
+
+        # %volli pair OFFER: accepts carol's offer and shows the answer to paste back.
+        carol_offer = k.text("print(await carol.create_pairing_code())").strip()
+        carol_answer = k.later(f"%volli pair {carol_offer}", rf"answer code.*?{CODE}").group(1)
+        k.run(f"await carol.wait_connected(await carol.complete_pairing({carol_answer!r}))")
+        k.run("await messagesStore.wait_connected(carol.peer_id)")
+
+        peers = k.text("%volli peers")
+        assert peers.count("<td>connected</td>") == 2 and "host 127.0.0.1" in peers
+        assert bob_id in peers
+
+        # %volli sync: the SyncReport appears when the attempt is done.
+        k.later("%volli sync", r"SyncReport\(sent=\d+, in_flight=\d+, waiting_offline=1,")
+
+        dashboard = k.text("%volli dashboard")
+        for title in ("Peers", "ICE candidates", "Pending queue", "Event log"):
+            assert title in dashboard
+        assert "unknown command 'frobnicate'" in k.text("%volli frobnicate")
+        assert "BadPairingCode" in k.text("%volli pair volli1.damaged.abcdefgh")
+        assert "BadPairingCode" in k.later(
+            f"%volli pair {answer}", r"BadPairingCode.*", timeout=5
+        ).group(0)  # an answer whose offer is used up
+
+        # %volli open: a wrong passphrase is refused; the right one opens the same identity.
+        k.run("await bob.close(); await carol.close()")
+        k.run('os.environ["VOLLI_PASSPHRASE"] = "nope"')
+        assert "WrongPassphrase" in k.text("%volli open bob.sqlite")
+        k.run('os.environ["VOLLI_PASSPHRASE"] = "pw"')
+        opened = k.text("%volli open bob.sqlite bob-again")
+        assert f"<MessagesStore bob-again peer_id={bob_id}" in opened
+        assert k.text("print(messagesStore.peer_id)").strip() == bob_id != alice
+        k.later("%volli close", r"closed")
+        assert "no messagesStore yet" in k.text("%volli queue")
+
+
+class _Shell:
+    """Just enough of an IPython shell for the magics: a user namespace."""
+
+    def __init__(self) -> None:
+        self.user_ns: dict[str, Any] = {}
+
+
+def test_without_a_running_loop_or_widgets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A terminal IPython has no loop running between cells: the magics say what to
+    await instead; without ``volli_nb.widgets`` the tables are plain HTML."""
+    import asyncio
+    import warnings
+
+    from volli_nb import magics
+
+    monkeypatch.setattr(magics, "_widgets", lambda: None)
+    shell = _Shell()
+    m = magics.VolliMagics(shell=shell)
+    m.volli("new terminal")
+    out = capsys.readouterr().out
+    assert "no running event loop" in out and "messagesStore = <MessagesStore terminal" in out
+    store = shell.user_ns["messagesStore"]
+    try:
+        peers, queue_table = m.volli("peers"), m.volli("queue")
+        assert isinstance(peers, HTML) and isinstance(queue_table, HTML)
+        assert "<h4>Peers</h4>" in peers.data and "<i>none</i>" in peers.data
+        assert "<h4>Pending queue</h4>" in queue_table.data
+        assert "Pending queue" in m.volli("dashboard").data
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "coroutine ... was never awaited" would fail
+            m.volli("sync")
+            m.volli("pair")
+        out = capsys.readouterr().out
+        assert "run `await messagesStore.sync_messages()` yourself" in out
+        assert "run `await messagesStore.create_pairing_code()` yourself" in out
+    finally:
+        asyncio.run(store.close())

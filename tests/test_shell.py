@@ -1,9 +1,16 @@
-"""volli-shell in a real terminal (tmux): debug commands, pairing by pasted codes, Ctrl-D."""
+"""volli-shell in a real terminal (tmux): debug commands, pairing by pasted codes, Ctrl-D.
+
+The shell runs in a tmux pane; the test types into it with ``send-keys -l`` (literal,
+so a ~1 KB pairing code arrives unchanged) and reads the pane with ``capture-pane -J``
+(wrapped lines joined, so a code can be copied off the screen as a user would).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,24 +21,33 @@ import pytest
 from conftest import require
 from test_network import arun
 
+from volli_nb.messages import MessagesStore
+from volli_nb.netconfig import NetworkConfig
 from volli_nb.peer_process import PeerProcess
+from volli_nb.storage import KDF_MIN
 
 pytestmark = pytest.mark.network
 SHELL = str(Path(sys.executable).parent / "volli-shell")
+CODE = r"(volli1\.[A-Za-z0-9_-]+\.[a-z2-7]{8})"
+PROMPT = re.compile(r"(?m)^>>>")
 
 
 class Tmux:
-    def __init__(self, command: str) -> None:
-        self.socket = f"volli-test-{time.monotonic_ns()}"
+    """One tmux server (its socket in ``where``) with one wide pane running ``command``."""
+
+    def __init__(self, command: str, where: Path) -> None:
+        require(shutil.which("tmux") is not None, "tmux is not installed (apt-get install tmux)")
+        self.socket = str(where / "tmux.sock")
         self._tmux("new-session", "-d", "-s", "shell", "-x", "250", "-y", "60", command)
 
     def _tmux(self, *args: str) -> str:
         return subprocess.run(
-            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True
+            ["tmux", "-S", self.socket, *args], capture_output=True, text=True, check=True
         ).stdout
 
     def screen(self) -> str:
-        return self._tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", "shell")
+        """The whole pane, scrollback included, wrapped lines joined."""
+        return self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "shell")
 
     def type(self, text: str, enter: bool = True) -> None:
         self._tmux("send-keys", "-t", "shell", "-l", text)
@@ -47,46 +63,205 @@ class Tmux:
             found = re.search(pattern, self.screen())
             if found:
                 return found
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         raise AssertionError(f"{pattern!r} not on screen:\n{self.screen()}")
 
+    async def run(
+        self, command: str, expect: str, timeout: float = 20.0, *, error_ok: bool = False
+    ) -> re.Match[str]:
+        """Type ``command``; wait for the next prompt, then match its output against
+        ``expect`` (a traceback fails unless ``error_ok``).  Waiting for the prompt
+        matters: a Ctrl-D typed while a command still runs was lost."""
+        before = len(PROMPT.findall(self.screen()))
+        self.type(command)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            screen = self.screen()
+            start = [m.start() for m in PROMPT.finditer(screen)]
+            if len(start) > before:  # the prompt after the command's output
+                output = screen[start[before - 1] : start[before]]
+                found = re.search(expect, output)
+                if found and (error_ok or "Traceback" not in output):
+                    return found
+                raise AssertionError(f"{expect!r} not in the output of {command!r}:\n{screen}")
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{command!r} did not finish within {timeout} s:\n{self.screen()}")
+
+    async def ctrl_d(self, timeout: float = 5.0) -> float:
+        """Ctrl-D at an empty prompt; the shell's exit status must be 0.  Returns seconds."""
+        started = time.monotonic()
+        self.key("C-d")
+        await self.wait_for(r"SHELL-EXIT=(\d+)", timeout)
+        elapsed = time.monotonic() - started
+        assert "SHELL-EXIT=0" in self.screen(), self.screen()
+        return elapsed
+
     def kill(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
+
+
+def shell_command(*args: str, env: str = "env -u VOLLI_PASSPHRASE") -> str:
+    return f"{env} {shlex.join([SHELL, *args])}; echo SHELL-EXIT=$?; sleep 120"
 
 
 def test_shell_debug_commands_pairing_and_ctrl_d(tmp_path: Path) -> None:
-    require(shutil.which("tmux") is not None, "tmux is not installed (apt-get install tmux)")
-    term = Tmux(f"{SHELL} --name shelly; echo SHELL-EXIT=$?; sleep 60")
+    term = Tmux(shell_command("--name", "shelly"), tmp_path)
 
     async def main() -> None:
         other = await PeerProcess(str(tmp_path / "other.sqlite"), "other").start()
         try:
-            await term.wait_for(r"volli-shell — shelly \((\w+)\)")
-            await term.wait_for(r">>>")
-            term.type("await messagesStore.sync_messages()")
-            await term.wait_for(r"SyncReport\(sent=0, in_flight=0, waiting_offline=0, stuck=0\)")
-            term.type("messagesStore.network_store.peers")
-            await term.wait_for(r"peers\n\{\}")
-            term.type("code = await offer()")
-            code = (await term.wait_for(r"(volli1\.[A-Za-z0-9_-]+\.[a-z2-7]{8})")).group(1)
-            answer = (await other.request("accept_code", code=code))["code"]
-            assert len(answer) > 500  # a long paste, sent literally
-            term.type(f'await complete("{answer}")')
-            await term.wait_for(rf"connected to {other.peer_id}")
-            term.type("[p for p in messagesStore.network_store.peers]")
-            await term.wait_for(rf"\['{other.peer_id}'\]")
-            term.type(f'm = await send("{other.peer_id}", "from the shell")')
+            banner = await term.wait_for(r"volli-shell — shelly \(([a-z2-7]{16})\)")
+            shell_id = banner.group(1)
+            throwaway = Path((await term.wait_for(r"throwaway in (\S+) .*KDF_MIN")).group(1))
+            assert (throwaway / "profile.sqlite").exists()
+            await term.wait_for(r"ICE: loopback only")
+            await term.wait_for(PROMPT.pattern)
+            # The seed's debug commands, typed as a user would.
+            await term.run(
+                "await messagesStore.sync_messages()",
+                r"SyncReport\(sent=0, in_flight=0, waiting_offline=0, stuck=0\)",
+            )
+            await term.run("messagesStore.network_store.peers", r"\n\{\}\n")
+            await term.run("peers()", r"peer +name +verified +connection +ice[^\n]*\n\(none\)")
+            await term.run("pending()", r"\(none\)")
+
+            # Pairing: copy the offer off the screen, paste the answer back (literally).
+            offer = (await term.run("code = await offer()", CODE)).group(1)
+            await term.run("len(code)", rf"\n{len(offer)}\n")  # the screen copy is whole
+            answer = (await other.request("accept_code", code=offer))["code"]
+            assert len(answer) > 900  # ~1 KB, typed with send-keys -l
+            await term.run(f'await complete("{answer}")', rf"connected to {other.peer_id}")
+            await term.run(
+                "messagesStore.network_store.connected_peers()", rf"\['{other.peer_id}'\]"
+            )
+            await term.run(
+                "peers()",
+                rf"{other.peer_id} +other +yes +connected +completed +host 127\.0\.0\.1:\d+ ↔",
+            )
+
+            # Messages both ways; the incoming one arrives while the prompt waits.
+            await term.run(f'm = await send("{other.peer_id}", "from the shell")', r"^")
             got = await other.wait_event("received")
-            assert got["text"] == "from the shell"
-            term.type("peers()")
-            await term.wait_for(r"connected")
-            started = time.monotonic()
-            term.key("C-d")
-            await term.wait_for(r"closed every connection")
-            await term.wait_for(r"SHELL-EXIT=0")
-            assert time.monotonic() - started < 3.0
+            assert (got["text"], got["from"]) == ("from the shell", shell_id)
+            await term.run("await messagesStore.wait_delivered(m.message_id)", r"delivered")
+            await term.run("pending()", r"\(none\)")
+            await other.request("send", to=shell_id, text="to the idle shell")
+            await other.wait_event("delivered")  # acked by the shell's loop, at its prompt
+            await term.run(
+                f'[m.text for m in messagesStore.history("{other.peer_id}")]',
+                r"\['from the shell', 'to the idle shell'\]",
+            )
+
+            elapsed = await term.ctrl_d()
+            assert "volli-shell: closed every connection" in term.screen()
+            assert elapsed < 3.0, f"Ctrl-D took {elapsed:.2f} s"
+            assert not throwaway.exists()  # the throwaway profile goes with the shell
+            await other.wait_event("PeerOffline", timeout=5)  # a real goodbye, not a timeout
+            print(f"Ctrl-D to exit: {elapsed:.2f} s")
+        finally:
+            await other.quit()
+            term.kill()
+
+    arun(main, timeout=120)
+
+
+def test_shell_pair_helper_accepts_an_offer(tmp_path: Path) -> None:
+    """The other direction: the shell accepts an offer with ``pair(code)``."""
+    term = Tmux(shell_command("--name", "acceptor"), tmp_path)
+
+    async def main() -> None:
+        other = await PeerProcess(str(tmp_path / "other.sqlite"), "offerer").start()
+        try:
+            shell_id = (await term.wait_for(r"acceptor \(([a-z2-7]{16})\)")).group(1)
+            await term.wait_for(PROMPT.pattern)
+            offer = (await other.request("create_code"))["code"]
+            assert len(offer) > 900
+            answer = await term.run(f'answer = await pair("{offer}")', CODE)
+            await other.request("complete", code=answer.group(1))
+            await other.request("wait_connected", peer_id=shell_id)
+            await term.run(f'await messagesStore.wait_connected("{other.peer_id}")', r"^")
+            await term.run(
+                "messagesStore.network_store.connected_peers()", rf"\['{other.peer_id}'\]"
+            )
+            await term.run(
+                'await pair("volli1.garbage.abcdefgh")',
+                r"BadPairingCode: .*checksum",
+                error_ok=True,
+            )
+            await term.ctrl_d()
         finally:
             await other.quit()
             term.kill()
 
     arun(main, timeout=90)
+
+
+def test_shell_profile_passphrase(tmp_path: Path) -> None:
+    """--profile: a wrong passphrase is refused clearly (re-asked at a terminal; exit 2
+    from $VOLLI_PASSPHRASE); the right one opens the same identity."""
+    profile = tmp_path / "me.sqlite"
+
+    async def create() -> str:
+        store = MessagesStore.open(
+            profile, "right one", name="me", kdf=KDF_MIN, config=NetworkConfig(loopback_only=True)
+        )
+        peer_id = store.peer_id
+        await store.close()
+        return peer_id
+
+    peer_id = arun(create)
+    scripted = subprocess.run(
+        [SHELL, "--profile", str(profile)],
+        env={**os.environ, "VOLLI_PASSPHRASE": "wrong one"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert scripted.returncode == 2
+    assert "the passphrase does not unlock this profile" in scripted.stderr
+
+    term = Tmux(shell_command("--profile", str(profile), "--name", "me"), tmp_path)
+
+    async def main() -> None:
+        try:
+            await term.wait_for(rf"passphrase for {re.escape(str(profile))}: ")
+            term.type("wrong one")
+            await term.wait_for(r"the passphrase does not unlock this profile.*\n.*passphrase for")
+            term.type("right one")
+            where = re.escape(str(profile))
+            await term.wait_for(rf"volli-shell — me \({peer_id}\)  profile: {where}")
+            await term.wait_for(PROMPT.pattern)
+            assert "right one" not in term.screen()  # getpass: nothing echoed
+            await term.run("messagesStore.peer_id", peer_id)
+            await term.ctrl_d()
+        finally:
+            term.kill()
+
+    arun(main, timeout=60)
+
+
+def test_shell_new_profile_asks_twice(tmp_path: Path) -> None:
+    """--profile with a missing file creates it, after the passphrase is typed twice."""
+    profile = tmp_path / "new.sqlite"
+    term = Tmux(shell_command("--profile", str(profile)), tmp_path)
+
+    async def main() -> None:
+        try:
+            await term.wait_for(r"does not exist; a new profile will be created there")
+            await term.wait_for(r"choose a passphrase: ")
+            term.type("one")
+            await term.wait_for(r"repeat it: ")
+            term.type("two")
+            await term.wait_for(r"the two passphrases differ; again\n.*choose a passphrase: ")
+            term.type("three")
+            await term.wait_for(r"repeat it: [\s\S]*repeat it: ")
+            term.type("three")
+            await term.wait_for(rf"profile: {re.escape(str(profile))} \(new\)")
+            await term.wait_for(PROMPT.pattern)
+            await term.ctrl_d()
+        finally:
+            term.kill()
+
+    arun(main, timeout=60)
+    assert profile.exists()

@@ -12,38 +12,43 @@ import argparse
 import asyncio
 import getpass
 import os
+import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import WrongPassphrase
+from .errors import UsageError, VolliError, WrongPassphrase
 from .messages import MessagesStore
 from .netconfig import NetworkConfig
 from .peer_process import PASSPHRASE_ENV
 from .storage import KDF_MIN, KDF_MODERATE
-from .widgets.models import Table, peers_table, queue_table
+
+CLOSE_TIMEOUT = 2.0  # Ctrl-D: every connection closed within this bound
+PASSPHRASE_TRIES = 3
 
 BANNER = """\
 volli-shell — {name} ({peer_id})  profile: {where}
-Loaded: messagesStore, network_store, message_queue; helpers: peers(), pending(),
-        offer(), accept(code), complete(code), send(peer_or_conversation, text)
-Pair:   here   code = await offer()          → paste the code on the other side
-        there  await accept("volli1.…")      → prints an answer code; paste it back here
-        here   await complete("volli1.…")
+Loaded: messagesStore, network_store, message_queue
+Helpers: peers()  pending()  candidates()  pair([code])  offer()  accept(code)
+         complete(code)  send(peer_or_conversation, text)
+Pair:   here   code = await offer()          → copy the code line to the other side
+        there  await accept("volli1.…")      → prints an answer code; copy it back here
+        here   await complete("volli1.…")    (or just `await pair(...)` each time)
 Debug:  messagesStore.network_store.peers     await messagesStore.sync_messages()
-Top-level await works; Ctrl-D closes every connection and exits.
+ICE: {ice}.  Top-level await works; Ctrl-D closes every connection and exits.
 """
 
 
-class _TableView:
-    """A table that prints as aligned text at the prompt."""
+class TableView:
+    """A table that prints as aligned text at the prompt (``.table`` has the rows)."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Any) -> None:
         self.table = table
 
     def __repr__(self) -> str:
-        cols = self.table.columns
+        cols: list[str] = list(self.table.columns)
         rows = [[str(r.get(c, "")) for c in cols] for r in self.table.rows]
         widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
 
@@ -54,10 +59,21 @@ class _TableView:
         return "\n".join([line(cols), *body])
 
 
-def _namespace(store: MessagesStore) -> dict[str, Any]:
+def helpers(store: MessagesStore) -> dict[str, Any]:
+    """The shell's namespace: the store, its parts, and short helpers."""
+
+    def view(name: str, *, timed: bool = True) -> Callable[[], TableView]:
+        def show() -> TableView:
+            from .widgets import models  # loaded on first use: keeps start-up quick
+
+            make = getattr(models, name)
+            return TableView(make(store, store.clock()) if timed else make(store))
+
+        return show
+
     async def offer() -> str:
         code = await store.create_pairing_code()
-        print(code)
+        print(code)  # on its own line, for copying
         return code
 
     async def accept(code: str) -> str:
@@ -71,6 +87,16 @@ def _namespace(store: MessagesStore) -> dict[str, Any]:
         print(f"connected to {peer_id}")
         return peer_id
 
+    async def pair(code: str | None = None) -> str:
+        """No code: make an offer.  An offer code: accept it.  An answer code: complete."""
+        from .pairing import decode_code
+
+        if code is None:
+            return await offer()
+        if decode_code(code).kind == "offer":
+            return await accept(code)
+        return await complete(code)
+
     async def send(to: str, text: str) -> Any:
         return await store.send_message(to, text)
 
@@ -78,8 +104,10 @@ def _namespace(store: MessagesStore) -> dict[str, Any]:
         "messagesStore": store,
         "network_store": store.network_store,
         "message_queue": store.message_queue,
-        "peers": lambda: _TableView(peers_table(store, store.clock())),
-        "pending": lambda: _TableView(queue_table(store, store.clock())),
+        "peers": view("peers_table"),
+        "pending": view("queue_table"),
+        "candidates": view("candidates_table", timed=False),
+        "pair": pair,
         "offer": offer,
         "accept": accept,
         "complete": complete,
@@ -88,21 +116,51 @@ def _namespace(store: MessagesStore) -> dict[str, Any]:
     }
 
 
-def open_profile(args: argparse.Namespace) -> tuple[MessagesStore, str]:
+def _ask_new_passphrase(path: Path) -> str:
+    print(f"volli-shell: {path} does not exist; a new profile will be created there.")
+    for _ in range(PASSPHRASE_TRIES):
+        first = getpass.getpass("choose a passphrase: ")
+        if not first:
+            print("volli-shell: an empty passphrase would leave the profile unprotected")
+        elif getpass.getpass("repeat it: ") == first:
+            return first
+        else:
+            print("volli-shell: the two passphrases differ; again")
+    raise UsageError("no passphrase chosen; nothing was created")
+
+
+def open_profile(args: argparse.Namespace) -> tuple[MessagesStore, str, Path | None]:
+    """The store, a description for the banner, and a directory to delete on exit."""
     config = NetworkConfig(loopback_only=not args.lan)
-    if args.profile:
-        passphrase = os.environ.get(PASSPHRASE_ENV) or getpass.getpass(
-            f"passphrase for {args.profile}: "
-        )
+    if args.profile is None:
+        tmp = Path(tempfile.mkdtemp(prefix="volli-shell-"))
         store = MessagesStore.open(
-            args.profile, passphrase, name=args.name, kdf=KDF_MODERATE, config=config
+            tmp / "profile.sqlite",
+            "volli-shell",
+            name=args.name or "shell",
+            kdf=KDF_MIN,
+            config=config,
         )
-        return store, str(args.profile)
-    tmp = Path(tempfile.mkdtemp(prefix="volli-shell-"))
-    store = MessagesStore.open(
-        tmp / "profile.sqlite", "volli-shell", name=args.name or "shell", kdf=KDF_MIN, config=config
-    )
-    return store, f"throwaway {tmp} (use --profile PATH to keep one)"
+        where = f"throwaway in {tmp} (weak KDF_MIN key, deleted on exit; --profile PATH keeps one)"
+        return store, where, tmp
+    path: Path = args.profile
+
+    def open_with(passphrase: str) -> MessagesStore:
+        return MessagesStore.open(path, passphrase, name=args.name, kdf=KDF_MODERATE, config=config)
+
+    given = os.environ.get(PASSPHRASE_ENV)
+    if given is not None:  # scripted use: no second chance
+        return open_with(given), str(path), None
+    if not path.exists():
+        return open_with(_ask_new_passphrase(path)), f"{path} (new)", None
+    for attempt in range(1, PASSPHRASE_TRIES + 1):
+        try:
+            return open_with(getpass.getpass(f"passphrase for {path}: ")), str(path), None
+        except WrongPassphrase as exc:
+            if attempt == PASSPHRASE_TRIES:
+                raise
+            print(f"volli-shell: {exc}", file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")
 
 
 def _configure(repl: Any) -> None:
@@ -113,15 +171,19 @@ async def run(args: argparse.Namespace) -> int:
     from ptpython.repl import embed
 
     try:
-        store, where = open_profile(args)
-    except WrongPassphrase as exc:
-        print(f"volli-shell: {exc}", file=sys.stderr)
+        store, where, throwaway = open_profile(args)
+    except (VolliError, EOFError, KeyboardInterrupt) as exc:
+        reason = f"{exc}" if isinstance(exc, VolliError) else "no passphrase given"
+        print(f"volli-shell: {reason}", file=sys.stderr)
         return 2
     store.start()
-    print(BANNER.format(name=store.name, peer_id=store.peer_id, where=where), flush=True)
+    ice = "loopback only (127.0.0.1; --lan offers interface addresses)"
+    if args.lan:
+        ice = "interface addresses (--lan)"
+    print(BANNER.format(name=store.name, peer_id=store.peer_id, where=where, ice=ice), flush=True)
     try:
         await embed(
-            globals=_namespace(store),
+            globals=helpers(store),
             return_asyncio_coroutine=True,
             patch_stdout=True,
             title="volli-shell",
@@ -131,26 +193,38 @@ async def run(args: argparse.Namespace) -> int:
         pass
     finally:
         try:
-            await asyncio.wait_for(store.close(), 3)
+            await asyncio.wait_for(store.close(), CLOSE_TIMEOUT)
+            print("volli-shell: closed every connection. Bye.", flush=True)
         except TimeoutError:
-            print("volli-shell: closing timed out", file=sys.stderr)
-    print("volli-shell: closed every connection. Bye.")
+            print(f"volli-shell: closing took over {CLOSE_TIMEOUT:g} s; gave up", file=sys.stderr)
+        if throwaway is not None:
+            shutil.rmtree(throwaway, ignore_errors=True)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="volli-shell", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--profile", type=Path, help="a profile's SQLite file (asks its passphrase)"
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="volli-shell",
+        description="A ptpython prompt with a live messagesStore, on the peer's own loop.",
     )
-    parser.add_argument("--name", default=None, help="your display name")
-    parser.add_argument(
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="PATH",
+        help=f"a profile's SQLite file (asks its passphrase, or reads ${PASSPHRASE_ENV}); "
+        "created if missing.  Without it: a throwaway profile",
+    )
+    p.add_argument("--name", default=None, help="your display name")
+    p.add_argument(
         "--lan",
         action="store_true",
-        help="offer interface addresses, not only 127.0.0.1 (other machines)",
+        help="offer interface addresses, not only 127.0.0.1 (to pair with other machines)",
     )
-    args = parser.parse_args(argv)
-    return asyncio.run(run(args))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(run(parser().parse_args(argv)))
 
 
 if __name__ == "__main__":
