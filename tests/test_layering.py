@@ -18,6 +18,9 @@ CORE = [
     "volli_nb.protocol",
     "volli_nb.sim",
     "volli_nb.pairing",
+    "volli_nb.frames",
+    "volli_nb.netquality",
+    "volli_nb.body",
 ]
 FORBIDDEN = ["asyncio", "aiortc", "aioice", "ipywidgets", "ptpython", "IPython"]
 

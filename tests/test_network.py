@@ -186,7 +186,7 @@ def test_oversized_message_is_refused_with_a_typed_error_and_nothing_stored(
         alice = open_store(tmp_path, "alice")
         bob = open_store(tmp_path, "bob", max_frame_bytes=1024 * 1024)
         await pair(alice, bob)
-        await alice.send_message(bob.peer_id, "x" * 2_000_000)  # chunked past bob's cap
+        await alice.send_message(bob.peer_id, "x" * 2_000_000, compress=False)
         ok = await alice.send_message(bob.peer_id, "small")
         await alice.wait_delivered(ok.message_id)
         errors = " ".join(e.message for e in bob.log.entries(category="error"))

@@ -17,8 +17,13 @@ ACK         canonical JSON ``{"from", "to", "ids": [b64 ids], "signature"}``
 PING/PONG   8-byte nonce
 BYE         UTF-8 reason, at most 1024 bytes
 CHUNK       stream id (u32) + index (u32) + final flag (u8) + at least one byte
-BUNDLE      reserved for many small MESSAGEs in one frame; refused for now
+BUNDLE      u16 count (2..MAX_BUNDLE) + per message: u32 length + 16-byte id + envelope
 ==========  ==================================================================
+
+A BUNDLE carries many small messages in one data-channel message, so a burst of
+small messages costs one SCTP message and, on the receiving side, one signed ACK
+(``MAX_BUNDLE`` equals ``MAX_ACK_IDS``).  Its messages are handled in order, exactly
+as if they had arrived as consecutive MESSAGE frames.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ class FrameType(IntEnum):
     PONG = 5
     BYE = 6
     CHUNK = 7
-    BUNDLE = 8  # reserved
+    BUNDLE = 8
 
 
 HELLO = FrameType.HELLO
@@ -67,6 +72,9 @@ MAX_REASON_BYTES = 1024
 MAX_FINGERPRINT_CHARS = 256
 BIND_DOMAIN = b"volli-bind-v1"
 ACK_DOMAIN = b"volli-ack-v1"
+MAX_BUNDLE = MAX_ACK_IDS  # one ACK can cover a whole bundle
+BUNDLE_COUNT = struct.Struct(">H")
+BUNDLE_LENGTH = struct.Struct(">I")
 CHUNK_HEADER = struct.Struct(">IIB")
 CHUNK_OVERHEAD = 2 + CHUNK_HEADER.size
 
@@ -119,7 +127,21 @@ class ChunkFrame:
     data: bytes
 
 
-Frame = HelloFrame | MessageFrame | AckFrame | PingFrame | PongFrame | ByeFrame | ChunkFrame
+@dataclass(frozen=True)
+class BundleFrame:
+    messages: tuple[MessageFrame, ...]
+
+
+Frame = (
+    BundleFrame
+    | HelloFrame
+    | MessageFrame
+    | AckFrame
+    | PingFrame
+    | PongFrame
+    | ByeFrame
+    | ChunkFrame
+)
 
 
 # --- signed payloads ----------------------------------------------------------
@@ -156,6 +178,8 @@ def encode_frame(frame: Frame) -> bytes:
     if isinstance(frame, ChunkFrame):
         header = CHUNK_HEADER.pack(frame.stream, frame.index, int(frame.final))
         return _frame(CHUNK, header + frame.data)
+    if isinstance(frame, BundleFrame):
+        return make_bundle([m.message_id + m.envelope for m in frame.messages])
     if isinstance(frame, AckFrame):
         body: dict[str, object] = {
             "from": frame.sender,
@@ -195,6 +219,23 @@ def make_message(message_id: bytes, envelope: bytes) -> bytes:
     if not envelope:
         raise UsageError("an envelope cannot be empty")
     return _frame(MESSAGE, message_id + envelope)
+
+
+def make_bundle(messages: list[bytes]) -> bytes:
+    """One BUNDLE of MESSAGE bodies (each ``id + envelope``, as ``make_message`` takes them)."""
+    if not 2 <= len(messages) <= MAX_BUNDLE:
+        raise UsageError(f"a bundle holds 2 to {MAX_BUNDLE} messages, not {len(messages)}")
+    parts = [BUNDLE_COUNT.pack(len(messages))]
+    for body in messages:
+        if len(body) <= MESSAGE_ID_BYTES:
+            raise UsageError("each bundled message needs a 16-byte id and an envelope")
+        parts += [BUNDLE_LENGTH.pack(len(body)), body]
+    return _frame(BUNDLE, b"".join(parts))
+
+
+def bundle_size(body_lengths: int, count: int) -> int:
+    """The wire size of a bundle of ``count`` bodies totalling ``body_lengths`` bytes."""
+    return 2 + BUNDLE_COUNT.size + count * BUNDLE_LENGTH.size + body_lengths
 
 
 def make_ping(nonce: bytes) -> bytes:
@@ -240,6 +281,36 @@ def _json_body(body: bytes, what: str) -> dict[str, Any]:
     if canonical_json(obj) != body:
         raise MalformedFrame(f"{what} is not canonical JSON (sorted keys, no whitespace)")
     return obj
+
+
+def _decode_bundle(body: bytes) -> BundleFrame:
+    if len(body) < BUNDLE_COUNT.size:
+        raise MalformedFrame("BUNDLE frame too short for its message count")
+    (count,) = BUNDLE_COUNT.unpack_from(body)
+    if not 2 <= count <= MAX_BUNDLE:
+        raise MalformedFrame(f"a BUNDLE holds 2 to {MAX_BUNDLE} messages, not {count}")
+    offset, items, ids = BUNDLE_COUNT.size, [], set()
+    for index in range(count):
+        if offset + BUNDLE_LENGTH.size > len(body):
+            raise MalformedFrame(f"BUNDLE ends inside the length of message {index}")
+        (length,) = BUNDLE_LENGTH.unpack_from(body, offset)
+        offset += BUNDLE_LENGTH.size
+        if length <= MESSAGE_ID_BYTES:
+            raise MalformedFrame(f"bundled message {index} too short for an id and an envelope")
+        if offset + length > len(body):
+            raise MalformedFrame(f"bundled message {index} runs past the end of the BUNDLE")
+        item = MessageFrame(
+            body[offset : offset + MESSAGE_ID_BYTES],
+            body[offset + MESSAGE_ID_BYTES : offset + length],
+        )
+        if item.message_id in ids:
+            raise MalformedFrame("a BUNDLE carries the same message id twice")
+        ids.add(item.message_id)
+        items.append(item)
+        offset += length
+    if offset != len(body):
+        raise MalformedFrame(f"{len(body) - offset} stray bytes after the last bundled message")
+    return BundleFrame(tuple(items))
 
 
 def _decode_ack(body: bytes) -> AckFrame:
@@ -326,7 +397,7 @@ def decode_frame(data: bytes, max_size: int = MAX_FRAME_BYTES) -> Frame:
     if kind == HELLO:
         return _decode_hello(body)
     if kind == BUNDLE:
-        raise MalformedFrame("BUNDLE frames are reserved and not supported yet")
+        return _decode_bundle(body)
     raise MalformedFrame(f"unknown frame type {kind}")
 
 
@@ -412,6 +483,7 @@ __all__ = [
     "CHUNK_OVERHEAD",
     "HELLO",
     "MAX_ACK_IDS",
+    "MAX_BUNDLE",
     "MAX_CONTROL_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_STREAMS",
@@ -423,6 +495,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "TYPE_NAMES",
     "AckFrame",
+    "BundleFrame",
     "ByeFrame",
     "ChunkFrame",
     "Frame",
@@ -434,10 +507,12 @@ __all__ = [
     "Reassembler",
     "ack_payload",
     "bind_payload",
+    "bundle_size",
     "decode_frame",
     "encode_frame",
     "frame_type_name",
     "make_ack",
+    "make_bundle",
     "make_bye",
     "make_chunks",
     "make_hello",

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import nacl.utils
 
 from . import envelope as envelopes
 from . import pairing
+from .body import check_body, decode_body, encode_body
 from .clock import Clock, system_clock
 from .errors import (
     BadPairingCode,
@@ -93,21 +93,6 @@ def dm_conversation_id(a: str, b: str) -> str:
     return f"dm-{first}-{second}"
 
 
-def encode_body(text: str) -> bytes:
-    return json.dumps({"type": "text", "text": text}, ensure_ascii=False).encode()
-
-
-def decode_body(body: bytes) -> str:
-    try:
-        value = json.loads(body.decode())
-        text = value["text"]
-        if isinstance(text, str):
-            return text
-    except (ValueError, KeyError, TypeError):
-        pass
-    return body.decode(errors="replace")
-
-
 class MessagesStore:
     """One profile: its identity, its SQLite file, its outbox and its peer connections."""
 
@@ -133,6 +118,8 @@ class MessagesStore:
         )
         self.network_store.on_message(self._on_incoming)
         self.network_store.on_event(self._on_network_event)
+        self.network_store.batch = self._receive_batch
+        self._after_commit: list[Callable[[], None]] | None = None
         self._handlers: list[Callable[[ChatMessage], None]] = []
         self._delivery_handlers: list[Callable[[bytes, str], None]] = []
         self._in_flight: dict[tuple[str, bytes], int] = {}
@@ -316,12 +303,16 @@ class MessagesStore:
             raise UsageError(f"conversation {found.id!r} has no other member")
         return found.id, recipients
 
-    async def send_message(self, conversation: str, content: str) -> ChatMessage:
+    async def send_message(
+        self, conversation: str, content: str, *, compress: bool = True
+    ) -> ChatMessage:
         """Encrypt, persist, and send now if the peer is online (else it waits in the outbox).
 
-        ``conversation`` is a conversation id or a contact's peer id."""
+        ``conversation`` is a conversation id or a contact's peer id.  A large text that
+        compresses well is deflated before encryption (see :mod:`volli_nb.body` for the
+        length-leak trade-off); ``compress=False`` keeps it as is."""
         self.start()
-        body = encode_body(content)
+        body = encode_body(content, compress=compress)
         if len(body) > MAX_TEXT_BYTES:
             raise UsageError(f"message is {len(body)} bytes; the limit is {MAX_TEXT_BYTES}")
         conversation_id, recipients = self._resolve_conversation(conversation)
@@ -453,6 +444,30 @@ class MessagesStore:
         finally:
             remove()
 
+    @contextlib.contextmanager
+    def _receive_batch(self) -> Iterator[None]:
+        """One received frame (a bundle of messages): one commit; ACKs and handlers after it.
+
+        Acknowledging only after the commit keeps the rule that an ACK means "stored"."""
+        if self._after_commit is not None:  # nested: the outer batch does it all
+            yield
+            return
+        self._after_commit = []
+        try:
+            with self.database.transaction():
+                yield
+            pending = self._after_commit
+        finally:
+            self._after_commit = None
+        for action in pending:
+            action()
+
+    def _later(self, action: Callable[[], None]) -> None:
+        if self._after_commit is None:
+            action()
+        else:
+            self._after_commit.append(action)
+
     def _on_incoming(self, incoming: IncomingEnvelope) -> None:
         net = self.network_store
         try:
@@ -468,8 +483,9 @@ class MessagesStore:
                 or opened.message_id != incoming.message_id
             ):
                 raise UnknownPeer("envelope sender or id does not match the channel it came on")
-        except ReplayError:
-            net.accept(incoming.peer_id, incoming.message_id)  # the ACK was lost: ack again
+            check_body(opened.plaintext)
+        except ReplayError:  # the ACK was lost: ack again
+            self._later(lambda: net.accept(incoming.peer_id, incoming.message_id))
             return
         except VolliError as exc:
             net.reject(incoming.peer_id, incoming.message_id, exc)
@@ -480,11 +496,14 @@ class MessagesStore:
         except VolliError as exc:  # e.g. a member set that differs from the conversation's
             net.reject(incoming.peer_id, incoming.message_id, exc)
             return
-        net.accept(incoming.peer_id, incoming.message_id)
+        self._later(lambda: net.accept(incoming.peer_id, incoming.message_id))
         if not stored:
             return
         self.log.add("message", f"received {opened.message_id.hex()[:8]}", peer_id=incoming.peer_id)
         message = self._chat(self.database.get_message(opened.message_id))
+        self._later(lambda: self._notify(message))
+
+    def _notify(self, message: ChatMessage) -> None:
         for handler in list(self._handlers):
             try:
                 handler(message)
@@ -516,11 +535,7 @@ class MessagesStore:
                         newly.append(message_id)
             for message_id in newly:
                 self.log.add("queue", f"delivered {message_id.hex()[:8]}", peer_id=event.peer_id)
-                for handler in list(self._delivery_handlers):
-                    try:
-                        handler(message_id, event.peer_id)
-                    except Exception:
-                        log.exception("on_delivered handler failed")
+            self._later(lambda: self._notify_delivered(newly, event.peer_id))
         elif isinstance(event, Undelivered):
             row_id = self._in_flight.pop((event.peer_id, event.message_id), None)
             if row_id is not None:
@@ -531,6 +546,14 @@ class MessagesStore:
             asyncio.get_running_loop().create_task(self._flush(event.peer_id))
         elif isinstance(event, PeerOffline):
             self.log.add("queue", f"{event.peer_id} offline: messages wait in the outbox")
+
+    def _notify_delivered(self, message_ids: list[bytes], peer_id: str) -> None:
+        for message_id in message_ids:
+            for handler in list(self._delivery_handlers):
+                try:
+                    handler(message_id, peer_id)
+                except Exception:
+                    log.exception("on_delivered handler failed")
 
     async def _flush(self, peer_id: str) -> None:
         """A peer came online: its pending messages go out at once, not at their retry time."""

@@ -41,7 +41,10 @@ class NetworkConfig:
     max_frame_bytes: int = 25 * 1024 * 1024  # a reassembled frame; holds a 12 MiB message
     buffer_high: int = 1024 * 1024
     buffer_low: int = 256 * 1024
-    ack_timeout: float | None = 15.0
+    ack_timeout: float | None = 60.0  # the ceiling when adaptive_ack is on
+    adaptive_ack: bool = True  # ACK deadlines follow measured RTT, loss and backlog
+    bundle: bool = True  # small messages share frames and ACKs
+    burst_bytes: int = 256 * 1024  # message bytes sent before control frames get a turn
 
     def rtc_configuration(self) -> RTCConfiguration:
         return RTCConfiguration(

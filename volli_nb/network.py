@@ -95,6 +95,9 @@ class NetworkStore:
         self.failures: dict[str, str] = {}  # peer id → why its last connection ended
         self._message_handlers: list[Callable[[IncomingEnvelope], None]] = []
         self._event_handlers: list[Callable[[NetworkEvent], None]] = []
+        # Wraps the handling of one received frame's messages (a bundle); the app sets it
+        # to a database transaction so a bundle costs one commit.
+        self.batch: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
 
     # --- the seed's debug surface -------------------------------------------
 
@@ -127,6 +130,16 @@ class NetworkStore:
 
     def stats(self, peer_id: str) -> PeerStats:
         return self._link(peer_id).stats
+
+    def session_stats(self, peer_id: str) -> protocol.SessionStats | None:
+        """The session's counters (frames, bundles, ACKs, RTT): None before the channel opens."""
+        session = self._link(peer_id).session
+        return session.stats if session else None
+
+    def link_quality(self, peer_id: str) -> Any:
+        """Measured RTT, loss and goodput, and the ACK timeout they give (None before open)."""
+        session = self._link(peer_id).session
+        return session.quality if session else None
 
     def candidates(self, peer_id: str) -> CandidateView:
         pc = self._link(peer_id).pc
@@ -393,7 +406,9 @@ class NetworkStore:
             expected_fingerprints=(offer_fp, answer_fp),
             max_message_size=min(self.config.max_chunk, rtc.remote_max_message_size(pc)),
             ack_timeout=self.config.ack_timeout,
+            adaptive_ack=self.config.adaptive_ack,
             retransmit=False,  # the data channel is reliable and ordered
+            bundle=self.config.bundle,
             max_frame_bytes=self.config.max_frame_bytes,
         )
         self.log.add("channel", "data channel open; sending channel binding", peer_id=peer_id)
@@ -448,8 +463,9 @@ class NetworkStore:
         except VolliError as exc:
             self._fail(link, exc)
             return
-        for event in events:
-            self._dispatch(link, event)
+        with self.batch():  # a bundle's messages: one commit, then one ACK
+            for event in events:
+                self._dispatch(link, event)
         link.wake.set()
 
     def _dispatch(self, link: _Link, event: Any) -> None:
@@ -503,19 +519,29 @@ class NetworkStore:
             link.session.reject(message_id, error)
 
     async def send_envelope(self, peer_id: str, message_id: bytes, envelope: bytes) -> None:
-        """Hand an envelope to the peer's session; it retransmits until a signed ACK."""
+        """Queue an envelope on the peer's session; it is bundled with whatever else is
+        queued when the link's task next sends, and tracked until a signed ACK.
+
+        Waits while more than ``config.buffer_high`` bytes are queued (back-pressure)."""
+        link = self._connected_link(peer_id)
+        assert link.session is not None
+        link.session.queue_message(message_id, envelope, time.monotonic())
+        link.stats.messages_out += 1
+        link.wake.set()
+        while link.session.queued_bytes > self.config.buffer_high:
+            link.drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(link.drained.wait(), 1.0)
+            if link.closed:
+                raise TransportClosed("connection closed while the message waited to be sent")
+
+    def _connected_link(self, peer_id: str) -> _Link:
         if not self.is_connected(peer_id):
             raise TransportClosed(
                 f"peer {peer_id!r} is not connected; the message stays queued and is "
                 "sent when it comes back (or call sync_messages() after re-pairing)"
             )
-        link = self._links[peer_id]
-        assert link.session is not None
-        frames = link.session.send_message(message_id, envelope, time.monotonic())
-        link.stats.messages_out += 1
-        for frame in frames:
-            await self._send_frame(link, frame)
-        link.wake.set()
+        return self._links[peer_id]
 
     def _send_now(self, link: _Link, frame: bytes) -> None:
         if link.channel is None or link.channel.readyState != "open":
@@ -559,8 +585,13 @@ class NetworkStore:
                         )
                         return
                     await self._send_frame(link, session.ping(now))
-                for frame in session.data_to_send(now):
-                    await self._send_frame(link, frame)
+                while True:  # control frames get a turn every BURST bytes of messages
+                    out = session.data_to_send(time.monotonic(), self.config.burst_bytes)
+                    for frame in out:
+                        await self._send_frame(link, frame)
+                    link.drained.set()  # wakes senders waiting on the session's queue
+                    if not out or not session.has_output:
+                        break
         except TransportClosed:
             return
 

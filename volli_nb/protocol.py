@@ -40,14 +40,23 @@ Choices:
   CHUNK frames; reassembly checks index continuity and caps a frame at
   ``max_frame_bytes``, all partial frames together at that plus 512 KiB, and the number of
   partial frames at ``MAX_STREAMS``.
+- **Bundling.**  ``queue_message`` holds a message until the next ``data_to_send``,
+  which packs every queued small message (a frame up to a quarter of
+  ``max_message_size``) into BUNDLE frames of up to ``max_message_size`` bytes and 512
+  messages, in order; larger ones go alone, chunked.  The receiver handles a bundle's
+  messages in one go, so the app's next ``data_to_send`` there carries one ACK for all.
+  ``send_message`` is the unbundled path: its frames are returned at once.
 - **Priority.**  ``data_to_send`` returns PONGs, then ACKs (one signed frame per 512
-  ids, normally one), then due retransmissions.
+  ids, normally one), then message frames; with ``max_bytes`` it stops after that many
+  message bytes and keeps the rest, so control frames overtake bulk data (a chunked
+  message's pieces may be interleaved with them; the reassembler allows that).
 """
 
 from __future__ import annotations
 
 import heapq
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -67,9 +76,11 @@ from .frames import (
     BIND_DOMAIN,
     CHUNK_OVERHEAD,
     MAX_ACK_IDS,
+    MAX_BUNDLE,
     MAX_FRAME_BYTES,
     NONCE_BYTES,
     AckFrame,
+    BundleFrame,
     ByeFrame,
     ChunkFrame,
     Frame,
@@ -80,8 +91,10 @@ from .frames import (
     Reassembler,
     ack_payload,
     bind_payload,
+    bundle_size,
     decode_frame,
     make_ack,
+    make_bundle,
     make_bye,
     make_chunks,
     make_hello,
@@ -90,6 +103,7 @@ from .frames import (
     make_pong,
 )
 from .identity import Identity, PublicIdentity, verify
+from .netquality import LinkQuality
 
 MAX_PINGS = 16  # outstanding pings remembered for RTT
 MAX_REMEMBERED = 65_536  # accepted ids remembered in memory (the seen callback covers more)
@@ -157,6 +171,8 @@ class SessionStats:
     acks_out: int = 0
     retransmissions: int = 0
     timeouts: int = 0
+    bundles_in: int = 0  # BUNDLE frames received
+    bundles_out: int = 0
     srtt: float | None = None
     rttvar: float | None = None
     rto: float = 1.0
@@ -165,7 +181,7 @@ class SessionStats:
 @dataclass
 class _InFlight:
     serial: int  # tells this send's timers from those of an earlier send of the same id
-    frames: list[bytes]
+    body: bytes  # the MESSAGE body: 16-byte id + envelope
     first_sent: float
     next_send: float
     backoff: float
@@ -187,8 +203,11 @@ class Session:
         rto_min: float = 0.2,
         rto_max: float = 10.0,
         ack_timeout: float | None = 15.0,
+        adaptive_ack: bool = False,
+        ack_floor: float = 3.0,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         retransmit: bool = True,
+        bundle: bool = True,
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
         if max_message_size < CHUNK_OVERHEAD + 64:
@@ -203,6 +222,10 @@ class Session:
         self.max_message_size = max_message_size
         self.rto_min, self.rto_max = rto_min, rto_max
         self.ack_timeout = ack_timeout
+        self.adaptive_ack, self.ack_floor = adaptive_ack, ack_floor
+        self.quality = LinkQuality()
+        self.bundle = bundle
+        self.bundle_item_max = max_message_size // 4
         self.max_frame_bytes = max_frame_bytes
         self.retransmit = retransmit
         self._random = random
@@ -218,6 +241,10 @@ class Session:
         self._delivered: set[bytes] = set()  # handed to the app, awaiting accept/reject
         self._pending_acks: dict[bytes, None] = {}
         self._pongs: list[bytes] = []
+        self._unsent: list[tuple[bytes, int]] = []  # (id, serial) queued, not yet framed
+        self._wire: deque[bytes] = deque()  # message frames made, not yet returned
+        self._wire_bytes = 0
+        self._in_flight_bytes = 0
         self._pings: dict[bytes, float] = {}
         self._reassembler = Reassembler(max_frame_bytes)
         self._next_stream = 1
@@ -229,20 +256,67 @@ class Session:
         return self._out(self._split(make_hello(self.me, offer_fp, answer_fp)))
 
     def send_message(self, message_id: bytes, envelope: bytes, now: float) -> list[bytes]:
-        """Frames for a message (chunked if needed); it stays in flight until acked.
+        """Frames for one message at once (chunked if needed), unbundled; in flight until acked.
 
         Sending an id that is still in flight replaces it (new bytes, fresh timers).
         """
-        frames = self._split(make_message(message_id, envelope))
+        state = self._track(message_id, envelope, now)
+        self._arm(message_id, state, now)
+        return self._out(self._pack([state.body]))
+
+    def queue_message(self, message_id: bytes, envelope: bytes, now: float) -> None:
+        """Like :meth:`send_message`, but the frames come from the next ``data_to_send``,
+        bundled with every other message queued by then."""
+        state = self._track(message_id, envelope, now)
+        self._unsent.append((message_id, state.serial))
+
+    def _track(self, message_id: bytes, envelope: bytes, now: float) -> _InFlight:
+        body = make_message(message_id, envelope)[2:]  # validates id and envelope
+        self._untrack(message_id)
         self._serial += 1
         rto = self.stats.rto
-        state = _InFlight(self._serial, frames, now, now + rto, rto)
+        state = _InFlight(self._serial, body, now, now + rto, rto)
         self._in_flight[message_id] = state
-        heapq.heappush(self._retx_timers, (state.next_send, state.serial, message_id))
-        if self.ack_timeout is not None:
-            heapq.heappush(self._ack_timers, (now + self.ack_timeout, state.serial, message_id))
+        self._in_flight_bytes += len(body)
         self.stats.messages_out += 1
-        return self._out(frames)
+        return state
+
+    def _untrack(self, message_id: bytes) -> _InFlight | None:
+        state = self._in_flight.pop(message_id, None)
+        if state is not None:
+            self._in_flight_bytes -= len(state.body)
+        return state
+
+    def _arm(self, message_id: bytes, state: _InFlight, now: float) -> None:
+        """Start a message's timers when its frames actually leave."""
+        state.first_sent, state.next_send = now, now + state.backoff
+        if self.retransmit:
+            heapq.heappush(self._retx_timers, (state.next_send, state.serial, message_id))
+        timeout = self._ack_timeout()
+        if timeout is not None:
+            heapq.heappush(self._ack_timers, (now + timeout, state.serial, message_id))
+
+    def _ack_timeout(self) -> float | None:
+        if self.ack_timeout is None or not self.adaptive_ack:
+            return self.ack_timeout
+        return self.quality.ack_timeout(
+            self._in_flight_bytes, floor=self.ack_floor, ceiling=self.ack_timeout
+        )
+
+    @property
+    def queued_bytes(self) -> int:
+        """Message bytes queued or framed but not yet returned by ``data_to_send``."""
+        unsent = sum(
+            len(state.body)
+            for mid, serial in self._unsent
+            if (state := self._in_flight.get(mid)) is not None and state.serial == serial
+        )
+        return unsent + self._wire_bytes
+
+    @property
+    def has_output(self) -> bool:
+        """True if ``data_to_send`` would return something now (ignoring timers)."""
+        return bool(self._pongs or self._pending_acks or self._unsent or self._wire)
 
     def ping(self, now: float) -> bytes:
         """A heartbeat; the matching PONG yields :class:`Pong` with the round trip."""
@@ -269,15 +343,16 @@ class Session:
 
     def forget(self, message_id: bytes) -> None:
         """Stop tracking an in-flight message (the app gave up on it)."""
-        self._in_flight.pop(message_id, None)
+        self._untrack(message_id)
 
     @property
     def in_flight(self) -> list[bytes]:
         """Ids sent and not yet acknowledged, oldest first."""
         return list(self._in_flight)
 
-    def data_to_send(self, now: float) -> list[bytes]:
-        """Control first (PONGs, then ACKs), then retransmissions that are due."""
+    def data_to_send(self, now: float, max_bytes: int | None = None) -> list[bytes]:
+        """Control first (PONGs, then ACKs), then queued messages and due retransmissions,
+        bundled; with ``max_bytes``, message frames stop once that many bytes are out."""
         out, self._pongs = self._pongs, []
         ids = list(self._pending_acks)
         self._pending_acks.clear()
@@ -285,6 +360,31 @@ class Session:
             batch = ids[start : start + MAX_ACK_IDS]
             out.extend(self._split(make_ack(self.me, self.peer.peer_id, batch)))
             self.stats.acks_out += 1
+        bodies = self._take_unsent(now) + self._take_due(now)
+        if bodies:
+            for frame in self._pack(bodies):
+                self._wire.append(frame)
+                self._wire_bytes += len(frame)
+        sent = 0
+        while self._wire and (max_bytes is None or sent < max_bytes):
+            frame = self._wire.popleft()
+            self._wire_bytes -= len(frame)
+            sent += len(frame)
+            out.append(frame)
+        return self._out(out)
+
+    def _take_unsent(self, now: float) -> list[bytes]:
+        bodies = []
+        for mid, serial in self._unsent:
+            state = self._in_flight.get(mid)
+            if state is not None and state.serial == serial:
+                self._arm(mid, state, now)
+                bodies.append(state.body)
+        self._unsent.clear()
+        return bodies
+
+    def _take_due(self, now: float) -> list[bytes]:
+        bodies: list[bytes] = []
         while self.retransmit and (top := self._peek(self._retx_timers, retx=True)) is not None:
             due, _, mid = top
             if due > now:
@@ -298,8 +398,38 @@ class Session:
             state.next_send = now + state.backoff
             heapq.heappush(self._retx_timers, (state.next_send, state.serial, mid))
             self.stats.retransmissions += 1
-            out.extend(state.frames)
-        return self._out(out)
+            self.quality.loss_sample(True)
+            bodies.append(state.body)
+        return bodies
+
+    def _pack(self, bodies: list[bytes]) -> list[bytes]:
+        """MESSAGE bodies → frames, in order: small ones bundled, large ones alone."""
+        out: list[bytes] = []
+        batch: list[bytes] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal size
+            if len(batch) == 1:
+                out.append(make_message(batch[0][:16], batch[0][16:]))
+            elif batch:
+                out.append(make_bundle(batch))
+                self.stats.bundles_out += 1
+            batch.clear()
+            size = 0
+
+        for body in bodies:
+            if not self.bundle or len(body) + 2 > self.bundle_item_max:
+                flush()
+                out.extend(self._split(make_message(body[:16], body[16:])))
+                continue
+            fits = bundle_size(size + len(body), len(batch) + 1) <= self.max_message_size
+            if batch and (not fits or len(batch) == MAX_BUNDLE):
+                flush()
+            batch.append(body)
+            size += len(body)
+        flush()
+        return out
 
     def _split(self, frame: bytes) -> list[bytes]:
         if len(frame) <= self.max_message_size:
@@ -350,7 +480,7 @@ class Session:
         events: list[Event] = []
         while (top := self._peek(self._ack_timers, retx=False)) is not None and top[0] <= now:
             heapq.heappop(self._ack_timers)
-            del self._in_flight[top[2]]
+            self._untrack(top[2])
             self.stats.timeouts += 1
             events.append(DeliveryTimeout(top[2]))
         return events
@@ -363,14 +493,11 @@ class Session:
         return min(max(rto, self.rto_min), self.rto_max)
 
     def _sample_rtt(self, rtt: float) -> None:
-        """RFC 6298 section 2 (K = 4, alpha = 1/8, beta = 1/4)."""
-        s = self.stats
-        if s.srtt is None or s.rttvar is None:
-            s.srtt, s.rttvar = rtt, rtt / 2
-        else:
-            s.rttvar = 0.75 * s.rttvar + 0.25 * abs(s.srtt - rtt)
-            s.srtt = 0.875 * s.srtt + 0.125 * rtt
-        s.rto = self._clamp(s.srtt + 4 * s.rttvar)
+        """RFC 6298 section 2, kept in :class:`LinkQuality` (which also watches loss)."""
+        q, s = self.quality, self.stats
+        q.rtt_sample(rtt)
+        s.srtt, s.rttvar = q.srtt, q.rttvar
+        s.rto = q.rto(self.rto_min, self.rto_max)
 
     # --- receiving ------------------------------------------------------------------
 
@@ -406,11 +533,17 @@ class Session:
             )
         if isinstance(frame, PongFrame):
             sent = self._pings.pop(frame.nonce, None)
-            return [] if sent is None else [Pong(now - sent)]
+            if sent is None:
+                return []
+            self.quality.rtt_sample(now - sent)
+            return [Pong(now - sent)]
         if isinstance(frame, AckFrame):
             return self._on_ack(frame, now)
         if isinstance(frame, MessageFrame):
             return self._on_message(frame)
+        if isinstance(frame, BundleFrame):
+            self.stats.bundles_in += 1
+            return [e for item in frame.messages for e in self._on_message(item)]
         raise MalformedFrame("a CHUNK cannot carry another CHUNK")
 
     def _on_hello(self, frame: HelloFrame) -> list[Event]:
@@ -453,16 +586,22 @@ class Session:
         self.stats.acks_in += 1
         acked: list[bytes] = []
         newest: float | None = None  # Karn: sample only messages sent exactly once
+        acked_bytes, oldest = 0, now
         for mid in frame.message_ids:
-            state = self._in_flight.pop(mid, None)
+            state = self._untrack(mid)
             if state is None:
                 continue
             acked.append(mid)
+            acked_bytes += len(state.body)
+            oldest = min(oldest, state.first_sent)
             if state.retransmissions == 0 and (newest is None or state.first_sent > newest):
                 newest = state.first_sent
         rtt = None if newest is None else now - newest
         if rtt is not None:
             self._sample_rtt(rtt)
+            if self.retransmit:
+                self.quality.loss_sample(False)
+        self.quality.delivered(acked_bytes, now - oldest)
         return [Acked(tuple(acked), rtt)] if acked else []
 
     def _on_message(self, frame: MessageFrame) -> list[Event]:
