@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 
+import netutil
 import pytest
+
+from volli_nb.netsim import Conditions
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 IN_NETNS = bool(os.environ.get("VOLLI_NETNS"))
@@ -30,3 +33,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     run=False,
                 )
             )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("volli network conditions")
+    group.addoption(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="added round-trip time in ms (half each way) between peers paired by netutil.pair",
+    )
+    group.addoption(
+        "--packet-loss", type=float, default=0.0, help="percent of datagrams dropped each way"
+    )
+    group.addoption("--jitter", type=float, default=0.0, help="± ms of delay jitter each way")
+    group.addoption("--netsim-seed", type=int, default=1, help="seed of the impairment relay")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    netutil.CONDITIONS = Conditions(
+        latency_ms=config.getoption("latency") / 2,
+        jitter_ms=config.getoption("jitter"),
+        loss=config.getoption("packet_loss") / 100,
+        seed=config.getoption("netsim_seed"),
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    del config
+    c = netutil.CONDITIONS
+    if not c.active:
+        return None
+    return (
+        f"network conditions: {2 * c.latency_ms:g} ms round trip, ±{c.jitter_ms:g} ms jitter, "
+        f"{100 * c.loss:g} % loss each way (seed {c.seed})"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _close_relays() -> object:
+    yield
+    while netutil.RELAYS:
+        netutil.RELAYS.pop().close()

@@ -7,8 +7,14 @@ from pathlib import Path
 
 from volli_nb.clock import Clock, system_clock
 from volli_nb.messages import MessagesStore
+from volli_nb.netsim import Conditions, ImpairmentRelay, impaired_pair
 from volli_nb.network import NetworkConfig
 from volli_nb.storage import KDF_MIN
+
+# Set by conftest from --latency / --packet-loss / --jitter: pair() then goes through
+# an impairment relay, so the networked tests run under those conditions.
+CONDITIONS = Conditions()
+RELAYS: list[ImpairmentRelay] = []
 
 
 def open_store(
@@ -30,7 +36,12 @@ def open_store(
 
 
 async def pair(a: MessagesStore, b: MessagesStore, timeout: float = 15.0) -> None:
-    """Pair ``a`` (offer) with ``b`` (answer) by pairing codes, and wait for both sides."""
+    """Pair ``a`` (offer) with ``b`` (answer) by pairing codes, and wait for both sides.
+
+    Under ``--latency``/``--packet-loss`` the pair goes through an impairment relay."""
+    if CONDITIONS.active:
+        RELAYS.append(await impaired_pair(a, b, CONDITIONS, max(timeout, 60.0)))
+        return
     code = await a.create_pairing_code()
     answer = await b.accept_pairing_code(code)
     await a.complete_pairing(answer)

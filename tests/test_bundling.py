@@ -187,7 +187,8 @@ def test_ack_timeout_follows_rtt_loss_and_backlog() -> None:
     lossy = wan.ack_timeout()
     assert lossy > calm * 1.5
     assert wan.ack_timeout(64 * 1024) == pytest.approx(lossy + 1.0)  # a cautious guess
-    wan.delivered(100_000, 1.0)
+    wan.acked(0, 0.0)
+    wan.acked(100_000, 1.0)
     assert wan.ack_timeout(1_000_000) == pytest.approx(lossy + 10.0)
     assert wan.ack_timeout(100_000_000) == 60.0  # the ceiling
 
@@ -214,3 +215,43 @@ def test_an_adaptive_session_sets_ack_deadlines_from_the_link() -> None:
     assert deadline is not None and 3.3 <= deadline - 10.0 < 4.5
     assert a.handle_timer(deadline - 0.01) == []
     assert a.handle_timer(deadline) == [p.DeliveryTimeout(mid(1))]
+
+
+def test_over_a_reliable_channel_a_late_message_does_not_time_out_while_acks_flow() -> None:
+    a, b = pair(retransmit=False, ack_timeout=5.0)
+    a.queue_message(mid(1), ENVELOPE, 0.0)
+    a.data_to_send(0.0)  # still on its way (behind a slow, lossy queue)
+    for t in range(1, 10):  # meanwhile other messages are acknowledged every second
+        a.queue_message(mid(100 + t), ENVELOPE, float(t))
+        for frame in a.data_to_send(float(t)):
+            for event in b.receive(frame, float(t)):
+                b.accept(event.message_id)  # type: ignore[union-attr]
+        for frame in b.data_to_send(float(t)):
+            a.receive(frame, float(t))
+        assert a.handle_timer(float(t)) == []
+    assert a.in_flight == [mid(1)]
+    assert a.handle_timer(13.9) == []
+    assert a.handle_timer(14.0) == [p.DeliveryTimeout(mid(1))]  # 5 s after the last ACK
+
+
+def test_goodput_is_measured_over_windows_and_sizes_the_send_buffer() -> None:
+    q = LinkQuality()
+    assert q.send_buffer(64_000, 1_000_000) == 250_000  # before any measurement
+    q.acked(10_000, 0.0)  # opens the window
+    for i in range(1, 11):
+        q.acked(5_000, i * 0.1)  # 50 kB/s
+    assert q.goodput == pytest.approx(50_000)
+    assert q.send_buffer(64_000, 1_000_000) == 64_000
+    q.idle()
+    q.acked(1, 100.0)  # after an idle minute: a fresh window, not a slow link
+    assert q.goodput == pytest.approx(50_000)
+
+
+def test_the_silence_limit_grows_only_on_a_lossy_link() -> None:
+    q = LinkQuality()
+    for _ in range(5):
+        q.rtt_sample(0.2)
+    assert q.silence_limit(2.5) == 2.5
+    for _ in range(5):
+        q.stalled(2.0)
+    assert 6.0 < q.silence_limit(2.5) < 20.0

@@ -14,10 +14,12 @@ Pure: samples and clocks come from the caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 LOSS_GAIN = 1 / 16  # EWMA weight of one loss sample
 GOODPUT_GAIN = 1 / 4
+STALL = 1.0  # a silence longer than two heartbeats is a stall (a retransmission, likely)
+WINDOW = 0.5  # seconds of ACKs per goodput sample
 ASSUMED_GOODPUT = 64 * 1024  # bytes/s before the first ACK measured it: err on waiting
 
 
@@ -35,6 +37,8 @@ class LinkQuality:
     loss: float = 0.0
     goodput: float | None = None  # bytes per second acknowledged
     samples: int = 0
+    _window_start: float | None = field(default=None, repr=False)
+    _window_bytes: int = field(default=0, repr=False)
 
     def rtt_sample(self, rtt: float) -> None:
         """One round trip (K = 4, alpha = 1/8, beta = 1/4); a spike also counts as loss."""
@@ -49,17 +53,54 @@ class LinkQuality:
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
         self.samples += 1
 
+    def stalled(self, gap: float) -> None:
+        """Nothing arrived for ``gap`` seconds while the peer should have been talking."""
+        if gap > STALL:
+            self.loss_sample(True)
+
     def loss_sample(self, lost: bool) -> None:
         self.loss += LOSS_GAIN * ((1.0 if lost else 0.0) - self.loss)
 
-    def delivered(self, nbytes: int, seconds: float) -> None:
-        """``nbytes`` were acknowledged ``seconds`` after they were sent."""
-        if nbytes <= 0 or seconds <= 0:
+    def acked(self, nbytes: int, now: float) -> None:
+        """``nbytes`` were acknowledged at ``now``; goodput is measured over windows of at
+        least ``WINDOW`` seconds, so a burst of ACKs does not read as infinite speed."""
+        if self._window_start is None:
+            self._window_start, self._window_bytes = now, 0
+            return  # the window opens at the first ACK; its bytes were sent before it
+        self._window_bytes += nbytes
+        elapsed = now - self._window_start
+        if elapsed < WINDOW:
             return
-        rate = nbytes / seconds
+        rate = self._window_bytes / elapsed
         self.goodput = (
-            rate if self.goodput is None else (self.goodput + GOODPUT_GAIN * (rate - self.goodput))
+            rate if self.goodput is None else self.goodput + GOODPUT_GAIN * (rate - self.goodput)
         )
+        self._window_start, self._window_bytes = now, 0
+
+    def idle(self) -> None:
+        """Nothing is in flight: the next ACK opens a fresh window (idle time is not slowness)."""
+        self._window_start = None
+
+    def silence_limit(self, base: float) -> float:
+        """How long the peer may stay silent before we call it dead.
+
+        ``base`` on a clean link (a vanished peer is noticed fast); on a lossy one,
+        stalls of several retransmission timeouts are normal (the channel is ordered,
+        so one lost packet holds back everything behind it), and the limit grows."""
+        if self.loss < 0.01:
+            return base
+        return min(
+            base * (1 + 10 * self.loss) + 4 * self.rto(floor=1.0) / (1 - min(self.loss, 0.9)), 60.0
+        )
+
+    def send_buffer(self, low: int, high: int) -> int:
+        """How many bytes to let the transport buffer: about one second of goodput.
+
+        A deep buffer on a slow link delays everything queued behind it, pongs and
+        ACKs included; on a fast link it keeps the transport busy."""
+        if self.goodput is None:
+            return max(low, high // 4)
+        return int(min(max(self.goodput, low), high))
 
     def rto(self, floor: float = 0.2, ceiling: float = 10.0) -> float:
         if self.srtt is None or self.rttvar is None:

@@ -551,7 +551,10 @@ class NetworkStore:
 
     async def _send_frame(self, link: _Link, frame: bytes) -> None:
         channel = link.channel
-        while channel is not None and channel.bufferedAmount > self.config.buffer_high:
+        high = self.config.buffer_high
+        if link.session is not None:  # about a second of goodput: pongs wait less behind it
+            high = link.session.quality.send_buffer(self.config.buffer_low, high)
+        while channel is not None and channel.bufferedAmount > high:
             link.drained.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(link.drained.wait(), 1.0)
@@ -578,10 +581,10 @@ class NetworkStore:
                     self._dispatch(link, event)
                 if now >= next_ping:
                     next_ping = now + self.config.heartbeat_interval
-                    if session.is_dead(now, self.config.dead_after):
+                    limit = session.silence_limit(self.config.dead_after)
+                    if session.is_dead(now, limit):
                         await self._close_link(
-                            link,
-                            f"no heartbeat for {self.config.dead_after:g} s (peer presumed dead)",
+                            link, f"no heartbeat for {limit:.3g} s (peer presumed dead)"
                         )
                         return
                     await self._send_frame(link, session.ping(now))

@@ -245,6 +245,8 @@ class Session:
         self._wire: deque[bytes] = deque()  # message frames made, not yet returned
         self._wire_bytes = 0
         self._in_flight_bytes = 0
+        self._last_ack_at = float("-inf")
+        self._last_data_at = float("-inf")  # MESSAGE, BUNDLE or CHUNK frames from the peer
         self._pings: dict[bytes, float] = {}
         self._reassembler = Reassembler(max_frame_bytes)
         self._next_stream = 1
@@ -476,14 +478,30 @@ class Session:
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> list[Event]:
-        """Messages whose ``ack_timeout`` passed leave the session as DeliveryTimeout."""
+        """Messages whose ``ack_timeout`` passed leave the session as DeliveryTimeout.
+
+        Over a reliable channel (``retransmit=False``) a message still travelling behind
+        others is not lost, only late: while ACKs keep arriving, its deadline moves to
+        one timeout after the latest ACK, or after the latest message data from the peer
+        (our ACKs then queue behind its own bulk).  So a slow, lossy link makes no false
+        timeouts (and no duplicate sends); a silent or refusing peer still times out."""
         events: list[Event] = []
         while (top := self._peek(self._ack_timers, retx=False)) is not None and top[0] <= now:
             heapq.heappop(self._ack_timers)
-            self._untrack(top[2])
+            _, serial, mid = top
+            timeout = self._ack_timeout()
+            progress = max(self._last_ack_at, self._last_data_at)
+            if not self.retransmit and timeout is not None and progress + timeout > now:
+                heapq.heappush(self._ack_timers, (progress + timeout, serial, mid))
+                continue
+            self._untrack(mid)
             self.stats.timeouts += 1
-            events.append(DeliveryTimeout(top[2]))
+            events.append(DeliveryTimeout(mid))
         return events
+
+    def silence_limit(self, base: float) -> float:
+        """The heartbeat silence after which the peer counts as dead (see LinkQuality)."""
+        return self.quality.silence_limit(base)
 
     def is_dead(self, now: float, timeout: float) -> bool:
         """True if we heard something once and then nothing for ``timeout`` seconds."""
@@ -506,10 +524,14 @@ class Session:
 
         A refused frame changes nothing but ``last_heard`` and the counters.
         """
+        if self.last_heard is not None:
+            self.quality.stalled(now - self.last_heard)
         self.last_heard = now
         self.stats.frames_in += 1
         self.stats.bytes_in += len(data)
         frame = decode_frame(data, self.max_frame_bytes)
+        if isinstance(frame, MessageFrame | BundleFrame | ChunkFrame):
+            self._last_data_at = now
         if isinstance(frame, ChunkFrame):
             whole = self._reassembler.add(frame)
             if whole is None:
@@ -535,7 +557,10 @@ class Session:
             sent = self._pings.pop(frame.nonce, None)
             if sent is None:
                 return []
-            self.quality.rtt_sample(now - sent)
+            if self.retransmit:
+                self.quality.rtt_sample(now - sent)
+            else:
+                self._sample_rtt(now - sent)
             return [Pong(now - sent)]
         if isinstance(frame, AckFrame):
             return self._on_ack(frame, now)
@@ -586,22 +611,25 @@ class Session:
         self.stats.acks_in += 1
         acked: list[bytes] = []
         newest: float | None = None  # Karn: sample only messages sent exactly once
-        acked_bytes, oldest = 0, now
+        acked_bytes = 0
         for mid in frame.message_ids:
             state = self._untrack(mid)
             if state is None:
                 continue
             acked.append(mid)
             acked_bytes += len(state.body)
-            oldest = min(oldest, state.first_sent)
             if state.retransmissions == 0 and (newest is None or state.first_sent > newest):
                 newest = state.first_sent
         rtt = None if newest is None else now - newest
-        if rtt is not None:
+        if rtt is not None and self.retransmit:
+            # Over a reliable channel an ACK's delay includes the time the message queued
+            # behind others; only pings measure the path there.
             self._sample_rtt(rtt)
-            if self.retransmit:
-                self.quality.loss_sample(False)
-        self.quality.delivered(acked_bytes, now - oldest)
+            self.quality.loss_sample(False)
+        self.quality.acked(acked_bytes, now)
+        self._last_ack_at = now
+        if not self._in_flight:
+            self.quality.idle()
         return [Acked(tuple(acked), rtt)] if acked else []
 
     def _on_message(self, frame: MessageFrame) -> list[Event]:
