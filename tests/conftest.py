@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+from typing import Any
 
 import netutil
 import pytest
@@ -11,6 +14,7 @@ from volli_nb.netsim import Conditions
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 IN_NETNS = bool(os.environ.get("VOLLI_NETNS"))
+TIMEOUT_UNDER_CONDITIONS = 120.0
 
 
 def require(condition: bool, reason: str) -> None:
@@ -74,4 +78,27 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 def _close_relays() -> object:
     yield
     while netutil.RELAYS:
-        netutil.RELAYS.pop().close()
+        with contextlib.suppress(RuntimeError):  # its event loop may be gone already
+            netutil.RELAYS.pop().close()
+
+
+@pytest.fixture(autouse=True)
+def _slow_link_timeouts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under --latency/--packet-loss: default waits grow, clean-link timing tests skip."""
+    if not netutil.CONDITIONS.active:
+        return
+    marker = request.node.get_closest_marker("clean_link")
+    if marker:
+        pytest.skip(f"measures a clean link: {marker.args[0] if marker.args else 'timing'}")
+    from volli_nb.messages import MessagesStore
+
+    for name in ("wait_delivered", "wait_connected"):
+        monkeypatch.setattr(MessagesStore, name, _patient(getattr(MessagesStore, name)))
+
+
+def _patient(method: Any) -> Any:
+    @functools.wraps(method)
+    async def wait(self: Any, key: Any, timeout: float = 15.0) -> Any:
+        return await method(self, key, max(timeout, TIMEOUT_UNDER_CONDITIONS))
+
+    return wait

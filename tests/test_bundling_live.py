@@ -11,6 +11,7 @@ from netutil import open_store, pair
 pytestmark = pytest.mark.network
 
 
+@pytest.mark.clean_link("counts the frames and ACKs of one burst")
 def test_a_burst_of_small_messages_shares_frames_and_acks(tmp_path: Path) -> None:
     async def main() -> None:
         alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
@@ -53,5 +54,42 @@ def test_without_bundling_each_message_is_its_own_frame(tmp_path: Path) -> None:
         finally:
             await alice.close()
             await bob.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_group_message_is_sealed_once_for_all_members(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from volli_nb import messages
+
+    seals: list[int] = []
+    real_seal = messages.envelopes.seal
+
+    def counting_seal(*args: object, **kw: object) -> bytes:
+        seals.append(len(args[1]))  # type: ignore[arg-type]
+        return real_seal(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(messages.envelopes, "seal", counting_seal)
+
+    async def main() -> None:
+        alice = open_store(tmp_path, "alice")
+        bob, carol = open_store(tmp_path, "bob"), open_store(tmp_path, "carol")
+        try:
+            await pair(alice, bob)
+            await pair(alice, carol)
+            for one, other in ((bob, carol), (carol, bob)):  # members know each other
+                one.add_contact(other.identity.public)
+            members = [alice.peer_id, bob.peer_id, carol.peer_id]
+            alice.database.ensure_conversation("group-1", members)
+            got: list[str] = []
+            for store in (bob, carol):
+                store.on_message(lambda m: got.append(m.text))
+            sent = await alice.send_message("group-1", "to both of you")
+            await alice.wait_delivered(sent.message_id, timeout=20)
+            assert sorted(got) == ["to both of you"] * 2
+            assert seals == [2]  # one envelope for two recipients, not one seal each
+        finally:
+            await asyncio.gather(alice.close(), bob.close(), carol.close())
 
     asyncio.run(asyncio.wait_for(main(), 60))

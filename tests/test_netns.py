@@ -38,6 +38,7 @@ def test_runner_reports_why_it_cannot_run() -> None:
 
 
 @pytest.mark.network
+@pytest.mark.clean_link("pairs over the namespace interface, not through the relay")
 def test_peers_pair_over_the_namespace_interface(tmp_path: Path) -> None:
     require(IN_NETNS, "needs to run inside `volli-nb netns` (as `make test` does as root)")
 

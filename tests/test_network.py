@@ -179,6 +179,7 @@ def test_frames_from_unknown_keys_and_garbage_are_rejected_and_nothing_stored(
     arun(main)
 
 
+@pytest.mark.clean_link("2 MB in a 60 s budget")
 def test_oversized_message_is_refused_with_a_typed_error_and_nothing_stored(
     tmp_path: Path,
 ) -> None:

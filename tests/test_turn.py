@@ -15,6 +15,7 @@ from volli_nb.netconfig import IceServer
 pytestmark = pytest.mark.network
 
 
+@pytest.mark.clean_link("relay-only through coturn: the impairment relay needs host candidates")
 def test_relay_only_peers_connect_through_coturn(tmp_path: Path) -> None:
     with coturn(tmp_path) as turn:
 

@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--messages", type=int, default=2000)
     bench.add_argument("--bulk-mb", type=float, default=8.0)
+    bench.add_argument(
+        "--flush", type=int, default=10_000, help="messages queued offline, then flushed"
+    )
     bench.add_argument("--quick", action="store_true", help="skip aiortc's ~30 s dead-peer wait")
     bench.add_argument("--core", action="store_true", help="the pure core only (no network)")
     load = sub.add_parser("signal-load", help="many clients against a volli-signal process")

@@ -60,6 +60,8 @@ from .storage import KDF_MODERATE, Database, KdfCost
 log = logging.getLogger(__name__)
 
 MAX_TEXT_BYTES = 12 * 1024 * 1024
+SEAL_REUSE = 30.0  # seconds an envelope is reused for further recipients of its message
+SEAL_CACHE = 64  # group envelopes kept for reuse (most recent)
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class MessagesStore:
         self._handlers: list[Callable[[ChatMessage], None]] = []
         self._delivery_handlers: list[Callable[[bytes, str], None]] = []
         self._in_flight: dict[tuple[str, bytes], int] = {}
+        self._sealed: dict[bytes, tuple[float, bytes]] = {}
         self._retry_tick = retry_tick
         self._retry_task: asyncio.Task[None] | None = None
         self.room_session: Any = None  # a rooms.RoomSession once join() was called
@@ -352,12 +355,22 @@ class MessagesStore:
             await self.network_store.send_envelope(row.recipient, row.message_id, data)
         except VolliError as exc:
             self._in_flight.pop(key, None)
-            self.message_queue.mark_failed(row.id, f"{type(exc).__name__}: {exc}")
+            if self.message_queue.get(row.id).status == Status.PENDING:  # not acked meanwhile
+                self.message_queue.mark_failed(row.id, f"{type(exc).__name__}: {exc}")
             return False
         self.log.add("message", f"sent {row.message_id.hex()[:8]}", peer_id=row.recipient)
         return True
 
     def _seal(self, row: QueuedMessage) -> bytes:
+        """The envelope for an attempt; in a group, one seal serves every member for a while.
+
+        An envelope is addressed to all members at once, so a group message is sealed
+        once per SEAL_REUSE seconds, not once per member (which made fan-out quadratic).
+        A retry after that reseals, so a late retry is still fresh for the receiver."""
+        now = self.clock()
+        cached = self._sealed.get(row.message_id)
+        if cached is not None and now - cached[0] < SEAL_REUSE:
+            return cached[1]
         conversation = self.database.get_conversation(row.conversation_id)
         members = conversation.members if conversation else [row.recipient]
         recipients = []
@@ -368,15 +381,20 @@ class MessagesStore:
             if peer is None:
                 raise UnknownPeer(f"conversation member {member} is not a contact")
             recipients.append(peer)
-        return envelopes.seal(
+        data = envelopes.seal(
             self.identity,
             recipients,
             conversation_id=row.conversation_id,
             plaintext=row.payload,
             counter=row.counter,
-            timestamp_ms=int(self.clock() * 1000),
+            timestamp_ms=int(now * 1000),
             message_id=row.message_id,
         )
+        if len(recipients) > 1:
+            self._sealed[row.message_id] = (now, data)
+            while len(self._sealed) > SEAL_CACHE:
+                del self._sealed[next(iter(self._sealed))]
+        return data
 
     async def sync_messages(self) -> SyncReport:
         """Force a sync attempt now: every pending message to a connected peer goes out."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 LOSS_GAIN = 1 / 16  # EWMA weight of one loss sample
 GOODPUT_GAIN = 1 / 4
 STALL = 1.0  # a silence longer than two heartbeats is a stall (a retransmission, likely)
+NOISE_LOSS = 0.05  # loss estimates below this do not stretch the silence limit
 WINDOW = 0.5  # seconds of ACKs per goodput sample
 ASSUMED_GOODPUT = 64 * 1024  # bytes/s before the first ACK measured it: err on waiting
 
@@ -85,13 +86,11 @@ class LinkQuality:
         """How long the peer may stay silent before we call it dead.
 
         ``base`` on a clean link (a vanished peer is noticed fast); on a lossy one,
-        stalls of several retransmission timeouts are normal (the channel is ordered,
-        so one lost packet holds back everything behind it), and the limit grows."""
-        if self.loss < 0.01:
-            return base
-        return min(
-            base * (1 + 10 * self.loss) + 4 * self.rto(floor=1.0) / (1 - min(self.loss, 0.9)), 60.0
-        )
+        stalls of a few retransmission timeouts are normal (the channel is ordered, so
+        one lost packet holds back everything behind it), and the limit grows, up to
+        four times ``base``.  A stray stall (a busy CPU) barely moves it."""
+        excess = max(0.0, self.loss - NOISE_LOSS)
+        return min(base * (1 + 20 * excess), 4 * base)
 
     def send_buffer(self, low: int, high: int) -> int:
         """How many bytes to let the transport buffer: about one second of goodput.

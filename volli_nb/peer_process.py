@@ -26,6 +26,7 @@ from .storage import KDF_MIN, KDF_MODERATE, KdfCost
 
 KDFS: dict[str, KdfCost] = {"min": KDF_MIN, "moderate": KDF_MODERATE}
 PASSPHRASE_ENV = "VOLLI_PASSPHRASE"
+EVENT_TEXT = 4096  # characters of a received text echoed in its event line
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -53,7 +54,8 @@ async def _serve(args: argparse.Namespace) -> None:
             {
                 "event": "received",
                 "message_id": m.message_id.hex(),
-                "text": m.text,
+                "text": m.text[:EVENT_TEXT],  # an 8 MB text would overflow the parent's reader
+                "length": len(m.text),
                 "from": m.sender,
                 "conversation": m.conversation_id,
             }

@@ -244,6 +244,7 @@ class Session:
         self._unsent: list[tuple[bytes, int]] = []  # (id, serial) queued, not yet framed
         self._wire: deque[bytes] = deque()  # message frames made, not yet returned
         self._wire_bytes = 0
+        self._unsent_bytes = 0  # counts replaced entries too, until the next data_to_send
         self._in_flight_bytes = 0
         self._last_ack_at = float("-inf")
         self._last_data_at = float("-inf")  # MESSAGE, BUNDLE or CHUNK frames from the peer
@@ -271,6 +272,7 @@ class Session:
         bundled with every other message queued by then."""
         state = self._track(message_id, envelope, now)
         self._unsent.append((message_id, state.serial))
+        self._unsent_bytes += len(state.body)
 
     def _track(self, message_id: bytes, envelope: bytes, now: float) -> _InFlight:
         body = make_message(message_id, envelope)[2:]  # validates id and envelope
@@ -308,12 +310,7 @@ class Session:
     @property
     def queued_bytes(self) -> int:
         """Message bytes queued or framed but not yet returned by ``data_to_send``."""
-        unsent = sum(
-            len(state.body)
-            for mid, serial in self._unsent
-            if (state := self._in_flight.get(mid)) is not None and state.serial == serial
-        )
-        return unsent + self._wire_bytes
+        return self._unsent_bytes + self._wire_bytes
 
     @property
     def has_output(self) -> bool:
@@ -383,6 +380,7 @@ class Session:
                 self._arm(mid, state, now)
                 bodies.append(state.body)
         self._unsent.clear()
+        self._unsent_bytes = 0
         return bodies
 
     def _take_due(self, now: float) -> list[bytes]:
