@@ -235,3 +235,17 @@ def test_an_enqueued_message_survives_sigkill(path: Path) -> None:
     with Database.open(path, PASS, kdf=KDF_MIN) as db:
         row = PersistentMessageQueue(db).get(row_id)
         assert (row.status, row.payload, row.recipient) == (Status.PENDING, payload, "bob")
+
+
+def test_due_keys_and_acknowledge_touch_no_payload(tmp_path: Path) -> None:
+    """The cheap paths a busy retry loop and an ACK use: ids only, one UPDATE."""
+    db = Database.open(tmp_path / "q.sqlite", "pw", kdf=KDF_MIN, clock=VirtualClock(100.0))
+    queue = PersistentMessageQueue(db)
+    first = queue.enqueue(OutgoingMessage(b"\x01" * 16, "c", "bob", b"one", 1))
+    queue.enqueue(OutgoingMessage(b"\x02" * 16, "c", "carol", b"two", 2))
+    assert queue.due_keys() == [(first, "bob", b"\x01" * 16), (first + 1, "carol", b"\x02" * 16)]
+    assert queue.acknowledge(b"\x01" * 16, "bob") is True
+    assert queue.acknowledge(b"\x01" * 16, "bob") is False  # a repeated ACK
+    assert queue.acknowledge(b"\x01" * 16, "carol") is False  # not hers
+    assert queue.get(first).status == Status.DELIVERED and queue.get(first).payload == b""
+    assert [k[0] for k in queue.due_keys()] == [first + 1]

@@ -347,7 +347,7 @@ class MessagesStore:
         if key in self._in_flight:
             return False
         if not self.network_store.is_connected(row.recipient):
-            self.message_queue.mark_failed(row.id, "peer offline")
+            self._attempt_failed(row.id, "peer offline")
             return False
         try:
             data = self._seal(row)
@@ -355,11 +355,15 @@ class MessagesStore:
             await self.network_store.send_envelope(row.recipient, row.message_id, data)
         except VolliError as exc:
             self._in_flight.pop(key, None)
-            if self.message_queue.get(row.id).status == Status.PENDING:  # not acked meanwhile
-                self.message_queue.mark_failed(row.id, f"{type(exc).__name__}: {exc}")
+            self._attempt_failed(row.id, f"{type(exc).__name__}: {exc}")
             return False
         self.log.add("message", f"sent {row.message_id.hex()[:8]}", peer_id=row.recipient)
         return True
+
+    def _attempt_failed(self, row_id: int, reason: str) -> None:
+        """Count a failed attempt, unless an ACK (or a discard) settled the row meanwhile."""
+        with contextlib.suppress(UsageError, NotFound):
+            self.message_queue.mark_failed(row_id, reason)
 
     def _seal(self, row: QueuedMessage) -> bytes:
         """The envelope for an attempt; in a group, one seal serves every member for a while.
@@ -412,12 +416,25 @@ class MessagesStore:
         return SyncReport(sent, len(self._in_flight), waiting, stuck)
 
     async def process_due(self) -> int:
-        """Attempt every message whose retry time has come (the retry loop's body)."""
+        """Attempt every message whose retry time has come (the retry loop's body).
+
+        Rows in flight are skipped before their payload is read; rows for offline peers
+        count a failed attempt in one transaction."""
         attempted = 0
-        for row in self.message_queue.due(self.clock()):
-            if (row.recipient, row.message_id) not in self._in_flight:
-                await self._attempt(row)
-                attempted += 1
+        offline = []
+        for row_id, recipient, message_id in self.message_queue.due_keys(self.clock()):
+            if (recipient, message_id) in self._in_flight:
+                continue
+            attempted += 1
+            if not self.network_store.is_connected(recipient):
+                offline.append(row_id)
+                continue
+            with contextlib.suppress(NotFound):
+                await self._attempt(self.message_queue.get(row_id))
+        if offline:
+            with self.database.transaction():
+                for row_id in offline:
+                    self._attempt_failed(row_id, "peer offline")
         return attempted
 
     async def _retry_loop(self) -> None:
@@ -546,10 +563,7 @@ class MessagesStore:
             with self.database.transaction():  # one commit for every id the ACK covers
                 for message_id in event.message_ids:
                     self._in_flight.pop((event.peer_id, message_id), None)
-                    rows = self.message_queue.for_message(message_id)
-                    row = next((r for r in rows if r.recipient == event.peer_id), None)
-                    if row is not None and row.status != Status.DELIVERED:
-                        self.message_queue.mark_delivered(row.id)
+                    if self.message_queue.acknowledge(message_id, event.peer_id):
                         newly.append(message_id)
             for message_id in newly:
                 self.log.add("queue", f"delivered {message_id.hex()[:8]}", peer_id=event.peer_id)

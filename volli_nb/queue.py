@@ -182,6 +182,17 @@ class PersistentMessageQueue:
             order="next_attempt_at, id",
         )
 
+    def due_keys(self, now: float | None = None) -> list[tuple[int, str, bytes]]:
+        """``(row id, recipient, message id)`` of the due rows, without decrypting payloads:
+        a retry tick with thousands of rows in flight must stay cheap."""
+        when = self.clock() if now is None else now
+        rows = self.db.fetch(
+            "SELECT id, recipient, message_id FROM outbox WHERE status = ? "
+            "AND next_attempt_at <= ? ORDER BY next_attempt_at, id",
+            (Status.PENDING, when),
+        )
+        return [(int(r["id"]), r["recipient"], bytes.fromhex(r["message_id"])) for r in rows]
+
     def next_due_at(self) -> float | None:
         """The earliest next attempt among pending rows: how long a scheduler may sleep."""
         rows = self.db.fetch(
@@ -226,6 +237,16 @@ class PersistentMessageQueue:
             return None
         self.mark_delivered(int(rows[0]["id"]))
         return int(rows[0]["id"])
+
+    def acknowledge(self, message_id: bytes, recipient: str) -> bool:
+        """A signed ACK from ``recipient``: delivered and payload erased, in one statement.
+        True if this ACK delivered it (False: already delivered, or never queued)."""
+        cursor = self.db.execute(
+            "UPDATE outbox SET status = ?, next_attempt_at = NULL, updated_at = ?, "
+            "payload = NULL WHERE message_id = ? AND recipient = ? AND status != ?",
+            (Status.DELIVERED, self.clock(), message_id.hex(), recipient, Status.DELIVERED),
+        )
+        return cursor.rowcount > 0
 
     def mark_failed(self, row_id: int, error: str) -> QueuedMessage:
         """One attempt failed: schedule the next per the policy, or mark the row stuck."""
