@@ -27,7 +27,7 @@ from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from . import loopback, protocol, rtc, sdp
+from . import aiortc_fixes, loopback, protocol, rtc, sdp
 from .errors import (
     ChannelBindingFailed,
     PeerError,
@@ -51,6 +51,7 @@ from .netevents import (
 )
 
 log = logging.getLogger(__name__)
+aiortc_fixes.apply()  # INIT retransmission after a collision (see the module)
 
 CHANNEL_LABEL = "volli"
 
