@@ -12,7 +12,7 @@ from volli_nb import bench, bench_core
 @pytest.mark.network
 def test_p2p_bench_reports_every_row_with_a_ratio() -> None:
     run = bench.run(messages=50, bulk_mb=0.5, quick=True, flush=200)
-    rows = asyncio.run(asyncio.wait_for(run, 180))
+    rows = asyncio.run(asyncio.wait_for(run, 240))
     assert [r.metric for r in rows] == [
         "setup",
         "round trip",
@@ -22,6 +22,8 @@ def test_p2p_bench_reports_every_row_with_a_ratio() -> None:
         "fan-out to 10",
         "fan-out to 100",
         "flush 200 pending",
+        "round trip, impaired",
+        "100-byte, impaired",
         "dead peer noticed",
     ]
     for row in rows[:-1]:

@@ -58,6 +58,9 @@ EXPECT = {
         "every message delivered exactly once: True",
         "A→B MESSAGE",
         "median",
+        "200 messages in",
+        "exactly once, in order: True",
+        "flush 500 pending",
     ],
 }
 

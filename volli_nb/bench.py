@@ -24,11 +24,12 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from . import loopback
+from . import bench_conditions, loopback
 from .identity import Identity
 from .messages import MessagesStore
 from .netconfig import NetworkConfig
 from .netevents import PeerOffline, PeerOnline
+from .netsim import Conditions
 from .peer_process import PeerProcess, pair_with
 from .storage import KDF_MIN
 
@@ -272,7 +273,11 @@ async def _volli(
 
 
 async def run(
-    messages: int = 2000, bulk_mb: float = 8.0, quick: bool = False, flush: int = 10_000
+    messages: int = 2000,
+    bulk_mb: float = 8.0,
+    quick: bool = False,
+    flush: int = 10_000,
+    conditions: Conditions | None = bench_conditions.DEFAULT,
 ) -> list[Row]:
     bulk = int(bulk_mb * 1_000_000)
     echoes = 20 if quick else 100
@@ -291,6 +296,9 @@ async def run(
         await plain.close()
     with tempfile.TemporaryDirectory(prefix="volli-bench-") as tmp:
         ours = await _volli(Path(tmp), messages, bulk, echoes, flush)
+    impaired: dict[str, dict[str, float]] = {}
+    if conditions is not None:
+        impaired = await bench_conditions.run(conditions, count=30 if quick else 300)
     dead_note = (
         "aiortc alone: gave up after 40 s"
         if base["dead"] is None and not quick
@@ -350,6 +358,7 @@ async def run(
             "queued while the peer was away: volli_nb from reconnect to the last ACK "
             "(aim < 3 s); aiortc: sending that many, unacked",
         ),
+        *_condition_rows(conditions, impaired),
         Row(
             "dead peer noticed",
             "s",
@@ -357,6 +366,34 @@ async def run(
             ours["dead"],
             False,
             dead_note or "SIGKILL → aiortc state change / volli_nb heartbeat (aim ≤ 3 s)",
+        ),
+    ]
+
+
+def _condition_rows(
+    conditions: Conditions | None, measured: dict[str, dict[str, float]]
+) -> list[Row]:
+    if conditions is None or not measured:
+        return []
+    base, ours = measured["aiortc"], measured["volli"]
+    where = f"{2 * conditions.latency_ms:g} ms RTT, {100 * conditions.loss:g} % loss"
+    return [
+        Row(
+            "round trip, impaired",
+            "ms",
+            _ms(base["rtt"]),
+            _ms(ours["rtt"]),
+            False,
+            f"{where}: aiortc echo; volli_nb send→signed ACK (median)",
+        ),
+        Row(
+            "100-byte, impaired",
+            "msg/s",
+            base["msgs"],
+            ours["msgs"],
+            True,
+            f"{where}: aiortc plaintext unacked; volli_nb delivered+ACKed "
+            f"({ours['timeouts']:.0f} ACK timeouts)",
         ),
     ]
 
@@ -384,7 +421,11 @@ def main(args: argparse.Namespace) -> int:
         from .bench_core import main as core_main
 
         return core_main(args.json, getattr(args, "quick", False))
-    rows = asyncio.run(run(args.messages, args.bulk_mb, getattr(args, "quick", False), args.flush))
+    conditions = None
+    if args.latency or args.packet_loss:
+        conditions = Conditions(latency_ms=args.latency / 2, loss=args.packet_loss / 100, seed=3)
+    quick = getattr(args, "quick", False)
+    rows = asyncio.run(run(args.messages, args.bulk_mb, quick, args.flush, conditions))
     if args.json:
         print(json.dumps([{**row.__dict__, "ratio": row.ratio} for row in rows], indent=1))
     else:

@@ -19,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
         "--flush", type=int, default=10_000, help="messages queued offline, then flushed"
     )
     bench.add_argument("--quick", action="store_true", help="skip aiortc's ~30 s dead-peer wait")
+    bench.add_argument(
+        "--latency", type=float, default=200.0, help="round trip (ms) of the impaired rows"
+    )
+    bench.add_argument(
+        "--packet-loss", type=float, default=5.0, help="loss (%%) each way of the impaired rows"
+    )
     bench.add_argument("--core", action="store_true", help="the pure core only (no network)")
     load = sub.add_parser("signal-load", help="many clients against a volli-signal process")
     load.add_argument("--clients", type=int, default=300)
