@@ -9,6 +9,7 @@ fingerprint of the identity key, so whoever can sign for the key owns the id.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +32,11 @@ PEER_ID_PERSON = b"volli-peer-id"
 SAFETY_ITERATIONS = 5200
 
 
+@functools.lru_cache(maxsize=4096)
 def peer_id_for(identity_key: bytes) -> str:
-    """16 lowercase base32 characters (80 bits) of a keyed BLAKE2b of the identity key."""
+    """16 lowercase base32 characters (80 bits) of a keyed BLAKE2b of the identity key.
+
+    Cached: every envelope and contact lookup asks for the same few ids."""
     digest = hashlib.blake2b(identity_key, digest_size=10, person=PEER_ID_PERSON).digest()
     return base64.b32encode(digest).decode("ascii").lower()
 

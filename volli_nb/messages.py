@@ -126,6 +126,7 @@ class MessagesStore:
         self._delivery_handlers: list[Callable[[bytes, str], None]] = []
         self._in_flight: dict[tuple[str, bytes], int] = {}
         self._sealed: dict[bytes, tuple[float, bytes]] = {}
+        self._known_conversations: set[tuple[str, tuple[str, ...]]] = set()
         self._retry_tick = retry_tick
         self._retry_task: asyncio.Task[None] | None = None
         self.room_session: Any = None  # a rooms.RoomSession once join() was called
@@ -492,6 +493,9 @@ class MessagesStore:
             with self.database.transaction():
                 yield
             pending = self._after_commit
+        except BaseException:
+            self._known_conversations.clear()  # what the batch created was rolled back
+            raise
         finally:
             self._after_commit = None
         for action in pending:
@@ -546,9 +550,11 @@ class MessagesStore:
                 log.exception("on_message handler failed")
 
     def _store_received(self, opened: envelopes.OpenedMessage, members: list[str]) -> bool:
+        known = (opened.conversation_id, tuple(members))
         with self.database.transaction():
-            self.database.ensure_conversation(opened.conversation_id, members)
-            return self.database.store_received(
+            if known not in self._known_conversations:  # a burst checks its conversation once
+                self.database.ensure_conversation(opened.conversation_id, members)
+            stored = self.database.store_received(
                 opened.message_id,
                 opened.conversation_id,
                 opened.sender.peer_id,
@@ -556,6 +562,8 @@ class MessagesStore:
                 opened.timestamp_ms,
                 opened.plaintext,
             )
+        self._known_conversations.add(known)  # committed (or inside a batch, see below)
+        return stored
 
     def _on_network_event(self, event: NetworkEvent) -> None:
         if isinstance(event, Delivered):
