@@ -158,9 +158,10 @@ async def _acked_by(store: MessagesStore, message_id: bytes, peer: str, timeout:
         remove()
 
 
-async def _fanout(store: MessagesStore, peer: str, n: int) -> float:
+async def _fanout(store: MessagesStore, peer: str, n: int, repeats: int = 5) -> float:
     """One 100-byte message to a conversation of ``n`` recipients (``peer`` and n-1 offline
-    contacts): seconds until the live one's signed ACK.  One seal covers all n."""
+    contacts): seconds until the live one's signed ACK, median of ``repeats``.  One seal
+    covers all n."""
     members = [store.peer_id, peer]
     for _ in range(n - 1):
         other = Identity.generate()
@@ -168,14 +169,16 @@ async def _fanout(store: MessagesStore, peer: str, n: int) -> float:
         members.append(other.peer_id)
     conversation = f"bench-fanout-{n}-{time.monotonic_ns()}"
     store.database.ensure_conversation(conversation, members)
-    start = time.perf_counter()
-    sent = await store.send_message(conversation, "f" * 100)
-    await _acked_by(store, sent.message_id, peer, 60)
-    seconds = time.perf_counter() - start
-    for row in store.message_queue.for_message(sent.message_id):
-        if row.recipient != peer:
-            store.message_queue.discard(row.id)
-    return seconds
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sent = await store.send_message(conversation, "f" * 100)
+        await _acked_by(store, sent.message_id, peer, 60)
+        samples.append(time.perf_counter() - start)
+        for row in store.message_queue.for_message(sent.message_id):
+            if row.recipient != peer:
+                store.message_queue.discard(row.id)
+    return statistics.median(samples)
 
 
 async def _flush_after_reconnect(
@@ -243,29 +246,31 @@ async def _volli(
             await store.wait_delivered(m.message_id)
             samples.append(time.perf_counter() - t)
         out["rtt"] = statistics.median(samples)
-        start = time.perf_counter()
-        sent = [await store.send_message(peer, "y" * 80) for _ in range(messages)]
-        for m in sent:
-            await store.wait_delivered(m.message_id, timeout=120)
-        out["msgs"] = messages / (time.perf_counter() - start)
-        text = incompressible_text(bulk)  # so the figure is encrypted bytes, not deflate
-        start = time.perf_counter()
-        big = await store.send_message(peer, text, compress=False)
-        await store.wait_delivered(big.message_id, timeout=120)
-        out["bulk"] = bulk / (time.perf_counter() - start) / 1e6
-        for n in FANOUT:
-            out[f"fanout{n}"] = await _fanout(store, peer, n)
+        # A peer vanishing mid-chat (after heavy transfers the limit stretches, see README).
         offline: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
         def on_event(event: object) -> None:
             if isinstance(event, PeerOffline) and not offline.done():
                 offline.set_result(time.perf_counter())
 
-        store.network_store.on_event(on_event)
+        remove = store.network_store.on_event(on_event)
         start = time.perf_counter()
         await child.kill()
         out["dead"] = await asyncio.wait_for(offline, 30) - start
+        remove()
         out["flush"], child = await _flush_after_reconnect(store, child, flush)  # it is away
+        start = time.perf_counter()
+        sent = [await store.send_message(peer, "y" * 80) for _ in range(messages)]
+        for m in sent:
+            await store.wait_delivered(m.message_id, timeout=120)
+        out["msgs"] = messages / (time.perf_counter() - start)
+        for n in FANOUT:
+            out[f"fanout{n}"] = await _fanout(store, peer, n)
+        text = incompressible_text(bulk)  # so the figure is encrypted bytes, not deflate
+        start = time.perf_counter()
+        big = await store.send_message(peer, text, compress=False)
+        await store.wait_delivered(big.message_id, timeout=120)
+        out["bulk"] = bulk / (time.perf_counter() - start) / 1e6
     finally:
         await child.quit()
         await store.close()
@@ -288,8 +293,10 @@ async def run(
         base["rtt"] = await plain.echo_rtt(echoes)
         base["msgs"] = messages / await plain.throughput(messages, 100)
         base["bulk"] = bulk / await plain.throughput(max(1, bulk // 65536), 65536) / 1e6
-        for n in FANOUT:  # the plaintext sent once per recipient
-            base[f"fanout{n}"] = await plain.throughput(n, 100)
+        for n in FANOUT:  # the plaintext sent once per recipient, median of 5
+            base[f"fanout{n}"] = statistics.median(
+                [await plain.throughput(n, 100) for _ in range(5)]
+            )
         base["flush"] = await plain.throughput(flush, 100)
         base["dead"] = None if quick else await plain.dead_peer(40.0)
     finally:
@@ -345,7 +352,7 @@ async def run(
                 _ms(ours[f"fanout{n}"]),
                 False,
                 f"one 100-byte message, {n} recipient(s): aiortc sends it {n}x in plaintext; "
-                "volli_nb seals once for all, until the live one's ACK",
+                "volli_nb seals once for all, until the live one's ACK (median of 5)",
             )
             for n in FANOUT
         ),
