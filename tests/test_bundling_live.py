@@ -93,3 +93,36 @@ def test_a_group_message_is_sealed_once_for_all_members(
             await asyncio.gather(alice.close(), bob.close(), carol.close())
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_bundle_that_fails_to_commit_is_offered_again_and_never_acked(tmp_path: Path) -> None:
+    async def main() -> None:
+        alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+        try:
+            await pair(alice, bob)
+            real_batch = bob.network_store.batch
+            failures = [1]
+
+            def flaky_batch() -> object:
+                if failures:
+                    failures.pop()
+                    raise OSError("database is locked")
+                return real_batch()
+
+            bob.network_store.batch = flaky_batch  # type: ignore[assignment]
+            got: list[str] = []
+            bob.on_message(lambda m: got.append(m.text))
+            first = await alice.send_message(bob.peer_id, "lost to a locked database")
+            await asyncio.sleep(0.5)
+            assert got == [] and alice.delivery_status(first.message_id)[bob.peer_id] == "pending"
+            await alice.network_store.send_envelope(  # what a retry after the timeout does
+                bob.peer_id,
+                first.message_id,
+                alice._seal(alice.message_queue.for_message(first.message_id)[0]),
+            )
+            await alice.wait_delivered(first.message_id, timeout=10)
+            assert got == ["lost to a locked database"]
+        finally:
+            await asyncio.gather(alice.close(), bob.close())
+
+    asyncio.run(asyncio.wait_for(main(), 60))

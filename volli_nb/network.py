@@ -464,9 +464,16 @@ class NetworkStore:
         except VolliError as exc:
             self._fail(link, exc)
             return
-        with self.batch():  # a bundle's messages: one commit, then one ACK
+        try:
+            with self.batch():  # a bundle's messages: one commit, then one ACK
+                for event in events:
+                    self._dispatch(link, event)
+        except Exception as exc:  # e.g. the database is locked: nothing was acknowledged
             for event in events:
-                self._dispatch(link, event)
+                if isinstance(event, protocol.MessageReceived):
+                    link.session.reject(event.message_id)  # a resend is offered again
+            log.exception("storing received messages failed")
+            self.log.add("error", f"storing received messages failed: {exc}", peer_id=peer_id)
         link.wake.set()
 
     def _dispatch(self, link: _Link, event: Any) -> None:
