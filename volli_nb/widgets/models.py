@@ -41,6 +41,17 @@ def _ago(now: float, then: float | None) -> str:
     return "—" if then is None else f"{max(0.0, now - then):.1f} s ago"
 
 
+def _link_summary(net: Any, peer_id: str) -> str:
+    """Stall estimate, current ACK wait and how much bundling saved, in one cell."""
+    quality, session = net.link_quality(peer_id), net.session_stats(peer_id)
+    if quality is None or session is None:
+        return "—"
+    return (
+        f"stalls {quality.loss:.0%} · ACK wait {quality.ack_timeout():.0f} s · "
+        f"{session.messages_out} msgs in {session.bundles_out} bundles · {session.acks_in} ACKs"
+    )
+
+
 def peers_table(store: Any, now: float) -> Table:
     """Peers and their states: the seed's first debug command, as a table."""
     net = store.network_store
@@ -64,6 +75,7 @@ def peers_table(store: Any, now: float) -> Table:
                     else "—"
                 ),
                 "rtt": "—" if stats.rtt is None else f"{stats.rtt * 1000:.1f} ms",
+                "link": _link_summary(net, peer_id),
                 "msgs in/out": f"{stats.messages_in}/{stats.messages_out}",
                 "bytes in/out": f"{stats.bytes_in}/{stats.bytes_out}",
                 "last seen": _ago(now, stats.last_seen),
@@ -80,6 +92,7 @@ def peers_table(store: Any, now: float) -> Table:
                 "ice": "—",
                 "selected pair": "—",
                 "rtt": "—",
+                "link": "—",
                 "msgs in/out": "—",
                 "bytes in/out": "—",
                 "last seen": "—",
@@ -97,6 +110,7 @@ PEER_COLUMNS = (
     "ice",
     "selected pair",
     "rtt",
+    "link",
     "msgs in/out",
     "bytes in/out",
     "last seen",
