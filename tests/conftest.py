@@ -55,10 +55,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    netutil.CONDITIONS = Conditions(
-        latency_ms=config.getoption("latency") / 2,
+    netutil.CONDITIONS = Conditions.parse(
+        config.getoption("latency"),
+        config.getoption("packet_loss"),
         jitter_ms=config.getoption("jitter"),
-        loss=config.getoption("packet_loss") / 100,
         seed=config.getoption("netsim_seed"),
     )
 

@@ -430,7 +430,7 @@ def main(args: argparse.Namespace) -> int:
         return core_main(args.json, getattr(args, "quick", False))
     conditions = None
     if args.latency or args.packet_loss:
-        conditions = Conditions(latency_ms=args.latency / 2, loss=args.packet_loss / 100, seed=3)
+        conditions = Conditions.parse(args.latency, args.packet_loss, seed=3)
     quick = getattr(args, "quick", False)
     rows = asyncio.run(run(args.messages, args.bulk_mb, quick, args.flush, conditions))
     if args.json:

@@ -1,4 +1,4 @@
-"""``volli-nb``: the command line (demo, bench, netns)."""
+"""``volli-nb``: the command line (demo, bench, netsim, signal-load, netns)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["netsim"]:  # its own parser: options go straight through
+        from .netlab import main as netsim_main
+
+        return netsim_main(argv[1:])
     parser = argparse.ArgumentParser(prog="volli-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="two peers in two processes pair and exchange messages")
@@ -30,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--clients", type=int, default=300)
     load.add_argument("--rooms", type=int, default=10)
     load.add_argument("--json", action="store_true")
+    sub.add_parser(
+        "netsim", help="two peers in their own namespaces, impaired between", add_help=False
+    )
     netns = sub.add_parser("netns", help="run a command inside a throwaway network namespace")
     netns.add_argument(
         "--if-root", action="store_true", help="without root or iproute2, run the command directly"

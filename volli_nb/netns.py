@@ -46,7 +46,8 @@ def _setup(name: str) -> None:
     _ip("-n", name, "route", "add", "default", "dev", "v0")
 
 
-def _teardown(name: str) -> None:
+def teardown(name: str) -> None:
+    """Kill whatever runs in namespace ``name``, then delete it."""
     pids = subprocess.run(
         ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
     ).stdout.split()
@@ -72,7 +73,7 @@ def run(command: Sequence[str]) -> int:
             proc.send_signal(signal.SIGINT)
             return proc.wait()
     finally:
-        _teardown(name)
+        teardown(name)
 
 
 def main(argv: Sequence[str], *, if_root: bool = False) -> int:

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pairing import decode_code, encode_code
+from .pairing import Kind, decode_code, encode_code
 
 HOST = "127.0.0.1"
 
@@ -41,8 +41,9 @@ class Conditions:
 
     @classmethod
     def parse(cls, latency: float = 0.0, packet_loss: float = 0.0, **kw: Any) -> Conditions:
-        """From the seed's CLI units: ``--latency 200`` (ms), ``--packet-loss 5`` (%)."""
-        return cls(latency_ms=latency, loss=packet_loss / 100.0, **kw)
+        """From the seed's CLI units: ``--latency 200`` is the added round trip in ms (half
+        each way, as ``ping`` would show it), ``--packet-loss 5`` percent lost each way."""
+        return cls(latency_ms=latency / 2, loss=packet_loss / 100.0, **kw)
 
     @property
     def active(self) -> bool:
@@ -87,18 +88,27 @@ class _Protocol(asyncio.DatagramProtocol):
 class ImpairmentRelay:
     """Forwards A↔B datagrams through two loopback sockets, impaired as configured."""
 
-    def __init__(self, conditions: Conditions) -> None:
+    def __init__(
+        self,
+        conditions: Conditions,
+        *,
+        binds: tuple[str, str] = (HOST, HOST),
+        peers: tuple[str, str] = (HOST, HOST),
+    ) -> None:
+        """``binds``: where the sockets facing A and B listen; ``peers``: the addresses A's
+        and B's host candidates carry (loopback by default; veth ends in a namespace lab)."""
         self.conditions = conditions
         self.rng = random.Random(conditions.seed)
         # "a" faces peer A (A sends here to reach B); "b" faces peer B.
         self.sides = {"a": _Side(), "b": _Side()}
+        self.binds, self.peers = {"a": binds[0], "b": binds[1]}, {"a": peers[0], "b": peers[1]}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> ImpairmentRelay:
         self._loop = asyncio.get_running_loop()
         for name, side in self.sides.items():
             transport, _ = await self._loop.create_datagram_endpoint(
-                functools.partial(_Protocol, self, name), local_addr=(HOST, 0)
+                functools.partial(_Protocol, self, name), local_addr=(self.binds[name], 0)
             )
             side.transport = transport
             side.port = transport.get_extra_info("sockname")[1]
@@ -117,34 +127,53 @@ class ImpairmentRelay:
     # --- SDP rewriting ------------------------------------------------------------
 
     @staticmethod
-    def _host_port(sdp: str) -> int:
+    def _host_port(sdp: str, address: str = HOST) -> int:
         found = re.search(
-            rf"^a=candidate:\S+ 1 udp \d+ {re.escape(HOST)} (\d+) typ host", sdp, re.M
+            rf"^a=candidate:\S+ 1 udp \d+ {re.escape(address)} (\d+) typ host", sdp, re.M
         )
         if not found:
-            raise ValueError("the relay needs a loopback host candidate (loopback_only=True)")
+            raise ValueError(
+                f"the relay needs a host candidate on {address} "
+                "(loopback_only=True for peers on this machine)"
+            )
         return int(found.group(1))
 
-    def _rewrite(self, sdp: str, real_port: int, relay_port: int) -> str:
-        return re.sub(
-            rf"( {re.escape(HOST)}) {real_port}( typ host)", rf"\1 {relay_port}\2", sdp
-        ).replace(f"m=application {real_port} ", f"m=application {relay_port} ")
+    @staticmethod
+    def _rewrite(sdp: str, address: str, real_port: int, relay: str, relay_port: int) -> str:
+        """Only the relay's candidate remains, so ICE cannot pair around it."""
+        keep = f" {address} {real_port} typ host"
+        lines = []
+        for line in sdp.split("\r\n"):
+            if line.startswith("a=candidate:"):
+                if keep not in line:
+                    continue
+                line = line.replace(keep, f" {relay} {relay_port} typ host")
+            elif line.startswith("m=application "):
+                line = re.sub(r"^m=application \d+ ", f"m=application {relay_port} ", line)
+            elif line.startswith("c=IN IP4 "):
+                line = f"c=IN IP4 {relay}"
+            lines.append(line)
+        return "\r\n".join(lines)
+
+    def _through(self, code: str, kind: Kind, sender: str) -> str:
+        """``sender``'s code as the other side should see it: its candidate → the relay's."""
+        parsed = decode_code(code, expect=kind)
+        receiver = "b" if sender == "a" else "a"
+        address = self.peers[sender]
+        port = self._host_port(parsed.sdp, address)
+        self.sides[receiver].target = (address, port)  # what arrives there goes to sender
+        sdp = self._rewrite(
+            parsed.sdp, address, port, self.binds[receiver], self.sides[receiver].port
+        )
+        return encode_code(kind, sdp, parsed.identity, parsed.name, parsed.ref)
 
     def offer_through(self, code: str) -> str:
         """A's offer code as B should see it: A's candidate replaced by the relay's."""
-        parsed = decode_code(code, expect="offer")
-        port = self._host_port(parsed.sdp)
-        self.sides["b"].target = (HOST, port)  # what B sends to side b goes to A
-        sdp = self._rewrite(parsed.sdp, port, self.sides["b"].port)
-        return encode_code("offer", sdp, parsed.identity, parsed.name, parsed.ref)
+        return self._through(code, "offer", "a")
 
     def answer_through(self, code: str) -> str:
         """B's answer code as A should see it."""
-        parsed = decode_code(code, expect="answer")
-        port = self._host_port(parsed.sdp)
-        self.sides["a"].target = (HOST, port)  # what A sends to side a goes to B
-        sdp = self._rewrite(parsed.sdp, port, self.sides["a"].port)
-        return encode_code("answer", sdp, parsed.identity, parsed.name, parsed.ref)
+        return self._through(code, "answer", "b")
 
     # --- forwarding ---------------------------------------------------------------
 

@@ -117,11 +117,23 @@ async def _serve(args: argparse.Namespace) -> None:
     async def join(room: str, url: str) -> dict[str, Any]:
         return {"present": await store.join(room, url)}
 
+    async def link(peer_id: str) -> dict[str, Any]:
+        """The link's last ping RTT and the session's counters (for volli-nb netsim)."""
+        net = store.network_store
+        stats, session = net.stats(peer_id), net.session_stats(peer_id)
+        return {
+            "rtt": stats.rtt,
+            "timeouts": session.timeouts if session else 0,
+            "bundles_out": session.bundles_out if session else 0,
+            "acks_in": session.acks_in if session else 0,
+        }
+
     async def info() -> dict[str, Any]:
         return {"peer_id": store.peer_id, "name": store.name, "pid": os.getpid()}
 
     ops: dict[str, Callable[..., Any]] = {
         "info": info,
+        "link": link,
         "join": join,
         "create_code": lambda: _wrap(store.create_pairing_code(), "code"),
         "accept_code": lambda code: _wrap(store.accept_pairing_code(code), "code"),
