@@ -55,12 +55,13 @@ def test_relay_delay_and_loss_match_the_request_within_tolerance() -> None:
     arun(main)
 
 
-def test_same_seed_same_drops() -> None:
-    def drops(seed: int) -> list[bool]:
+def test_same_seed_same_drops_per_direction() -> None:
+    def drops(seed: int, side: str) -> list[bool]:
         relay = ImpairmentRelay(Conditions(loss=0.3, seed=seed))
-        return [relay.rng.random() < 0.3 for _ in range(100)]
+        return [relay.rngs[side].random() < 0.3 for _ in range(100)]
 
-    assert drops(1) == drops(1) and drops(1) != drops(2)
+    assert drops(1, "a") == drops(1, "a") and drops(1, "a") != drops(2, "a")
+    assert drops(1, "a") != drops(1, "b")  # the directions are independent
 
 
 def test_real_peers_through_the_relay_see_its_latency(tmp_path: Path) -> None:

@@ -98,7 +98,9 @@ class ImpairmentRelay:
         """``binds``: where the sockets facing A and B listen; ``peers``: the addresses A's
         and B's host candidates carry (loopback by default; veth ends in a namespace lab)."""
         self.conditions = conditions
-        self.rng = random.Random(conditions.seed)
+        # One generator per direction: each direction's drops depend only on its own
+        # datagram sequence, not on how the two directions interleave.
+        self.rngs = {side: random.Random(f"{conditions.seed}:{side}") for side in ("a", "b")}
         # "a" faces peer A (A sends here to reach B); "b" faces peer B.
         self.sides = {"a": _Side(), "b": _Side()}
         self.binds, self.peers = {"a": binds[0], "b": binds[1]}, {"a": peers[0], "b": peers[1]}
@@ -184,7 +186,7 @@ class ImpairmentRelay:
             return
         # The sender's real address becomes the other side's target (it may differ from SDP).
         other.target = other.target or addr
-        c, rng, stats = self.conditions, self.rng, side.stats
+        c, rng, stats = self.conditions, self.rngs[side_name], side.stats
         stats.sent += 1
         stats.bytes += len(data)
         if rng.random() < c.loss:
