@@ -65,6 +65,7 @@ def test_message_flow_notebook_shows_the_queue_panel(tmp_path: Path) -> None:
         ["QueuePanel(alice)", "EventLogPanel(alice)"],
         marker="bob got:",
         name="message-flow",
+        expect={"QueuePanel(alice)": ["next retry", "pending", "peer offline"]},
     )
     # The queue panel shows carol's pending message (bob's was retried and delivered).
     assert any("next retry" in t and "pending" in t and "peer offline" in t for t in tables)
@@ -77,6 +78,7 @@ def run_in_jupyterlab(
     cells: list[str],
     marker: str = "READY {",
     name: str = "panels",
+    expect: dict[str, list[str]] | None = None,
 ) -> list[str]:
     """Open ``notebook`` in JupyterLab, run all cells, and return the rendered panel table
     of each cell whose source contains one of ``cells`` (scrolled into view first)."""
@@ -141,7 +143,13 @@ def run_in_jupyterlab(
                     cell.scroll_into_view_if_needed()
                     table = cell.locator(".volli-table").first
                     table.wait_for(timeout=60_000)
-                    texts.append(table.inner_text())
+                    text = table.inner_text()
+                    wanted = (expect or {}).get(snippet, [])
+                    until = time.monotonic() + 15  # live panels refresh about once a second
+                    while not all(w in text for w in wanted) and time.monotonic() < until:
+                        time.sleep(0.5)
+                        text = table.inner_text()
+                    texts.append(text)
             finally:
                 page.screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}.png"))
             highlighted = page.locator(".volli-table tr.volli-selected").count()

@@ -187,13 +187,19 @@ async def run(conditions: Conditions, messages: int = 200, timeout: float = 300.
                 ] and got_a == [f"b→a {i}" for i in range(messages)]
                 for me, other in ((a, b), (b, a)):
                     report.timeouts += (await me.request("link", peer_id=other.peer_id))["timeouts"]
-        finally:
-            await asyncio.gather(a.quit(), b.quit(), return_exceptions=True)
+        finally:  # a peer busy with a long request would answer "quit" only after it
+            await asyncio.gather(*(_stop(p) for p in (a, b)), return_exceptions=True)
             relay.close()
         for side, stats in relay.stats.items():
             report.datagrams[side] = stats.sent
             report.loss[side] = stats.dropped / stats.sent if stats.sent else 0.0
     return report
+
+
+async def _stop(peer: PeerProcess) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(peer.quit(timeout=2), 3)
+    await peer.kill()  # still there (interrupted mid-request): no goodbye needed
 
 
 def _exec(name: str) -> list[str]:
@@ -234,7 +240,14 @@ def main(argv: Sequence[str]) -> int:
         rate_kbit=args.rate_kbit,
         seed=args.seed,
     )
-    report = asyncio.run(run(conditions, args.messages))
+    try:
+        report = asyncio.run(run(conditions, args.messages))
+    except KeyboardInterrupt:
+        print("volli-nb netsim: interrupted; namespaces and peers removed", file=sys.stderr)
+        return 130
+    except TimeoutError:
+        print("volli-nb netsim: the run did not finish in time; lab removed", file=sys.stderr)
+        return 1
     print(json.dumps(asdict(report), indent=1) if args.json else report.table())
     return 0 if report.exactly_once_in_order else 1
 

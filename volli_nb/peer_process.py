@@ -251,7 +251,9 @@ class PeerProcess:
             with contextlib.suppress(ValueError):
                 msg = json.loads(line)
                 if "id" in msg and msg["id"] in self._waiting:
-                    self._waiting.pop(msg["id"]).set_result(msg)
+                    waiter = self._waiting.pop(msg["id"])
+                    if not waiter.done():  # the requester may have timed out or been cancelled
+                        waiter.set_result(msg)
                 elif "event" in msg:
                     self.events.put_nowait(msg)
         for fut in self._waiting.values():
