@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,16 @@ def test_peers_connect_when_both_init_acks_of_a_collision_are_lost(tmp_path: Pat
             relay.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_every_sctp_packet_from_the_peer_is_stamped_for_liveness() -> None:
+    from volli_nb import aiortc_fixes
+
+    async def main() -> None:
+        transport = sctp.RTCSctpTransport(_Dtls())  # type: ignore[arg-type]
+        assert aiortc_fixes.last_received(transport) is None
+        await transport._handle_data(b"not even a packet")  # stamped before parsing
+        stamp = aiortc_fixes.last_received(transport)
+        assert stamp is not None and abs(stamp - time.monotonic()) < 1.0
+
+    asyncio.run(main())

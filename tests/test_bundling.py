@@ -260,3 +260,13 @@ def test_the_silence_limit_grows_only_on_a_lossy_link() -> None:
     for _ in range(100):
         q.stalled(9.0)
     assert q.silence_limit(2.5) == 10.0  # never more than four times the base
+
+
+def test_transport_packets_keep_a_peer_alive_while_its_frames_are_held_back() -> None:
+    a, b = pair(retransmit=False)
+    b.receive(a.ping(0.0), 0.0)
+    assert b.is_dead(3.0, 2.5)  # nothing for 3 s
+    b.heard_from_transport(2.0)  # but an SCTP SACK arrived at 2 s
+    assert not b.is_dead(3.0, 2.5) and b.is_dead(5.0, 2.5)
+    b.heard_from_transport(1.0)  # older news changes nothing
+    assert b.last_heard == 2.0

@@ -31,8 +31,10 @@ def test_measured_rtt_and_loss_match_what_was_asked() -> None:
     report = asyncio.run(asyncio.wait_for(netlab.run(asked, messages=400), 240))
     assert report.exactly_once_in_order and report.delivered == {"a→b": 400, "b→a": 400}
     assert report.timeouts == 0
-    for side in ("a", "b"):  # heartbeat round trips through the relay
-        assert 100 - 30 <= report.rtt_ms[side] <= 100 + 30, report.rtt_ms
+    for side in ("a", "b"):  # heartbeat round trips through the relay (lower quartile:
+        # pings share the ordered channel, so a lost packet holds the next ones back)
+        assert 100 - 30 <= report.rtt_p25_ms[side] <= 100 + 30, report.rtt_p25_ms
+        assert report.rtt_ms[side] <= 100 + 1300, report.rtt_ms  # at most one SCTP RTO more
     datagrams = sum(report.datagrams.values())
     dropped = sum(report.loss[s] * report.datagrams[s] for s in ("a", "b"))
     assert datagrams >= 1500, report.datagrams

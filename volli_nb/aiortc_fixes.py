@@ -7,15 +7,23 @@ drops it as a bad tag.  If both INIT-ACKs of a collision are lost, neither end e
 completes the handshake: ICE and DTLS say connected, the data channel never opens,
 and after eight T1 expiries the association closes.  We send every INIT with tag 0.
 Found with the impairment relay (5 % loss, seed 2); see tests/test_aiortc_fixes.py.
+
+Transport-level liveness: on an ordered channel one lost packet holds back every later
+message, our heartbeat pongs included, for an SCTP retransmission timeout (1 s, doubling),
+so "no pong for 2.5 s" misreads a lossy link as a dead peer.  Every SCTP packet that
+arrives (SACKs for our pings, retransmissions) proves the peer alive, so we stamp the
+time of the last one on the transport (``last_received``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiortc import rtcsctptransport
 
 _MARK = "_volli_init_tag_fix"
+_STAMP = "_volli_last_received"
 
 
 def apply() -> None:
@@ -35,7 +43,21 @@ def apply() -> None:
     setattr(_send_chunk, _MARK, True)
     cls._send_chunk = _send_chunk
 
+    handle = cls._handle_data
+
+    async def _handle_data(self: Any, data: bytes) -> None:
+        setattr(self, _STAMP, time.monotonic())
+        await handle(self, data)
+
+    cls._handle_data = _handle_data
+
+
+def last_received(sctp: Any) -> float | None:
+    """``time.monotonic()`` of the last SCTP packet from the peer, if any arrived."""
+    value = getattr(sctp, _STAMP, None)
+    return value if isinstance(value, float) else None
+
 
 apply()
 
-__all__ = ["apply"]
+__all__ = ["apply", "last_received"]

@@ -593,6 +593,9 @@ class NetworkStore:
                 if now >= next_ping:
                     next_ping = now + self.config.heartbeat_interval
                     limit = session.silence_limit(self.config.dead_after)
+                    alive_at = aiortc_fixes.last_received(link.pc.sctp)
+                    if alive_at is not None:  # SCTP packets count even while frames wait
+                        session.heard_from_transport(alive_at)
                     if session.is_dead(now, limit):
                         await self._close_link(
                             link, f"no heartbeat for {limit:.3g} s (peer presumed dead)"

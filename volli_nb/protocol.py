@@ -501,6 +501,12 @@ class Session:
         """The heartbeat silence after which the peer counts as dead (see LinkQuality)."""
         return self.quality.silence_limit(base)
 
+    def heard_from_transport(self, when: float) -> None:
+        """The transport saw a packet from the peer at ``when`` (e.g. an SCTP SACK): the peer
+        is alive even if its frames are held back behind a lost packet."""
+        if self.last_heard is not None and when > self.last_heard:
+            self.last_heard = when
+
     def is_dead(self, now: float, timeout: float) -> bool:
         """True if we heard something once and then nothing for ``timeout`` seconds."""
         return self.last_heard is not None and now - self.last_heard > timeout
