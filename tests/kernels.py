@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,23 +16,43 @@ class KernelError(AssertionError):
     pass
 
 
-def execute(kc: BlockingKernelClient, code: str, timeout: float = 60.0) -> str:
-    """Run ``code``; return what it printed and displayed (text/plain and text/html)."""
+def text_of(data: dict[str, Any]) -> str:
+    """What a display shows: its HTML if it has one, else its plain text."""
+    return str(data.get("text/html") or data.get("text/plain", ""))
+
+
+def execute(
+    kc: BlockingKernelClient,
+    code: str,
+    timeout: float = 60.0,
+    *,
+    on_message: Callable[[dict[str, Any]], None] | None = None,
+    display_ids: list[str] | None = None,
+) -> str:
+    """Run ``code``; return what it printed and displayed (text/html, else text/plain).
+
+    ``on_message`` sees every iopub message meanwhile (other cells' too); ``display_ids``
+    collects the ids of the displays this cell made, for later updates."""
     msg_id = kc.execute(code)
     out: list[str] = []
+    end = time.monotonic() + timeout
     while True:
         try:
-            msg: dict[str, Any] = kc.get_iopub_msg(timeout=timeout)
+            msg: dict[str, Any] = kc.get_iopub_msg(timeout=max(0.1, end - time.monotonic()))
         except queue.Empty:
             raise KernelError(f"no reply within {timeout} s to:\n{code}") from None
+        if on_message is not None:
+            on_message(msg)
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         kind, content = msg["msg_type"], msg["content"]
         if kind == "stream":
             out.append(content["text"])
         elif kind in ("execute_result", "display_data"):
-            data = content["data"]
-            out.append(data.get("text/html") or data.get("text/plain", ""))
+            out.append(text_of(content["data"]))
+            display_id = content.get("transient", {}).get("display_id")
+            if display_id and display_ids is not None:
+                display_ids.append(display_id)
         elif kind == "error":
             raise KernelError(f"{content['ename']}: {content['evalue']}\n" + "".join(out))
         elif kind == "status" and content["execution_state"] == "idle":

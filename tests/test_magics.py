@@ -17,14 +17,10 @@ from typing import Any
 import pytest
 from IPython.display import HTML
 from jupyter_client.blocking.client import BlockingKernelClient
-from kernels import KernelError, kernel
+from kernels import execute, kernel, text_of
 
 CODE = r"(volli1\.[A-Za-z0-9_-]+\.[a-z2-7]{8})"
 PEER_ID = r"[a-z2-7]{16}"
-
-
-def _text(data: dict[str, Any]) -> str:
-    return str(data.get("text/html") or data.get("text/plain", ""))
 
 
 class Client:
@@ -38,33 +34,13 @@ class Client:
         content = msg["content"]
         display_id = content.get("transient", {}).get("display_id")
         if display_id and msg["msg_type"] in ("display_data", "update_display_data"):
-            self.displays[display_id] = _text(content["data"])
+            self.displays[display_id] = text_of(content["data"])
 
     def run(self, code: str, timeout: float = 60.0) -> tuple[str, list[str]]:
         """Run ``code``; return what it printed/displayed and the display ids it made."""
-        msg_id = self.kc.execute(code)
-        out: list[str] = []
         ids: list[str] = []
-        end = time.monotonic() + timeout
-        while True:
-            try:
-                msg = self.kc.get_iopub_msg(timeout=max(0.1, end - time.monotonic()))
-            except queue.Empty:
-                raise KernelError(f"no reply within {timeout} s to:\n{code}") from None
-            self._record(msg)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream":
-                out.append(content["text"])
-            elif kind in ("execute_result", "display_data"):
-                out.append(_text(content["data"]))
-                if display_id := content.get("transient", {}).get("display_id"):
-                    ids.append(display_id)
-            elif kind == "error":
-                raise KernelError(f"{content['ename']}: {content['evalue']}\n" + "".join(out))
-            elif kind == "status" and content["execution_state"] == "idle":
-                return "".join(out), ids
+        out = execute(self.kc, code, timeout, on_message=self._record, display_ids=ids)
+        return out, ids
 
     def text(self, code: str) -> str:
         return self.run(code)[0]
