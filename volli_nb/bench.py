@@ -25,6 +25,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from . import bench_conditions, loopback
+from .bench_measure import ack_round_trip, delivered_rate, echo_round_trip
 from .identity import Identity
 from .messages import MessagesStore
 from .netconfig import NetworkConfig
@@ -93,13 +94,7 @@ class _AiortcPeer:
         return result
 
     async def echo_rtt(self, n: int) -> float:
-        samples = []
-        for i in range(n):
-            start = time.perf_counter()
-            self.channel.send(b"E" + i.to_bytes(4, "big") + b"x" * 95)
-            await self.echoes.get()
-            samples.append(time.perf_counter() - start)
-        return statistics.median(samples)
+        return await echo_round_trip(self.channel, self.echoes, n)
 
     async def _drain(self) -> None:
         while self.channel.bufferedAmount > 1024 * 1024:
@@ -239,13 +234,7 @@ async def _volli(
         first = await store.send_message(peer, "x" * 80)
         await store.wait_delivered(first.message_id)
         out["setup"] = time.perf_counter() - start
-        samples = []
-        for _ in range(echoes):
-            t = time.perf_counter()
-            m = await store.send_message(peer, "x" * 80)
-            await store.wait_delivered(m.message_id)
-            samples.append(time.perf_counter() - t)
-        out["rtt"] = statistics.median(samples)
+        out["rtt"] = await ack_round_trip(store, peer, echoes, timeout=15.0)
         # A peer vanishing mid-chat (after heavy transfers the limit stretches, see README).
         offline: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
@@ -259,11 +248,7 @@ async def _volli(
         out["dead"] = await asyncio.wait_for(offline, 30) - start
         remove()
         out["flush"], child = await _flush_after_reconnect(store, child, flush)  # it is away
-        start = time.perf_counter()
-        sent = [await store.send_message(peer, "y" * 80) for _ in range(messages)]
-        for m in sent:
-            await store.wait_delivered(m.message_id, timeout=120)
-        out["msgs"] = messages / (time.perf_counter() - start)
+        out["msgs"] = await delivered_rate(store, peer, messages, timeout=120)
         for n in FANOUT:
             out[f"fanout{n}"] = await _fanout(store, peer, n)
         text = incompressible_text(bulk)  # so the figure is encrypted bytes, not deflate

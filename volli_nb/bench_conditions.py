@@ -9,7 +9,6 @@ goes through the same rewriting by riding in a pairing code.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from . import loopback
+from .bench_measure import ack_round_trip, delivered_rate, echo_round_trip
 from .identity import Identity
 from .messages import MessagesStore
 from .netconfig import NetworkConfig
@@ -66,17 +66,12 @@ async def _aiortc(conditions: Conditions, count: int, echoes: int) -> dict[str, 
         answer = _through(relay, b.localDescription.sdp, "answer")
         await a.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         await asyncio.wait_for(opened.wait(), 60)
-        samples = []
-        for i in range(echoes):
-            start = time.perf_counter()
-            channel.send(b"E" + i.to_bytes(4, "big") + b"x" * 95)
-            await asyncio.wait_for(echoed.get(), 60)
-            samples.append(time.perf_counter() - start)
+        rtt = await echo_round_trip(channel, echoed, echoes, timeout=60)
         start = time.perf_counter()
         for _ in range(count):
             channel.send(b"m" * 100)
         await asyncio.wait_for(got_all.wait(), 300)
-        return {"rtt": statistics.median(samples), "msgs": count / (time.perf_counter() - start)}
+        return {"rtt": rtt, "msgs": count / (time.perf_counter() - start)}
     finally:
         await asyncio.gather(a.close(), b.close())
         relay.close()
@@ -97,20 +92,11 @@ async def _volli(conditions: Conditions, count: int, echoes: int) -> dict[str, f
         a, b = stores
         relay = await impaired_pair(a, b, conditions, timeout=60)
         try:
-            samples = []
-            for _ in range(echoes):
-                start = time.perf_counter()
-                m = await a.send_message(b.peer_id, "x" * 80)
-                await a.wait_delivered(m.message_id, timeout=60)
-                samples.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            sent = [await a.send_message(b.peer_id, "y" * 80) for _ in range(count)]
-            for m in sent:
-                await a.wait_delivered(m.message_id, timeout=300)
-            msgs = count / (time.perf_counter() - start)
+            rtt = await ack_round_trip(a, b.peer_id, echoes, timeout=60)
+            msgs = await delivered_rate(a, b.peer_id, count, timeout=300)
             stats = a.network_store.session_stats(b.peer_id)
             timeouts = float(stats.timeouts) if stats else 0.0
-            return {"rtt": statistics.median(samples), "msgs": msgs, "timeouts": timeouts}
+            return {"rtt": rtt, "msgs": msgs, "timeouts": timeouts}
         finally:
             await asyncio.gather(a.close(), b.close())
             relay.close()
