@@ -44,10 +44,6 @@ class Lab:
     peer_addresses: tuple[str, str] = (f"{SUBNETS[0]}.2", f"{SUBNETS[1]}.2")
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @contextlib.contextmanager
 def namespaces() -> Iterator[Lab]:
     """Create the two peer namespaces; remove them (and whatever runs in them) on exit."""
@@ -59,13 +55,13 @@ def namespaces() -> Iterator[Lab]:
     try:
         for name, subnet, side in zip(lab.names, SUBNETS, "ab", strict=True):
             outer, inner = f"vnb{side}{suffix}", f"vnb{side}{suffix}p"
-            _ip("netns", "add", name)
-            _ip("-n", name, "link", "set", "lo", "up")
-            _ip("link", "add", outer, "type", "veth", "peer", "name", inner, "netns", name)
-            _ip("addr", "add", f"{subnet}.1/30", "dev", outer)
-            _ip("link", "set", outer, "up")
-            _ip("-n", name, "addr", "add", f"{subnet}.2/30", "dev", inner)
-            _ip("-n", name, "link", "set", inner, "up")
+            netns.ip("netns", "add", name)
+            netns.ip("-n", name, "link", "set", "lo", "up")
+            netns.ip("link", "add", outer, "type", "veth", "peer", "name", inner, "netns", name)
+            netns.ip("addr", "add", f"{subnet}.1/30", "dev", outer)
+            netns.ip("link", "set", outer, "up")
+            netns.ip("-n", name, "addr", "add", f"{subnet}.2/30", "dev", inner)
+            netns.ip("-n", name, "link", "set", inner, "up")
         yield lab
     finally:
         for name, side in zip(lab.names, "ab", strict=True):

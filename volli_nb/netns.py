@@ -32,18 +32,19 @@ def can_create() -> tuple[bool, str]:
     return True, ""
 
 
-def _ip(*args: str) -> None:
+def ip(*args: str) -> None:
+    """Run one ``ip`` command; a failure raises CalledProcessError (its message on stderr)."""
     subprocess.run(["ip", *args], check=True)
 
 
 def _setup(name: str) -> None:
-    _ip("netns", "add", name)
-    _ip("-n", name, "link", "set", "lo", "up")
-    _ip("-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
-    _ip("-n", name, "addr", "add", f"{ADDRESS}/24", "dev", "v0")
-    _ip("-n", name, "link", "set", "v0", "up")
-    _ip("-n", name, "link", "set", "v1", "up")
-    _ip("-n", name, "route", "add", "default", "dev", "v0")
+    ip("netns", "add", name)
+    ip("-n", name, "link", "set", "lo", "up")
+    ip("-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+    ip("-n", name, "addr", "add", f"{ADDRESS}/24", "dev", "v0")
+    ip("-n", name, "link", "set", "v0", "up")
+    ip("-n", name, "link", "set", "v1", "up")
+    ip("-n", name, "route", "add", "default", "dev", "v0")
 
 
 def teardown(name: str) -> None:

@@ -52,6 +52,7 @@ from .netevents import (
     PeerStats,
     Undelivered,
 )
+from .netquality import LinkQuality
 
 log = logging.getLogger(__name__)
 aiortc_fixes.apply()  # INIT retransmission after a collision (see the module)
@@ -140,7 +141,7 @@ class NetworkStore:
         session = self._link(peer_id).session
         return session.stats if session else None
 
-    def link_quality(self, peer_id: str) -> Any:
+    def link_quality(self, peer_id: str) -> LinkQuality | None:
         """Measured RTT, loss and goodput, and the ACK timeout they give (None before open)."""
         session = self._link(peer_id).session
         return session.quality if session else None
