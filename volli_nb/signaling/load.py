@@ -67,6 +67,20 @@ def _rss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
+async def _settled_rss_mb(pid: int, timeout: float = 5.0) -> float:
+    """RSS once the server has finished tearing down closed connections (two readings
+    0.25 s apart within 0.25 MB), so a wave is measured after, not during, its cleanup."""
+    previous = _rss_mb(pid)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        await asyncio.sleep(0.25)
+        current = _rss_mb(pid)
+        if abs(current - previous) < 0.25:
+            return current
+        previous = current
+    return previous
+
+
 async def _wave(
     url: str, n: int, rooms: int, rng: random.Random
 ) -> tuple[list[tuple[SignalingClient, _View, str]], float, float]:
@@ -164,7 +178,7 @@ async def run_load(clients: int = 300, rooms: int = 10, seed: int = 0) -> LoadRe
             wave, _, _ = await _wave(url, clients, rooms, rng)
             await asyncio.gather(*(c.close() for c, _, _ in wave))
             await asyncio.sleep(0.5)
-            rss_after.append(_rss_mb(proc.pid))
+            rss_after.append(await _settled_rss_mb(proc.pid))
         alive = proc.returncode is None
         return LoadReport(
             clients,
