@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean soak-tests
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## Not in CI: the suite N times (some runs beside a CPU hog, one shuffled), failures per test.
+N ?= 5
+soak-tests: $(STAMP)
+	$(BIN)/python tools/soak.py -n $(N) --hog $$(( $(N) / 3 + 1 )) --shuffle 1 $(SOAK_ARGS)

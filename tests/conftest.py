@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import random
 from typing import Any
 
 import netutil
@@ -27,7 +28,9 @@ def require(condition: bool, reason: str) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    del config
+    seed = config.getoption("shuffle_seed")
+    if seed is not None:  # tools/soak.py --shuffle: find tests that depend on the order
+        random.Random(seed).shuffle(items)
     for item in items:
         if item.get_closest_marker("network") and IN_CI and not IN_NETNS:
             item.add_marker(
@@ -52,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--jitter", type=float, default=0.0, help="± ms of delay jitter each way")
     group.addoption("--netsim-seed", type=int, default=1, help="seed of the impairment relay")
+    parser.addoption(
+        "--shuffle-seed", type=int, default=None, help="run the tests in an order shuffled by it"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -32,6 +32,15 @@ CODE = r"(volli1\.[A-Za-z0-9_-]+\.[a-z2-7]{8})"
 PROMPT = re.compile(r"(?m)^>>>")
 
 
+def printed_after(echo_and_output: str) -> str:
+    """What a command printed: drop its prompt line and the ``... `` lines ptpython wraps a
+    long input into; keep the newline before the output, as patterns expect one."""
+    lines = echo_and_output.split("\n")[1:]
+    while lines and lines[0].startswith("... "):
+        lines.pop(0)
+    return "\n" + "\n".join(lines)
+
+
 class Tmux:
     """One tmux server (its socket in ``where``) with one wide pane running ``command``."""
 
@@ -69,23 +78,33 @@ class Tmux:
     async def run(
         self, command: str, expect: str, timeout: float = 20.0, *, error_ok: bool = False
     ) -> re.Match[str]:
-        """Type ``command``; wait for the next prompt, then match its output against
-        ``expect`` (a traceback fails unless ``error_ok``).  Waiting for the prompt
+        """Type ``command``; wait until the shell is back at a prompt *and* what it printed
+        since matches ``expect`` (a traceback fails at once unless ``error_ok``).
+
+        Why not read once when the prompt returns: with ``patch_stdout`` ptpython writes
+        printed text from a background flush, so the next prompt can be drawn before the
+        output lands above it, and a long line can be caught half written.  So the output
+        is read again until it matches (or the timeout), always from below the command's
+        own echo (its prompt line and ptpython's ``...`` continuation lines, which hold a
+        pasted code) to the end of the joined pane.  Waiting for the prompt still
         matters: a Ctrl-D typed while a command still runs was lost."""
         before = len(PROMPT.findall(self.screen()))
         self.type(command)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             screen = self.screen()
-            start = [m.start() for m in PROMPT.finditer(screen)]
-            if len(start) > before:  # the prompt after the command's output
-                output = screen[start[before - 1] : start[before]]
+            starts = [m.start() for m in PROMPT.finditer(screen)]
+            if len(starts) > before:  # back at a prompt after the command
+                output = printed_after(screen[starts[before - 1] :])
+                if not error_ok and "Traceback" in output:
+                    raise AssertionError(f"{command!r} raised:\n{screen}")
                 found = re.search(expect, output)
-                if found and (error_ok or "Traceback" not in output):
+                if found:
                     return found
-                raise AssertionError(f"{expect!r} not in the output of {command!r}:\n{screen}")
             await asyncio.sleep(0.05)
-        raise AssertionError(f"{command!r} did not finish within {timeout} s:\n{self.screen()}")
+        raise AssertionError(
+            f"{expect!r} not in the output of {command!r} within {timeout} s:\n{self.screen()}"
+        )
 
     async def ctrl_d(self, timeout: float = 5.0) -> float:
         """Ctrl-D at an empty prompt; the shell's exit status must be 0.  Returns seconds."""
