@@ -11,7 +11,7 @@ from typing import Any
 import netutil
 import pytest
 
-from volli_nb.netsim import Conditions
+from volli_nb.lab.relay import Conditions
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 IN_NETNS = bool(os.environ.get("VOLLI_NETNS"))
@@ -96,7 +96,7 @@ def _slow_link_timeouts(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
     marker = request.node.get_closest_marker("clean_link")
     if marker:
         pytest.skip(f"measures a clean link: {marker.args[0] if marker.args else 'timing'}")
-    from volli_nb.messages import MessagesStore
+    from volli_nb.app.messages_store import MessagesStore
 
     for name in ("wait_delivered", "wait_connected"):
         monkeypatch.setattr(MessagesStore, name, _patient(getattr(MessagesStore, name)))

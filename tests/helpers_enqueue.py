@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 import time
 
-from volli_nb.queue import OutgoingMessage, PersistentMessageQueue
-from volli_nb.storage import KDF_MIN, Database
+from volli_nb.core.store.database import KDF_MIN, Database
+from volli_nb.core.store.message_queue import OutgoingMessage, PersistentMessageQueue
 
 
 def main() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from volli_nb.clock import Clock, system_clock
-from volli_nb.messages import MessagesStore
-from volli_nb.netsim import Conditions, ImpairmentRelay, impaired_pair
-from volli_nb.network import NetworkConfig
-from volli_nb.storage import KDF_MIN
+from volli_nb.app.messages_store import MessagesStore
+from volli_nb.base.clock import Clock, system_clock
+from volli_nb.core.store.database import KDF_MIN
+from volli_nb.lab.relay import Conditions, ImpairmentRelay, impaired_pair
+from volli_nb.net.network_store import NetworkConfig
 
 # Set by conftest from --latency / --packet-loss / --jitter: pair() then goes through
 # an impairment relay, so the networked tests run under those conditions.

@@ -11,8 +11,8 @@ import pytest
 from aiortc import rtcsctptransport as sctp
 from netutil import open_store
 
-import volli_nb.network  # noqa: F401  (applies the fixes, as every app does)
-from volli_nb.netsim import Conditions, ImpairmentRelay
+import volli_nb.net.network_store  # noqa: F401  (applies the fixes, as every app does)
+from volli_nb.lab.relay import Conditions, ImpairmentRelay
 
 
 class _Dtls:
@@ -86,13 +86,13 @@ def test_peers_connect_when_both_init_acks_of_a_collision_are_lost(tmp_path: Pat
 
 
 def test_every_sctp_packet_from_the_peer_is_stamped_for_liveness() -> None:
-    from volli_nb import aiortc_fixes
+    from volli_nb.net import aiortc_compat
 
     async def main() -> None:
         transport = sctp.RTCSctpTransport(_Dtls())  # type: ignore[arg-type]
-        assert aiortc_fixes.last_received(transport) is None
+        assert aiortc_compat.last_received(transport) is None
         await transport._handle_data(b"not even a packet")  # stamped before parsing
-        stamp = aiortc_fixes.last_received(transport)
+        stamp = aiortc_compat.last_received(transport)
         assert stamp is not None and abs(stamp - time.monotonic()) < 1.0
 
     asyncio.run(main())

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from volli_nb import bench, bench_core
+from volli_nb.lab.bench import core as bench_core
+from volli_nb.lab.bench import run as bench
 
 
 @pytest.mark.network

@@ -7,9 +7,9 @@ import zlib
 
 import pytest
 
-from volli_nb import envelope
-from volli_nb.body import COMPRESS_MIN, check_body, decode_body, encode_body, is_compressed
-from volli_nb.errors import MalformedEnvelope, OversizedInput
+from volli_nb.base.errors import MalformedEnvelope, OversizedInput
+from volli_nb.core.body import COMPRESS_MIN, check_body, decode_body, encode_body, is_compressed
+from volli_nb.core.crypto import envelope
 
 
 def deflate(data: bytes) -> bytes:

@@ -7,10 +7,10 @@ import struct
 import pytest
 from test_protocol import FPS, A, B, mid, pair
 
-from volli_nb import frames as f
-from volli_nb import protocol as p
-from volli_nb.errors import ChannelBindingFailed, MalformedFrame, UsageError
-from volli_nb.netquality import LinkQuality
+from volli_nb.base.errors import ChannelBindingFailed, MalformedFrame, UsageError
+from volli_nb.core.protocol import frames as f
+from volli_nb.core.protocol import session as p
+from volli_nb.core.protocol.link_quality import LinkQuality
 
 ENVELOPE = b"e" * 700  # about what a 100-byte text becomes once sealed
 

@@ -61,7 +61,7 @@ def test_without_bundling_each_message_is_its_own_frame(tmp_path: Path) -> None:
 def test_a_group_message_is_sealed_once_for_all_members(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from volli_nb import messages
+    from volli_nb.app import messages_store as messages
 
     seals: list[int] = []
     real_seal = messages.envelopes.seal

@@ -14,7 +14,7 @@ import netutil
 import pytest
 from netutil import open_store
 
-from volli_nb.netsim import Conditions, impaired_pair
+from volli_nb.lab.relay import Conditions, impaired_pair
 
 pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(400)]
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.network
 
 def test_demo_runs_end_to_end() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "volli_nb.cli", "demo"],
+        [sys.executable, "-m", "volli_nb.ui.cli", "demo"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,22 +16,7 @@ from typing import Any
 import nacl.bindings
 import pytest
 
-from volli_nb import envelope as env
-from volli_nb.crypto import (
-    MAX_ENVELOPE_BYTES,
-    Identity,
-    OpenedMessage,
-    PublicIdentity,
-    aead_encrypt,
-    envelope_message_id,
-    open_envelope,
-    parse_envelope,
-    seal,
-    x25519,
-    x25519_public,
-)
-from volli_nb.encoding import b64decode, b64encode, canonical_json
-from volli_nb.errors import (
+from volli_nb.base.errors import (
     BadSignature,
     DecryptionFailed,
     KeyCommitmentMismatch,
@@ -47,6 +32,21 @@ from volli_nb.errors import (
     UsageError,
     VolliError,
 )
+from volli_nb.core.crypto import (
+    MAX_ENVELOPE_BYTES,
+    Identity,
+    OpenedMessage,
+    PublicIdentity,
+    aead_encrypt,
+    envelope_message_id,
+    open_envelope,
+    parse_envelope,
+    seal,
+    x25519,
+    x25519_public,
+)
+from volli_nb.core.crypto import envelope as env
+from volli_nb.core.encoding import b64decode, b64encode, canonical_json
 
 NOW = 1_800_000_000_000
 rng = random.Random(2024)

@@ -16,10 +16,10 @@ from typing import Any
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from volli_nb import envelope as env
-from volli_nb.crypto import Identity, PublicIdentity, open_envelope, parse_envelope, seal
-from volli_nb.encoding import b64decode, b64encode, canonical_json
-from volli_nb.errors import VolliError
+from volli_nb.base.errors import VolliError
+from volli_nb.core.crypto import Identity, PublicIdentity, open_envelope, parse_envelope, seal
+from volli_nb.core.crypto import envelope as env
+from volli_nb.core.encoding import b64decode, b64encode, canonical_json
 
 NOW = 1_800_000_000_000
 _rng = random.Random(99)

@@ -9,11 +9,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from volli_nb import frames as f
-from volli_nb import protocol as p
-from volli_nb.encoding import b64encode, canonical_json
-from volli_nb.errors import PeerError
-from volli_nb.identity import Identity
+from volli_nb.base.errors import PeerError
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.encoding import b64encode, canonical_json
+from volli_nb.core.protocol import frames as f
+from volli_nb.core.protocol import session as p
 
 _r = random.Random(11)
 A, B = (Identity.generate(_r.randbytes) for _ in range(2))

@@ -10,15 +10,14 @@ from typing import Any
 import nacl.bindings
 import pytest
 
-from volli_nb.encoding import b64decode, b64encode
-from volli_nb.errors import (
+from volli_nb.base.errors import (
     BadSignature,
     LowOrderKey,
     MalformedEnvelope,
     MalformedFrame,
     UsageError,
 )
-from volli_nb.identity import (
+from volli_nb.core.crypto.identity import (
     DEVICE_DOMAIN,
     Identity,
     PublicIdentity,
@@ -28,6 +27,7 @@ from volli_nb.identity import (
     verify,
     x25519,
 )
+from volli_nb.core.encoding import b64decode, b64encode
 
 rng = random.Random(7)
 ALICE = Identity.generate(rng.randbytes)

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 OPEN = """
 from volli_nb import MessagesStore
-from volli_nb.netconfig import NetworkConfig
+from volli_nb.core.netconfig import NetworkConfig
 store = MessagesStore.open("{name}.sqlite", "{name} passphrase", name="{name}",
                            config=NetworkConfig(loopback_only=True))
 print("PEER", store.peer_id)
@@ -62,7 +62,7 @@ def test_two_kernels_pair_by_pasted_codes(tmp_path: Path) -> None:
 
 def test_two_kernels_pair_through_volli_signal(tmp_path: Path) -> None:
     server = subprocess.Popen(
-        [sys.executable, "-m", "volli_nb.signaling.server", "--port", "0"],
+        [sys.executable, "-m", "volli_nb.net.signaling.server", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

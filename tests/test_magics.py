@@ -62,9 +62,9 @@ class Client:
 SETUP = """
 import os
 from volli_nb import MessagesStore
-from volli_nb.netconfig import NetworkConfig
-from volli_nb.storage import KDF_MIN
-from volli_nb.identity import Identity
+from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.store.database import KDF_MIN
+from volli_nb.core.crypto.identity import Identity
 def other(name):
     return MessagesStore.open(f"{name}.sqlite", "pw", name=name, kdf=KDF_MIN,
                               config=NetworkConfig(loopback_only=True))
@@ -150,11 +150,11 @@ def test_without_a_running_loop_or_widgets(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A terminal IPython has no loop running between cells: the magics say what to
-    await instead; without ``volli_nb.widgets`` the tables are plain HTML."""
+    await instead; without ``volli_nb.ui.widgets`` the tables are plain HTML."""
     import asyncio
     import warnings
 
-    from volli_nb import magics
+    from volli_nb.ui import magics
 
     monkeypatch.setattr(magics, "_widgets", lambda: None)
     shell = _Shell()

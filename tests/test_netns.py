@@ -13,14 +13,14 @@ from conftest import IN_NETNS, require
 from netutil import open_store, pair
 from test_network import arun
 
-from volli_nb import netns
+from volli_nb.lab import netns
 
 
 def test_runner_gives_an_isolated_namespace() -> None:
     ok, why = netns.can_create()
     require(ok, f"volli-nb netns {why}")
     out = subprocess.run(
-        [sys.executable, "-m", "volli_nb.cli", "netns", "--", "ip", "-o", "-4", "addr"],
+        [sys.executable, "-m", "volli_nb.ui.cli", "netns", "--", "ip", "-o", "-4", "addr"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,11 +11,13 @@ from typing import Any, TypeVar
 import pytest
 from netutil import open_store, pair
 
-from volli_nb import protocol, sdp
-from volli_nb.errors import ChannelBindingFailed, MalformedFrame, OversizedInput, UnknownPeer
-from volli_nb.identity import Identity
-from volli_nb.messages import MessagesStore
-from volli_nb.network import NetworkStore, PeerOffline, _Link
+from volli_nb.app.messages_store import MessagesStore
+from volli_nb.base.errors import ChannelBindingFailed, MalformedFrame, OversizedInput, UnknownPeer
+from volli_nb.core import sdp
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.protocol import session as protocol
+from volli_nb.net import aiortc_compat
+from volli_nb.net.network_store import NetworkStore, PeerOffline, _Link
 
 pytestmark = pytest.mark.network
 T = TypeVar("T")
@@ -149,7 +151,7 @@ def test_frames_from_unknown_keys_and_garbage_are_rejected_and_nothing_stored(
         channel = alice.network_store.data_channels[bob.peer_id]
         stranger = Identity.generate()
         # An envelope-bearing frame signed by a key bob never pinned.
-        from volli_nb import envelope
+        from volli_nb.core.crypto import envelope
 
         forged = envelope.seal(
             stranger,
@@ -220,7 +222,7 @@ def test_set_configuration_warns_that_aiortc_uses_one_stun_and_one_turn(
 ) -> None:
     from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
-    from volli_nb.netconfig import IceServer
+    from volli_nb.core.netconfig import IceServer
 
     store = open_store(tmp_path, "cfg")
     net = store.network_store
@@ -239,7 +241,7 @@ def test_set_configuration_warns_that_aiortc_uses_one_stun_and_one_turn(
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("first STUN" in w and "127.0.0.1:3479" in w for w in warnings)
     assert any("first TURN" in w and "turns:127.0.0.1:5349" in w for w in warnings)
-    rtc_config = config.rtc_configuration()
+    rtc_config = aiortc_compat.rtc_configuration(config)
     assert rtc_config.iceTransportPolicy == RTCIceTransportPolicy.RELAY
     assert rtc_config.iceServers[1].username == "u"
     assert any("only the first" in e.message for e in net.log.entries(category="ice"))

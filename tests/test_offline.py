@@ -9,8 +9,8 @@ import pytest
 from netutil import open_store, pair
 from test_network import arun
 
-from volli_nb.clock import VirtualClock
-from volli_nb.queue import Status
+from volli_nb.base.clock import VirtualClock
+from volli_nb.core.store.message_queue import Status
 
 pytestmark = pytest.mark.network
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from volli_nb.errors import BadPairingCode
-from volli_nb.identity import Identity
-from volli_nb.pairing import decode_code, encode_code
+from volli_nb.base.errors import BadPairingCode
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.pairing_code import decode_code, encode_code
 
 SDP = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n"
 
@@ -57,8 +57,8 @@ def test_wrong_kind_says_where_to_paste_it() -> None:
 def test_forged_identity_inside_a_valid_checksum_is_refused() -> None:
     import zlib
 
-    from volli_nb.encoding import b64encode, canonical_json
-    from volli_nb.pairing import _check
+    from volli_nb.core.encoding import b64encode, canonical_json
+    from volli_nb.core.pairing_code import _check
 
     other = Identity.generate()
     body = {

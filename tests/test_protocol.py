@@ -7,11 +7,7 @@ import random
 
 import pytest
 
-from volli_nb import frames as f
-from volli_nb import identity
-from volli_nb import protocol as p
-from volli_nb.encoding import b64encode, canonical_json
-from volli_nb.errors import (
+from volli_nb.base.errors import (
     BadSignature,
     ChannelBindingFailed,
     KeyMismatch,
@@ -20,7 +16,11 @@ from volli_nb.errors import (
     UnknownPeer,
     UsageError,
 )
-from volli_nb.identity import Identity
+from volli_nb.core.crypto import identity
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.encoding import b64encode, canonical_json
+from volli_nb.core.protocol import frames as f
+from volli_nb.core.protocol import session as p
 
 _r = random.Random(3)
 A, B, EVE = (Identity.generate(_r.randbytes) for _ in range(3))

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from volli_nb.clock import VirtualClock
-from volli_nb.errors import NotFound, UsageError, WrongPassphrase
-from volli_nb.queue import (
+from volli_nb.base.clock import VirtualClock
+from volli_nb.base.errors import NotFound, UsageError, WrongPassphrase
+from volli_nb.core.store.database import KDF_MIN, Database
+from volli_nb.core.store.message_queue import (
     RETRY_DELAYS,
     OutgoingMessage,
     PersistentMessageQueue,
     Status,
     next_attempt_after,
 )
-from volli_nb.storage import KDF_MIN, Database
 
 PASS = "queue test passphrase"
 HELPER = Path(__file__).with_name("helpers_enqueue.py")

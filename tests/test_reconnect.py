@@ -13,7 +13,7 @@ import pytest
 from test_network import arun
 from topology import namespace, sh
 
-from volli_nb.peer_process import PeerProcess
+from volli_nb.lab.peer_process import PeerProcess
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 CUT = ["-p", "udp", "-d", "10.203.0.1", "-j", "DROP"]
@@ -23,7 +23,7 @@ def test_cut_and_restore_re_pairs_and_delivers_queued_messages_once(tmp_path: Pa
     with namespace() as ns:
         prefix = ["ip", "netns", "exec", ns]
         server = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "volli_nb.signaling.server", "--port", "0"],
+            [*prefix, sys.executable, "-m", "volli_nb.net.signaling.server", "--port", "0"],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -10,7 +10,7 @@ from netutil import open_store
 from test_network import arun
 from test_signaling import until
 
-from volli_nb.signaling.server import SignalingServer
+from volli_nb.net.signaling.server import SignalingServer
 
 pytestmark = pytest.mark.network
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from volli_nb.clock import VirtualClock
-from volli_nb.errors import MalformedFrame
-from volli_nb.eventlog import EventLog
-from volli_nb.sdp import candidates, fingerprint, parse_candidate
+from volli_nb.base.clock import VirtualClock
+from volli_nb.base.errors import MalformedFrame
+from volli_nb.core.eventlog import EventLog
+from volli_nb.core.sdp import candidates, fingerprint, parse_candidate
 
 SDP = (
     "v=0\r\n"

@@ -21,10 +21,10 @@ import pytest
 from conftest import require
 from test_network import arun
 
-from volli_nb.messages import MessagesStore
-from volli_nb.netconfig import NetworkConfig
-from volli_nb.peer_process import PeerProcess
-from volli_nb.storage import KDF_MIN
+from volli_nb.app.messages_store import MessagesStore
+from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.store.database import KDF_MIN
+from volli_nb.lab.peer_process import PeerProcess
 
 pytestmark = pytest.mark.network
 SHELL = str(Path(sys.executable).parent / "volli-shell")

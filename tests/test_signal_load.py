@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from volli_nb.signaling.load import run_load
+from volli_nb.lab.signal_load import run_load
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

@@ -10,10 +10,10 @@ import pytest
 from test_network import arun
 from websockets.asyncio.client import ClientConnection, connect
 
-from volli_nb.identity import Identity
-from volli_nb.signaling.client import SignalingClient
-from volli_nb.signaling.server import SignalingServer
-from volli_nb.signaling.wire import sign_challenge
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.net.signaling.client import SignalingClient
+from volli_nb.net.signaling.server import SignalingServer
+from volli_nb.net.signaling.wire import sign_challenge
 
 pytestmark = pytest.mark.network
 

@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from volli_nb.sim import LinkConditions, Simulator
+from volli_nb.lab.simulator import LinkConditions, Simulator
 
 
 @settings(max_examples=12, deadline=None)

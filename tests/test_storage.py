@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from volli_nb.clock import VirtualClock
-from volli_nb.errors import KeyMismatch, NotFound, StorageError, UsageError, WrongPassphrase
-from volli_nb.identity import Identity
-from volli_nb.queue import OutgoingMessage, PersistentMessageQueue
-from volli_nb.sealed_db import SealedDatabase
-from volli_nb.storage import KDF_MIN, MIGRATIONS, SCHEMA_VERSION, Database
+from volli_nb.base.clock import VirtualClock
+from volli_nb.base.errors import KeyMismatch, NotFound, StorageError, UsageError, WrongPassphrase
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.store.database import KDF_MIN, MIGRATIONS, SCHEMA_VERSION, Database
+from volli_nb.core.store.message_queue import OutgoingMessage, PersistentMessageQueue
+from volli_nb.core.store.sealed_db import SealedDatabase
 
 PASS = "correct horse battery staple"
 SECRET_BODY = b"meet me at the old oak at midnight"

@@ -10,7 +10,7 @@ from coturn import PASSWORD, USER, coturn
 from netutil import open_store, pair
 from test_network import arun
 
-from volli_nb.netconfig import IceServer
+from volli_nb.core.netconfig import IceServer
 
 pytestmark = pytest.mark.network
 

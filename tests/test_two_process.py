@@ -10,9 +10,9 @@ import pytest
 from netutil import open_store
 from test_network import arun
 
-from volli_nb.messages import MessagesStore
-from volli_nb.network import PeerOffline
-from volli_nb.peer_process import PeerProcess, pair_with
+from volli_nb.app.messages_store import MessagesStore
+from volli_nb.lab.peer_process import PeerProcess, pair_with
+from volli_nb.net.network_store import PeerOffline
 
 pytestmark = pytest.mark.network
 

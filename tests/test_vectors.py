@@ -1,4 +1,4 @@
-"""Published known answers, passed THROUGH our own wrappers (volli_nb.crypto).
+"""Published known answers, passed THROUGH our own wrappers (volli_nb.core.crypto).
 
 If libsodium or a wrapper ever changed behaviour, these fail: RFC 8032, RFC 7748,
 draft-irtf-cfrg-xchacha-03, libsignal's fingerprint vector, and Wycheproof.
@@ -12,20 +12,14 @@ from typing import Any
 
 import pytest
 
-from volli_nb.crypto import (
+from volli_nb.base.errors import BadSignature, DecryptionFailed, LowOrderKey, UsageError, VolliError
+from volli_nb.core.crypto import (
     aead_decrypt,
     aead_encrypt,
     ed25519_sign,
     ed25519_verify,
     safety_number,
     x25519,
-)
-from volli_nb.errors import (
-    BadSignature,
-    DecryptionFailed,
-    LowOrderKey,
-    UsageError,
-    VolliError,
 )
 
 VECTORS = Path(__file__).parent / "vectors"

@@ -9,9 +9,9 @@ import pytest
 from netutil import open_store, pair
 from test_network import arun
 
-from volli_nb.clock import VirtualClock
-from volli_nb.identity import Identity
-from volli_nb.widgets import (
+from volli_nb.base.clock import VirtualClock
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.ui.widgets import (
     ChatPanel,
     Dashboard,
     EventLogPanel,

@@ -13,8 +13,8 @@ HERE = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 SETUP = '''from volli_nb import MessagesStore
-from volli_nb.netconfig import NetworkConfig
-from volli_nb.storage import KDF_MIN
+from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.store.database import KDF_MIN
 
 def open_store(name, **kw):
     """A profile in this folder; loopback-only ICE: nothing leaves this machine."""
@@ -60,7 +60,7 @@ sent = await alice.send_message(peer, "hello from the first notebook")
 print("status:", await alice.wait_delivered(sent.message_id))
 print("bob's history:", [m.text for m in bob.history(alice.peer_id)])""",
         ),
-        ("code", "alice.dashboard()"),
+        ("code", "from volli_nb import dashboard\ndashboard(alice)"),
         ("code", "await alice.close(); await bob.close()"),
     ],
     "01-key-exchange.ipynb": [
@@ -74,8 +74,8 @@ key, so whoever can sign for that key owns the id.""",
         ),
         (
             "code",
-            """from volli_nb.identity import Identity, contact_safety_number, format_safety_number
-from volli_nb.envelope import seal, open_envelope, parse_envelope
+            """from volli_nb.core.crypto.identity import Identity, contact_safety_number, format_safety_number
+from volli_nb.core.crypto.envelope import seal, open_envelope, parse_envelope
 alice, bob, carol, eve = (Identity.generate() for _ in range(4))
 print("alice's peer id:", alice.peer_id)
 print("identity key:", alice.public.identity_key.hex())
@@ -136,7 +136,7 @@ for who in (bob, carol, eve):
         (
             "code",
             """import json
-from volli_nb.encoding import canonical_json
+from volli_nb.core.encoding import canonical_json
 
 def tampered(change):
     obj = json.loads(data)
@@ -195,7 +195,7 @@ A **virtual clock** makes the retry schedule run in a blink.""",
             "code",
             SETUP
             + """
-from volli_nb.clock import VirtualClock
+from volli_nb.base.clock import VirtualClock
 clock = VirtualClock()
 alice, bob = open_store("alice", clock=clock), open_store("bob", clock=clock)
 stop_printing = alice.log.subscribe(lambda e: print("  log:", e.category, "|", e.message) if e.category in ("queue", "message") else None)""",
@@ -235,7 +235,7 @@ for step in (1, 5, 15, 60):
     show()""",
         ),
         ("md", "The queue panel and the event log, live (they refresh about once a second):"),
-        ("code", "from volli_nb.widgets import QueuePanel, EventLogPanel\nQueuePanel(alice)"),
+        ("code", "from volli_nb.ui.widgets import QueuePanel, EventLogPanel\nQueuePanel(alice)"),
         ("code", "EventLogPanel(alice)"),
         (
             "code",
@@ -246,7 +246,7 @@ print("stuck rows retried:", alice.message_queue.retry_all_stuck())
 await alice.process_due()
 print("delivery:", await alice.wait_delivered(queued.message_id))
 # Carol was never online: her message stays in the queue panel above, counting down.
-from volli_nb.identity import Identity
+from volli_nb.core.crypto.identity import Identity
 carol = Identity.generate()
 alice.add_contact(carol.public, name="carol")
 await alice.send_message(carol.peer_id, "see you when you are online")
@@ -304,7 +304,7 @@ then each kernel joins the same room.  The peer with the smaller id offers.""",
         ),
         (
             "code",
-            """from volli_nb.signaling.server import SignalingServer
+            """from volli_nb.net.signaling.server import SignalingServer
 server = await SignalingServer(port=0).start()
 print("signaling at", server.url)
 c, d = open_store("kernel-c"), open_store("kernel-d")
@@ -315,7 +315,7 @@ m = await c.send_message(d.peer_id, "found you through the room")
 print(await c.wait_delivered(m.message_id))""",
         ),
         ("md", "### Chat"),
-        ("code", "from volli_nb.widgets import ChatPanel\nChatPanel(c)"),
+        ("code", "from volli_nb.ui.widgets import ChatPanel\nChatPanel(c)"),
         ("code", "for s in (a, b, c, d):\n    await s.close()\nawait server.close()"),
     ],
     "04-debugging.ipynb": [
@@ -324,8 +324,8 @@ print(await c.wait_delivered(m.message_id))""",
             "code",
             SETUP
             + """
-from volli_nb.identity import Identity
-from volli_nb.widgets import PeersPanel, IcePanel, QueuePanel, EventLogPanel
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.ui.widgets import PeersPanel, IcePanel, QueuePanel, EventLogPanel
 messagesStore, other = open_store("me"), open_store("other")
 peer_id = await messagesStore.complete_pairing(
     await other.accept_pairing_code(await messagesStore.create_pairing_code()))
@@ -384,7 +384,7 @@ gives the same picture.""",
         ),
         (
             "code",
-            """from volli_nb.sim import LinkConditions, Simulator
+            """from volli_nb.lab.simulator import LinkConditions, Simulator
 import statistics
 
 def run(loss, latency=0.1, n=200, seed=1):
@@ -426,15 +426,15 @@ print("\\n".join(sim.trace[:12]))""",
         (
             "md",
             """## Real peers through the impairment relay
-`volli_nb.netsim` puts a userspace UDP relay between two real aiortc peers and applies
+`volli_nb.lab.relay` puts a userspace UDP relay between two real aiortc peers and applies
 latency, jitter and loss to every datagram (this machine's kernel has no netem).""",
         ),
         (
             "code",
-            """from volli_nb.netsim import Conditions, impaired_pair
+            """from volli_nb.lab.relay import Conditions, impaired_pair
 from volli_nb import MessagesStore
-from volli_nb.netconfig import NetworkConfig
-from volli_nb.storage import KDF_MIN
+from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.store.database import KDF_MIN
 import asyncio, time
 a = MessagesStore.open("relay-a.sqlite", "pw", kdf=KDF_MIN, config=NetworkConfig(loopback_only=True))
 b = MessagesStore.open("relay-b.sqlite", "pw", kdf=KDF_MIN, config=NetworkConfig(loopback_only=True))
@@ -454,7 +454,7 @@ await a.close(); await b.close(); relay.close()""",
             """## Bundling, one ACK for many, and timing that follows the link
 A burst of small messages shares BUNDLE frames, and the receiver answers each bundle with one
 signed ACK.  While connected, ACK deadlines and the dead-peer limit follow the measured round
-trip, loss and goodput (`volli_nb.netquality`); the 1/5/15/60 s schedule is for offline peers.
+trip, loss and goodput (`volli_nb.core.protocol.link_quality`); the 1/5/15/60 s schedule is for offline peers.
 Here: 200 ms round trip and 5 % loss each way, like `pytest --latency=200 --packet-loss=5`.""",
         ),
         (
@@ -487,7 +487,7 @@ volli_nb does better; left, plain aiortc (which sends plaintext and waits for no
         ),
         (
             "code",
-            """from volli_nb import bench
+            """from volli_nb.lab.bench import run as bench
 rows = await bench.run(messages=300, bulk_mb=1, quick=True, flush=500,
                        conditions=Conditions(latency_ms=100, loss=0.05, seed=3))
 print(bench.format_table(rows))

@@ -12,12 +12,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "NetworkStore": "volli_nb.network",
-    "MessagesStore": "volli_nb.messages",
-    "Identity": "volli_nb.identity",
-    "PublicIdentity": "volli_nb.identity",
-    "Database": "volli_nb.storage",
-    "PersistentMessageQueue": "volli_nb.queue",
+    "NetworkStore": "volli_nb.net.network_store",
+    "MessagesStore": "volli_nb.app.messages_store",
+    "Identity": "volli_nb.core.crypto.identity",
+    "PublicIdentity": "volli_nb.core.crypto.identity",
+    "Database": "volli_nb.core.store.database",
+    "PersistentMessageQueue": "volli_nb.core.store.message_queue",
+    "dashboard": "volli_nb.ui.widgets",
 }
 
 __all__ = sorted(_LAZY)
@@ -32,4 +33,4 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext volli_nb``: registers the ``%volli`` magics."""
-    import_module("volli_nb.magics").load_ipython_extension(ipython)
+    import_module("volli_nb.ui.magics").load_ipython_extension(ipython)

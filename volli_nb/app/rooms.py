@@ -1,0 +1,177 @@
+"""Joining a signaling room: presence, automatic pairing, and re-pairing after failures.
+
+Of two peers, the one with the smaller peer id makes the offer, so the two
+never offer at once.  Identities seen in a room are pinned on first sight
+(trust on first use); a later key change for the same id is refused, and the
+channel binding still proves each connection's identity.  When a connection
+fails while the peer is still present, the offering side re-pairs with
+backoff, and the outbox flushes as soon as the channel is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from volli_nb.base.errors import KeyMismatch, VolliError
+from volli_nb.core.crypto.identity import PublicIdentity
+from volli_nb.net.events import NetworkEvent, PeerOffline, PeerOnline
+from volli_nb.net.signaling.client import SignalingClient
+
+if TYPE_CHECKING:
+    from volli_nb.app.messages_store import MessagesStore
+
+log = logging.getLogger(__name__)
+
+
+class RoomSession:
+    """One store's presence in signaling rooms on one server."""
+
+    def __init__(
+        self,
+        store: MessagesStore,
+        url: str,
+        *,
+        auto_pair: bool = True,
+        pair_timeout: float = 20.0,
+    ) -> None:
+        self.store = store
+        self.url = url
+        self.auto_pair = auto_pair
+        self.pair_timeout = pair_timeout
+        self.presence: dict[str, set[str]] = defaultdict(set)
+        self.client = SignalingClient(store.identity, url, self._on_frame)
+        self._backoff: dict[str, float] = {}
+        self._pairing: dict[str, asyncio.Task[None]] = {}
+        self._remove = store.network_store.on_event(self._on_network_event)
+
+    @property
+    def online(self) -> set[str]:
+        """Peer ids present in any of our rooms."""
+        return set().union(*self.presence.values()) if self.presence else set()
+
+    async def start(self) -> RoomSession:
+        await self.client.connect()
+        return self
+
+    async def join(self, room: str) -> list[str]:
+        members = await self.client.join(room)
+        self.store.log.add("signaling", f"joined room {room!r} ({len(members)} present)")
+        return [pid for m in members if (pid := self._seen(room, m))]
+
+    async def leave(self, room: str) -> None:
+        await self.client.leave(room)
+        self.presence.pop(room, None)
+
+    async def close(self) -> None:
+        self._remove()
+        tasks = [t for t in self._pairing.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.client.close()
+
+    def should_offer(self, peer_id: str) -> bool:
+        return self.store.peer_id < peer_id
+
+    # --- presence -------------------------------------------------------------------
+
+    def _seen(self, room: str, identity_json: Any) -> str | None:
+        try:
+            identity = PublicIdentity.from_json(identity_json)
+            if identity.peer_id == self.store.peer_id:
+                return None
+            self.store.add_contact(identity)
+        except KeyMismatch as exc:
+            self.store.log.add("error", f"presence with a changed key refused: {exc}")
+            return None
+        except VolliError as exc:
+            self.store.log.add("error", f"bad presence entry: {exc}")
+            return None
+        self.presence[room].add(identity.peer_id)
+        self.store.log.add("signaling", f"present in {room!r}", peer_id=identity.peer_id)
+        if self.auto_pair and self.should_offer(identity.peer_id):
+            self._schedule_pair(identity.peer_id, delay=0.0)
+        return identity.peer_id
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "joined":
+            return  # handled by join()'s reply
+        if kind == "presence":
+            room = str(frame.get("room"))
+            if frame.get("event") == "join":
+                self._seen(room, frame.get("peer"))
+            elif frame.get("event") == "leave":
+                self.presence[room].discard(str(frame.get("peer_id")))
+                self.store.log.add("signaling", f"left {room!r}", peer_id=frame.get("peer_id"))
+        elif kind == "signal":
+            asyncio.get_running_loop().create_task(
+                self._on_signal(str(frame.get("from")), frame.get("data") or {})
+            )
+        elif kind == "error":
+            self.store.log.add("error", f"signaling: {frame.get('code')}: {frame.get('message')}")
+        elif kind == "reconnected":
+            self.store.log.add("signaling", "reconnected to the signaling server")
+
+    # --- pairing ----------------------------------------------------------------------
+
+    def _schedule_pair(self, peer_id: str, delay: float) -> None:
+        running = self._pairing.get(peer_id)
+        if running is not None and not running.done():
+            return
+        self._pairing[peer_id] = asyncio.get_running_loop().create_task(self._pair(peer_id, delay))
+
+    async def pair(self, peer_id: str) -> None:
+        """Offer a connection to a present peer now (for ``auto_pair=False``)."""
+        await self._pair(peer_id, 0.0)
+
+    async def _pair(self, peer_id: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        net = self.store.network_store
+        if net.is_connected(peer_id) or peer_id not in self.online:
+            return
+        try:
+            offer = await net.connect_to_peer(peer_id)
+            await self.client.signal(peer_id, {"kind": "offer", "sdp": offer.sdp})
+            self.store.log.add("signaling", "sent offer via server", peer_id=peer_id)
+            await self.store.wait_connected(peer_id, self.pair_timeout)
+            self._backoff.pop(peer_id, None)
+        except (VolliError, TimeoutError) as exc:
+            self.store.log.add("signaling", f"pairing attempt failed: {exc}", peer_id=peer_id)
+            self._retry_later(peer_id)
+
+    def _retry_later(self, peer_id: str) -> None:
+        if peer_id not in self.online or not self.should_offer(peer_id):
+            return
+        delay = min(self._backoff.get(peer_id, 0.25) * 2, 10.0)
+        self._backoff[peer_id] = delay
+        loop = asyncio.get_running_loop()
+        loop.call_soon(lambda: self._schedule_pair(peer_id, delay))
+
+    async def _on_signal(self, sender: str, data: dict[str, Any]) -> None:
+        net = self.store.network_store
+        try:
+            if data.get("kind") == "offer":
+                answer = await net.connect_to_peer(sender, str(data.get("sdp")))
+                await self.client.signal(sender, {"kind": "answer", "sdp": answer.sdp})
+            elif data.get("kind") == "answer":
+                await net.accept_answer(sender, str(data.get("sdp")))
+        except VolliError as exc:
+            self.store.log.add("error", f"signal from {sender} refused: {exc}")
+
+    def _on_network_event(self, event: NetworkEvent) -> None:
+        if isinstance(event, PeerOffline) and event.peer_id in self.online:
+            self._retry_later(event.peer_id)
+        elif isinstance(event, PeerOnline):
+            self._backoff.pop(event.peer_id, None)
+
+
+async def open_room(
+    store: MessagesStore, room: str, url: str, *, auto_pair: bool = True
+) -> RoomSession:
+    session = await RoomSession(store, url, auto_pair=auto_pair).start()
+    await session.join(room)
+    return session

@@ -1,0 +1,111 @@
+"""Strict, canonical encodings shared by envelopes, frames and pairing codes.
+
+Each value has exactly one accepted spelling, so two parsers can never
+disagree about what was signed: base64url without padding whose re-encoding
+must match byte for byte, JSON without duplicate keys or non-finite numbers,
+and canonical JSON (sorted keys, no spaces) for everything that is signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from typing import Any
+
+from volli_nb.base.errors import OversizedInput, PeerError
+
+
+def b64encode(data: bytes) -> str:
+    """base64url without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64decode(
+    text: object,
+    *,
+    length: int | None = None,
+    what: str = "field",
+    error: type[PeerError] = PeerError,
+) -> bytes:
+    """Decode canonical base64url; padding, whitespace or stray bits raise ``error``."""
+    if not isinstance(text, str):
+        raise error(f"{what}: expected a base64url string, got {type(text).__name__}")
+    if len(text) % 4 == 1 or not text.isascii():
+        raise error(f"{what}: not valid base64url")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise error(f"{what}: not valid base64url ({exc})") from None
+    if b64encode(data) != text:
+        raise error(f"{what}: non-canonical base64url (use unpadded base64url)")
+    if length is not None and len(data) != length:
+        raise error(f"{what}: expected {length} bytes, got {len(data)}")
+    return data
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one byte string that is signed and hashed for ``value``."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _no_duplicates(error: type[PeerError]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise error(f"duplicate JSON key {key!r}")
+            out[key] = value
+        return out
+
+    return hook
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} is not allowed")
+
+
+def strict_loads(
+    data: bytes, *, max_size: int, what: str, error: type[PeerError] = PeerError
+) -> dict[str, Any]:
+    """Parse a JSON object after checking the size cap; only typed errors come out."""
+    if len(data) > max_size:
+        raise OversizedInput(
+            f"{what} is {len(data)} bytes, over the {max_size}-byte cap; it was not parsed"
+        )
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(
+            text, object_pairs_hook=_no_duplicates(error), parse_constant=_reject_constant
+        )
+    except PeerError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise error(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise error(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def require_fields(
+    obj: dict[str, Any],
+    fields: dict[str, type | tuple[type, ...]],
+    *,
+    what: str,
+    error: type[PeerError] = PeerError,
+) -> None:
+    """Exactly these keys, each of the given JSON type (bool is never an int)."""
+    keys = set(obj)
+    if keys != set(fields):
+        missing = sorted(set(fields) - keys)
+        unknown = sorted(keys - set(fields))
+        raise error(f"{what}: missing fields {missing}, unknown fields {unknown}")
+    for name, kind in fields.items():
+        value = obj[name]
+        if isinstance(value, bool) and kind is not bool:
+            raise error(f"{what}: field {name!r} has the wrong type")
+        if not isinstance(value, kind):
+            raise error(f"{what}: field {name!r} has the wrong type")

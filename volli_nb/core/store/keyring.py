@@ -1,0 +1,177 @@
+"""The cryptography of storage at rest: a passphrase unlocks a random database key.
+
+A profile's rows are sealed with a random 32-byte *database key*.  The key is
+stored only wrapped, under a key derived from the passphrase with Argon2id, so a
+passphrase change re-wraps 32 bytes instead of re-encrypting every row, and a
+wrong passphrase is detected by the wrap's AEAD tag before anything is read.
+
+Every sealed field carries its own random 24-byte nonce and is bound, through the
+associated data, to ``table|column|row id|schema version``: a ciphertext copied
+to another row or column, or left over from another schema, does not open.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.pwhash.argon2id as argon2id
+
+from volli_nb.base.errors import StorageError, UsageError, WrongPassphrase
+
+Random = Callable[[int], bytes]
+
+KEY_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+NONCE_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+TAG_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
+SALT_BYTES = argon2id.SALTBYTES
+KEYRING_DOMAIN = b"volli-keyring-v1"
+PASSPHRASE_ENV = "VOLLI_PASSPHRASE"  # where the shell, the magics and peer processes look for it
+
+# A damaged or hostile file must not make us compute (or allocate) for ever.
+MAX_OPSLIMIT = 32
+MAX_MEMLIMIT = 4 * 1024**3
+
+
+class KdfCost(NamedTuple):
+    """Argon2id work factors: passes over memory, and bytes of memory."""
+
+    opslimit: int
+    memlimit: int
+
+
+KDF_MODERATE = KdfCost(argon2id.OPSLIMIT_MODERATE, argon2id.MEMLIMIT_MODERATE)
+"""Production default: about half a second and 256 MiB per unlock."""
+
+KDF_MIN = KdfCost(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
+"""For tests and throw-away demo profiles only: offers no protection against guessing."""
+
+
+def passphrase_bytes(passphrase: str | bytes) -> bytes:
+    """UTF-8 of the NFC form, so the same typed passphrase unlocks on every system."""
+    if isinstance(passphrase, bytes):
+        return passphrase
+    if isinstance(passphrase, str):
+        return unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    raise UsageError(f"a passphrase must be str or bytes, not {type(passphrase).__name__}")
+
+
+def check_cost(kdf: KdfCost, *, error: type[Exception] = UsageError) -> KdfCost:
+    """Refuse work factors libsodium rejects or that would take unreasonable time."""
+    ops, mem = kdf
+    if not (argon2id.OPSLIMIT_MIN <= ops <= MAX_OPSLIMIT) or not (
+        argon2id.MEMLIMIT_MIN <= mem <= MAX_MEMLIMIT
+    ):
+        raise error(
+            f"Argon2id cost opslimit={ops} memlimit={mem} is out of range "
+            f"(opslimit {argon2id.OPSLIMIT_MIN}..{MAX_OPSLIMIT}, "
+            f"memlimit {argon2id.MEMLIMIT_MIN}..{MAX_MEMLIMIT}); use KDF_MODERATE or KDF_MIN"
+        )
+    return KdfCost(int(ops), int(mem))
+
+
+def aead_seal(key: bytes, associated: bytes, plaintext: bytes, random: Random) -> bytes:
+    """``nonce || ciphertext || tag`` with a fresh random nonce."""
+    nonce = random(NONCE_BYTES)
+    box = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        plaintext, associated, nonce, key
+    )
+    return nonce + box
+
+
+def aead_open(key: bytes, associated: bytes, sealed: bytes) -> bytes | None:
+    """The plaintext, or None if the tag does not verify (wrong key, data or place)."""
+    if len(sealed) < NONCE_BYTES + TAG_BYTES:
+        return None
+    try:
+        return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            sealed[NONCE_BYTES:], associated, sealed[:NONCE_BYTES], key
+        )
+    except nacl.exceptions.CryptoError:
+        return None
+
+
+def field_context(table: str, column: str, row_id: str | int, schema_version: int) -> bytes:
+    """Associated data of a sealed field.
+
+    Table and column are identifiers without ``|`` and the version is an integer,
+    so the row id (which may contain anything) is still unambiguous.
+    """
+    if "|" in table or "|" in column:
+        raise UsageError(f"table and column names may not contain '|': {table!r}.{column!r}")
+    return f"{table}|{column}|{row_id}|{schema_version}".encode()
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    """The database key encrypted under Argon2id(passphrase, salt); stored in clear."""
+
+    salt: bytes
+    opslimit: int
+    memlimit: int
+    wrapped: bytes  # nonce || ciphertext || tag
+
+    @classmethod
+    def wrap(
+        cls, database_key: bytes, passphrase: str | bytes, kdf: KdfCost, random: Random
+    ) -> WrappedKey:
+        ops, mem = check_cost(kdf)
+        salt = random(SALT_BYTES)
+        kek = _derive(passphrase, salt, ops, mem)
+        blob = aead_seal(kek, _keyring_context(salt, ops, mem), database_key, random)
+        return cls(salt, ops, mem, blob)
+
+    def unwrap(self, passphrase: str | bytes) -> bytes:
+        """The database key; :class:`WrongPassphrase` if the tag refuses it.
+
+        A tampered salt or cost also lands here (they are in the associated
+        data); either way the file was not changed and nothing was decrypted.
+        """
+        kek = _derive(passphrase, self.salt, self.opslimit, self.memlimit)
+        key = aead_open(
+            kek, _keyring_context(self.salt, self.opslimit, self.memlimit), self.wrapped
+        )
+        if key is None or len(key) != KEY_BYTES:
+            raise WrongPassphrase(
+                "the passphrase does not unlock this profile; check it (it is case- and "
+                "space-sensitive) and try again; nothing in the file was changed"
+            )
+        return key
+
+    @classmethod
+    def from_row(cls, row: dict[str, object]) -> WrappedKey:
+        """Validate a keyring row read from disk (it is untrusted until unwrapped)."""
+        salt, ops, mem, wrapped = (row.get(k) for k in ("salt", "opslimit", "memlimit", "wrapped"))
+        if not (
+            isinstance(salt, bytes)
+            and len(salt) == SALT_BYTES
+            and isinstance(ops, int)
+            and isinstance(mem, int)
+            and isinstance(wrapped, bytes)
+        ):
+            raise StorageError("the profile's keyring row is damaged; restore the file from backup")
+        check_cost(KdfCost(ops, mem), error=StorageError)
+        return cls(salt, ops, mem, wrapped)
+
+    def to_row(self) -> dict[str, object]:
+        return {
+            "id": 1,
+            "kdf": "argon2id13",
+            "aead": "xchacha20poly1305-ietf",
+            "salt": self.salt,
+            "opslimit": self.opslimit,
+            "memlimit": self.memlimit,
+            "wrapped": self.wrapped,
+        }
+
+
+def _keyring_context(salt: bytes, ops: int, mem: int) -> bytes:
+    return KEYRING_DOMAIN + f"|{ops}|{mem}|".encode() + salt
+
+
+def _derive(passphrase: str | bytes, salt: bytes, ops: int, mem: int) -> bytes:
+    return argon2id.kdf(KEY_BYTES, passphrase_bytes(passphrase), salt, opslimit=ops, memlimit=mem)

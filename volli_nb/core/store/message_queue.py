@@ -1,0 +1,346 @@
+"""The outbox: a persistent queue with the seed's retry schedule, 1 s, 5 s, 15 s, 60 s, then stuck.
+
+One row per (message, recipient).  A row keeps the message *plaintext*, sealed at
+rest with the storage key, not a ready envelope: each send attempt seals a fresh
+envelope to the recipient's current keys (same message id, so the receiver still
+deduplicates), which lets keys rotate without touching the queue.  Delivery
+counts only on a signed ACK (:meth:`PersistentMessageQueue.mark_delivered_message`).
+
+The queue decides *when*; it never sends.  The policy is the pure function
+:func:`next_attempt_after`, and time comes from an injected clock.
+
+States::
+
+    pending --mark_failed (1st..4th)--> pending (due later)
+    pending --mark_failed (5th)-------> stuck   (retry_now / retry_all_stuck -> pending)
+    pending|stuck --discard-----------> discarded (payload erased)
+    any --mark_delivered--------------> delivered (payload erased)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from volli_nb.base.clock import Clock
+from volli_nb.base.errors import NotFound, UsageError
+from volli_nb.core.store.database import MESSAGE_ID_BYTES, Database
+from volli_nb.core.store.sealed_db import Row
+
+RETRY_DELAYS: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0)
+MAX_ERROR_CHARS = 1000
+
+
+def next_attempt_after(
+    failures: int, now: float, delays: Sequence[float] = RETRY_DELAYS
+) -> float | None:
+    """When to try again after the ``failures``-th failure (1-based), or None: stuck.
+
+    With the default delays, failures 1..4 wait 1, 5, 15 and 60 seconds; the 5th
+    failure (the fourth retry failed) means manual intervention.
+    """
+    if failures < 1:
+        raise UsageError(f"failures counts from 1, got {failures}")
+    if failures > len(delays):
+        return None
+    return now + delays[failures - 1]
+
+
+class Status(StrEnum):
+    PENDING = "pending"  # waiting for its next attempt (or being attempted)
+    DELIVERED = "delivered"  # the recipient's signed ACK arrived
+    STUCK = "stuck"  # every retry failed; waits for retry_now or discard
+    DISCARDED = "discarded"  # given up by the user
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """What to deliver to one recipient; ``payload`` is the plaintext to seal per attempt."""
+
+    message_id: bytes
+    conversation_id: str
+    recipient: str
+    payload: bytes
+    counter: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.message_id, bytes) or len(self.message_id) != MESSAGE_ID_BYTES:
+            raise UsageError(f"message_id must be {MESSAGE_ID_BYTES} bytes")
+        if not self.recipient or not self.conversation_id:
+            raise UsageError("an outgoing message needs a recipient and a conversation id")
+        if not isinstance(self.payload, bytes):
+            raise UsageError(f"payload must be bytes, not {type(self.payload).__name__}")
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """One outbox row.  ``attempts`` counts failures; ``payload`` is b"" once erased."""
+
+    id: int
+    message_id: bytes
+    conversation_id: str
+    recipient: str
+    status: Status
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+    counter: int
+    payload: bytes
+
+    def to_row(self) -> dict[str, object]:
+        """A flat dict for tables and widgets: the payload's size, never its content."""
+        return {
+            "id": self.id,
+            "message_id": self.message_id.hex(),
+            "conversation_id": self.conversation_id,
+            "recipient": self.recipient,
+            "status": str(self.status),
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
+            "last_error": self.last_error,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "counter": self.counter,
+            "payload_bytes": len(self.payload),
+        }
+
+
+class PersistentMessageQueue:
+    """The seed's ``PersistentMessageQueue`` over the profile's ``outbox`` table.
+
+    ``clock`` defaults to the database's clock.  Every change is one transaction,
+    committed before the method returns (or with the caller's enclosing
+    ``db.transaction()``), so the queue survives a crash at any point.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock | None = None,
+        delays: Sequence[float] = RETRY_DELAYS,
+    ) -> None:
+        if not delays or any(d < 0 for d in delays):
+            raise UsageError(f"retry delays must be a non-empty list of seconds >= 0: {delays!r}")
+        self.db = db
+        self.clock: Clock = clock or db.clock
+        self.delays = tuple(delays)
+
+    # --- adding and reading ---------------------------------------------------
+
+    def enqueue(self, message: OutgoingMessage) -> int:
+        """Queue ``message``, due at once; returns its row id.
+
+        Idempotent: the same (message id, recipient) again returns the existing
+        row's id, whatever its state, and keeps the first payload.
+        """
+        mid = message.message_id.hex()
+        now = self.clock()
+        with self.db.transaction():
+            found = self.db.fetch(
+                "SELECT id FROM outbox WHERE message_id = ? AND recipient = ?",
+                (mid, message.recipient),
+            )
+            if found:
+                return int(found[0]["id"])
+            values = {
+                "message_id": mid,
+                "conversation_id": message.conversation_id,
+                "recipient": message.recipient,
+                "status": Status.PENDING,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+                "counter": message.counter,
+            }
+            names, marks = ", ".join(values), ", ".join(f":{k}" for k in values)
+            cursor = self.db.execute(f"INSERT INTO outbox ({names}) VALUES ({marks})", values)
+            row_id = int(cursor.lastrowid or 0)
+            sealed = self.db.seal("outbox", "payload", row_id, message.payload)
+            self.db.execute("UPDATE outbox SET payload = ? WHERE id = ?", (sealed, row_id))
+        return row_id
+
+    def get(self, row_id: int) -> QueuedMessage:
+        rows = self._select("id = ?", (row_id,))
+        if not rows:
+            raise NotFound(f"no outbox row {row_id}; see get_pending() or counts()")
+        return rows[0]
+
+    def get_pending(self) -> list[QueuedMessage]:
+        """Everything still awaiting delivery, pending and stuck, oldest first."""
+        return self._select("status IN (?, ?)", (Status.PENDING, Status.STUCK))
+
+    def due(self, now: float | None = None) -> list[QueuedMessage]:
+        """Pending rows whose next attempt time has come, soonest first."""
+        when = self.clock() if now is None else now
+        return self._select(
+            "status = ? AND next_attempt_at <= ?",
+            (Status.PENDING, when),
+            order="next_attempt_at, id",
+        )
+
+    def due_keys(self, now: float | None = None) -> list[tuple[int, str, bytes]]:
+        """``(row id, recipient, message id)`` of the due rows, without decrypting payloads:
+        a retry tick with thousands of rows in flight must stay cheap."""
+        when = self.clock() if now is None else now
+        rows = self.db.fetch(
+            "SELECT id, recipient, message_id FROM outbox WHERE status = ? "
+            "AND next_attempt_at <= ? ORDER BY next_attempt_at, id",
+            (Status.PENDING, when),
+        )
+        return [(int(r["id"]), r["recipient"], bytes.fromhex(r["message_id"])) for r in rows]
+
+    def next_due_at(self) -> float | None:
+        """The earliest next attempt among pending rows: how long a scheduler may sleep."""
+        rows = self.db.fetch(
+            "SELECT MIN(next_attempt_at) AS t FROM outbox WHERE status = ?", (Status.PENDING,)
+        )
+        value = rows[0]["t"]
+        return None if value is None else float(value)
+
+    def for_recipient(self, peer_id: str) -> list[QueuedMessage]:
+        """Pending (not stuck) rows for one peer: what to flush when it comes online."""
+        return self._select("status = ? AND recipient = ?", (Status.PENDING, peer_id))
+
+    def for_message(self, message_id: bytes) -> list[QueuedMessage]:
+        """Every row of one message, any state: its delivery status per recipient."""
+        return self._select("message_id = ?", (message_id.hex(),))
+
+    def counts(self) -> dict[str, int]:
+        """Rows per status, every status present (zeros included)."""
+        result = {str(s): 0 for s in Status}
+        for row in self.db.fetch("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status"):
+            result[row["status"]] = int(row["n"])
+        return result
+
+    # --- outcomes -------------------------------------------------------------
+
+    def mark_delivered(self, row_id: int) -> None:
+        """The recipient ACKed: delivered, payload erased.  Repeated ACKs are harmless,
+        and an ACK for a discarded row still records the truth: it arrived."""
+        with self.db.transaction():
+            row = self.get(row_id)
+            if row.status != Status.DELIVERED:
+                self._set(row_id, Status.DELIVERED, next_attempt_at=None, erase=True)
+
+    def mark_delivered_message(self, message_id: bytes, recipient: str) -> int | None:
+        """:meth:`mark_delivered` by (message id, recipient), as ACKs name them; the row
+        id, or None if no such row (e.g. an ACK for a message we never queued)."""
+        rows = self.db.fetch(
+            "SELECT id FROM outbox WHERE message_id = ? AND recipient = ?",
+            (message_id.hex(), recipient),
+        )
+        if not rows:
+            return None
+        self.mark_delivered(int(rows[0]["id"]))
+        return int(rows[0]["id"])
+
+    def acknowledge(self, message_id: bytes, recipient: str) -> bool:
+        """A signed ACK from ``recipient``: delivered and payload erased, in one statement.
+        True if this ACK delivered it (False: already delivered, or never queued)."""
+        cursor = self.db.execute(
+            "UPDATE outbox SET status = ?, next_attempt_at = NULL, updated_at = ?, "
+            "payload = NULL WHERE message_id = ? AND recipient = ? AND status != ?",
+            (Status.DELIVERED, self.clock(), message_id.hex(), recipient, Status.DELIVERED),
+        )
+        return cursor.rowcount > 0
+
+    def mark_failed(self, row_id: int, error: str) -> QueuedMessage:
+        """One attempt failed: schedule the next per the policy, or mark the row stuck."""
+        with self.db.transaction():
+            row = self.get(row_id)
+            if row.status != Status.PENDING:
+                raise UsageError(
+                    f"outbox row {row_id} is {row.status}, not pending; only a pending message "
+                    "can fail an attempt (use retry_now() to send a stuck one again)"
+                )
+            failures = row.attempts + 1
+            when = next_attempt_after(failures, self.clock(), self.delays)
+            status = Status.PENDING if when is not None else Status.STUCK
+            self._set(
+                row_id,
+                status,
+                next_attempt_at=when,
+                attempts=failures,
+                error=str(error)[:MAX_ERROR_CHARS],
+            )
+            return self.get(row_id)
+
+    def retry_now(self, row_id: int) -> QueuedMessage:
+        """Make a pending or stuck row due at once (manual intervention, or a peer came online).
+
+        ``attempts`` is kept: a stuck message retried by hand that fails again is
+        stuck again after that one failure, instead of replaying the whole schedule.
+        """
+        with self.db.transaction():
+            row = self.get(row_id)
+            if row.status not in (Status.PENDING, Status.STUCK):
+                raise UsageError(
+                    f"outbox row {row_id} is {row.status}; only pending or stuck rows can be "
+                    "retried (send the text again as a new message instead)"
+                )
+            self._set(row_id, Status.PENDING, next_attempt_at=self.clock())
+            return self.get(row_id)
+
+    def retry_all_stuck(self) -> int:
+        """:meth:`retry_now` for every stuck row; returns how many."""
+        with self.db.transaction():
+            stuck = self._select("status = ?", (Status.STUCK,))
+            for row in stuck:
+                self._set(row.id, Status.PENDING, next_attempt_at=self.clock())
+        return len(stuck)
+
+    def discard(self, row_id: int) -> None:
+        """Give up on a pending or stuck row; its payload is erased.  Idempotent."""
+        with self.db.transaction():
+            row = self.get(row_id)
+            if row.status == Status.DELIVERED:
+                raise UsageError(f"outbox row {row_id} was already delivered; nothing to discard")
+            if row.status != Status.DISCARDED:
+                self._set(row_id, Status.DISCARDED, next_attempt_at=None, erase=True)
+
+    # --- rows -----------------------------------------------------------------
+
+    def _set(
+        self,
+        row_id: int,
+        status: Status,
+        *,
+        next_attempt_at: float | None,
+        attempts: int | None = None,
+        error: str | None = None,
+        erase: bool = False,
+    ) -> None:
+        self.db.execute(
+            """UPDATE outbox SET status = ?, next_attempt_at = ?, updated_at = ?,
+            attempts = COALESCE(?, attempts), last_error = COALESCE(?, last_error),
+            payload = CASE WHEN ? THEN NULL ELSE payload END WHERE id = ?""",
+            (status, next_attempt_at, self.clock(), attempts, error, erase, row_id),
+        )
+
+    def _select(
+        self, where: str, params: Sequence[object], *, order: str = "id"
+    ) -> list[QueuedMessage]:
+        rows = self.db.fetch(f"SELECT * FROM outbox WHERE {where} ORDER BY {order}", params)
+        return [self._queued(r) for r in rows]
+
+    def _queued(self, row: Row) -> QueuedMessage:
+        sealed = row["payload"]
+        payload = b"" if sealed is None else self.db.unseal("outbox", "payload", row["id"], sealed)
+        return QueuedMessage(
+            id=row["id"],
+            message_id=bytes.fromhex(row["message_id"]),
+            conversation_id=row["conversation_id"],
+            recipient=row["recipient"],
+            status=Status(row["status"]),
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error=row["last_error"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            counter=row["counter"],
+            payload=payload,
+        )

@@ -1,0 +1,359 @@
+"""An SQLite file whose rows are sealed with a key that a passphrase unlocks.
+
+This is the machinery under :class:`volli_nb.core.store.database.Database`: opening and
+creating the file, the keyring, schema migrations, sealing fields, and
+transactions.  Opening an existing file reads its keyring through a read-only
+connection first, so a wrong passphrase changes no byte of it; only an unlocked
+file is switched to WAL and migrated.
+
+One connection per object, used from one thread.  Writes run in ``BEGIN
+IMMEDIATE`` transactions (another process waits up to ``timeout`` seconds for
+the lock).  WAL with ``synchronous=NORMAL``: a committed write survives the
+process being killed at any point (SIGKILL included); only a power cut or OS
+crash may lose the last few commits, which costs an fsync per commit less.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import nacl.utils
+import sqlite_utils
+
+from volli_nb.base.clock import Clock, system_clock
+from volli_nb.base.errors import StorageError, UsageError
+from volli_nb.core.store.keyring import (
+    KDF_MODERATE,
+    KEY_BYTES,
+    KdfCost,
+    Random,
+    WrappedKey,
+    aead_open,
+    aead_seal,
+    field_context,
+    passphrase_bytes,
+)
+
+FORMAT = "volli-profile"
+Params = Sequence[Any] | dict[str, Any]
+Migration = Callable[[Any], None]
+Row = sqlite3.Row
+
+
+def _read_header(path: Path) -> tuple[int, WrappedKey]:
+    """Schema version and keyring, through a read-only connection that cannot write.
+
+    With no ``-wal``/``-shm`` beside the file, no connection has it open (WAL keeps
+    both while one does), so it is read as immutable: even SQLite's empty side
+    files are not created, and a refused passphrase leaves no trace at all.
+    """
+    live = any(path.with_name(path.name + s).exists() for s in ("-wal", "-shm"))
+    uri = path.resolve().as_uri() + ("?mode=ro" if live else "?mode=ro&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open {path} read-only: {exc}") from exc
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"meta", "keyring"} <= tables:
+            raise StorageError(
+                f"{path} is an SQLite file but not a volli profile; pick another path"
+            )
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        cursor = conn.execute("SELECT * FROM keyring WHERE id = 1")
+        names = [d[0] for d in cursor.description]
+        row = cursor.fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path} is not a readable volli profile ({exc})") from exc
+    finally:
+        conn.close()
+    version = str(meta.get("schema_version", ""))
+    if meta.get("format") != FORMAT or not version.isdigit() or row is None:
+        raise StorageError(f"{path}: the profile header is damaged; restore it from a backup")
+    return int(version), WrappedKey.from_row(dict(zip(names, row, strict=True)))
+
+
+def _connect(path: Path, timeout: float) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA secure_delete=ON")  # erased payloads and old key wraps are zeroed
+    except sqlite3.Error as exc:
+        raise StorageError(
+            f"cannot open {path} for writing: {exc}; check the directory exists and is writable"
+        ) from exc
+    return conn
+
+
+class SealedDatabase:
+    """The file, its key and its schema version; subclasses add the tables.
+
+    ``MIGRATIONS[n]`` takes schema ``n`` to ``n + 1`` (append; never edit a
+    released step).  ``SEALED_COLUMNS`` maps each table to its primary key and
+    sealed columns, so a migration can re-seal them under the new version.
+    """
+
+    MIGRATIONS: ClassVar[Sequence[Migration]] = ()
+    SEALED_COLUMNS: ClassVar[Mapping[str, tuple[str, tuple[str, ...]]]] = {}
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        key: bytes,
+        schema_version: int,
+        *,
+        clock: Clock,
+        random: Random,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self.schema_version = schema_version
+        self._conn = conn
+        self._key = key
+        self._random = random
+        self._savepoints = 0
+        self.db = sqlite_utils.Database(conn)  # for inspection and ad-hoc queries
+
+    # --- opening, keys, migrations --------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        passphrase: str | bytes,
+        *,
+        kdf: KdfCost = KDF_MODERATE,
+        clock: Clock = system_clock,
+        random: Random = nacl.utils.random,
+        timeout: float = 10.0,
+    ) -> Self:
+        """Unlock (or create) the profile at ``path``; ``kdf`` is used only to create one.
+
+        Raises :class:`WrongPassphrase` (file untouched) or :class:`StorageError`
+        (not a profile, damaged, or written by a newer volli_nb).
+        """
+        path = Path(path)
+        if not path.exists() or path.stat().st_size == 0:
+            created = cls._create(path, passphrase, kdf, clock, random, timeout)
+            if created is not None:
+                return created
+        version, wrapped = _read_header(path)
+        if version > len(cls.MIGRATIONS):
+            raise StorageError(
+                f"{path} has schema version {version} but this volli_nb knows only up to "
+                f"{len(cls.MIGRATIONS)}; upgrade volli_nb to open it (the file was not changed)"
+            )
+        key = wrapped.unwrap(passphrase)
+        db = cls(path, _connect(path, timeout), key, version, clock=clock, random=random)
+        try:
+            db._migrate()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @classmethod
+    def _create(
+        cls,
+        path: Path,
+        passphrase: str | bytes,
+        kdf: KdfCost,
+        clock: Clock,
+        random: Random,
+        timeout: float,
+    ) -> Self | None:
+        """A new profile, or None if another process created it meanwhile."""
+        if not passphrase_bytes(passphrase):
+            raise UsageError("choose a non-empty passphrase for a new profile")
+        key = random(KEY_BYTES)
+        wrapped = WrappedKey.wrap(key, passphrase, kdf, random)  # the slow KDF, before the lock
+        db = cls(path, _connect(path, timeout), key, 0, clock=clock, random=random)
+        try:
+            with db.transaction():
+                raced = bool(db.fetch("SELECT 1 FROM sqlite_master"))
+                if not raced:
+                    db._create_header(wrapped)
+                    db._migrate()
+        except BaseException:
+            db.close()
+            raise
+        if raced:
+            db.close()
+            return None
+        return db
+
+    def _create_header(self, wrapped: WrappedKey) -> None:
+        """The unversioned part of the file: format marker, schema version, keyring."""
+        self.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.execute(
+            """CREATE TABLE keyring (id INTEGER PRIMARY KEY CHECK (id = 1), kdf TEXT NOT NULL,
+            aead TEXT NOT NULL, salt BLOB NOT NULL, opslimit INTEGER NOT NULL,
+            memlimit INTEGER NOT NULL, wrapped BLOB NOT NULL)"""
+        )
+        meta = {"format": FORMAT, "schema_version": "0", "created_at": str(self.clock())}
+        self.execute_many("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
+        self._write_keyring(wrapped)
+
+    def _write_keyring(self, wrapped: WrappedKey) -> None:
+        row = wrapped.to_row()
+        names, marks = ", ".join(row), ", ".join("?" * len(row))
+        self.execute(
+            f"INSERT OR REPLACE INTO keyring ({names}) VALUES ({marks})", list(row.values())
+        )
+
+    def _migrate(self) -> None:
+        """Apply each missing step in its own transaction; re-seal first, then migrate."""
+        while self.schema_version < len(self.MIGRATIONS):
+            old = self.schema_version
+            try:
+                with self.transaction():
+                    self._reseal(old, old + 1)
+                    self.schema_version = old + 1
+                    self.MIGRATIONS[old](self)
+                    self.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(old + 1),)
+                    )
+            except BaseException:
+                self.schema_version = old
+                raise
+
+    def _reseal(self, old: int, new: int) -> None:
+        """Sealed values name the schema version; move every one from ``old`` to ``new``."""
+        for table, (pk, columns) in self.SEALED_COLUMNS.items():
+            present = {r["name"] for r in self.fetch(f"PRAGMA table_info({table})")}
+            for column in [c for c in columns if c in present]:
+                rows = self.fetch(f"SELECT {pk} AS pk, {column} AS v FROM {table}")
+                for row in [r for r in rows if r["v"] is not None]:
+                    plain = self._unseal_at(old, table, column, row["pk"], row["v"])
+                    sealed = self._seal_at(new, table, column, row["pk"], plain)
+                    self.execute(
+                        f"UPDATE {table} SET {column} = ? WHERE {pk} = ?", (sealed, row["pk"])
+                    )
+
+    def change_passphrase(
+        self, old: str | bytes, new: str | bytes, *, kdf: KdfCost | None = None
+    ) -> None:
+        """Re-wrap the database key under ``new`` (and a new salt) in one transaction.
+
+        The database key itself is unchanged: someone who copied the file before
+        and knows ``old`` can still read that copy.  ``kdf`` defaults to the current cost.
+        """
+        if not passphrase_bytes(new):
+            raise UsageError("the new passphrase is empty; choose a non-empty one")
+        current = WrappedKey.from_row(dict(self.fetch("SELECT * FROM keyring WHERE id = 1")[0]))
+        if not hmac.compare_digest(current.unwrap(old), self._key):
+            raise StorageError("the keyring does not match the open database; reopen the profile")
+        cost = kdf or KdfCost(current.opslimit, current.memlimit)
+        wrapped = WrappedKey.wrap(self._key, new, cost, self._random)
+        with self.transaction():
+            now = WrappedKey.from_row(dict(self.fetch("SELECT * FROM keyring WHERE id = 1")[0]))
+            if now != current:
+                raise StorageError("the passphrase was changed concurrently; try again")
+            self._write_keyring(wrapped)
+        if not self._conn.in_transaction:  # else the caller's commit comes later
+            # Drop the old wrap from the WAL, so it does not linger beside the new one.
+            self.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def seal(self, table: str, column: str, row_id: str | int, plaintext: bytes) -> bytes:
+        """Encrypt ``plaintext`` for exactly this table, column, row and schema version."""
+        return self._seal_at(self.schema_version, table, column, row_id, plaintext)
+
+    def unseal(self, table: str, column: str, row_id: str | int, sealed: bytes) -> bytes:
+        """Decrypt a value from :meth:`seal`; :class:`StorageError` if altered or moved."""
+        return self._unseal_at(self.schema_version, table, column, row_id, sealed)
+
+    def _seal_at(
+        self, version: int, table: str, column: str, row_id: str | int, plaintext: bytes
+    ) -> bytes:
+        context = field_context(table, column, row_id, version)
+        return aead_seal(self._key, context, bytes(plaintext), self._random)
+
+    def _unseal_at(
+        self, version: int, table: str, column: str, row_id: str | int, sealed: bytes
+    ) -> bytes:
+        context = field_context(table, column, row_id, version)
+        plain = aead_open(self._key, context, sealed) if isinstance(sealed, bytes) else None
+        if plain is None:
+            raise StorageError(
+                f"sealed {table}.{column} of row {row_id!r} does not open: it was tampered "
+                f"with or moved from another row or column; restore {self.path} from a backup"
+            )
+        return plain
+
+    # --- plumbing -------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Atomic block; nested blocks become savepoints that roll back on their own."""
+        if self._conn.in_transaction:
+            self._savepoints += 1
+            name = f"volli_sp{self._savepoints}"
+            self.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                if self._conn.in_transaction:
+                    self.execute(f"ROLLBACK TO {name}")
+                    self.execute(f"RELEASE {name}")
+                raise
+            else:
+                self.execute(f"RELEASE {name}")
+            finally:
+                self._savepoints -= 1
+            return
+        self.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+            raise
+
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        """Run one statement; SQLite errors come out as :class:`StorageError`."""
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def fetch(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        """All rows of a query, addressable by column name."""
+        cursor = self.execute(sql, params)
+        cursor.row_factory = sqlite3.Row
+        return cursor.fetchall()
+
+    def _error(self, exc: sqlite3.Error) -> StorageError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in text:
+            return StorageError(f"{self.path} is closed; open it again with Database.open()")
+        if "locked" in text or "busy" in text:
+            return StorageError(f"{self.path} is locked by another writer ({text}); retry later")
+        return StorageError(f"SQLite error on {self.path}: {text}")
+
+    def close(self) -> None:
+        """Close the connection (SQLite folds the WAL back into the main file)."""
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {str(self.path)!r} schema={self.schema_version}>"

@@ -1,0 +1,47 @@
+"""Measurements both benchmarks take, the same way on a clean and on an impaired link."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+from aiortc import RTCDataChannel
+
+from volli_nb.app.messages_store import MessagesStore
+
+
+async def echo_round_trip(
+    channel: RTCDataChannel, replies: asyncio.Queue[bytes], n: int, timeout: float | None = None
+) -> float:
+    """Plain aiortc: median seconds from sending a 100-byte ``E…`` message to its echo."""
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        channel.send(b"E" + i.to_bytes(4, "big") + b"x" * 95)
+        await asyncio.wait_for(replies.get(), timeout)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+async def ack_round_trip(store: MessagesStore, peer: str, n: int, timeout: float) -> float:
+    """volli_nb: median seconds from ``send_message`` to the signed ACK."""
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        sent = await store.send_message(peer, "x" * 80)
+        await store.wait_delivered(sent.message_id, timeout=timeout)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+async def delivered_rate(store: MessagesStore, peer: str, count: int, timeout: float) -> float:
+    """volli_nb: ``count`` 100-byte messages sent at once; delivered and ACKed per second."""
+    start = time.perf_counter()
+    sent = [await store.send_message(peer, "y" * 80) for _ in range(count)]
+    for message in sent:
+        await store.wait_delivered(message.message_id, timeout=timeout)
+    return count / (time.perf_counter() - start)
+
+
+__all__ = ["ack_round_trip", "delivered_rate", "echo_round_trip"]

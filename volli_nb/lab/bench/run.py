@@ -1,0 +1,426 @@
+"""``volli-nb bench``: volli_nb against plain aiortc, two processes each, in one run.
+
+Every row is measured for both in the same run and printed with the ratio
+volli_nb / aiortc.  The aiortc baseline sends plaintext and waits for nothing;
+volli_nb encrypts, signs, persists and counts a message only when its signed
+ACK is back.  Figures, never assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from volli_nb.app.messages_store import MessagesStore
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.store.database import KDF_MIN
+from volli_nb.lab.bench import conditions as bench_conditions
+from volli_nb.lab.bench.measure import ack_round_trip, delivered_rate, echo_round_trip
+from volli_nb.lab.peer_process import PeerProcess, pair_with
+from volli_nb.lab.relay import Conditions
+from volli_nb.net import aiortc_compat
+from volli_nb.net.events import PeerOffline, PeerOnline
+
+
+@dataclass
+class Row:
+    metric: str
+    unit: str
+    aiortc: float | None
+    volli: float | None
+    higher_is_better: bool
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.aiortc or self.volli is None:
+            return None
+        return self.volli / self.aiortc
+
+
+class _AiortcPeer:
+    """The parent's side of the plain-aiortc pair, and its child process."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.channel: RTCDataChannel = self.pc.createDataChannel("bench", ordered=True)
+        self.opened = asyncio.Event()
+        self.echoes: asyncio.Queue[bytes] = asyncio.Queue()
+        self.channel.on("open", self.opened.set)
+        self.channel.on("message", lambda m: self.echoes.put_nowait(m))
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> float:
+        """Spawn the child and connect; returns offer → channel open in seconds."""
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "volli_nb.lab.bench.plain_aiortc",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        await self._read()  # the child is up and imported: timing starts now, as for volli_nb
+        start = time.perf_counter()
+        with aiortc_compat.loopback_only():
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self._send({"offer": self.pc.localDescription.sdp})
+        answer = await self._read()
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer["answer"], "answer"))
+        await self.opened.wait()
+        return time.perf_counter() - start
+
+    async def _send(self, obj: dict[str, Any]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def _read(self) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    async def echo_rtt(self, n: int) -> float:
+        return await echo_round_trip(self.channel, self.echoes, n)
+
+    async def _drain(self) -> None:
+        while self.channel.bufferedAmount > 1024 * 1024:
+            await asyncio.sleep(0.001)
+
+    async def throughput(self, count: int, size: int) -> float:
+        """Send ``count`` messages of ``size`` bytes; seconds until the child got them all."""
+        await self._send({"expect": count, "bytes": count * size})
+        payload = b"x" * size
+        start = time.perf_counter()
+        for _ in range(count):
+            self.channel.send(payload)
+            await self._drain()
+        await self._read()
+        return time.perf_counter() - start
+
+    async def dead_peer(self, cap: float) -> float | None:
+        assert self.proc is not None
+        left = asyncio.Event()
+        self.pc.on("connectionstatechange", lambda: left.set())
+        start = time.perf_counter()
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+        try:
+            while self.pc.connectionState == "connected":
+                left.clear()
+                await asyncio.wait_for(left.wait(), cap - (time.perf_counter() - start))
+        except TimeoutError:
+            return None
+        return time.perf_counter() - start
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        await asyncio.wait_for(self.pc.close(), 5)
+
+
+FANOUT = (1, 10, 100)
+
+
+def incompressible_text(size: int, seed: int = 1) -> str:
+    """``size`` characters of random base64: what deflate cannot shrink."""
+    return base64.b64encode(random.Random(seed).randbytes(size * 3 // 4 + 3)).decode()[:size]
+
+
+async def _acked_by(store: MessagesStore, message_id: bytes, peer: str, timeout: float) -> None:
+    done = asyncio.Event()
+    remove = store.on_delivered(
+        lambda mid, who: done.set() if (mid, who) == (message_id, peer) else None
+    )
+    try:
+        if store.delivery_status(message_id).get(peer) != "delivered":
+            await asyncio.wait_for(done.wait(), timeout)
+    finally:
+        remove()
+
+
+async def _fanout(store: MessagesStore, peer: str, n: int, repeats: int = 5) -> float:
+    """One 100-byte message to a conversation of ``n`` recipients (``peer`` and n-1 offline
+    contacts): seconds until the live one's signed ACK, median of ``repeats``.  One seal
+    covers all n."""
+    members = [store.peer_id, peer]
+    for _ in range(n - 1):
+        other = Identity.generate()
+        store.add_contact(other.public)
+        members.append(other.peer_id)
+    conversation = f"bench-fanout-{n}-{time.monotonic_ns()}"
+    store.database.ensure_conversation(conversation, members)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sent = await store.send_message(conversation, "f" * 100)
+        await _acked_by(store, sent.message_id, peer, 60)
+        samples.append(time.perf_counter() - start)
+        for row in store.message_queue.for_message(sent.message_id):
+            if row.recipient != peer:
+                store.message_queue.discard(row.id)
+    return statistics.median(samples)
+
+
+async def _flush_after_reconnect(
+    store: MessagesStore, child: PeerProcess, count: int
+) -> tuple[float, PeerProcess]:
+    """``count`` messages queued while the peer is away; seconds from its return (channel
+    verified) to the last signed ACK, and the restarted peer."""
+    peer = child.peer_id
+    await child.quit()
+    while store.network_store.is_connected(peer):
+        await asyncio.sleep(0.05)
+    for i in range(count):
+        await store.send_message(peer, f"queued {i:05d} " + "q" * 86)
+    delivered = 0
+    done = asyncio.Event()
+    online_at: list[float] = []
+
+    def on_delivered(_mid: bytes, who: str) -> None:
+        nonlocal delivered
+        if who == peer:
+            delivered += 1
+            if delivered >= count:
+                done.set()
+
+    def on_event(event: object) -> None:
+        if isinstance(event, PeerOnline) and event.peer_id == peer and not online_at:
+            online_at.append(time.perf_counter())
+
+    remove_d, remove_e = store.on_delivered(on_delivered), store.network_store.on_event(on_event)
+    again = await PeerProcess(child.db, child.name).start()
+    try:
+        await pair_with(store, again)
+        await asyncio.wait_for(done.wait(), 300)
+    except BaseException:
+        await again.quit()
+        raise
+    finally:
+        remove_d()
+        remove_e()
+    return time.perf_counter() - online_at[0], again
+
+
+async def _volli(
+    tmp: Path, messages: int, bulk: int, echoes: int, flush: int = 10_000
+) -> dict[str, float]:
+    store = MessagesStore.open(
+        tmp / "a.sqlite",
+        "bench",
+        name="bench-a",
+        kdf=KDF_MIN,
+        config=NetworkConfig(loopback_only=True),
+    )
+    child = await PeerProcess(str(tmp / "b.sqlite"), "bench-b").start()
+    out: dict[str, float] = {}
+    try:
+        start = time.perf_counter()
+        peer = await pair_with(store, child)
+        first = await store.send_message(peer, "x" * 80)
+        await store.wait_delivered(first.message_id)
+        out["setup"] = time.perf_counter() - start
+        out["rtt"] = await ack_round_trip(store, peer, echoes, timeout=15.0)
+        # A peer vanishing mid-chat (after heavy transfers the limit stretches, see README).
+        offline: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+        def on_event(event: object) -> None:
+            if isinstance(event, PeerOffline) and not offline.done():
+                offline.set_result(time.perf_counter())
+
+        remove = store.network_store.on_event(on_event)
+        start = time.perf_counter()
+        await child.kill()
+        out["dead"] = await asyncio.wait_for(offline, 30) - start
+        remove()
+        out["flush"], child = await _flush_after_reconnect(store, child, flush)  # it is away
+        out["msgs"] = await delivered_rate(store, peer, messages, timeout=120)
+        for n in FANOUT:
+            out[f"fanout{n}"] = await _fanout(store, peer, n)
+        text = incompressible_text(bulk)  # so the figure is encrypted bytes, not deflate
+        start = time.perf_counter()
+        big = await store.send_message(peer, text, compress=False)
+        await store.wait_delivered(big.message_id, timeout=120)
+        out["bulk"] = bulk / (time.perf_counter() - start) / 1e6
+    finally:
+        await child.quit()
+        await store.close()
+    return out
+
+
+async def run(
+    messages: int = 2000,
+    bulk_mb: float = 8.0,
+    quick: bool = False,
+    flush: int = 10_000,
+    conditions: Conditions | None = bench_conditions.DEFAULT,
+) -> list[Row]:
+    bulk = int(bulk_mb * 1_000_000)
+    echoes = 20 if quick else 100
+    plain = _AiortcPeer()
+    base: dict[str, float | None] = {}
+    try:
+        base["setup"] = await plain.start()
+        base["rtt"] = await plain.echo_rtt(echoes)
+        base["msgs"] = messages / await plain.throughput(messages, 100)
+        base["bulk"] = bulk / await plain.throughput(max(1, bulk // 65536), 65536) / 1e6
+        for n in FANOUT:  # the plaintext sent once per recipient, median of 5
+            base[f"fanout{n}"] = statistics.median(
+                [await plain.throughput(n, 100) for _ in range(5)]
+            )
+        base["flush"] = await plain.throughput(flush, 100)
+        base["dead"] = None if quick else await plain.dead_peer(40.0)
+    finally:
+        await plain.close()
+    with tempfile.TemporaryDirectory(prefix="volli-bench-") as tmp:
+        ours = await _volli(Path(tmp), messages, bulk, echoes, flush)
+    impaired: dict[str, dict[str, float]] = {}
+    if conditions is not None:
+        impaired = await bench_conditions.run(conditions, count=30 if quick else 300)
+    dead_note = (
+        "aiortc alone: gave up after 40 s"
+        if base["dead"] is None and not quick
+        else ("aiortc not measured (--quick)" if quick else "")
+    )
+    return [
+        Row(
+            "setup",
+            "ms",
+            _ms(base["setup"]),
+            _ms(ours["setup"]),
+            False,
+            "aiortc: offer→channel open; volli_nb: offer→first signed ACK (aim ≤ 1.5x)",
+        ),
+        Row(
+            "round trip",
+            "ms",
+            _ms(base["rtt"]),
+            _ms(ours["rtt"]),
+            False,
+            "aiortc: echo; volli_nb: send→signed ACK (median)",
+        ),
+        Row(
+            "100-byte messages",
+            "msg/s",
+            base["msgs"],
+            ours["msgs"],
+            True,
+            "aiortc: one by one, plaintext, unacked; volli_nb: bundled, delivered+ACKed (aim ≥ 2x)",
+        ),
+        Row(
+            "bulk",
+            "MB/s",
+            base["bulk"],
+            ours["bulk"],
+            True,
+            f"{bulk_mb:g} MB: aiortc 64 KiB plaintext chunks; volli_nb one encrypted message",
+        ),
+        *(
+            Row(
+                f"fan-out to {n}",
+                "ms",
+                _ms(base[f"fanout{n}"]),
+                _ms(ours[f"fanout{n}"]),
+                False,
+                f"one 100-byte message, {n} recipient(s): aiortc sends it {n}x in plaintext; "
+                "volli_nb seals once for all, until the live one's ACK (median of 5)",
+            )
+            for n in FANOUT
+        ),
+        Row(
+            f"flush {flush:,} pending",
+            "s",
+            base["flush"],
+            ours["flush"],
+            False,
+            "queued while the peer was away: volli_nb from reconnect to the last ACK "
+            "(aim < 3 s); aiortc: sending that many, unacked",
+        ),
+        *_condition_rows(conditions, impaired),
+        Row(
+            "dead peer noticed",
+            "s",
+            base["dead"],
+            ours["dead"],
+            False,
+            dead_note or "SIGKILL → aiortc state change / volli_nb heartbeat (aim ≤ 3 s)",
+        ),
+    ]
+
+
+def _condition_rows(
+    conditions: Conditions | None, measured: dict[str, dict[str, float]]
+) -> list[Row]:
+    if conditions is None or not measured:
+        return []
+    base, ours = measured["aiortc"], measured["volli"]
+    where = f"{2 * conditions.latency_ms:g} ms RTT, {100 * conditions.loss:g} % loss"
+    return [
+        Row(
+            "round trip, impaired",
+            "ms",
+            _ms(base["rtt"]),
+            _ms(ours["rtt"]),
+            False,
+            f"{where}: aiortc echo; volli_nb send→signed ACK (median)",
+        ),
+        Row(
+            "100-byte, impaired",
+            "msg/s",
+            base["msgs"],
+            ours["msgs"],
+            True,
+            f"{where}: aiortc plaintext unacked; volli_nb delivered+ACKed "
+            f"({ours['timeouts']:.0f} ACK timeouts)",
+        ),
+    ]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def format_table(rows: list[Row]) -> str:
+    def cell(value: float | None) -> str:
+        return "—" if value is None else f"{value:,.1f}"
+
+    lines = [f"{'metric':<20} {'unit':<6} {'aiortc':>10} {'volli_nb':>10} {'ratio':>7}  note"]
+    for row in rows:
+        ratio = "—" if row.ratio is None else f"{row.ratio:.2f}x"
+        lines.append(
+            f"{row.metric:<20} {row.unit:<6} {cell(row.aiortc):>10} {cell(row.volli):>10} "
+            f"{ratio:>7}  {row.note}"
+        )
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    if getattr(args, "core", False):
+        from volli_nb.lab.bench.core import main as core_main
+
+        return core_main(args.json, getattr(args, "quick", False))
+    conditions = None
+    if args.latency or args.packet_loss:
+        conditions = Conditions.parse(args.latency, args.packet_loss, seed=3)
+    quick = getattr(args, "quick", False)
+    rows = asyncio.run(run(args.messages, args.bulk_mb, quick, args.flush, conditions))
+    if args.json:
+        print(json.dumps([{**row.__dict__, "ratio": row.ratio} for row in rows], indent=1))
+    else:
+        print(format_table(rows))
+    return 0

@@ -1,0 +1,307 @@
+"""A peer in its own OS process, driven by JSON lines on stdin and reporting on stdout.
+
+The demo, the two-process tests and the benchmark all need a second real
+peer that can be killed with SIGKILL and restarted on its own database; this
+is that peer, plus :class:`PeerProcess`, the parent's handle on it.
+
+Requests are ``{"id": n, "op": ..., ...}``; each gets ``{"id": n, ...}`` or
+``{"id": n, "error": ...}``.  Unsolicited lines are ``{"event": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from volli_nb.base.errors import VolliError
+from volli_nb.core.netconfig import IceServer, NetworkConfig
+from volli_nb.core.store.database import KDF_MIN, KDF_MODERATE, KdfCost
+from volli_nb.core.store.keyring import PASSPHRASE_ENV
+
+KDFS: dict[str, KdfCost] = {"min": KDF_MIN, "moderate": KDF_MODERATE}
+
+EVENT_TEXT = 4096  # characters of a received text echoed in its event line
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from volli_nb.app.messages_store import MessagesStore
+
+    store = MessagesStore.open(
+        args.db,
+        os.environ.get(PASSPHRASE_ENV, "demo passphrase"),
+        name=args.name,
+        kdf=KDFS[args.kdf],
+        config=NetworkConfig(
+            loopback_only=args.loopback,
+            ice_servers=[_ice_server(spec) for spec in args.ice_server],
+            relay_only=args.relay_only,
+        ),
+    )
+    store.start()
+    store.on_message(
+        lambda m: _emit(
+            {
+                "event": "received",
+                "message_id": m.message_id.hex(),
+                "text": m.text[:EVENT_TEXT],  # an 8 MB text would overflow the parent's reader
+                "length": len(m.text),
+                "from": m.sender,
+                "conversation": m.conversation_id,
+            }
+        )
+    )
+    store.on_delivered(
+        lambda mid, peer: _emit({"event": "delivered", "message_id": mid.hex(), "to": peer})
+    )
+
+    def on_net(event: Any) -> None:
+        _emit({"event": type(event).__name__, "peer_id": getattr(event, "peer_id", None)})
+
+    store.network_store.on_event(on_net)
+
+    async def send_many(to: str, n: int, prefix: str = "msg") -> dict[str, Any]:
+        ids = []
+        for i in range(n):
+            m = await store.send_message(to, f"{prefix} {i}")
+            ids.append(m.message_id.hex())
+        return {"message_ids": ids}
+
+    async def history(peer: str) -> dict[str, Any]:
+        return {
+            "messages": [
+                {
+                    "message_id": m.message_id.hex(),
+                    "text": m.text,
+                    "direction": m.direction,
+                    "status": m.status,
+                }
+                for m in store.history(peer)
+            ]
+        }
+
+    async def pending() -> dict[str, Any]:
+        return {
+            "rows": [
+                {
+                    "id": r.id,
+                    "message_id": r.message_id.hex(),
+                    "recipient": r.recipient,
+                    "status": str(r.status),
+                    "attempts": r.attempts,
+                    "next_attempt_at": r.next_attempt_at,
+                    "last_error": r.last_error,
+                }
+                for r in store.message_queue.get_pending()
+            ]
+        }
+
+    async def send(to: str, text: str) -> dict[str, Any]:
+        return {"message_id": (await store.send_message(to, text)).message_id.hex()}
+
+    async def wait_connected(peer_id: str, timeout: float = 15.0) -> dict[str, Any]:
+        await store.wait_connected(peer_id, timeout)
+        pair = store.network_store.candidates(peer_id).selected
+        return {"selected": [pair[0].type, pair[1].type] if pair else None}
+
+    async def join(room: str, url: str) -> dict[str, Any]:
+        return {"present": await store.join(room, url)}
+
+    async def link(peer_id: str) -> dict[str, Any]:
+        """The link's last ping RTT and the session's counters (for volli-nb netsim)."""
+        net = store.network_store
+        stats, session = net.stats(peer_id), net.session_stats(peer_id)
+        return {
+            "rtt": stats.rtt,
+            "timeouts": session.timeouts if session else 0,
+            "bundles_out": session.bundles_out if session else 0,
+            "acks_in": session.acks_in if session else 0,
+        }
+
+    async def info() -> dict[str, Any]:
+        return {"peer_id": store.peer_id, "name": store.name, "pid": os.getpid()}
+
+    ops: dict[str, Callable[..., Any]] = {
+        "info": info,
+        "link": link,
+        "join": join,
+        "create_code": lambda: _wrap(store.create_pairing_code(), "code"),
+        "accept_code": lambda code: _wrap(store.accept_pairing_code(code), "code"),
+        "complete": lambda code: _wrap(store.complete_pairing(code), "peer_id"),
+        "wait_connected": wait_connected,
+        "send": send,
+        "send_many": send_many,
+        "history": history,
+        "pending": pending,
+        "sync": lambda: _wrap(store.sync_messages(), "report", str),
+    }
+
+    reader = asyncio.StreamReader(limit=1 << 22)
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    _emit({"event": "ready", "peer_id": store.peer_id, "pid": os.getpid()})
+    try:
+        while line := await reader.readline():
+            request = json.loads(line)
+            rid, op = request.pop("id", None), request.pop("op", "")
+            if op == "quit":
+                _emit({"id": rid})
+                break
+            try:
+                result = await ops[op](**request)
+                _emit({"id": rid, **result})
+            except (VolliError, KeyError, TypeError, TimeoutError) as exc:
+                _emit({"id": rid, "error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        await store.close()
+
+
+async def _wrap(coro: Any, key: str, convert: Callable[[Any], Any] = lambda v: v) -> dict[str, Any]:
+    return {key: convert(await coro)}
+
+
+def _ice_server(spec: str) -> IceServer:
+    """``URL`` or ``URL,USER,CREDENTIAL``."""
+    url, *creds = spec.split(",")
+    return IceServer(url, *(creds[:2] if len(creds) >= 2 else []))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m volli_nb.lab.peer_process")
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--kdf", choices=sorted(KDFS), default="min")
+    parser.add_argument("--no-loopback", dest="loopback", action="store_false")
+    parser.add_argument("--ice-server", action="append", default=[], help="URL[,USER,PASS]")
+    parser.add_argument("--relay-only", action="store_true")
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args))
+
+
+async def pair_with(store: Any, proc: PeerProcess, timeout: float = 15.0) -> str:
+    """``store`` offers, the peer process answers; returns its peer id once connected."""
+    code = await store.create_pairing_code()
+    answer = (await proc.request("accept_code", code=code))["code"]
+    peer_id: str = await store.complete_pairing(answer)
+    await store.wait_connected(peer_id, timeout)
+    return peer_id
+
+
+class PeerProcess:
+    """The parent's handle on a peer process: requests, events, kill and restart."""
+
+    def __init__(
+        self,
+        db: str,
+        name: str,
+        *,
+        kdf: str = "min",
+        loopback: bool = True,
+        prefix: list[str] | None = None,
+        extra: list[str] | None = None,
+    ) -> None:
+        self.db, self.name, self.kdf, self.loopback = db, name, kdf, loopback
+        self.prefix, self.extra = prefix or [], extra or []
+        self.proc: asyncio.subprocess.Process | None = None
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.peer_id = ""
+        self._next = 0
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 30.0) -> PeerProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            "volli_nb.lab.peer_process",
+            "--db",
+            self.db,
+            "--name",
+            self.name,
+            "--kdf",
+            self.kdf,
+        ]
+        if not self.loopback:
+            cmd.append("--no-loopback")
+        cmd = [*self.prefix, *cmd, *self.extra]
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 22,
+        )
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        ready = await self.wait_event("ready", timeout=timeout)
+        self.peer_id = ready["peer_id"]
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            with contextlib.suppress(ValueError):
+                msg = json.loads(line)
+                if "id" in msg and msg["id"] in self._waiting:
+                    waiter = self._waiting.pop(msg["id"])
+                    if not waiter.done():  # the requester may have timed out or been cancelled
+                        waiter.set_result(msg)
+                elif "event" in msg:
+                    self.events.put_nowait(msg)
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError(f"peer process {self.name} exited"))
+        self._waiting.clear()
+
+    async def request(
+        self, op: str, *, reply_timeout: float = 30.0, **kwargs: Any
+    ) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin is not None
+        self._next += 1
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[self._next] = fut
+        self.proc.stdin.write((json.dumps({"id": self._next, "op": op, **kwargs}) + "\n").encode())
+        await self.proc.stdin.drain()
+        reply = await asyncio.wait_for(fut, reply_timeout)
+        if "error" in reply:
+            raise RuntimeError(f"{self.name}.{op}: {reply['error']}")
+        return reply
+
+    async def wait_event(self, kind: str, timeout: float = 15.0, **match: Any) -> dict[str, Any]:
+        """The next event of ``kind`` (matching ``match``); earlier others are dropped."""
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.events.get()
+                if event["event"] == kind and all(event.get(k) == v for k, v in match.items()):
+                    return event
+
+    async def quit(self, timeout: float = 10.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.returncode is not None:
+            return self.proc.returncode
+        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError, BrokenPipeError):
+            await self.request("quit", reply_timeout=timeout)
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    async def kill(self) -> None:
+        """SIGKILL: no goodbye, no flush; the database must cope."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Every aiortc/aioice patch and internal access, in one module, so an upgrade breaks one file.
+
+What lives here, and why:
+
+- **Reading internals** aiortc does not expose: the nominated ICE pair (aioice) and the
+  remote's SCTP maximum message size, with safe fallbacks.
+- **Converting** our pure :class:`~volli_nb.core.netconfig.NetworkConfig` into aiortc's
+  ``RTCConfiguration``.
+- **INIT retransmission fix** (aiortc 1.16): both ends send an SCTP INIT (RFC 8841 §9.3).
+  An end that has already received the peer's INIT retransmits its own with the peer's
+  verification tag in the packet header instead of 0 (RFC 9260 §8.5.1), and the peer drops
+  it as a bad tag.  If both INIT-ACKs of a collision are lost, neither end ever completes the
+  handshake: ICE and DTLS say connected, the data channel never opens, and after eight T1
+  expiries the association closes.  We send every INIT with tag 0.  Found with the
+  impairment relay (5 % loss, seed 2); see tests/test_aiortc_fixes.py.
+- **Transport-level liveness**: on an ordered channel one lost packet holds back every later
+  message, our heartbeat pongs included, for an SCTP retransmission timeout (1 s, doubling),
+  so "no pong for 2.5 s" misreads a lossy link as a dead peer.  Every SCTP packet that
+  arrives (SACKs for our pings, retransmissions) proves the peer alive, so we stamp the time
+  of the last one on the transport (:func:`last_received`).
+- **"This machine only" ICE**: aioice never offers loopback when it gathers host
+  candidates, so two peers on one machine pair over its interface addresses, and a machine
+  (or namespace) with only loopback cannot pair at all.  aiortc has no hook for this;
+  aioice's module-level ``get_host_addresses`` decides.  We wrap that function once; the
+  wrapper answers ``["127.0.0.1"]`` only while :data:`LOOPBACK_ONLY` is set in the current
+  context, so other connections in the process gather as usual.  aiortc gathers inside
+  ``RTCPeerConnection.setLocalDescription``, in the caller's task, so setting the context
+  variable around that call scopes it.  Checked against aioice 0.13
+  (``tests/test_loopback.py`` fails if it changes).
+
+The patches apply once, at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+import aioice.ice
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    rtcsctptransport,
+)
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+from volli_nb.base.errors import UsageError
+from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.sdp import CandidateInfo
+
+SDP = RTCSessionDescription | str | dict[str, str]
+
+
+def selected_pair(pc: RTCPeerConnection) -> tuple[CandidateInfo, CandidateInfo] | None:
+    """The nominated ICE pair, read from aioice (the one place we touch its internals)."""
+    try:
+        sctp: Any = pc.sctp
+        connection = sctp.transport.transport._connection
+        pair = connection._nominated.get(1)
+    except AttributeError:
+        return None
+    if pair is None:
+        return None
+
+    def info(c: Any) -> CandidateInfo:
+        return CandidateInfo(
+            foundation=c.foundation,
+            component=c.component,
+            protocol=c.transport.lower(),
+            priority=c.priority,
+            address=c.host,
+            port=c.port,
+            type=c.type,
+            related_address=c.related_address,
+            related_port=c.related_port,
+        )
+
+    return info(pair.local_candidate), info(pair.remote_candidate)
+
+
+def remote_max_message_size(pc: RTCPeerConnection) -> int:
+    try:
+        sctp: Any = pc.sctp
+        size = int(sctp._remote_max_message_size)
+    except (AttributeError, TypeError, ValueError):
+        size = 65536
+    return size or 65536
+
+
+def as_description(value: SDP, kind: str) -> RTCSessionDescription:
+    if isinstance(value, RTCSessionDescription):
+        return value
+    if isinstance(value, dict):
+        return RTCSessionDescription(sdp=value["sdp"], type=value.get("type", kind))
+    if isinstance(value, str):
+        return RTCSessionDescription(sdp=value, type=kind)
+    raise UsageError(f"expected an SDP {kind} (string or RTCSessionDescription)")
+
+
+def rtc_configuration(config: NetworkConfig) -> RTCConfiguration:
+    """aiortc's configuration for ours (aiortc still uses only its first STUN and TURN)."""
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+            for s in config.ice_servers
+        ],
+        iceTransportPolicy=(
+            RTCIceTransportPolicy.RELAY if config.relay_only else RTCIceTransportPolicy.ALL
+        ),
+    )
+
+
+# --- SCTP fixes ---
+
+_MARK = "_volli_init_tag_fix"
+_STAMP = "_volli_last_received"
+
+
+def apply() -> None:
+    """Patch ``RTCSctpTransport._send_chunk`` so INIT chunks always carry tag 0 (idempotent)."""
+    cls: Any = rtcsctptransport.RTCSctpTransport
+    original = cls._send_chunk
+    if getattr(original, _MARK, False):
+        return
+
+    async def _send_chunk(self: Any, chunk: Any) -> None:
+        if not isinstance(chunk, rtcsctptransport.InitChunk):
+            await original(self, chunk)
+            return
+        packet = rtcsctptransport.serialize_packet(self._local_port, self._remote_port, 0, chunk)
+        await self._RTCSctpTransport__transport._send_data(packet)
+
+    setattr(_send_chunk, _MARK, True)
+    cls._send_chunk = _send_chunk
+
+    handle = cls._handle_data
+
+    async def _handle_data(self: Any, data: bytes) -> None:
+        setattr(self, _STAMP, time.monotonic())
+        await handle(self, data)
+
+    cls._handle_data = _handle_data
+
+
+def last_received(sctp: Any) -> float | None:
+    """``time.monotonic()`` of the last SCTP packet from the peer, if any arrived."""
+    value = getattr(sctp, _STAMP, None)
+    return value if isinstance(value, float) else None
+
+
+# --- loopback-only ICE ---
+
+LOOPBACK_ONLY: ContextVar[bool] = ContextVar("volli_loopback_only", default=False)
+_ADDRESSES = ["127.0.0.1"]
+_original: Any = None
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    if LOOPBACK_ONLY.get():
+        return list(_ADDRESSES) if use_ipv4 else []
+    result: list[str] = _original(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+    return result
+
+
+def install() -> None:
+    """Wrap aioice's address lookup once per process (idempotent)."""
+    global _original
+    if _original is None:
+        _original = aioice.ice.get_host_addresses
+        aioice.ice.get_host_addresses = _get_host_addresses
+
+
+@contextlib.contextmanager
+def loopback_only(enabled: bool = True) -> Iterator[None]:
+    """Within this block, ICE gathering in this task offers only 127.0.0.1."""
+    install()
+    token = LOOPBACK_ONLY.set(enabled)
+    try:
+        yield
+    finally:
+        LOOPBACK_ONLY.reset(token)
+
+
+apply()

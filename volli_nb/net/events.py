@@ -1,0 +1,66 @@
+"""What NetworkStore reports: per-peer counters, incoming envelopes and peer events.
+
+Pure data, so panels and tests can build them without a network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from volli_nb.core.sdp import CandidateInfo
+
+
+@dataclass
+class PeerStats:
+    """Counters per peer; aiortc's getStats() has nothing for data channels."""
+
+    messages_in: int = 0
+    messages_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    rtt: float | None = None
+    last_seen: float | None = None
+    connected_at: float | None = None
+
+
+@dataclass(frozen=True)
+class IncomingEnvelope:
+    peer_id: str
+    message_id: bytes
+    envelope: bytes
+
+
+@dataclass(frozen=True)
+class PeerOnline:
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class PeerOffline:
+    peer_id: str
+    reason: str
+    in_flight: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class Delivered:
+    peer_id: str
+    message_ids: tuple[bytes, ...]
+    rtt: float | None = None
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    peer_id: str
+    message_id: bytes
+    reason: str
+
+
+NetworkEvent = PeerOnline | PeerOffline | Delivered | Undelivered
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    local: list[CandidateInfo]
+    remote: list[CandidateInfo]
+    selected: tuple[CandidateInfo, CandidateInfo] | None

@@ -1,0 +1,158 @@
+"""The client side of ``volli-signal``: register, join rooms, relay, and reconnect.
+
+Frames other than replies go to ``on_frame``.  When the socket drops, the
+client reconnects with backoff, registers again (the server gives the id
+back at once) and re-joins its rooms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidURI
+
+from volli_nb.base.errors import TransportClosed, UsageError
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.net.signaling.wire import sign_challenge
+
+log = logging.getLogger(__name__)
+
+FrameHandler = Callable[[dict[str, Any]], None]
+
+
+class SignalingClient:
+    def __init__(
+        self,
+        identity: Identity,
+        url: str,
+        on_frame: FrameHandler,
+        *,
+        reconnect: bool = True,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.identity, self.url, self.on_frame = identity, url, on_frame
+        self.reconnect, self.max_backoff = reconnect, max_backoff
+        self.rooms: set[str] = set()
+        self.connected = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._replies: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self._closing = False
+        self.reconnects = 0
+
+    async def connect(self, timeout: float = 10.0) -> SignalingClient:
+        try:
+            await asyncio.wait_for(self._open(), timeout)
+        except (OSError, InvalidURI, TimeoutError, ConnectionClosed) as exc:
+            raise TransportClosed(
+                f"cannot reach the signaling server at {self.url} ({exc}); is volli-signal running?"
+            ) from None
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def _open(self) -> None:
+        ws = await connect(self.url, max_size=1024 * 1024, ping_interval=5, ping_timeout=10)
+        challenge = json.loads(await ws.recv())
+        if challenge.get("type") != "challenge":
+            raise TransportClosed(f"unexpected first frame from the server: {challenge}")
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "register",
+                    "identity": self.identity.public.to_json(),
+                    "signature": sign_challenge(
+                        self.identity, bytes.fromhex(challenge["nonce"]), challenge["server"]
+                    ),
+                }
+            )
+        )
+        reply = json.loads(await ws.recv())
+        if reply.get("type") != "registered":
+            await ws.close()
+            raise TransportClosed(f"registration refused: {reply.get('message', reply)}")
+        self._ws = ws
+        self.connected.set()
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while not self._closing:
+            ws = self._ws
+            if ws is not None:
+                try:
+                    async for message in ws:
+                        self._deliver(json.loads(message))
+                except ConnectionClosed:
+                    pass
+                except ValueError:
+                    log.warning("malformed frame from signaling server")
+                self.connected.clear()
+                self._ws = None
+            if self._closing or not self.reconnect:
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+            try:
+                await asyncio.wait_for(self._open(), 10)
+            except (OSError, TimeoutError, ConnectionClosed, TransportClosed):
+                continue
+            backoff = 0.2
+            self.reconnects += 1
+            self._deliver({"type": "reconnected"})
+            for room in list(self.rooms):
+                await self._send({"type": "join", "room": room})
+
+    def _deliver(self, frame: dict[str, Any]) -> None:
+        key = (str(frame.get("type")), str(frame.get("room", frame.get("to", ""))))
+        future = self._replies.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(frame)
+        try:
+            self.on_frame(frame)
+        except Exception:
+            log.exception("signaling frame handler failed")
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        if self._ws is None:
+            raise TransportClosed("not connected to the signaling server (reconnecting)")
+        try:
+            await self._ws.send(json.dumps(frame))
+        except ConnectionClosed:
+            raise TransportClosed("signaling connection closed") from None
+
+    async def _request(self, frame: dict[str, Any], reply: str, key: str) -> dict[str, Any]:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[(reply, key)] = future
+        await self._send(frame)
+        return await asyncio.wait_for(future, 10)
+
+    async def join(self, room: str) -> list[dict[str, Any]]:
+        """Join ``room``; returns the identities already there."""
+        if not room:
+            raise UsageError("a room name is needed")
+        self.rooms.add(room)
+        reply = await self._request({"type": "join", "room": room}, "joined", room)
+        members: list[dict[str, Any]] = reply["members"]
+        return members
+
+    async def leave(self, room: str) -> None:
+        self.rooms.discard(room)
+        await self._request({"type": "leave", "room": room}, "left", room)
+
+    async def signal(self, to: str, data: dict[str, Any]) -> None:
+        await self._send({"type": "signal", "to": to, "data": data})
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(), 2)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task

@@ -1,0 +1,72 @@
+"""``volli-nb``: the command line (demo, bench, netsim, signal-load, netns)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["netsim"]:  # its own parser: options go straight through
+        from volli_nb.lab.netsim import main as netsim_main
+
+        return netsim_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="volli-nb", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="two peers in two processes pair and exchange messages")
+    bench = sub.add_parser("bench", help="volli_nb against plain aiortc, side by side")
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.add_argument("--messages", type=int, default=2000)
+    bench.add_argument("--bulk-mb", type=float, default=8.0)
+    bench.add_argument(
+        "--flush", type=int, default=10_000, help="messages queued offline, then flushed"
+    )
+    bench.add_argument("--quick", action="store_true", help="skip aiortc's ~30 s dead-peer wait")
+    bench.add_argument(
+        "--latency", type=float, default=200.0, help="round trip (ms) of the impaired rows"
+    )
+    bench.add_argument(
+        "--packet-loss", type=float, default=5.0, help="loss (%%) each way of the impaired rows"
+    )
+    bench.add_argument("--core", action="store_true", help="the pure core only (no network)")
+    load = sub.add_parser("signal-load", help="many clients against a volli-signal process")
+    load.add_argument("--clients", type=int, default=300)
+    load.add_argument("--rooms", type=int, default=10)
+    load.add_argument("--json", action="store_true")
+    sub.add_parser(
+        "netsim", help="two peers in their own namespaces, impaired between", add_help=False
+    )
+    netns = sub.add_parser("netns", help="run a command inside a throwaway network namespace")
+    netns.add_argument(
+        "--if-root", action="store_true", help="without root or iproute2, run the command directly"
+    )
+    netns.add_argument("cmd", nargs=argparse.REMAINDER)
+
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        import asyncio
+
+        from volli_nb.lab.demo import run_demo
+
+        return asyncio.run(run_demo())
+    if args.command == "bench":
+        from volli_nb.lab.bench.run import main as bench_main
+
+        result: int = bench_main(args)
+        return result
+    if args.command == "signal-load":
+        from volli_nb.lab.signal_load import main as load_main
+
+        extra = ["--json"] if args.json else []
+        return load_main(["--clients", str(args.clients), "--rooms", str(args.rooms), *extra])
+    if args.command == "netns":
+        from volli_nb.lab import netns as ns
+
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        return ns.main(cmd, if_root=args.if_root)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""``%load_ext volli_nb``: the ``%volli`` line magics.
+
+Async work (pairing, sync) is scheduled on the kernel's running loop (ipykernel 7
+has one) and its output updated in place when done; nothing here nests event
+loops or applies nest_asyncio.  Without a running loop (a plain terminal IPython)
+the magic says which coroutine to ``await`` instead.  The magics act on
+``messagesStore`` in the user namespace (``%volli new NAME`` or ``%volli open
+PATH`` creates it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import html
+import os
+import shlex
+import tempfile
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.display import HTML, display
+
+from volli_nb.core.store.keyring import PASSPHRASE_ENV
+
+HELP = """%volli — Volli P2P from IPython
+
+  %volli new [NAME]        a throwaway profile (loopback only) as `messagesStore`
+  %volli open PATH [NAME]  open (or create) a profile; passphrase from $VOLLI_PASSPHRASE
+                           or a prompt
+  %volli dashboard         all panels, live (peers, ICE, queue, chat, events)
+  %volli peers             peers and their connection/ICE states
+  %volli queue             the pending queue (getPending() as a table)
+  %volli pair              make a pairing code (an offer) and show it
+  %volli pair CODE         an offer code: accept it and show the answer code to paste back;
+                           an answer code: complete the pairing and wait for the connection
+  %volli sync              force a sync attempt now (syncMessages())
+  %volli close             close every connection and the profile
+  %volli help              this text
+
+Magics that wait (pair, sync) run on the kernel's loop and update their output when done.
+"""
+
+
+def _html(text: str) -> Any:
+    return HTML(text)  # type: ignore[no-untyped-call]
+
+
+def _show(obj: Any, **kw: Any) -> Any:
+    return display(obj, **kw)  # type: ignore[no-untyped-call]
+
+
+class Note:
+    """A short result with an HTML and a plain-text form (for any front end)."""
+
+    def __init__(self, text: str, html_text: str | None = None) -> None:
+        self.text = text
+        self.html = html_text if html_text is not None else html.escape(text, quote=False)
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+
+def _error(exc: BaseException) -> Note:
+    name, message = type(exc).__name__, str(exc)
+    return Note(f"{name}: {message}", f"<b>{name}</b>: {html.escape(message, quote=False)}")
+
+
+def _widgets() -> Any:
+    """``volli_nb.ui.widgets`` if it is importable (it needs ipywidgets), else None."""
+    try:
+        from volli_nb.ui import widgets
+    except ImportError:
+        return None
+    return widgets
+
+
+def _plain_table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> Any:
+    """A static HTML table, for when the widget panels are unavailable."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+        for r in rows
+    )
+    empty = f'<tr><td colspan="{len(columns)}"><i>none</i></td></tr>'
+    return _html(
+        f"<h4>{html.escape(title)}</h4><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{body or empty}</tbody></table>"
+    )
+
+
+def _plain_peers(store: Any) -> Any:
+    rows = [
+        {"peer": pid, "connection": pc.connectionState, "ice": pc.iceConnectionState}
+        for pid, pc in store.network_store.peers.items()
+    ]
+    return _plain_table("Peers", ["peer", "connection", "ice"], rows)
+
+
+def _plain_queue(store: Any) -> Any:
+    rows = [q.to_row() for q in store.message_queue.get_pending()]
+    columns = list(rows[0]) if rows else ["id", "recipient", "status", "attempts"]
+    return _plain_table("Pending queue", columns, rows)
+
+
+def _code_view(label: str) -> Callable[[str], Note]:
+    def view(code: str) -> Note:
+        return Note(
+            f"{label}:\n{code}",
+            f"<b>{html.escape(label)}</b><br>"
+            f'<textarea rows="5" cols="100" readonly>{html.escape(code)}</textarea>',
+        )
+
+    return view
+
+
+@magics_class
+class VolliMagics(Magics):
+    """``%volli COMMAND``: see :data:`HELP`."""
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._tasks: set[asyncio.Task[None]] = set()  # keep references until done
+        self._made: Any = None  # the last store a magic made (closed when replaced)
+
+    def _ns(self) -> dict[str, Any]:
+        shell: Any = self.shell
+        namespace: dict[str, Any] = shell.user_ns
+        return namespace
+
+    def _store(self) -> Any:
+        store = self._ns().get("messagesStore")
+        if store is None:
+            raise RuntimeError("no messagesStore yet: run `%volli new` or `%volli open PATH`")
+        return store
+
+    def _later(
+        self, coro: Coroutine[Any, Any, Any], show: Callable[[Any], Any], awaitable: str
+    ) -> bool:
+        """Run ``coro`` on the running loop; replace a placeholder by ``show(result)``.
+        False (and a hint to await ``awaitable``) when no loop is running."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            coro.close()
+            print(f"no running event loop here: run `{awaitable}` yourself")
+            return False
+        waiting = f"working… ({awaitable})"
+        handle = _show(Note(waiting, f"<i>{html.escape(waiting)}</i>"), display_id=True)
+
+        async def runner() -> None:
+            try:
+                result = show(await coro)
+            except Exception as exc:
+                result = _error(exc)
+            handle.update(result)
+
+        task = loop.create_task(runner())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    @line_magic
+    def volli(self, line: str) -> Any:
+        """Volli P2P: ``%volli help`` lists the commands."""
+        args = shlex.split(line)
+        command, rest = (args[0], args[1:]) if args else ("help", [])
+        try:
+            return self._dispatch(command, rest)
+        except Exception as exc:
+            _show(_error(exc))
+            return None
+
+    def _dispatch(self, command: str, rest: list[str]) -> Any:
+        if command == "help":
+            print(HELP)
+        elif command == "new":
+            self._new(rest[0] if rest else "notebook")
+        elif command == "open":
+            if not rest:
+                raise ValueError("usage: %volli open PATH [NAME]")
+            self._open(Path(rest[0]), rest[1] if len(rest) > 1 else None)
+        elif command in ("dashboard", "peers", "queue"):
+            return self._panel(command, self._store())
+        elif command == "sync":
+            self._later(
+                self._store().sync_messages(),
+                lambda r: Note(repr(r), f"<pre>{html.escape(repr(r))}</pre>"),
+                "await messagesStore.sync_messages()",
+            )
+        elif command == "pair":
+            self._pair(rest[0] if rest else None)
+        elif command == "close":
+            store = self._store()
+            if self._later(store.close(), lambda _: Note("closed"), "await messagesStore.close()"):
+                del self._ns()["messagesStore"]
+                self._made = None if self._made is store else self._made
+        else:
+            raise ValueError(f"unknown command {command!r}; see %volli help")
+        return None
+
+    @staticmethod
+    def _panel(command: str, store: Any) -> Any:
+        """A live widget panel, or a static HTML table without ``volli_nb.ui.widgets``."""
+        widgets = _widgets()
+        if widgets is not None:
+            kind = {"dashboard": "Dashboard", "peers": "PeersPanel", "queue": "QueuePanel"}
+            return getattr(widgets, kind[command])(store)
+        if command == "peers":
+            return _plain_peers(store)
+        if command == "queue":
+            return _plain_queue(store)
+        return _html(_plain_peers(store).data + _plain_queue(store).data)
+
+    def _install(self, store: Any) -> None:
+        """Make ``store`` the ``messagesStore``; close the previous one a magic made."""
+        previous, self._made = self._made, store
+        self._ns()["messagesStore"] = store
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            print("(no running event loop: the retry loop starts with the first await)")
+        else:
+            store.start()
+        if previous is not None and previous is not store:
+            self._later(
+                previous.close(),
+                lambda _: Note("previous profile closed"),
+                "await <the previous messagesStore>.close()",
+            )
+        print(f"messagesStore = {store!r}")
+
+    def _new(self, name: str) -> None:
+        from volli_nb.app.messages_store import MessagesStore
+        from volli_nb.core.netconfig import NetworkConfig
+        from volli_nb.core.store.database import KDF_MIN
+
+        tmp = Path(tempfile.mkdtemp(prefix="volli-"))
+        self._install(
+            MessagesStore.open(
+                tmp / f"{name}.sqlite",
+                "volli",
+                name=name,
+                kdf=KDF_MIN,
+                config=NetworkConfig(loopback_only=True),
+            )
+        )
+
+    def _open(self, path: Path, name: str | None) -> None:
+        from volli_nb.app.messages_store import MessagesStore
+        from volli_nb.core.netconfig import NetworkConfig
+        from volli_nb.core.store.database import KDF_MODERATE
+
+        passphrase = os.environ.get(PASSPHRASE_ENV)
+        if passphrase is None:
+            passphrase = getpass.getpass(f"passphrase for {path}: ")
+        self._install(
+            MessagesStore.open(
+                path,
+                passphrase,
+                name=name,
+                kdf=KDF_MODERATE,
+                config=NetworkConfig(loopback_only=True),
+            )
+        )
+
+    def _pair(self, code: str | None) -> None:
+        from volli_nb.core.pairing_code import decode_code
+
+        store = self._store()
+        if code is None:
+            self._later(
+                store.create_pairing_code(),
+                _code_view("offer code — paste it into the other side's %volli pair CODE"),
+                "await messagesStore.create_pairing_code()",
+            )
+        elif decode_code(code).kind == "offer":
+            self._later(
+                store.accept_pairing_code(code),
+                _code_view("answer code — paste it back into the other side's %volli pair CODE"),
+                "await messagesStore.accept_pairing_code(code)",
+            )
+        else:
+
+            async def complete() -> str:
+                peer: str = await store.complete_pairing(code)
+                await store.wait_connected(peer)
+                return peer
+
+            self._later(
+                complete(),
+                lambda p: Note(f"connected to {p}", f"connected to <b>{html.escape(p)}</b>"),
+                "await messagesStore.wait_connected(await messagesStore.complete_pairing(code))",
+            )
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    ipython.register_magics(VolliMagics)

@@ -1,0 +1,231 @@
+"""``volli-shell``: a ptpython prompt with a live ``messagesStore``, on the peer's own loop.
+
+ptpython is embedded with ``return_asyncio_coroutine=True``, so the prompt and
+the peer share one asyncio loop: top-level ``await`` works, and the retry loop
+and heartbeats keep running while the prompt waits.  Ctrl-D closes every
+connection (bounded) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from volli_nb.app.messages_store import MessagesStore
+from volli_nb.base.errors import UsageError, VolliError, WrongPassphrase
+from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.store.database import KDF_MIN, KDF_MODERATE
+from volli_nb.core.store.keyring import PASSPHRASE_ENV
+
+CLOSE_TIMEOUT = 2.0  # Ctrl-D: every connection closed within this bound
+PASSPHRASE_TRIES = 3
+
+BANNER = """\
+volli-shell — {name} ({peer_id})  profile: {where}
+Loaded: messagesStore, network_store, message_queue
+Helpers: peers()  pending()  candidates()  pair([code])  offer()  accept(code)
+         complete(code)  send(peer_or_conversation, text)
+Pair:   here   code = await offer()          → copy the code line to the other side
+        there  await accept("volli1.…")      → prints an answer code; copy it back here
+        here   await complete("volli1.…")    (or just `await pair(...)` each time)
+Debug:  messagesStore.network_store.peers     await messagesStore.sync_messages()
+ICE: {ice}.  Top-level await works; Ctrl-D closes every connection and exits.
+"""
+
+
+class TableView:
+    """A table that prints as aligned text at the prompt (``.table`` has the rows)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __repr__(self) -> str:
+        cols: list[str] = list(self.table.columns)
+        rows = [[str(r.get(c, "")) for c in cols] for r in self.table.rows]
+        widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(v.ljust(wd) for v, wd in zip(cells, widths, strict=True)).rstrip()
+
+        body = [line(r) for r in rows] or ["(none)"]
+        return "\n".join([line(cols), *body])
+
+
+def helpers(store: MessagesStore) -> dict[str, Any]:
+    """The shell's namespace: the store, its parts, and short helpers."""
+
+    def view(name: str, *, timed: bool = True) -> Callable[[], TableView]:
+        def show() -> TableView:
+            from volli_nb.ui.widgets import models
+
+            make = getattr(models, name)
+            return TableView(make(store, store.clock()) if timed else make(store))
+
+        return show
+
+    async def offer() -> str:
+        code = await store.create_pairing_code()
+        print(code)  # on its own line, for copying
+        return code
+
+    async def accept(code: str) -> str:
+        answer = await store.accept_pairing_code(code)
+        print(answer)
+        return answer
+
+    async def complete(code: str) -> str:
+        peer_id = await store.complete_pairing(code)
+        await store.wait_connected(peer_id)
+        print(f"connected to {peer_id}")
+        return peer_id
+
+    async def pair(code: str | None = None) -> str:
+        """No code: make an offer.  An offer code: accept it.  An answer code: complete."""
+        from volli_nb.core.pairing_code import decode_code
+
+        if code is None:
+            return await offer()
+        if decode_code(code).kind == "offer":
+            return await accept(code)
+        return await complete(code)
+
+    async def send(to: str, text: str) -> Any:
+        return await store.send_message(to, text)
+
+    return {
+        "messagesStore": store,
+        "network_store": store.network_store,
+        "message_queue": store.message_queue,
+        "peers": view("peers_table"),
+        "pending": view("queue_table"),
+        "candidates": view("candidates_table", timed=False),
+        "pair": pair,
+        "offer": offer,
+        "accept": accept,
+        "complete": complete,
+        "send": send,
+        "asyncio": asyncio,
+    }
+
+
+def _ask_new_passphrase(path: Path) -> str:
+    print(f"volli-shell: {path} does not exist; a new profile will be created there.")
+    for _ in range(PASSPHRASE_TRIES):
+        first = getpass.getpass("choose a passphrase: ")
+        if not first:
+            print("volli-shell: an empty passphrase would leave the profile unprotected")
+        elif getpass.getpass("repeat it: ") == first:
+            return first
+        else:
+            print("volli-shell: the two passphrases differ; again")
+    raise UsageError("no passphrase chosen; nothing was created")
+
+
+def open_profile(args: argparse.Namespace) -> tuple[MessagesStore, str, Path | None]:
+    """The store, a description for the banner, and a directory to delete on exit."""
+    config = NetworkConfig(loopback_only=not args.lan)
+    if args.profile is None:
+        tmp = Path(tempfile.mkdtemp(prefix="volli-shell-"))
+        store = MessagesStore.open(
+            tmp / "profile.sqlite",
+            "volli-shell",
+            name=args.name or "shell",
+            kdf=KDF_MIN,
+            config=config,
+        )
+        where = f"throwaway in {tmp} (weak KDF_MIN key, deleted on exit; --profile PATH keeps one)"
+        return store, where, tmp
+    path: Path = args.profile
+
+    def open_with(passphrase: str) -> MessagesStore:
+        return MessagesStore.open(path, passphrase, name=args.name, kdf=KDF_MODERATE, config=config)
+
+    given = os.environ.get(PASSPHRASE_ENV)
+    if given is not None:  # scripted use: no second chance
+        return open_with(given), str(path), None
+    if not path.exists():
+        return open_with(_ask_new_passphrase(path)), f"{path} (new)", None
+    for attempt in range(1, PASSPHRASE_TRIES + 1):
+        try:
+            return open_with(getpass.getpass(f"passphrase for {path}: ")), str(path), None
+        except WrongPassphrase as exc:
+            if attempt == PASSPHRASE_TRIES:
+                raise
+            print(f"volli-shell: {exc}", file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")
+
+
+def _configure(repl: Any) -> None:
+    repl.confirm_exit = False  # Ctrl-D means: close the connections and go
+
+
+async def run(args: argparse.Namespace) -> int:
+    from ptpython.repl import embed
+
+    try:
+        store, where, throwaway = open_profile(args)
+    except (VolliError, EOFError, KeyboardInterrupt) as exc:
+        reason = f"{exc}" if isinstance(exc, VolliError) else "no passphrase given"
+        print(f"volli-shell: {reason}", file=sys.stderr)
+        return 2
+    store.start()
+    ice = "loopback only (127.0.0.1; --lan offers interface addresses)"
+    if args.lan:
+        ice = "interface addresses (--lan)"
+    print(BANNER.format(name=store.name, peer_id=store.peer_id, where=where, ice=ice), flush=True)
+    try:
+        await embed(
+            globals=helpers(store),
+            return_asyncio_coroutine=True,
+            patch_stdout=True,
+            title="volli-shell",
+            configure=_configure,
+        )
+    except EOFError:
+        pass
+    finally:
+        try:
+            await asyncio.wait_for(store.close(), CLOSE_TIMEOUT)
+            print("volli-shell: closed every connection. Bye.", flush=True)
+        except TimeoutError:
+            print(f"volli-shell: closing took over {CLOSE_TIMEOUT:g} s; gave up", file=sys.stderr)
+        if throwaway is not None:
+            shutil.rmtree(throwaway, ignore_errors=True)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="volli-shell",
+        description="A ptpython prompt with a live messagesStore, on the peer's own loop.",
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="PATH",
+        help=f"a profile's SQLite file (asks its passphrase, or reads ${PASSPHRASE_ENV}); "
+        "created if missing.  Without it: a throwaway profile",
+    )
+    p.add_argument("--name", default=None, help="your display name")
+    p.add_argument(
+        "--lan",
+        action="store_true",
+        help="offer interface addresses, not only 127.0.0.1 (to pair with other machines)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(run(parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""What each panel shows, computed from the store's public API: plain rows, no widgets.
+
+Panels render these rows; tests check them without a browser.  ``now`` is
+passed in so countdowns are deterministic under a virtual clock.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+from volli_nb.core.store.message_queue import Status
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: list[str]
+    rows: list[Row]
+    highlight: frozenset[int] = frozenset()  # row indexes shown highlighted
+    title: str = ""
+
+    def to_html(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = []
+        for i, row in enumerate(self.rows):
+            style = ' class="volli-selected" style="font-weight:bold;background:#fff3c4"'
+            cells = "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in self.columns)
+            body.append(f"<tr{style if i in self.highlight else ''}>{cells}</tr>")
+        empty = f'<tr><td colspan="{len(self.columns)}"><i>none</i></td></tr>'
+        title = f"<h4>{html.escape(self.title)}</h4>" if self.title else ""
+        return (
+            f'{title}<table class="volli-table"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body) or empty}</tbody></table>"
+        )
+
+
+def _ago(now: float, then: float | None) -> str:
+    return "—" if then is None else f"{max(0.0, now - then):.1f} s ago"
+
+
+def _link_summary(net: Any, peer_id: str) -> str:
+    """Stall estimate, current ACK wait and how much bundling saved, in one cell."""
+    quality, session = net.link_quality(peer_id), net.session_stats(peer_id)
+    if quality is None or session is None:
+        return "—"
+    return (
+        f"stalls {quality.loss:.0%} · ACK wait {quality.ack_timeout():.0f} s · "
+        f"{session.messages_out} msgs in {session.bundles_out} bundles · {session.acks_in} ACKs"
+    )
+
+
+def peers_table(store: Any, now: float) -> Table:
+    """Peers and their states: the seed's first debug command, as a table."""
+    net = store.network_store
+    endpoint = net.get_sync_endpoint()
+    present = set(store.room_session.online) if store.room_session is not None else set()
+    names = {c.peer_id: c.name for c in store.contacts}
+    rows: list[Row] = []
+    for peer_id, pc in net.peers.items():
+        stats = net.stats(peer_id)
+        pair = net.candidates(peer_id).selected
+        rows.append(
+            {
+                "peer": peer_id,
+                "name": names.get(peer_id) or "",
+                "verified": "yes" if endpoint.get(peer_id, {}).get("verified") else "no",
+                "connection": pc.connectionState,
+                "ice": pc.iceConnectionState,
+                "selected pair": (
+                    f"{pair[0].type} {pair[0].endpoint} ↔ {pair[1].type} {pair[1].endpoint}"
+                    if pair
+                    else "—"
+                ),
+                "rtt": "—" if stats.rtt is None else f"{stats.rtt * 1000:.1f} ms",
+                "link": _link_summary(net, peer_id),
+                "msgs in/out": f"{stats.messages_in}/{stats.messages_out}",
+                "bytes in/out": f"{stats.bytes_in}/{stats.bytes_out}",
+                "last seen": _ago(now, stats.last_seen),
+                "presence": "online" if peer_id in present else "",
+            }
+        )
+    for peer_id in sorted((set(names) | present) - set(net.peers)):
+        rows.append(
+            {
+                "peer": peer_id,
+                "name": names.get(peer_id) or "",
+                "verified": "—",
+                "connection": "offline",
+                "ice": "—",
+                "selected pair": "—",
+                "rtt": "—",
+                "link": "—",
+                "msgs in/out": "—",
+                "bytes in/out": "—",
+                "last seen": "—",
+                "presence": "online" if peer_id in present else "",
+            }
+        )
+    return Table(list(PEER_COLUMNS), rows, title="Peers")
+
+
+PEER_COLUMNS = (
+    "peer",
+    "name",
+    "verified",
+    "connection",
+    "ice",
+    "selected pair",
+    "rtt",
+    "link",
+    "msgs in/out",
+    "bytes in/out",
+    "last seen",
+    "presence",
+)
+CANDIDATE_COLUMNS = (
+    "peer",
+    "side",
+    "foundation",
+    "component",
+    "protocol",
+    "address",
+    "port",
+    "type",
+    "priority",
+    "selected",
+)
+
+
+def candidates_table(store: Any) -> Table:
+    """ICE candidates per peer, the selected pair first and highlighted."""
+    net = store.network_store
+    rows: list[Row] = []
+    highlight: set[int] = set()
+    for peer_id in net.peers:
+        view = net.candidates(peer_id)
+        chosen = (
+            {
+                ("local", view.selected[0].address, view.selected[0].port),
+                ("remote", view.selected[1].address, view.selected[1].port),
+            }
+            if view.selected
+            else set()
+        )
+        entries = [("local", c) for c in view.local] + [("remote", c) for c in view.remote]
+        entries.sort(key=lambda e: (e[0], e[1].address, e[1].port) not in chosen)
+        for side, c in entries:
+            selected = (side, c.address, c.port) in chosen
+            if selected:
+                highlight.add(len(rows))
+            rows.append(
+                {
+                    "peer": peer_id,
+                    "side": side,
+                    "foundation": c.foundation[:12],
+                    "component": c.component,
+                    "protocol": c.protocol,
+                    "address": c.address,
+                    "port": c.port,
+                    "type": c.type,
+                    "priority": c.priority,
+                    "selected": "✔" if selected else "",
+                }
+            )
+    return Table(list(CANDIDATE_COLUMNS), rows, frozenset(highlight), title="ICE candidates")
+
+
+QUEUE_COLUMNS = (
+    "id",
+    "message",
+    "recipient",
+    "conversation",
+    "status",
+    "attempts",
+    "next retry",
+    "last error",
+)
+
+
+def queue_table(store: Any, now: float) -> Table:
+    """``get_pending()`` as console.table would show it, with a live countdown."""
+    rows: list[Row] = []
+    for q in store.message_queue.get_pending():
+        if q.status == Status.STUCK:
+            countdown = "stuck: retry by hand"
+        elif q.next_attempt_at is None:
+            countdown = "—"
+        else:
+            countdown = f"in {max(0.0, q.next_attempt_at - now):.1f} s"
+        rows.append(
+            {
+                "id": q.id,
+                "message": q.message_id.hex()[:8],
+                "recipient": q.recipient,
+                "conversation": q.conversation_id,
+                "status": str(q.status),
+                "attempts": q.attempts,
+                "next retry": countdown,
+                "last error": q.last_error or "",
+            }
+        )
+    return Table(list(QUEUE_COLUMNS), rows, title="Pending queue")
+
+
+MARKS = {"delivered": "✓", "pending": "…", "stuck": "!", "received": "", "mixed": "…"}
+
+
+def chat_lines(store: Any, conversation: str) -> list[str]:
+    lines = []
+    for m in store.history(conversation):
+        who = "me" if m.direction == "out" else m.sender[:8]
+        mark = MARKS.get(m.status, m.status)
+        lines.append(f"{who}: {m.text[:500]} {mark}".rstrip())
+    return lines
+
+
+EVENT_COLUMNS = ("time", "category", "peer", "message")
+
+
+def events_table(
+    log: Any, *, category: str | None = None, text: str = "", limit: int = 200
+) -> Table:
+    entries = log.entries(category=category or None, text=text)[-limit:]
+    rows = [
+        {
+            "time": f"{e.time:.3f}",
+            "category": e.category,
+            "peer": e.peer_id or "",
+            "message": e.message,
+        }
+        for e in reversed(entries)
+    ]
+    return Table(list(EVENT_COLUMNS), rows, title="Event log")
