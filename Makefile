@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint bench clean soak-tests
+.PHONY: demo test test-py313 lint bench clean soak-tests
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,15 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/volli-nb netns --if-root -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## The newest Python too: the pure core, the signaling load test and real pairing, on 3.13.
+PY313 ?= python3.13
+test-py313:
+	$(MAKE) VENV=.venv313 PYTHON=$(PY313) .venv313/.installed
+	.venv313/bin/volli-nb netns --if-root -- .venv313/bin/python -m pytest $(PYTEST_ARGS) \
+	  -m "not network" --ignore=tests/test_binder.py
+	.venv313/bin/volli-nb netns --if-root -- .venv313/bin/python -m pytest $(PYTEST_ARGS) \
+	  tests/test_signal_load.py tests/test_two_process.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check volli_nb tests
 	$(BIN)/ruff format --check volli_nb tests
@@ -31,7 +40,7 @@ bench: $(STAMP)
 	$(BIN)/volli-nb bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv313 .pytest_cache .mypy_cache .ruff_cache
 
 ## Not in CI: the suite N times (some runs beside a CPU hog, one shuffled), failures per test.
 N ?= 5

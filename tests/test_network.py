@@ -92,12 +92,17 @@ def test_ten_megabyte_message_arrives_intact(tmp_path: Path) -> None:
 
 
 def test_disconnect_is_bounded_and_leaves_no_tasks(tmp_path: Path) -> None:
+    """``disconnect()`` returns within the configured ``close_timeout`` (each
+    ``pc.close()`` is bounded by it, and links close concurrently), plus half a second for
+    the goodbye frame and task cancellation on a loaded machine."""
+
     async def main() -> None:
         alice, bob = await two_stores(tmp_path)
         before = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+        bound = alice.network_store.config.close_timeout + 0.5
         start = time.monotonic()
         await alice.network_store.disconnect()
-        assert time.monotonic() - start <= 2.5
+        assert time.monotonic() - start <= bound
         assert alice.network_store.peers == {}
         await asyncio.sleep(0.05)
         link_tasks = [

@@ -96,6 +96,14 @@ def test_receiver_killed_mid_burst_loses_and_duplicates_nothing(tmp_path: Path) 
 
 
 def test_peer_killed_with_sigkill_is_offline_within_heartbeat_bound(tmp_path: Path) -> None:
+    """A SIGKILLed peer is noticed within the configured bound, not aiortc's ~30 s.
+
+    The margin comes from the configuration: the link is declared dead once nothing
+    arrived from the peer for its silence limit (``dead_after`` on a quiet link), and the
+    check runs once per heartbeat interval, so detection takes at most limit + interval
+    (3 s at the defaults: the documented bound).  One more interval covers the kill
+    signal's delivery and event-loop scheduling on a loaded machine."""
+
     async def main() -> None:
         alice = open_store(tmp_path, "alice")
         bob = await PeerProcess(str(tmp_path / "bob.sqlite"), "bob").start()
@@ -109,13 +117,17 @@ def test_peer_killed_with_sigkill_is_offline_within_heartbeat_bound(tmp_path: Pa
                     and offline.set_result(time.monotonic())
                 )
             )
+            config = alice.network_store.config
+            assert config.dead_after + config.heartbeat_interval <= 3.0  # the documented bound
+            quality = alice.network_store.link_quality(bob.peer_id)
+            assert quality is not None
+            limit = quality.silence_limit(config.dead_after)
+            assert limit == config.dead_after  # a quiet loopback link: nothing stretched it
             killed = time.monotonic()
             await bob.kill()
             seen = await asyncio.wait_for(offline, 20) - killed
-            config = alice.network_store.config
-            assert config.dead_after + config.heartbeat_interval <= 3.0  # the documented bound
-            # aiortc alone needs ~30 s; ours must notice within 3 s (plus scheduling slack).
-            assert seen <= 3.5, f"dead peer noticed after {seen:.2f} s"
+            bound = limit + 2 * config.heartbeat_interval
+            assert seen <= bound, f"dead peer noticed after {seen:.2f} s (bound {bound:.2f} s)"
         finally:
             await alice.close()
 
