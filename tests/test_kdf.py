@@ -118,9 +118,3 @@ def test_root_kdf_splits_hkdf_output() -> None:
     rk, dh = bytes(range(32)), bytes(range(32, 64))
     out = kdf.hkdf(dh, salt=rk, info=b"volli-ratchet-root-v1", length=64)
     assert kdf.kdf_rk(rk, dh) == (out[:32], out[32:])
-
-
-def test_message_key_material_is_a_key_and_a_nonce() -> None:
-    key, nonce = kdf.message_key_material(bytes(32))
-    assert (len(key), len(nonce)) == (32, 24)
-    assert kdf.message_key_material(bytes(31) + b"\x01") != (key, nonce)

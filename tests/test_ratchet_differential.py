@@ -4,12 +4,11 @@ The oracle is configured with exactly our parameters, through its own independen
 paths: its HKDF root chain (``cryptography``'s HKDF, info ``volli-ratchet-root-v1``), its
 "separate HMACs" chain KDF with constant ``02 01`` (next chain key = HMAC(ck, 0x02),
 message key = HMAC(ck, 0x01)), its X25519 DH ratchet (``cryptography``), fed the same
-private keys our ``random`` yields, an AEAD with our message-key derivation
-(``cryptography``'s HKDF to key and nonce, then XChaCha20-Poly1305), and our
-``CONCAT(AD, header)`` encoding written out again here.  Each conversation runs on
-both implementations in lock step: every header and ciphertext must be byte-identical,
-every plaintext equal, and after each step the whole state (root, chain keys, counters,
-ratchet keys, skipped keys in order) must match.
+private keys our ``random`` yields, XChaCha20-Poly1305 called directly with the message
+key and a zero nonce, and our ``CONCAT(AD, header)`` encoding written out again here.
+Each conversation runs on both implementations in lock step: every header and
+ciphertext must be byte-identical, every plaintext equal, and after each step the whole
+state (root, chain keys, counters, ratchet keys, skipped keys in order) must match.
 
 Matched exactly: the KDF chains, the DH ratchet, initialisation (``encrypt_initial_message``
 is our initiator, ``decrypt_initial_message`` our responder's pre-applied DH step),
@@ -32,8 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import nacl.bindings
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from doubleratchet import DoubleRatchet, EncryptedMessage
 from doubleratchet import Header as OracleHeader
 from doubleratchet.recommended import (
@@ -89,25 +86,18 @@ class ChainKDF(kdf_separate_hmacs.KDF):
 
 
 class XChaChaAEAD:
-    """Our ENCRYPT(mk, plaintext, ad), from the oracle's side of the dependencies."""
+    """Our ENCRYPT(mk, plaintext, ad): XChaCha20-Poly1305, key mk, fixed zero nonce."""
 
     @staticmethod
-    def _material(key: bytes) -> tuple[bytes, bytes]:
-        out = HKDF(hashes.SHA256(), 56, bytes(32), b"volli-ratchet-msg-v1").derive(key)
-        return out[:32], out[32:]
-
-    @classmethod
-    async def encrypt(cls, plaintext: bytes, key: bytes, associated_data: bytes) -> bytes:
-        k, nonce = cls._material(key)
+    async def encrypt(plaintext: bytes, key: bytes, associated_data: bytes) -> bytes:
         return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            plaintext, associated_data, nonce, k
+            plaintext, associated_data, bytes(24), key
         )
 
-    @classmethod
-    async def decrypt(cls, ciphertext: bytes, key: bytes, associated_data: bytes) -> bytes:
-        k, nonce = cls._material(key)
+    @staticmethod
+    async def decrypt(ciphertext: bytes, key: bytes, associated_data: bytes) -> bytes:
         return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            ciphertext, associated_data, nonce, k
+            ciphertext, associated_data, bytes(24), key
         )
 
 

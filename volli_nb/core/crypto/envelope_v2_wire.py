@@ -30,6 +30,7 @@ A device id is the peer id's 10 raw bytes (its 16 base32 characters on screen).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ def device_id_bytes(device_id: str) -> bytes:
         raise UsageError(f"a device id is a 16-character peer id, not {device_id!r}") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def device_id_text(raw: bytes) -> str:
     return base64.b32encode(raw).decode("ascii").lower()
 

@@ -8,9 +8,10 @@ own info strings so no output can be confused with another protocol's:
   key material and info ``volli-ratchet-root-v1``; 64 bytes = new root key, chain key.
 - ``kdf_ck(ck)``: HMAC-SHA256 keyed by ``ck`` over the single byte 0x01 (message
   key) and 0x02 (next chain key).
-- ``message_key_material(mk)``: HKDF-SHA256 with a zero salt and info
-  ``volli-ratchet-msg-v1``; 56 bytes = XChaCha20-Poly1305 key and nonce, so each
-  message key is used for exactly one AEAD call and no nonce travels.
+
+Each message key is the XChaCha20-Poly1305 key of exactly one message, with a fixed
+zero nonce (the spec's first option for ENCRYPT's nonce), so no nonce travels and no
+further derivation is spent per message.
 
 ``hmac.digest`` is the one-shot C path: a ratchet step costs a few microseconds.
 """
@@ -23,7 +24,6 @@ import hmac
 from volli_nb.base.errors import UsageError
 
 ROOT_INFO = b"volli-ratchet-root-v1"
-MESSAGE_INFO = b"volli-ratchet-msg-v1"
 MESSAGE_KEY_INPUT = b"\x01"
 CHAIN_KEY_INPUT = b"\x02"
 KEY_BYTES = 32
@@ -67,17 +67,10 @@ def kdf_ck(chain_key: bytes) -> tuple[bytes, bytes]:
     )
 
 
-def message_key_material(message_key: bytes) -> tuple[bytes, bytes]:
-    """The AEAD key and nonce one message key stands for: ``(key 32, nonce 24)``."""
-    out = hkdf(message_key, salt=bytes(32), info=MESSAGE_INFO, length=56)
-    return out[:32], out[32:]
-
-
 __all__ = [
     "hkdf",
     "hkdf_expand",
     "hkdf_extract",
     "kdf_ck",
     "kdf_rk",
-    "message_key_material",
 ]

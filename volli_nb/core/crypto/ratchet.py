@@ -10,10 +10,11 @@ be stored before deleting its key".  A failed decrypt raises and leaves nothing 
 
 The algorithm is the spec's, step for step (``RatchetEncrypt``, ``RatchetDecrypt``,
 ``TrySkippedMessageKeys``, ``SkipMessageKeys``, ``DHRatchet``), on X25519 (libsodium)
-and the KDFs of :mod:`volli_nb.core.crypto.kdf`.  ENCRYPT is XChaCha20-Poly1305 under a
-key and nonce derived from the message key, with ``CONCAT(AD, header)`` as associated
-data: ``state.ad`` (the 32-byte session id from the handshake) + the encoded header +
-the caller's own associated data (envelope v2 passes its header and ciphertext digest).
+and the KDFs of :mod:`volli_nb.core.crypto.kdf`.  ENCRYPT is XChaCha20-Poly1305 with
+the message key as key and a fixed all-zero nonce (the spec's first option: each message
+key encrypts exactly once).  Its associated data is ``CONCAT(AD, header)``: ``state.ad``
+(the 32-byte session id from the handshake), the encoded header, then the caller's own
+associated data (envelope v2 passes its header and ciphertext digest).
 
 Choices the spec leaves open:
 
@@ -49,7 +50,7 @@ from volli_nb.base.errors import (
     UsageError,
 )
 from volli_nb.core.crypto.identity import x25519
-from volli_nb.core.crypto.kdf import kdf_ck, kdf_rk, message_key_material
+from volli_nb.core.crypto.kdf import kdf_ck, kdf_rk
 from volli_nb.core.crypto.primitives import aead_decrypt, aead_encrypt, x25519_public
 from volli_nb.core.crypto.wire import Reader, as_bytes, uvarint
 
@@ -59,6 +60,7 @@ SkippedKeys = Mapping[tuple[bytes, int], tuple[bytes, int]]  # (dh, n) -> (mk, s
 KEY_BYTES = 32
 HISTORY = 4  # previous receiving ratchet keys remembered to name duplicates
 MAX_CHAIN = 2**32 - 1  # n and pn in a header
+MESSAGE_NONCE = bytes(24)  # each message key encrypts exactly once (spec section 5.2)
 _EMPTY: SkippedKeys = MappingProxyType({})
 
 
@@ -183,25 +185,39 @@ def _dh_ratchet(state: RatchetState, dh: bytes, random: Random) -> RatchetState:
 
 
 def _seal(message_key: bytes, plaintext: bytes, ad: bytes) -> bytes:
-    key, nonce = message_key_material(message_key)
-    return aead_encrypt(key, nonce, plaintext, ad)
+    return aead_encrypt(message_key, MESSAGE_NONCE, plaintext, ad)
 
 
 def _open(message_key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
-    key, nonce = message_key_material(message_key)
-    return aead_decrypt(key, nonce, ciphertext, ad)
+    return aead_decrypt(message_key, MESSAGE_NONCE, ciphertext, ad)
 
 
 def encrypt(
     state: RatchetState, plaintext: bytes, ad: bytes = b""
 ) -> tuple[RatchetState, Header, bytes]:
     """RatchetEncrypt: ``(new state, header, ciphertext)``; ``state`` is unchanged."""
-    if state.cks is None:
+    s = state
+    if s.cks is None:
         raise UsageError("this ratchet state has no sending chain (not from init_*)")
-    cks, message_key = kdf_ck(state.cks)
-    header = Header(state.dhs_public, state.pn, state.ns)
-    ciphertext = _seal(message_key, plaintext, state.ad + header.encode() + ad)
-    return replace(state, cks=cks, ns=state.ns + 1), header, ciphertext
+    cks, message_key = kdf_ck(s.cks)
+    header = Header(s.dhs_public, s.pn, s.ns)
+    ciphertext = _seal(message_key, plaintext, s.ad + header.encode() + ad)
+    # Positional construction: dataclasses.replace costs more than the AEAD here.
+    new = RatchetState(
+        s.ad,
+        s.root_key,
+        s.dhs_secret,
+        s.dhs_public,
+        s.dhr,
+        cks,
+        s.ckr,
+        s.ns + 1,
+        s.nr,
+        s.pn,
+        s.skipped,
+        s.previous_dhr,
+    )
+    return new, header, ciphertext
 
 
 def _expire(skipped: SkippedKeys, now_ms: int, ttl_ms: int) -> SkippedKeys:
@@ -295,8 +311,22 @@ def decrypt(
     assert ckr is not None  # a receiving chain exists after the checks above
     ckr, message_key = kdf_ck(ckr)
     plaintext = _open(message_key, ciphertext, full_ad)
-    merged = _merge(skipped, found, now_ms, limits)
-    return replace(work, ckr=ckr, nr=nr + 1, skipped=merged), plaintext
+    w = work
+    new = RatchetState(
+        w.ad,
+        w.root_key,
+        w.dhs_secret,
+        w.dhs_public,
+        w.dhr,
+        w.cks,
+        ckr,
+        w.ns,
+        nr + 1,
+        w.pn,
+        _merge(skipped, found, now_ms, limits),
+        w.previous_dhr,
+    )
+    return new, plaintext
 
 
 __all__ = [

@@ -74,6 +74,13 @@ class Reader:
 
     def uvarint(self, field: str, low: int = 0, high: int = MAX_SAFE_INT) -> int:
         """A minimal LEB128 varint within ``[low, high]``."""
+        data, pos = self._data, self._pos
+        if pos < len(data) and data[pos] < 0x80:  # one byte: most counters and lengths
+            value = data[pos]
+            if not low <= value <= high:
+                raise self.fail(f"{field} {value} is outside {low}..{high}")
+            self._pos = pos + 1
+            return value
         value = shift = 0
         for count in range(_MAX_VARINT_BYTES):
             byte = self.byte(field)
