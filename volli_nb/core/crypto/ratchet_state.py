@@ -12,7 +12,8 @@ Layout, version 1 (integers are minimal varints, see :mod:`volli_nb.core.crypto.
     | count (0..HISTORY) + previous DHr 32 each
     | count (0..MAX_STORED_SKIPPED) + (dh 32, n, mk 32, stored_ms) each, oldest first
 
-A fresh state is 140 bytes.  Decoding is strict: the public key must be the secret's,
+An initiator's first state is 199 bytes, a responder's 231; each skipped key adds
+about 72.  Decoding is strict: the public key must be the secret's,
 no skipped key may appear twice, nothing may follow.  Sealed: ``u8 version=1 | nonce
 24 | XChaCha20-Poly1305(key, nonce, layout, ad="volli-ratchet-state-v1" | context)``;
 ``context`` names where the bytes live (table, row, schema version), so a state
