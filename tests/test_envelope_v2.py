@@ -507,6 +507,11 @@ HOSTILE: list[tuple[str, Callable[[bytes], bytes], type[VolliError]]] = [
         lambda d: edit(recipients(lambda w: w.update({DAVE.peer_id: w[CAROL.peer_id]}))),
         BadSignature,
     ),
+    (
+        "recipient device id edited",
+        lambda d: edit(recipients(lambda w: w.update({EVE.peer_id: w.pop(BOB.peer_id)}))),
+        BadSignature,
+    ),
     ("ratchet header n edited", lambda d: edit(header_of(BOB, n=5)), BadSignature),
     ("ratchet key edited", lambda d: edit(header_of(BOB, dh=OTHER_KEY)), BadSignature),
     (
@@ -662,6 +667,20 @@ HOSTILE: list[tuple[str, Callable[[bytes], bytes], type[VolliError]]] = [
         lambda d: edit(lambda e: field(ciphertext=e.ciphertext[:64])(e)),
         MalformedEnvelope,
     ),
+    (
+        "timestamp beyond 2**53-1",
+        raw_envelope(lambda e: e[: COUNTER_AT + 1] + uvarint(2**53) + e[COUNTER_AT + 7 :]),
+        MalformedEnvelope,
+    ),
+    (
+        "truncated encryptedKey",
+        lambda d: edit(
+            lambda e: wrap_of(BOB, encrypted_key=e.recipients[BOB.peer_id].encrypted_key[:-1])(e)
+        ),
+        MalformedEnvelope,
+    ),
+    ("empty ciphertext", lambda d: edit(field(ciphertext=b"")), MalformedEnvelope),
+    ("more than 512 envelopes", lambda d: b"\x02" + uvarint(513) + d[2:], MalformedEnvelope),
     ("oversized", lambda d: b"\x02" + b"\x00" * wire.MAX_BUNDLE_BYTES, OversizedInput),
 ]
 

@@ -291,3 +291,16 @@ def test_repr_shows_no_keys() -> None:
     text = repr(a)
     assert a.root_key.hex() not in text and a.dhs_secret.hex()[:8] not in text
     assert "ns=0" in text
+
+
+def test_to_dict_shows_chains_advance_without_keys() -> None:
+    a, b = fresh()
+    before = a.to_dict()
+    a, msg = send(a, b"x")
+    after = a.to_dict()
+    assert before["sending_chain"] != after["sending_chain"] and after["ns"] == 1
+    assert before["root_key"] == after["root_key"]
+    b, _ = recv(b, msg)
+    shown = repr(b.to_dict()) + repr(a.to_dict())
+    for secret in (a.root_key, a.dhs_secret, a.cks, b.ckr, b.root_key):
+        assert secret is not None and secret.hex() not in shown

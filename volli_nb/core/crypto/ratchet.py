@@ -36,6 +36,7 @@ Choices the spec leaves open:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -131,11 +132,33 @@ class RatchetState:
     skipped: SkippedKeys = field(default_factory=lambda: _EMPTY)
     previous_dhr: tuple[bytes, ...] = ()
 
+    def to_dict(self) -> dict[str, object]:
+        """For notebooks: counters, public keys, and 4-byte fingerprints of the secret keys
+        (a one-way hash: enough to watch a chain key advance, nothing to attack)."""
+        return {
+            "session": self.ad[:8].hex(),
+            "root_key": _fingerprint(self.root_key),
+            "ratchet_key": self.dhs_public.hex(),
+            "peer_ratchet_key": None if self.dhr is None else self.dhr.hex(),
+            "sending_chain": _fingerprint(self.cks),
+            "ns": self.ns,
+            "pn": self.pn,
+            "receiving_chain": _fingerprint(self.ckr),
+            "nr": self.nr,
+            "skipped": [f"{dh[:4].hex()}#{n}" for dh, n in self.skipped],
+        }
+
     def __repr__(self) -> str:  # never print keys
         return (
             f"RatchetState(session={self.ad[:8].hex()}, ns={self.ns}, nr={self.nr}, "
             f"pn={self.pn}, skipped={len(self.skipped)})"
         )
+
+
+def _fingerprint(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    return hashlib.blake2b(key, digest_size=4, person=b"volli-key-fp").hexdigest()
 
 
 def generate_dh(random: Random) -> tuple[bytes, bytes]:
