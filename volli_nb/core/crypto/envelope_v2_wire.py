@@ -65,6 +65,7 @@ def blake(data: bytes, person: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=32, person=person).digest()
 
 
+@functools.lru_cache(maxsize=4096)
 def device_id_bytes(device_id: str) -> bytes:
     """The 10 raw bytes of a 16-character peer id; anything else is a UsageError."""
     if not isinstance(device_id, str) or len(device_id) != 16 or device_id != device_id.lower():
