@@ -107,3 +107,27 @@ class StorageError(VolliError):
 
 class TransportClosed(VolliError):
     """The data channel or peer connection is closed; the message stays queued."""
+
+
+# --- sessions: handshake, Double Ratchet, envelope v2 ------------------------
+# (appended for core/crypto/handshake.py, ratchet.py and envelope_v2.py)
+
+
+class MalformedHandshake(PeerError):
+    """A session handshake hello does not parse strictly (layout, sizes, version)."""
+
+
+class MalformedRatchetHeader(MalformedEnvelope):
+    """A Double Ratchet header inside an envelope does not parse strictly."""
+
+
+class TooManySkipped(PeerError):
+    """A ratchet header asks to skip more message keys than the bound allows."""
+
+
+class MessageKeyUnavailable(ReplayError):
+    """No key is held for this message: a duplicate, or its skipped key expired or was evicted."""
+
+
+class SessionStateCorrupt(StorageError):
+    """A sealed ratchet state does not open (wrong key, edited bytes) or does not decode."""
