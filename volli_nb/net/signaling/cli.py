@@ -32,6 +32,13 @@ def parser() -> argparse.ArgumentParser:
         default=Limits.presence_ttl,
         help="seconds after which a silent process's clients leave their rooms",
     )
+    for flag, default in (
+        ("--max-room-size", Limits.max_room_size),
+        ("--max-rooms-per-peer", Limits.max_rooms_per_peer),
+        ("--max-queued-bytes-per-sender", Limits.max_queued_bytes_per_sender),
+        ("--max-queued-bytes", Limits.max_queued_bytes),
+    ):
+        p.add_argument(flag, type=int, default=default, help=f"default {default}")
     p.add_argument("--certfile", help="PEM certificate chain: serve wss:// instead of ws://")
     p.add_argument("--keyfile", help="PEM private key of --certfile")
     p.add_argument("--turn-secret", help=f"coturn's static-auth-secret (or ${TURN_SECRET_ENV})")
@@ -60,7 +67,13 @@ def tls_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | N
 
 
 def build(args: argparse.Namespace) -> SignalingServer:
-    limits = Limits(presence_ttl=args.presence_ttl)
+    limits = Limits(
+        presence_ttl=args.presence_ttl,
+        max_room_size=args.max_room_size,
+        max_rooms_per_peer=args.max_rooms_per_peer,
+        max_queued_bytes_per_sender=args.max_queued_bytes_per_sender,
+        max_queued_bytes=args.max_queued_bytes,
+    )
     backend: SignalingBackend = MemoryBackend(limits=limits)
     if args.redis:
         from volli_nb.net.signaling.redis_backend import RedisBackend

@@ -36,6 +36,7 @@ class Connection:
     joining: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     turn_timer: asyncio.TimerHandle | None = None
     closing: bool = False
+    restoring: bool = False  # being registered again after the engine came back
     _outbox: asyncio.Queue[str | tuple[int, str]] = field(default_factory=asyncio.Queue)
     _writer: asyncio.Task[None] | None = None
 

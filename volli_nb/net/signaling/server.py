@@ -188,6 +188,15 @@ class SignalingServer:
                 return  # gone again; the next recovery starts over
 
     async def _restore(self, client: Connection) -> None:
+        if client.restoring or client.closing:
+            return
+        client.restoring = True
+        try:
+            await self._register_again(client)
+        finally:
+            client.restoring = False
+
+    async def _register_again(self, client: Connection) -> None:
         self.stats.reregistered += 1
         if not await self.backend.claim(client.peer_id, client.conn, client.identity, reclaim=True):
             self._replaced(client)  # a newer connection registered meanwhile
@@ -196,6 +205,9 @@ class SignalingServer:
             del client.rooms[room]
             try:
                 joined = await self._join(client, room)
+            except BackplaneUnavailable:
+                client.rooms[room] = 0  # try again at the next recovery
+                raise
             except SignalingError as exc:
                 client.push(error_frame(exc.code, f"lost room {room!r}: {exc}", room=room))
                 continue
