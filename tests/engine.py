@@ -1,92 +1,33 @@
-"""A real Redis (or Valkey) engine and real ``volli-signal`` processes for signaling tests.
-
-The engine listens on 127.0.0.1 on a random port with no persistence, so a
-restart loses everything, as the backplane's recovery must expect.
-"""
+"""A real Redis (or Valkey) engine and real ``volli-signal`` processes for signaling tests."""
 
 from __future__ import annotations
 
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import require
 
+from volli_nb.lab.redis_engine import Engine, engine_binary
 
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["Engine", "engine", "require_engine", "signal_processes"]
 
 
-def engine_binary() -> str:
-    found = shutil.which("valkey-server") or shutil.which("redis-server")
-    require(found is not None, "redis-server is not installed (apt-get install redis-server)")
-    assert found is not None
-    return found
-
-
-@dataclass
-class Engine:
-    workdir: Path
-    port: int = field(default_factory=free_tcp_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> Engine:
-        self.proc = subprocess.Popen(
-            [
-                *(engine_binary(), "--bind", "127.0.0.1", "--port", str(self.port)),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
-                *("--logfile", str(self.workdir / f"engine-{self.port}.log")),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not self.ping():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the engine did not start: {self.log()[-2000:]}")
-            time.sleep(0.02)
-        return self
-
-    def ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        """Stop the engine abruptly (SIGKILL): its state is gone, as after a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def log(self) -> str:
-        path = self.workdir / f"engine-{self.port}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+def require_engine() -> None:
+    """Fail under CI, skip elsewhere, when no engine is installed."""
+    require(engine_binary() is not None, "no redis-server (apt-get install redis-server)")
 
 
 @contextmanager
 def engine(workdir: Path) -> Iterator[Engine]:
-    running = Engine(workdir).start()
-    try:
+    require_engine()
+    with Engine(workdir) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @dataclass

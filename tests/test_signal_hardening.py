@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine import Engine, engine_binary
+from engine import Engine, require_engine
 from test_network import arun
 from test_signaling import Recorder, raw_register, until
 
@@ -36,7 +36,7 @@ def kind(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "memory":
         yield None
         return
-    engine_binary()  # fails under CI, skips elsewhere, when no engine is installed
+    require_engine()
     running = Engine(tmp_path).start()
     yield running
     running.stop()
