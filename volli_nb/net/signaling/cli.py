@@ -116,3 +116,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

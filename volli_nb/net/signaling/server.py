@@ -382,11 +382,7 @@ async def _send_now(client: Connection, frame: dict[str, Any]) -> None:
         await client.ws.send(encode(frame))
 
 
-def main(argv: list[str] | None = None) -> None:
-    from volli_nb.net.signaling.cli import main as cli_main
+if __name__ == "__main__":  # `python -m volli_nb.net.signaling.server` still starts one
+    import runpy
 
-    cli_main(argv)
-
-
-if __name__ == "__main__":
-    main()
+    runpy.run_module("volli_nb.net.signaling.cli", run_name="__main__")
