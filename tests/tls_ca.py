@@ -1,4 +1,6 @@
-"""A certificate authority made by the test, and a server certificate it signs."""
+"""A certificate authority made by the test, and a server certificate it signs.
+
+The extensions are those a strict verifier (Python 3.13's default context) requires."""
 
 from __future__ import annotations
 
@@ -36,6 +38,21 @@ def make_pki(directory: Path, *, ips: tuple[str, ...] = ("127.0.0.1",)) -> Pki:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -49,6 +66,11 @@ def make_pki(directory: Path, *, ips: tuple[str, ...] = ("127.0.0.1",)) -> Pki:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(  # Python 3.13 verifies strictly (VERIFY_X509_STRICT): it needs these
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM

@@ -105,8 +105,13 @@ class SignalingClient:
         return self
 
     async def _open(self) -> None:
-        ws = await connect(
-            self.url, max_size=1024 * 1024, ping_interval=5, ping_timeout=10, ssl=self.tls
+        ws = await connect(  # no compression: see server.COMPRESSION
+            self.url,
+            max_size=1024 * 1024,
+            ping_interval=5,
+            ping_timeout=10,
+            ssl=self.tls,
+            compression=None,
         )
         challenge = json.loads(await ws.recv())
         if challenge.get("type") != "challenge":
