@@ -235,3 +235,31 @@ def test_attack_signals_do_not_scan_every_room() -> None:
             await bob.close()
 
     arun(main)
+
+
+def test_attack_a_client_that_never_reads_is_dropped_not_buffered() -> None:
+    """Before: every frame for a client that stopped reading waited in the server's
+    memory (one pending send per frame), without bound.  Now its outbox holds at most
+    ``max_outbox`` frames and then the connection is dropped."""
+
+    async def main() -> None:
+        async with SignalingServer(
+            port=0, max_outbox=16, rate=1000, burst=1000, ping_interval=None
+        ) as server:  # no keepalive: the outbox bound, not the ping timeout, must act
+            victim = Identity.generate()
+            ws, _ = await raw_register(server.url, victim)  # and never reads again
+            await ws.send(json.dumps({"type": "join", "room": "lab"}))
+            senders = [await connected(server.url, "lab") for _ in range(3)]
+            blob = {"kind": "offer", "sdp": "q" * 40_000}
+            for _round in range(400):  # up to ~48 MiB: far more than socket buffers hold
+                for client, _ in senders:
+                    await client.signal(victim.peer_id, blob)
+                if server.stats.too_slow:
+                    break
+            await until(lambda: server.stats.too_slow == 1)
+            assert victim.peer_id not in server.online()
+            for client, _ in senders:
+                await client.close()
+            ws.transport.abort()  # it never reads, so it would not finish a close handshake
+
+    arun(main)

@@ -3,7 +3,7 @@
 Every frame to a client (replies, presence, signals) goes through one queue
 and one writer task, so the order the server decides is the order the
 client reads, and a client that stops reading is closed once its outbox
-holds ``MAX_OUTBOX`` frames instead of growing the server's memory.
+holds ``max_outbox`` frames instead of growing the server's memory.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class Connection:
     ws: ServerConnection
     tokens: float
     refilled: float
+    max_outbox: int = MAX_OUTBOX
     conn: str = field(default_factory=lambda: os.urandom(12).hex())
     peer_id: str = ""
     identity: dict[str, Any] = field(default_factory=dict)
@@ -36,6 +37,7 @@ class Connection:
     joining: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     turn_timer: asyncio.TimerHandle | None = None
     closing: bool = False
+    close_code: int | None = None  # why the server closed it, if it did
     restoring: bool = False  # being registered again after the engine came back
     _outbox: asyncio.Queue[str | tuple[int, str]] = field(default_factory=asyncio.Queue)
     _writer: asyncio.Task[None] | None = None
@@ -46,8 +48,8 @@ class Connection:
     def push(self, frame: dict[str, Any]) -> None:
         if self.closing:
             return
-        if self._outbox.qsize() >= MAX_OUTBOX:
-            self.close_after(CLOSE_TOO_SLOW, "not reading its frames")
+        if self._outbox.qsize() >= self.max_outbox:
+            self.abort(CLOSE_TOO_SLOW)
             return
         self._outbox.put_nowait(encode(frame))
 
@@ -57,8 +59,16 @@ class Connection:
             return
         if frame is not None:
             self._outbox.put_nowait(encode(frame))
-        self.closing = True
+        self.closing, self.close_code = True, code
         self._outbox.put_nowait((code, reason))
+
+    def abort(self, code: int) -> None:
+        """Drop the socket now: a client that does not read would never read a close frame
+        either, and what waits for it is freed at once."""
+        self.closing, self.close_code = True, code
+        if self._writer is not None:
+            self._writer.cancel()
+        self.ws.transport.abort()
 
     def kick_replaced(self) -> None:
         self.close_after(

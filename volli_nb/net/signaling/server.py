@@ -37,7 +37,12 @@ from websockets.exceptions import ConnectionClosed
 
 from volli_nb.base.errors import VolliError
 from volli_nb.net.signaling.backend import BackplaneUnavailable, Joined, SignalingBackend
-from volli_nb.net.signaling.connection import CLOSE_REFUSED, Connection
+from volli_nb.net.signaling.connection import (
+    CLOSE_REFUSED,
+    CLOSE_TOO_SLOW,
+    MAX_OUTBOX,
+    Connection,
+)
 from volli_nb.net.signaling.memory import MemoryBackend
 from volli_nb.net.signaling.turn import TurnIssuer
 from volli_nb.net.signaling.wire import (
@@ -68,6 +73,7 @@ class ServerStats:
     errors: int = 0
     replaced: int = 0
     reregistered: int = 0
+    too_slow: int = 0  # closed because their outbox was full
 
 
 class SignalingServer:
@@ -86,13 +92,14 @@ class SignalingServer:
         ping_timeout: float = 10.0,
         heartbeat: float | None = None,
         wall_clock: Callable[[], float] = time.time,
+        max_outbox: int = MAX_OUTBOX,
     ) -> None:
         self.host, self.port = host, port
         self.backend = backend or MemoryBackend()
         self.ssl_context, self.turn, self.wall_clock = ssl_context, turn, wall_clock
         self.server_id = os.urandom(8).hex()
         self.register_timeout = register_timeout
-        self.rate, self.burst = rate, burst
+        self.rate, self.burst, self.max_outbox = rate, burst, max_outbox
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         # Presence deadlines are refreshed three times per TTL: one late beat is no loss.
         self.heartbeat = heartbeat or self.backend.limits.presence_ttl / 3
@@ -229,7 +236,7 @@ class SignalingServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.stats.connections += 1
-        client = Connection(ws, tokens=self.burst, refilled=time.monotonic())
+        client = Connection(ws, self.burst, time.monotonic(), self.max_outbox)
         try:
             if not await self._register(client):
                 return
@@ -365,6 +372,7 @@ class SignalingServer:
 
     async def _disconnect(self, client: Connection) -> None:
         await client.stop()
+        self.stats.too_slow += client.close_code == CLOSE_TOO_SLOW
         if not client.peer_id or self._conns.pop(client.conn, None) is None:
             return  # never registered, or replaced by a newer connection
         if self._clients.get(client.peer_id) is client:
