@@ -35,8 +35,15 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
 
 @contextmanager
 def coturn(
-    tmp: Path, host: str = "127.0.0.1", *, netns: str | None = None, relay_ports: int = 100
+    tmp: Path,
+    host: str = "127.0.0.1",
+    *,
+    netns: str | None = None,
+    relay_ports: int = 100,
+    auth_secret: str | None = None,
 ) -> Iterator[Turn]:
+    """``auth_secret``: coturn's ``use-auth-secret`` (time-limited credentials) instead of
+    the fixed USER/PASSWORD."""
     require(
         shutil.which("turnserver") is not None, "coturn is not installed (apt-get install coturn)"
     )
@@ -52,8 +59,11 @@ def coturn(
         f"--listening-port={port}",
         f"--relay-ip={host}",
         "--allow-loopback-peers",
-        "--lt-cred-mech",
-        f"--user={USER}:{PASSWORD}",
+        *(
+            ("--use-auth-secret", f"--static-auth-secret={auth_secret}")
+            if auth_secret
+            else ("--lt-cred-mech", f"--user={USER}:{PASSWORD}")
+        ),
         f"--realm={REALM}",
         "--no-tls",
         "--no-dtls",

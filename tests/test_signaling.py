@@ -97,7 +97,7 @@ def test_presence_join_leave_and_discovery() -> None:
             await until(lambda: ("leave", ids[2].peer_id) in recs[1].presence())
             await clients[1].leave("lab")
             await until(lambda: ("leave", ids[1].peer_id) in recs[0].presence())
-            assert server.state.members("lab") == [ids[0].peer_id]
+            assert await server.backend.members("lab", ids[0].peer_id) == [ids[0].peer_id]
             for c in clients[:2]:
                 await c.close()
 
@@ -167,8 +167,10 @@ def test_signals_are_relayed_and_queued_for_a_peer_briefly_away() -> None:
             await until(lambda: any(f["type"] == "queued" for f in ra.frames))
             rb2 = Recorder()
             cb2 = await SignalingClient(b, server.url, rb2).connect()
+            assert (await server.backend.counts()).queued == 1  # waits for a shared room
+            await cb2.join("r")
             await until(lambda: any(f["type"] == "signal" for f in rb2.frames))
-            assert server.state.queued() == 0
+            assert (await server.backend.counts()).queued == 0
             await ca.close()
             await cb2.close()
 

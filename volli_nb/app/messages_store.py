@@ -260,17 +260,22 @@ class MessagesStore:
         await self.network_store.accept_answer(parsed.ref, parsed.sdp, answered_by=parsed.peer_id)
         return parsed.peer_id
 
-    async def join(self, room: str, url: str, *, auto_pair: bool = True) -> list[str]:
+    async def join(
+        self, room: str, url: str, *, auto_pair: bool = True, ssl: Any = None
+    ) -> list[str]:
         """Join a room on a ``volli-signal`` server: publish presence, and pair with
         the peers there (and those who come later) unless ``auto_pair`` is False.
-        Returns the peer ids already present."""
+        Returns the peer ids already present.  For ``wss://``, ``ssl`` is a CA file or
+        an ``ssl.SSLContext`` (default: the system's CAs); TURN credentials the server
+        hands out configure TURN by themselves."""
         from volli_nb.app.rooms import RoomSession
 
         self.start()
         if self.room_session is None or self.room_session.url != url:
             if self.room_session is not None:
                 await self.room_session.close()
-            self.room_session = await RoomSession(self, url, auto_pair=auto_pair).start()
+            session = RoomSession(self, url, auto_pair=auto_pair, ssl=ssl)
+            self.room_session = await session.start()
         present: list[str] = await self.room_session.join(room)
         return present
 

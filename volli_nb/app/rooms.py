@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from volli_nb.base.errors import KeyMismatch, VolliError
 from volli_nb.core.crypto.identity import PublicIdentity
+from volli_nb.core.netconfig import IceServer
 from volli_nb.net.events import NetworkEvent, PeerOffline, PeerOnline
-from volli_nb.net.signaling.client import SignalingClient
+from volli_nb.net.signaling.client import SignalingClient, TlsTrust
+from volli_nb.net.signaling.turn import TurnCredentials
 
 if TYPE_CHECKING:
     from volli_nb.app.messages_store import MessagesStore
@@ -36,13 +38,17 @@ class RoomSession:
         *,
         auto_pair: bool = True,
         pair_timeout: float = 20.0,
+        ssl: TlsTrust = None,
     ) -> None:
         self.store = store
         self.url = url
         self.auto_pair = auto_pair
         self.pair_timeout = pair_timeout
         self.presence: dict[str, set[str]] = defaultdict(set)
-        self.client = SignalingClient(store.identity, url, self._on_frame)
+        self.client = SignalingClient(
+            store.identity, url, self._on_frame, ssl=ssl, on_turn=self._use_turn
+        )
+        self._turn_server: IceServer | None = None  # the one the server handed us
         self._backoff: dict[str, float] = {}
         self._pairing: dict[str, asyncio.Task[None]] = {}
         self._remove = store.network_store.on_event(self._on_network_event)
@@ -107,6 +113,10 @@ class RoomSession:
             elif frame.get("event") == "leave":
                 self.presence[room].discard(str(frame.get("peer_id")))
                 self.store.log.add("signaling", f"left {room!r}", peer_id=frame.get("peer_id"))
+            elif frame.get("event") == "sync":  # the server re-registered us: the truth now
+                self.presence[room] = set()
+                for member in frame.get("members") or []:
+                    self._seen(room, member)
         elif kind == "signal":
             asyncio.get_running_loop().create_task(
                 self._on_signal(str(frame.get("from")), frame.get("data") or {})
@@ -115,6 +125,15 @@ class RoomSession:
             self.store.log.add("error", f"signaling: {frame.get('code')}: {frame.get('message')}")
         elif kind == "reconnected":
             self.store.log.add("signaling", "reconnected to the signaling server")
+
+    def _use_turn(self, creds: TurnCredentials) -> None:
+        """The server's TURN credentials replace the previous ones it gave (only those)."""
+        net = self.store.network_store
+        mine = IceServer(list(creds.urls), creds.username, creds.credential)
+        kept = [s for s in net.config.ice_servers if s is not self._turn_server]
+        net.set_configuration(ice_servers=[*kept, mine])
+        self._turn_server = mine
+        self.store.log.add("ice", f"TURN credentials from the server, valid {creds.ttl:g} s")
 
     # --- pairing ----------------------------------------------------------------------
 
@@ -170,8 +189,8 @@ class RoomSession:
 
 
 async def open_room(
-    store: MessagesStore, room: str, url: str, *, auto_pair: bool = True
+    store: MessagesStore, room: str, url: str, *, auto_pair: bool = True, ssl: TlsTrust = None
 ) -> RoomSession:
-    session = await RoomSession(store, url, auto_pair=auto_pair).start()
+    session = await RoomSession(store, url, auto_pair=auto_pair, ssl=ssl).start()
     await session.join(room)
     return session

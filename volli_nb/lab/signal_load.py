@@ -199,19 +199,40 @@ async def run_load(clients: int = 300, rooms: int = 10, seed: int = 0) -> LoadRe
         await proc.wait()
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="volli-nb signal-load")
+    p.add_argument("--clients", type=int, default=None, help="300; 1500 with --servers")
+    p.add_argument("--rooms", type=int, default=None, help="10; clients/30 with --servers")
+    p.add_argument("--servers", type=int, default=0, help="N volli-signal processes on Redis")
+    p.add_argument("--waves", type=int, default=3, help="churn waves (with --servers)")
+    p.add_argument("--redis", metavar="URL", help="an engine to use instead of a throwaway one")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="volli-nb signal-load")
-    parser.add_argument("--clients", type=int, default=300)
-    parser.add_argument("--rooms", type=int, default=10)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    report = asyncio.run(run_load(args.clients, args.rooms))
-    if args.json:
-        print(json.dumps(asdict(report), indent=1))
-    else:
-        for key, value in asdict(report).items():
-            print(f"{key:<20} {value:.3f}" if isinstance(value, float) else f"{key:<20} {value}")
+    args = parser().parse_args(argv)
+    if args.servers:
+        from volli_nb.lab.signal_cluster import run_cluster
+
+        cluster = asyncio.run(
+            run_cluster(args.clients or 1500, args.servers, args.rooms, args.waves, 0, args.redis)
+        )
+        _print(asdict(cluster), args.json)
+        return 0 if cluster.servers_alive and cluster.views_wrong == 0 else 1
+    report = asyncio.run(run_load(args.clients or 300, args.rooms or 10))
+    _print(asdict(report), args.json)
     return 0 if report.server_alive and report.views_wrong == 0 else 1
+
+
+def _print(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return
+    for key, value in report.items():
+        if isinstance(value, list):
+            value = " ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in value)
+        print(f"{key:<20} {value:.3f}" if isinstance(value, float) else f"{key:<20} {value}")
 
 
 if __name__ == "__main__":

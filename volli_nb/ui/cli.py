@@ -12,6 +12,10 @@ def main(argv: list[str] | None = None) -> int:
         from volli_nb.lab.netsim import main as netsim_main
 
         return netsim_main(argv[1:])
+    if argv[:1] == ["signal-load"]:  # likewise
+        from volli_nb.lab.signal_load import main as load_main
+
+        return load_main(argv[1:])
     parser = argparse.ArgumentParser(prog="volli-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="two peers in two processes pair and exchange messages")
@@ -30,10 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         "--packet-loss", type=float, default=5.0, help="loss (%%) each way of the impaired rows"
     )
     bench.add_argument("--core", action="store_true", help="the pure core only (no network)")
-    load = sub.add_parser("signal-load", help="many clients against a volli-signal process")
-    load.add_argument("--clients", type=int, default=300)
-    load.add_argument("--rooms", type=int, default=10)
-    load.add_argument("--json", action="store_true")
+    sub.add_parser(
+        "signal-load", help="many clients against volli-signal processes", add_help=False
+    )
     sub.add_parser(
         "netsim", help="two peers in their own namespaces, impaired between", add_help=False
     )
@@ -55,11 +58,6 @@ def main(argv: list[str] | None = None) -> int:
 
         result: int = bench_main(args)
         return result
-    if args.command == "signal-load":
-        from volli_nb.lab.signal_load import main as load_main
-
-        extra = ["--json"] if args.json else []
-        return load_main(["--clients", str(args.clients), "--rooms", str(args.rooms), *extra])
     if args.command == "netns":
         from volli_nb.lab import netns as ns
 

@@ -2,7 +2,15 @@
 
 Frames other than replies go to ``on_frame``.  When the socket drops, the
 client reconnects with backoff, registers again (the server gives the id
-back at once) and re-joins its rooms.
+back at once) and re-joins its rooms.  A refused request raises
+:class:`SignalingError` with the server's code at once.
+
+Over ``wss://`` the server's certificate is checked against the system's
+CAs, or against ``ssl`` (a CA file or an :class:`ssl.SSLContext`); a
+certificate that does not verify is :class:`UntrustedServer`, never a
+silent retry.  A server started with ``--turn-secret`` sends TURN
+credentials after registration and renews them before they expire: they are
+in :attr:`SignalingClient.turn`, and ``on_turn`` is called with each.
 """
 
 from __future__ import annotations
@@ -11,19 +19,52 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl as ssl_module
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI
 
-from volli_nb.base.errors import TransportClosed, UsageError
+from volli_nb.base.errors import TransportClosed, UsageError, VolliError
 from volli_nb.core.crypto.identity import Identity
-from volli_nb.net.signaling.wire import sign_challenge
+from volli_nb.net.signaling.turn import TurnCredentials
+from volli_nb.net.signaling.wire import SignalingError, sign_challenge
 
 log = logging.getLogger(__name__)
 
 FrameHandler = Callable[[dict[str, Any]], None]
+TurnHandler = Callable[[TurnCredentials], None]
+TlsTrust = ssl_module.SSLContext | str | Path | None
+REPLY_TO = {"join": "joined", "leave": "left", "list": "members"}
+
+
+class UntrustedServer(TransportClosed):
+    """The ``wss://`` server's certificate does not verify against the trusted CAs."""
+
+
+def client_tls(url: str, trust: TlsTrust) -> ssl_module.SSLContext | None:
+    """The TLS context for ``url``: None for ``ws://``; the system's CAs, a CA file, or the
+    caller's context for ``wss://`` (never a process-wide setting)."""
+    if not url.startswith("wss://"):
+        if trust is not None:
+            raise UsageError(f"a CA was given but {url} is not a wss:// URL; use wss://")
+        return None
+    if isinstance(trust, ssl_module.SSLContext):
+        return trust
+    try:
+        return ssl_module.create_default_context(cafile=None if trust is None else str(trust))
+    except (OSError, ssl_module.SSLError) as exc:
+        raise UsageError(f"cannot read the CA file {trust}: {exc}") from None
+
+
+def _untrusted(url: str, exc: ssl_module.SSLCertVerificationError) -> UntrustedServer:
+    return UntrustedServer(
+        f"the certificate of {url} is not trusted ({exc.verify_message or exc}): pass the CA "
+        "that signed it, e.g. store.join(room, url, ssl='ca.pem') or "
+        "SignalingClient(..., ssl=ssl_context), or fix the server's certificate and name"
+    )
 
 
 class SignalingClient:
@@ -35,9 +76,14 @@ class SignalingClient:
         *,
         reconnect: bool = True,
         max_backoff: float = 5.0,
+        ssl: TlsTrust = None,
+        on_turn: TurnHandler | None = None,
     ) -> None:
         self.identity, self.url, self.on_frame = identity, url, on_frame
         self.reconnect, self.max_backoff = reconnect, max_backoff
+        self.tls = client_tls(url, ssl)
+        self.on_turn = on_turn
+        self.turn: TurnCredentials | None = None  # the newest TURN credentials, with expiry
         self.rooms: set[str] = set()
         self.connected = asyncio.Event()
         self._ws: ClientConnection | None = None
@@ -49,6 +95,8 @@ class SignalingClient:
     async def connect(self, timeout: float = 10.0) -> SignalingClient:
         try:
             await asyncio.wait_for(self._open(), timeout)
+        except ssl_module.SSLCertVerificationError as exc:
+            raise _untrusted(self.url, exc) from None
         except (OSError, InvalidURI, TimeoutError, ConnectionClosed) as exc:
             raise TransportClosed(
                 f"cannot reach the signaling server at {self.url} ({exc}); is volli-signal running?"
@@ -57,7 +105,14 @@ class SignalingClient:
         return self
 
     async def _open(self) -> None:
-        ws = await connect(self.url, max_size=1024 * 1024, ping_interval=5, ping_timeout=10)
+        ws = await connect(  # no compression: see server.COMPRESSION
+            self.url,
+            max_size=1024 * 1024,
+            ping_interval=5,
+            ping_timeout=10,
+            ssl=self.tls,
+            compression=None,
+        )
         challenge = json.loads(await ws.recv())
         if challenge.get("type") != "challenge":
             raise TransportClosed(f"unexpected first frame from the server: {challenge}")
@@ -99,6 +154,10 @@ class SignalingClient:
             backoff = min(backoff * 2, self.max_backoff)
             try:
                 await asyncio.wait_for(self._open(), 10)
+            except ssl_module.SSLCertVerificationError as exc:
+                log.error("%s", _untrusted(self.url, exc))  # the certificate changed under us
+                self._deliver({"type": "error", "code": "untrusted", "message": str(exc)})
+                continue
             except (OSError, TimeoutError, ConnectionClosed, TransportClosed):
                 continue
             backoff = 0.2
@@ -108,14 +167,35 @@ class SignalingClient:
                 await self._send({"type": "join", "room": room})
 
     def _deliver(self, frame: dict[str, Any]) -> None:
-        key = (str(frame.get("type")), str(frame.get("room", frame.get("to", ""))))
-        future = self._replies.pop(key, None)
-        if future is not None and not future.done():
-            future.set_result(frame)
+        kind = str(frame.get("type"))
+        about = str(frame.get("room", frame.get("to", "")))
+        if kind == "error" and frame.get("request") in REPLY_TO:
+            future = self._replies.pop((REPLY_TO[frame["request"]], about), None)
+            if future is not None and not future.done():
+                code, message = str(frame.get("code")), str(frame.get("message"))
+                future.set_exception(SignalingError(code, f"{code}: {message}"))
+        else:
+            future = self._replies.pop((kind, about), None)
+            if future is not None and not future.done():
+                future.set_result(frame)
+        if kind == "turn":
+            self._take_turn(frame)
         try:
             self.on_frame(frame)
         except Exception:
             log.exception("signaling frame handler failed")
+
+    def _take_turn(self, frame: dict[str, Any]) -> None:
+        try:
+            self.turn = TurnCredentials.from_frame(frame)
+        except VolliError as exc:
+            log.warning("%s", exc)
+            return
+        if self.on_turn is not None:
+            try:
+                self.on_turn(self.turn)
+            except Exception:
+                log.exception("TURN credentials handler failed")
 
     async def _send(self, frame: dict[str, Any]) -> None:
         if self._ws is None:

@@ -2,10 +2,17 @@
 
 Every connection starts with a challenge; the client proves its peer id by
 signing it with the identity key the id is a fingerprint of.  The newest
-authenticated connection for an id replaces the old one, so a client that
-reconnects gets its id back at once.  Frames are size-, rate- and
-room-limited, and every refusal is an error frame; a malformed frame never
-takes the server down.
+authenticated connection for an id replaces the old one, on this process or
+another, so a client that reconnects gets its id back at once.  Frames are
+size-, rate- and room-limited, and every refusal is an error frame naming
+the request; a malformed frame never takes the server down.
+
+State lives behind :class:`~volli_nb.net.signaling.backend.SignalingBackend`:
+in this process's memory by default, or on Redis/Valkey (``--redis URL``) so
+that several processes serve one set of rooms.  With ``--certfile`` and
+``--keyfile`` it speaks ``wss://``; with ``--turn-secret`` and ``--turn-url``
+it hands every authenticated client time-limited TURN credentials and
+renews them at half their life.
 
 Run it with ``volli-signal`` (127.0.0.1:8765 by default) or in-process::
 
@@ -15,23 +22,32 @@ Run it with ``volli-signal`` (127.0.0.1:8765 by default) or in-process::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
+import ssl
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from volli_nb.base.errors import VolliError
-from volli_nb.net.signaling.state import SignalingState
+from volli_nb.net.signaling.backend import BackplaneUnavailable, Joined, SignalingBackend
+from volli_nb.net.signaling.connection import (
+    CLOSE_REFUSED,
+    CLOSE_TOO_SLOW,
+    MAX_OUTBOX,
+    Connection,
+)
+from volli_nb.net.signaling.memory import MemoryBackend
+from volli_nb.net.signaling.turn import TurnIssuer
 from volli_nb.net.signaling.wire import (
     SignalingError,
+    encode,
     error_frame,
     parse_client_frame,
     verify_registration,
@@ -40,16 +56,13 @@ from volli_nb.net.signaling.wire import (
 log = logging.getLogger(__name__)
 
 HARD_MAX_BYTES = 1024 * 1024  # websockets closes above this; we answer errors below it
-
-
-@dataclass
-class _Client:
-    ws: ServerConnection
-    peer_id: str = ""
-    identity: dict[str, Any] = field(default_factory=dict)
-    tokens: float = 0.0
-    refilled: float = 0.0
-    strikes: int = 0
+# No permessage-deflate: signaling frames are a few KiB of JSON, and each connection's zlib
+# state (~50 KiB) outlives it.  websockets' protocol object and its parser generator form a
+# reference cycle, so a closed connection is freed only by a full garbage collection, which
+# Python 3.13 runs far less often than 3.11: the zlib state of whole waves of closed
+# connections piled up there (27 → 48 → 66 → 81 MB).  Without it, what waits for the
+# collector is a few KiB per connection.
+COMPRESSION = None
 
 
 @dataclass
@@ -59,6 +72,8 @@ class ServerStats:
     frames: int = 0
     errors: int = 0
     replaced: int = 0
+    reregistered: int = 0
+    too_slow: int = 0  # closed because their outbox was full
 
 
 class SignalingServer:
@@ -67,29 +82,40 @@ class SignalingServer:
         *,
         host: str = "127.0.0.1",
         port: int = 8765,
-        state: SignalingState | None = None,
+        backend: SignalingBackend | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        turn: TurnIssuer | None = None,
         register_timeout: float = 10.0,
         rate: float = 50.0,
         burst: float = 100.0,
-        ping_interval: float = 5.0,
-        ping_timeout: float = 10.0,
+        ping_interval: float | None = 5.0,
+        ping_timeout: float | None = 10.0,
+        heartbeat: float | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        max_outbox: int = MAX_OUTBOX,
     ) -> None:
         self.host, self.port = host, port
-        self.state = state or SignalingState()
+        self.backend = backend or MemoryBackend()
+        self.ssl_context, self.turn, self.wall_clock = ssl_context, turn, wall_clock
         self.server_id = os.urandom(8).hex()
         self.register_timeout = register_timeout
-        self.rate, self.burst = rate, burst
+        self.rate, self.burst, self.max_outbox = rate, burst, max_outbox
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
+        # Presence deadlines are refreshed three times per TTL: one late beat is no loss.
+        self.heartbeat = heartbeat or self.backend.limits.presence_ttl / 3
         self.stats = ServerStats()
-        self._clients: dict[str, _Client] = {}
+        self._clients: dict[str, Connection] = {}  # peer id → its newest local connection
+        self._conns: dict[str, Connection] = {}  # connection id → connection
         self._server: Server | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}"
 
     async def start(self) -> SignalingServer:
+        await self.backend.start(self._deliver, self._restore_all)
         self._server = await serve(
             self._handle,
             self.host,
@@ -97,18 +123,21 @@ class SignalingServer:
             max_size=HARD_MAX_BYTES,
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
+            ssl=self.ssl_context,
+            compression=COMPRESSION,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
         return self
 
     async def close(self) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
+        if self._beat:
+            self._beat.cancel()
         if self._server:
             self._server.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
+        await self.backend.close()
 
     async def __aenter__(self) -> SignalingServer:
         return await self.start()
@@ -116,23 +145,98 @@ class SignalingServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(5)
-            self.state.sweep(time.monotonic())
-
     def online(self) -> list[str]:
         return list(self._clients)
 
-    # --- one connection -----------------------------------------------------------
+    # --- what the backend hands us ------------------------------------------------
 
-    async def _send(self, client: _Client, frame: dict[str, Any]) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await client.ws.send(json.dumps(frame))
+    def _deliver(self, peer_id: str, message: dict[str, Any]) -> None:
+        kind = message["k"]
+        if kind == "replaced":
+            old = self._conns.get(message["conn"])
+            if old is not None:
+                self._replaced(old)
+            return
+        client = self._clients.get(peer_id)
+        if client is None:
+            return  # it went away after the frame was routed here
+        if kind == "sig":
+            client.push(message["frame"])
+            return
+        room = message["room"]
+        if room in client.joining:  # our snapshot is on its way; decide after it
+            client.joining[room].append(message)
+        elif message["seq"] > client.rooms.get(room, 1 << 62):
+            client.push(_presence(message))
+
+    def _replaced(self, old: Connection) -> None:
+        self.stats.replaced += 1
+        self._conns.pop(old.conn, None)
+        if self._clients.get(old.peer_id) is old:
+            del self._clients[old.peer_id]
+        old.kick_replaced()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                owned = {peer: c.conn for peer, c in self._clients.items()}
+                missing, replaced = await self.backend.heartbeat(owned)
+                for peer in replaced:
+                    if (client := self._clients.get(peer)) is not None:
+                        self._replaced(client)
+                for peer in missing:
+                    if (client := self._clients.get(peer)) is not None:
+                        await self._restore(client)
+                await self.backend.sweep()
+            except BackplaneUnavailable as exc:
+                log.debug("heartbeat skipped: %s", exc)
+            except Exception:
+                log.exception("signaling heartbeat failed")
+
+    async def _restore_all(self) -> None:
+        """The engine came back (perhaps empty): register our clients and rooms again."""
+        for client in list(self._clients.values()):
+            try:
+                await self._restore(client)
+            except BackplaneUnavailable:
+                return  # gone again; the next recovery starts over
+
+    async def _restore(self, client: Connection) -> None:
+        if client.restoring or client.closing:
+            return
+        client.restoring = True
+        try:
+            await self._register_again(client)
+        finally:
+            client.restoring = False
+
+    async def _register_again(self, client: Connection) -> None:
+        self.stats.reregistered += 1
+        if not await self.backend.claim(client.peer_id, client.conn, client.identity, reclaim=True):
+            self._replaced(client)  # a newer connection registered meanwhile
+            return
+        for room in list(client.rooms):
+            del client.rooms[room]
+            try:
+                joined = await self._join(client, room)
+            except BackplaneUnavailable:
+                client.rooms[room] = 0  # try again at the next recovery
+                raise
+            except SignalingError as exc:
+                client.push(error_frame(exc.code, f"lost room {room!r}: {exc}", room=room))
+                continue
+            members = joined.members
+            client.push({"type": "presence", "room": room, "event": "sync", "members": members})
+            self._after_join(client, room, joined)
+        for frame in await self.backend.drain(client.peer_id):
+            client.push(frame)
+
+    # --- one connection -----------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.stats.connections += 1
-        client = _Client(ws, tokens=self.burst, refilled=time.monotonic())
+        client = Connection(ws, self.burst, time.monotonic(), self.max_outbox)
         try:
             if not await self._register(client):
                 return
@@ -145,17 +249,18 @@ class SignalingServer:
         finally:
             await self._disconnect(client)
 
-    async def _register(self, client: _Client) -> bool:
+    async def _register(self, client: Connection) -> bool:
         nonce = os.urandom(32)
-        await self._send(
-            client, {"type": "challenge", "nonce": nonce.hex(), "server": self.server_id}
-        )
+        challenge = {"type": "challenge", "nonce": nonce.hex(), "server": self.server_id}
+        await _send_now(client, challenge)
         try:
             raw = await asyncio.wait_for(client.ws.recv(), self.register_timeout)
             frame = parse_client_frame(raw)
             if frame["type"] != "register":
                 raise SignalingError("not-registered", "answer the challenge with 'register' first")
             identity = verify_registration(frame, nonce, self.server_id)
+            client.peer_id, client.identity = identity.peer_id, identity.to_json()
+            await self.backend.claim(client.peer_id, client.conn, client.identity)
         except TimeoutError:
             await self._refuse(client, "timeout", "no registration within the time limit")
             return False
@@ -163,27 +268,36 @@ class SignalingServer:
             code = exc.code if isinstance(exc, SignalingError) else "not-yours"
             await self._refuse(client, code, f"registration refused: {exc}")
             return False
-        client.peer_id, client.identity = identity.peer_id, identity.to_json()
-        previous = self.state.claim(client.peer_id, client)
+        self._conns[client.conn] = client
+        previous = self._clients.get(client.peer_id)
         self._clients[client.peer_id] = client
+        client.start_writer()
         self.stats.registered += 1
-        if isinstance(previous, _Client):
-            self.stats.replaced += 1
-            await self._send(previous, error_frame("replaced", "a newer connection took this id"))
-            with contextlib.suppress(Exception):
-                await previous.ws.close(4000, "replaced by a newer connection")
-        await self._send(client, {"type": "registered", "peer_id": client.peer_id})
-        for frame in self.state.drain(client.peer_id, time.monotonic()):
-            await self._send(client, frame)
+        client.push({"type": "registered", "peer_id": client.peer_id})
+        self._send_turn(client)
+        try:
+            if previous is None:  # a local predecessor already routes this id here
+                await self.backend.subscribe(client.peer_id)
+            for queued in await self.backend.drain(client.peer_id):
+                client.push(queued)
+        except BackplaneUnavailable as exc:
+            client.push(error_frame(exc.code, str(exc)))
         return True
 
-    async def _refuse(self, client: _Client, code: str, message: str) -> None:
+    async def _refuse(self, client: Connection, code: str, message: str) -> None:
         self.stats.errors += 1
-        await self._send(client, error_frame(code, message))
+        await _send_now(client, error_frame(code, message))
         with contextlib.suppress(Exception):
-            await client.ws.close(4001, code)
+            await client.ws.close(CLOSE_REFUSED, code)
 
-    def _allow(self, client: _Client) -> bool:
+    def _send_turn(self, client: Connection) -> None:
+        if self.turn is None or client.closing:
+            return
+        client.push(self.turn.issue(client.peer_id, self.wall_clock()).to_frame())
+        loop = asyncio.get_running_loop()
+        client.turn_timer = loop.call_later(self.turn.refresh_after(), self._send_turn, client)
+
+    def _allow(self, client: Connection) -> bool:
         now = time.monotonic()
         client.tokens = min(self.burst, client.tokens + (now - client.refilled) * self.rate)
         client.refilled = now
@@ -192,94 +306,99 @@ class SignalingServer:
         client.tokens -= 1
         return True
 
-    async def _on_frame(self, client: _Client, message: str | bytes) -> None:
+    async def _on_frame(self, client: Connection, message: str | bytes) -> None:
         self.stats.frames += 1
+        frame: dict[str, Any] = {}
         try:
             if not self._allow(client):
                 client.strikes += 1
                 if client.strikes > 100:
-                    await self._refuse(client, "rate-limited", "far too many frames; closing")
+                    client.close_after(
+                        CLOSE_REFUSED,
+                        "rate-limited",
+                        error_frame("rate-limited", "far too many frames; closing"),
+                    )
                     return
                 raise SignalingError("rate-limited", f"more than {self.rate:g} frames/s; slow down")
             frame = parse_client_frame(message)
             await self._dispatch(client, frame)
         except SignalingError as exc:
             self.stats.errors += 1
-            await self._send(client, error_frame(exc.code, str(exc)))
+            about: dict[str, str] = {k: frame[k] for k in ("room", "to") if k in frame}
+            if frame.get("type"):
+                about["request"] = frame["type"]
+            client.push(error_frame(exc.code, str(exc), **about))
 
-    async def _dispatch(self, client: _Client, frame: dict[str, Any]) -> None:
+    async def _dispatch(self, client: Connection, frame: dict[str, Any]) -> None:
         kind = frame["type"]
         if kind == "ping":
-            await self._send(client, {"type": "pong"})
+            client.push({"type": "pong"})
         elif kind == "register":
             raise SignalingError("already-registered", "this connection is registered already")
         elif kind == "join":
             room = frame["room"]
-            others = self.state.join(room, client.peer_id, client.identity)
-            await self._send(client, {"type": "joined", "room": room, "members": others})
-            await self._broadcast(
-                room,
-                client.peer_id,
-                {"type": "presence", "room": room, "event": "join", "peer": client.identity},
-            )
+            joined = await self._join(client, room)
+            client.push({"type": "joined", "room": room, "members": joined.members})
+            self._after_join(client, room, joined)
         elif kind == "leave":
-            if self.state.leave(frame["room"], client.peer_id):
-                await self._left(frame["room"], client.peer_id)
-            await self._send(client, {"type": "left", "room": frame["room"]})
-        elif kind == "list":
             room = frame["room"]
-            await self._send(
-                client, {"type": "members", "room": room, "members": self.state.members(room)}
-            )
+            client.rooms.pop(room, None)
+            await self.backend.leave(room, client.peer_id)
+            client.push({"type": "left", "room": room})
+        elif kind == "list":
+            members = await self.backend.members(frame["room"], client.peer_id)
+            client.push({"type": "members", "room": frame["room"], "members": members})
         elif kind == "signal":
-            await self._relay(client, frame["to"], frame["data"])
+            signal = {"type": "signal", "from": client.peer_id, "data": frame["data"]}
+            if not await self.backend.relay(client.peer_id, frame["to"], signal):
+                client.push({"type": "queued", "to": frame["to"]})
 
-    async def _relay(self, client: _Client, to: str, data: dict[str, Any]) -> None:
-        """Route to a connected peer that shares a room; queue briefly for one that is away."""
-        frame = {"type": "signal", "from": client.peer_id, "data": data}
-        target = self._clients.get(to)
-        if target is None:
-            self.state.enqueue(to, frame, time.monotonic())
-            await self._send(client, {"type": "queued", "to": to})
-            return
-        if not set(self.state.rooms_of(client.peer_id)) & set(self.state.rooms_of(to)):
-            raise SignalingError("not-in-room", f"{to} shares no room with you; join one first")
-        await self._send(target, frame)
+    async def _join(self, client: Connection, room: str) -> Joined:
+        """Join, holding back presence events for the room until our snapshot is sent."""
+        client.joining.setdefault(room, [])
+        try:
+            return await self.backend.join(room, client.peer_id)
+        except BaseException:
+            client.joining.pop(room, None)
+            raise
 
-    async def _broadcast(self, room: str, sender: str, frame: dict[str, Any]) -> None:
-        targets = [
-            self._clients[p] for p in self.state.members(room) if p != sender and p in self._clients
-        ]
-        await asyncio.gather(*(self._send(t, frame) for t in targets))
+    def _after_join(self, client: Connection, room: str, joined: Joined) -> None:
+        client.rooms[room] = joined.seq
+        for event in client.joining.pop(room, []):
+            if event["seq"] > joined.seq:
+                client.push(_presence(event))
+        for queued in joined.queued:
+            client.push(queued)
 
-    async def _left(self, room: str, peer_id: str) -> None:
-        await self._broadcast(
-            room, peer_id, {"type": "presence", "room": room, "event": "leave", "peer_id": peer_id}
-        )
-
-    async def _disconnect(self, client: _Client) -> None:
-        if not client.peer_id or not self.state.release(client.peer_id, client):
+    async def _disconnect(self, client: Connection) -> None:
+        await client.stop()
+        self.stats.too_slow += client.close_code == CLOSE_TOO_SLOW
+        if not client.peer_id or self._conns.pop(client.conn, None) is None:
             return  # never registered, or replaced by a newer connection
-        self._clients.pop(client.peer_id, None)
-        for room in self.state.rooms_of(client.peer_id):
-            self.state.leave(room, client.peer_id)
-            await self._left(room, client.peer_id)
+        if self._clients.get(client.peer_id) is client:
+            del self._clients[client.peer_id]
+            with contextlib.suppress(BackplaneUnavailable):
+                await self.backend.unsubscribe(client.peer_id)
+        with contextlib.suppress(BackplaneUnavailable):  # else its deadline runs out there
+            await self.backend.release(client.peer_id, client.conn)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="volli-signal", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    args = parser.parse_args(argv)
-
-    async def run() -> None:
-        server = await SignalingServer(host=args.host, port=args.port).start()
-        print(f"volli-signal listening on {server.url}", flush=True)
-        await asyncio.Future()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+def _presence(event: dict[str, Any]) -> dict[str, Any]:
+    frame = {"type": "presence", "room": event["room"], "event": event["k"]}
+    if event["k"] == "join":
+        frame["peer"] = event["peer"]
+    else:
+        frame["peer_id"] = event["peer_id"]
+    return frame
 
 
-if __name__ == "__main__":
-    main()
+async def _send_now(client: Connection, frame: dict[str, Any]) -> None:
+    """Before registration, when no writer runs yet."""
+    with contextlib.suppress(ConnectionClosed):
+        await client.ws.send(encode(frame))
+
+
+if __name__ == "__main__":  # `python -m volli_nb.net.signaling.server` still starts one
+    import runpy
+
+    runpy.run_module("volli_nb.net.signaling.cli", run_name="__main__")

@@ -3,12 +3,15 @@
 Client → server: ``register`` (answer to the challenge), ``join``, ``leave``,
 ``list``, ``signal`` (to a peer), ``ping``.  Server → client: ``challenge``,
 ``registered``, ``joined``, ``presence``, ``members``, ``signal`` (from a
-peer), ``pong``, ``error``.  Error frames carry a stable ``code`` and a
-sentence saying what to do.
+peer), ``queued``, ``turn`` (TURN credentials), ``pong``, ``error``.  Error
+frames carry a stable ``code``, a sentence saying what to do, and the
+request they refuse.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from volli_nb.base.errors import MalformedFrame, PeerError
@@ -19,6 +22,7 @@ CHALLENGE_DOMAIN = b"volli-signal-v1"
 MAX_FRAME_BYTES = 64 * 1024
 MAX_ROOM_NAME = 64
 MAX_SIGNAL_BYTES = 48 * 1024
+PEER_ID = re.compile(r"[a-z2-7]{16}")  # 80 bits of base32, as identity.peer_id_for makes
 
 CLIENT_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "register": {"type": str, "identity": dict, "signature": str},
@@ -80,10 +84,22 @@ def parse_client_frame(data: str | bytes) -> dict[str, Any]:
     room = frame.get("room")
     if isinstance(room, str) and not (0 < len(room) <= MAX_ROOM_NAME and room.isprintable()):
         raise SignalingError("bad-room", f"room names are 1 to {MAX_ROOM_NAME} printable chars")
-    if kind == "signal" and len(canonical_json(frame["data"])) > MAX_SIGNAL_BYTES:
-        raise SignalingError("too-large", f"signal data over {MAX_SIGNAL_BYTES} bytes")
+    if kind == "signal":
+        if PEER_ID.fullmatch(frame["to"]) is None:
+            raise SignalingError(
+                "bad-peer-id", "'to' must be a peer id: 16 characters of lowercase base32"
+            )
+        if len(canonical_json(frame["data"])) > MAX_SIGNAL_BYTES:
+            raise SignalingError("too-large", f"signal data over {MAX_SIGNAL_BYTES} bytes")
     return frame
 
 
-def error_frame(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
+def encode(frame: dict[str, Any]) -> str:
+    """Compact ASCII JSON: what a frame is sent, queued and counted as (caps are in bytes)."""
+    return json.dumps(frame, separators=(",", ":"))  # ASCII: characters are bytes
+
+
+def error_frame(code: str, message: str, **about: str) -> dict[str, Any]:
+    """``about`` names the refused request (``request``, ``room``, ``to``), so a client
+    can fail the call that is waiting for a reply instead of timing out."""
+    return {"type": "error", "code": code, "message": message, **about}

@@ -1,0 +1,91 @@
+"""Signaling parts without sockets: TURN credentials, frame checks, TLS options, queues."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from pathlib import Path
+
+import pytest
+
+from volli_nb.base.errors import MalformedFrame, UsageError
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.net.signaling.backend import Limits
+from volli_nb.net.signaling.cli import tls_context
+from volli_nb.net.signaling.client import client_tls
+from volli_nb.net.signaling.memory import MemoryBackend
+from volli_nb.net.signaling.turn import TurnCredentials, TurnIssuer
+from volli_nb.net.signaling.wire import SignalingError, parse_client_frame
+
+
+@pytest.mark.parametrize(
+    ("secret", "urls", "ttl", "says"),
+    [
+        ("", ("turn:h:3478",), 60, "secret"),
+        ("s", (), 60, "turn-url"),
+        ("s", ("stun:h:3478",), 60, "turn: or turns:"),
+        ("s", ("turn:h:3478",), 1, "at least 2"),
+    ],
+)
+def test_turn_issuer_refuses_a_configuration_coturn_could_not_use(
+    secret: str, urls: tuple[str, ...], ttl: float, says: str
+) -> None:
+    with pytest.raises(UsageError, match=says):
+        TurnIssuer(secret, urls, ttl)
+
+
+def test_turn_credentials_name_their_expiry_and_survive_the_wire() -> None:
+    issuer = TurnIssuer("s3cret", ("turns:turn.example.org:443?transport=tcp",), ttl=600)
+    creds = issuer.issue("abcdefghijklmnop", now=1_000.7)
+    assert creds.username == "1600:abcdefghijklmnop" and creds.expires == 1600
+    assert creds.remaining(1_500.0) == 100
+    assert TurnCredentials.from_frame(json.loads(json.dumps(creds.to_frame()))) == creds
+    assert issuer.refresh_after() == 300
+    wire = creds.to_frame()
+    for broken in ({}, {**wire, "urls": ["http://x"]}, {**wire, "ttl": "x"}):
+        with pytest.raises(MalformedFrame):
+            TurnCredentials.from_frame(broken)
+
+
+def test_signal_to_must_be_a_peer_id() -> None:
+    good = Identity.generate().peer_id
+    frame = {"type": "signal", "to": good, "data": {}}
+    assert parse_client_frame(json.dumps(frame))["to"] == good
+    for bad in ("", good.upper(), good + "a", good[:-1] + "1", good[:-1] + "é"):
+        with pytest.raises(SignalingError) as refused:
+            parse_client_frame(json.dumps({**frame, "to": bad}))
+        assert refused.value.code == "bad-peer-id"
+
+
+def test_tls_options_are_checked_before_connecting(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not a wss:// URL"):
+        client_tls("ws://127.0.0.1:8765", "ca.pem")
+    with pytest.raises(UsageError, match="cannot read the CA file"):
+        client_tls("wss://127.0.0.1:8765", tmp_path / "missing.pem")
+    context = ssl.create_default_context()
+    assert client_tls("wss://h:1", context) is context
+    assert client_tls("ws://h:1", None) is None
+    with pytest.raises(UsageError, match="needs --certfile"):
+        tls_context(None, "key.pem")
+    with pytest.raises(UsageError, match="cannot load"):
+        tls_context(str(tmp_path / "missing.pem"), None)
+
+
+def test_queued_signals_expire_by_the_injected_clock_and_free_their_bytes() -> None:
+    now = [0.0]
+    backend = MemoryBackend(Limits(queue_ttl=30, max_queue=2), clock=lambda: now[0])
+    to, sender = Identity.generate().peer_id, Identity.generate().peer_id
+
+    async def main() -> None:
+        for n in range(3):  # the third pushes the first out: at most two per receiver
+            assert not await backend.relay(sender, to, {"type": "signal", "n": n})
+        counts = await backend.counts()
+        assert counts.queued == 2 and backend._sender_bytes[sender] == counts.queued_bytes
+        now[0] = 29.9
+        assert (await backend.counts()).queued == 2
+        now[0] = 30.1  # the first two were queued at 0: both expired now
+        assert await backend.counts() == type(counts)(0, 0, 0, 0)
+        assert backend._sender_bytes == {}
+
+    asyncio.run(main())

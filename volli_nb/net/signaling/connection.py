@@ -1,0 +1,97 @@
+"""One client's socket on ``volli-signal``: an ordered, bounded outbox and its rate limit.
+
+Every frame to a client (replies, presence, signals) goes through one queue
+and one writer task, so the order the server decides is the order the
+client reads, and a client that stops reading is closed once its outbox
+holds ``max_outbox`` frames instead of growing the server's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from volli_nb.net.signaling.wire import encode, error_frame
+
+MAX_OUTBOX = 1024
+CLOSE_REPLACED, CLOSE_REFUSED, CLOSE_TOO_SLOW = 4000, 4001, 4008
+
+
+@dataclass
+class Connection:
+    ws: ServerConnection
+    tokens: float
+    refilled: float
+    max_outbox: int = MAX_OUTBOX
+    conn: str = field(default_factory=lambda: os.urandom(12).hex())
+    peer_id: str = ""
+    identity: dict[str, Any] = field(default_factory=dict)
+    strikes: int = 0
+    rooms: dict[str, int] = field(default_factory=dict)  # room → seq of our snapshot
+    joining: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    turn_timer: asyncio.TimerHandle | None = None
+    closing: bool = False
+    close_code: int | None = None  # why the server closed it, if it did
+    restoring: bool = False  # being registered again after the engine came back
+    _outbox: asyncio.Queue[str | tuple[int, str]] = field(default_factory=asyncio.Queue)
+    _writer: asyncio.Task[None] | None = None
+
+    def start_writer(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def push(self, frame: dict[str, Any]) -> None:
+        if self.closing:
+            return
+        if self._outbox.qsize() >= self.max_outbox:
+            self.abort(CLOSE_TOO_SLOW)
+            return
+        self._outbox.put_nowait(encode(frame))
+
+    def close_after(self, code: int, reason: str, frame: dict[str, Any] | None = None) -> None:
+        """Send ``frame`` (if any) after what is queued, then close."""
+        if self.closing:
+            return
+        if frame is not None:
+            self._outbox.put_nowait(encode(frame))
+        self.closing, self.close_code = True, code
+        self._outbox.put_nowait((code, reason))
+
+    def abort(self, code: int) -> None:
+        """Drop the socket now: a client that does not read would never read a close frame
+        either, and what waits for it is freed at once."""
+        self.closing, self.close_code = True, code
+        if self._writer is not None:
+            self._writer.cancel()
+        self.ws.transport.abort()
+
+    def kick_replaced(self) -> None:
+        self.close_after(
+            CLOSE_REPLACED,
+            "replaced by a newer connection",
+            error_frame("replaced", "a newer connection took this id"),
+        )
+
+    async def _write(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            try:
+                if isinstance(item, tuple):
+                    await self.ws.close(*item)
+                    return
+                await self.ws.send(item)
+            except ConnectionClosed:
+                return
+
+    async def stop(self) -> None:
+        if self.turn_timer is not None:
+            self.turn_timer.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
