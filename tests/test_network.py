@@ -15,7 +15,7 @@ from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import ChannelBindingFailed, MalformedFrame, OversizedInput, UnknownPeer
 from volli_nb.core import sdp
 from volli_nb.core.crypto.identity import Identity
-from volli_nb.core.protocol import session as protocol
+from volli_nb.core.protocol import frames
 from volli_nb.net import aiortc_compat
 from volli_nb.net.network_store import NetworkStore, PeerOffline, _Link
 
@@ -204,7 +204,7 @@ def test_protocol_errors_are_the_typed_ones() -> None:
     # The classes the live test above looks for in the log.
     assert issubclass(MalformedFrame, Exception) and issubclass(OversizedInput, Exception)
     assert issubclass(UnknownPeer, Exception) and issubclass(ChannelBindingFailed, Exception)
-    assert protocol.PROTOCOL_VERSION == 1
+    assert frames.PROTOCOL_VERSION == 1
 
 
 def test_unknown_peer_cannot_answer(tmp_path: Path) -> None:

@@ -42,8 +42,9 @@ from volli_nb.core import sdp
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer, NetworkConfig
-from volli_nb.core.protocol import session as protocol
+from volli_nb.core.protocol import events as protocol
 from volli_nb.core.protocol.link_quality import LinkQuality
+from volli_nb.core.protocol.session import Session
 from volli_nb.net import aiortc_compat
 from volli_nb.net.events import (
     CandidateView,
@@ -71,7 +72,7 @@ class _Link:
     pc: RTCPeerConnection
     role: str  # "offer" or "answer"
     channel: RTCDataChannel | None = None
-    session: protocol.Session | None = None
+    session: Session | None = None
     verified: bool = False
     stats: PeerStats = field(default_factory=PeerStats)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -408,7 +409,7 @@ class NetworkStore:
         if link.peer is None:
             self._fail(link, UnknownPeer("channel opened before the answer named the peer"))
             return
-        link.session = protocol.Session(
+        link.session = Session(
             self.identity,
             link.peer,
             seen=self._seen,
