@@ -17,7 +17,8 @@ from volli_nb.core import sdp
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.protocol import frames
 from volli_nb.net import aiortc_compat
-from volli_nb.net.network_store import NetworkStore, PeerOffline, _Link
+from volli_nb.net.link import Link
+from volli_nb.net.network_store import PeerOffline
 
 pytestmark = pytest.mark.network
 T = TypeVar("T")
@@ -115,18 +116,18 @@ def test_disconnect_is_bounded_and_leaves_no_tasks(tmp_path: Path) -> None:
     arun(main)
 
 
-class LyingNetworkStore(NetworkStore):
+class LyingLink(Link):
     """Signs fingerprints other than the ones in the SDP, as a MITM'd signaling path would."""
 
-    def _hello_frames(self, link: _Link, offer_fp: str, answer_fp: str) -> list[bytes]:
-        return super()._hello_frames(link, offer_fp, "AA:" + answer_fp[3:])
+    def hello_frames(self, offer_fp: str, answer_fp: str) -> list[bytes]:
+        return super().hello_frames(offer_fp, "AA:" + answer_fp[3:])
 
 
 def test_tampered_channel_binding_closes_with_typed_error(tmp_path: Path) -> None:
     async def main() -> None:
         alice = open_store(tmp_path, "alice")
         bob = open_store(tmp_path, "bob")
-        bob.network_store.__class__ = LyingNetworkStore  # keeps bob's handlers
+        bob.network_store.link_class = LyingLink  # bob's next connections lie
         code = await alice.create_pairing_code()
         answer = await bob.accept_pairing_code(code)
         await alice.complete_pairing(answer)
