@@ -72,4 +72,3 @@ class SessionStats:
     srtt: float | None = None
     rttvar: float | None = None
     rto: float = 1.0
-
