@@ -16,6 +16,7 @@ from volli_nb.base.errors import ChannelBindingFailed, MalformedFrame, Oversized
 from volli_nb.core import sdp
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.protocol import frames
+from volli_nb.core.protocol.session import Session
 from volli_nb.net import aiortc_compat
 from volli_nb.net.link import Link
 from volli_nb.net.network_store import PeerOffline
@@ -119,8 +120,8 @@ def test_disconnect_is_bounded_and_leaves_no_tasks(tmp_path: Path) -> None:
 class LyingLink(Link):
     """Signs fingerprints other than the ones in the SDP, as a MITM'd signaling path would."""
 
-    def hello_frames(self, offer_fp: str, answer_fp: str) -> list[bytes]:
-        return super().hello_frames(offer_fp, "AA:" + answer_fp[3:])
+    def hello_frames(self, session: Session, offer_fp: str, answer_fp: str) -> list[bytes]:
+        return super().hello_frames(session, offer_fp, "AA:" + answer_fp[3:])
 
 
 def test_tampered_channel_binding_closes_with_typed_error(tmp_path: Path) -> None:
