@@ -51,6 +51,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from volli_nb.base.errors import UsageError
 from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.protocol.frames import DEFAULT_MAX_MESSAGE_SIZE
 from volli_nb.core.sdp import CandidateInfo
 
 SDP = RTCSessionDescription | str | dict[str, str]
@@ -88,8 +89,8 @@ def remote_max_message_size(pc: RTCPeerConnection) -> int:
         sctp: Any = pc.sctp
         size = int(sctp._remote_max_message_size)
     except (AttributeError, TypeError, ValueError):
-        size = 65536
-    return size or 65536
+        size = DEFAULT_MAX_MESSAGE_SIZE
+    return size or DEFAULT_MAX_MESSAGE_SIZE
 
 
 def as_description(value: SDP, kind: str) -> RTCSessionDescription:

@@ -9,7 +9,7 @@ offers and answers (without trickle: aiortc puts every candidate in the SDP), sa
 is connected, and passes what links report to the handlers the app registered.
 
 Time comes from injected clocks: ``clock`` (wall time, for the counters people read) and
-``monotonic`` (timers; ``time.monotonic`` unless a test says otherwise).
+``monotonic`` (timers and deadlines).
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from volli_nb.base.clock import Clock, system_clock
+from volli_nb.base.clock import Clock, monotonic_clock, system_clock
 from volli_nb.base.errors import TransportClosed, UnknownPeer, UsageError, VolliError
 from volli_nb.base.listeners import Listeners
 from volli_nb.core import sdp
@@ -64,7 +63,7 @@ class NetworkStore:
         seen: Callable[[bytes], bool] | None = None,
         log: EventLog | None = None,
         clock: Clock = system_clock,
-        monotonic: Clock = time.monotonic,
+        monotonic: Clock = monotonic_clock,
     ) -> None:
         self.identity = identity
         self._contacts = contacts
