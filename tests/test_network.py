@@ -270,3 +270,30 @@ def test_sync_endpoint_and_handler_removal(tmp_path: Path) -> None:
         await asyncio.gather(alice.close(), bob.close())
 
     arun(main)
+
+
+def test_a_blocked_event_loop_is_not_a_dead_peer(tmp_path: Path) -> None:
+    """A notebook cell that computes for seconds blocks the loop both peers share; that
+    silence is not the peer's, so the link survives it (the limits below are the config's)."""
+    dead_after, interval = 1.0, 0.25
+
+    async def main() -> None:
+        config = {"dead_after": dead_after, "heartbeat_interval": interval}
+        alice, bob = open_store(tmp_path, "alice", **config), open_store(tmp_path, "bob", **config)
+        offline: list[object] = []
+        try:
+            await pair(alice, bob)
+            for store in (alice, bob):
+                store.network_store.on_event(
+                    lambda e: offline.append(e) if isinstance(e, PeerOffline) else None
+                )
+            time.sleep(2 * (dead_after + interval))  # blocks the loop, as a busy cell would
+            sent = await alice.send_message(bob.peer_id, "still here")
+            await alice.wait_delivered(sent.message_id, timeout=10)
+            # Past the grace a stalled loop gets (one limit) and two more heartbeats:
+            await asyncio.sleep(dead_after + 2 * interval)
+            assert offline == [] and alice.network_store.is_connected(bob.peer_id)
+        finally:
+            await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)

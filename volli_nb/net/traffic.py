@@ -8,7 +8,9 @@ link's task: the session's timers, the heartbeat and the send loop.
 - **Heartbeat**: a ping every ``heartbeat_interval``; dead after ``dead_after`` seconds of
   silence on a clean link, longer when stalls were measured, because aiortc alone
   notices a vanished peer only after ~30 s, and then says ``closed``.  Any SCTP packet
-  from the peer counts as life (the pong itself may wait behind a lost packet).
+  from the peer counts as life (the pong itself may wait behind a lost packet).  Silence
+  counts only while we listened: when our own event loop was blocked (a notebook cell
+  computing for seconds), the peer gets the full limit again from when it unblocked.
 - **Sending**: the loop lets the session bundle whatever was queued, control frames
   first, and holds the channel's buffer to about a second of measured goodput, through
   ``bufferedAmount`` and ``bufferedamountlow``: a deep buffer on a slow link delays
@@ -57,6 +59,7 @@ class Traffic:
         self.link, self.session, self.channel = link, session, channel
         self.ctx = link.ctx
         self.wake = asyncio.Event()  # something to send, or a timer to re-read
+        self._listening_since = link.ctx.monotonic()  # since our own loop last stalled
         self.drained = asyncio.Event()  # the channel's buffer (or the session's queue) fell
 
         @channel.on("bufferedamountlow")
@@ -181,7 +184,10 @@ class Traffic:
                 for event in session.handle_timer(now):
                     self._dispatch(event)
                 if now >= next_ping:
-                    next_ping = now + self.ctx.config.heartbeat_interval
+                    interval = self.ctx.config.heartbeat_interval
+                    if now - next_ping > interval:  # this loop was blocked, not the peer silent
+                        self._listening_since = now
+                    next_ping = now + interval
                     if not await self._heartbeat(now):
                         return
                 await self._flush()
@@ -189,13 +195,14 @@ class Traffic:
             return
 
     async def _heartbeat(self, now: float) -> bool:
-        """A ping, unless the peer was silent too long: then close the link (False)."""
+        """A ping, unless the peer was silent too long while we listened: then close the
+        link (False)."""
         session = self.session
         limit = session.silence_limit(self.ctx.config.dead_after)
         age = aiortc_compat.seconds_since_received(self.link.pc.sctp)
         if age is not None:  # SCTP packets count even while frames wait
             session.heard_from_transport(now - age)
-        if session.is_dead(now, limit):
+        if session.is_dead(now, limit) and now - self._listening_since > limit:
             await self.link.close(f"no heartbeat for {limit:.3g} s (peer presumed dead)")
             return False
         await self._send(session.ping(now))
