@@ -26,7 +26,14 @@ from volli_nb.base.clock import Clock, system_clock
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import NetworkConfig
-from volli_nb.core.store.database import KDF_MIN, KDF_MODERATE, Database, KdfCost
+from volli_nb.core.store.database import (
+    KDF_MIN,
+    KDF_MODERATE,
+    Contact,
+    Conversation,
+    Database,
+    KdfCost,
+)
 from volli_nb.core.store.message_queue import PersistentMessageQueue
 from volli_nb.net.network_store import NetworkStore
 
@@ -277,12 +284,12 @@ class MessagesStore:
         rows = self.database.history(conversation_id, limit=limit)
         return [chat_message(row, self.delivery_status) for row in rows]
 
-    def conversations(self) -> list[Any]:
-        return list(self.database.list_conversations())
+    def conversations(self) -> list[Conversation]:
+        return self.database.list_conversations()
 
     @property
-    def contacts(self) -> list[Any]:
-        return list(self.database.list_contacts())
+    def contacts(self) -> list[Contact]:
+        return self.database.list_contacts()
 
 
 __all__ = [
