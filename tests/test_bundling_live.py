@@ -61,7 +61,7 @@ def test_without_bundling_each_message_is_its_own_frame(tmp_path: Path) -> None:
 def test_a_group_message_is_sealed_once_for_all_members(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from volli_nb.app import messages_store as messages
+    from volli_nb.app import sender as messages
 
     seals: list[int] = []
     real_seal = messages.envelopes.seal
@@ -118,7 +118,7 @@ def test_a_bundle_that_fails_to_commit_is_offered_again_and_never_acked(tmp_path
             await alice.network_store.send_envelope(  # what a retry after the timeout does
                 bob.peer_id,
                 first.message_id,
-                alice._seal(alice.message_queue.for_message(first.message_id)[0]),
+                alice.sender.seal(alice.message_queue.for_message(first.message_id)[0]),
             )
             await alice.wait_delivered(first.message_id, timeout=10)
             assert got == ["lost to a locked database"]

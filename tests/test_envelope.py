@@ -93,7 +93,7 @@ def open_as(me: Identity, data: bytes, **kw: Any) -> OpenedMessage:
 
 
 def resign(obj: dict[str, Any], signer: Identity = ALICE) -> None:
-    header = env._header(obj)
+    header = env.header_bytes(obj)
     ciphertext = b64decode(obj["ciphertext"])
     obj["signature"] = b64encode(signer.sign(env.SIGN_DOMAIN, env._to_sign(header, ciphertext)))
 
@@ -857,7 +857,7 @@ def forge(
         "nonce": b64encode(det(24)),
         "commitment": b64encode(env._commitment(message_id, committed_key)),
     }
-    header = env._header(obj)
+    header = env.header_bytes(obj)
     ciphertext = aead_encrypt(body_key, b64decode(obj["nonce"]), padded_body, header)
     obj["ciphertext"] = b64encode(ciphertext)
     resign(obj, sender)

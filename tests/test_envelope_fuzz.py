@@ -180,7 +180,7 @@ def test_json_mutations_re_signed_by_the_sender(obj: dict[str, Any]) -> None:
         obj["signature"] = b64encode(
             ALICE.sign(
                 env.SIGN_DOMAIN,
-                env._to_sign(env._header(obj), b64decode(obj["ciphertext"])),
+                env._to_sign(env.header_bytes(obj), b64decode(obj["ciphertext"])),
             )
         )
     attempt(serialize(obj, canonical=True))
@@ -218,7 +218,9 @@ def well_formed_mutations(draw: st.DrawFn) -> dict[str, Any]:
         a, b = sorted(obj["recipients"])
         obj["recipients"][a], obj["recipients"][b] = obj["recipients"][b], obj["recipients"][a]
     obj["signature"] = b64encode(
-        ALICE.sign(env.SIGN_DOMAIN, env._to_sign(env._header(obj), b64decode(obj["ciphertext"])))
+        ALICE.sign(
+            env.SIGN_DOMAIN, env._to_sign(env.header_bytes(obj), b64decode(obj["ciphertext"]))
+        )
     )
     return obj
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from volli_nb.base.errors import PeerError
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.encoding import b64encode, canonical_json
+from volli_nb.core.protocol import chunks as ch
 from volli_nb.core.protocol import frames as f
 from volli_nb.core.protocol import session as p
 
@@ -40,7 +41,7 @@ VALID = [
     f.make_ping(b"pingping"),
     f.make_pong(b"pongpong"),
     f.make_bye("bye"),
-    *f.make_chunks(f.make_message(mid(4), b"z" * 100), 1, 64),
+    *ch.make_chunks(f.make_message(mid(4), b"z" * 100), 1, 64),
 ]
 
 
@@ -160,9 +161,9 @@ def test_mutated_json_fields_only_raise_peer_errors(data: bytes) -> None:
     st.integers(0, 2**32 - 1),
 )
 def test_chunking_round_trips(frame: bytes, max_size: int, stream: int) -> None:
-    chunks = f.make_chunks(frame, stream, max_size)
+    chunks = ch.make_chunks(frame, stream, max_size)
     assert all(len(c) <= max_size for c in chunks)
-    r = f.Reassembler()
+    r = ch.Reassembler()
     out = [r.add(c) for c in (f.decode_frame(x) for x in chunks) if isinstance(c, f.ChunkFrame)]
     assert out[-1] == frame and out[:-1] == [None] * (len(chunks) - 1)
     assert r.partial == 0 and r.buffered == 0

@@ -15,8 +15,7 @@ from kernels import execute, kernel
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 OPEN = """
-from volli_nb import MessagesStore
-from volli_nb.core.netconfig import NetworkConfig
+from volli_nb import MessagesStore, NetworkConfig
 store = MessagesStore.open("{name}.sqlite", "{name} passphrase", name="{name}",
                            config=NetworkConfig(loopback_only=True))
 print("PEER", store.peer_id)

@@ -7,7 +7,8 @@ is checked without editing a list here.  Allowed directions:
                                                 except that the cli may start lab tools)
 
 ``volli_nb/__init__.py`` is the lazy public facade and may name anything.  The pure core
-must also *load* none of the I/O libraries, checked in a fresh interpreter.
+must also *load* none of the I/O libraries, checked in a fresh interpreter.  And every
+libsodium call goes through ``core/crypto/primitives.py``: no other module imports ``nacl``.
 """
 
 from __future__ import annotations
@@ -224,3 +225,33 @@ def test_the_runtime_check_itself_would_catch_an_io_import() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.stdout.strip() == "True"
     assert len(core_modules()) > 20  # the walk found the core
+
+
+SODIUM = "volli_nb.core.crypto.primitives"  # the one module that may call libsodium
+
+
+def nacl_imports(root: Path) -> list[str]:
+    """Every ``import nacl…`` outside the primitives module, as ``module:line``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        name = module_name(root, path)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            if name != SODIUM and any(n == "nacl" or n.startswith("nacl.") for n in names):
+                found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def test_only_the_primitives_module_imports_libsodium() -> None:
+    assert nacl_imports(PACKAGE) == []
+
+
+def test_the_libsodium_check_fails_on_a_planted_import(tmp_path: Path) -> None:
+    copy = _planted(tmp_path, {"app/planted.py": "def f():\n    from nacl import utils\n"})
+    assert nacl_imports(copy) == ["volli_nb.app.planted:2"]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import aioice.ice
+import asyncio
 
+import aioice.ice
+import pytest
+
+from volli_nb.lab.bench import plain_aiortc
 from volli_nb.net import aiortc_compat
 
 
@@ -22,3 +26,28 @@ def test_install_is_idempotent() -> None:
     original = aiortc_compat._original
     aiortc_compat.install()
     assert aiortc_compat._original is original
+
+
+@pytest.mark.network
+def test_the_plain_aiortc_baseline_pairs_over_loopback_only() -> None:
+    """The benchmarks' baseline (and any test that needs plain aiortc) uses one helper."""
+
+    async def main() -> None:
+        a, b = plain_aiortc.new_peer(), plain_aiortc.new_peer()
+        seen: list[str] = []
+
+        def via(sdp: str, kind: str) -> str:
+            seen.append(kind)
+            return sdp
+
+        try:
+            channel = await plain_aiortc.pair(a, b, via=via, timeout=30)
+            assert channel.readyState == "open" and seen == ["offer", "answer"]
+            for pc in (a, b):
+                pair = aiortc_compat.selected_pair(pc)
+                assert pair is not None
+                assert (pair[0].address, pair[1].address) == ("127.0.0.1", "127.0.0.1")
+        finally:
+            await asyncio.gather(a.close(), b.close())
+
+    asyncio.run(asyncio.wait_for(main(), 60))

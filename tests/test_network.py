@@ -15,9 +15,11 @@ from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import ChannelBindingFailed, MalformedFrame, OversizedInput, UnknownPeer
 from volli_nb.core import sdp
 from volli_nb.core.crypto.identity import Identity
-from volli_nb.core.protocol import session as protocol
+from volli_nb.core.protocol import frames
+from volli_nb.core.protocol.session import Session
 from volli_nb.net import aiortc_compat
-from volli_nb.net.network_store import NetworkStore, PeerOffline, _Link
+from volli_nb.net.link import Link
+from volli_nb.net.network_store import PeerOffline
 
 pytestmark = pytest.mark.network
 T = TypeVar("T")
@@ -120,18 +122,18 @@ def test_disconnect_is_bounded_and_leaves_no_tasks(tmp_path: Path) -> None:
     arun(main)
 
 
-class LyingNetworkStore(NetworkStore):
+class LyingLink(Link):
     """Signs fingerprints other than the ones in the SDP, as a MITM'd signaling path would."""
 
-    def _hello_frames(self, link: _Link, offer_fp: str, answer_fp: str) -> list[bytes]:
-        return super()._hello_frames(link, offer_fp, "AA:" + answer_fp[3:])
+    def hello_frames(self, session: Session, offer_fp: str, answer_fp: str) -> list[bytes]:
+        return super().hello_frames(session, offer_fp, "AA:" + answer_fp[3:])
 
 
 def test_tampered_channel_binding_closes_with_typed_error(tmp_path: Path) -> None:
     async def main() -> None:
         alice = open_store(tmp_path, "alice")
         bob = open_store(tmp_path, "bob")
-        bob.network_store.__class__ = LyingNetworkStore  # keeps bob's handlers
+        bob.network_store.link_class = LyingLink  # bob's next connections lie
         code = await alice.create_pairing_code()
         answer = await bob.accept_pairing_code(code)
         await alice.complete_pairing(answer)
@@ -209,7 +211,7 @@ def test_protocol_errors_are_the_typed_ones() -> None:
     # The classes the live test above looks for in the log.
     assert issubclass(MalformedFrame, Exception) and issubclass(OversizedInput, Exception)
     assert issubclass(UnknownPeer, Exception) and issubclass(ChannelBindingFailed, Exception)
-    assert protocol.PROTOCOL_VERSION == 1
+    assert frames.PROTOCOL_VERSION == 1
 
 
 def test_unknown_peer_cannot_answer(tmp_path: Path) -> None:
@@ -271,5 +273,32 @@ def test_sync_endpoint_and_handler_removal(tmp_path: Path) -> None:
         await alice.network_store.disconnect(bob.peer_id)
         assert bob.peer_id not in alice.network_store.get_sync_endpoint()
         await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
+
+
+def test_a_blocked_event_loop_is_not_a_dead_peer(tmp_path: Path) -> None:
+    """A notebook cell that computes for seconds blocks the loop both peers share; that
+    silence is not the peer's, so the link survives it (the limits below are the config's)."""
+    dead_after, interval = 1.0, 0.25
+
+    async def main() -> None:
+        config = {"dead_after": dead_after, "heartbeat_interval": interval}
+        alice, bob = open_store(tmp_path, "alice", **config), open_store(tmp_path, "bob", **config)
+        offline: list[object] = []
+        try:
+            await pair(alice, bob)
+            for store in (alice, bob):
+                store.network_store.on_event(
+                    lambda e: offline.append(e) if isinstance(e, PeerOffline) else None
+                )
+            time.sleep(2 * (dead_after + interval))  # blocks the loop, as a busy cell would
+            sent = await alice.send_message(bob.peer_id, "still here")
+            await alice.wait_delivered(sent.message_id, timeout=10)
+            # Past the grace a stalled loop gets (one limit) and two more heartbeats:
+            await asyncio.sleep(dead_after + 2 * interval)
+            assert offline == [] and alice.network_store.is_connected(bob.peer_id)
+        finally:
+            await asyncio.gather(alice.close(), bob.close())
 
     arun(main)

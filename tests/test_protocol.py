@@ -19,6 +19,7 @@ from volli_nb.base.errors import (
 from volli_nb.core.crypto import identity
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.encoding import b64encode, canonical_json
+from volli_nb.core.protocol import chunks as ch
 from volli_nb.core.protocol import frames as f
 from volli_nb.core.protocol import session as p
 
@@ -67,7 +68,7 @@ def test_every_frame_type_round_trips() -> None:
         f.make_ping(b"12345678"),
         f.make_pong(b"87654321"),
         f.make_bye("done ✓"),
-        *f.make_chunks(b"\x01\x02" + bytes(100), 9, 40),
+        *ch.make_chunks(b"\x01\x02" + bytes(100), 9, 40),
     ]
     assert [s[1] for s in samples[:6]] == [f.HELLO, f.MESSAGE, f.ACK, f.PING, f.PONG, f.BYE]
     for raw in samples:
@@ -83,7 +84,7 @@ def test_every_frame_type_round_trips() -> None:
     assert f.decode_frame(samples[1]) == f.MessageFrame(mid(1), b"env")
     assert f.decode_frame(samples[5]) == f.ByeFrame("done ✓")
     assert f.decode_frame(samples[6]) == f.ChunkFrame(9, 0, False, samples[6][11:])
-    assert p.decode_frame is f.decode_frame  # the app imports everything from protocol
+    assert p.decode_frame is f.decode_frame  # the session parses with the one frame decoder
 
 
 def test_builders_refuse_bad_arguments() -> None:
@@ -96,7 +97,7 @@ def test_builders_refuse_bad_arguments() -> None:
     with pytest.raises(UsageError):
         f.make_ack(B, A.peer_id, [mid(i) for i in range(f.MAX_ACK_IDS + 1)])
     with pytest.raises(UsageError):
-        f.make_chunks(b"abc", 1, 11)
+        ch.make_chunks(b"abc", 1, 11)
     with pytest.raises(UsageError):
         p.Session(A, B.public, max_message_size=20)
 
@@ -302,40 +303,40 @@ def test_ten_megabyte_envelope_is_chunked_and_reassembled() -> None:
 
 def test_reassembly_caps_are_oversized_input() -> None:
     _, b = pair(max_frame_bytes=50_000)
-    chunks = f.make_chunks(f.make_message(mid(1), b"x" * 100_000), 5, 16 * 1024)
+    chunks = ch.make_chunks(f.make_message(mid(1), b"x" * 100_000), 5, 16 * 1024)
     with pytest.raises(OversizedInput):
         for chunk in chunks:
             b.receive(chunk, 0.0)
     with pytest.raises(OversizedInput):  # a whole frame over the cap
         b.receive(f.make_message(mid(2), b"x" * 50_000), 0.0)
     # Too many half-received frames at once.
-    for stream in range(f.MAX_STREAMS):
-        b.receive(f.make_chunks(b"\x01\x02" + bytes(100), 100 + stream, 64)[0], 0.0)
+    for stream in range(ch.MAX_STREAMS):
+        b.receive(ch.make_chunks(b"\x01\x02" + bytes(100), 100 + stream, 64)[0], 0.0)
     with pytest.raises(OversizedInput):
-        b.receive(f.make_chunks(b"\x01\x02" + bytes(100), 99, 64)[0], 0.0)
+        b.receive(ch.make_chunks(b"\x01\x02" + bytes(100), 99, 64)[0], 0.0)
     # The session still works afterwards; the partial streams can still complete.
     assert b.receive(f.make_message(mid(3), b"ok"), 0.0) == [p.MessageReceived(mid(3), b"ok")]
-    rest = f.make_chunks(b"\x01\x02" + bytes(100), 100, 64)[1:]
+    rest = ch.make_chunks(b"\x01\x02" + bytes(100), 100, 64)[1:]
     assert [e for c in rest for e in b.receive(c, 0.0)] == [p.MessageReceived(bytes(16), bytes(84))]
 
 
 def test_reassembly_budget_covers_all_partial_frames() -> None:
-    r = f.Reassembler(max_frame_bytes=100_000)
-    assert r.budget == 100_000 + f.MAX_STREAMS * f.MAX_CONTROL_BYTES
+    r = ch.Reassembler(max_frame_bytes=100_000)
+    assert r.budget == 100_000 + ch.MAX_STREAMS * f.MAX_CONTROL_BYTES
     assert r.add(f.ChunkFrame(1, 0, False, bytes(50_000))) is None
-    for stream in range(2, 2 + f.MAX_STREAMS - 1):
+    for stream in range(2, 2 + ch.MAX_STREAMS - 1):
         assert r.add(f.ChunkFrame(stream, 0, False, bytes(80_000))) is None
     assert r.buffered == 610_000
     with pytest.raises(OversizedInput):  # stream 1 stays under 100 kB, the total does not
         r.add(f.ChunkFrame(1, 1, False, bytes(20_000)))
-    assert r.partial == f.MAX_STREAMS - 1 and r.buffered == 560_000
+    assert r.partial == ch.MAX_STREAMS - 1 and r.buffered == 560_000
     assert r.add(f.ChunkFrame(2, 1, True, b"!")) == bytes(80_000) + b"!"
     assert r.buffered == 480_000
 
 
 def test_out_of_order_chunk_is_malformed_and_drops_the_stream() -> None:
     _, b = pair()
-    chunks = f.make_chunks(f.make_message(mid(2), b"y" * 4_000), 6, 1024)
+    chunks = ch.make_chunks(f.make_message(mid(2), b"y" * 4_000), 6, 1024)
     b.receive(chunks[0], 0.0)
     with pytest.raises(MalformedFrame):
         b.receive(chunks[2], 0.0)  # chunk 1 skipped
@@ -343,12 +344,12 @@ def test_out_of_order_chunk_is_malformed_and_drops_the_stream() -> None:
         b.receive(chunks[1], 0.0)  # the stream was dropped
     with pytest.raises(MalformedFrame):  # a stream must start at index 0
         b.receive(f.encode_frame(f.ChunkFrame(77, 3, True, b"z")), 0.0)
-    nested = f.make_chunks(f.make_chunks(b"\x01\x02" + bytes(30), 1, 20)[0], 2, 1000)
+    nested = ch.make_chunks(ch.make_chunks(b"\x01\x02" + bytes(30), 1, 20)[0], 2, 1000)
     with pytest.raises(MalformedFrame):
         b.receive(nested[0], 0.0)
     events = [
         e
-        for c in f.make_chunks(f.make_message(mid(2), b"y" * 4_000), 8, 1024)
+        for c in ch.make_chunks(f.make_message(mid(2), b"y" * 4_000), 8, 1024)
         for e in b.receive(c, 0.0)
     ]
     assert events == [p.MessageReceived(mid(2), b"y" * 4_000)]

@@ -12,14 +12,7 @@ import nbformat
 HERE = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
-SETUP = '''from volli_nb import MessagesStore
-from volli_nb.core.netconfig import NetworkConfig
-from volli_nb.core.store.database import KDF_MIN
-
-def open_store(name, **kw):
-    """A profile in this folder; loopback-only ICE: nothing leaves this machine."""
-    return MessagesStore.open(f"{name}.sqlite", f"{name}'s passphrase", name=name, kdf=KDF_MIN,
-                              config=NetworkConfig(loopback_only=True), **kw)'''
+SETUP = '''from volli_nb import MessagesStore  # scratch(name): a throwaway profile, 127.0.0.1 only'''
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "00-start-here.ipynb": [
@@ -51,7 +44,7 @@ Nothing in these notebooks contacts a public server: peers offer only 127.0.0.1.
             SETUP
             + """
 
-alice, bob = open_store("alice"), open_store("bob")
+alice, bob = MessagesStore.scratch("alice"), MessagesStore.scratch("bob")
 code = await alice.create_pairing_code()
 answer = await bob.accept_pairing_code(code)
 peer = await alice.complete_pairing(answer)
@@ -197,7 +190,7 @@ A **virtual clock** makes the retry schedule run in a blink.""",
             + """
 from volli_nb.base.clock import VirtualClock
 clock = VirtualClock()
-alice, bob = open_store("alice", clock=clock), open_store("bob", clock=clock)
+alice, bob = MessagesStore.scratch("alice", clock=clock), MessagesStore.scratch("bob", clock=clock)
 stop_printing = alice.log.subscribe(lambda e: print("  log:", e.category, "|", e.message) if e.category in ("queue", "message") else None)""",
         ),
         ("md", "## 1. Peer online: encrypt → send → signed ACK → delivered"),
@@ -271,8 +264,8 @@ other, pasting codes between them.  So that this notebook runs top to bottom on 
             "code",
             SETUP
             + """
-a = open_store("kernel-a")          # in notebook A
-b = open_store("kernel-b")          # in notebook B""",
+a = MessagesStore.scratch("kernel-a")          # in notebook A
+b = MessagesStore.scratch("kernel-b")          # in notebook B""",
         ),
         ("md", "### By pasted codes\n**A**: make a code and copy it."),
         ("code", "code = await a.create_pairing_code()\nprint(code)"),
@@ -307,7 +300,7 @@ then each kernel joins the same room.  The peer with the smaller id offers.""",
             """from volli_nb.net.signaling.server import SignalingServer
 server = await SignalingServer(port=0).start()
 print("signaling at", server.url)
-c, d = open_store("kernel-c"), open_store("kernel-d")
+c, d = MessagesStore.scratch("kernel-c"), MessagesStore.scratch("kernel-d")
 await c.join("lab", server.url)   # in notebook C
 await d.join("lab", server.url)   # in notebook D
 await c.wait_connected(d.peer_id); await d.wait_connected(c.peer_id)
@@ -326,7 +319,7 @@ print(await c.wait_delivered(m.message_id))""",
             + """
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.ui.widgets import PeersPanel, IcePanel, QueuePanel, EventLogPanel
-messagesStore, other = open_store("me"), open_store("other")
+messagesStore, other = MessagesStore.scratch("me"), MessagesStore.scratch("other")
 peer_id = await messagesStore.complete_pairing(
     await other.accept_pairing_code(await messagesStore.create_pairing_code()))
 await messagesStore.wait_connected(peer_id)
@@ -433,11 +426,8 @@ latency, jitter and loss to every datagram (this machine's kernel has no netem).
             "code",
             """from volli_nb.lab.relay import Conditions, impaired_pair
 from volli_nb import MessagesStore
-from volli_nb.core.netconfig import NetworkConfig
-from volli_nb.core.store.database import KDF_MIN
 import asyncio, time
-a = MessagesStore.open("relay-a.sqlite", "pw", kdf=KDF_MIN, config=NetworkConfig(loopback_only=True))
-b = MessagesStore.open("relay-b.sqlite", "pw", kdf=KDF_MIN, config=NetworkConfig(loopback_only=True))
+a, b = MessagesStore.scratch("relay-a"), MessagesStore.scratch("relay-b")
 relay = await impaired_pair(a, b, Conditions(latency_ms=50, jitter_ms=5, seed=1))
 times = []
 for i in range(10):
@@ -459,8 +449,7 @@ Here: 200 ms round trip and 5 % loss each way, like `pytest --latency=200 --pack
         ),
         (
             "code",
-            """a = MessagesStore.open("bundle-a.sqlite", "pw", kdf=KDF_MIN, config=NetworkConfig(loopback_only=True))
-b = MessagesStore.open("bundle-b.sqlite", "pw", kdf=KDF_MIN, config=NetworkConfig(loopback_only=True))
+            """a, b = MessagesStore.scratch("bundle-a"), MessagesStore.scratch("bundle-b")
 relay = await impaired_pair(a, b, Conditions(latency_ms=100, loss=0.05, seed=2))
 got = []
 b.on_message(lambda m: got.append(m.text))

@@ -11,47 +11,53 @@ backoff, and the outbox flushes as soon as the channel is back.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from volli_nb.base.errors import KeyMismatch, VolliError
-from volli_nb.core.crypto.identity import PublicIdentity
+from volli_nb.core.crypto.identity import Identity, PublicIdentity
+from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer
 from volli_nb.net.events import NetworkEvent, PeerOffline, PeerOnline
+from volli_nb.net.network_store import NetworkStore
 from volli_nb.net.signaling.client import SignalingClient, TlsTrust
 from volli_nb.net.signaling.turn import TurnCredentials
 
-if TYPE_CHECKING:
-    from volli_nb.app.messages_store import MessagesStore
-
-log = logging.getLogger(__name__)
-
 
 class RoomSession:
-    """One store's presence in signaling rooms on one server."""
+    """One profile's presence in signaling rooms on one server.
+
+    It is given only what it uses: our identity (to sign in), the network (to connect),
+    the event log, ``add_contact`` (to pin who is present) and ``wait_connected``.
+    """
 
     def __init__(
         self,
-        store: MessagesStore,
+        identity: Identity,
+        network: NetworkStore,
+        log: EventLog,
         url: str,
         *,
+        add_contact: Callable[[PublicIdentity], str],
+        wait_connected: Callable[[str, float], Awaitable[None]],
         auto_pair: bool = True,
         pair_timeout: float = 20.0,
         ssl: TlsTrust = None,
     ) -> None:
-        self.store = store
+        self.identity, self.network, self.log = identity, network, log
         self.url = url
+        self._add_contact, self._wait_connected = add_contact, wait_connected
         self.auto_pair = auto_pair
         self.pair_timeout = pair_timeout
         self.presence: dict[str, set[str]] = defaultdict(set)
         self.client = SignalingClient(
-            store.identity, url, self._on_frame, ssl=ssl, on_turn=self._use_turn
+            identity, url, self._on_frame, ssl=ssl, on_turn=self._use_turn
         )
         self._turn_server: IceServer | None = None  # the one the server handed us
         self._backoff: dict[str, float] = {}
         self._pairing: dict[str, asyncio.Task[None]] = {}
-        self._remove = store.network_store.on_event(self._on_network_event)
+        self._remove = network.on_event(self._on_network_event)
 
     @property
     def online(self) -> set[str]:
@@ -64,7 +70,7 @@ class RoomSession:
 
     async def join(self, room: str) -> list[str]:
         members = await self.client.join(room)
-        self.store.log.add("signaling", f"joined room {room!r} ({len(members)} present)")
+        self.log.add("signaling", f"joined room {room!r} ({len(members)} present)")
         return [pid for m in members if (pid := self._seen(room, m))]
 
     async def leave(self, room: str) -> None:
@@ -80,24 +86,24 @@ class RoomSession:
         await self.client.close()
 
     def should_offer(self, peer_id: str) -> bool:
-        return self.store.peer_id < peer_id
+        return self.identity.peer_id < peer_id
 
     # --- presence -------------------------------------------------------------------
 
     def _seen(self, room: str, identity_json: Any) -> str | None:
         try:
             identity = PublicIdentity.from_json(identity_json)
-            if identity.peer_id == self.store.peer_id:
+            if identity.peer_id == self.identity.peer_id:
                 return None
-            self.store.add_contact(identity)
+            self._add_contact(identity)
         except KeyMismatch as exc:
-            self.store.log.add("error", f"presence with a changed key refused: {exc}")
+            self.log.add("error", f"presence with a changed key refused: {exc}")
             return None
         except VolliError as exc:
-            self.store.log.add("error", f"bad presence entry: {exc}")
+            self.log.add("error", f"bad presence entry: {exc}")
             return None
         self.presence[room].add(identity.peer_id)
-        self.store.log.add("signaling", f"present in {room!r}", peer_id=identity.peer_id)
+        self.log.add("signaling", f"present in {room!r}", peer_id=identity.peer_id)
         if self.auto_pair and self.should_offer(identity.peer_id):
             self._schedule_pair(identity.peer_id, delay=0.0)
         return identity.peer_id
@@ -112,7 +118,7 @@ class RoomSession:
                 self._seen(room, frame.get("peer"))
             elif frame.get("event") == "leave":
                 self.presence[room].discard(str(frame.get("peer_id")))
-                self.store.log.add("signaling", f"left {room!r}", peer_id=frame.get("peer_id"))
+                self.log.add("signaling", f"left {room!r}", peer_id=frame.get("peer_id"))
             elif frame.get("event") == "sync":  # the server re-registered us: the truth now
                 self.presence[room] = set()
                 for member in frame.get("members") or []:
@@ -122,18 +128,18 @@ class RoomSession:
                 self._on_signal(str(frame.get("from")), frame.get("data") or {})
             )
         elif kind == "error":
-            self.store.log.add("error", f"signaling: {frame.get('code')}: {frame.get('message')}")
+            self.log.add("error", f"signaling: {frame.get('code')}: {frame.get('message')}")
         elif kind == "reconnected":
-            self.store.log.add("signaling", "reconnected to the signaling server")
+            self.log.add("signaling", "reconnected to the signaling server")
 
     def _use_turn(self, creds: TurnCredentials) -> None:
         """The server's TURN credentials replace the previous ones it gave (only those)."""
-        net = self.store.network_store
+        net = self.network
         mine = IceServer(list(creds.urls), creds.username, creds.credential)
         kept = [s for s in net.config.ice_servers if s is not self._turn_server]
         net.set_configuration(ice_servers=[*kept, mine])
         self._turn_server = mine
-        self.store.log.add("ice", f"TURN credentials from the server, valid {creds.ttl:g} s")
+        self.log.add("ice", f"TURN credentials from the server, valid {creds.ttl:g} s")
 
     # --- pairing ----------------------------------------------------------------------
 
@@ -149,17 +155,17 @@ class RoomSession:
 
     async def _pair(self, peer_id: str, delay: float) -> None:
         await asyncio.sleep(delay)
-        net = self.store.network_store
+        net = self.network
         if net.is_connected(peer_id) or peer_id not in self.online:
             return
         try:
             offer = await net.connect_to_peer(peer_id)
             await self.client.signal(peer_id, {"kind": "offer", "sdp": offer.sdp})
-            self.store.log.add("signaling", "sent offer via server", peer_id=peer_id)
-            await self.store.wait_connected(peer_id, self.pair_timeout)
+            self.log.add("signaling", "sent offer via server", peer_id=peer_id)
+            await self._wait_connected(peer_id, self.pair_timeout)
             self._backoff.pop(peer_id, None)
         except (VolliError, TimeoutError) as exc:
-            self.store.log.add("signaling", f"pairing attempt failed: {exc}", peer_id=peer_id)
+            self.log.add("signaling", f"pairing attempt failed: {exc}", peer_id=peer_id)
             self._retry_later(peer_id)
 
     def _retry_later(self, peer_id: str) -> None:
@@ -171,7 +177,7 @@ class RoomSession:
         loop.call_soon(lambda: self._schedule_pair(peer_id, delay))
 
     async def _on_signal(self, sender: str, data: dict[str, Any]) -> None:
-        net = self.store.network_store
+        net = self.network
         try:
             if data.get("kind") == "offer":
                 answer = await net.connect_to_peer(sender, str(data.get("sdp")))
@@ -179,18 +185,10 @@ class RoomSession:
             elif data.get("kind") == "answer":
                 await net.accept_answer(sender, str(data.get("sdp")))
         except VolliError as exc:
-            self.store.log.add("error", f"signal from {sender} refused: {exc}")
+            self.log.add("error", f"signal from {sender} refused: {exc}")
 
     def _on_network_event(self, event: NetworkEvent) -> None:
         if isinstance(event, PeerOffline) and event.peer_id in self.online:
             self._retry_later(event.peer_id)
         elif isinstance(event, PeerOnline):
             self._backoff.pop(event.peer_id, None)
-
-
-async def open_room(
-    store: MessagesStore, room: str, url: str, *, auto_pair: bool = True, ssl: TlsTrust = None
-) -> RoomSession:
-    session = await RoomSession(store, url, auto_pair=auto_pair, ssl=ssl).start()
-    await session.join(room)
-    return session

@@ -19,6 +19,11 @@ def system_clock() -> float:
     return time.time()
 
 
+def monotonic_clock() -> float:
+    """Seconds that never jump back: for timers and deadlines (``time.monotonic``)."""
+    return time.monotonic()
+
+
 class VirtualClock:
     """A clock that only moves when told to; for tests, the simulator and notebooks."""
 

@@ -2,18 +2,21 @@
 
 It is the Python side of webrtc-internals' event list: signaling, ICE, DTLS,
 channel and message events.  Pure (no asyncio), so panels, the shell and the
-tests read the same entries; listeners run synchronously and must be quick.
+tests read the same entries; listeners run synchronously and must be quick (one that
+raises is logged, and the others still run).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from volli_nb.base.clock import Clock, system_clock
+from volli_nb.base.listeners import Listeners
 
 CATEGORIES = ("signaling", "ice", "dtls", "connection", "channel", "message", "queue", "error")
 
@@ -38,26 +41,19 @@ class EventLog:
     def __init__(self, *, clock: Clock = system_clock, maxlen: int = 5000) -> None:
         self._clock = clock
         self._entries: deque[LogEntry] = deque(maxlen=maxlen)
-        self._listeners: list[Listener] = []
+        self._listeners = Listeners[[LogEntry]]("event log listener", logging.getLogger(__name__))
 
     def add(
         self, category: str, message: str, *, peer_id: str | None = None, **data: Any
     ) -> LogEntry:
         entry = LogEntry(self._clock(), category, peer_id, message, data)
         self._entries.append(entry)
-        for listener in list(self._listeners):
-            listener(entry)
+        self._listeners.emit(entry)
         return entry
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` for each new entry; returns the function that unsubscribes."""
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return remove
+        return self._listeners.add(listener)
 
     def entries(
         self, *, category: str | None = None, peer_id: str | None = None, text: str = ""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from volli_nb.core.protocol.frames import DEFAULT_MAX_MESSAGE_SIZE, MAX_FRAME_BYTES
+
 
 @dataclass(frozen=True)
 class IceServer:
@@ -34,8 +36,8 @@ class NetworkConfig:
     dead_after: float = 2.5  # + one heartbeat interval: a dead peer is noticed within 3 s
     verify_timeout: float = 10.0
     close_timeout: float = 2.0
-    max_chunk: int = 64 * 1024
-    max_frame_bytes: int = 25 * 1024 * 1024  # a reassembled frame; holds a 12 MiB message
+    max_chunk: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_frame_bytes: int = MAX_FRAME_BYTES  # a reassembled frame; holds a 12 MiB message
     buffer_high: int = 1024 * 1024
     buffer_low: int = 256 * 1024
     ack_timeout: float | None = 60.0  # the ceiling when adaptive_ack is on

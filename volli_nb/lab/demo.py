@@ -14,10 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from volli_nb.app.chat import ChatMessage
 from volli_nb.app.messages_store import MessagesStore
-from volli_nb.core.store.database import KDF_MIN
 from volli_nb.lab.peer_process import PeerProcess
-from volli_nb.net.network_store import NetworkConfig
 
 WIDTH = 34
 
@@ -68,19 +67,77 @@ async def _pair(alice: MessagesStore, bob: PeerProcess, say: _Printer) -> None:
     say("alice", "═" * 10 + " DTLS + binding ok " + "═" * (WIDTH - 29), "bob", where)
 
 
+async def _online(alice: MessagesStore, bob: PeerProcess, say: _Printer) -> None:
+    for text in ("hello bob", "this is end-to-end encrypted"):
+        t = time.monotonic()
+        msg = await alice.send_message(bob.peer_id, text)
+        say("alice", _arrow(f"MESSAGE {msg.short_id} {text!r}", True), "bob")
+        await bob.wait_event("received", message_id=msg.message_id.hex())
+        await alice.wait_delivered(msg.message_id)
+        ms = (time.monotonic() - t) * 1000
+        say(
+            "alice", _arrow(f"signed ACK {msg.short_id}", False), "bob", f"delivered in {ms:.1f} ms"
+        )
+    got: asyncio.Future[ChatMessage] = asyncio.get_running_loop().create_future()
+    alice.on_message(lambda m: None if got.done() else got.set_result(m))
+    await bob.request("send", to=alice.peer_id, text="hi alice, got both")
+    reply = await asyncio.wait_for(got, 10)
+    say(
+        "alice",
+        _arrow(f"MESSAGE {reply.short_id} {reply.text!r}", False),
+        "bob",
+        "decrypted, stored, ACKed",
+    )
+
+
+async def _offline(alice: MessagesStore, bob: PeerProcess, say: _Printer) -> PeerProcess:
+    """Bob leaves, Alice's messages queue and retry, Bob returns: they flush.  Returns the
+    restarted Bob."""
+    await bob.quit()
+    say("", "", "bob", "process exited")
+    while alice.network_store.is_connected(bob.peer_id):
+        await asyncio.sleep(0.05)
+    say("alice", "✕ connection closed (bye)", "", "")
+    queued = [
+        await alice.send_message(bob.peer_id, t)
+        for t in ("are you there?", "sent while you were away")
+    ]
+    _show_queue(alice, say)
+    await asyncio.sleep(1.3)  # the 1 s retry happens while bob is still away
+    _show_queue(alice, say)
+    bob = await PeerProcess(bob.db, bob.name).start()
+    pid = bob.proc.pid if bob.proc else "?"
+    say("", "", "bob", f"restarted on his own database (pid {pid})")
+    await _pair(alice, bob, say)
+    for msg in queued:
+        await bob.wait_event("received", message_id=msg.message_id.hex())
+        await alice.wait_delivered(msg.message_id)
+        say(
+            "alice",
+            _arrow(f"MESSAGE {msg.short_id} (flushed)", True),
+            "bob",
+            "delivered exactly once",
+        )
+    return bob
+
+
+async def _stored(alice: MessagesStore, bob: PeerProcess) -> bool:
+    history = (await bob.request("history", peer=alice.peer_id))["messages"]
+    texts = [m["text"] for m in history]
+    print(f"bob's history ({len(texts)}): {texts}")
+    statuses = [m.status for m in alice.history(bob.peer_id) if m.direction == "out"]
+    print(f"alice's sent statuses: {statuses}")
+    print(f"alice's outbox still pending: {len(alice.message_queue.get_pending())}")
+    return len(texts) == 5 and all(s == "delivered" for s in statuses)
+
+
 async def run_demo(workdir: Path | None = None) -> int:
     say = _Printer()
     with tempfile.TemporaryDirectory(prefix="volli-demo-") as tmp:
         base = Path(workdir or tmp)
         print(f"volli_nb demo: two peers, two processes, two SQLite files in {base}")
         print("loopback-only ICE (nothing leaves this machine), no STUN/TURN, no signaling server")
-        alice = MessagesStore.open(
-            base / "alice.sqlite",
-            "demo passphrase",
-            name="alice",
-            kdf=KDF_MIN,
-            config=NetworkConfig(loopback_only=True),
-        )
+        alice = MessagesStore.scratch("alice", directory=base)
         bob = await PeerProcess(str(base / "bob.sqlite"), "bob").start()
         try:
             say.section("1. pairing (the seed's connectToPeer offer/answer, as codes)")
@@ -89,71 +146,12 @@ async def run_demo(workdir: Path | None = None) -> int:
             await _pair(alice, bob, say)
             number = alice.safety_number(bob.peer_id)
             say("alice", f"safety number {number[:20]}…", "", "compare out of band")
-
             say.section("2. peer online: encrypt → send → signed ACK → delivered")
-            for text in ("hello bob", "this is end-to-end encrypted"):
-                t = time.monotonic()
-                msg = await alice.send_message(bob.peer_id, text)
-                say("alice", _arrow(f"MESSAGE {msg.short_id} {text!r}", True), "bob")
-                await bob.wait_event("received", message_id=msg.message_id.hex())
-                await alice.wait_delivered(msg.message_id)
-                ms = (time.monotonic() - t) * 1000
-                say(
-                    "alice",
-                    _arrow(f"signed ACK {msg.short_id}", False),
-                    "bob",
-                    f"delivered in {ms:.1f} ms",
-                )
-            got = asyncio.get_running_loop().create_future()
-            alice.on_message(lambda m: None if got.done() else got.set_result(m))
-            await bob.request("send", to=alice.peer_id, text="hi alice, got both")
-            reply = await asyncio.wait_for(got, 10)
-            say(
-                "alice",
-                _arrow(f"MESSAGE {reply.short_id} {reply.text!r}", False),
-                "bob",
-                "decrypted, stored, ACKed",
-            )
-
+            await _online(alice, bob, say)
             say.section("3. peer offline: queue → retry at 1 s, 5 s … → delivered on return")
-            await bob.quit()
-            say("", "", "bob", "process exited")
-            while alice.network_store.is_connected(bob.peer_id):
-                await asyncio.sleep(0.05)
-            say("alice", "✕ connection closed (bye)", "", "")
-            queued = [
-                await alice.send_message(bob.peer_id, t)
-                for t in ("are you there?", "sent while you were away")
-            ]
-            _show_queue(alice, say)
-            await asyncio.sleep(1.3)  # the 1 s retry happens while bob is still away
-            _show_queue(alice, say)
-            bob = await PeerProcess(str(base / "bob.sqlite"), "bob").start()
-            say(
-                "",
-                "",
-                "bob",
-                f"restarted on his own database (pid {bob.proc.pid if bob.proc else '?'})",
-            )
-            await _pair(alice, bob, say)
-            for msg in queued:
-                await bob.wait_event("received", message_id=msg.message_id.hex())
-                await alice.wait_delivered(msg.message_id)
-                say(
-                    "alice",
-                    _arrow(f"MESSAGE {msg.short_id} (flushed)", True),
-                    "bob",
-                    "delivered exactly once",
-                )
-
+            bob = await _offline(alice, bob, say)
             say.section("4. what each side stored")
-            history = (await bob.request("history", peer=alice.peer_id))["messages"]
-            texts = [m["text"] for m in history]
-            print(f"bob's history ({len(texts)}): {texts}")
-            statuses = [m.status for m in alice.history(bob.peer_id) if m.direction == "out"]
-            print(f"alice's sent statuses: {statuses}")
-            print(f"alice's outbox still pending: {len(alice.message_queue.get_pending())}")
-            ok = len(texts) == 5 and all(s == "delivered" for s in statuses)
+            ok = await _stored(alice, bob)
             print("\ndemo ok" if ok else "\ndemo FAILED")
             return 0 if ok else 1
         finally:

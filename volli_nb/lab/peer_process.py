@@ -18,12 +18,15 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from volli_nb.base.errors import VolliError
 from volli_nb.core.netconfig import IceServer, NetworkConfig
 from volli_nb.core.store.database import KDF_MIN, KDF_MODERATE, KdfCost
 from volli_nb.core.store.keyring import PASSPHRASE_ENV
+
+if TYPE_CHECKING:  # imported when a peer starts: the parent side stays light
+    from volli_nb.app.messages_store import MessagesStore
 
 KDFS: dict[str, KdfCost] = {"min": KDF_MIN, "moderate": KDF_MODERATE}
 
@@ -35,10 +38,10 @@ def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def _serve(args: argparse.Namespace) -> None:
+def _open(args: argparse.Namespace) -> MessagesStore:
     from volli_nb.app.messages_store import MessagesStore
 
-    store = MessagesStore.open(
+    return MessagesStore.open(
         args.db,
         os.environ.get(PASSPHRASE_ENV, "demo passphrase"),
         name=args.name,
@@ -49,7 +52,10 @@ async def _serve(args: argparse.Namespace) -> None:
             relay_only=args.relay_only,
         ),
     )
-    store.start()
+
+
+def _report(store: MessagesStore) -> None:
+    """Unsolicited event lines: messages received, ACKs, and network events."""
     store.on_message(
         lambda m: _emit(
             {
@@ -71,14 +77,38 @@ async def _serve(args: argparse.Namespace) -> None:
 
     store.network_store.on_event(on_net)
 
-    async def send_many(to: str, n: int, prefix: str = "msg") -> dict[str, Any]:
+
+class _Operations:
+    """What the parent may ask for; each answers with a JSON-able dict."""
+
+    def __init__(self, store: MessagesStore) -> None:
+        self.store = store
+
+    def table(self) -> dict[str, Callable[..., Any]]:
+        store = self.store
+        return {
+            "info": self.info,
+            "link": self.link,
+            "join": self.join,
+            "create_code": lambda: _wrap(store.create_pairing_code(), "code"),
+            "accept_code": lambda code: _wrap(store.accept_pairing_code(code), "code"),
+            "complete": lambda code: _wrap(store.complete_pairing(code), "peer_id"),
+            "wait_connected": self.wait_connected,
+            "send": self.send,
+            "send_many": self.send_many,
+            "history": self.history,
+            "pending": self.pending,
+            "sync": lambda: _wrap(store.sync_messages(), "report", str),
+        }
+
+    async def send_many(self, to: str, n: int, prefix: str = "msg") -> dict[str, Any]:
         ids = []
         for i in range(n):
-            m = await store.send_message(to, f"{prefix} {i}")
+            m = await self.store.send_message(to, f"{prefix} {i}")
             ids.append(m.message_id.hex())
         return {"message_ids": ids}
 
-    async def history(peer: str) -> dict[str, Any]:
+    async def history(self, peer: str) -> dict[str, Any]:
         return {
             "messages": [
                 {
@@ -87,11 +117,11 @@ async def _serve(args: argparse.Namespace) -> None:
                     "direction": m.direction,
                     "status": m.status,
                 }
-                for m in store.history(peer)
+                for m in self.store.history(peer)
             ]
         }
 
-    async def pending() -> dict[str, Any]:
+    async def pending(self) -> dict[str, Any]:
         return {
             "rows": [
                 {
@@ -103,24 +133,24 @@ async def _serve(args: argparse.Namespace) -> None:
                     "next_attempt_at": r.next_attempt_at,
                     "last_error": r.last_error,
                 }
-                for r in store.message_queue.get_pending()
+                for r in self.store.message_queue.get_pending()
             ]
         }
 
-    async def send(to: str, text: str) -> dict[str, Any]:
-        return {"message_id": (await store.send_message(to, text)).message_id.hex()}
+    async def send(self, to: str, text: str) -> dict[str, Any]:
+        return {"message_id": (await self.store.send_message(to, text)).message_id.hex()}
 
-    async def wait_connected(peer_id: str, timeout: float = 15.0) -> dict[str, Any]:
-        await store.wait_connected(peer_id, timeout)
-        pair = store.network_store.candidates(peer_id).selected
+    async def wait_connected(self, peer_id: str, timeout: float = 15.0) -> dict[str, Any]:
+        await self.store.wait_connected(peer_id, timeout)
+        pair = self.store.network_store.candidates(peer_id).selected
         return {"selected": [pair[0].type, pair[1].type] if pair else None}
 
-    async def join(room: str, url: str) -> dict[str, Any]:
-        return {"present": await store.join(room, url)}
+    async def join(self, room: str, url: str) -> dict[str, Any]:
+        return {"present": await self.store.join(room, url)}
 
-    async def link(peer_id: str) -> dict[str, Any]:
+    async def link(self, peer_id: str) -> dict[str, Any]:
         """The link's last ping RTT and the session's counters (for volli-nb netsim)."""
-        net = store.network_store
+        net = self.store.network_store
         stats, session = net.stats(peer_id), net.session_stats(peer_id)
         return {
             "rtt": stats.rtt,
@@ -129,24 +159,15 @@ async def _serve(args: argparse.Namespace) -> None:
             "acks_in": session.acks_in if session else 0,
         }
 
-    async def info() -> dict[str, Any]:
-        return {"peer_id": store.peer_id, "name": store.name, "pid": os.getpid()}
+    async def info(self) -> dict[str, Any]:
+        return {"peer_id": self.store.peer_id, "name": self.store.name, "pid": os.getpid()}
 
-    ops: dict[str, Callable[..., Any]] = {
-        "info": info,
-        "link": link,
-        "join": join,
-        "create_code": lambda: _wrap(store.create_pairing_code(), "code"),
-        "accept_code": lambda code: _wrap(store.accept_pairing_code(code), "code"),
-        "complete": lambda code: _wrap(store.complete_pairing(code), "peer_id"),
-        "wait_connected": wait_connected,
-        "send": send,
-        "send_many": send_many,
-        "history": history,
-        "pending": pending,
-        "sync": lambda: _wrap(store.sync_messages(), "report", str),
-    }
 
+async def _serve(args: argparse.Namespace) -> None:
+    store = _open(args)
+    store.start()
+    _report(store)
+    ops = _Operations(store).table()
     reader = asyncio.StreamReader(limit=1 << 22)
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

@@ -36,15 +36,16 @@ from typing import Literal
 from volli_nb.base.clock import VirtualClock
 from volli_nb.base.errors import UsageError
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.message_id import new_message_id
+from volli_nb.core.protocol.events import Acked, DeliveryTimeout, MessageReceived
 from volli_nb.core.protocol.frames import (
     ACK,
     MESSAGE,
-    MESSAGE_ID_BYTES,
     AckFrame,
     decode_frame,
     frame_type_name,
 )
-from volli_nb.core.protocol.session import Acked, DeliveryTimeout, MessageReceived, Session
+from volli_nb.core.protocol.session import Session
 
 Side = Literal["A", "B"]
 SIDES: tuple[Side, Side] = ("A", "B")
@@ -172,7 +173,7 @@ class Simulator:
 
     def send(self, side: Side, payload: bytes) -> bytes:
         """The app on ``side`` sends ``payload`` (as the envelope); returns its message id."""
-        message_id = self._id_rng.randbytes(MESSAGE_ID_BYTES)
+        message_id = new_message_id(self._id_rng.randbytes)
         self._sent_at[message_id] = self.now
         for frame in self.sessions[side].send_message(message_id, payload, self.now):
             self._transmit(side, frame)

@@ -17,7 +17,7 @@ What lives here, and why:
   message, our heartbeat pongs included, for an SCTP retransmission timeout (1 s, doubling),
   so "no pong for 2.5 s" misreads a lossy link as a dead peer.  Every SCTP packet that
   arrives (SACKs for our pings, retransmissions) proves the peer alive, so we stamp the time
-  of the last one on the transport (:func:`last_received`).
+  of the last one on the transport (:func:`last_received`, :func:`seconds_since_received`).
 - **"This machine only" ICE**: aioice never offers loopback when it gathers host
   candidates, so two peers on one machine pair over its interface addresses, and a machine
   (or namespace) with only loopback cannot pair at all.  aiortc has no hook for this;
@@ -51,6 +51,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from volli_nb.base.errors import UsageError
 from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.protocol.frames import DEFAULT_MAX_MESSAGE_SIZE
 from volli_nb.core.sdp import CandidateInfo
 
 SDP = RTCSessionDescription | str | dict[str, str]
@@ -88,8 +89,8 @@ def remote_max_message_size(pc: RTCPeerConnection) -> int:
         sctp: Any = pc.sctp
         size = int(sctp._remote_max_message_size)
     except (AttributeError, TypeError, ValueError):
-        size = 65536
-    return size or 65536
+        size = DEFAULT_MAX_MESSAGE_SIZE
+    return size or DEFAULT_MAX_MESSAGE_SIZE
 
 
 def as_description(value: SDP, kind: str) -> RTCSessionDescription:
@@ -151,6 +152,14 @@ def last_received(sctp: Any) -> float | None:
     """``time.monotonic()`` of the last SCTP packet from the peer, if any arrived."""
     value = getattr(sctp, _STAMP, None)
     return value if isinstance(value, float) else None
+
+
+def seconds_since_received(sctp: Any) -> float | None:
+    """How long ago the last SCTP packet from the peer arrived (None: none yet).
+
+    An age rather than a time, so callers keep their own (injected) clock."""
+    stamp = last_received(sctp)
+    return None if stamp is None else max(0.0, time.monotonic() - stamp)
 
 
 # --- loopback-only ICE ---

@@ -15,7 +15,6 @@ import getpass
 import html
 import os
 import shlex
-import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -237,19 +236,8 @@ class VolliMagics(Magics):
 
     def _new(self, name: str) -> None:
         from volli_nb.app.messages_store import MessagesStore
-        from volli_nb.core.netconfig import NetworkConfig
-        from volli_nb.core.store.database import KDF_MIN
 
-        tmp = Path(tempfile.mkdtemp(prefix="volli-"))
-        self._install(
-            MessagesStore.open(
-                tmp / f"{name}.sqlite",
-                "volli",
-                name=name,
-                kdf=KDF_MIN,
-                config=NetworkConfig(loopback_only=True),
-            )
-        )
+        self._install(MessagesStore.scratch(name))
 
     def _open(self, path: Path, name: str | None) -> None:
         from volli_nb.app.messages_store import MessagesStore

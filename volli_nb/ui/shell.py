@@ -12,9 +12,7 @@ import argparse
 import asyncio
 import getpass
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import UsageError, VolliError, WrongPassphrase
 from volli_nb.core.netconfig import NetworkConfig
-from volli_nb.core.store.database import KDF_MIN, KDF_MODERATE
+from volli_nb.core.store.database import KDF_MODERATE
 from volli_nb.core.store.keyring import PASSPHRASE_ENV
 
 CLOSE_TIMEOUT = 2.0  # Ctrl-D: every connection closed within this bound
@@ -129,20 +127,16 @@ def _ask_new_passphrase(path: Path) -> str:
     raise UsageError("no passphrase chosen; nothing was created")
 
 
-def open_profile(args: argparse.Namespace) -> tuple[MessagesStore, str, Path | None]:
-    """The store, a description for the banner, and a directory to delete on exit."""
+def open_profile(args: argparse.Namespace) -> tuple[MessagesStore, str]:
+    """The store, and a description of where it lives for the banner."""
     config = NetworkConfig(loopback_only=not args.lan)
     if args.profile is None:
-        tmp = Path(tempfile.mkdtemp(prefix="volli-shell-"))
-        store = MessagesStore.open(
-            tmp / "profile.sqlite",
-            "volli-shell",
-            name=args.name or "shell",
-            kdf=KDF_MIN,
-            config=config,
+        store = MessagesStore.scratch(args.name or "shell", config=config)
+        where = (
+            f"throwaway in {store.scratch_dir} "
+            "(weak KDF_MIN key, deleted on exit; --profile PATH keeps one)"
         )
-        where = f"throwaway in {tmp} (weak KDF_MIN key, deleted on exit; --profile PATH keeps one)"
-        return store, where, tmp
+        return store, where
     path: Path = args.profile
 
     def open_with(passphrase: str) -> MessagesStore:
@@ -150,12 +144,12 @@ def open_profile(args: argparse.Namespace) -> tuple[MessagesStore, str, Path | N
 
     given = os.environ.get(PASSPHRASE_ENV)
     if given is not None:  # scripted use: no second chance
-        return open_with(given), str(path), None
+        return open_with(given), str(path)
     if not path.exists():
-        return open_with(_ask_new_passphrase(path)), f"{path} (new)", None
+        return open_with(_ask_new_passphrase(path)), f"{path} (new)"
     for attempt in range(1, PASSPHRASE_TRIES + 1):
         try:
-            return open_with(getpass.getpass(f"passphrase for {path}: ")), str(path), None
+            return open_with(getpass.getpass(f"passphrase for {path}: ")), str(path)
         except WrongPassphrase as exc:
             if attempt == PASSPHRASE_TRIES:
                 raise
@@ -171,7 +165,7 @@ async def run(args: argparse.Namespace) -> int:
     from ptpython.repl import embed
 
     try:
-        store, where, throwaway = open_profile(args)
+        store, where = open_profile(args)
     except (VolliError, EOFError, KeyboardInterrupt) as exc:
         reason = f"{exc}" if isinstance(exc, VolliError) else "no passphrase given"
         print(f"volli-shell: {reason}", file=sys.stderr)
@@ -197,8 +191,6 @@ async def run(args: argparse.Namespace) -> int:
             print("volli-shell: closed every connection. Bye.", flush=True)
         except TimeoutError:
             print(f"volli-shell: closing took over {CLOSE_TIMEOUT:g} s; gave up", file=sys.stderr)
-        if throwaway is not None:
-            shutil.rmtree(throwaway, ignore_errors=True)
     return 0
 
 

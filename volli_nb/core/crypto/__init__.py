@@ -1,22 +1,21 @@
 """The cryptography in one import: identities, envelopes and the primitive wrappers.
 
 A facade only: the code lives in identity.py (keys, peer ids, safety numbers),
-envelope.py (seal/open) and primitives.py (typed libsodium wrappers that the
-envelope code and the known-answer tests share).
+envelope.py (seal/open), envelope_format.py (the wire shape, parsed strictly) and
+primitives.py (every libsodium call, shared by the envelope code and the known-answer
+tests).
 """
 
 from __future__ import annotations
 
-from volli_nb.core.crypto.envelope import (
+from volli_nb.core.crypto.envelope import OpenedMessage, open_envelope, seal
+from volli_nb.core.crypto.envelope_format import (
     MAX_ENVELOPE_BYTES,
     KeyWrap,
-    OpenedMessage,
     ParsedEnvelope,
     bucket_size,
     envelope_message_id,
-    open_envelope,
     parse_envelope,
-    seal,
 )
 from volli_nb.core.crypto.identity import (
     Identity,
@@ -26,13 +25,13 @@ from volli_nb.core.crypto.identity import (
     peer_id_for,
     safety_number,
     verify,
-    x25519,
 )
 from volli_nb.core.crypto.primitives import (
     aead_decrypt,
     aead_encrypt,
     ed25519_sign,
     ed25519_verify,
+    x25519,
     x25519_public,
 )
 

@@ -50,8 +50,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-import nacl.utils
-
 from volli_nb.base.errors import (
     KeyCommitmentMismatch,
     MalformedEnvelope,
@@ -83,10 +81,8 @@ from volli_nb.core.crypto.envelope_v2_wire import (
 )
 from volli_nb.core.crypto.identity import Identity, PublicIdentity, verify
 from volli_nb.core.crypto.padding import bucket_size, pad, unpad
-from volli_nb.core.crypto.primitives import aead_decrypt, aead_encrypt
+from volli_nb.core.crypto.primitives import Random, aead_decrypt, aead_encrypt, random_bytes
 from volli_nb.core.crypto.wire import MAX_SAFE_INT, uvarint
-
-Random = Callable[[int], bytes]
 
 COMMIT_PERSON = b"volli-v2-commit"
 SIGN_DOMAIN = b"volli-bundle-v2"
@@ -182,7 +178,7 @@ def seal(
     counter: int,
     timestamp_ms: int,
     plaintext: bytes,
-    random: Random = nacl.utils.random,
+    random: Random = random_bytes,
 ) -> Sealed:
     """Encrypt ``plaintext`` once and wrap its key for every device in ``sessions``.
 
@@ -310,7 +306,7 @@ def open_bundle(
     max_age_ms: int | None = None,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     limits: ratchet.Limits = ratchet.DEFAULT_LIMITS,
-    random: Random = nacl.utils.random,
+    random: Random = random_bytes,
 ) -> OpenedBundle:
     """Verify a bundle from ``peer`` and open what it holds for device ``me``.
 

@@ -55,8 +55,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import nacl.utils
-
 from volli_nb.base.errors import (
     BadSignature,
     ChannelBindingFailed,
@@ -65,10 +63,10 @@ from volli_nb.base.errors import (
     UnknownPeer,
     UsageError,
 )
-from volli_nb.core.crypto.identity import Identity, PublicIdentity, peer_id_for, verify, x25519
+from volli_nb.core.crypto.identity import Identity, PublicIdentity, peer_id_for, verify
 from volli_nb.core.crypto.kdf import hkdf
+from volli_nb.core.crypto.primitives import Random, random_bytes, x25519
 from volli_nb.core.crypto.ratchet import (
-    Random,
     RatchetState,
     generate_dh,
     init_initiator,
@@ -187,7 +185,7 @@ def start(
     local_certificate: bytes,
     remote_certificate: bytes,
     resume: bytes | None = None,
-    random: Random = nacl.utils.random,
+    random: Random = random_bytes,
 ) -> PendingHandshake:
     """Our hello for ``peer`` over the DTLS channel whose certificates have these digests."""
     if (me.public.identity_key, me.public.device_key) == (peer.identity_key, peer.device_key):
@@ -256,7 +254,7 @@ def _root_key(pending: PendingHandshake, hello: Hello, transcript: bytes) -> byt
 
 
 def finish(
-    pending: PendingHandshake, peer_hello: bytes, *, random: Random = nacl.utils.random
+    pending: PendingHandshake, peer_hello: bytes, *, random: Random = random_bytes
 ) -> HandshakeResult:
     """Verify the peer's hello and derive the session (see the module docstring)."""
     hello = decode_hello(peer_hello)

@@ -11,22 +11,22 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import nacl.bindings
-import nacl.exceptions
-import nacl.signing
-import nacl.utils
-
-from volli_nb.base.errors import BadSignature, LowOrderKey, MalformedEnvelope, PeerError, UsageError
+from volli_nb.base.errors import BadSignature, MalformedEnvelope, PeerError, UsageError
+from volli_nb.core.crypto.primitives import (
+    KEY_BYTES,
+    Random,
+    ed25519_keypair,
+    ed25519_sign_with,
+    ed25519_verify,
+    random_bytes,
+    x25519,
+    x25519_public,
+)
 from volli_nb.core.encoding import b64decode, b64encode, require_fields
 
-Random = Callable[[int], bytes]
-
-KEY_BYTES = 32
-SIGNATURE_BYTES = 64
 DEVICE_DOMAIN = b"volli-device-v1"
 PEER_ID_PERSON = b"volli-peer-id"
 SAFETY_ITERATIONS = 5200
@@ -49,27 +49,12 @@ def _domain_message(domain: bytes, message: bytes) -> bytes:
 def verify(identity_key: bytes, domain: bytes, message: bytes, signature: bytes) -> None:
     """Check a domain-separated Ed25519 signature; raise :class:`BadSignature` if it fails."""
     try:
-        nacl.signing.VerifyKey(identity_key).verify(_domain_message(domain, message), signature)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError, TypeError):
+        ed25519_verify(identity_key, _domain_message(domain, message), signature)
+    except BadSignature:
         raise BadSignature(
             f"{domain.decode(errors='replace')} signature does not verify for key "
             f"{peer_id_for(identity_key)}; the data was altered or signed by someone else"
         ) from None
-
-
-def x25519(private_key: bytes, public_key: bytes) -> bytes:
-    """X25519 shared secret; a low-order public key raises :class:`LowOrderKey`."""
-    if len(private_key) != KEY_BYTES or len(public_key) != KEY_BYTES:
-        raise UsageError("X25519 keys are 32 bytes each")
-    try:
-        shared = nacl.bindings.crypto_scalarmult(private_key, public_key)
-    except nacl.exceptions.RuntimeError:
-        raise LowOrderKey(
-            "X25519 public key has low order (all-zero shared secret); refuse this key"
-        ) from None
-    if shared == bytes(32):  # defence in depth if libsodium ever returns it
-        raise LowOrderKey("X25519 shared secret is all zeros; refuse this key")
-    return shared
 
 
 @dataclass(frozen=True)
@@ -134,17 +119,18 @@ class Identity:
     def __init__(self, signing_seed: bytes, device_secret: bytes) -> None:
         if len(signing_seed) != KEY_BYTES or len(device_secret) != KEY_BYTES:
             raise UsageError("an identity needs a 32-byte signing seed and a 32-byte device key")
-        self._signing = nacl.signing.SigningKey(signing_seed)
-        self._device_secret = device_secret
-        device_key = nacl.bindings.crypto_scalarmult_base(device_secret)
+        self._seed = bytes(signing_seed)
+        identity_key, self._signing_key = ed25519_keypair(self._seed)
+        self._device_secret = bytes(device_secret)
+        device_key = x25519_public(self._device_secret)
         self.public = PublicIdentity(
-            identity_key=bytes(self._signing.verify_key),
+            identity_key=identity_key,
             device_key=device_key,
             device_signature=self.sign(DEVICE_DOMAIN, device_key),
         )
 
     @classmethod
-    def generate(cls, random: Random = nacl.utils.random) -> Identity:
+    def generate(cls, random: Random = random_bytes) -> Identity:
         return cls(random(KEY_BYTES), random(KEY_BYTES))
 
     @classmethod
@@ -155,14 +141,14 @@ class Identity:
 
     def to_secret_bytes(self) -> bytes:
         """Both private keys; store only sealed (see :mod:`volli_nb.core.store.database`)."""
-        return bytes(self._signing) + self._device_secret
+        return self._seed + self._device_secret
 
     @property
     def peer_id(self) -> str:
         return self.public.peer_id
 
     def sign(self, domain: bytes, message: bytes) -> bytes:
-        return self._signing.sign(_domain_message(domain, message)).signature
+        return ed25519_sign_with(self._signing_key, _domain_message(domain, message))
 
     def shared_secret(self, public_key: bytes) -> bytes:
         """X25519 between our device key and ``public_key``."""

@@ -7,15 +7,13 @@ refuses a body that is not a bucket or whose padding is not minimal, so every
 plaintext has exactly one padded form.
 
 Envelope v2 starts at 128 bytes (a 100-byte text fits the first bucket); envelope v1
-keeps its own 256-byte buckets in :mod:`volli_nb.core.crypto.envelope`.
+uses the same buckets from 256 bytes (:mod:`volli_nb.core.crypto.envelope_format`).
 """
 
 from __future__ import annotations
 
-import nacl.bindings
-import nacl.exceptions
-
 from volli_nb.base.errors import MalformedEnvelope
+from volli_nb.core.crypto import primitives
 
 BIG_BUCKET = 1024 * 1024
 
@@ -37,15 +35,12 @@ def is_bucket(size: int, min_bucket: int) -> bool:
 
 
 def pad(plaintext: bytes, min_bucket: int) -> bytes:
-    return nacl.bindings.sodium_pad(bytes(plaintext), bucket_size(len(plaintext), min_bucket))
+    return primitives.pad(plaintext, bucket_size(len(plaintext), min_bucket))
 
 
 def unpad(padded: bytes, min_bucket: int) -> bytes:
     """Inverse of :func:`pad`; bad or non-minimal padding is ``MalformedEnvelope``."""
-    try:
-        plaintext = nacl.bindings.sodium_unpad(padded, len(padded))
-    except (nacl.exceptions.CryptoError, ValueError, TypeError):
-        raise MalformedEnvelope("the decrypted body's padding is invalid") from None
+    plaintext = primitives.unpad(padded, error=MalformedEnvelope)
     if bucket_size(len(plaintext), min_bucket) != len(padded):
         raise MalformedEnvelope("the decrypted body is not padded to its size bucket")
     return plaintext

@@ -37,11 +37,9 @@ Choices the spec leaves open:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-
-import nacl.utils
 
 from volli_nb.base.errors import (
     DecryptionFailed,
@@ -50,12 +48,17 @@ from volli_nb.base.errors import (
     TooManySkipped,
     UsageError,
 )
-from volli_nb.core.crypto.identity import x25519
 from volli_nb.core.crypto.kdf import kdf_ck, kdf_rk
-from volli_nb.core.crypto.primitives import aead_decrypt, aead_encrypt, x25519_public
+from volli_nb.core.crypto.primitives import (
+    Random,
+    aead_decrypt,
+    aead_encrypt,
+    random_bytes,
+    x25519,
+    x25519_public,
+)
 from volli_nb.core.crypto.wire import Reader, as_bytes, uvarint
 
-Random = Callable[[int], bytes]
 SkippedKeys = Mapping[tuple[bytes, int], tuple[bytes, int]]  # (dh, n) -> (mk, stored_ms)
 
 KEY_BYTES = 32
@@ -180,7 +183,7 @@ def init_responder(
     ad: bytes,
     own: tuple[bytes, bytes],
     peer_ratchet_key: bytes,
-    random: Random = nacl.utils.random,
+    random: Random = random_bytes,
 ) -> RatchetState:
     """RatchetInitBob with ``own``, then the DH step for the initiator's ratchet key."""
     start = RatchetState(ad, shared_key, own[0], own[1], None, None, None, 0, 0, 0)
@@ -299,7 +302,7 @@ def decrypt(
     *,
     now_ms: int,
     limits: Limits = DEFAULT_LIMITS,
-    random: Random = nacl.utils.random,
+    random: Random = random_bytes,
 ) -> tuple[RatchetState, bytes]:
     """RatchetDecrypt: ``(new state, plaintext)``; ``state`` is unchanged, also on error.
 

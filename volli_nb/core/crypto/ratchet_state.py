@@ -25,11 +25,15 @@ from __future__ import annotations
 import hmac
 from types import MappingProxyType
 
-import nacl.utils
-
 from volli_nb.base.errors import DecryptionFailed, SessionStateCorrupt, UsageError
-from volli_nb.core.crypto.primitives import aead_decrypt, aead_encrypt, x25519_public
-from volli_nb.core.crypto.ratchet import HISTORY, MAX_CHAIN, Random, RatchetState
+from volli_nb.core.crypto.primitives import (
+    Random,
+    aead_decrypt,
+    aead_encrypt,
+    random_bytes,
+    x25519_public,
+)
+from volli_nb.core.crypto.ratchet import HISTORY, MAX_CHAIN, RatchetState
 from volli_nb.core.crypto.wire import Reader, as_bytes, uvarint
 
 STATE_VERSION = 1
@@ -102,7 +106,7 @@ def decode_state(data: bytes) -> RatchetState:
 
 
 def seal_state(
-    state: RatchetState, key: bytes, context: bytes, *, random: Random = nacl.utils.random
+    state: RatchetState, key: bytes, context: bytes, *, random: Random = random_bytes
 ) -> bytes:
     """The state sealed under a 32-byte storage key, bound to ``context``."""
     if len(key) != _K:

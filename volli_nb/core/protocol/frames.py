@@ -20,21 +20,21 @@ CHUNK       stream id (u32) + index (u32) + final flag (u8) + at least one byte
 BUNDLE      u16 count (2..MAX_BUNDLE) + per message: u32 length + 16-byte id + envelope
 ==========  ==================================================================
 
-A BUNDLE carries many small messages in one data-channel message, so a burst of
-small messages costs one SCTP message and, on the receiving side, one signed ACK
-(``MAX_BUNDLE`` equals ``MAX_ACK_IDS``).  Its messages are handled in order, exactly
-as if they had arrived as consecutive MESSAGE frames.
+A BUNDLE's messages are handled in order, exactly as consecutive MESSAGE frames would be
+(why bundles exist: :mod:`volli_nb.core.protocol.outgoing`).  CHUNKs are joined back
+by :mod:`volli_nb.core.protocol.chunks`.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 from volli_nb.base.errors import MalformedFrame, OversizedInput, UsageError
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
+from volli_nb.core.crypto.primitives import SIGNATURE_BYTES
 from volli_nb.core.encoding import (
     b64decode,
     b64encode,
@@ -42,6 +42,7 @@ from volli_nb.core.encoding import (
     require_fields,
     strict_loads,
 )
+from volli_nb.core.message_id import MESSAGE_ID_BYTES, check_message_id
 
 PROTOCOL_VERSION = 1
 
@@ -57,22 +58,13 @@ class FrameType(IntEnum):
     BUNDLE = 8
 
 
-HELLO = FrameType.HELLO
-MESSAGE = FrameType.MESSAGE
-ACK = FrameType.ACK
-PING = FrameType.PING
-PONG = FrameType.PONG
-BYE = FrameType.BYE
-CHUNK = FrameType.CHUNK
-BUNDLE = FrameType.BUNDLE
+HELLO, MESSAGE, ACK, PING, PONG, BYE, CHUNK, BUNDLE = FrameType
 TYPE_NAMES = {t.value: t.name for t in FrameType}
 
-MESSAGE_ID_BYTES = 16
-NONCE_BYTES = 8
-SIGNATURE_BYTES = 64
+NONCE_BYTES = 8  # PING/PONG
 MAX_FRAME_BYTES = 25 * 1024 * 1024  # a reassembled frame: a 24 MiB envelope + headroom
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024  # what an SCTP peer takes when it advertises no limit
 MAX_CONTROL_BYTES = 64 * 1024  # JSON bodies (HELLO, ACK)
-MAX_STREAMS = 8  # chunked frames partially received at once
 MAX_ACK_IDS = 512  # 512 ids is about 12.5 KiB of JSON: one unchunked 16 KiB frame
 MAX_REASON_BYTES = 1024
 MAX_FINGERPRINT_CHARS = 256
@@ -213,15 +205,14 @@ def make_ack(me: Identity, recipient: str, message_ids: list[bytes] | tuple[byte
     ids = tuple(dict.fromkeys(message_ids))
     if not 1 <= len(ids) <= MAX_ACK_IDS:
         raise UsageError(f"an ACK covers 1 to {MAX_ACK_IDS} distinct ids, not {len(ids)}")
-    if any(len(m) != MESSAGE_ID_BYTES for m in ids):
-        raise UsageError(f"message ids are {MESSAGE_ID_BYTES} bytes")
+    for message_id in ids:
+        check_message_id(message_id)
     signature = me.sign(ACK_DOMAIN, ack_payload(me.peer_id, recipient, ids))
     return encode_frame(AckFrame(me.peer_id, recipient, ids, signature))
 
 
 def make_message(message_id: bytes, envelope: bytes) -> bytes:
-    if len(message_id) != MESSAGE_ID_BYTES:
-        raise UsageError(f"a message id is {MESSAGE_ID_BYTES} bytes, not {len(message_id)}")
+    check_message_id(message_id)
     if not envelope:
         raise UsageError("an envelope cannot be empty")
     return _frame(MESSAGE, message_id + envelope)
@@ -260,22 +251,6 @@ def make_bye(reason: str) -> bytes:
     """BYE with the reason cut to MAX_REASON_BYTES on a character boundary."""
     raw = reason.encode("utf-8")[:MAX_REASON_BYTES]
     return _frame(BYE, raw.decode("utf-8", errors="ignore").encode("utf-8"))
-
-
-def make_chunks(frame: bytes, stream: int, max_size: int) -> list[bytes]:
-    """Split ``frame`` into CHUNK frames of at most ``max_size`` bytes each."""
-    room = max_size - CHUNK_OVERHEAD
-    if room <= 0:
-        raise UsageError(f"max_size {max_size} leaves no room for chunk data")
-    if not frame:
-        raise UsageError("cannot chunk an empty frame")
-    if not 0 <= stream <= 0xFFFFFFFF:
-        raise UsageError("a stream id is an unsigned 32-bit integer")
-    last = (len(frame) - 1) // room
-    return [
-        _frame(CHUNK, CHUNK_HEADER.pack(stream, i, i == last) + frame[i * room : (i + 1) * room])
-        for i in range(last + 1)
-    ]
 
 
 # --- decoding -----------------------------------------------------------------
@@ -410,119 +385,3 @@ def decode_frame(data: bytes, max_size: int = MAX_FRAME_BYTES) -> Frame:
 def frame_type_name(data: bytes) -> str:
     """The type name of raw frame bytes, for logs and traces ("?" if unknown)."""
     return TYPE_NAMES.get(data[1], "?") if len(data) > 1 else "?"
-
-
-# --- reassembly ---------------------------------------------------------------
-
-
-class Reassembler:
-    """Joins CHUNK frames back into frames, refusing gaps and oversized input.
-
-    The channel is ordered, so a stream's chunks arrive in order; a gap is a bug or an
-    attack.  One frame may reach ``max_frame_bytes``; all partial frames together that
-    plus ``MAX_STREAMS`` control frames; at most ``MAX_STREAMS`` are partial at once.
-    A refused chunk drops its whole partial frame; other streams are unaffected.
-    """
-
-    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
-        self.max_frame_bytes = max_frame_bytes
-        self.budget = max_frame_bytes + MAX_STREAMS * MAX_CONTROL_BYTES
-        self.buffered = 0
-        self._streams: dict[int, _Stream] = {}
-
-    @property
-    def partial(self) -> int:
-        """How many chunked frames are half received."""
-        return len(self._streams)
-
-    def add(self, chunk: ChunkFrame) -> bytes | None:
-        """The whole frame when ``chunk`` is its final piece, else None."""
-        stream = self._streams.get(chunk.stream)
-        if stream is None:
-            if chunk.index != 0:
-                raise MalformedFrame(f"chunk {chunk.index} of unknown stream {chunk.stream}")
-            if len(self._streams) >= MAX_STREAMS:
-                raise OversizedInput(f"more than {MAX_STREAMS} chunked frames at once")
-            stream = self._streams[chunk.stream] = _Stream()
-        if chunk.index != stream.next_index:
-            self._drop(chunk.stream)
-            raise MalformedFrame(
-                f"chunk {chunk.index} of stream {chunk.stream} arrived where "
-                f"{stream.next_index} was expected; the partial frame is dropped"
-            )
-        size = len(chunk.data)
-        if stream.size + size > self.max_frame_bytes:
-            self._drop(chunk.stream)
-            raise OversizedInput(f"chunked frame exceeds {self.max_frame_bytes} bytes; dropped")
-        if self.buffered + size > self.budget:
-            self._drop(chunk.stream)
-            raise OversizedInput("partial chunked frames exceed the reassembly budget; dropped")
-        stream.parts.append(chunk.data)
-        stream.size += size
-        self.buffered += size
-        stream.next_index += 1
-        if not chunk.final:
-            return None
-        self._drop(chunk.stream)
-        return b"".join(stream.parts)
-
-    def _drop(self, stream_id: int) -> None:
-        stream = self._streams.pop(stream_id, None)
-        if stream is not None:
-            self.buffered -= stream.size
-
-
-@dataclass
-class _Stream:
-    next_index: int = 0
-    parts: list[bytes] = field(default_factory=list)
-    size: int = 0
-
-
-__all__ = [
-    "ACK",
-    "ACK_DOMAIN",
-    "BIND_DOMAIN",
-    "BUNDLE",
-    "BYE",
-    "CHUNK",
-    "CHUNK_OVERHEAD",
-    "HELLO",
-    "MAX_ACK_IDS",
-    "MAX_BUNDLE",
-    "MAX_CONTROL_BYTES",
-    "MAX_FRAME_BYTES",
-    "MAX_STREAMS",
-    "MESSAGE",
-    "MESSAGE_ID_BYTES",
-    "NONCE_BYTES",
-    "PING",
-    "PONG",
-    "PROTOCOL_VERSION",
-    "TYPE_NAMES",
-    "AckFrame",
-    "BundleFrame",
-    "ByeFrame",
-    "ChunkFrame",
-    "Frame",
-    "FrameType",
-    "HelloFrame",
-    "MessageFrame",
-    "PingFrame",
-    "PongFrame",
-    "Reassembler",
-    "ack_payload",
-    "bind_payload",
-    "bundle_size",
-    "decode_frame",
-    "encode_frame",
-    "frame_type_name",
-    "make_ack",
-    "make_bundle",
-    "make_bye",
-    "make_chunks",
-    "make_hello",
-    "make_message",
-    "make_ping",
-    "make_pong",
-]

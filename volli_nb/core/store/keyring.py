@@ -13,22 +13,24 @@ to another row or column, or left over from another schema, does not open.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import nacl.bindings
-import nacl.exceptions
-import nacl.pwhash.argon2id as argon2id
+from volli_nb.base.errors import DecryptionFailed, StorageError, UsageError, WrongPassphrase
+from volli_nb.core.crypto.primitives import (
+    AEAD_KEY_BYTES,
+    AEAD_NONCE_BYTES,
+    ARGON2_MEMLIMIT_MIN,
+    ARGON2_MEMLIMIT_MODERATE,
+    ARGON2_OPSLIMIT_MIN,
+    ARGON2_OPSLIMIT_MODERATE,
+    ARGON2_SALT_BYTES,
+    Random,
+    aead_decrypt,
+    aead_encrypt,
+    argon2id,
+)
 
-from volli_nb.base.errors import StorageError, UsageError, WrongPassphrase
-
-Random = Callable[[int], bytes]
-
-KEY_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_KEYBYTES
-NONCE_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-TAG_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
-SALT_BYTES = argon2id.SALTBYTES
 KEYRING_DOMAIN = b"volli-keyring-v1"
 PASSPHRASE_ENV = "VOLLI_PASSPHRASE"  # where the shell, the magics and peer processes look for it
 
@@ -44,10 +46,10 @@ class KdfCost(NamedTuple):
     memlimit: int
 
 
-KDF_MODERATE = KdfCost(argon2id.OPSLIMIT_MODERATE, argon2id.MEMLIMIT_MODERATE)
+KDF_MODERATE = KdfCost(ARGON2_OPSLIMIT_MODERATE, ARGON2_MEMLIMIT_MODERATE)
 """Production default: about half a second and 256 MiB per unlock."""
 
-KDF_MIN = KdfCost(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
+KDF_MIN = KdfCost(ARGON2_OPSLIMIT_MIN, ARGON2_MEMLIMIT_MIN)
 """For tests and throw-away demo profiles only: offers no protection against guessing."""
 
 
@@ -63,35 +65,28 @@ def passphrase_bytes(passphrase: str | bytes) -> bytes:
 def check_cost(kdf: KdfCost, *, error: type[Exception] = UsageError) -> KdfCost:
     """Refuse work factors libsodium rejects or that would take unreasonable time."""
     ops, mem = kdf
-    if not (argon2id.OPSLIMIT_MIN <= ops <= MAX_OPSLIMIT) or not (
-        argon2id.MEMLIMIT_MIN <= mem <= MAX_MEMLIMIT
+    if not (ARGON2_OPSLIMIT_MIN <= ops <= MAX_OPSLIMIT) or not (
+        ARGON2_MEMLIMIT_MIN <= mem <= MAX_MEMLIMIT
     ):
         raise error(
             f"Argon2id cost opslimit={ops} memlimit={mem} is out of range "
-            f"(opslimit {argon2id.OPSLIMIT_MIN}..{MAX_OPSLIMIT}, "
-            f"memlimit {argon2id.MEMLIMIT_MIN}..{MAX_MEMLIMIT}); use KDF_MODERATE or KDF_MIN"
+            f"(opslimit {ARGON2_OPSLIMIT_MIN}..{MAX_OPSLIMIT}, "
+            f"memlimit {ARGON2_MEMLIMIT_MIN}..{MAX_MEMLIMIT}); use KDF_MODERATE or KDF_MIN"
         )
     return KdfCost(int(ops), int(mem))
 
 
 def aead_seal(key: bytes, associated: bytes, plaintext: bytes, random: Random) -> bytes:
     """``nonce || ciphertext || tag`` with a fresh random nonce."""
-    nonce = random(NONCE_BYTES)
-    box = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-        plaintext, associated, nonce, key
-    )
-    return nonce + box
+    nonce = random(AEAD_NONCE_BYTES)
+    return nonce + aead_encrypt(key, nonce, plaintext, associated)
 
 
 def aead_open(key: bytes, associated: bytes, sealed: bytes) -> bytes | None:
     """The plaintext, or None if the tag does not verify (wrong key, data or place)."""
-    if len(sealed) < NONCE_BYTES + TAG_BYTES:
-        return None
     try:
-        return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            sealed[NONCE_BYTES:], associated, sealed[:NONCE_BYTES], key
-        )
-    except nacl.exceptions.CryptoError:
+        return aead_decrypt(key, sealed[:AEAD_NONCE_BYTES], sealed[AEAD_NONCE_BYTES:], associated)
+    except DecryptionFailed:
         return None
 
 
@@ -120,7 +115,7 @@ class WrappedKey:
         cls, database_key: bytes, passphrase: str | bytes, kdf: KdfCost, random: Random
     ) -> WrappedKey:
         ops, mem = check_cost(kdf)
-        salt = random(SALT_BYTES)
+        salt = random(ARGON2_SALT_BYTES)
         kek = _derive(passphrase, salt, ops, mem)
         blob = aead_seal(kek, _keyring_context(salt, ops, mem), database_key, random)
         return cls(salt, ops, mem, blob)
@@ -135,7 +130,7 @@ class WrappedKey:
         key = aead_open(
             kek, _keyring_context(self.salt, self.opslimit, self.memlimit), self.wrapped
         )
-        if key is None or len(key) != KEY_BYTES:
+        if key is None or len(key) != AEAD_KEY_BYTES:
             raise WrongPassphrase(
                 "the passphrase does not unlock this profile; check it (it is case- and "
                 "space-sensitive) and try again; nothing in the file was changed"
@@ -148,7 +143,7 @@ class WrappedKey:
         salt, ops, mem, wrapped = (row.get(k) for k in ("salt", "opslimit", "memlimit", "wrapped"))
         if not (
             isinstance(salt, bytes)
-            and len(salt) == SALT_BYTES
+            and len(salt) == ARGON2_SALT_BYTES
             and isinstance(ops, int)
             and isinstance(mem, int)
             and isinstance(wrapped, bytes)
@@ -174,4 +169,4 @@ def _keyring_context(salt: bytes, ops: int, mem: int) -> bytes:
 
 
 def _derive(passphrase: str | bytes, salt: bytes, ops: int, mem: int) -> bytes:
-    return argon2id.kdf(KEY_BYTES, passphrase_bytes(passphrase), salt, opslimit=ops, memlimit=mem)
+    return argon2id(AEAD_KEY_BYTES, passphrase_bytes(passphrase), salt, opslimit=ops, memlimit=mem)

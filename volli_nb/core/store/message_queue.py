@@ -25,7 +25,8 @@ from enum import StrEnum
 
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import NotFound, UsageError
-from volli_nb.core.store.database import MESSAGE_ID_BYTES, Database
+from volli_nb.core.message_id import check_message_id
+from volli_nb.core.store.database import Database
 from volli_nb.core.store.sealed_db import Row
 
 RETRY_DELAYS: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0)
@@ -65,8 +66,7 @@ class OutgoingMessage:
     counter: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.message_id, bytes) or len(self.message_id) != MESSAGE_ID_BYTES:
-            raise UsageError(f"message_id must be {MESSAGE_ID_BYTES} bytes")
+        check_message_id(self.message_id)
         if not self.recipient or not self.conversation_id:
             raise UsageError("an outgoing message needs a recipient and a conversation id")
         if not isinstance(self.payload, bytes):

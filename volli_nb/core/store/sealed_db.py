@@ -23,16 +23,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-import nacl.utils
 import sqlite_utils
 
 from volli_nb.base.clock import Clock, system_clock
 from volli_nb.base.errors import StorageError, UsageError
+from volli_nb.core.crypto.primitives import AEAD_KEY_BYTES, Random, random_bytes
 from volli_nb.core.store.keyring import (
     KDF_MODERATE,
-    KEY_BYTES,
     KdfCost,
-    Random,
     WrappedKey,
     aead_open,
     aead_seal,
@@ -132,7 +130,7 @@ class SealedDatabase:
         *,
         kdf: KdfCost = KDF_MODERATE,
         clock: Clock = system_clock,
-        random: Random = nacl.utils.random,
+        random: Random = random_bytes,
         timeout: float = 10.0,
     ) -> Self:
         """Unlock (or create) the profile at ``path``; ``kdf`` is used only to create one.
@@ -173,7 +171,7 @@ class SealedDatabase:
         """A new profile, or None if another process created it meanwhile."""
         if not passphrase_bytes(passphrase):
             raise UsageError("choose a non-empty passphrase for a new profile")
-        key = random(KEY_BYTES)
+        key = random(AEAD_KEY_BYTES)
         wrapped = WrappedKey.wrap(key, passphrase, kdf, random)  # the slow KDF, before the lock
         db = cls(path, _connect(path, timeout), key, 0, clock=clock, random=random)
         try:

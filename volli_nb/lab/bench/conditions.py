@@ -9,20 +9,16 @@ goes through the same rewriting by riding in a pairing code.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
-from pathlib import Path
 
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCDataChannel
 
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.core.crypto.identity import Identity
-from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.core.pairing_code import decode_code, encode_code
-from volli_nb.core.store.database import KDF_MIN
+from volli_nb.lab.bench import plain_aiortc
 from volli_nb.lab.bench.measure import ack_round_trip, delivered_rate, echo_round_trip
 from volli_nb.lab.relay import Conditions, ImpairmentRelay, impaired_pair
-from volli_nb.net import aiortc_compat
 
 DEFAULT = Conditions(latency_ms=100, loss=0.05, seed=3)  # 200 ms RTT, 5 % loss
 
@@ -37,13 +33,9 @@ def _through(relay: ImpairmentRelay, sdp: str, kind: str) -> str:
 
 async def _aiortc(conditions: Conditions, count: int, echoes: int) -> dict[str, float]:
     relay = await ImpairmentRelay(conditions).start()
-    a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    channel = a.createDataChannel("bench", ordered=True)
-    opened, got_all, echoed = asyncio.Event(), asyncio.Event(), asyncio.Queue[bytes]()
+    a, b = plain_aiortc.new_peer(), plain_aiortc.new_peer()
+    got_all, echoed = asyncio.Event(), asyncio.Queue[bytes]()
     received = 0
-    channel.on("open", opened.set)
-    channel.on("message", lambda m: echoed.put_nowait(m))
 
     @b.on("datachannel")
     def _on_channel(remote: RTCDataChannel) -> None:
@@ -58,14 +50,10 @@ async def _aiortc(conditions: Conditions, count: int, echoes: int) -> dict[str, 
                 got_all.set()
 
     try:
-        with aiortc_compat.loopback_only():
-            await a.setLocalDescription(await a.createOffer())
-            offer = _through(relay, a.localDescription.sdp, "offer")
-            await b.setRemoteDescription(RTCSessionDescription(offer, "offer"))
-            await b.setLocalDescription(await b.createAnswer())
-        answer = _through(relay, b.localDescription.sdp, "answer")
-        await a.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-        await asyncio.wait_for(opened.wait(), 60)
+        channel = await plain_aiortc.pair(
+            a, b, via=lambda sdp, kind: _through(relay, sdp, kind), timeout=60
+        )
+        channel.on("message", lambda m: echoed.put_nowait(m))
         rtt = await echo_round_trip(channel, echoed, echoes, timeout=60)
         start = time.perf_counter()
         for _ in range(count):
@@ -78,27 +66,18 @@ async def _aiortc(conditions: Conditions, count: int, echoes: int) -> dict[str, 
 
 
 async def _volli(conditions: Conditions, count: int, echoes: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="volli-bench-c-") as tmp:
-        stores = [
-            MessagesStore.open(
-                Path(tmp) / f"{name}.sqlite",
-                "bench",
-                name=name,
-                kdf=KDF_MIN,
-                config=NetworkConfig(loopback_only=True),
-            )
-            for name in ("a", "b")
-        ]
-        a, b = stores
+    a, b = MessagesStore.scratch("a"), MessagesStore.scratch("b")
+    relay: ImpairmentRelay | None = None
+    try:
         relay = await impaired_pair(a, b, conditions, timeout=60)
-        try:
-            rtt = await ack_round_trip(a, b.peer_id, echoes, timeout=60)
-            msgs = await delivered_rate(a, b.peer_id, count, timeout=300)
-            stats = a.network_store.session_stats(b.peer_id)
-            timeouts = float(stats.timeouts) if stats else 0.0
-            return {"rtt": rtt, "msgs": msgs, "timeouts": timeouts}
-        finally:
-            await asyncio.gather(a.close(), b.close())
+        rtt = await ack_round_trip(a, b.peer_id, echoes, timeout=60)
+        msgs = await delivered_rate(a, b.peer_id, count, timeout=300)
+        stats = a.network_store.session_stats(b.peer_id)
+        timeouts = float(stats.timeouts) if stats else 0.0
+        return {"rtt": rtt, "msgs": msgs, "timeouts": timeouts}
+    finally:
+        await asyncio.gather(a.close(), b.close())
+        if relay is not None:
             relay.close()
 
 

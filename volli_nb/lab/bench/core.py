@@ -14,10 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import nacl.utils
-
 from volli_nb.core.crypto.envelope import open_envelope, seal
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
+from volli_nb.core.message_id import new_message_id
 from volli_nb.core.store.database import KDF_MIN, Database
 from volli_nb.core.store.message_queue import OutgoingMessage, PersistentMessageQueue
 
@@ -66,7 +65,7 @@ def queue_rates(count: int = 2000) -> dict[str, float]:
         queue = PersistentMessageQueue(db)
         start = time.perf_counter()
         ids = [
-            queue.enqueue(OutgoingMessage(nacl.utils.random(16), "c", "peer", b"x" * 100, i + 1))
+            queue.enqueue(OutgoingMessage(new_message_id(), "c", "peer", b"x" * 100, i + 1))
             for i in range(count)
         ]
         enqueue = count / (time.perf_counter() - start)

@@ -1,21 +1,169 @@
-"""The plain-aiortc side of ``volli-nb bench``: a child process that answers an offer,
-echoes messages starting with ``E``, and reports when it has received what it was told
-to expect.  No encryption, no ACKs: the baseline volli_nb is measured against.
+"""Plain aiortc, the baseline volli_nb is measured against: no encryption, no ACKs.
 
-Protocol on stdin/stdout (JSON lines): ``{"offer": sdp}`` → ``{"answer": sdp}``;
-``{"expect": n_messages, "bytes": n_bytes}`` → later ``{"done": n, "bytes": b}``.
+One pairing helper for every plain connection the benchmarks and tests make
+(:func:`offer`, :func:`answer`, :func:`accept`, and :func:`pair` for two peers in one
+process, optionally through SDP rewriting such as the impairment relay's): no ICE
+servers, loopback-only candidates, so nothing leaves this machine.
+
+:class:`PlainPeer` is the parent's side of ``volli-nb bench``'s two-process pair; run as
+``python -m volli_nb.lab.bench.plain_aiortc``, this module is the child, which answers an
+offer, echoes messages starting with ``E``, and reports when it has received what it
+was told to expect.  Protocol on stdin/stdout (JSON lines): ``{"offer": sdp}`` →
+``{"answer": sdp}``; ``{"expect": n_messages, "bytes": n_bytes}`` → later
+``{"done": n, "bytes": b}``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from volli_nb.lab.bench.measure import echo_round_trip
 from volli_nb.net import aiortc_compat
+
+OPEN_TIMEOUT = 60.0
+
+
+def new_peer() -> RTCPeerConnection:
+    """A peer connection with no STUN or TURN server: it contacts nobody."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def _describe(pc: RTCPeerConnection, create: Callable[[], Awaitable[Any]]) -> str:
+    with aiortc_compat.loopback_only():  # gathering happens here, in this task
+        await pc.setLocalDescription(await create())
+    sdp: str = pc.localDescription.sdp
+    return sdp
+
+
+async def offer(pc: RTCPeerConnection) -> str:
+    """Our offer SDP, with loopback-only candidates."""
+    return await _describe(pc, pc.createOffer)
+
+
+async def answer(pc: RTCPeerConnection, offer_sdp: str) -> str:
+    """Our answer SDP to ``offer_sdp``, with loopback-only candidates."""
+    await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+    return await _describe(pc, pc.createAnswer)
+
+
+async def accept(pc: RTCPeerConnection, answer_sdp: str) -> None:
+    await pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+
+
+def open_channel(
+    pc: RTCPeerConnection, label: str = "bench"
+) -> tuple[RTCDataChannel, asyncio.Event]:
+    """A reliable, ordered channel and an event set when it opens."""
+    channel = pc.createDataChannel(label, ordered=True)
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    return channel, opened
+
+
+async def pair(
+    a: RTCPeerConnection,
+    b: RTCPeerConnection,
+    *,
+    via: Callable[[str, str], str] = lambda sdp, _kind: sdp,
+    timeout: float = OPEN_TIMEOUT,
+) -> RTCDataChannel:
+    """Connect ``a`` (offering) to ``b`` in this process; returns ``a``'s open channel.
+
+    ``via(sdp, kind)`` is what each description becomes on its way to the other side
+    (an impairment relay rewrites the candidates, for example)."""
+    channel, opened = open_channel(a)
+    offer_sdp = via(await offer(a), "offer")
+    await accept(a, via(await answer(b, offer_sdp), "answer"))
+    await asyncio.wait_for(opened.wait(), timeout)
+    return channel
+
+
+class PlainPeer:
+    """The parent's side of the two-process plain-aiortc pair, and its child process."""
+
+    def __init__(self) -> None:
+        self.pc = new_peer()
+        self.channel, self.opened = open_channel(self.pc)
+        self.echoes: asyncio.Queue[bytes] = asyncio.Queue()
+        self.channel.on("message", lambda m: self.echoes.put_nowait(m))
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> float:
+        """Spawn the child and connect; returns offer → channel open in seconds."""
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "volli_nb.lab.bench.plain_aiortc",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        await self._read()  # the child is up and imported: timing starts now, as for volli_nb
+        start = time.perf_counter()
+        await self._send({"offer": await offer(self.pc)})
+        await accept(self.pc, (await self._read())["answer"])
+        await asyncio.wait_for(self.opened.wait(), OPEN_TIMEOUT)
+        return time.perf_counter() - start
+
+    async def _send(self, obj: dict[str, Any]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def _read(self) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    async def echo_rtt(self, n: int) -> float:
+        return await echo_round_trip(self.channel, self.echoes, n)
+
+    async def _drain(self) -> None:
+        while self.channel.bufferedAmount > 1024 * 1024:
+            await asyncio.sleep(0.001)
+
+    async def throughput(self, count: int, size: int) -> float:
+        """Send ``count`` messages of ``size`` bytes; seconds until the child got them all."""
+        await self._send({"expect": count, "bytes": count * size})
+        payload = b"x" * size
+        start = time.perf_counter()
+        for _ in range(count):
+            self.channel.send(payload)
+            await self._drain()
+        await self._read()
+        return time.perf_counter() - start
+
+    async def dead_peer(self, cap: float) -> float | None:
+        assert self.proc is not None
+        left = asyncio.Event()
+        self.pc.on("connectionstatechange", lambda: left.set())
+        start = time.perf_counter()
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+        try:
+            while self.pc.connectionState == "connected":
+                left.clear()
+                await asyncio.wait_for(left.wait(), cap - (time.perf_counter() - start))
+        except TimeoutError:
+            return None
+        return time.perf_counter() - start
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        await asyncio.wait_for(self.pc.close(), 5)
+
+
+# --- the child ---------------------------------------------------------------------
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -24,7 +172,7 @@ def _emit(obj: dict[str, Any]) -> None:
 
 
 async def serve() -> None:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc = new_peer()
     state = {"expect": -1, "bytes": -1, "got": 0, "got_bytes": 0}
 
     def check() -> None:
@@ -55,10 +203,7 @@ async def serve() -> None:
     while line := await reader.readline():
         request = json.loads(line)
         if "offer" in request:
-            await pc.setRemoteDescription(RTCSessionDescription(request["offer"], "offer"))
-            with aiortc_compat.loopback_only():
-                await pc.setLocalDescription(await pc.createAnswer())
-            _emit({"answer": pc.localDescription.sdp})
+            _emit({"answer": await answer(pc, request["offer"])})
         elif "expect" in request:
             state.update(expect=request["expect"], bytes=request["bytes"], got=0, got_bytes=0)
             check()

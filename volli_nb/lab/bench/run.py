@@ -13,26 +13,19 @@ import asyncio
 import base64
 import json
 import random
-import signal
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.core.crypto.identity import Identity
-from volli_nb.core.netconfig import NetworkConfig
-from volli_nb.core.store.database import KDF_MIN
 from volli_nb.lab.bench import conditions as bench_conditions
-from volli_nb.lab.bench.measure import ack_round_trip, delivered_rate, echo_round_trip
+from volli_nb.lab.bench.measure import ack_round_trip, delivered_rate
+from volli_nb.lab.bench.plain_aiortc import PlainPeer
 from volli_nb.lab.peer_process import PeerProcess, pair_with
 from volli_nb.lab.relay import Conditions
-from volli_nb.net import aiortc_compat
 from volli_nb.net.events import PeerOffline, PeerOnline
 
 
@@ -50,88 +43,6 @@ class Row:
         if not self.aiortc or self.volli is None:
             return None
         return self.volli / self.aiortc
-
-
-class _AiortcPeer:
-    """The parent's side of the plain-aiortc pair, and its child process."""
-
-    def __init__(self) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.channel: RTCDataChannel = self.pc.createDataChannel("bench", ordered=True)
-        self.opened = asyncio.Event()
-        self.echoes: asyncio.Queue[bytes] = asyncio.Queue()
-        self.channel.on("open", self.opened.set)
-        self.channel.on("message", lambda m: self.echoes.put_nowait(m))
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> float:
-        """Spawn the child and connect; returns offer → channel open in seconds."""
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "volli_nb.lab.bench.plain_aiortc",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        await self._read()  # the child is up and imported: timing starts now, as for volli_nb
-        start = time.perf_counter()
-        with aiortc_compat.loopback_only():
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self._send({"offer": self.pc.localDescription.sdp})
-        answer = await self._read()
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer["answer"], "answer"))
-        await self.opened.wait()
-        return time.perf_counter() - start
-
-    async def _send(self, obj: dict[str, Any]) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
-        await self.proc.stdin.drain()
-
-    async def _read(self) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    async def echo_rtt(self, n: int) -> float:
-        return await echo_round_trip(self.channel, self.echoes, n)
-
-    async def _drain(self) -> None:
-        while self.channel.bufferedAmount > 1024 * 1024:
-            await asyncio.sleep(0.001)
-
-    async def throughput(self, count: int, size: int) -> float:
-        """Send ``count`` messages of ``size`` bytes; seconds until the child got them all."""
-        await self._send({"expect": count, "bytes": count * size})
-        payload = b"x" * size
-        start = time.perf_counter()
-        for _ in range(count):
-            self.channel.send(payload)
-            await self._drain()
-        await self._read()
-        return time.perf_counter() - start
-
-    async def dead_peer(self, cap: float) -> float | None:
-        assert self.proc is not None
-        left = asyncio.Event()
-        self.pc.on("connectionstatechange", lambda: left.set())
-        start = time.perf_counter()
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-        try:
-            while self.pc.connectionState == "connected":
-                left.clear()
-                await asyncio.wait_for(left.wait(), cap - (time.perf_counter() - start))
-        except TimeoutError:
-            return None
-        return time.perf_counter() - start
-
-    async def close(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        await asyncio.wait_for(self.pc.close(), 5)
 
 
 FANOUT = (1, 10, 100)
@@ -220,13 +131,7 @@ async def _flush_after_reconnect(
 async def _volli(
     tmp: Path, messages: int, bulk: int, echoes: int, flush: int = 10_000
 ) -> dict[str, float]:
-    store = MessagesStore.open(
-        tmp / "a.sqlite",
-        "bench",
-        name="bench-a",
-        kdf=KDF_MIN,
-        config=NetworkConfig(loopback_only=True),
-    )
+    store = MessagesStore.scratch("bench-a", directory=tmp)
     child = await PeerProcess(str(tmp / "b.sqlite"), "bench-b").start()
     out: dict[str, float] = {}
     try:
@@ -263,16 +168,11 @@ async def _volli(
     return out
 
 
-async def run(
-    messages: int = 2000,
-    bulk_mb: float = 8.0,
-    quick: bool = False,
-    flush: int = 10_000,
-    conditions: Conditions | None = bench_conditions.DEFAULT,
-) -> list[Row]:
-    bulk = int(bulk_mb * 1_000_000)
-    echoes = 20 if quick else 100
-    plain = _AiortcPeer()
+async def _baseline(
+    messages: int, bulk: int, echoes: int, flush: int, quick: bool
+) -> dict[str, float | None]:
+    """Plain aiortc between two processes: the same rows, plaintext and unacknowledged."""
+    plain = PlainPeer()
     base: dict[str, float | None] = {}
     try:
         base["setup"] = await plain.start()
@@ -287,6 +187,19 @@ async def run(
         base["dead"] = None if quick else await plain.dead_peer(40.0)
     finally:
         await plain.close()
+    return base
+
+
+async def run(
+    messages: int = 2000,
+    bulk_mb: float = 8.0,
+    quick: bool = False,
+    flush: int = 10_000,
+    conditions: Conditions | None = bench_conditions.DEFAULT,
+) -> list[Row]:
+    bulk = int(bulk_mb * 1_000_000)
+    echoes = 20 if quick else 100
+    base = await _baseline(messages, bulk, echoes, flush, quick)
     with tempfile.TemporaryDirectory(prefix="volli-bench-") as tmp:
         ours = await _volli(Path(tmp), messages, bulk, echoes, flush)
     impaired: dict[str, dict[str, float]] = {}
@@ -297,6 +210,23 @@ async def run(
         if base["dead"] is None and not quick
         else ("aiortc not measured (--quick)" if quick else "")
     )
+    return [
+        *_rows(base, ours, bulk_mb, flush),
+        *_condition_rows(conditions, impaired),
+        Row(
+            "dead peer noticed",
+            "s",
+            base["dead"],
+            ours["dead"],
+            False,
+            dead_note or "SIGKILL → aiortc state change / volli_nb heartbeat (aim ≤ 3 s)",
+        ),
+    ]
+
+
+def _rows(
+    base: dict[str, float | None], ours: dict[str, float], bulk_mb: float, flush: int
+) -> list[Row]:
     return [
         Row(
             "setup",
@@ -350,15 +280,6 @@ async def run(
             False,
             "queued while the peer was away: volli_nb from reconnect to the last ACK "
             "(aim < 3 s); aiortc: sending that many, unacked",
-        ),
-        *_condition_rows(conditions, impaired),
-        Row(
-            "dead peer noticed",
-            "s",
-            base["dead"],
-            ours["dead"],
-            False,
-            dead_note or "SIGKILL → aiortc state change / volli_nb heartbeat (aim ≤ 3 s)",
         ),
     ]
 

@@ -50,6 +50,7 @@ from volli_nb.net.signaling.wire import (
     encode,
     error_frame,
     parse_client_frame,
+    presence_frame,
     verify_registration,
 )
 
@@ -167,7 +168,7 @@ class SignalingServer:
         if room in client.joining:  # our snapshot is on its way; decide after it
             client.joining[room].append(message)
         elif message["seq"] > client.rooms.get(room, 1 << 62):
-            client.push(_presence(message))
+            client.push(presence_frame(message))
 
     def _replaced(self, old: Connection) -> None:
         self.stats.replaced += 1
@@ -366,7 +367,7 @@ class SignalingServer:
         client.rooms[room] = joined.seq
         for event in client.joining.pop(room, []):
             if event["seq"] > joined.seq:
-                client.push(_presence(event))
+                client.push(presence_frame(event))
         for queued in joined.queued:
             client.push(queued)
 
@@ -381,15 +382,6 @@ class SignalingServer:
                 await self.backend.unsubscribe(client.peer_id)
         with contextlib.suppress(BackplaneUnavailable):  # else its deadline runs out there
             await self.backend.release(client.peer_id, client.conn)
-
-
-def _presence(event: dict[str, Any]) -> dict[str, Any]:
-    frame = {"type": "presence", "room": event["room"], "event": event["k"]}
-    if event["k"] == "join":
-        frame["peer"] = event["peer"]
-    else:
-        frame["peer_id"] = event["peer_id"]
-    return frame
 
 
 async def _send_now(client: Connection, frame: dict[str, Any]) -> None:

@@ -103,3 +103,13 @@ def error_frame(code: str, message: str, **about: str) -> dict[str, Any]:
     """``about`` names the refused request (``request``, ``room``, ``to``), so a client
     can fail the call that is waiting for a reply instead of timing out."""
     return {"type": "error", "code": code, "message": message, **about}
+
+
+def presence_frame(event: dict[str, Any]) -> dict[str, Any]:
+    """The frame members see for a backend's presence event (join carries the identity)."""
+    frame = {"type": "presence", "room": event["room"], "event": event["k"]}
+    if event["k"] == "join":
+        frame["peer"] = event["peer"]
+    else:
+        frame["peer_id"] = event["peer_id"]
+    return frame

@@ -1,0 +1,137 @@
+"""Receiving: verify and decrypt, store, notify once, and only then acknowledge.
+
+Each incoming envelope is opened (:func:`~volli_nb.core.crypto.envelope.open_envelope`),
+stored with its id in the replay seen-set in one transaction, handed to the
+``on_message`` handlers once, and acknowledged.  The ACK goes out only after the row is
+committed, so a crash between the two means a retransmission, which the persisted
+seen-set turns into a second ACK and no second message.  A received frame may bundle
+many messages: :meth:`Receiver.batch` makes the whole frame one commit, with its ACKs
+and handler calls queued until that commit succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+from volli_nb.app.chat import ChatMessage, chat_message
+from volli_nb.base.clock import Clock
+from volli_nb.base.errors import ReplayError, UnknownPeer, VolliError
+from volli_nb.base.listeners import Listeners
+from volli_nb.core.body import check_body
+from volli_nb.core.crypto import envelope as envelopes
+from volli_nb.core.crypto.identity import Identity, PublicIdentity
+from volli_nb.core.eventlog import EventLog
+from volli_nb.core.store.database import Database
+from volli_nb.net.events import IncomingEnvelope
+from volli_nb.net.network_store import NetworkStore
+
+logger = logging.getLogger(__name__)
+
+
+class Receiver:
+    """Turns incoming envelopes into stored, acknowledged chat messages."""
+
+    def __init__(
+        self,
+        database: Database,
+        identity: Identity,
+        contacts: Callable[[str], PublicIdentity | None],
+        network: NetworkStore,
+        log: EventLog,
+        *,
+        clock: Clock,
+    ) -> None:
+        self.database, self.identity, self.network, self.log = database, identity, network, log
+        self._contacts = contacts
+        self._clock = clock
+        self._handlers = Listeners[[ChatMessage]]("on_message handler", logger)
+        self._after_commit: list[Callable[[], None]] | None = None
+        self._known_conversations: set[tuple[str, tuple[str, ...]]] = set()
+        network.on_message(self.incoming)
+        network.batch = self.batch
+
+    def on_message(self, handler: Callable[[ChatMessage], None]) -> Callable[[], None]:
+        return self._handlers.add(handler)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """One received frame (a bundle of messages): one commit; ACKs and handlers after it.
+
+        Acknowledging only after the commit keeps the rule that an ACK means "stored"."""
+        if self._after_commit is not None:  # nested: the outer batch does it all
+            yield
+            return
+        self._after_commit = []
+        try:
+            with self.database.transaction():
+                yield
+            pending = self._after_commit
+        except BaseException:
+            self._known_conversations.clear()  # what the batch created was rolled back
+            raise
+        finally:
+            self._after_commit = None
+        for action in pending:
+            action()
+
+    def later(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once the current batch committed (at once outside a batch)."""
+        if self._after_commit is None:
+            action()
+        else:
+            self._after_commit.append(action)
+
+    def incoming(self, incoming: IncomingEnvelope) -> None:
+        net, peer_id, message_id = self.network, incoming.peer_id, incoming.message_id
+        try:
+            opened = envelopes.open_envelope(
+                incoming.envelope,
+                self.identity,
+                contacts=self._contacts,
+                now_ms=int(self._clock() * 1000),
+                seen=self.database.is_seen,
+            )
+            if opened.sender.peer_id != peer_id or opened.message_id != message_id:
+                raise UnknownPeer("envelope sender or id does not match the channel it came on")
+            check_body(opened.plaintext)
+        except ReplayError:  # the ACK was lost: ack again
+            self.later(lambda: net.accept(peer_id, message_id))
+            return
+        except VolliError as exc:
+            net.reject(peer_id, message_id, exc)
+            return
+        members = sorted({*opened.recipients, opened.sender.peer_id})
+        try:
+            stored = self._store(opened, members)
+        except VolliError as exc:  # e.g. a member set that differs from the conversation's
+            net.reject(peer_id, message_id, exc)
+            return
+        self.later(lambda: net.accept(peer_id, message_id))
+        if not stored:
+            return
+        self.log.add("message", f"received {message_id.hex()[:8]}", peer_id=peer_id)
+        row = self.database.get_message(message_id)
+        assert row is not None  # stored just now, in this transaction
+        message = chat_message(row, lambda _mid: {})
+        self.later(lambda: self._handlers.emit(message))
+
+    def _store(self, opened: envelopes.OpenedMessage, members: list[str]) -> bool:
+        known = (opened.conversation_id, tuple(members))
+        with self.database.transaction():
+            if known not in self._known_conversations:  # a burst checks its conversation once
+                self.database.ensure_conversation(opened.conversation_id, members)
+            stored = self.database.store_received(
+                opened.message_id,
+                opened.conversation_id,
+                opened.sender.peer_id,
+                opened.counter,
+                opened.timestamp_ms,
+                opened.plaintext,
+            )
+        self._known_conversations.add(known)  # committed (or inside a batch, see above)
+        return stored
+
+
+__all__ = ["Receiver"]

@@ -1,0 +1,293 @@
+"""Sending: persist in the outbox, seal per attempt, send if online, retry on schedule.
+
+Sending follows the seed's diagram: encrypt for each recipient → persist in the outbox
+→ if the peer is online, send over its data channel → a signed ACK marks it delivered;
+otherwise it stays pending and the retry loop resends it at 1 s, 5 s, 15 s and 60 s,
+then leaves it ``stuck`` for a manual retry.  A peer coming online gets its pending
+messages at once (:meth:`Sender.flush`), not at their retry time.
+
+One refinement: the outbox keeps the *plaintext* sealed at rest with the storage key,
+and every attempt seals a fresh envelope to the recipient's current keys with the same
+message id.  A retry days later is then still fresh for the receiver's replay window,
+and key rotation can come later without touching the queue.  A group message is sealed
+once for all its members per ``SEAL_REUSE`` seconds, not once per member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from volli_nb.app.chat import ChatMessage, SyncReport, overall_status
+from volli_nb.app.contacts import ContactBook
+from volli_nb.base.clock import Clock
+from volli_nb.base.errors import NotFound, TransportClosed, UnknownPeer, UsageError, VolliError
+from volli_nb.base.listeners import Listeners
+from volli_nb.core.body import encode_body
+from volli_nb.core.crypto import envelope as envelopes
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.eventlog import EventLog
+from volli_nb.core.message_id import new_message_id
+from volli_nb.core.store.database import Database
+from volli_nb.core.store.message_queue import (
+    OutgoingMessage,
+    PersistentMessageQueue,
+    QueuedMessage,
+    Status,
+)
+from volli_nb.net.events import Delivered, NetworkEvent, PeerOffline, PeerOnline, Undelivered
+from volli_nb.net.network_store import NetworkStore
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT_BYTES = 12 * 1024 * 1024
+SEAL_REUSE = 30.0  # seconds an envelope is reused for further recipients of its message
+SEAL_CACHE = 64  # group envelopes kept for reuse (most recent)
+
+
+class Sender:
+    """The outbox's side of a profile: send, attempt, seal, sync, retry, flush, delivery."""
+
+    def __init__(
+        self,
+        database: Database,
+        identity: Identity,
+        queue: PersistentMessageQueue,
+        network: NetworkStore,
+        contacts: ContactBook,
+        log: EventLog,
+        *,
+        clock: Clock,
+        later: Callable[[Callable[[], None]], None],
+        retry_tick: float = 0.2,
+    ) -> None:
+        self.database, self.identity, self.queue = database, identity, queue
+        self.network, self.contacts, self.log = network, contacts, log
+        self._clock = clock
+        self._later = later  # after the current receive batch commits (see Receiver.later)
+        self._retry_tick = retry_tick
+        self._retry_task: asyncio.Task[None] | None = None
+        self._in_flight: dict[tuple[str, bytes], int] = {}
+        self._sealed: dict[bytes, tuple[float, bytes]] = {}
+        self._delivered = Listeners[[bytes, str]]("on_delivered handler", logger)
+        network.on_event(self._on_network_event)
+
+    @property
+    def peer_id(self) -> str:
+        return self.identity.peer_id
+
+    # --- the retry loop ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the retry loop on the running event loop (idempotent)."""
+        if self._retry_task is None or self._retry_task.done():
+            self._retry_task = asyncio.get_running_loop().create_task(self._retry_loop())
+
+    async def stop(self) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry_task
+            self._retry_task = None
+
+    async def _retry_loop(self) -> None:
+        while True:
+            try:
+                await self.process_due()
+            except Exception:
+                logger.exception("retry loop iteration failed")
+            await asyncio.sleep(self._retry_tick)
+
+    async def process_due(self) -> int:
+        """Attempt every message whose retry time has come (the retry loop's body).
+
+        Rows in flight are skipped before their payload is read; rows for offline peers
+        count a failed attempt in one transaction."""
+        attempted = 0
+        offline = []
+        for row_id, recipient, message_id in self.queue.due_keys(self._clock()):
+            if (recipient, message_id) in self._in_flight:
+                continue
+            attempted += 1
+            if not self.network.is_connected(recipient):
+                offline.append(row_id)
+                continue
+            with contextlib.suppress(NotFound):
+                await self.attempt(self.queue.get(row_id))
+        if offline:
+            with self.database.transaction():
+                for row_id in offline:
+                    self._attempt_failed(row_id, "peer offline")
+        return attempted
+
+    # --- sending ----------------------------------------------------------------
+
+    async def send_message(
+        self, conversation: str, content: str, *, compress: bool = True
+    ) -> ChatMessage:
+        body = encode_body(content, compress=compress)
+        if len(body) > MAX_TEXT_BYTES:
+            raise UsageError(f"message is {len(body)} bytes; the limit is {MAX_TEXT_BYTES}")
+        conversation_id, recipients = self.contacts.resolve(conversation)
+        message_id = new_message_id()
+        now_ms = int(self._clock() * 1000)
+        with self.database.transaction():
+            counter = self.database.next_counter(conversation_id)
+            self.database.store_sent(
+                message_id, conversation_id, self.peer_id, counter, now_ms, body
+            )
+            rows = [
+                self.queue.enqueue(
+                    OutgoingMessage(message_id, conversation_id, recipient, body, counter)
+                )
+                for recipient in recipients
+            ]
+        self.log.add("queue", f"queued {message_id.hex()[:8]} for {len(rows)} recipient(s)")
+        for row_id in rows:
+            await self.attempt(self.queue.get(row_id))
+        status = overall_status(set(self.delivery_status(message_id).values()), none="mixed")
+        return ChatMessage(
+            message_id, conversation_id, self.peer_id, "out", content, now_ms, status
+        )
+
+    async def attempt(self, row: QueuedMessage) -> bool:
+        """One delivery attempt: seal a fresh envelope and hand it to the session."""
+        key = (row.recipient, row.message_id)
+        if key in self._in_flight:
+            return False
+        if not self.network.is_connected(row.recipient):
+            self._attempt_failed(row.id, "peer offline")
+            return False
+        try:
+            data = self.seal(row)
+            self._in_flight[key] = row.id
+            await self.network.send_envelope(row.recipient, row.message_id, data)
+        except VolliError as exc:
+            self._in_flight.pop(key, None)
+            self._attempt_failed(row.id, f"{type(exc).__name__}: {exc}")
+            return False
+        self.log.add("message", f"sent {row.message_id.hex()[:8]}", peer_id=row.recipient)
+        return True
+
+    def _attempt_failed(self, row_id: int, reason: str) -> None:
+        """Count a failed attempt, unless an ACK (or a discard) settled the row meanwhile."""
+        with contextlib.suppress(UsageError, NotFound):
+            self.queue.mark_failed(row_id, reason)
+
+    def seal(self, row: QueuedMessage) -> bytes:
+        """The envelope for an attempt; in a group, one seal serves every member for a while.
+
+        An envelope is addressed to all members at once, so a group message is sealed
+        once per SEAL_REUSE seconds, not once per member (which made fan-out quadratic).
+        A retry after that reseals, so a late retry is still fresh for the receiver."""
+        now = self._clock()
+        cached = self._sealed.get(row.message_id)
+        if cached is not None and now - cached[0] < SEAL_REUSE:
+            return cached[1]
+        conversation = self.database.get_conversation(row.conversation_id)
+        members = conversation.members if conversation else [row.recipient]
+        recipients = []
+        for member in members:
+            if member == self.peer_id:
+                continue
+            peer = self.contacts.contact(member)
+            if peer is None:
+                raise UnknownPeer(f"conversation member {member} is not a contact")
+            recipients.append(peer)
+        data = envelopes.seal(
+            self.identity,
+            recipients,
+            conversation_id=row.conversation_id,
+            plaintext=row.payload,
+            counter=row.counter,
+            timestamp_ms=int(now * 1000),
+            message_id=row.message_id,
+        )
+        if len(recipients) > 1:
+            self._sealed[row.message_id] = (now, data)
+            while len(self._sealed) > SEAL_CACHE:
+                del self._sealed[next(iter(self._sealed))]
+        return data
+
+    async def sync_messages(self) -> SyncReport:
+        """Every pending message to a connected peer goes out now."""
+        sent = waiting = stuck = 0
+        for row in self.queue.get_pending():
+            if row.status == Status.STUCK:
+                stuck += 1
+            elif (row.recipient, row.message_id) in self._in_flight:
+                continue
+            elif self.network.is_connected(row.recipient):
+                sent += await self.attempt(row)
+            else:
+                waiting += 1
+        return SyncReport(sent, len(self._in_flight), waiting, stuck)
+
+    async def flush(self, peer_id: str) -> None:
+        """A peer came online: its pending messages go out at once, not at their retry time."""
+        rows = [r for r in self.queue.for_recipient(peer_id) if r.status == Status.PENDING]
+        for row in rows:
+            await self.attempt(row)
+        if rows:
+            self.log.add("queue", f"flushed {len(rows)} pending message(s)", peer_id=peer_id)
+
+    # --- delivery ---------------------------------------------------------------
+
+    def on_delivered(self, handler: Callable[[bytes, str], None]) -> Callable[[], None]:
+        return self._delivered.add(handler)
+
+    def delivery_status(self, message_id: bytes) -> dict[str, str]:
+        return {row.recipient: str(row.status) for row in self.queue.for_message(message_id)}
+
+    async def wait_delivered(self, message_id: bytes, timeout: float) -> dict[str, str]:
+        changed = asyncio.Event()
+        remove = self.on_delivered(lambda mid, _peer: changed.set() if mid == message_id else None)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    status = self.delivery_status(message_id)
+                    if status and all(s == Status.DELIVERED for s in status.values()):
+                        return status
+                    changed.clear()
+                    await changed.wait()
+        except TimeoutError:
+            raise TransportClosed(
+                f"message {message_id.hex()[:8]} not acknowledged within {timeout:g} s: "
+                f"{self.delivery_status(message_id)}"
+            ) from None
+        finally:
+            remove()
+
+    def _on_network_event(self, event: NetworkEvent) -> None:
+        if isinstance(event, Delivered):
+            self._acknowledged(event)
+        elif isinstance(event, Undelivered):
+            row_id = self._in_flight.pop((event.peer_id, event.message_id), None)
+            if row_id is not None:
+                with contextlib.suppress(VolliError):
+                    self.queue.mark_failed(row_id, event.reason)
+        elif isinstance(event, PeerOnline):
+            asyncio.get_running_loop().create_task(self.flush(event.peer_id))
+        elif isinstance(event, PeerOffline):
+            self.log.add("queue", f"{event.peer_id} offline: messages wait in the outbox")
+
+    def _acknowledged(self, event: Delivered) -> None:
+        newly = []
+        with self.database.transaction():  # one commit for every id the ACK covers
+            for message_id in event.message_ids:
+                self._in_flight.pop((event.peer_id, message_id), None)
+                if self.queue.acknowledge(message_id, event.peer_id):
+                    newly.append(message_id)
+        for message_id in newly:
+            self.log.add("queue", f"delivered {message_id.hex()[:8]}", peer_id=event.peer_id)
+
+        def notify() -> None:
+            for message_id in newly:
+                self._delivered.emit(message_id, event.peer_id)
+
+        self._later(notify)
+
+
+__all__ = ["MAX_TEXT_BYTES", "SEAL_CACHE", "SEAL_REUSE", "Sender"]

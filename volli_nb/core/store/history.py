@@ -1,0 +1,211 @@
+"""Conversations and their messages, with the seen-set that makes receiving exactly-once.
+
+A mixin over :class:`~volli_nb.core.store.sealed_db.SealedDatabase`, composed into
+:class:`~volli_nb.core.store.database.Database`, which owns the schema.  Message bodies
+are sealed (bound to their row); ids, senders and times stay in clear for queries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from volli_nb.base.errors import UsageError
+from volli_nb.core.message_id import check_message_id
+from volli_nb.core.store.sealed_db import Row, SealedDatabase
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    title: str | None
+    members: tuple[str, ...]  # sorted peer ids, ourselves included
+    created_at: float
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    message_id: bytes
+    conversation_id: str
+    sender: str
+    direction: str  # "in" or "out"
+    counter: int
+    timestamp_ms: int  # the sender's signed time
+    stored_at: float  # our clock when stored
+    body: bytes
+
+
+def _message_hex(message_id: bytes) -> str:
+    return check_message_id(message_id).hex()
+
+
+class History(SealedDatabase):
+    """The ``conversations``, ``counters``, ``messages`` and ``seen`` tables."""
+
+    def ensure_conversation(
+        self, conversation_id: str, members: Sequence[str], title: str | None = None
+    ) -> Conversation:
+        """Create the conversation, or return it (a given title replaces the old one).
+
+        A member set that differs from the stored one raises :class:`UsageError`:
+        membership changes are not supported yet, and silently accepting them
+        would let a peer add itself to someone else's conversation.
+        """
+        wanted = tuple(sorted(set(members)))
+        if not wanted or not all(isinstance(m, str) and m for m in wanted):
+            raise UsageError(f"a conversation needs non-empty peer ids as members, got {members!r}")
+        with self.transaction():
+            found = self.get_conversation(conversation_id)
+            if found is None:
+                found = Conversation(conversation_id, title, wanted, self.clock())
+                self.execute(
+                    "INSERT INTO conversations VALUES (?, ?, ?, ?)",
+                    (found.id, title, json.dumps(list(wanted)), found.created_at),
+                )
+            elif found.members != wanted:
+                raise UsageError(
+                    f"conversation {conversation_id!r} has members {list(found.members)}, not "
+                    f"{list(wanted)}; membership changes are not supported (refuse the message)"
+                )
+            elif title is not None and title != found.title:
+                self.execute(
+                    "UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)
+                )
+                found = replace(found, title=title)
+            return found
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None:
+        rows = self.fetch("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+        return _conversation(rows[0]) if rows else None
+
+    def list_conversations(self) -> list[Conversation]:
+        rows = self.fetch("SELECT * FROM conversations ORDER BY created_at, rowid")
+        return [_conversation(r) for r in rows]
+
+    def next_counter(self, conversation_id: str) -> int:
+        """Our next message counter in this conversation: 1, 2, 3, … across restarts."""
+        with self.transaction():
+            row = self.execute(
+                """INSERT INTO counters VALUES (?, 2) ON CONFLICT (conversation_id)
+                DO UPDATE SET next_counter = next_counter + 1 RETURNING next_counter - 1""",
+                (conversation_id,),
+            ).fetchall()[0]
+        return int(row[0])
+
+    # --- messages and the seen-set ----------------------------------------------
+
+    def store_received(
+        self,
+        message_id: bytes,
+        conversation_id: str,
+        sender: str,
+        counter: int,
+        timestamp_ms: int,
+        body: bytes,
+    ) -> bool:
+        """Store an incoming message and mark its id seen, atomically.
+
+        Returns False, changing nothing, if the id was seen before (a retransmission
+        or a replay): the caller still ACKs it, but does not show it twice.
+        """
+        mid = _message_hex(message_id)
+        with self.transaction():
+            if self.is_seen(message_id):
+                return False
+            self._insert_message(mid, conversation_id, sender, "in", counter, timestamp_ms, body)
+            self.execute("INSERT INTO seen VALUES (?, ?, ?)", (mid, sender, self.clock()))
+        return True
+
+    def store_sent(
+        self,
+        message_id: bytes,
+        conversation_id: str,
+        sender: str,
+        counter: int,
+        timestamp_ms: int,
+        body: bytes,
+    ) -> None:
+        """Store a message we send (the outbox holds its delivery state)."""
+        mid = _message_hex(message_id)
+        with self.transaction():
+            if self.fetch("SELECT 1 FROM messages WHERE message_id = ?", (mid,)):
+                raise UsageError(f"message {mid} is already stored; a new message needs a new id")
+            self._insert_message(mid, conversation_id, sender, "out", counter, timestamp_ms, body)
+
+    def _insert_message(
+        self,
+        mid: str,
+        conversation_id: str,
+        sender: str,
+        direction: str,
+        counter: int,
+        timestamp_ms: int,
+        body: bytes,
+    ) -> None:
+        self.execute(
+            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                mid,
+                conversation_id,
+                sender,
+                direction,
+                counter,
+                timestamp_ms,
+                self.clock(),
+                self.seal("messages", "body", mid, body),
+            ),
+        )
+
+    def is_seen(self, message_id: bytes) -> bool:
+        """True if this id is in the seen-set or stored as a message (both survive restarts)."""
+        mid = _message_hex(message_id)
+        return bool(
+            self.fetch(
+                "SELECT 1 FROM seen WHERE message_id = ?1 "
+                "UNION ALL SELECT 1 FROM messages WHERE message_id = ?1",
+                (mid,),
+            )
+        )
+
+    def prune_seen(self, before: float) -> int:
+        """Forget seen-set entries older than ``before``; only safe past the freshness window."""
+        return self.execute("DELETE FROM seen WHERE seen_at < ?", (before,)).rowcount
+
+    def history(self, conversation_id: str, *, limit: int | None = None) -> list[StoredMessage]:
+        """Messages oldest first, by sender time then arrival; ``limit`` keeps the newest."""
+        order = "timestamp_ms {0}, stored_at {0}, rowid {0}"
+        sql = f"SELECT rowid, * FROM messages WHERE conversation_id = ? ORDER BY {order}"
+        if limit is None:
+            rows = self.fetch(sql.format("ASC"), (conversation_id,))
+        else:
+            newest = sql.format("DESC") + " LIMIT ?"
+            rows = self.fetch(
+                f"SELECT * FROM ({newest}) ORDER BY {order.format('ASC')}",
+                (conversation_id, max(limit, 0)),
+            )
+        return [self._message(r) for r in rows]
+
+    def get_message(self, message_id: bytes) -> StoredMessage | None:
+        rows = self.fetch(
+            "SELECT * FROM messages WHERE message_id = ?", (_message_hex(message_id),)
+        )
+        return self._message(rows[0]) if rows else None
+
+    def _message(self, row: Row) -> StoredMessage:
+        return StoredMessage(
+            bytes.fromhex(row["message_id"]),
+            row["conversation_id"],
+            row["sender"],
+            row["direction"],
+            row["counter"],
+            row["timestamp_ms"],
+            row["stored_at"],
+            self.unseal("messages", "body", row["message_id"], row["body"]),
+        )
+
+
+def _conversation(row: Row) -> Conversation:
+    return Conversation(
+        row["id"], row["title"], tuple(json.loads(row["members"])), row["created_at"]
+    )

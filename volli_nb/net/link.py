@@ -1,0 +1,338 @@
+"""One peer connection: its RTCPeerConnection, data channel and sans-IO session.
+
+A :class:`Link` owns everything that lives and dies with one connection: the aiortc
+callbacks, the channel binding, the task that runs the session (its
+:class:`~volli_nb.net.traffic.Traffic`, from the moment the channel opens: receiving,
+sending with back-pressure, timers and heartbeat), and closing.
+:class:`~volli_nb.net.network_store.NetworkStore` keeps the links by peer id and hands
+each the :class:`LinkContext` they share.
+
+Channel binding: once the channel opens, each side signs both DTLS fingerprints with its
+identity key; nothing else is sent before that verifies, and a mismatch (or no valid
+binding within ``verify_timeout``) closes the connection.  Counters are our own
+(:class:`~volli_nb.net.events.PeerStats`), since ``getStats()`` is empty for data channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCDataChannel, RTCPeerConnection
+
+from volli_nb.base.clock import Clock
+from volli_nb.base.errors import (
+    ChannelBindingFailed,
+    TransportClosed,
+    UnknownPeer,
+    VolliError,
+)
+from volli_nb.core import sdp
+from volli_nb.core.crypto.identity import Identity, PublicIdentity
+from volli_nb.core.eventlog import EventLog
+from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.protocol.session import Session
+from volli_nb.net import aiortc_compat
+from volli_nb.net.events import (
+    CandidateView,
+    IncomingEnvelope,
+    NetworkEvent,
+    PeerOffline,
+    PeerStats,
+    Undelivered,
+)
+from volli_nb.net.traffic import Traffic
+
+CHANNEL_LABEL = "volli"
+
+
+@dataclass
+class LinkContext:
+    """What every link of one NetworkStore shares: who we are, the configuration, where to
+    report, and the clocks (``clock`` for the times people read, ``monotonic`` for timers)."""
+
+    identity: Identity
+    config: NetworkConfig
+    log: EventLog
+    seen: Callable[[bytes], bool] | None
+    clock: Clock
+    monotonic: Clock
+    emit: Callable[[NetworkEvent], None]
+    deliver: Callable[[IncomingEnvelope], None]
+    batch: Callable[[], contextlib.AbstractContextManager[Any]]
+    dropped: Callable[[Link, str], None]  # the registry forgets the link and records why
+
+
+class Link:
+    """Everything we hold for one peer; dropped as a whole when the connection ends."""
+
+    def __init__(
+        self,
+        ctx: LinkContext,
+        peer_id: str,
+        peer: PublicIdentity | None,
+        pc: RTCPeerConnection,
+        role: str,
+    ) -> None:
+        self.ctx = ctx
+        self.peer_id = peer_id  # a provisional "pair-…" token until the answer names the peer
+        self.peer = peer
+        self.pc = pc
+        self.role = role  # "offer" or "answer"
+        self.channel: RTCDataChannel | None = None
+        self.traffic: Traffic | None = None  # once the channel is open
+        self.verified = False
+        self.stats = PeerStats()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.error: VolliError | None = None
+        self.closed = False
+
+    @property
+    def connected(self) -> bool:
+        """Open, verified, and not closing: messages may be sent."""
+        return (
+            self.verified
+            and not self.closed
+            and self.channel is not None
+            and self.channel.readyState == "open"
+        )
+
+    @property
+    def session(self) -> Session | None:
+        """The sans-IO session, from the moment the channel opened."""
+        return self.traffic.session if self.traffic is not None else None
+
+    def log(self, category: str, message: str, **data: Any) -> None:
+        self.ctx.log.add(category, message, peer_id=self.peer_id, **data)
+
+    # --- what the panels read -------------------------------------------------------
+
+    def candidates(self) -> CandidateView:
+        local = self.pc.localDescription.sdp if self.pc.localDescription else None
+        remote = self.pc.remoteDescription.sdp if self.pc.remoteDescription else None
+        return CandidateView(
+            sdp.candidates(local), sdp.candidates(remote), aiortc_compat.selected_pair(self.pc)
+        )
+
+    def endpoint(self) -> dict[str, Any]:
+        """Whether synchronisation can reach the peer now, and over which channel."""
+        channel = self.channel
+        return {
+            "reachable": self.connected,
+            "channel": channel.label if channel else None,
+            "channel_state": channel.readyState if channel else None,
+            "connection_state": self.pc.connectionState,
+            "verified": self.verified,
+            "in_flight": len(self.session.in_flight) if self.session else 0,
+        }
+
+    def diagnose(self) -> str:
+        ice = self.pc.iceConnectionState
+        if ice in ("new", "checking", "failed"):
+            return f"ICE state is {ice!r}. " + self.failure_hint()
+        if not self.verified:
+            return f"ICE is {ice!r} but the channel binding has not verified yet"
+        return "connected"
+
+    def failure_hint(self) -> str:
+        """Why ICE failed, in words that say what to try next."""
+        description = self.pc.localDescription
+        local = sdp.candidates(description.sdp if description else None)
+        config = self.ctx.config
+        turn = [u for s in config.ice_servers for u in s.url_list() if u.startswith("turn")]
+        if turn and not any(c.type == "relay" for c in local):
+            return (
+                f"ICE failed: no relay candidate from {turn[0]}; check the TURN server's "
+                "address, username and credential"
+            )
+        if not turn:
+            return (
+                "ICE failed: no candidate pair worked. If the peers are behind NATs "
+                "(symmetric NAT especially), configure a TURN server: "
+                "set_configuration([IceServer('turn:HOST:3478', USER, PASSWORD)])"
+            )
+        return "ICE failed: no candidate pair worked, not even through the TURN relay"
+
+    # --- aiortc callbacks -----------------------------------------------------------
+
+    def watch(self) -> None:
+        """Follow the peer connection's states; a failed or closed one drops the link."""
+        pc = self.pc
+
+        @pc.on("signalingstatechange")
+        def _sig() -> None:
+            self.log("signaling", f"signaling state {pc.signalingState}")
+
+        @pc.on("icegatheringstatechange")
+        def _gather() -> None:
+            self.log("ice", f"gathering state {pc.iceGatheringState}")
+
+        @pc.on("iceconnectionstatechange")
+        def _ice() -> None:
+            self.log("ice", f"ICE state {pc.iceConnectionState}")
+
+        @pc.on("connectionstatechange")
+        async def _conn() -> None:
+            state = pc.connectionState
+            self.log("connection", f"connection state {state}")
+            pair = aiortc_compat.selected_pair(pc) if state == "connected" else None
+            if pair:
+                local, remote = pair
+                self.log(
+                    "ice",
+                    f"selected pair {local.type} {local.endpoint} ↔ "
+                    f"{remote.type} {remote.endpoint}",
+                )
+            if state in ("failed", "closed"):
+                self.drop(self.failure_hint() if state == "failed" else "connection closed")
+
+        @pc.on("datachannel")
+        def _dc(channel: RTCDataChannel) -> None:
+            if channel.label == CHANNEL_LABEL:
+                self.attach_channel(channel)
+
+    def open_channel(self) -> None:
+        """The offering side creates the one reliable, ordered channel."""
+        self.attach_channel(self.pc.createDataChannel(CHANNEL_LABEL, ordered=True))
+
+    def attach_channel(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        channel.bufferedAmountLowThreshold = self.ctx.config.buffer_low
+
+        @channel.on("open")
+        def _open() -> None:
+            self._on_open()
+
+        if channel.readyState == "open":  # the answer side gets it already open
+            self._on_open()
+
+        @channel.on("close")
+        def _close() -> None:
+            self.log("channel", "data channel closed")
+            self.drop("data channel closed")
+
+        @channel.on("message")
+        def _message(data: bytes | str) -> None:
+            if self.traffic is not None and not self.closed:
+                self.traffic.on_data(data)
+
+    def _on_open(self) -> None:
+        if self.traffic is not None or self.channel is None:
+            return
+        local, remote = self.pc.localDescription.sdp, self.pc.remoteDescription.sdp
+        offer_sdp, answer_sdp = (local, remote) if self.role == "offer" else (remote, local)
+        offer_fp, answer_fp = sdp.fingerprint(offer_sdp), sdp.fingerprint(answer_sdp)
+        if offer_fp is None or answer_fp is None:
+            self.fail(ChannelBindingFailed("no sha-256 DTLS fingerprint in SDP"))
+            return
+        if self.peer is None:
+            self.fail(UnknownPeer("channel opened before the answer named the peer"))
+            return
+        config = self.ctx.config
+        session = Session(
+            self.ctx.identity,
+            self.peer,
+            seen=self.ctx.seen,
+            expected_fingerprints=(offer_fp, answer_fp),
+            max_message_size=min(config.max_chunk, aiortc_compat.remote_max_message_size(self.pc)),
+            ack_timeout=config.ack_timeout,
+            adaptive_ack=config.adaptive_ack,
+            retransmit=False,  # the data channel is reliable and ordered
+            bundle=config.bundle,
+            max_frame_bytes=config.max_frame_bytes,
+        )
+        self.traffic = traffic = Traffic(self, session, self.channel)
+        self.log("channel", "data channel open; sending channel binding")
+        self.stats.last_seen = self.ctx.clock()
+        for frame in self.hello_frames(session, offer_fp, answer_fp):
+            traffic.send_now(frame)
+        self.spawn(traffic._run())  # the link's task; cancelled when it drops
+        self.spawn(self._verify_deadline())
+
+    def hello_frames(self, session: Session, offer_fp: str, answer_fp: str) -> list[bytes]:
+        """Our signature over both DTLS fingerprints (a test overrides this to lie)."""
+        return session.hello(offer_fp, answer_fp)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as one of the link's tasks (cancelled when the link drops)."""
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _verify_deadline(self) -> None:
+        timeout = self.ctx.config.verify_timeout
+        await asyncio.sleep(timeout)
+        if not self.verified and not self.closed:
+            self.fail(
+                ChannelBindingFailed(
+                    f"no valid channel binding from {self.peer_id} within {timeout:g} s; closing"
+                )
+            )
+
+    # --- the data path (once open) -------------------------------------------------------
+
+    def accept(self, message_id: bytes) -> None:
+        """The application stored ``message_id``: acknowledge it (batched, signed)."""
+        if self.traffic is not None:
+            self.traffic.accept(message_id)
+
+    def reject(self, message_id: bytes, error: VolliError) -> None:
+        if self.session is not None:
+            self.session.reject(message_id, error)
+
+    async def send_envelope(self, message_id: bytes, envelope: bytes) -> None:
+        """Queue an envelope on the session (see :meth:`Traffic.send_envelope`)."""
+        if self.traffic is None or not self.connected:
+            raise TransportClosed("data channel is not open")
+        await self.traffic.send_envelope(message_id, envelope)
+
+    # --- closing ------------------------------------------------------------------------
+
+    def fail(self, error: VolliError) -> None:
+        self.error = error
+        self.log("error", f"{type(error).__name__}: {error}")
+        self.spawn(self.close(f"{type(error).__name__}: {error}"))
+
+    def drop(self, reason: str) -> None:
+        """Forget the link at once; its tasks are cancelled and in-flight messages reported."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.traffic is not None:
+            self.traffic.stop()
+        self.ctx.dropped(self, reason)
+        in_flight = tuple(self.session.in_flight) if self.session else ()
+        current = asyncio.current_task()
+        for task in list(self.tasks):
+            if task is not current:
+                task.cancel()
+        self.log("connection", f"peer offline: {reason}")
+        for message_id in in_flight:
+            self.ctx.emit(Undelivered(self.peer_id, message_id, reason))
+        self.ctx.emit(PeerOffline(self.peer_id, reason, in_flight))
+
+    async def close(self, reason: str) -> None:
+        """Say bye if we can, drop the link, and close the connection (bounded)."""
+        if not self.closed and self.session is not None and self.channel is not None:
+            with contextlib.suppress(Exception):
+                if self.channel.readyState == "open":
+                    self.channel.send(self.session.close(reason[:200]))
+        self.drop(reason)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.pc.close()), self.ctx.config.close_timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            self.log("connection", "close timed out; abandoned")
+        except Exception as exc:
+            self.log("error", f"close failed: {exc}")
+
+    async def cancel_tasks(self, timeout: float = 0.2) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=timeout)
+
+
+__all__ = ["CHANNEL_LABEL", "Link", "LinkContext"]

@@ -1,0 +1,223 @@
+"""Frames between one open data channel and its sans-IO session.
+
+Created by a :class:`~volli_nb.net.link.Link` when its channel opens (that is when the
+session exists), a :class:`Traffic` receives (one database batch per frame, so a bundle
+costs one commit and its ACKs leave after it), sends with back-pressure, and runs the
+link's task: the session's timers, the heartbeat and the send loop.
+
+- **Heartbeat**: a ping every ``heartbeat_interval``; dead after ``dead_after`` seconds of
+  silence on a clean link, longer when stalls were measured, because aiortc alone
+  notices a vanished peer only after ~30 s, and then says ``closed``.  Any SCTP packet
+  from the peer counts as life (the pong itself may wait behind a lost packet).  Silence
+  counts only while we listened: when our own event loop was blocked (a notebook cell
+  computing for seconds), the peer gets the full limit again from when it unblocked.
+- **Sending**: the loop lets the session bundle whatever was queued, control frames
+  first, and holds the channel's buffer to about a second of measured goodput, through
+  ``bufferedAmount`` and ``bufferedamountlow``: a deep buffer on a slow link delays
+  every pong and ACK queued behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from aiortc import RTCDataChannel
+
+from volli_nb.base.errors import (
+    ChannelBindingFailed,
+    PeerError,
+    TransportClosed,
+    UnknownPeer,
+    VolliError,
+)
+from volli_nb.core.protocol.events import (
+    Acked,
+    DeliveryTimeout,
+    Event,
+    MessageReceived,
+    PeerClosed,
+    PeerVerified,
+    Pong,
+)
+from volli_nb.core.protocol.session import Session
+from volli_nb.net import aiortc_compat
+from volli_nb.net.events import Delivered, IncomingEnvelope, PeerOnline, Undelivered
+
+if TYPE_CHECKING:
+    from volli_nb.net.link import Link
+
+log = logging.getLogger(__name__)
+
+
+class Traffic:
+    """One open channel's data path and the task that keeps it moving."""
+
+    def __init__(self, link: Link, session: Session, channel: RTCDataChannel) -> None:
+        self.link, self.session, self.channel = link, session, channel
+        self.ctx = link.ctx
+        self.wake = asyncio.Event()  # something to send, or a timer to re-read
+        self._listening_since = link.ctx.monotonic()  # since our own loop last stalled
+        self.drained = asyncio.Event()  # the channel's buffer (or the session's queue) fell
+
+        @channel.on("bufferedamountlow")
+        def _low() -> None:
+            self.drained.set()
+
+    def stop(self) -> None:
+        """The link closed: wake every waiter so it sees that."""
+        self.wake.set()
+        self.drained.set()
+
+    # --- receiving ------------------------------------------------------------------
+
+    def on_data(self, data: bytes | str) -> None:
+        link, session = self.link, self.session
+        raw = data.encode() if isinstance(data, str) else data
+        link.stats.bytes_in += len(raw)
+        link.stats.last_seen = self.ctx.clock()
+        try:
+            events = session.receive(raw, self.ctx.monotonic())
+        except (ChannelBindingFailed, UnknownPeer) as exc:
+            link.fail(exc)
+            return
+        except PeerError as exc:
+            # Malformed or forged frames are dropped and logged; nothing is stored.
+            link.error = exc
+            link.log("error", f"rejected frame: {type(exc).__name__}: {exc}")
+            return
+        except VolliError as exc:
+            link.fail(exc)
+            return
+        try:
+            with self.ctx.batch():  # a bundle's messages: one commit, then one ACK
+                for event in events:
+                    self._dispatch(event)
+        except Exception as exc:  # e.g. the database is locked: nothing was acknowledged
+            for event in events:
+                if isinstance(event, MessageReceived):
+                    session.reject(event.message_id)  # a resend is offered again
+            log.exception("storing received messages failed")
+            link.log("error", f"storing received messages failed: {exc}")
+        self.wake.set()
+
+    def _dispatch(self, event: Event) -> None:
+        link, emit = self.link, self.ctx.emit
+        if isinstance(event, PeerVerified):
+            link.verified = True
+            link.stats.connected_at = self.ctx.clock()
+            link.log("dtls", "channel binding verified (both DTLS fingerprints signed)")
+            emit(PeerOnline(link.peer_id))
+        elif isinstance(event, MessageReceived):
+            link.stats.messages_in += 1
+            self.ctx.deliver(IncomingEnvelope(link.peer_id, event.message_id, event.envelope))
+        elif isinstance(event, Acked):
+            if event.rtt is not None:
+                link.stats.rtt = event.rtt
+            link.log("message", f"signed ACK for {len(event.message_ids)} message(s)")
+            emit(Delivered(link.peer_id, tuple(event.message_ids), event.rtt))
+        elif isinstance(event, Pong):
+            link.stats.rtt = event.rtt
+        elif isinstance(event, DeliveryTimeout):
+            emit(Undelivered(link.peer_id, event.message_id, "no ACK before the timeout"))
+        elif isinstance(event, PeerClosed):
+            link.log("channel", f"peer said bye: {event.reason}")
+            link.spawn(link.close(f"peer closed: {event.reason}"))
+
+    def accept(self, message_id: bytes) -> None:
+        self.session.accept(message_id)
+        self.wake.set()
+
+    # --- sending --------------------------------------------------------------------
+
+    async def send_envelope(self, message_id: bytes, envelope: bytes) -> None:
+        """Queue an envelope on the session; wait while more than ``buffer_high`` bytes
+        are queued (back-pressure)."""
+        session = self.session
+        session.queue_message(message_id, envelope, self.ctx.monotonic())
+        self.link.stats.messages_out += 1
+        self.wake.set()
+        while session.queued_bytes > self.ctx.config.buffer_high:
+            await self._wait_drained()
+            if self.link.closed:
+                raise TransportClosed("connection closed while the message waited to be sent")
+
+    async def _wait_drained(self) -> None:
+        self.drained.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drained.wait(), 1.0)
+
+    def send_now(self, frame: bytes) -> None:
+        if self.channel.readyState != "open":
+            raise TransportClosed("data channel is not open")
+        self.channel.send(frame)
+        self.link.stats.bytes_out += len(frame)
+
+    async def _send(self, frame: bytes) -> None:
+        config = self.ctx.config
+        # About a second of goodput in the buffer: pongs and ACKs wait less behind it.
+        high = self.session.quality.send_buffer(config.buffer_low, config.buffer_high)
+        while self.channel.bufferedAmount > high:
+            await self._wait_drained()
+            if self.link.closed:
+                raise TransportClosed("connection closed while waiting to send")
+        self.send_now(frame)
+
+    # --- the link's task ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Timers of one link: retransmissions, ACK batching, heartbeat, liveness."""
+        session, monotonic = self.session, self.ctx.monotonic
+        next_ping = monotonic()
+        try:
+            while not self.link.closed:
+                now = monotonic()
+                deadline = session.next_deadline()
+                wake_at = min(next_ping, deadline) if deadline is not None else next_ping
+                if wake_at > now:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), wake_at - now)
+                self.wake.clear()
+                now = monotonic()
+                for event in session.handle_timer(now):
+                    self._dispatch(event)
+                if now >= next_ping:
+                    interval = self.ctx.config.heartbeat_interval
+                    if now - next_ping > interval:  # this loop was blocked, not the peer silent
+                        self._listening_since = now
+                    next_ping = now + interval
+                    if not await self._heartbeat(now):
+                        return
+                await self._flush()
+        except TransportClosed:
+            return
+
+    async def _heartbeat(self, now: float) -> bool:
+        """A ping, unless the peer was silent too long while we listened: then close the
+        link (False)."""
+        session = self.session
+        limit = session.silence_limit(self.ctx.config.dead_after)
+        age = aiortc_compat.seconds_since_received(self.link.pc.sctp)
+        if age is not None:  # SCTP packets count even while frames wait
+            session.heard_from_transport(now - age)
+        if session.is_dead(now, limit) and now - self._listening_since > limit:
+            await self.link.close(f"no heartbeat for {limit:.3g} s (peer presumed dead)")
+            return False
+        await self._send(session.ping(now))
+        return True
+
+    async def _flush(self) -> None:
+        """Send what the session has; control frames get a turn every ``burst_bytes``."""
+        session = self.session
+        while True:
+            out = session.data_to_send(self.ctx.monotonic(), self.ctx.config.burst_bytes)
+            for frame in out:
+                await self._send(frame)
+            self.drained.set()  # wakes senders waiting on the session's queue
+            if not out or not session.has_output:
+                break
+
+
+__all__ = ["Traffic"]
