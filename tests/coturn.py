@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import require
+from tls_ca import Pki
 
 USER, PASSWORD, REALM = "volli", "relay-secret", "volli.test"
 
@@ -25,6 +26,9 @@ class Turn:
     @property
     def url(self) -> str:
         return f"turn:{self.host}:{self.port}"
+
+    def url_for(self, scheme: str = "turn", transport: str = "udp") -> str:
+        return f"{scheme}:{self.host}:{self.port}?transport={transport}"
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
@@ -41,9 +45,10 @@ def coturn(
     netns: str | None = None,
     relay_ports: int = 100,
     auth_secret: str | None = None,
+    tls: Pki | None = None,
 ) -> Iterator[Turn]:
     """``auth_secret``: coturn's ``use-auth-secret`` (time-limited credentials) instead of
-    the fixed USER/PASSWORD."""
+    the fixed USER/PASSWORD.  ``tls``: TLS on the same port as UDP and TCP (as on 443)."""
     require(
         shutil.which("turnserver") is not None, "coturn is not installed (apt-get install coturn)"
     )
@@ -65,7 +70,11 @@ def coturn(
             else ("--lt-cred-mech", f"--user={USER}:{PASSWORD}")
         ),
         f"--realm={REALM}",
-        "--no-tls",
+        *(
+            (f"--tls-listening-port={port}", f"--cert={tls.cert}", f"--pkey={tls.key}")
+            if tls
+            else ("--no-tls",)
+        ),
         "--no-dtls",
         "--no-cli",
         "--fingerprint",

@@ -247,11 +247,17 @@ def test_set_configuration_warns_that_aiortc_uses_one_stun_and_one_turn(
     )
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("first STUN" in w and "127.0.0.1:3479" in w for w in warnings)
-    assert any("first TURN" in w and "turns:127.0.0.1:5349" in w for w in warnings)
+    assert any("first TURN URL is UDP" in w for w in warnings)  # relay-only, UDP first
+    assert any("preflight hands aiortc the best" in e.message for e in net.log.entries())
     rtc_config = aiortc_compat.rtc_configuration(config)
     assert rtc_config.iceTransportPolicy == RTCIceTransportPolicy.RELAY
     assert rtc_config.iceServers[1].username == "u"
     assert any("only the first" in e.message for e in net.log.entries(category="ice"))
+    config.preflight = False  # without the preflight, aiortc's own rule is all there is
+    caplog.clear()
+    net.set_configuration(relay_only=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("first TURN" in w and "turns:127.0.0.1:5349" in w for w in warnings)
     store.database.close()
 
 

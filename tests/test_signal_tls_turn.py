@@ -98,7 +98,10 @@ def test_turn_credentials_arrive_on_registration_and_coturn_accepts_them(
                 await client.join("lab")
                 creds = client.turn
                 assert creds is not None and got == [creds]
-                assert creds.urls == (turn.url, "turns:turn.example.org:443")
+                assert creds.urls == (  # normalised: explicit transport
+                    f"{turn.url}?transport=udp",
+                    "turns:turn.example.org:443?transport=tcp",
+                )
                 assert creds.username.endswith(":" + client.identity.peer_id)
                 assert 599 <= creds.remaining(time.time()) <= 600
                 assert await allocates(turn, creds.username, creds.credential)

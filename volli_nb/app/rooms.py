@@ -21,8 +21,9 @@ from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer
 from volli_nb.net.events import NetworkEvent, PeerOffline, PeerOnline
 from volli_nb.net.network_store import NetworkStore
-from volli_nb.net.signaling.client import SignalingClient, TlsTrust
+from volli_nb.net.signaling.client import SignalingClient
 from volli_nb.net.signaling.turn import TurnCredentials
+from volli_nb.net.tls import TlsTrust
 
 
 class RoomSession:
@@ -55,6 +56,7 @@ class RoomSession:
             identity, url, self._on_frame, ssl=ssl, on_turn=self._use_turn
         )
         self._turn_server: IceServer | None = None  # the one the server handed us
+        self._ca = ssl
         self._backoff: dict[str, float] = {}
         self._pairing: dict[str, asyncio.Task[None]] = {}
         self._remove = network.on_event(self._on_network_event)
@@ -135,7 +137,14 @@ class RoomSession:
     def _use_turn(self, creds: TurnCredentials) -> None:
         """The server's TURN credentials replace the previous ones it gave (only those)."""
         net = self.network
-        mine = IceServer(list(creds.urls), creds.username, creds.credential)
+        tls = any(u.startswith("turns:") for u in creds.urls)
+        try:  # the CA that verifies the signaling server verifies its TURN server too
+            mine = IceServer(
+                list(creds.urls), creds.username, creds.credential, self._ca if tls else None
+            )
+        except VolliError as exc:
+            self.log.add("error", f"unusable TURN server from the signaling server: {exc}")
+            return
         kept = [s for s in net.config.ice_servers if s is not self._turn_server]
         net.set_configuration(ice_servers=[*kept, mine])
         self._turn_server = mine

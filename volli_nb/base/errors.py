@@ -131,3 +131,35 @@ class MessageKeyUnavailable(ReplayError):
 
 class SessionStateCorrupt(StorageError):
     """A sealed ratchet state does not open (wrong key, edited bytes) or does not decode."""
+
+
+# --- TURN: what aiortc would swallow, named by the preflight ------------------
+# (appended for net/turn_preflight.py; each message names the server and what to fix)
+
+
+class TurnError(TransportClosed):
+    """No relay allocation from a TURN server; nothing was sent, messages stay queued."""
+
+    def __init__(self, message: str, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class TurnAuthFailed(TurnError):
+    """The TURN server refused the username and credential (401)."""
+
+
+class TurnCredentialsExpired(TurnAuthFailed):
+    """Time-limited TURN credentials (coturn ``use-auth-secret``) are past their expiry."""
+
+
+class TurnCertificateError(TurnError):
+    """A ``turns:`` server's certificate is not trusted or does not name the host."""
+
+
+class TurnRefused(TurnError):
+    """The TURN server refused the connection or the request (or TLS did not start)."""
+
+
+class TurnTimeout(TurnError):
+    """No answer from the TURN server in time (often: that transport is blocked)."""

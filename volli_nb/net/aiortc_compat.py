@@ -27,6 +27,14 @@ What lives here, and why:
   ``RTCPeerConnection.setLocalDescription``, in the caller's task, so setting the context
   variable around that call scopes it.  Checked against aioice 0.13
   (``tests/test_loopback.py`` fails if it changes).
+- **A certificate trust per TURN server**: aiortc hands aioice ``ssl=True`` for ``turns:``,
+  so aioice verifies against Python's default context, and a server whose CA the system
+  does not know yields no candidate.  We wrap ``aioice.turn.create_turn_endpoint`` (which
+  aioice's gathering looks up at call time) once; while :data:`TURN_TLS` holds a context
+  for the server's address in the current context, that context replaces ``True``.
+  Gathering runs in the task that calls ``setLocalDescription`` (and tasks it starts,
+  which copy the context), so :func:`turn_tls` around it scopes the trust to that
+  connection (``tests/test_turn_tls.py``).
 
 The patches apply once, at import.
 """
@@ -34,12 +42,14 @@ The patches apply once, at import.
 from __future__ import annotations
 
 import contextlib
+import ssl
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
 import aioice.ice
+import aioice.turn
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
@@ -50,7 +60,7 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from volli_nb.base.errors import UsageError
-from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.netconfig import IceServer, NetworkConfig
 from volli_nb.core.protocol.frames import DEFAULT_MAX_MESSAGE_SIZE
 from volli_nb.core.sdp import CandidateInfo
 
@@ -103,12 +113,15 @@ def as_description(value: SDP, kind: str) -> RTCSessionDescription:
     raise UsageError(f"expected an SDP {kind} (string or RTCSessionDescription)")
 
 
-def rtc_configuration(config: NetworkConfig) -> RTCConfiguration:
-    """aiortc's configuration for ours (aiortc still uses only its first STUN and TURN)."""
+def rtc_configuration(
+    config: NetworkConfig, servers: list[IceServer] | None = None
+) -> RTCConfiguration:
+    """aiortc's configuration for ours, with ``servers`` (the preflight's choice) instead of
+    ``config.ice_servers`` if given (aiortc still uses only its first STUN and TURN)."""
+    chosen = config.ice_servers if servers is None else servers
     return RTCConfiguration(
         iceServers=[
-            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
-            for s in config.ice_servers
+            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in chosen
         ],
         iceTransportPolicy=(
             RTCIceTransportPolicy.RELAY if config.relay_only else RTCIceTransportPolicy.ALL
@@ -193,6 +206,40 @@ def loopback_only(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         LOOPBACK_ONLY.reset(token)
+
+
+# --- a certificate trust per TURN server ---
+
+TurnContexts = dict[tuple[str, int], ssl.SSLContext]
+TURN_TLS: ContextVar[TurnContexts | None] = ContextVar("volli_turn_tls", default=None)
+_original_turn_endpoint: Any = None
+
+
+async def _create_turn_endpoint(*args: Any, **kwargs: Any) -> Any:
+    contexts = TURN_TLS.get()
+    address = kwargs.get("server_addr", args[1] if len(args) > 1 else None)
+    if contexts and kwargs.get("ssl") is True and address is not None:
+        kwargs["ssl"] = contexts.get((address[0], int(address[1])), True)
+    return await _original_turn_endpoint(*args, **kwargs)
+
+
+def install_turn_tls() -> None:
+    """Wrap aioice's TURN endpoint factory once per process (idempotent)."""
+    global _original_turn_endpoint
+    if _original_turn_endpoint is None:
+        _original_turn_endpoint = aioice.turn.create_turn_endpoint
+        aioice.turn.create_turn_endpoint = _create_turn_endpoint
+
+
+@contextlib.contextmanager
+def turn_tls(contexts: TurnContexts) -> Iterator[None]:
+    """Within this block, TLS to these TURN servers (host, port) uses these contexts."""
+    install_turn_tls()
+    token = TURN_TLS.set(dict(contexts) if contexts else None)
+    try:
+        yield
+    finally:
+        TURN_TLS.reset(token)
 
 
 apply()

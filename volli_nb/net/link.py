@@ -45,6 +45,7 @@ from volli_nb.net.events import (
     Undelivered,
 )
 from volli_nb.net.traffic import Traffic
+from volli_nb.net.turn_preflight import PreflightReport
 
 CHANNEL_LABEL = "volli"
 
@@ -64,6 +65,7 @@ class LinkContext:
     deliver: Callable[[IncomingEnvelope], None]
     batch: Callable[[], contextlib.AbstractContextManager[Any]]
     dropped: Callable[[Link, str], None]  # the registry forgets the link and records why
+    turn_report: Callable[[], PreflightReport | None] = lambda: None  # the last preflight
 
 
 class Link:
@@ -143,6 +145,9 @@ class Link:
         local = sdp.candidates(description.sdp if description else None)
         config = self.ctx.config
         turn = [u for s in config.ice_servers for u in s.url_list() if u.startswith("turn")]
+        report = self.ctx.turn_report()
+        if turn and report is not None and report.chosen is None:
+            return f"ICE failed: {report.failure()}"
         if turn and not any(c.type == "relay" for c in local):
             return (
                 f"ICE failed: no relay candidate from {turn[0]}; check the TURN server's "

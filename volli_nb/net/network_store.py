@@ -28,7 +28,7 @@ from volli_nb.base.listeners import Listeners
 from volli_nb.core import sdp
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
-from volli_nb.core.netconfig import IceServer, NetworkConfig
+from volli_nb.core.netconfig import IceServer, NetworkConfig, udp_first_warning
 from volli_nb.core.protocol.events import SessionStats
 from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.net import aiortc_compat
@@ -43,6 +43,7 @@ from volli_nb.net.events import (
     Undelivered,
 )
 from volli_nb.net.link import Link, LinkContext
+from volli_nb.net.turn_preflight import PreflightReport, TurnPlanner
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ class NetworkStore:
             batch=lambda: self.batch(),
             dropped=self._dropped,
         )
+        self.turn = TurnPlanner(self.config, self.log, clock=clock, monotonic=monotonic)
+        self._context.turn_report = lambda: self.turn.report
+        self._warn_about_servers()
 
     # --- the seed's debug surface -------------------------------------------
 
@@ -152,18 +156,32 @@ class NetworkStore:
         """Set STUN/TURN servers and the relay-only policy for new connections."""
         if ice_servers is not None:
             servers = [s if isinstance(s, IceServer) else IceServer(**s) for s in ice_servers]
-            self._warn_ignored_servers([u for s in servers for u in s.url_list()])
             self.config.ice_servers = servers
         if relay_only is not None:
             self.config.relay_only = relay_only
         if loopback_only is not None:
             self.config.loopback_only = loopback_only
+        self._warn_about_servers()
         return self.config
 
-    def _warn_ignored_servers(self, urls: list[str]) -> None:
+    async def preflight(self) -> PreflightReport | None:
+        """Ask every configured TURN URL for an allocation now (bounded by
+        ``config.preflight_timeout``): which works, how fast, and why the others do not.
+        None when no TURN server is configured.  Connections run it by themselves."""
+        return await self.turn.check()
+
+    def _warn_about_servers(self) -> None:
+        config = self.config
+        warning = udp_first_warning(config.ice_servers, config.relay_only)
+        if warning is not None:
+            logger.warning("%s", warning)
+            self.log.add("ice", warning)
+        urls = [u for s in config.ice_servers for u in s.url_list()]
         for scheme in ("stun", "turn"):
             same = [u for u in urls if u.split(":", 1)[0] in (scheme, scheme + "s")]
-            if len(same) > 1:
+            if scheme == "turn" and config.preflight and len(same) > 1:
+                self.log.add("ice", f"{len(same)} TURN URLs: the preflight hands aiortc the best")
+            elif len(same) > 1:
                 logger.warning(
                     "aiortc uses only the first %s server (%s); ignoring %s",
                     scheme.upper(),
@@ -218,12 +236,14 @@ class NetworkStore:
             peer = self._pinned(peer_id)
         if peer_id in self._links:
             await self.disconnect(peer_id)
-        pc = RTCPeerConnection(aiortc_compat.rtc_configuration(self.config))
+        servers = await self.turn.servers()  # the preflight's choice (relay-only: or raise)
+        pc = RTCPeerConnection(aiortc_compat.rtc_configuration(self.config, servers))
         role = "answer" if offer is not None else "offer"
         link = self.link_class(self._context, peer_id, peer, pc, role)
         self._links[peer_id] = link
         link.watch()
-        with aiortc_compat.loopback_only(self.config.loopback_only):
+        trust = self.turn.tls_contexts(self.config.ice_servers if servers is None else servers)
+        with aiortc_compat.loopback_only(self.config.loopback_only), aiortc_compat.turn_tls(trust):
             if offer is None:
                 link.open_channel()
                 await pc.setLocalDescription(await pc.createOffer())
@@ -232,6 +252,13 @@ class NetworkStore:
                 await pc.setLocalDescription(await pc.createAnswer())
         gathered = sdp.candidates(pc.localDescription.sdp)
         self.log.add("signaling", f"created {role}", peer_id=peer_id, candidates=len(gathered))
+        if (
+            self.turn.report
+            and self.turn.report.chosen
+            and all(c.type != "relay" for c in gathered)
+        ):
+            self.log.add("error", "the TURN server passed the preflight but gave no relay now")
+            self.turn.forget()  # check again next time
         if not gathered:
             hint = link.failure_hint()
             await link.close(hint)

@@ -21,7 +21,6 @@ import json
 import logging
 import ssl as ssl_module
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -31,12 +30,12 @@ from volli_nb.base.errors import TransportClosed, UsageError, VolliError
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.net.signaling.turn import TurnCredentials
 from volli_nb.net.signaling.wire import SignalingError, sign_challenge
+from volli_nb.net.tls import TlsTrust, trust_context
 
 log = logging.getLogger(__name__)
 
 FrameHandler = Callable[[dict[str, Any]], None]
 TurnHandler = Callable[[TurnCredentials], None]
-TlsTrust = ssl_module.SSLContext | str | Path | None
 REPLY_TO = {"join": "joined", "leave": "left", "list": "members"}
 
 
@@ -51,12 +50,7 @@ def client_tls(url: str, trust: TlsTrust) -> ssl_module.SSLContext | None:
         if trust is not None:
             raise UsageError(f"a CA was given but {url} is not a wss:// URL; use wss://")
         return None
-    if isinstance(trust, ssl_module.SSLContext):
-        return trust
-    try:
-        return ssl_module.create_default_context(cafile=None if trust is None else str(trust))
-    except (OSError, ssl_module.SSLError) as exc:
-        raise UsageError(f"cannot read the CA file {trust}: {exc}") from None
+    return trust_context(trust, url)
 
 
 def _untrusted(url: str, exc: ssl_module.SSLCertVerificationError) -> UntrustedServer:

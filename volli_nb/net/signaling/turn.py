@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from volli_nb.base.errors import MalformedFrame, UsageError
+from volli_nb.core.netconfig import parse_ice_url
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,11 @@ class TurnIssuer:
             raise UsageError("--turn-secret is empty; use coturn's static-auth-secret")
         if not self.urls:
             raise UsageError("give at least one --turn-url, e.g. turns:turn.example.org:443")
-        bad = [u for u in self.urls if not u.startswith(("turn:", "turns:"))]
+        parsed = [parse_ice_url(u) for u in self.urls]  # normalised, as clients will use them
+        bad = [str(u) for u in parsed if not u.is_turn]
         if bad:
             raise UsageError(f"TURN URLs start with turn: or turns:, not {bad}")
+        object.__setattr__(self, "urls", tuple(str(u) for u in parsed))
         if self.ttl < 2:
             raise UsageError("--turn-ttl must be at least 2 seconds (coturn counts whole seconds)")
 
