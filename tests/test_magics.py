@@ -19,7 +19,7 @@ from IPython.display import HTML
 from jupyter_client.blocking.client import BlockingKernelClient
 from kernels import execute, kernel, text_of
 
-CODE = r"(volli1\.[A-Za-z0-9_-]+\.[a-z2-7]{8})"
+CODE = r"(volli2\.[A-Za-z0-9_-]+\.[a-z2-7]{8})"
 PEER_ID = r"[a-z2-7]{16}"
 
 
@@ -122,7 +122,7 @@ def test_every_magic_in_a_real_kernel(tmp_path: Path) -> None:
         for title in ("Peers", "ICE candidates", "Pending queue", "Event log"):
             assert title in dashboard
         assert "unknown command 'frobnicate'" in k.text("%volli frobnicate")
-        assert "BadPairingCode" in k.text("%volli pair volli1.damaged.abcdefgh")
+        assert "BadPairingCode" in k.text("%volli pair volli2.damaged.abcdefgh")
         assert "BadPairingCode" in k.later(
             f"%volli pair {answer}", r"BadPairingCode.*", timeout=5
         ).group(0)  # an answer whose offer is used up

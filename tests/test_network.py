@@ -73,7 +73,7 @@ def test_default_configuration_has_no_ice_servers_and_only_host_candidates(
         offer = next(iter(store.network_store.peers.values())).localDescription.sdp
         assert "stun" not in offer.lower() and "turn" not in offer.lower()
         assert {c.type for c in sdp.candidates(offer)} <= {"host"}
-        assert code.startswith("volli1.")
+        assert code.startswith("volli2.")
         await store.close()
 
     arun(main)

@@ -4,30 +4,94 @@ from __future__ import annotations
 
 import pytest
 
-from volli_nb.base.errors import BadPairingCode
+from volli_nb.base.errors import BadPairingCode, UsageError
+from volli_nb.core import sdp
+from volli_nb.core.compact_sdp import essentials, pack
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.pairing_code import decode_code, encode_code
 
-SDP = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n"
+SDP = (  # aiortc 1.16's offer for one data channel, as it comes
+    "v=0\r\no=- 4005159414 4005159414 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+    "a=group:BUNDLE 0\r\na=msid-semantic:WMS *\r\n"
+    "m=application 50347 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 192.0.2.2\r\n"
+    "a=mid:0\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n"
+    "a=candidate:f957a2332b1715da3b0ef8ba684454eb 1 udp 2130706431 192.0.2.2 50347 typ host\r\n"
+    "a=candidate:d0bcf3d9c29a2bc887618212a1623bfa 1 udp 2130706431 fd00::2 47490 typ host\r\n"
+    "a=candidate:7c5a 1 udp 16777215 203.0.113.1 49152 typ relay raddr 0.0.0.0 rport 9\r\n"
+    "a=end-of-candidates\r\na=ice-ufrag:RyuX\r\na=ice-pwd:93z5HWvwbnfwiQor5yWnVA\r\n"
+    "a=fingerprint:sha-256 92:EF:FC:87:B5:49:47:CE:E0:C7:40:D5:B8:1B:5D:62:1E:E7:96:79:3E:CF:"
+    "E5:27:C5:84:CF:6F:D5:11:28:76\r\n"
+    "a=fingerprint:sha-384 CC:EB:28:EB:AF:A6:AB:C3:8E:8C:59:43:E6:2B:76:E7:55:B5:F4:1F:24:6F:"
+    "60:9B:A4:03:82:BF:94:22:C4:6F:4B:5B:C8:EE:01:D5:70:0D:C6:66:27:5C:16:FB:38:A6\r\n"
+    "a=setup:actpass\r\n"
+)
+TOKEN = "pair-0123456789ab"
 
 
 def code(kind: str = "offer") -> tuple[str, Identity]:
     ident = Identity.generate()
-    return encode_code(kind, SDP, ident.public, "alice", "pair-01"), ident  # type: ignore[arg-type]
+    return encode_code(kind, SDP, ident.public, "alice", TOKEN), ident  # type: ignore[arg-type]
 
 
-def test_round_trip_keeps_everything() -> None:
+def test_round_trip_keeps_what_the_other_side_needs() -> None:
     text, ident = code()
     parsed = decode_code(text, expect="offer")
-    assert (parsed.kind, parsed.sdp, parsed.name, parsed.ref) == ("offer", SDP, "alice", "pair-01")
+    assert (parsed.kind, parsed.name, parsed.ref) == ("offer", "alice", TOKEN)
     assert parsed.identity == ident.public and parsed.peer_id == ident.peer_id
-    assert text.startswith("volli1.") and len(text) < 2000
+    again = essentials(parsed.sdp)  # credentials, fingerprint, role, candidates, SCTP
+    assert pack(again) == pack(essentials(SDP))
+    assert [(c.address, c.port, c.type, c.priority) for c in sdp.candidates(parsed.sdp)] == [
+        ("192.0.2.2", 50347, "host", 2130706431),
+        ("fd00::2", 47490, "host", 2130706431),
+        ("203.0.113.1", 49152, "relay", 16777215),
+    ]
+    assert sdp.fingerprint(parsed.sdp) == sdp.fingerprint(SDP)
+    assert "a=setup:actpass" in parsed.sdp and "a=ice-pwd:93z5HWvwbnfwiQor5yWnVA" in parsed.sdp
+
+
+def test_a_code_is_about_300_characters() -> None:
+    """Issue 15 item 5: volli1 codes were ~1,130 characters.  A relay-only code (one
+    candidate) is under 300, one with IPv4 and IPv6 host candidates and a relay about 320;
+    the identity (128 bytes: two keys and the signature linking them) is most of it."""
+    text, _ = code()
+    assert text.startswith("volli2.")
+    assert len(text) <= 325, len(text)
+    relay_only = "".join(
+        line + "\r\n" for line in SDP.split("\r\n") if line and " typ host" not in line
+    )
+    short = encode_code("answer", relay_only, Identity.generate().public, "alice", TOKEN)
+    assert len(short) <= 300, len(short)
+    assert decode_code(short).kind == "answer"
+
+
+def test_a_non_default_priority_survives() -> None:
+    odd = SDP.replace("2130706431 192.0.2.2", "2130706000 192.0.2.2")
+    parsed = decode_code(encode_code("offer", odd, Identity.generate().public))
+    assert sdp.candidates(parsed.sdp)[0].priority == 2130706000
+    assert parsed.name is None and parsed.ref is None
+
+
+def test_what_cannot_be_shortened_is_refused_by_the_encoder() -> None:
+    ident = Identity.generate().public
+    for bad, why in [
+        (SDP.replace("a=setup:actpass", "a=setup:holdconn"), "setup"),
+        (SDP + "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\n", "one data-channel section"),
+        (SDP.replace("a=fingerprint:sha-256", "a=fingerprint:sha-1"), "sha-256"),
+        (SDP.replace("192.0.2.2 50347", "host.local 50347"), "not an IP address"),
+    ]:
+        with pytest.raises(UsageError, match=why):
+            encode_code("offer", bad, ident)
 
 
 def test_whitespace_and_quotes_from_terminals_are_ignored() -> None:
     text, _ = code()
     wrapped = "\n".join(text[i : i + 60] for i in range(0, len(text), 60))
-    assert decode_code(f"'{wrapped}'\n").sdp == SDP
+    assert decode_code(f"'{wrapped}'\n") == decode_code(text)
+
+
+def test_an_old_volli1_code_says_to_make_a_new_one() -> None:
+    with pytest.raises(BadPairingCode, match=r"older volli_nb.*make a new code"):
+        decode_code("volli1.eJzLSM3JyQcABiwCFQ.abcdefgh")
 
 
 @pytest.mark.parametrize(
@@ -37,7 +101,8 @@ def test_whitespace_and_quotes_from_terminals_are_ignored() -> None:
         lambda t: t[: len(t) // 2],  # truncated
         lambda t: t.replace(".", "", 1),  # separator lost
         lambda t: t[:20] + ("A" if t[20] != "A" else "B") + t[21:],  # one character changed
-        lambda t: "volli2" + t[6:],  # other version
+        lambda t: "volli3" + t[6:],  # other version
+        lambda t: t.replace(".", "x", 1),  # prefix damaged
         lambda t: "",
         lambda t: "hello",
     ],
@@ -55,22 +120,30 @@ def test_wrong_kind_says_where_to_paste_it() -> None:
 
 
 def test_forged_identity_inside_a_valid_checksum_is_refused() -> None:
-    import zlib
+    """A device key swapped for another inside a code with a recomputed checksum: the
+    signature linking identity and device key no longer verifies."""
+    import base64
 
-    from volli_nb.core.encoding import b64encode, canonical_json
     from volli_nb.core.pairing_code import _check
 
-    other = Identity.generate()
-    body = {
-        "kind": "offer",
-        "sdp": SDP,
-        "identity": {
-            **Identity.generate().public.to_json(),
-            "device_key": b64encode(other.public.device_key),
-        },
-        "name": None,
-        "ref": None,
-    }
-    payload = b64encode(zlib.compress(canonical_json(body)))
+    text, _ = code()
+    raw = bytearray(base64.urlsafe_b64decode(text.split(".")[1] + "=="))
+    name_at = raw.index(b"alice") - 1  # its length byte; before it: keys (32, 32), signature
+    device_at = name_at - 64 - 32
+    raw[device_at : device_at + 32] = Identity.generate().public.device_key
+    payload = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
     with pytest.raises(BadPairingCode, match="damaged"):
-        decode_code(f"volli1.{payload}.{_check(payload)}")
+        decode_code(f"volli2.{payload}.{_check(payload)}")
+
+
+def test_trailing_bytes_inside_a_valid_checksum_are_refused() -> None:
+    import base64
+
+    from volli_nb.core.pairing_code import _check
+
+    text, _ = code()
+    payload = text.split(".")[1]
+    raw = base64.urlsafe_b64decode(payload + "==") + b"\x00"
+    forged = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    with pytest.raises(BadPairingCode, match="trailing"):
+        decode_code(f"volli2.{forged}.{_check(forged)}")

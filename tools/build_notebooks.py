@@ -272,7 +272,7 @@ b = MessagesStore.scratch("kernel-b")          # in notebook B""",
         ("md", "**B**: paste A's code; copy the answer it prints."),
         (
             "code",
-            'answer = await b.accept_pairing_code(code)   # paste: b.accept_pairing_code("volli1.…")\nprint(answer)',
+            'answer = await b.accept_pairing_code(code)   # paste: b.accept_pairing_code("volli2.…")\nprint(answer)',
         ),
         ("md", "**A**: paste B's answer."),
         (

@@ -32,8 +32,8 @@ Loaded: messagesStore, network_store, message_queue
 Helpers: peers()  pending()  candidates()  pair([code])  offer()  accept(code)
          complete(code)  send(peer_or_conversation, text)
 Pair:   here   code = await offer()          → copy the code line to the other side
-        there  await accept("volli1.…")      → prints an answer code; copy it back here
-        here   await complete("volli1.…")    (or just `await pair(...)` each time)
+        there  await accept("volli2.…")      → prints an answer code; copy it back here
+        here   await complete("volli2.…")    (or just `await pair(...)` each time)
 Debug:  messagesStore.network_store.peers     await messagesStore.sync_messages()
 ICE: {ice}.  Top-level await works; Ctrl-D closes every connection and exits.
 """
