@@ -88,13 +88,18 @@ def nat_topology() -> Iterator[Topology]:
             )
         yield t
     finally:
-        for ns in names:
-            pids = subprocess.run(
-                ["ip", "netns", "pids", ns], capture_output=True, text=True
-            ).stdout.split()
-            for pid in pids:
-                subprocess.run(["kill", "-9", pid], capture_output=True)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        remove(names)
+
+
+def remove(names: list[str]) -> None:
+    """Kill what runs in each namespace (the test started it all), then delete it."""
+    for ns in names:
+        pids = subprocess.run(
+            ["ip", "netns", "pids", ns], capture_output=True, text=True
+        ).stdout.split()
+        for pid in pids:
+            subprocess.run(["kill", "-9", pid], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 @contextmanager
@@ -112,8 +117,4 @@ def namespace() -> Iterator[str]:
         sh("ip", "-n", ns, "link", "set", "v1", "up")
         yield ns
     finally:
-        for pid in subprocess.run(
-            ["ip", "netns", "pids", ns], capture_output=True, text=True
-        ).stdout.split():
-            subprocess.run(["kill", "-9", pid], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        remove([ns])

@@ -99,6 +99,8 @@ class _Operations:
             "history": self.history,
             "pending": self.pending,
             "sync": lambda: _wrap(store.sync_messages(), "report", str),
+            "preflight": self.preflight,
+            "turn": self.turn,
         }
 
     async def send_many(self, to: str, n: int, prefix: str = "msg") -> dict[str, Any]:
@@ -142,11 +144,48 @@ class _Operations:
 
     async def wait_connected(self, peer_id: str, timeout: float = 15.0) -> dict[str, Any]:
         await self.store.wait_connected(peer_id, timeout)
-        pair = self.store.network_store.candidates(peer_id).selected
-        return {"selected": [pair[0].type, pair[1].type] if pair else None}
+        net = self.store.network_store
+        pair = net.candidates(peer_id).selected
+        chosen = net.turn.report.chosen if net.turn.report is not None else None
+        return {
+            "selected": [pair[0].type, pair[1].type] if pair else None,
+            "turn": chosen.url_list()[0] if chosen is not None else None,
+            "turn_username": chosen.username if chosen is not None else None,
+        }
 
-    async def join(self, room: str, url: str) -> dict[str, Any]:
-        return {"present": await self.store.join(room, url)}
+    async def join(self, room: str, url: str, ssl: str | None = None) -> dict[str, Any]:
+        return {"present": await self.store.join(room, url, ssl=ssl)}
+
+    async def preflight(self, servers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The TURN preflight: of the store's configuration, or of ``servers`` given here
+        (``{"urls", "username", "credential", "ca"}``, what the test wants checked)."""
+        from volli_nb.net.turn_preflight import preflight
+
+        net = self.store.network_store
+        if servers is None:
+            report = await net.preflight()
+        else:
+            given = [IceServer(**s) for s in servers]
+            report = await preflight(given, timeout=net.config.preflight_timeout)
+        if report is None:
+            return {"chosen": None, "checks": [], "failure": "no TURN server configured"}
+        failure = report.failure() if report.chosen is None else None
+        return {
+            "chosen": report.chosen.url_list()[0] if report.chosen is not None else None,
+            "checks": [
+                {"url": c.url, "relay": c.relay, "note": c.note, "error": _named(c.error)}
+                for c in report.checks
+            ],
+            "failure": _named(failure),
+        }
+
+    async def turn(self) -> dict[str, Any]:
+        """The TURN credentials the signaling server handed us last."""
+        room = self.store.room_session
+        creds = room.client.turn if room is not None else None
+        if creds is None:
+            return {"username": None, "expires": None}
+        return {"username": creds.username, "expires": creds.expires}
 
     async def link(self, peer_id: str) -> dict[str, Any]:
         """The link's last ping RTT and the session's counters (for volli-nb netsim)."""
@@ -186,6 +225,10 @@ async def _serve(args: argparse.Namespace) -> None:
                 _emit({"id": rid, "error": f"{type(exc).__name__}: {exc}"})
     finally:
         await store.close()
+
+
+def _named(error: BaseException | None) -> str | None:
+    return None if error is None else f"{type(error).__name__}: {error}"
 
 
 async def _wrap(coro: Any, key: str, convert: Callable[[Any], Any] = lambda v: v) -> dict[str, Any]:
