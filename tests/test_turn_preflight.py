@@ -33,6 +33,7 @@ from volli_nb.core.netconfig import IceServer, NetworkConfig, parse_ice_url, udp
 from volli_nb.net import aiortc_compat
 from volli_nb.net.signaling.turn import TurnIssuer
 from volli_nb.net.turn_preflight import preflight
+from volli_nb.ui.widgets.models import relay_title
 
 pytestmark = pytest.mark.network
 
@@ -215,11 +216,21 @@ def test_relay_only_pairs_over_turn_tls_with_a_ca_for_that_server_only(
         assert any("TURN preflight: using" in e.message for e in alice.log.entries(category="ice"))
         sent = await alice.send_message(bob.peer_id, "over TLS")
         await alice.wait_delivered(sent.message_id)
+        assert relay_title(alice.network_store).startswith("ICE candidates · relay 127.0.0.1:")
         assert aiortc_compat.TURN_TLS.get() is None  # nothing left set in this context
         carol = open_store(tmp_path, "carol", loopback=False)
         carol.network_store.set_configuration([IceServer(url, USER, PASSWORD)], relay_only=True)
+        assert relay_title(carol.network_store).endswith("(TURN not checked yet)")
         with pytest.raises(TurnCertificateError, match="not trusted"):
             await carol.create_pairing_code()
+        title = relay_title(carol.network_store)  # the ICE panel says why there is no relay
+        assert title.startswith("ICE candidates · no relay candidate: the certificate of")
+        carol.network_store.set_configuration(
+            [IceServer(url, USER, PASSWORD, ca=pki.ca)], relay_only=True
+        )
+        await carol.network_store.preflight()
+        ready = relay_title(carol.network_store)
+        assert ready.startswith(f"ICE candidates · relay ready via {url}")
         await asyncio.gather(alice.close(), bob.close(), carol.close())
 
     arun(main)

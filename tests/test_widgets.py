@@ -78,6 +78,7 @@ def test_peer_ice_chat_and_event_models_for_paired_stores(tmp_path: Path) -> Non
         assert ice.rows and 0 in ice.highlight and ice.rows[0]["selected"] == "✔"
         assert {r["side"] for r in ice.rows} == {"local", "remote"}
         assert "volli-selected" in ice.to_html()
+        assert ice.title == "ICE candidates · no relay candidate (no TURN server configured)"
         conversation = alice.conversation_with(bob.peer_id)
         assert chat_lines(alice, conversation) == ["me: hello ✓"]
         assert chat_lines(bob, conversation) == [f"{alice.peer_id[:8]}: hello"]

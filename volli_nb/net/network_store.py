@@ -91,7 +91,7 @@ class NetworkStore:
             dropped=self._dropped,
         )
         self.turn = TurnPlanner(self.config, self.log, clock=clock, monotonic=monotonic)
-        self._context.turn_report = lambda: self.turn.report
+        self._context.turn_report = lambda: self.turn_report
         self._warn_about_servers()
 
     # --- the seed's debug surface -------------------------------------------
@@ -169,6 +169,11 @@ class NetworkStore:
         ``config.preflight_timeout``): which works, how fast, and why the others do not.
         None when no TURN server is configured.  Connections run it by themselves."""
         return await self.turn.check()
+
+    @property
+    def turn_report(self) -> PreflightReport | None:
+        """The last TURN preflight: which URL aiortc got, and why each other did not."""
+        return self.turn.report
 
     def _warn_about_servers(self) -> None:
         config = self.config

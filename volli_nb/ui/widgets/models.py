@@ -165,7 +165,7 @@ def candidates_table(store: Any) -> Table:
                     "selected": "✔" if selected else "",
                 }
             )
-    return Table(list(CANDIDATE_COLUMNS), rows, frozenset(highlight), title="ICE candidates")
+    return Table(list(CANDIDATE_COLUMNS), rows, frozenset(highlight), title=relay_title(net))
 
 
 QUEUE_COLUMNS = (
@@ -234,3 +234,21 @@ def events_table(
         for e in reversed(entries)
     ]
     return Table(list(EVENT_COLUMNS), rows, title="Event log")
+
+
+def relay_title(net: Any) -> str:
+    """The ICE panel's headline: our relay candidate, or why there is none (the preflight's
+    answer, which aiortc itself never gives)."""
+    for peer_id in net.peers:
+        relay = next((c for c in net.candidates(peer_id).local if c.type == "relay"), None)
+        if relay is not None:
+            return f"ICE candidates · relay {relay.endpoint}"
+    report = net.turn_report
+    if report is None:
+        has_turn = any(u.startswith("turn") for s in net.config.ice_servers for u in s.url_list())
+        why = "TURN not checked yet" if has_turn else "no TURN server configured"
+        return f"ICE candidates · no relay candidate ({why})"
+    chosen = report.chosen_check
+    if chosen is None:
+        return f"ICE candidates · no relay candidate: {report.failure()}"
+    return f"ICE candidates · relay ready via {chosen.url} ({chosen.relay})"
