@@ -14,6 +14,92 @@ KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 SETUP = '''from volli_nb import MessagesStore  # scratch(name): a throwaway profile, 127.0.0.1 only'''
 
+ACROSS_BINDER: list[tuple[str, str]] = [
+    (
+        "md",
+        """## Pairing across two Binder sessions
+
+Two kernels in **one** Binder session pair directly, as above.  Two students in **two**
+sessions are in two pods, and a Binder pod lets only outbound TCP 80/443 out: the peers
+cannot reach each other, and can only meet on a **TURN relay that answers on port 443**
+(over TLS, `turns:HOST:443?transport=tcp`, or plain TCP).  Your teacher runs one (the
+recipe is in `docs/deployment.md`: coturn on 443 and `volli-signal` behind TLS), and gives
+you **either** the signaling server's address (it hands out TURN credentials by itself)
+**or** a TURN URL with a username and credential.  Fill in one of them below, in both
+notebooks; left empty, the cells only show what they would do.""",
+    ),
+    (
+        "code",
+        """SIGNAL_URL = ""   # e.g. "wss://signal.example.org" (volli-signal: rooms + TURN credentials)
+ROOM = "class"    # the same room in both notebooks
+CA = None         # a CA file (PEM) if the servers' certificates are not from a public CA
+TURN_URL, TURN_USER, TURN_CREDENTIAL = "", "", ""  # or a TURN server you were given""",
+    ),
+    (
+        "md",
+        """**The preflight.**  Before it gathers candidates, each connection asks every TURN URL
+for a relay allocation (at most 5 s, all at once) and hands aiortc the fastest that works —
+aiortc itself would use only the first, and say nothing when it fails.
+`await me.network_store.preflight()` runs it now and shows its answer.""",
+    ),
+    (
+        "code",
+        """from volli_nb import NetworkConfig
+me = None
+if SIGNAL_URL:    # relay-only: nothing but the TURN server's relay is offered
+    me = MessagesStore.scratch("me", config=NetworkConfig(relay_only=True))
+    await me.join(ROOM, SIGNAL_URL, ssl=CA)   # the server's TURN credentials arrive here
+elif TURN_URL:
+    me = MessagesStore.scratch("me", config=NetworkConfig.relay_via(
+        TURN_URL, TURN_USER, TURN_CREDENTIAL, ca=CA))
+if me is not None:
+    report = await me.network_store.preflight()
+    print(report.summary() if report else "the server handed out no TURN server")
+else:
+    print("fill in SIGNAL_URL, or TURN_URL and its credentials, above (in both notebooks)")""",
+    ),
+    (
+        "md",
+        """With `SIGNAL_URL`, both notebooks now see each other in the room and pair by
+themselves (`me.room_session.online` lists who is there; then `await me.wait_connected(peer)`
+and `await me.send_message(peer, "hi")`).  With only `TURN_URL`, pair by codes as above:
+`code = await me.create_pairing_code()` and `pairing_qr(code)` in one notebook,
+`await me.accept_pairing_code(code)` in the other, and `await me.complete_pairing(answer)`
+back in the first.  The ICE panel (`IcePanel(me)`) then shows the relay candidate — or why
+there is none.
+
+**What a failure looks like.**  Here the preflight asks a port on this machine where no
+TURN server listens (nothing leaves the machine):""",
+    ),
+    (
+        "code",
+        """from volli_nb import IceServer
+from volli_nb.net.turn_preflight import preflight
+nowhere = await preflight([IceServer("turn:127.0.0.1:9?transport=tcp", "user", "pw")], timeout=2)
+print(nowhere.summary())
+print(type(nowhere.failure()).__name__, "→", nowhere.failure())""",
+    ),
+    (
+        "md",
+        """**What each failure means** (each is a `TurnError`, a `TransportClosed`; the message
+names the server and what to fix):
+
+| error | what happened | what to do |
+|---|---|---|
+| `TurnAuthFailed` | the TURN server refused the username and credential (401) | check them; with `volli-signal`, coturn's `static-auth-secret` must equal `--turn-secret` |
+| `TurnCredentialsExpired` | time-limited credentials are past their expiry | rejoin (volli-signal renews them while you stay joined); check the clock |
+| `TurnCertificateError` | the `turns:` server's certificate is not trusted, or names another host | pass its CA (`ca=` / `ssl=`), or use the name on the certificate |
+| `TurnRefused` | nothing listens there, TLS did not start, or the server refused the request | check the address and port (443), `turns:` versus `turn:` |
+| `TurnTimeout` | no answer in time: over UDP, almost always a firewall | use `turns:HOST:443?transport=tcp` |
+| `UntrustedServer` | the `wss://` signaling server's certificate is not trusted | pass `ssl="ca.pem"` to `join` |""",
+    ),
+    (
+        "code",
+        """if me is not None:
+    await me.close()""",
+    ),
+]
+
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "00-start-here.ipynb": [
         (
@@ -30,14 +116,15 @@ and in a shell.
 |---|---|
 | [01 key exchange](01-key-exchange.ipynb) | identities, safety numbers, the anatomy of an envelope, tampering, and what forward secrecy is not |
 | [02 message flow](02-message-flow.ipynb) | the seed's two sequence diagrams, live: online → ACK, offline → retries → stuck → manual retry |
-| [03 pairing two kernels](03-pairing-two-kernels.ipynb) | pairing by pasted codes and through the signaling server, then chat |
+| [03 pairing two kernels](03-pairing-two-kernels.ipynb) | pairing by pasted (or scanned) codes, through the signaling server, and across two Binder sessions through TURN on 443, then chat |
 | [04 debugging](04-debugging.ipynb) | every debug command of the seed, beside its panel |
 | [05 network conditions](05-network-conditions.ipynb) | delivery under latency and loss, with plots |
 
 **A shell**: open a terminal (File → New → Terminal) and run `volli-shell`.  It preloads
 `messagesStore`; top-level `await` works there as it does here.
 
-Nothing in these notebooks contacts a public server: peers offer only 127.0.0.1.""",
+Nothing in these notebooks contacts a public server: peers offer only 127.0.0.1 (until you
+fill in a server of your own in notebook 03's last part).""",
         ),
         (
             "code",
@@ -267,8 +354,16 @@ other, pasting codes between them.  So that this notebook runs top to bottom on 
 a = MessagesStore.scratch("kernel-a")          # in notebook A
 b = MessagesStore.scratch("kernel-b")          # in notebook B""",
         ),
-        ("md", "### By pasted codes\n**A**: make a code and copy it."),
-        ("code", "code = await a.create_pairing_code()\nprint(code)"),
+        (
+            "md",
+            "### By pasted codes\n**A**: make a code and copy it (about 300 characters), or "
+            "scan its QR code with a phone and paste it on the other screen.",
+        ),
+        (
+            "code",
+            "from volli_nb.ui.qr import pairing_qr\n"
+            "code = await a.create_pairing_code()\npairing_qr(code)",
+        ),
         ("md", "**B**: paste A's code; copy the answer it prints."),
         (
             "code",
@@ -310,6 +405,7 @@ print(await c.wait_delivered(m.message_id))""",
         ("md", "### Chat"),
         ("code", "from volli_nb.ui.widgets import ChatPanel\nChatPanel(c)"),
         ("code", "for s in (a, b, c, d):\n    await s.close()\nawait server.close()"),
+        *ACROSS_BINDER,
     ],
     "04-debugging.ipynb": [
         ("md", """# 04 · Debugging: the seed's debug commands, live, beside their panels"""),
