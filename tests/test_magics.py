@@ -98,7 +98,9 @@ def test_every_magic_in_a_real_kernel(tmp_path: Path) -> None:
 
         # %volli pair: an offer code, shown when ready; bob accepts it; the answer
         # pasted into %volli pair completes the pairing.
-        offer = k.later("%volli pair", rf"offer code.*?{CODE}").group(1)
+        shown = k.later("%volli pair", rf"offer code.*?{CODE}")
+        offer = shown.group(1)
+        assert "<svg" in shown.string  # the code as a QR code, to scan on the other screen
         answer = k.text(f"print(await bob.accept_pairing_code({offer!r}))").strip()
         assert re.fullmatch(CODE, answer)
         bob_id = k.text("print(bob.peer_id)").strip()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from volli_nb.base.errors import BadPairingCode, UsageError
 from volli_nb.core import sdp
@@ -147,3 +149,28 @@ def test_trailing_bytes_inside_a_valid_checksum_are_refused() -> None:
     forged = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     with pytest.raises(BadPairingCode, match="trailing"):
         decode_code(f"volli2.{forged}.{_check(forged)}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.integers(0, 300), st.binary(min_size=1, max_size=3))
+def test_any_payload_with_a_valid_checksum_is_a_code_or_bad_pairing_code(
+    noise: bytes, at: int, edit: bytes
+) -> None:
+    """Random payloads, and real ones with bytes replaced, behind a correct checksum:
+    decoding gives a PairingCode or BadPairingCode, never another exception."""
+    import base64
+
+    from volli_nb.core.pairing_code import _check
+
+    real = base64.urlsafe_b64decode(CODE_TEXT.split(".")[1] + "==")
+    edited = real[:at] + edit + real[at + len(edit) :]
+    for raw in (noise, edited):
+        payload = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        try:
+            parsed = decode_code(f"volli2.{payload}.{_check(payload)}")
+        except BadPairingCode:
+            continue
+        assert parsed.kind in ("offer", "answer") and "a=ice-ufrag:" in parsed.sdp
+
+
+CODE_TEXT = code()[0]

@@ -109,10 +109,13 @@ def _plain_queue(store: Any) -> Any:
 
 def _code_view(label: str) -> Callable[[str], Note]:
     def view(code: str) -> Note:
+        from volli_nb.ui.qr import pairing_qr
+
         return Note(
             f"{label}:\n{code}",
             f"<b>{html.escape(label)}</b><br>"
-            f'<textarea rows="5" cols="100" readonly>{html.escape(code)}</textarea>',
+            f'<textarea rows="4" cols="100" readonly>{html.escape(code)}</textarea><br>'
+            + pairing_qr(code).svg(),  # to scan on the other screen
         )
 
     return view
