@@ -29,10 +29,11 @@ from volli_nb.base.errors import (
     TurnTimeout,
     UsageError,
 )
+from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer, NetworkConfig, parse_ice_url, udp_first_warning
 from volli_nb.net import aiortc_compat
 from volli_nb.net.signaling.turn import TurnIssuer
-from volli_nb.net.turn_preflight import preflight
+from volli_nb.net.turn_preflight import TurnPlanner, preflight
 from volli_nb.ui.widgets.models import relay_title
 
 pytestmark = pytest.mark.network
@@ -250,5 +251,44 @@ def test_relay_only_with_wrong_credentials_fails_before_gathering(
             await store.create_pairing_code()
         assert "no connection" in store.network_store.diagnose("nobody")
         await store.close()
+
+    arun(main)
+
+
+def test_the_planner_reuses_a_working_answer_and_checks_failures_again(
+    tls_turn: tuple[Turn, Pki],
+) -> None:
+    """One preflight for connections made together; a working answer is reused for
+    ``preflight_ttl`` (by the injected monotonic clock) and for the same credentials only;
+    a failure is checked again at once."""
+    turn, _ = tls_turn
+    now = [1000.0]
+    config = NetworkConfig(ice_servers=[IceServer(turn.url_for("turn", "tcp"), USER, PASSWORD)])
+    log = EventLog()
+    planner = TurnPlanner(config, log, clock=time.time, monotonic=lambda: now[0])
+
+    def runs() -> int:
+        return sum(e.message.startswith("TURN preflight:") for e in log.entries(category="ice"))
+
+    async def main() -> None:
+        first, second = await asyncio.gather(planner.servers(), planner.servers())
+        assert first == second and first is not None and runs() == 1
+        assert [s.url_list() for s in first] == [[turn.url_for("turn", "tcp")]]
+        now[0] += config.preflight_ttl - 1
+        await planner.servers()
+        assert runs() == 1
+        now[0] += 2  # past the TTL
+        await planner.servers()
+        assert runs() == 2
+        config.ice_servers = [IceServer(turn.url_for("turn", "tcp"), USER, "wrong")]
+        config.relay_only = True
+        for expected in (3, 4):  # not cached: each connection asks again
+            with pytest.raises(TurnAuthFailed):
+                await planner.servers()
+            assert runs() == expected
+        config.relay_only = False  # without relay-only a failed TURN leaves STUN/host
+        assert await planner.servers() == []
+        config.preflight = False
+        assert await planner.servers() is None  # the configuration as it is
 
     arun(main)

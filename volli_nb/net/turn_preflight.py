@@ -19,6 +19,7 @@ import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from aioice import stun
 from aioice.turn import create_turn_endpoint
@@ -262,12 +263,19 @@ async def preflight(
     return PreflightReport(tuple(checks), chosen, monotonic())
 
 
+def _trust_key(ca: object) -> object:
+    """Equal CA paths are the same trust; a context is itself."""
+    return str(ca) if isinstance(ca, str | Path) else id(ca)
+
+
 class TurnPlanner:
     """What a NetworkStore asks before each connection: which TURN URL aiortc gets.
 
-    A preflight's answer is kept ``config.preflight_ttl`` seconds for the same servers and
+    A working answer is kept ``config.preflight_ttl`` seconds for the same servers and
     credentials (renewed credentials from ``volli-signal`` are new ones, so they are checked
-    again); :meth:`forget` drops it, e.g. when gathering found no relay after all."""
+    again); a failure is checked again on the next connection, so a fixed server is seen at
+    once; :meth:`forget` drops the answer, e.g. when gathering found no relay after all.
+    Connections made at the same moment share one preflight."""
 
     def __init__(
         self, config: NetworkConfig, log: EventLog, *, clock: Clock, monotonic: Clock
@@ -276,12 +284,24 @@ class TurnPlanner:
         self._clock, self._monotonic = clock, monotonic
         self.report: PreflightReport | None = None
         self._key: tuple[object, ...] | None = None
+        self._lock = asyncio.Lock()
 
     def _servers_key(self) -> tuple[object, ...]:
         return tuple(
-            (tuple(s.url_list()), s.username, s.credential, id(s.ca))
+            (tuple(s.url_list()), s.username, s.credential, _trust_key(s.ca))
             for s in self.config.ice_servers
         )
+
+    def _fresh(self) -> PreflightReport | None:
+        report = self.report
+        if (
+            report is None
+            or report.chosen is None
+            or self._key != self._servers_key()
+            or self._monotonic() - report.at > self.config.preflight_ttl
+        ):
+            return None
+        return report
 
     def forget(self) -> None:
         self.report, self._key = None, None
@@ -311,13 +331,8 @@ class TurnPlanner:
         config = self.config
         if not config.preflight or not turn_urls(config.ice_servers):
             return None
-        report = self.report
-        if (
-            report is None
-            or self._key != self._servers_key()
-            or self._monotonic() - report.at > config.preflight_ttl
-        ):
-            report = await self._run()
+        async with self._lock:  # a second connection waits for the first one's answer
+            report = self._fresh() or await self._run()
         stun = [t for s in config.ice_servers if (t := s.only_stun()) is not None]
         if report.chosen is not None:
             return [*stun, report.chosen]
