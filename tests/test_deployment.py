@@ -202,5 +202,22 @@ def test_each_failure_behind_the_443_egress_is_a_typed_error_saying_what_to_fix(
                 assert report["checks"][0]["note"].startswith("not needed")
                 with pytest.raises(RuntimeError, match=r"UntrustedServer: .*not trusted"):
                     await a.request("join", room="class", url=url)  # no CA for wss://
+            udp_only = PeerProcess(  # relay-only with a UDP TURN URL: connecting says why not
+                str(site.tmp / "udp.sqlite"),
+                "udp",
+                loopback=False,
+                prefix=site.topo.exec_prefix(site.topo.peer_a),
+                extra=[
+                    "--relay-only",
+                    "--ice-server",
+                    f"{UDP_URL},{good.username},{good.credential}",
+                ],
+            )
+            await udp_only.start()
+            try:
+                with pytest.raises(RuntimeError, match=r"TurnTimeout: .*UDP is probably blocked"):
+                    await udp_only.request("create_code")
+            finally:
+                await udp_only.quit()
 
     arun(main, timeout=120)
