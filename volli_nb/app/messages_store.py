@@ -29,6 +29,7 @@ from typing import Any
 
 import nacl.utils
 
+from volli_nb.app.flush_progress import FlushProgress
 from volli_nb.base.clock import Clock, system_clock
 from volli_nb.base.errors import (
     BadPairingCode,
@@ -119,10 +120,11 @@ class MessagesStore:
         self.name = name or identity.peer_id[:8]
         self.clock = clock
         self.log = log if log is not None else EventLog()
-        self.message_queue = PersistentMessageQueue(database, clock=clock)
+        self.message_queue = PersistentMessageQueue(database, clock=clock, log=self.log)
         self.network_store = NetworkStore(
             identity, self.contact, config=config, seen=database.is_seen, log=self.log
         )
+        self.progress = self.network_store.progress  # long operations, for the surfaces
         self.network_store.on_message(self._on_incoming)
         self.network_store.on_event(self._on_network_event)
         self.network_store.batch = self._receive_batch
@@ -338,7 +340,15 @@ class MessagesStore:
                 )
                 for recipient in recipients
             ]
-        self.log.add("queue", f"queued {message_id.hex()[:8]} for {len(rows)} recipient(s)")
+        self.log.add(
+            "queue",
+            f"queued {message_id.hex()[:8]} for {len(rows)} recipient(s)",
+            kind="message.queued",
+            message_id=message_id.hex(),
+            conversation=conversation_id,
+            recipients=recipients,
+            bytes=len(body),
+        )
         for row_id in rows:
             await self._attempt(self.message_queue.get(row_id))
         statuses = set(self.delivery_status(message_id).values())
@@ -356,14 +366,24 @@ class MessagesStore:
             self._attempt_failed(row.id, "peer offline")
             return False
         try:
+            self.network_store.trace.sealing(row.recipient, row.message_id, len(row.payload))
             data = self._seal(row)
             self._in_flight[key] = row.id
             await self.network_store.send_envelope(row.recipient, row.message_id, data)
         except VolliError as exc:
+            self.network_store.trace.gave_up(row.recipient, row.message_id, str(exc))
             self._in_flight.pop(key, None)
             self._attempt_failed(row.id, f"{type(exc).__name__}: {exc}")
             return False
-        self.log.add("message", f"sent {row.message_id.hex()[:8]}", peer_id=row.recipient)
+        self.log.add(
+            "message",
+            f"sent {row.message_id.hex()[:8]}",
+            peer_id=row.recipient,
+            kind="message.sent",
+            message_id=row.message_id.hex(),
+            bytes=len(data),
+            attempt=row.attempts + 1,
+        )
         return True
 
     def _attempt_failed(self, row_id: int, reason: str) -> None:
@@ -543,7 +563,15 @@ class MessagesStore:
         self._later(lambda: net.accept(incoming.peer_id, incoming.message_id))
         if not stored:
             return
-        self.log.add("message", f"received {opened.message_id.hex()[:8]}", peer_id=incoming.peer_id)
+        self.log.add(
+            "message",
+            f"received {opened.message_id.hex()[:8]}",
+            peer_id=incoming.peer_id,
+            kind="message.received",
+            message_id=opened.message_id.hex(),
+            bytes=len(incoming.envelope),
+            conversation=opened.conversation_id,
+        )
         message = self._chat(self.database.get_message(opened.message_id))
         self._later(lambda: self._notify(message))
 
@@ -579,7 +607,13 @@ class MessagesStore:
                     if self.message_queue.acknowledge(message_id, event.peer_id):
                         newly.append(message_id)
             for message_id in newly:
-                self.log.add("queue", f"delivered {message_id.hex()[:8]}", peer_id=event.peer_id)
+                self.log.add(
+                    "queue",
+                    f"delivered {message_id.hex()[:8]}",
+                    peer_id=event.peer_id,
+                    kind="message.delivered",
+                    message_id=message_id.hex(),
+                )
             self._later(lambda: self._notify_delivered(newly, event.peer_id))
         elif isinstance(event, Undelivered):
             row_id = self._in_flight.pop((event.peer_id, event.message_id), None)
@@ -603,8 +637,15 @@ class MessagesStore:
     async def _flush(self, peer_id: str) -> None:
         """A peer came online: its pending messages go out at once, not at their retry time."""
         rows = [r for r in self.message_queue.for_recipient(peer_id) if r.status == Status.PENDING]
+        contact = self.database.get_contact(peer_id)
+        name = (contact.name if contact else None) or peer_id[:8]
+        progress = FlushProgress.maybe(
+            self.progress, peer_id, name, [r.message_id for r in rows], self.network_store.on_event
+        )
         for row in rows:
             await self._attempt(row)
+            if progress is not None:
+                progress.sent()
         if rows:
             self.log.add("queue", f"flushed {len(rows)} pending message(s)", peer_id=peer_id)
 

@@ -42,6 +42,7 @@ from volli_nb.core import sdp
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer, NetworkConfig
+from volli_nb.core.progress import ProgressFeed
 from volli_nb.core.protocol import session as protocol
 from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.net import aiortc_compat
@@ -55,6 +56,7 @@ from volli_nb.net.events import (
     PeerStats,
     Undelivered,
 )
+from volli_nb.net.frame_trace import FrameTrace
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,8 @@ class NetworkStore:
         self.config = config or NetworkConfig()
         self._seen = seen
         self.log = log if log is not None else EventLog()
+        self.progress = ProgressFeed()  # large sends and receives, chunk by chunk
+        self.trace = FrameTrace(self.log, self.progress)  # frames → event log and progress
         self._links: dict[str, _Link] = {}
         self.failures: dict[str, str] = {}  # peer id → why its last connection ended
         self._message_handlers: list[Callable[[IncomingEnvelope], None]] = []
@@ -459,6 +463,7 @@ class NetworkStore:
         now = time.monotonic()
         link.stats.bytes_in += len(raw)
         link.stats.last_seen = time.time()
+        self.trace.received(peer_id, raw)
         try:
             events = link.session.receive(raw, now)
         except (ChannelBindingFailed, UnknownPeer) as exc:
@@ -505,12 +510,20 @@ class NetworkStore:
             if event.rtt is not None:
                 link.stats.rtt = event.rtt
             self.log.add(
-                "message", f"signed ACK for {len(event.message_ids)} message(s)", peer_id=peer_id
+                "message",
+                f"signed ACK for {len(event.message_ids)} message(s)",
+                peer_id=peer_id,
+                kind="ack.verified",
+                message_ids=[m.hex() for m in event.message_ids[:64]],
+                count=len(event.message_ids),
+                rtt=event.rtt,
             )
+            self.trace.acked(peer_id, tuple(event.message_ids))
             self._emit(Delivered(peer_id, tuple(event.message_ids), event.rtt))
         elif isinstance(event, protocol.Pong):
             link.stats.rtt = event.rtt
         elif isinstance(event, protocol.DeliveryTimeout):
+            self.trace.gave_up(peer_id, event.message_id, "no ACK before the timeout")
             self._emit(Undelivered(peer_id, event.message_id, "no ACK before the timeout"))
         elif isinstance(event, protocol.PeerClosed):
             self.log.add("channel", f"peer said bye: {event.reason}", peer_id=peer_id)
@@ -541,6 +554,7 @@ class NetworkStore:
         Waits while more than ``config.buffer_high`` bytes are queued (back-pressure)."""
         link = self._connected_link(peer_id)
         assert link.session is not None
+        self.trace.expect(peer_id, message_id, len(envelope))
         link.session.queue_message(message_id, envelope, time.monotonic())
         link.stats.messages_out += 1
         link.wake.set()
@@ -564,6 +578,7 @@ class NetworkStore:
             raise TransportClosed("data channel is not open")
         link.channel.send(frame)
         link.stats.bytes_out += len(frame)
+        self.trace.sent(link.peer_id, frame)
 
     async def _send_frame(self, link: _Link, frame: bytes) -> None:
         channel = link.channel
@@ -641,6 +656,7 @@ class NetworkStore:
             if task is not current:
                 task.cancel()
         self.log.add("connection", f"peer offline: {reason}", peer_id=peer_id)
+        self.trace.dropped(peer_id, reason)
         self.failures[peer_id] = reason
         for message_id in in_flight:
             self._emit(Undelivered(peer_id, message_id, reason))
