@@ -1,0 +1,176 @@
+"""``SequencePanel(store)``: the seed's two sequence diagrams, drawn live from the event log.
+
+Why plain ipywidgets and SVG rather than a JavaScript widget: an exported notebook and
+GitHub need a static picture anyway, so the diagram is drawn once, in Python
+(:mod:`sequence_svg`), and that same SVG is the live view, the export and what the tests
+read.  Hover and click details are SVG titles and CSS, which survive export too.
+
+Shown on its own, the panel displays its controls (a widget) and the diagram as an
+updatable display output (text/html, with the mermaid text as text/plain), so the
+notebook file always holds the latest picture and ``nbconvert`` keeps it; inside the
+dashboard it draws into an ``HTML`` widget.  Updates go through traits and display
+updates from the running loop, never ``with out:``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+from volli_nb.core.eventlog import LogEntry
+from volli_nb.ui.widgets.panels import Panel
+from volli_nb.ui.widgets.sequence_model import DEFAULT_CAP, SequenceModel
+from volli_nb.ui.widgets.sequence_svg import COLUMN, new_uid, render_html, render_svg
+
+
+def peer_names(store: Any) -> Callable[[str], str]:
+    """Contact names for lifelines, the short peer id for strangers."""
+
+    def name(peer_id: str) -> str:
+        contact = store.database.get_contact(peer_id) if peer_id != "peer" else None
+        return (contact.name if contact else None) or peer_id[:8]
+
+    return name
+
+
+class SequenceDiagram:
+    """A frozen copy of a diagram: what ``panel.snapshot()`` returns, for exports and files.
+
+    Jupyter shows it as HTML with an SVG image and mermaid text alongside."""
+
+    def __init__(
+        self,
+        model: SequenceModel,
+        names: Callable[[str], str],
+        caption: str = "",
+        column: int = COLUMN,
+    ) -> None:
+        self.model, self.names, self.caption, self.column = model, names, caption, column
+
+    def to_svg(self) -> str:
+        return render_svg(self.model, self.names, column=self.column)
+
+    def to_mermaid(self) -> str:
+        return self.model.to_mermaid(self.names)
+
+    def _repr_html_(self) -> str:
+        return render_html(self.model, self.names, caption=self.caption, column=self.column)
+
+    def _repr_svg_(self) -> str:
+        return self.to_svg()
+
+    def __repr__(self) -> str:
+        return self.to_mermaid()
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``.svg``, ``.html`` or mermaid text (``.mmd``/``.md``), by the suffix."""
+        target = Path(path)
+        suffix = target.suffix.lower()
+        if suffix == ".svg":
+            target.write_text(self.to_svg())
+        elif suffix in (".html", ".htm"):
+            target.write_text(f"<!doctype html><meta charset=utf-8>{self._repr_html_()}")
+        elif suffix == ".md":
+            target.write_text(f"```mermaid\n{self.to_mermaid()}```\n")
+        else:
+            target.write_text(self.to_mermaid())
+        return target
+
+
+class SequencePanel(Panel):
+    """UI, Store, Queue, Network and each peer; arrows appear as things happen.
+
+    ``cap`` bounds the arrows kept (older ones fall off the top, counted); ``column`` is
+    the width of a lifeline's column in pixels (narrower fits beside other output); **pause**
+    freezes the picture so it can be read while the log goes on; **clear** starts over.
+    Hover an arrow for its details, click it to pin them."""
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        cap: int = DEFAULT_CAP,
+        max_height: int = 560,
+        column: int = COLUMN,
+    ) -> None:
+        self.model = SequenceModel(cap=cap)
+        self.model.extend(store.log)  # what happened before the panel existed
+        self.names = peer_names(store)
+        self.max_height, self.column = max_height, column
+        self.uid = new_uid()
+        self.pause = w.ToggleButton(description="pause", icon="pause", value=False)
+        self.clear = w.Button(description="clear", icon="trash")
+        self.status = w.HTML()
+        self._unseen = 0  # arrows added while paused
+        self._handle: Any = None
+        self._follow = store.log.subscribe(self._on_entry)
+        super().__init__(store)
+        self.pause.observe(lambda _c: self.refresh(), names="value")
+        self.clear.on_click(lambda _b: self._clear())
+        self.controls = w.HBox([self.pause, self.clear, self.status])
+        self.widget = w.VBox([self.controls, self.view])
+
+    def _on_entry(self, entry: LogEntry) -> None:
+        added = self.model.add(entry)
+        if added and self.paused:
+            self._unseen += len(added)
+
+    @property
+    def paused(self) -> bool:
+        return bool(getattr(self, "pause", None) is not None and self.pause.value)
+
+    def _clear(self) -> None:
+        self.model.clear()
+        self._unseen = 0
+        self.refresh()
+
+    def render(self) -> str:
+        return render_html(
+            self.model, self.names, uid=self.uid, max_height=self.max_height, column=self.column
+        )
+
+    def _status(self) -> str:
+        parts = [f"{len(self.model.arrows)} arrows"]
+        if self.model.dropped:
+            parts.append(f"{self.model.dropped} older ones dropped (cap {self.model.cap})")
+        if self.paused:
+            parts.append(f"<b>paused</b>: {self._unseen} new arrow(s) not drawn yet")
+        return " · ".join(parts)
+
+    def refresh(self) -> None:
+        if hasattr(self, "status"):
+            self.status.value = self._status()
+        if self.paused and self._last:
+            return
+        self._unseen = 0
+        self._last = self.render()
+        if self._handle is not None:
+            self._handle.update(self._bundle(self._last), raw=True)
+        else:
+            self.view.value = self._last
+
+    def _bundle(self, text_html: str) -> dict[str, str]:
+        return {"text/html": text_html, "text/plain": self.model.to_mermaid(self.names)}
+
+    def snapshot(self, caption: str = "") -> SequenceDiagram:
+        """The diagram as it is now, frozen: for the end of a notebook, or a file."""
+        return SequenceDiagram(deepcopy(self.model), self.names, caption, self.column)
+
+    def to_mermaid(self) -> str:
+        return self.model.to_mermaid(self.names)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        self.start()
+        display(self.controls)  # type: ignore[no-untyped-call]
+        self._last = self.render()
+        self._handle = display(self._bundle(self._last), raw=True, display_id=True)  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        self._follow()
+        super().close()
