@@ -56,7 +56,7 @@ EXPECT = {
         "retry in 60 s (attempt 4 failed: peer offline)",
         "retry by hand",
         "manual retry all stuck",
-        "6 MB: {",
+        "3 MB: {",
     ],
     "03-pairing-two-kernels.ipynb": ["['hi from kernel A', 'hi from kernel B']", "'delivered'"],
     "04-debugging.ipynb": ["'state': 'connected'", "selected: (", "SyncReport(", "'pending'"],

@@ -158,3 +158,24 @@ def test_terminal_bars_and_the_shell_lines() -> None:
     with pytest.raises(ValueError):
         show_progress(feed, target="printer")
     bars.close()
+
+
+def test_bench_progress_on_stderr_only_where_it_fits(capsys: pytest.CaptureFixture[str]) -> None:
+    from volli_nb.lab.bench.progress import BenchProgress
+
+    quiet = BenchProgress(3)  # under pytest: no terminal, no kernel
+    quiet.step("aiortc: setup")
+    quiet.close()
+    assert capsys.readouterr() == ("", "")
+    bar, feed = BenchProgress(3, target="terminal"), ProgressFeed()
+    bar.watch(feed)
+    bar.step("aiortc: setup")
+    bar.step("volli_nb: flush 200")
+    feed.start("flush:x", "flush to bench-b", total=200, unit="msg", stage="sending")
+    feed.update("flush:x", done=150, stage="200/200 sent, ACKs arriving")
+    bar.bar.refresh()
+    shown = capsys.readouterr()
+    assert shown.out == ""  # stdout stays clean for --json
+    assert "bench" in shown.err and "aiortc: setup" in shown.err
+    assert "volli_nb: flush 200: 150/200 msg 200/200 sent, ACKs arriving" in shown.err
+    bar.close()

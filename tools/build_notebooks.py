@@ -303,15 +303,15 @@ SVG, `.save("flow.md")` as mermaid text.""",
         (
             "md",
             """## 4. Long operations show progress
-A 6 MB message takes a few seconds to encrypt, send in 16 KiB chunks and have acknowledged.
+A 3 MB message takes a few seconds to encrypt, send in 16 KiB chunks and have acknowledged.
 The bar follows it (encrypting → sending → waiting for the signed ACK); in `volli-shell` the
 same bar sits under the prompt, in a script nothing is drawn.""",
         ),
         (
             "code",
             """import secrets
-big = await alice.send_message(peer, secrets.token_urlsafe(4_500_000), compress=False)
-print("6 MB:", await alice.wait_delivered(big.message_id, timeout=120))""",
+big = await alice.send_message(peer, secrets.token_urlsafe(2_250_000), compress=False)
+print("3 MB:", await alice.wait_delivered(big.message_id, timeout=120))""",
         ),
         (
             "md",

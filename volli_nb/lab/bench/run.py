@@ -13,26 +13,22 @@ import asyncio
 import base64
 import json
 import random
-import signal
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.core.store.database import KDF_MIN
 from volli_nb.lab.bench import conditions as bench_conditions
-from volli_nb.lab.bench.measure import ack_round_trip, delivered_rate, echo_round_trip
+from volli_nb.lab.bench.aiortc_side import plain_rows
+from volli_nb.lab.bench.measure import ack_round_trip, delivered_rate
+from volli_nb.lab.bench.progress import BenchProgress
 from volli_nb.lab.peer_process import PeerProcess, pair_with
 from volli_nb.lab.relay import Conditions
-from volli_nb.net import aiortc_compat
 from volli_nb.net.events import PeerOffline, PeerOnline
 
 
@@ -50,88 +46,6 @@ class Row:
         if not self.aiortc or self.volli is None:
             return None
         return self.volli / self.aiortc
-
-
-class _AiortcPeer:
-    """The parent's side of the plain-aiortc pair, and its child process."""
-
-    def __init__(self) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.channel: RTCDataChannel = self.pc.createDataChannel("bench", ordered=True)
-        self.opened = asyncio.Event()
-        self.echoes: asyncio.Queue[bytes] = asyncio.Queue()
-        self.channel.on("open", self.opened.set)
-        self.channel.on("message", lambda m: self.echoes.put_nowait(m))
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> float:
-        """Spawn the child and connect; returns offer → channel open in seconds."""
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "volli_nb.lab.bench.plain_aiortc",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        await self._read()  # the child is up and imported: timing starts now, as for volli_nb
-        start = time.perf_counter()
-        with aiortc_compat.loopback_only():
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self._send({"offer": self.pc.localDescription.sdp})
-        answer = await self._read()
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer["answer"], "answer"))
-        await self.opened.wait()
-        return time.perf_counter() - start
-
-    async def _send(self, obj: dict[str, Any]) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
-        await self.proc.stdin.drain()
-
-    async def _read(self) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    async def echo_rtt(self, n: int) -> float:
-        return await echo_round_trip(self.channel, self.echoes, n)
-
-    async def _drain(self) -> None:
-        while self.channel.bufferedAmount > 1024 * 1024:
-            await asyncio.sleep(0.001)
-
-    async def throughput(self, count: int, size: int) -> float:
-        """Send ``count`` messages of ``size`` bytes; seconds until the child got them all."""
-        await self._send({"expect": count, "bytes": count * size})
-        payload = b"x" * size
-        start = time.perf_counter()
-        for _ in range(count):
-            self.channel.send(payload)
-            await self._drain()
-        await self._read()
-        return time.perf_counter() - start
-
-    async def dead_peer(self, cap: float) -> float | None:
-        assert self.proc is not None
-        left = asyncio.Event()
-        self.pc.on("connectionstatechange", lambda: left.set())
-        start = time.perf_counter()
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-        try:
-            while self.pc.connectionState == "connected":
-                left.clear()
-                await asyncio.wait_for(left.wait(), cap - (time.perf_counter() - start))
-        except TimeoutError:
-            return None
-        return time.perf_counter() - start
-
-    async def close(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        await asyncio.wait_for(self.pc.close(), 5)
 
 
 FANOUT = (1, 10, 100)
@@ -218,7 +132,12 @@ async def _flush_after_reconnect(
 
 
 async def _volli(
-    tmp: Path, messages: int, bulk: int, echoes: int, flush: int = 10_000
+    tmp: Path,
+    messages: int,
+    bulk: int,
+    echoes: int,
+    flush: int = 10_000,
+    progress: BenchProgress | None = None,
 ) -> dict[str, float]:
     store = MessagesStore.open(
         tmp / "a.sqlite",
@@ -227,14 +146,19 @@ async def _volli(
         kdf=KDF_MIN,
         config=NetworkConfig(loopback_only=True),
     )
+    step = progress.step if progress is not None else (lambda _name: None)
+    if progress is not None:
+        progress.watch(store.progress)  # the flush and the bulk send report their own
     child = await PeerProcess(str(tmp / "b.sqlite"), "bench-b").start()
     out: dict[str, float] = {}
     try:
+        step("volli_nb: setup")
         start = time.perf_counter()
         peer = await pair_with(store, child)
         first = await store.send_message(peer, "x" * 80)
         await store.wait_delivered(first.message_id)
         out["setup"] = time.perf_counter() - start
+        step("volli_nb: round trip")
         out["rtt"] = await ack_round_trip(store, peer, echoes, timeout=15.0)
         # A peer vanishing mid-chat (after heavy transfers the limit stretches, see README).
         offline: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -244,14 +168,19 @@ async def _volli(
                 offline.set_result(time.perf_counter())
 
         remove = store.network_store.on_event(on_event)
+        step("volli_nb: dead peer")
         start = time.perf_counter()
         await child.kill()
         out["dead"] = await asyncio.wait_for(offline, 30) - start
         remove()
+        step(f"volli_nb: flush {flush:,}")
         out["flush"], child = await _flush_after_reconnect(store, child, flush)  # it is away
+        step("volli_nb: 100-byte messages")
         out["msgs"] = await delivered_rate(store, peer, messages, timeout=120)
+        step("volli_nb: fan-out")
         for n in FANOUT:
             out[f"fanout{n}"] = await _fanout(store, peer, n)
+        step("volli_nb: bulk")
         text = incompressible_text(bulk)  # so the figure is encrypted bytes, not deflate
         start = time.perf_counter()
         big = await store.send_message(peer, text, compress=False)
@@ -269,29 +198,24 @@ async def run(
     quick: bool = False,
     flush: int = 10_000,
     conditions: Conditions | None = bench_conditions.DEFAULT,
+    progress: BenchProgress | None = None,
 ) -> list[Row]:
+    """Every row, measured now.  ``progress`` defaults to a bar where one fits (stderr in a
+    terminal, a widget in a notebook, nothing in tests and pipes)."""
     bulk = int(bulk_mb * 1_000_000)
     echoes = 20 if quick else 100
-    plain = _AiortcPeer()
-    base: dict[str, float | None] = {}
+    bar = progress or BenchProgress(6 + (not quick) + 7 + (conditions is not None))
     try:
-        base["setup"] = await plain.start()
-        base["rtt"] = await plain.echo_rtt(echoes)
-        base["msgs"] = messages / await plain.throughput(messages, 100)
-        base["bulk"] = bulk / await plain.throughput(max(1, bulk // 65536), 65536) / 1e6
-        for n in FANOUT:  # the plaintext sent once per recipient, median of 5
-            base[f"fanout{n}"] = statistics.median(
-                [await plain.throughput(n, 100) for _ in range(5)]
-            )
-        base["flush"] = await plain.throughput(flush, 100)
-        base["dead"] = None if quick else await plain.dead_peer(40.0)
+        base = await plain_rows(bar, messages, bulk, echoes, flush, quick, FANOUT)
+        with tempfile.TemporaryDirectory(prefix="volli-bench-") as tmp:
+            ours = await _volli(Path(tmp), messages, bulk, echoes, flush, bar)
+        impaired: dict[str, dict[str, float]] = {}
+        if conditions is not None:
+            bar.step("both: impaired link")
+            impaired = await bench_conditions.run(conditions, count=30 if quick else 300)
     finally:
-        await plain.close()
-    with tempfile.TemporaryDirectory(prefix="volli-bench-") as tmp:
-        ours = await _volli(Path(tmp), messages, bulk, echoes, flush)
-    impaired: dict[str, dict[str, float]] = {}
-    if conditions is not None:
-        impaired = await bench_conditions.run(conditions, count=30 if quick else 300)
+        if progress is None:
+            bar.close()
     dead_note = (
         "aiortc alone: gave up after 40 s"
         if base["dead"] is None and not quick

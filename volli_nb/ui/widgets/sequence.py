@@ -5,15 +5,19 @@ GitHub need a static picture anyway, so the diagram is drawn once, in Python
 (:mod:`sequence_svg`), and that same SVG is the live view, the export and what the tests
 read.  Hover and click details are SVG titles and CSS, which survive export too.
 
-Shown on its own, the panel displays its controls (a widget) and the diagram as an
-updatable display output (text/html, with the mermaid text as text/plain), so the
-notebook file always holds the latest picture and ``nbconvert`` keeps it; inside the
-dashboard it draws into an ``HTML`` widget.  Updates go through traits and display
-updates from the running loop, never ``with out:``.
+Live, the diagram is an ``HTML`` widget updated through its trait from the running loop
+(never ``with out:``).  nbconvert, though, prefers a widget view over any other form of an
+output and cannot draw one without JavaScript from a CDN, and a display update sent from a
+background task is dropped by nbclient (it carries the parent of the cell that started the
+task).  So a displayed panel adds a static copy (text/html, mermaid as text/plain),
+refreshed after each cell runs (IPython's ``post_run_cell``, inside the running cell, so it
+reaches the file), and hidden by a style that only the rendered live widget carries: the
+live page shows one diagram, an export shows the copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from copy import deepcopy
 from pathlib import Path
@@ -58,7 +62,9 @@ class SequenceDiagram:
         return self.model.to_mermaid(self.names)
 
     def _repr_html_(self) -> str:
-        return render_html(self.model, self.names, caption=self.caption, column=self.column)
+        return render_html(
+            self.model, self.names, caption=self.caption, column=self.column, max_height=None
+        )
 
     def _repr_svg_(self) -> str:
         return self.to_svg()
@@ -106,7 +112,8 @@ class SequencePanel(Panel):
         self.clear = w.Button(description="clear", icon="trash")
         self.status = w.HTML()
         self._unseen = 0  # arrows added while paused
-        self._handle: Any = None
+        self._static: Any = None  # the display handle of the static copy
+        self._hook: Any = None  # the IPython post_run_cell callback that refreshes it
         self._follow = store.log.subscribe(self._on_entry)
         super().__init__(store)
         self.pause.observe(lambda _c: self.refresh(), names="value")
@@ -133,6 +140,10 @@ class SequencePanel(Panel):
             self.model, self.names, uid=self.uid, max_height=self.max_height, column=self.column
         )
 
+    def _live(self, text_html: str) -> str:
+        """The widget's HTML: the diagram, and a rule that hides the static copy."""
+        return f"<style>.{self.uid}-static{{display:none}}</style>{text_html}"
+
     def _status(self) -> str:
         parts = [f"{len(self.model.arrows)} arrows"]
         if self.model.dropped:
@@ -148,13 +159,22 @@ class SequencePanel(Panel):
             return
         self._unseen = 0
         self._last = self.render()
-        if self._handle is not None:
-            self._handle.update(self._bundle(self._last), raw=True)
-        else:
-            self.view.value = self._last
+        self.view.value = self._live(self._last)
 
-    def _bundle(self, text_html: str) -> dict[str, str]:
-        return {"text/html": text_html, "text/plain": self.model.to_mermaid(self.names)}
+    def _static_bundle(self) -> dict[str, str]:
+        copy = render_html(
+            self.model, self.names, max_height=self.max_height, column=self.column
+        )  # its own uid: the live widget's rules must not touch it
+        return {
+            "text/html": f'<div class="{self.uid}-static">{copy}</div>',
+            "text/plain": self.model.to_mermaid(self.names),
+        }
+
+    def _after_cell(self, *_args: Any) -> None:
+        try:
+            self._static.update(self._static_bundle(), raw=True)
+        except Exception:  # e.g. the store was closed: keep the last copy, stop refreshing
+            self._unhook()
 
     def snapshot(self, caption: str = "") -> SequenceDiagram:
         """The diagram as it is now, frozen: for the end of a notebook, or a file."""
@@ -164,13 +184,30 @@ class SequencePanel(Panel):
         return self.model.to_mermaid(self.names)
 
     def _ipython_display_(self) -> None:
+        from IPython import get_ipython
         from IPython.display import display
 
         self.start()
-        display(self.controls)  # type: ignore[no-untyped-call]
-        self._last = self.render()
-        self._handle = display(self._bundle(self._last), raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        bundle = dict(self.widget._repr_mimebundle_() or {})
+        bundle["text/plain"] = f"SequencePanel({self.store.name}): {len(self.model.arrows)} arrows"
+        display(bundle, raw=True)  # type: ignore[no-untyped-call]
+        self._unhook()
+        self._static = display(self._static_bundle(), raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        shell = get_ipython()
+        if shell is not None:
+            self._hook = self._after_cell
+            shell.events.register("post_run_cell", self._hook)
+
+    def _unhook(self) -> None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if self._hook is not None and shell is not None:
+            with contextlib.suppress(ValueError):
+                shell.events.unregister("post_run_cell", self._hook)
+        self._hook = None
 
     def close(self) -> None:
         self._follow()
+        self._unhook()
         super().close()

@@ -22,6 +22,7 @@ ROW = 28
 HEAD = 36
 CHAR = 6.0  # px per character of 11 px sans-serif text, a little generous
 TIP_LINE = 15
+TIP_CHAR = 6.8  # ids and digits run wider than the average label character
 TONES = {"": "#333333", "wire": "#1f5fbf", "queue": "#b35c00", "ok": "#1d7f3a", "bad": "#c0262d"}
 _ids = count(1)
 
@@ -159,7 +160,8 @@ class _Drawing:
         for key, value in arrow.details:
             name = self.names(value) if key == "peer" else value
             lines.append((key, f"{name} ({value})" if name != value else value))
-        width = min(self.width - GUTTER - 8, 24 + CHAR * max(len(f"{k}: {v}") for k, v in lines))
+        longest = max(len(f"{k}: {v}") for k, v in lines)
+        width = min(self.width - GUTTER - 8, 24 + TIP_CHAR * longest)
         height = TIP_LINE * len(lines) + 10
         below = self.top + ROW * (row + 1)
         y = below if below + height <= self.height else max(HEAD, self.top + ROW * row - height)
@@ -212,6 +214,12 @@ def _since(seconds: float) -> str:
     return f"+{seconds:.3f} s" if seconds < 100 else f"+{seconds:.1f} s"
 
 
+def _box(max_height: int | None) -> str:
+    if max_height is None:
+        return ""
+    return f"max-height:{max_height}px;overflow:auto;display:flex;flex-direction:column-reverse"
+
+
 def new_uid() -> str:
     """A class name unique in this process: several diagrams may share one page."""
     return f"volli-seq-{next(_ids)}"
@@ -233,11 +241,11 @@ def render_html(
     *,
     uid: str = "",
     caption: str = "",
-    max_height: int = 560,
+    max_height: int | None = 560,
     column: int = COLUMN,
 ) -> str:
     """The diagram for HTML pages: a fixed header, then the arrows in a scroll box that
-    opens at the newest arrow."""
+    opens at the newest arrow (``max_height=None``: no box, the whole story at once)."""
     drawing = _Drawing(model, names, uid or new_uid(), column)
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="{drawing.uid}" width="{drawing.width}" '
@@ -250,7 +258,6 @@ def render_html(
     return (
         f'<div class="volli-seq" data-arrows="{len(model.arrows)}" '
         f'data-dropped="{model.dropped}">{note}{head}'
-        f'<div style="max-height:{max_height}px;overflow:auto;display:flex;'
-        f'flex-direction:column-reverse">'
+        f'<div style="{_box(max_height)}">'
         f"<div>{drawing.svg(header=False)}</div></div>{empty}</div>"
     )
