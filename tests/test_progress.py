@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import pty
-import sys
 
 import pytest
 
@@ -135,7 +134,7 @@ def test_a_bar_fits_where_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
         os.close(follower)
     monkeypatch.setenv(console.PROGRESS_ENV, "terminal")
     assert console.progress_target(io.StringIO()) == "terminal"
-    assert not console.in_jupyter_kernel() and "ipykernel" not in sys.modules
+    assert not console.in_jupyter_kernel()  # ipykernel may be imported; no kernel runs
 
 
 def test_terminal_bars_and_the_shell_lines() -> None:

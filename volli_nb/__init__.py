@@ -19,6 +19,8 @@ _LAZY = {
     "Database": "volli_nb.core.store.database",
     "PersistentMessageQueue": "volli_nb.core.store.message_queue",
     "dashboard": "volli_nb.ui.widgets",
+    "SequencePanel": "volli_nb.ui.widgets",
+    "show_progress": "volli_nb.ui.progress",
 }
 
 __all__ = sorted(_LAZY)

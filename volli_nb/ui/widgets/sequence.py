@@ -95,6 +95,8 @@ class SequencePanel(Panel):
     freezes the picture so it can be read while the log goes on; **clear** starts over.
     Hover an arrow for its details, click it to pin them."""
 
+    interval = 30.0  # it redraws when an event arrives; no countdowns to keep fresh
+
     def __init__(
         self,
         store: Any,
