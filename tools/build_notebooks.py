@@ -388,7 +388,7 @@ print(await c.wait_delivered(m.message_id))""",
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.ui.widgets import PeersPanel, IcePanel, QueuePanel, EventLogPanel, SequencePanel, beside
 messagesStore, other = open_store("me"), open_store("other")
-diagram = SequencePanel(messagesStore, column=130, max_height=420)   # shown beside the commands
+diagram = SequencePanel(messagesStore, column=100, max_height=420)   # shown beside the commands
 peer_id = await messagesStore.complete_pairing(
     await other.accept_pairing_code(await messagesStore.create_pairing_code()))
 await messagesStore.wait_connected(peer_id)
@@ -424,7 +424,6 @@ IcePanel(messagesStore)""",
             """pc = messagesStore.network_store.peers[peer_id]
 pc.on("connectionstatechange", lambda: print("connection state:", pc.connectionState))
 states = [e.format() for e in messagesStore.log.entries(category="connection")]
-print("\\n".join(states))
 beside("\\n".join(states), diagram)""",
         ),
         (
@@ -441,14 +440,9 @@ QueuePanel(messagesStore)""",
             "md",
             "**Force sync attempt** (`await messagesStore.syncMessages()`): it sends what can go "
             "now; ghost is offline, so its message waits for the queue's next retry (the "
-            "`Queue → Queue` arrows in the diagram, each with its wait).",
+            "`Queue → Queue` arrows in the diagram below, each with its wait).",
         ),
-        (
-            "code",
-            """report = await messagesStore.sync_messages()
-print(report)
-beside(report, diagram)""",
-        ),
+        ("code", "print(await messagesStore.sync_messages())\ndiagram"),
         ("code", "EventLogPanel(messagesStore)"),
         ("code", "await messagesStore.close(); await other.close()"),
     ],

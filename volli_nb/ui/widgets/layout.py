@@ -25,9 +25,19 @@ def _as_widget(item: Any) -> w.Widget:
 
 
 def beside(*items: Any) -> w.HBox:
-    """Panels (kept live), widgets, or anything with an HTML or text form, in one row."""
+    """Panels (kept live), widgets, or anything with an HTML or text form, in one row.
+
+    The last item takes the room that is left and scrolls sideways if it needs more (a
+    sequence diagram is wide); the others keep their own width."""
     boxes = []
-    for item in items:
-        box = _as_widget(item)
-        boxes.append(w.Box([box], layout=w.Layout(margin="0 16px 0 0", overflow="auto")))
-    return w.HBox(boxes, layout=w.Layout(align_items="flex-start"))
+    for i, item in enumerate(items):
+        last = i == len(items) - 1
+        layout = w.Layout(
+            margin="0 16px 0 0",
+            overflow="auto",
+            flex="1 1 auto" if last else "0 0 auto",
+            min_width="0" if last else None,
+            max_width=None if last else "40%",
+        )
+        boxes.append(w.Box([_as_widget(item)], layout=layout))
+    return w.HBox(boxes, layout=w.Layout(align_items="flex-start", width="100%"))

@@ -25,6 +25,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from volli_nb.base.errors import VolliError
 from volli_nb.core.eventlog import LogEntry
 from volli_nb.ui.widgets.panels import Panel
 from volli_nb.ui.widgets.sequence_model import DEFAULT_CAP, SequenceModel
@@ -32,11 +33,17 @@ from volli_nb.ui.widgets.sequence_svg import COLUMN, new_uid, render_html, rende
 
 
 def peer_names(store: Any) -> Callable[[str], str]:
-    """Contact names for lifelines, the short peer id for strangers."""
+    """Contact names for lifelines, the short peer id for strangers.  Names found are kept,
+    so the diagram still draws (and shows the goodbyes) after the store is closed."""
+    known: dict[str, str] = {}
 
     def name(peer_id: str) -> str:
-        contact = store.database.get_contact(peer_id) if peer_id != "peer" else None
-        return (contact.name if contact else None) or peer_id[:8]
+        if peer_id not in known and peer_id != "peer":
+            with contextlib.suppress(VolliError):
+                contact = store.database.get_contact(peer_id)
+                if contact is not None and contact.name:
+                    known[peer_id] = contact.name
+        return known.get(peer_id, peer_id[:8])
 
     return name
 
