@@ -48,19 +48,21 @@ def _human(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _bundle_ids(body: bytes) -> list[bytes]:
+def _bundle_ids(body: bytes) -> tuple[int, list[bytes]]:
+    """The message count and the first MAX_IDS ids (a trace needs no more)."""
     (count,) = frames.BUNDLE_COUNT.unpack_from(body)
     offset, ids = frames.BUNDLE_COUNT.size, []
-    for _ in range(count):
+    for _ in range(min(count, MAX_IDS)):
         (length,) = frames.BUNDLE_LENGTH.unpack_from(body, offset)
         start = offset + frames.BUNDLE_LENGTH.size
         ids.append(body[start : start + ID])
         offset = start + length
-    return ids
+    return count, ids
 
 
-def _ack_ids(body: bytes) -> list[bytes]:
-    return [b64decode(i) for i in json.loads(body)["ids"]]
+def _ack_ids(body: bytes) -> tuple[int, list[bytes]]:
+    listed = json.loads(body)["ids"]
+    return len(listed), [b64decode(i) for i in listed[:MAX_IDS]]
 
 
 class FrameTrace:
@@ -179,20 +181,20 @@ class FrameTrace:
     ) -> None:
         kind = frames.TYPE_NAMES[frame[1]]
         body = frame[2:]
-        ids: list[bytes] = []
+        count, ids = 0, []
         if kind == "MESSAGE":
-            ids = [body[:ID]]
+            count, ids = 1, [body[:ID]]
         elif kind == "BUNDLE":
-            ids = _bundle_ids(body)
+            count, ids = _bundle_ids(body)
         elif kind == "ACK" and direction == "out":  # incoming ACKs are logged once verified
-            ids = _ack_ids(body)
+            count, ids = _ack_ids(body)
         verb = "sent" if direction == "out" else "received"
         what = kind
         if kind == "BUNDLE":
-            what = f"BUNDLE of {len(ids)}"
-        elif kind == "ACK" and ids:
-            what = f"ACK for {len(ids)}"
-        if len(ids) == 1:
+            what = f"BUNDLE of {count}"
+        elif kind == "ACK" and count:
+            what = f"ACK for {count}"
+        if count == 1:
             what += f" {ids[0].hex()[:8]}"
         extra: dict[str, object] = {}
         if stream is not None:
@@ -207,7 +209,7 @@ class FrameTrace:
             direction=direction,
             frame=kind,
             bytes=size,
-            count=len(ids),
-            message_ids=[i.hex() for i in ids[:MAX_IDS]],
+            count=count,
+            message_ids=[i.hex() for i in ids],
             **extra,
         )
