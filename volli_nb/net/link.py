@@ -59,7 +59,7 @@ class LinkContext:
     identity: Identity
     config: NetworkConfig
     log: EventLog
-    seen: Callable[[bytes], bool] | None
+    seen: Callable[[str, bytes], bool] | None  # (peer id, message id): stored from that peer
     clock: Clock
     monotonic: Clock
     emit: Callable[[NetworkEvent], None]
@@ -232,11 +232,11 @@ class Link:
         if self.peer is None:
             self.fail(UnknownPeer("channel opened before the answer named the peer"))
             return
-        config = self.ctx.config
+        config, peer_id, seen = self.ctx.config, self.peer.peer_id, self.ctx.seen
         session = Session(
             self.ctx.identity,
             self.peer,
-            seen=self.ctx.seen,
+            seen=(lambda mid: seen(peer_id, mid)) if seen is not None else None,
             expected_fingerprints=(offer_fp, answer_fp),
             max_message_size=min(config.max_chunk, aiortc_compat.remote_max_message_size(self.pc)),
             ack_timeout=config.ack_timeout,
