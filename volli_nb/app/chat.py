@@ -14,6 +14,7 @@ from volli_nb.base.errors import ConversationRefused, VolliError
 from volli_nb.core.body import decode_body
 from volli_nb.core.store.history import StoredMessage
 
+RECEIVED = "received"  # the status of every readable incoming message
 UNREADABLE = "unreadable"  # the status of a stored message whose body does not decode
 _CONVERSATION_ID = re.compile(r"[\x21-\x7e]{1,256}\Z")  # printable ASCII, no spaces
 
@@ -104,7 +105,7 @@ def chat_message(
 
     A body the decoder refuses (stored by an older version) shows as unreadable, with
     the reason, instead of breaking the whole conversation's history."""
-    status = "received"
+    status = RECEIVED
     if stored.direction == "out":
         status = overall_status(set(delivery_status(stored.message_id).values()), none="sent")
     try:
@@ -123,6 +124,7 @@ def chat_message(
 
 
 __all__ = [
+    "RECEIVED",
     "UNREADABLE",
     "ChatMessage",
     "SyncReport",

@@ -15,11 +15,11 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
-from volli_nb.app.chat import ChatMessage, chat_message, received_members
+from volli_nb.app.chat import RECEIVED, ChatMessage, received_members
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import DuplicateMessageId, ReplayError, VolliError
 from volli_nb.base.listeners import Listeners
-from volli_nb.core.body import check_body
+from volli_nb.core.body import decode_body
 from volli_nb.core.crypto import envelope as envelopes
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
@@ -100,7 +100,7 @@ class Receiver:
                 seen=self.database.is_seen,
                 channel=(peer_id, message_id),
             )
-            check_body(opened.plaintext)
+            text = decode_body(opened.plaintext)  # as the display will decode it
             members = self._members(opened)
         except ReplayError as exc:
             if self.database.seen_by(message_id) != peer_id:
@@ -120,9 +120,9 @@ class Receiver:
         if not stored:
             return
         self.log.add("message", f"received {message_id.hex()[:8]}", peer_id=peer_id)
-        row = self.database.get_message(message_id)
-        assert row is not None  # stored just now, in this transaction
-        message = chat_message(row, lambda _mid: {})
+        message = ChatMessage(
+            message_id, opened.conversation_id, peer_id, "in", text, opened.timestamp_ms, RECEIVED
+        )
         self.later(lambda: self._handlers.emit(message))
 
     def _members(self, opened: envelopes.OpenedMessage) -> list[str]:

@@ -24,6 +24,7 @@ hostile file cannot make opening it cost more than that.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import unicodedata
 from collections.abc import Sequence
@@ -140,30 +141,33 @@ def row_mac_key(database_key: bytes) -> bytes:
 
 def _tagged(value: object) -> bytes:
     """One column value, tagged by type and length-prefixed: no two rows encode alike."""
-    if isinstance(value, bool):
-        value = int(value)
-    if value is None:
-        tag, data = b"N", b""
-    elif isinstance(value, int):
-        tag, data = b"I", str(value).encode()
-    elif isinstance(value, str):
+    if isinstance(value, str):
         tag, data = b"S", value.encode("utf-8", "surrogatepass")
     elif isinstance(value, bytes):
         tag, data = b"B", value
+    elif isinstance(value, int):  # bool too: SQLite stores it as 0 or 1
+        tag, data = b"I", str(int(value)).encode()
+    elif value is None:
+        tag, data = b"N", b""
     else:
         raise UsageError(f"a MAC'd column holds text, an integer, bytes or NULL, not {value!r}")
     return tag + len(data).to_bytes(8, "big") + data
+
+
+@functools.lru_cache(maxsize=256)
+def _tagged_name(name: str) -> bytes:
+    return _tagged(name)
 
 
 def row_mac(
     mac_key: bytes, table: str, schema_version: int, columns: Sequence[tuple[str, object]]
 ) -> bytes:
     """MAC of one row's covered ``(column, value)`` pairs, bound to table and schema."""
-    mac = hashlib.blake2b(key=mac_key, digest_size=ROW_MAC_BYTES)
-    mac.update(_tagged(table) + _tagged(schema_version))
+    parts = [_tagged_name(table), _tagged(schema_version)]
     for name, value in columns:
-        mac.update(_tagged(name) + _tagged(value))
-    return mac.digest()
+        parts.append(_tagged_name(name))
+        parts.append(_tagged(value))
+    return hashlib.blake2b(b"".join(parts), key=mac_key, digest_size=ROW_MAC_BYTES).digest()
 
 
 @dataclass(frozen=True)
