@@ -119,7 +119,15 @@ class Receiver:
         self.later(lambda: net.accept(peer_id, message_id))
         if not stored:
             return
-        self.log.add("message", f"received {message_id.hex()[:8]}", peer_id=peer_id)
+        self.log.add(
+            "message",
+            f"received {message_id.hex()[:8]}",
+            peer_id=peer_id,
+            kind="message.received",
+            message_id=message_id.hex(),
+            bytes=len(incoming.envelope),
+            conversation=opened.conversation_id,
+        )
         message = ChatMessage(
             message_id, opened.conversation_id, peer_id, "in", text, opened.timestamp_ms, RECEIVED
         )
