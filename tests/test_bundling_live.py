@@ -84,7 +84,8 @@ def test_a_group_message_is_sealed_once_for_all_members(
             for one, other in ((bob, carol), (carol, bob)):  # members know each other
                 one.add_contact(other.identity.public)
             members = [alice.peer_id, bob.peer_id, carol.peer_id]
-            alice.database.ensure_conversation("group-1", members)
+            for store in (alice, bob, carol):  # until groups exist, members set them up
+                store.database.ensure_conversation("group-1", members)
             got: list[str] = []
             for store in (bob, carol):
                 store.on_message(lambda m: got.append(m.text))

@@ -12,7 +12,14 @@ import pytest
 import sqlite_utils
 
 from volli_nb.base.clock import VirtualClock
-from volli_nb.base.errors import KeyMismatch, NotFound, StorageError, UsageError, WrongPassphrase
+from volli_nb.base.errors import (
+    KeyMismatch,
+    NotFound,
+    StaleDeviceRecord,
+    StorageError,
+    UsageError,
+    WrongPassphrase,
+)
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.store.database import KDF_MIN, MIGRATIONS, SCHEMA_VERSION, Database
 from volli_nb.core.store.message_queue import OutgoingMessage, PersistentMessageQueue
@@ -58,7 +65,7 @@ def populate(db: Database, me: Identity) -> None:
 def test_create_then_reopen_reads_everything_back(path: Path, clock: VirtualClock) -> None:
     me = Identity.generate()
     with open_db(path, clock) as db:
-        assert db.schema_version == SCHEMA_VERSION == 1
+        assert db.schema_version == SCHEMA_VERSION == 2
         assert db.load_identity_secret() is None
         populate(db, me)
     with open_db(path, clock) as db:
@@ -175,11 +182,12 @@ def test_a_sealed_value_under_another_column_or_version_does_not_open(
 
 def test_a_newer_schema_is_refused_and_left_unchanged(path: Path, clock: VirtualClock) -> None:
     open_db(path, clock).close()
+    newer = SCHEMA_VERSION + 1
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(newer),))
     conn.close()
     before = file_hashes(path)
-    with pytest.raises(StorageError, match=r"schema version 2.*upgrade volli_nb"):
+    with pytest.raises(StorageError, match=rf"schema version {newer}.*upgrade volli_nb"):
         open_db(path, clock)
     assert file_hashes(path) == before
 
@@ -195,12 +203,12 @@ def test_a_migration_step_runs_once_and_reseals_values(
 
     monkeypatch.setattr(Database, "MIGRATIONS", (*MIGRATIONS, add_column))
     with open_db(path, clock) as db:
-        assert db.schema_version == 2
+        assert db.schema_version == SCHEMA_VERSION + 1
         message = db.get_message(mid(1))
         assert message is not None and message.body == SECRET_BODY
         assert PersistentMessageQueue(db).get_pending()[0].payload == SECRET_BODY
     with open_db(path, clock) as db:  # not applied twice
-        assert db.schema_version == 2
+        assert db.schema_version == SCHEMA_VERSION + 1
     monkeypatch.undo()
     with pytest.raises(StorageError, match="upgrade"):
         open_db(path, clock)
@@ -209,14 +217,17 @@ def test_a_migration_step_runs_once_and_reseals_values(
 def test_sqlite_utils_lists_the_tables_without_the_passphrase(
     path: Path, clock: VirtualClock
 ) -> None:
+    bob = Identity.generate().public
     with open_db(path, clock) as db:
-        db.add_contact("bobpeerid", b"i" * 32, b"d" * 32, b"s" * 64, name="Bob")
+        db.add_contact(
+            bob.peer_id, bob.identity_key, bob.device_key, bob.device_signature, name="Bob"
+        )
     cli = Path(sys.executable).with_name("sqlite-utils")
     out = subprocess.run([cli, "tables", str(path)], capture_output=True, text=True, check=True)
     for table in ["meta", "keyring", "identity", "contacts", "messages", "outbox", "seen"]:
         assert f'"{table}"' in out.stdout
     rows = list(sqlite_utils.Database(path)["contacts"].rows)
-    assert [(r["peer_id"], r["name"]) for r in rows] == [("bobpeerid", "Bob")]
+    assert [(r["peer_id"], r["name"]) for r in rows] == [(bob.peer_id, "Bob")]
 
 
 # --- transactions ---------------------------------------------------------------
@@ -250,7 +261,8 @@ def test_one_identity_per_profile(path: Path, clock: VirtualClock) -> None:
 
 
 def test_contacts_are_pinned_to_their_identity_key(path: Path, clock: VirtualClock) -> None:
-    bob, mallory = Identity.generate().public, Identity.generate().public
+    bob_identity = Identity.generate()
+    bob, mallory = bob_identity.public, Identity.generate().public
     with open_db(path, clock) as db:
         db.add_contact(
             bob.peer_id, bob.identity_key, bob.device_key, bob.device_signature, name="Bob"
@@ -260,11 +272,21 @@ def test_contacts_are_pinned_to_their_identity_key(path: Path, clock: VirtualClo
         assert contact.added_at == clock.now and contact.last_seen is None
 
         db.set_verified(bob.peer_id, True)
-        new_device = b"n" * 32
-        db.add_contact(bob.peer_id, bob.identity_key, new_device, b"s" * 64)  # same key
+        rotated = bob_identity.with_new_device().public  # same identity key, next epoch
+        db.add_contact(
+            bob.peer_id,
+            rotated.identity_key,
+            rotated.device_key,
+            rotated.device_signature,
+            device_epoch=rotated.device_epoch,
+        )
         contact = db.get_contact(bob.peer_id)
-        assert contact is not None and contact.device_key == new_device
+        assert contact is not None and contact.device_key == rotated.device_key
+        assert contact.public == rotated
         assert contact.verified and contact.name == "Bob"  # not downgraded or erased
+        with pytest.raises(StaleDeviceRecord):  # the old record cannot roll the key back
+            db.add_contact(bob.peer_id, bob.identity_key, bob.device_key, bob.device_signature)
+        assert db.get_contact(bob.peer_id) == contact
 
         with pytest.raises(KeyMismatch, match=r"impersonating.*remove_contact"):
             db.add_contact(
@@ -279,10 +301,17 @@ def test_contacts_are_pinned_to_their_identity_key(path: Path, clock: VirtualClo
             db.remove_contact(bob.peer_id)
         with pytest.raises(NotFound):
             db.set_verified(bob.peer_id)
-        db.add_contact(
-            bob.peer_id, mallory.identity_key, mallory.device_key, mallory.device_signature
-        )
-        assert [c.identity_key for c in db.list_contacts()] == [mallory.identity_key]
+        # Unpinned, the id starts over: even the old record (refused above) pins again.
+        # (An id is its key's fingerprint: a record under another key's id is refused.)
+        db.add_contact(bob.peer_id, bob.identity_key, bob.device_key, bob.device_signature)
+        assert [c.public for c in db.list_contacts()] == [bob]
+        with pytest.raises(UsageError, match="not the id of that identity key"):
+            db.add_contact(
+                Identity.generate().peer_id,
+                mallory.identity_key,
+                mallory.device_key,
+                mallory.device_signature,
+            )
 
 
 def test_conversations(path: Path, clock: VirtualClock) -> None:

@@ -6,11 +6,17 @@ import another to name what it hands out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from volli_nb.base.errors import ConversationRefused, VolliError
 from volli_nb.core.body import decode_body
 from volli_nb.core.store.history import StoredMessage
+
+RECEIVED = "received"  # the status of every readable incoming message
+UNREADABLE = "unreadable"  # the status of a stored message whose body does not decode
+_CONVERSATION_ID = re.compile(r"[\x21-\x7e]{1,256}\Z")  # printable ASCII, no spaces
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,47 @@ def dm_conversation_id(a: str, b: str) -> str:
     return f"dm-{first}-{second}"
 
 
+def received_members(
+    conversation_id: str,
+    sender: str,
+    me: str,
+    recipients: Sequence[str],
+    existing: Sequence[str] | None,
+) -> list[str]:
+    """The members a received message's conversation has; :class:`ConversationRefused`
+    for an id the sender may not use.
+
+    The sender is authenticated, the conversation id is only what it wrote.  So ids are
+    ASCII (no look-alike of another id), a ``dm-`` id is valid only as the sender's and
+    our own direct conversation, and until groups exist (signed membership, bound to
+    their creator) a message may post to a conversation we hold with exactly its member
+    set, but create one only with sender and receiver: no one can squat a conversation
+    with a third peer, or put itself among someone else's members."""
+    members = sorted({*recipients, sender})
+    if not _CONVERSATION_ID.match(conversation_id):
+        raise ConversationRefused(
+            f"conversation id {conversation_id!r} is not 1 to 256 printable ASCII characters"
+        )
+    if conversation_id.startswith("dm-") and conversation_id != dm_conversation_id(me, sender):
+        raise ConversationRefused(
+            f"{sender} may not use {conversation_id!r}: a direct conversation id names "
+            f"exactly its two members ({dm_conversation_id(me, sender)!r} here)"
+        )
+    if existing is not None:
+        if tuple(sorted(existing)) != tuple(members):
+            raise ConversationRefused(
+                f"conversation {conversation_id!r} has members {sorted(existing)}, but {sender}'s "
+                f"message is addressed to {members}; membership changes are not supported"
+            )
+        return members
+    if members != sorted({sender, me}):
+        raise ConversationRefused(
+            f"{sender} may not create conversation {conversation_id!r} with {members}: a "
+            "received message creates only a conversation of its sender and receiver"
+        )
+    return members
+
+
 def overall_status(statuses: set[str], *, none: str) -> str:
     """One word for a message's per-recipient statuses: the common one, or ``mixed``."""
     if len(statuses) == 1:
@@ -54,19 +101,35 @@ def overall_status(statuses: set[str], *, none: str) -> str:
 def chat_message(
     stored: StoredMessage, delivery_status: Callable[[bytes], dict[str, str]]
 ) -> ChatMessage:
-    """A stored message as the UI shows it; an outgoing one with its delivery status."""
-    status = "received"
+    """A stored message as the UI shows it; an outgoing one with its delivery status.
+
+    A body the decoder refuses (stored by an older version) shows as unreadable, with
+    the reason, instead of breaking the whole conversation's history."""
+    status = RECEIVED
     if stored.direction == "out":
         status = overall_status(set(delivery_status(stored.message_id).values()), none="sent")
+    try:
+        text = decode_body(stored.body)
+    except VolliError as exc:
+        text, status = f"[unreadable message: {type(exc).__name__}: {exc}]", UNREADABLE
     return ChatMessage(
         stored.message_id,
         stored.conversation_id,
         stored.sender,
         stored.direction,
-        decode_body(stored.body),
+        text,
         stored.timestamp_ms,
         status,
     )
 
 
-__all__ = ["ChatMessage", "SyncReport", "chat_message", "dm_conversation_id", "overall_status"]
+__all__ = [
+    "RECEIVED",
+    "UNREADABLE",
+    "ChatMessage",
+    "SyncReport",
+    "chat_message",
+    "dm_conversation_id",
+    "overall_status",
+    "received_members",
+]

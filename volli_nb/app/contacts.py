@@ -5,13 +5,28 @@ made under a random token before we know who will answer; the code carries the t
 the answer echoes it, and :meth:`ContactBook.complete_pairing` binds the connection to
 the answering identity.  Keys seen in a code are pinned on first use; a later key
 change for the same id is refused (:class:`~volli_nb.base.errors.KeyMismatch`).
+
+Pairing completes only what it started: an answer must echo a token this book made and
+has not completed, and everything in it is checked before anything is pinned or a link
+renamed.  A pin and its conversation are written in one transaction.  Two things are
+worth a person's attention and raise a visible warning (event log, peers panel): a new
+contact whose name is a known contact's, and a known id offered another key.
 """
 
 from __future__ import annotations
 
+import unicodedata
+
 from volli_nb.app.chat import dm_conversation_id
 from volli_nb.base.clock import Clock
-from volli_nb.base.errors import BadPairingCode, NotFound, UnknownPeer, UsageError
+from volli_nb.base.errors import (
+    BadPairingCode,
+    KeyMismatch,
+    NotFound,
+    UnknownPeer,
+    UsageError,
+    VolliError,
+)
 from volli_nb.core import pairing_code as pairing
 from volli_nb.core.crypto.identity import Identity, PublicIdentity, contact_safety_number
 from volli_nb.core.crypto.primitives import random_bytes
@@ -38,6 +53,8 @@ class ContactBook:
     ) -> None:
         self.database, self.identity, self.network, self.log = database, identity, network, log
         self.name, self.clock = name, clock
+        self.warnings: dict[str, str] = {}  # peer id → the latest warning about it
+        self._offers: set[str] = set()  # pairing tokens we made and have not completed
         network.on_event(self._on_network_event)
 
     @property
@@ -54,17 +71,57 @@ class ContactBook:
         return (row.name if row else None) or peer_id[:8]
 
     def add(self, peer: PublicIdentity, *, name: str | None = None) -> str:
-        """Pin ``peer``'s keys (KeyMismatch if the id is pinned to another key)."""
+        """Pin ``peer``'s keys and create its conversation, in one transaction
+        (KeyMismatch if the id is pinned to another key, StaleDeviceRecord for an old one)."""
         peer.verify()
         if peer.peer_id == self.peer_id:
             raise UsageError("this is our own identity; pair with the other side's code")
-        self.database.add_contact(
-            peer.peer_id, peer.identity_key, peer.device_key, peer.device_signature, name=name
-        )
-        self.database.ensure_conversation(
-            dm_conversation_id(self.peer_id, peer.peer_id), [self.peer_id, peer.peer_id], name
-        )
+        old = self.database.get_contact(peer.peer_id)
+        try:
+            with self.database.transaction():
+                self.database.add_contact(
+                    peer.peer_id,
+                    peer.identity_key,
+                    peer.device_key,
+                    peer.device_signature,
+                    device_epoch=peer.device_epoch,
+                    name=name,
+                )
+                self.database.ensure_conversation(
+                    dm_conversation_id(self.peer_id, peer.peer_id),
+                    [self.peer_id, peer.peer_id],
+                    name,
+                )
+        except KeyMismatch as exc:
+            self.warn(peer.peer_id, f"key change refused: {exc}", kind="contact.key_changed")
+            raise
+        if old is None and name:
+            self._check_name(peer.peer_id, name)
+        elif old is not None and old.device_key != peer.device_key:
+            self.warn(
+                peer.peer_id,
+                f"{peer.peer_id} moved to a new device key (epoch {old.device_epoch} → "
+                f"{peer.device_epoch}); if you did not expect that, ask them",
+                kind="contact.device_changed",
+            )
         return peer.peer_id
+
+    def warn(self, peer_id: str, message: str, *, kind: str) -> None:
+        """A warning a person should see: in the event log and the peers panel."""
+        self.warnings[peer_id] = message
+        self.log.add("error", f"warning: {message}", peer_id=peer_id, kind=kind)
+
+    def _check_name(self, peer_id: str, name: str) -> None:
+        wanted = _comparable(name)
+        for contact in self.database.list_contacts():
+            if contact.peer_id != peer_id and contact.name and _comparable(contact.name) == wanted:
+                self.warn(
+                    peer_id,
+                    f"new contact {peer_id} calls itself {name!r}, like {contact.name!r} "
+                    f"({contact.peer_id}); compare safety numbers before trusting either",
+                    kind="contact.name_clash",
+                )
+                return
 
     def safety_number(self, peer_id: str) -> str:
         peer = self.contact(peer_id)
@@ -100,6 +157,7 @@ class ContactBook:
     async def create_pairing_code(self) -> str:
         token = "pair-" + random_bytes(TOKEN_BYTES).hex()
         offer = await self.network.connect_to_peer(token)
+        self._offers.add(token)
         self.log.add("signaling", f"pairing code created ({token})")
         return pairing.encode_code("offer", offer.sdp, self.identity.public, self.name, token)
 
@@ -113,19 +171,46 @@ class ContactBook:
         )
 
     async def complete_pairing(self, code: str) -> str:
+        """Apply an answer to one of our open offers; all or nothing.
+
+        Checked first: the token is one we made and have not completed, the identity is
+        not ours and does not conflict with a pin.  Then the answer is applied (a bad one
+        leaves the offer open and nothing pinned), and the contact pinned at once, before
+        the connection can open."""
         parsed = pairing.decode_code(code, expect="answer")
-        if parsed.ref is None or parsed.ref not in self.network.peers:
+        token, peer = parsed.ref, parsed.identity
+        if token is None or token not in self._offers or token not in self.network.peers:
             raise BadPairingCode(
                 "this answer does not match an open offer from this profile; "
                 "create a new code with create_pairing_code() and start again"
             )
-        self.add(parsed.identity, name=parsed.name)
-        await self.network.accept_answer(parsed.ref, parsed.sdp, answered_by=parsed.peer_id)
-        return parsed.peer_id
+        if peer.peer_id == self.peer_id:
+            raise BadPairingCode("this answer carries our own identity; it cannot pair")
+        self.database.check_pin(self.database.get_contact(peer.peer_id), peer)
+        self._offers.discard(token)  # taken: a second paste of it is refused
+        try:
+            await self.network.accept_answer(token, parsed.sdp, answered_by=peer.peer_id, peer=peer)
+        except VolliError as exc:
+            if token in self.network.peers:
+                self._offers.add(token)  # the offer is still open
+            if isinstance(exc, UsageError):
+                raise BadPairingCode(f"{exc}; nothing was pinned, the offer stays open") from None
+            raise
+        try:
+            self.add(peer, name=parsed.name)
+        except BaseException:
+            await self.network.disconnect(peer.peer_id)
+            raise
+        return peer.peer_id
 
     def _on_network_event(self, event: NetworkEvent) -> None:
         if isinstance(event, PeerOnline):
             self.database.touch_contact(event.peer_id, self.clock())
+
+
+def _comparable(name: str) -> str:
+    """Names that look the same compare equal (compatibility forms, case, spaces)."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
 
 
 __all__ = ["ContactBook"]

@@ -62,7 +62,12 @@ class MessagesStore:
         self.log = log if log is not None else EventLog()
         self.message_queue = PersistentMessageQueue(database, clock=clock, log=self.log)
         self.network_store = NetworkStore(
-            identity, self.contact, config=config, seen=database.is_seen, log=self.log, clock=clock
+            identity,
+            self.contact,
+            config=config,
+            seen=lambda peer_id, message_id: database.seen_by(message_id) == peer_id,
+            log=self.log,
+            clock=clock,
         )
         self.progress = self.network_store.progress  # long operations, for the surfaces
         self.contact_book = ContactBook(

@@ -15,11 +15,11 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
-from volli_nb.app.chat import ChatMessage, chat_message
+from volli_nb.app.chat import RECEIVED, ChatMessage, received_members
 from volli_nb.base.clock import Clock
-from volli_nb.base.errors import ReplayError, UnknownPeer, VolliError
+from volli_nb.base.errors import DuplicateMessageId, ReplayError, VolliError
 from volli_nb.base.listeners import Listeners
-from volli_nb.core.body import check_body
+from volli_nb.core.body import decode_body
 from volli_nb.core.crypto import envelope as envelopes
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
@@ -84,6 +84,12 @@ class Receiver:
             self._after_commit.append(action)
 
     def incoming(self, incoming: IncomingEnvelope) -> None:
+        """Open, check, store, then ACK; anything refused is neither stored nor ACKed.
+
+        Checked before anything is stored: the envelope came from its sender's own channel
+        under its own id (before the replay check, so only a sender's own retransmission
+        earns a second ACK), its body decodes as the display will decode it, and its
+        conversation id is one this sender may use (:func:`received_members`)."""
         net, peer_id, message_id = self.network, incoming.peer_id, incoming.message_id
         try:
             opened = envelopes.open_envelope(
@@ -92,17 +98,19 @@ class Receiver:
                 contacts=self._contacts,
                 now_ms=int(self._clock() * 1000),
                 seen=self.database.is_seen,
+                channel=(peer_id, message_id),
             )
-            if opened.sender.peer_id != peer_id or opened.message_id != message_id:
-                raise UnknownPeer("envelope sender or id does not match the channel it came on")
-            check_body(opened.plaintext)
-        except ReplayError:  # the ACK was lost: ack again
-            self.later(lambda: net.accept(peer_id, message_id))
+            text = decode_body(opened.plaintext)  # as the display will decode it
+            members = self._members(opened)
+        except ReplayError as exc:
+            if self.database.seen_by(message_id) != peer_id:
+                net.reject(peer_id, message_id, DuplicateMessageId(f"{exc}, from someone else"))
+                return
+            self.later(lambda: net.accept(peer_id, message_id))  # the ACK was lost: ack again
             return
         except VolliError as exc:
             net.reject(peer_id, message_id, exc)
             return
-        members = sorted({*opened.recipients, opened.sender.peer_id})
         try:
             stored = self._store(opened, members)
         except VolliError as exc:  # e.g. a member set that differs from the conversation's
@@ -120,10 +128,23 @@ class Receiver:
             bytes=len(incoming.envelope),
             conversation=opened.conversation_id,
         )
-        row = self.database.get_message(message_id)
-        assert row is not None  # stored just now, in this transaction
-        message = chat_message(row, lambda _mid: {})
+        message = ChatMessage(
+            message_id, opened.conversation_id, peer_id, "in", text, opened.timestamp_ms, RECEIVED
+        )
         self.later(lambda: self._handlers.emit(message))
+
+    def _members(self, opened: envelopes.OpenedMessage) -> list[str]:
+        members = sorted({*opened.recipients, opened.sender.peer_id})
+        if (opened.conversation_id, tuple(members)) in self._known_conversations:
+            return members  # a burst checks its conversation once
+        found = self.database.get_conversation(opened.conversation_id)
+        return received_members(
+            opened.conversation_id,
+            opened.sender.peer_id,
+            self.identity.peer_id,
+            opened.recipients,
+            found.members if found is not None else None,
+        )
 
     def _store(self, opened: envelopes.OpenedMessage, members: list[str]) -> bool:
         known = (opened.conversation_id, tuple(members))

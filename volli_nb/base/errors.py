@@ -44,6 +44,19 @@ class StaleMessage(PeerError):
     """The signed timestamp is too old or too far in the future."""
 
 
+class ConversationRefused(PeerError):
+    """A received message names a conversation it may not create or post to: a ``dm-`` id
+    of two other peers, a look-alike (non-ASCII) id, or members beyond sender and receiver."""
+
+
+class MalformedBody(MalformedEnvelope):
+    """A decrypted body is not exactly ``{"type": "text", "text": str}`` (or nests deeper)."""
+
+
+class DuplicateMessageId(PeerError):
+    """This message id was already used by another sender; refused and not acknowledged."""
+
+
 # --- cryptography refused ----------------------------------------------------
 
 
@@ -57,6 +70,10 @@ class BadSignature(CryptoError, PeerError):
 
 class KeyMismatch(CryptoError, PeerError):
     """A key differs from the one pinned for that contact (possible impersonation)."""
+
+
+class StaleDeviceRecord(KeyMismatch):
+    """A validly signed device record that is not newer than the pinned one (a rollback)."""
 
 
 class NotARecipient(CryptoError, PeerError):
@@ -103,6 +120,15 @@ class WrongPassphrase(VolliError):
 
 class StorageError(VolliError):
     """The database file is damaged, tampered with, or from an unknown schema."""
+
+
+class TamperedRow(StorageError):
+    """A row's trust data (keys, ``verified``, members, sender, direction) does not match
+    its MAC: the file was edited without the passphrase.  ``table`` and ``key`` name it."""
+
+    def __init__(self, table: str, key: object, message: str) -> None:
+        super().__init__(message)
+        self.table, self.key = table, key
 
 
 class TransportClosed(VolliError):

@@ -3,6 +3,12 @@
 A body is UTF-8 JSON ``{"type": "text", "text": ...}``, or, for a large body that
 compresses well, ``b"\\x00z"`` + raw DEFLATE of that JSON (JSON never starts with NUL).
 
+One decoder, :func:`decode_body`, serves the receiver (before a message is stored or
+acknowledged) and the display, so what was accepted can always be shown: it takes exactly
+that schema and nothing deeper.  The text is checked to be one flat JSON object of
+string keys and string values (a linear regular expression) *before* ``json`` parses it,
+so a body that inflates to deeply nested JSON is refused without recursing at all.
+
 Length leak: padding already rounds a sealed body up to a size bucket (a power of
 two up to 1 MiB, then whole MiB), so an observer learns the bucket, not the length.
 Compression changes *which* bucket: it then depends on how repetitive the content
@@ -15,14 +21,20 @@ only when it saves at least a whole bucket, and it can be turned off per message
 from __future__ import annotations
 
 import json
+import re
 import zlib
 
-from volli_nb.base.errors import MalformedEnvelope, OversizedInput
+from volli_nb.base.errors import MalformedBody, MalformedEnvelope, OversizedInput
 from volli_nb.core.crypto.envelope import bucket_size
+from volli_nb.core.encoding import require_fields, strict_loads
 
 COMPRESSED = b"\x00z"
 COMPRESS_MIN = 4096  # bytes of JSON before compression is considered
 MAX_BODY_BYTES = 12 * 1024 * 1024 + 1024  # a 12 MiB text plus its JSON wrapping
+
+_STRING = r'"(?:[^"\\]++|\\.)*+"'
+_PAIR = rf"{_STRING}\s*+:\s*+{_STRING}"
+_FLAT_OBJECT = re.compile(rf"\s*+\{{\s*+(?:{_PAIR}(?:\s*+,\s*+{_PAIR})*+)?\s*+\}}\s*+", re.DOTALL)
 
 
 def encode_body(text: str, *, compress: bool = True) -> bytes:
@@ -56,24 +68,29 @@ def inflate(body: bytes, max_size: int = MAX_BODY_BYTES) -> bytes:
 
 
 def check_body(body: bytes) -> None:
-    """Refuse a body that cannot be shown: bad DEFLATE, oversized, or not UTF-8."""
-    try:
-        inflate(body).decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedEnvelope("message body is not UTF-8") from None
+    """Refuse a body :func:`decode_body` would refuse (the receiver, before storing it)."""
+    decode_body(body)
 
 
 def decode_body(body: bytes) -> str:
-    """The text of a body (tolerant: a body from another client shows as its raw text)."""
+    """The text of a body: exactly ``{"type": "text", "text": str}``, or a typed error
+    (:class:`MalformedBody`, or :class:`OversizedInput` for a deflated one that inflates
+    too far)."""
     plain = inflate(body)
     try:
-        value = json.loads(plain.decode())
-        text = value["text"]
-        if isinstance(text, str):
-            return text
-    except (ValueError, KeyError, TypeError):
-        pass
-    return plain.decode(errors="replace")
+        text = plain.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedBody("message body is not UTF-8") from None
+    if not _FLAT_OBJECT.fullmatch(text):
+        raise MalformedBody(
+            'message body is not one flat JSON object {"type": "text", "text": ...}'
+        )
+    value = strict_loads(plain, max_size=MAX_BODY_BYTES, what="message body", error=MalformedBody)
+    require_fields(value, {"type": str, "text": str}, what="message body", error=MalformedBody)
+    if value["type"] != "text":
+        raise MalformedBody(f"message body type {value['type']!r} is not 'text'")
+    result: str = value["text"]
+    return result
 
 
 __all__ = ["COMPRESS_MIN", "check_body", "decode_body", "encode_body", "inflate", "is_compressed"]

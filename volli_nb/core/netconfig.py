@@ -181,3 +181,30 @@ class NetworkConfig:
         if not all(u.is_turn for u in server.parsed()):
             raise UsageError(f"relay_via needs turn: or turns: URLs, not {urls}")
         return cls(ice_servers=[server], relay_only=True, **options)
+
+
+def server_notes(config: NetworkConfig) -> list[tuple[str, str | None]]:
+    """What a user should know about the configured servers: (event-log line, warning for
+    the Python log or None).  aiortc silently ignores every STUN URL but the first, and
+    every TURN URL but the first unless the preflight picks."""
+    notes: list[tuple[str, str | None]] = []
+    warning = udp_first_warning(config.ice_servers, config.relay_only)
+    if warning is not None:
+        notes.append((warning, warning))
+    urls = [u for s in config.ice_servers for u in s.url_list()]
+    for scheme in ("stun", "turn"):
+        same = [u for u in urls if u.split(":", 1)[0] in (scheme, scheme + "s")]
+        if len(same) < 2:
+            continue
+        if scheme == "turn" and config.preflight:
+            notes.append((f"{len(same)} TURN URLs: the preflight hands aiortc the best", None))
+        else:
+            ignored = ", ".join(same[1:])
+            notes.append(
+                (
+                    f"only the first {scheme.upper()} server is used: {same[0]}",
+                    f"aiortc uses only the first {scheme.upper()} server ({same[0]}); "
+                    f"ignoring {ignored}",
+                )
+            )
+    return notes

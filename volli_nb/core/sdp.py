@@ -1,8 +1,14 @@
 """What we read out of session descriptions: ICE candidates and DTLS fingerprints.
 
 aiortc does not trickle ICE: every candidate sits in the SDP, so the ICE panel
-parses them from the local and remote descriptions.  Channel binding signs
-the sha-256 DTLS fingerprints found here.  Pure string handling.
+parses them from the local and remote descriptions.  Pure string handling.
+
+Fingerprint lines are read ASCII-only with exact algorithm names: a hash name that
+only *case-folds* to ``sha-256`` under Unicode rules (``ſha-256``) is not sha-256, just
+as aiortc, which verifies the certificate, does not take it for one.  Channel binding
+never trusts these lines: it signs the digests of the certificates the DTLS handshake
+actually used (:func:`volli_nb.net.aiortc_compat.certificate_digests`), formatted by
+:func:`format_fingerprint` the way SDP writes them.
 """
 
 from __future__ import annotations
@@ -62,10 +68,34 @@ def candidates(sdp: str | None) -> list[CandidateInfo]:
     return [parse_candidate(m) for m in re.findall(r"^a=(candidate:.*?)\s*$", sdp, re.M)]
 
 
-def fingerprint(sdp: str | None, algorithm: str = "sha-256") -> str | None:
-    """The DTLS certificate fingerprint for ``algorithm``, upper-case hex with colons."""
+_FINGERPRINT_LINE = re.compile(
+    r"^a=fingerprint:([A-Za-z0-9-]+) ((?:[0-9A-Fa-f]{2}:)*[0-9A-Fa-f]{2})[ \t]*\r?$",
+    re.M | re.ASCII,
+)
+
+
+def fingerprints(sdp: str | None) -> list[tuple[str, str]]:
+    """Every well-formed ``a=fingerprint:`` line as (lower-case algorithm, upper-case hex).
+
+    Only ASCII lines count: RFC 8122's hash names are ASCII tokens, compared without
+    case as ABNF literals are (which is what aiortc does), and nothing else is folded."""
     if not sdp:
-        return None
-    pattern = rf"^a=fingerprint:{re.escape(algorithm)}\s+([0-9A-Fa-f:]+)\s*$"
-    match = re.search(pattern, sdp, re.M | re.I)
-    return match.group(1).upper() if match else None
+        return []
+    return [
+        (m.group(1).lower(), m.group(2).upper())
+        for m in _FINGERPRINT_LINE.finditer(sdp)
+        if m.group(0).isascii()
+    ]
+
+
+def fingerprint(sdp: str | None, algorithm: str = "sha-256") -> str | None:
+    """The DTLS certificate fingerprint for ``algorithm``, upper-case hex with colons.
+
+    None if there is none, or if the SDP names two different ones for that algorithm."""
+    values = {value for name, value in fingerprints(sdp) if name == algorithm}
+    return values.pop() if len(values) == 1 else None
+
+
+def format_fingerprint(digest: bytes) -> str:
+    """A certificate digest as SDP writes it: ``AB:CD:…`` (upper-case hex, colons)."""
+    return ":".join(f"{byte:02X}" for byte in digest)

@@ -101,7 +101,14 @@ class _Operations:
             "sync": lambda: _wrap(store.sync_messages(), "report", str),
             "preflight": self.preflight,
             "turn": self.turn,
+            "conversation": self.conversation,
         }
+
+    async def conversation(self, conversation_id: str, members: list[str]) -> dict[str, Any]:
+        """Hold a group conversation, as each member must until groups exist: a received
+        message creates only its sender's and receiver's conversation."""
+        found = self.store.database.ensure_conversation(conversation_id, members)
+        return {"members": list(found.members)}
 
     async def send_many(self, to: str, n: int, prefix: str = "msg") -> dict[str, Any]:
         ids = []

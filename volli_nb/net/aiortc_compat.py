@@ -2,8 +2,9 @@
 
 What lives here, and why:
 
-- **Reading internals** aiortc does not expose: the nominated ICE pair (aioice) and the
-  remote's SCTP maximum message size, with safe fallbacks.
+- **Reading internals** aiortc does not expose: the nominated ICE pair (aioice), the
+  remote's SCTP maximum message size, and the certificates the DTLS handshake used
+  (:func:`certificate_digests`, what channel binding signs), with safe fallbacks.
 - **Converting** our pure :class:`~volli_nb.core.netconfig.NetworkConfig` into aiortc's
   ``RTCConfiguration``.
 - **INIT retransmission fix** (aiortc 1.16): both ends send an SCTP INIT (RFC 8841 §9.3).
@@ -42,6 +43,7 @@ The patches apply once, at import.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ssl
 import time
 from collections.abc import Iterator
@@ -58,6 +60,7 @@ from aiortc import (
     rtcsctptransport,
 )
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from volli_nb.base.errors import UsageError
 from volli_nb.core.netconfig import IceServer, NetworkConfig
@@ -101,6 +104,32 @@ def remote_max_message_size(pc: RTCPeerConnection) -> int:
     except (AttributeError, TypeError, ValueError):
         size = DEFAULT_MAX_MESSAGE_SIZE
     return size or DEFAULT_MAX_MESSAGE_SIZE
+
+
+def certificate_digests(pc: RTCPeerConnection) -> tuple[bytes, bytes] | None:
+    """SHA-256 of the DER certificates this connection's DTLS handshake used: (ours, the
+    one the peer presented).  None until the handshake completed.
+
+    These, not fingerprints read from SDP text, are what a binding must sign: aiortc
+    checks the peer's certificate against *some* SDP fingerprint line, and whoever
+    carried the SDP chose those lines.  Read from the DTLS session itself (pyOpenSSL's
+    ``get_certificate`` / ``get_peer_certificate``), behind aiortc's private ``_ssl``."""
+    try:
+        sctp: Any = pc.sctp
+        dtls = sctp.transport
+        if dtls.state != "connected":
+            return None
+        session = dtls._ssl
+        local = session.get_certificate(as_cryptography=True)
+        remote = session.get_peer_certificate(as_cryptography=True)
+    except AttributeError:
+        return None
+    if local is None or remote is None:
+        return None
+    return (
+        hashlib.sha256(local.public_bytes(Encoding.DER)).digest(),
+        hashlib.sha256(remote.public_bytes(Encoding.DER)).digest(),
+    )
 
 
 def as_description(value: SDP, kind: str) -> RTCSessionDescription:

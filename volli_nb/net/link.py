@@ -7,10 +7,12 @@ sending with back-pressure, timers and heartbeat), and closing.
 :class:`~volli_nb.net.network_store.NetworkStore` keeps the links by peer id and hands
 each the :class:`LinkContext` they share.
 
-Channel binding: once the channel opens, each side signs both DTLS fingerprints with its
-identity key; nothing else is sent before that verifies, and a mismatch (or no valid
-binding within ``verify_timeout``) closes the connection.  Counters are our own
-(:class:`~volli_nb.net.events.PeerStats`), since ``getStats()`` is empty for data channels.
+Channel binding: once the channel opens, each side signs, with its identity key, the
+digests of both certificates its DTLS handshake used (its own and the peer's, read from
+the DTLS session, not from SDP text); nothing else is sent before that verifies, and a
+mismatch (or no valid binding within ``verify_timeout``) closes the connection.  Counters
+are our own (:class:`~volli_nb.net.events.PeerStats`): ``getStats()`` is empty for data
+channels.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class LinkContext:
     config: NetworkConfig
     log: EventLog
     trace: FrameTrace  # what crosses the channel, for the sequence diagram and progress
-    seen: Callable[[bytes], bool] | None
+    seen: Callable[[str, bytes], bool] | None  # (peer id, message id): stored from that peer
     clock: Clock
     monotonic: Clock
     emit: Callable[[NetworkEvent], None]
@@ -229,20 +231,19 @@ class Link:
     def _on_open(self) -> None:
         if self.traffic is not None or self.channel is None:
             return
-        local, remote = self.pc.localDescription.sdp, self.pc.remoteDescription.sdp
-        offer_sdp, answer_sdp = (local, remote) if self.role == "offer" else (remote, local)
-        offer_fp, answer_fp = sdp.fingerprint(offer_sdp), sdp.fingerprint(answer_sdp)
-        if offer_fp is None or answer_fp is None:
-            self.fail(ChannelBindingFailed("no sha-256 DTLS fingerprint in SDP"))
+        bound = self.bound_fingerprints()
+        if bound is None:
+            self.fail(ChannelBindingFailed("the DTLS handshake left no certificates to bind"))
             return
+        offer_fp, answer_fp = bound
         if self.peer is None:
             self.fail(UnknownPeer("channel opened before the answer named the peer"))
             return
-        config = self.ctx.config
+        config, peer_id, seen = self.ctx.config, self.peer.peer_id, self.ctx.seen
         session = Session(
             self.ctx.identity,
             self.peer,
-            seen=self.ctx.seen,
+            seen=(lambda mid: seen(peer_id, mid)) if seen is not None else None,
             expected_fingerprints=(offer_fp, answer_fp),
             max_message_size=min(config.max_chunk, aiortc_compat.remote_max_message_size(self.pc)),
             ack_timeout=config.ack_timeout,
@@ -258,6 +259,16 @@ class Link:
             traffic.send_now(frame)
         self.spawn(traffic._run())  # the link's task; cancelled when it drops
         self.spawn(self._verify_deadline())
+
+    def bound_fingerprints(self) -> tuple[str, str] | None:
+        """(offer side's, answer side's) certificate digests, as the DTLS handshake saw
+        them, never as the SDP claimed: a relay that ends DTLS on both sides shows each
+        victim its own certificate, so the two sides' pairs differ and neither verifies."""
+        digests = aiortc_compat.certificate_digests(self.pc)
+        if digests is None:
+            return None
+        local, remote = (sdp.format_fingerprint(d) for d in digests)
+        return (local, remote) if self.role == "offer" else (remote, local)
 
     def hello_frames(self, session: Session, offer_fp: str, answer_fp: str) -> list[bytes]:
         """Our signature over both DTLS fingerprints (a test overrides this to lie)."""

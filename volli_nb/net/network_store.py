@@ -28,7 +28,7 @@ from volli_nb.base.listeners import Listeners
 from volli_nb.core import sdp
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
-from volli_nb.core.netconfig import IceServer, NetworkConfig, udp_first_warning
+from volli_nb.core.netconfig import IceServer, NetworkConfig, server_notes
 from volli_nb.core.progress import ProgressFeed
 from volli_nb.core.protocol.events import SessionStats
 from volli_nb.core.protocol.link_quality import LinkQuality
@@ -63,7 +63,7 @@ class NetworkStore:
         contacts: Callable[[str], PublicIdentity | None],
         *,
         config: NetworkConfig | None = None,
-        seen: Callable[[bytes], bool] | None = None,
+        seen: Callable[[str, bytes], bool] | None = None,
         log: EventLog | None = None,
         clock: Clock = system_clock,
         monotonic: Clock = monotonic_clock,
@@ -182,24 +182,10 @@ class NetworkStore:
         return self.turn.report
 
     def _warn_about_servers(self) -> None:
-        config = self.config
-        warning = udp_first_warning(config.ice_servers, config.relay_only)
-        if warning is not None:
-            logger.warning("%s", warning)
-            self.log.add("ice", warning)
-        urls = [u for s in config.ice_servers for u in s.url_list()]
-        for scheme in ("stun", "turn"):
-            same = [u for u in urls if u.split(":", 1)[0] in (scheme, scheme + "s")]
-            if scheme == "turn" and config.preflight and len(same) > 1:
-                self.log.add("ice", f"{len(same)} TURN URLs: the preflight hands aiortc the best")
-            elif len(same) > 1:
-                logger.warning(
-                    "aiortc uses only the first %s server (%s); ignoring %s",
-                    scheme.upper(),
-                    same[0],
-                    ", ".join(same[1:]),
-                )
-                self.log.add("ice", f"only the first {scheme.upper()} server is used: {same[0]}")
+        for line, warning in server_notes(self.config):
+            if warning is not None:
+                logger.warning("%s", warning)
+            self.log.add("ice", line)
 
     # --- handlers -----------------------------------------------------------
 
@@ -278,25 +264,47 @@ class NetworkStore:
         return description
 
     async def accept_answer(
-        self, peer_id: str, answer: aiortc_compat.SDP, *, answered_by: str | None = None
+        self,
+        peer_id: str,
+        answer: aiortc_compat.SDP,
+        *,
+        answered_by: str | None = None,
+        peer: PublicIdentity | None = None,
     ) -> None:
         """The step the seed leaves implicit: apply the remote's answer to our offer.
 
-        ``answered_by`` names the peer when the offer was made under a pairing token."""
+        ``answered_by`` names the peer when the offer was made under a pairing token
+        (with ``peer``, its identity, when the caller pins it only once this succeeded).
+        Only a token not yet answered can be named, and the answer is applied before the
+        link is renamed: a refused answer leaves the offer as it was."""
         link = self._link(peer_id)
         if link.role != "offer":
             raise UsageError(f"we answered {peer_id!r}; only the offering side accepts an answer")
-        if answered_by is not None and answered_by != peer_id:
-            peer = self._pinned(answered_by)
-            if answered_by in self._links:
-                await self.disconnect(answered_by)
-            del self._links[peer_id]
-            link.peer_id, link.peer = answered_by, peer
-            self._links[answered_by] = link
+        description = aiortc_compat.as_description(answer, "answer")
+        renamed = answered_by is not None and answered_by != peer_id
+        if renamed and link.peer is not None:
+            raise UsageError(f"{peer_id!r} was answered already; only an open offer can be named")
+        if renamed and answered_by is not None:
+            named = peer is not None and peer.peer_id == answered_by
+            link.peer = peer if named else self._pinned(answered_by)
         elif link.peer is None:
             link.peer = self._pinned(peer_id)
-        await link.pc.setRemoteDescription(aiortc_compat.as_description(answer, "answer"))
+        try:
+            await link.pc.setRemoteDescription(description)
+        except Exception as exc:  # aiortc: ValueError, InvalidStateError, …
+            if renamed:
+                link.peer = None
+            raise UsageError(f"the answer does not apply to our offer: {exc}") from None
+        replaced = None
+        if renamed and answered_by is not None:  # renamed at once, before the channel opens
+            replaced = self._links.pop(answered_by, None)
+            del self._links[peer_id]
+            link.peer_id = answered_by
+            self._links[answered_by] = link
         self.log.add("signaling", "applied remote answer", peer_id=link.peer_id)
+        if replaced is not None:  # an older connection to the same peer
+            await replaced.close("replaced by a new pairing")
+            await replaced.cancel_tasks()
 
     async def wait_connected(self, peer_id: str, timeout: float = 15.0) -> None:
         """Wait until the channel to ``peer_id`` is open and its binding verified.

@@ -109,7 +109,7 @@ class Traffic:
         if isinstance(event, PeerVerified):
             link.verified = True
             link.stats.connected_at = self.ctx.clock()
-            link.log("dtls", "channel binding verified (both DTLS fingerprints signed)")
+            link.log("dtls", "channel binding verified (both DTLS certificates signed)")
             emit(PeerOnline(link.peer_id))
         elif isinstance(event, MessageReceived):
             link.stats.messages_in += 1

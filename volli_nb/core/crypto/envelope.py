@@ -263,6 +263,7 @@ def open_envelope(
     contacts: Callable[[str], PublicIdentity | None],
     now_ms: int,
     seen: Callable[[bytes], bool] = lambda _mid: False,
+    channel: tuple[str, bytes] | None = None,
     max_age_ms: int = DEFAULT_MAX_AGE_MS,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     max_size: int = MAX_ENVELOPE_BYTES,
@@ -271,9 +272,17 @@ def open_envelope(
 
     ``contacts(peer_id)`` returns the pinned (already verified) identity or None;
     ``seen(message_id)`` says whether that id was already accepted (persist it to
-    survive restarts).  Pure: stores nothing, raises only VolliError subclasses.
+    survive restarts).  ``channel`` is the (peer id, message id) the frame carrying the
+    envelope came with: checked first, so a copy relayed by someone else is refused as
+    :class:`UnknownPeer` before the replay check could make it worth an ACK.
+    Pure: stores nothing, raises only VolliError subclasses.
     """
     env = parse_envelope(data, max_size=max_size)
+    if channel is not None and (env.sender.peer_id, env.message_id) != channel:
+        raise UnknownPeer(
+            f"envelope {env.message_id.hex()[:8]} from {env.sender.peer_id} came on "
+            f"{channel[0]}'s channel as {channel[1].hex()[:8]}: a relayed copy, refused"
+        )
     _check_sender(env, contacts)
     wrap = env.recipients.get(me.peer_id)
     if wrap is None:

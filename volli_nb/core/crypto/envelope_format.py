@@ -4,7 +4,7 @@ Canonical JSON (sorted keys, no spaces, UTF-8), binary fields as unpadded base64
 
     {"v": 1, "conversation_id": str (1-256 chars), "message_id": b64(16),
      "sender": {"peer_id", "identity_key": b64(32), "device_key": b64(32),
-                "device_signature": b64(64)},
+                "device_signature": b64(64), "device_epoch": int 1.. (only from 1)},
      "counter": int 1..2**53-1, "timestamp": int ms 0..2**53-1,
      "recipients": {peer_id: {"device_key": b64(32), "ephemeral_key": b64(32),
                               "encrypted_key": b64(48), "nonce": b64(24)}},  # 1..1024 entries
@@ -32,7 +32,12 @@ from typing import Any
 
 from volli_nb.base.errors import MalformedEnvelope, UsageError
 from volli_nb.core.crypto import padding
-from volli_nb.core.crypto.identity import PublicIdentity, peer_id_for
+from volli_nb.core.crypto.identity import (
+    PublicIdentity,
+    identity_fields,
+    parse_epoch,
+    peer_id_for,
+)
 from volli_nb.core.crypto.primitives import AEAD_TAG_BYTES
 from volli_nb.core.encoding import b64decode, canonical_json, require_fields, strict_loads
 from volli_nb.core.message_id import MESSAGE_ID_BYTES
@@ -58,12 +63,6 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "commitment": str,
     "ciphertext": str,
     "signature": str,
-}
-_SENDER_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "peer_id": str,
-    "identity_key": str,
-    "device_key": str,
-    "device_signature": str,
 }
 _WRAP_FIELDS: dict[str, type | tuple[type, ...]] = {
     "device_key": str,
@@ -147,11 +146,12 @@ def _parse_sender(obj: object) -> PublicIdentity:
     signature is not checked here: open_envelope compares the block with the pin."""
     if not isinstance(obj, dict):
         raise MalformedEnvelope("sender must be a JSON object")
-    require_fields(obj, _SENDER_FIELDS, what="sender", error=MalformedEnvelope)
+    require_fields(obj, identity_fields(obj), what="sender", error=MalformedEnvelope)
     sender = PublicIdentity(
         identity_key=_field(obj["identity_key"], 32, "sender identity_key"),
         device_key=_field(obj["device_key"], 32, "sender device_key"),
         device_signature=_field(obj["device_signature"], 64, "sender device_signature"),
+        device_epoch=parse_epoch(obj, error=MalformedEnvelope),
     )
     if obj["peer_id"] != peer_id_for(sender.identity_key):
         raise MalformedEnvelope("sender peer_id does not match the sender's identity key")

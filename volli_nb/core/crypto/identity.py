@@ -4,6 +4,13 @@ The identity key never encrypts; the device key never signs.  Keeping them
 apart lets a device key rotate (or, later, several devices exist) under one
 identity, and avoids reusing one key for two algorithms.  A peer id is a short
 fingerprint of the identity key, so whoever can sign for the key owns the id.
+
+A device record (device key + signature) carries a signed *epoch*, so an old record,
+still validly signed, cannot roll a pinned device key back: a pin moves only to a
+strictly newer epoch.  Epoch 0 is every identity made before epochs existed; its
+signature covers the device key alone (``volli-device-v1``, so those records and every
+envelope carrying them stay valid).  From epoch 1 the signature covers the key and the
+epoch (``volli-device-v2``), and the JSON form carries ``device_epoch``.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from volli_nb.core.crypto.primitives import (
 )
 from volli_nb.core.encoding import b64decode, b64encode, require_fields
 
-DEVICE_DOMAIN = b"volli-device-v1"
+DEVICE_DOMAIN = b"volli-device-v1"  # epoch 0: the device key alone
+DEVICE_EPOCH_DOMAIN = b"volli-device-v2"  # epoch >= 1: device key || u64 epoch
+MAX_DEVICE_EPOCH = 2**53 - 1  # exact in JavaScript and SQLite alike
 PEER_ID_PERSON = b"volli-peer-id"
 SAFETY_ITERATIONS = 5200
 
@@ -39,6 +48,36 @@ def peer_id_for(identity_key: bytes) -> str:
     Cached: every envelope and contact lookup asks for the same few ids."""
     digest = hashlib.blake2b(identity_key, digest_size=10, person=PEER_ID_PERSON).digest()
     return base64.b32encode(digest).decode("ascii").lower()
+
+
+def device_record(device_key: bytes, epoch: int) -> tuple[bytes, bytes]:
+    """(domain, message) the identity key signs to vouch for ``device_key`` at ``epoch``."""
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_DEVICE_EPOCH:
+        raise UsageError(f"a device epoch is an int from 0 to 2**53-1, not {epoch!r}")
+    if epoch == 0:
+        return DEVICE_DOMAIN, device_key
+    return DEVICE_EPOCH_DOMAIN, device_key + epoch.to_bytes(8, "big")
+
+
+def identity_fields(obj: dict[str, Any]) -> dict[str, type | tuple[type, ...]]:
+    """The exact fields of an identity's JSON: ``device_epoch`` only from epoch 1."""
+    fields: dict[str, type | tuple[type, ...]] = {
+        "peer_id": str,
+        "identity_key": str,
+        "device_key": str,
+        "device_signature": str,
+    }
+    if "device_epoch" in obj:
+        fields["device_epoch"] = int
+    return fields
+
+
+def parse_epoch(obj: dict[str, Any], *, error: type[PeerError]) -> int:
+    """``device_epoch`` of an identity's JSON (absent: 0; present: 1 to 2**53-1)."""
+    epoch = obj.get("device_epoch", 0)
+    if "device_epoch" in obj and not (isinstance(epoch, int) and 1 <= epoch <= MAX_DEVICE_EPOCH):
+        raise error("device_epoch must be an int from 1 to 2**53-1 (absent for epoch 0)")
+    return int(epoch)
 
 
 def _domain_message(domain: bytes, message: bytes) -> bytes:
@@ -64,36 +103,40 @@ class PublicIdentity:
     identity_key: bytes
     device_key: bytes
     device_signature: bytes
+    device_epoch: int = 0  # signed with the device key; a pin only moves to a newer one
 
     @property
     def peer_id(self) -> str:
         return peer_id_for(self.identity_key)
 
     def verify(self) -> None:
-        """Raise :class:`BadSignature` unless the identity key signed this device key."""
+        """Raise :class:`BadSignature` unless the identity key signed this device key at
+        this epoch."""
         if len(self.identity_key) != KEY_BYTES or len(self.device_key) != KEY_BYTES:
             raise MalformedEnvelope("identity and device keys must be 32 bytes each")
-        verify(self.identity_key, DEVICE_DOMAIN, self.device_key, self.device_signature)
+        try:
+            domain, message = device_record(self.device_key, self.device_epoch)
+        except UsageError as exc:
+            raise MalformedEnvelope(str(exc)) from None
+        verify(self.identity_key, domain, message, self.device_signature)
 
-    def to_json(self) -> dict[str, str]:
-        return {
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "peer_id": self.peer_id,
             "identity_key": b64encode(self.identity_key),
             "device_key": b64encode(self.device_key),
             "device_signature": b64encode(self.device_signature),
         }
+        if self.device_epoch:
+            out["device_epoch"] = self.device_epoch
+        return out
 
     @classmethod
     def from_json(cls, obj: Any, *, error: type[PeerError] = MalformedEnvelope) -> PublicIdentity:
         """Strictly parse and verify; the claimed peer id must match the key."""
         if not isinstance(obj, dict):
             raise error("identity must be a JSON object")
-        require_fields(
-            obj,
-            {"peer_id": str, "identity_key": str, "device_key": str, "device_signature": str},
-            what="identity",
-            error=error,
-        )
+        require_fields(obj, identity_fields(obj), what="identity", error=error)
         ident = cls(
             identity_key=b64decode(
                 obj["identity_key"], length=32, what="identity_key", error=error
@@ -102,6 +145,7 @@ class PublicIdentity:
             device_signature=b64decode(
                 obj["device_signature"], length=64, what="device_signature", error=error
             ),
+            device_epoch=parse_epoch(obj, error=error),
         )
         if ident.peer_id != obj["peer_id"]:
             raise error(
@@ -114,9 +158,9 @@ class PublicIdentity:
 class Identity:
     """A private identity: the Ed25519 signing key and the X25519 device key it vouches for."""
 
-    SECRET_BYTES = 64
+    SECRET_BYTES = 64  # epoch 0; from epoch 1, 8 more bytes hold the epoch
 
-    def __init__(self, signing_seed: bytes, device_secret: bytes) -> None:
+    def __init__(self, signing_seed: bytes, device_secret: bytes, device_epoch: int = 0) -> None:
         if len(signing_seed) != KEY_BYTES or len(device_secret) != KEY_BYTES:
             raise UsageError("an identity needs a 32-byte signing seed and a 32-byte device key")
         self._seed = bytes(signing_seed)
@@ -126,22 +170,31 @@ class Identity:
         self.public = PublicIdentity(
             identity_key=identity_key,
             device_key=device_key,
-            device_signature=self.sign(DEVICE_DOMAIN, device_key),
+            device_signature=self.sign(*device_record(device_key, device_epoch)),
+            device_epoch=device_epoch,
         )
 
     @classmethod
     def generate(cls, random: Random = random_bytes) -> Identity:
         return cls(random(KEY_BYTES), random(KEY_BYTES))
 
+    def with_new_device(self, random: Random = random_bytes) -> Identity:
+        """The same identity with a fresh device key at the next epoch (a key rotation
+        that contacts accept, and after which the old record is refused)."""
+        return Identity(self._seed, random(KEY_BYTES), self.public.device_epoch + 1)
+
     @classmethod
     def from_secret_bytes(cls, secret: bytes) -> Identity:
-        if len(secret) != cls.SECRET_BYTES:
-            raise UsageError(f"identity secret must be {cls.SECRET_BYTES} bytes")
-        return cls(secret[:32], secret[32:])
+        if len(secret) not in (cls.SECRET_BYTES, cls.SECRET_BYTES + 8):
+            raise UsageError(f"identity secret must be {cls.SECRET_BYTES} (or 72) bytes")
+        epoch = int.from_bytes(secret[64:], "big") if len(secret) > cls.SECRET_BYTES else 0
+        return cls(secret[:32], secret[32:64], epoch)
 
     def to_secret_bytes(self) -> bytes:
-        """Both private keys; store only sealed (see :mod:`volli_nb.core.store.database`)."""
-        return self._seed + self._device_secret
+        """Both private keys (and the epoch, from 1); store only sealed (see
+        :mod:`volli_nb.core.store.database`)."""
+        epoch = self.public.device_epoch
+        return self._seed + self._device_secret + (epoch.to_bytes(8, "big") if epoch else b"")
 
     @property
     def peer_id(self) -> str:

@@ -195,7 +195,7 @@ def encode_frame(frame: Frame) -> bytes:
 
 
 def make_hello(me: Identity, offer_fp: str, answer_fp: str) -> bytes:
-    """Channel binding: our identity key signs both DTLS fingerprints from the SDP."""
+    """Channel binding: our identity key signs both DTLS certificate digests in use."""
     signature = me.sign(BIND_DOMAIN, bind_payload(offer_fp, answer_fp, me.peer_id))
     return encode_frame(HelloFrame(me.public, offer_fp, answer_fp, signature))
 

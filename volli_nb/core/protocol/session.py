@@ -316,8 +316,8 @@ class Session:
             (frame.offer_fingerprint, frame.answer_fingerprint) != self._expected
         ):
             raise ChannelBindingFailed(
-                "the peer signed DTLS fingerprints other than the ones in our SDP: "
-                "the signaling path may have been tampered with"
+                "the peer signed DTLS certificates other than the ones our handshake used: "
+                "someone in the middle ended DTLS on both sides (a lying signaling path)"
             )
         payload = bind_payload(
             frame.offer_fingerprint, frame.answer_fingerprint, frame.identity.peer_id

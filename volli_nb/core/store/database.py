@@ -6,18 +6,28 @@ and transactions).  :class:`Database` composes the tables' code (:mod:`.contacts
 Metadata that queries need (ids, times, statuses) is stored in clear, so
 ``sqlite-utils tables profile.sqlite`` and ``sqlite-utils rows`` can inspect a profile
 without the passphrase; secrets and message bodies are sealed with the database key,
-bound to their table, column, row and schema version.  The ``outbox`` table belongs to
-:mod:`volli_nb.core.store.message_queue` but is created here, so a profile has one schema
-and one migration history.
+bound to their table, column, row and schema version (and, from schema 2, padded to a
+size bucket).  The clear columns that carry trust are covered by row MACs
+(:mod:`volli_nb.core.store.row_macs`), so they are readable but not editable.  The
+``outbox`` table belongs to :mod:`volli_nb.core.store.message_queue` but is created
+here, so a profile has one schema and one migration history.
 """
 
 from __future__ import annotations
 
-from volli_nb.base.errors import UsageError
-from volli_nb.core.store.contacts import Contact, Contacts
-from volli_nb.core.store.history import Conversation, History, StoredMessage
+from collections.abc import Callable
+
+from volli_nb.base.errors import StorageError, UsageError
+from volli_nb.core.store.contacts import CONTACT_COLUMNS, Contact, Contacts
+from volli_nb.core.store.history import (
+    CONVERSATION_COLUMNS,
+    MESSAGE_COLUMNS,
+    Conversation,
+    History,
+    StoredMessage,
+)
 from volli_nb.core.store.keyring import KDF_MIN, KDF_MODERATE, KdfCost
-from volli_nb.core.store.sealed_db import Migration, SealedDatabase
+from volli_nb.core.store.row_macs import MAC_COLUMN
 
 __all__ = [
     "KDF_MIN",
@@ -57,15 +67,42 @@ _V1 = [
 ]
 
 
-def _create_v1_tables(db: SealedDatabase) -> None:
+OUTBOX_COLUMNS = ("id", "message_id", "conversation_id", "recipient", "counter")
+AUTHENTICATED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "contacts": ("peer_id", CONTACT_COLUMNS),
+    "conversations": ("id", CONVERSATION_COLUMNS),
+    "messages": ("message_id", MESSAGE_COLUMNS),
+    "outbox": ("id", OUTBOX_COLUMNS),
+}
+"""Rows whose clear columns carry trust, and the columns their MAC covers."""
+
+
+def _create_v1_tables(db: Database) -> None:
     for sql in _V1:
         db.execute(sql)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_create_v1_tables,)
+def _authenticate_rows(db: Database) -> None:
+    """Schema 2: device epochs, a MAC on every trust-bearing row (computed here, under
+    the passphrase, for the rows a schema-1 file already holds), padded sealed values
+    (re-sealed before this step runs).  Contacts whose device record does not verify
+    are refused by name: the MAC must not bless an edit made before it existed."""
+    db.execute("ALTER TABLE contacts ADD COLUMN device_epoch INTEGER NOT NULL DEFAULT 0")
+    for table in AUTHENTICATED:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {MAC_COLUMN} BLOB")
+    db.authenticate_all()
+    for row in db.fetch("SELECT peer_id FROM contacts"):
+        try:
+            db.get_contact(row["peer_id"])
+        except StorageError as exc:
+            raise StorageError(f"cannot migrate {db.path} to schema 2: {exc}") from None
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_create_v1_tables, _authenticate_rows)
 """``MIGRATIONS[n]`` takes schema ``n`` to ``n + 1``.  Append; never edit a released step."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
+PADDED_FROM = 2  # sealed values are padded to a size bucket from this schema on
 
 # Where sealed values live, so a migration can re-seal them under the new version.
 SEALED_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -79,12 +116,15 @@ class Database(Contacts, History):
     """A profile; ``Database.open(path, passphrase)`` unlocks or creates it.
 
     Contacts come from :class:`Contacts`, conversations and messages from :class:`History`.
-    Also inherited: ``change_passphrase``, ``seal``/``unseal``, ``transaction``,
+    Also inherited: ``change_passphrase``, ``rekey``, ``seal``/``unseal``, ``check_row``,
+    ``transaction``,
     ``execute``/``fetch``, ``close``, ``path``, ``clock`` and ``db`` (sqlite_utils).
     """
 
     MIGRATIONS = MIGRATIONS
     SEALED_COLUMNS = SEALED_COLUMNS
+    AUTHENTICATED = AUTHENTICATED
+    PADDED_FROM = PADDED_FROM
 
     # --- identity -------------------------------------------------------------
 

@@ -1,19 +1,34 @@
 """Conversations and their messages, with the seen-set that makes receiving exactly-once.
 
-A mixin over :class:`~volli_nb.core.store.sealed_db.SealedDatabase`, composed into
+A mixin over :class:`~volli_nb.core.store.row_macs.RowMacs`, composed into
 :class:`~volli_nb.core.store.database.Database`, which owns the schema.  Message bodies
-are sealed (bound to their row); ids, senders and times stay in clear for queries.
+are sealed (bound to their row); ids, senders and times stay in clear for queries, and
+a row MAC covers a conversation's members and a message's conversation, sender and
+direction, checked on every read.  Conversation ids are printable ASCII.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from volli_nb.base.errors import UsageError
 from volli_nb.core.message_id import check_message_id
-from volli_nb.core.store.sealed_db import Row, SealedDatabase
+from volli_nb.core.store.row_macs import RowMacs
+from volli_nb.core.store.sealed_db import Row
+
+CONVERSATION_COLUMNS = ("id", "title", "members")
+MESSAGE_COLUMNS = (
+    "message_id",
+    "conversation_id",
+    "sender",
+    "direction",
+    "counter",
+    "timestamp_ms",
+)
+_CONVERSATION_ID = re.compile(r"[\x21-\x7e]{1,256}\Z")  # no look-alikes of another id
 
 
 @dataclass(frozen=True)
@@ -40,7 +55,7 @@ def _message_hex(message_id: bytes) -> str:
     return check_message_id(message_id).hex()
 
 
-class History(SealedDatabase):
+class History(RowMacs):
     """The ``conversations``, ``counters``, ``messages`` and ``seen`` tables."""
 
     def ensure_conversation(
@@ -55,14 +70,20 @@ class History(SealedDatabase):
         wanted = tuple(sorted(set(members)))
         if not wanted or not all(isinstance(m, str) and m for m in wanted):
             raise UsageError(f"a conversation needs non-empty peer ids as members, got {members!r}")
+        if not isinstance(conversation_id, str) or not _CONVERSATION_ID.match(conversation_id):
+            raise UsageError(
+                f"a conversation id is 1 to 256 printable ASCII characters, not {conversation_id!r}"
+            )
         with self.transaction():
             found = self.get_conversation(conversation_id)
             if found is None:
                 found = Conversation(conversation_id, title, wanted, self.clock())
                 self.execute(
-                    "INSERT INTO conversations VALUES (?, ?, ?, ?)",
+                    "INSERT INTO conversations (id, title, members, created_at) "
+                    "VALUES (?, ?, ?, ?)",
                     (found.id, title, json.dumps(list(wanted)), found.created_at),
                 )
+                self.update_mac("conversations", conversation_id)
             elif found.members != wanted:
                 raise UsageError(
                     f"conversation {conversation_id!r} has members {list(found.members)}, not "
@@ -72,16 +93,17 @@ class History(SealedDatabase):
                 self.execute(
                     "UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)
                 )
+                self.update_mac("conversations", conversation_id)
                 found = replace(found, title=title)
             return found
 
     def get_conversation(self, conversation_id: str) -> Conversation | None:
         rows = self.fetch("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
-        return _conversation(rows[0]) if rows else None
+        return self._conversation(rows[0]) if rows else None
 
     def list_conversations(self) -> list[Conversation]:
         rows = self.fetch("SELECT * FROM conversations ORDER BY created_at, rowid")
-        return [_conversation(r) for r in rows]
+        return [self._conversation(r) for r in rows]
 
     def next_counter(self, conversation_id: str) -> int:
         """Our next message counter in this conversation: 1, 2, 3, … across restarts."""
@@ -143,19 +165,19 @@ class History(SealedDatabase):
         timestamp_ms: int,
         body: bytes,
     ) -> None:
-        self.execute(
-            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                mid,
-                conversation_id,
-                sender,
-                direction,
-                counter,
-                timestamp_ms,
-                self.clock(),
-                self.seal("messages", "body", mid, body),
-            ),
-        )
+        row = {
+            "message_id": mid,
+            "conversation_id": conversation_id,
+            "sender": sender,
+            "direction": direction,
+            "counter": counter,
+            "timestamp_ms": timestamp_ms,
+            "stored_at": self.clock(),
+            "body": self.seal("messages", "body", mid, body),
+        }
+        row["mac"] = self.row_mac("messages", row)
+        names, marks = ", ".join(row), ", ".join(f":{k}" for k in row)
+        self.execute(f"INSERT INTO messages ({names}) VALUES ({marks})", row)
 
     def is_seen(self, message_id: bytes) -> bool:
         """True if this id is in the seen-set or stored as a message (both survive restarts)."""
@@ -167,6 +189,20 @@ class History(SealedDatabase):
                 (mid,),
             )
         )
+
+    def seen_by(self, message_id: bytes) -> str | None:
+        """Who used this message id: the sender of the seen or stored message, or None.
+
+        A replay is acknowledged again only on its own sender's channel; the same id
+        from anyone else is refused, so nobody learns (or gets a signed ACK for) another
+        peer's message ids."""
+        mid = _message_hex(message_id)
+        rows = self.fetch(
+            "SELECT sender FROM seen WHERE message_id = ?1 "
+            "UNION ALL SELECT sender FROM messages WHERE message_id = ?1 LIMIT 1",
+            (mid,),
+        )
+        return str(rows[0]["sender"]) if rows else None
 
     def prune_seen(self, before: float) -> int:
         """Forget seen-set entries older than ``before``; only safe past the freshness window."""
@@ -193,6 +229,7 @@ class History(SealedDatabase):
         return self._message(rows[0]) if rows else None
 
     def _message(self, row: Row) -> StoredMessage:
+        self.check_row("messages", row)
         return StoredMessage(
             bytes.fromhex(row["message_id"]),
             row["conversation_id"],
@@ -204,8 +241,8 @@ class History(SealedDatabase):
             self.unseal("messages", "body", row["message_id"], row["body"]),
         )
 
-
-def _conversation(row: Row) -> Conversation:
-    return Conversation(
-        row["id"], row["title"], tuple(json.loads(row["members"])), row["created_at"]
-    )
+    def _conversation(self, row: Row) -> Conversation:
+        self.check_row("conversations", row)
+        return Conversation(
+            row["id"], row["title"], tuple(json.loads(row["members"])), row["created_at"]
+        )

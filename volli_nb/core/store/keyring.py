@@ -7,16 +7,38 @@ wrong passphrase is detected by the wrap's AEAD tag before anything is read.
 
 Every sealed field carries its own random 24-byte nonce and is bound, through the
 associated data, to ``table|column|row id|schema version``: a ciphertext copied
-to another row or column, or left over from another schema, does not open.
+to another row or column, or left over from another schema, does not open.  From
+schema 2 a sealed value is padded first, to the envelope's size buckets, so the file
+shows a body's bucket and not its length.
+
+Rows whose *clear* columns carry trust (contact keys, ``verified``, conversation
+members, a message's sender and direction) get a MAC instead: keyed BLAKE2b under a key
+derived from the database key, over the table, the schema version and every covered
+column (primary key included), each tagged and length-prefixed (:func:`row_mac`).  They
+stay readable with any SQLite tool, but an edit without the passphrase is detected.
+
+The keyring's Argon2id cost is read from the file before the passphrase can be checked,
+so it is capped at four times MODERATE (:data:`MAX_OPSLIMIT`, :data:`MAX_MEMLIMIT`): a
+hostile file cannot make opening it cost more than that.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from volli_nb.base.errors import DecryptionFailed, StorageError, UsageError, WrongPassphrase
+from volli_nb.base.errors import (
+    DecryptionFailed,
+    MalformedEnvelope,
+    StorageError,
+    UsageError,
+    WrongPassphrase,
+)
+from volli_nb.core.crypto import padding
 from volli_nb.core.crypto.primitives import (
     AEAD_KEY_BYTES,
     AEAD_NONCE_BYTES,
@@ -34,9 +56,13 @@ from volli_nb.core.crypto.primitives import (
 KEYRING_DOMAIN = b"volli-keyring-v1"
 PASSPHRASE_ENV = "VOLLI_PASSPHRASE"  # where the shell, the magics and peer processes look for it
 
-# A damaged or hostile file must not make us compute (or allocate) for ever.
-MAX_OPSLIMIT = 32
-MAX_MEMLIMIT = 4 * 1024**3
+PAD_BUCKET = 256  # sealed values are padded to the envelope's buckets (from 256 bytes)
+ROW_MAC_DOMAIN = b"volli-row-mac-v1"
+ROW_MAC_BYTES = 32
+
+# A damaged or hostile file must not make us compute (or allocate) more than 4x MODERATE.
+MAX_OPSLIMIT = 4 * ARGON2_OPSLIMIT_MODERATE
+MAX_MEMLIMIT = 4 * ARGON2_MEMLIMIT_MODERATE
 
 
 class KdfCost(NamedTuple):
@@ -76,17 +102,24 @@ def check_cost(kdf: KdfCost, *, error: type[Exception] = UsageError) -> KdfCost:
     return KdfCost(int(ops), int(mem))
 
 
-def aead_seal(key: bytes, associated: bytes, plaintext: bytes, random: Random) -> bytes:
-    """``nonce || ciphertext || tag`` with a fresh random nonce."""
+def aead_seal(
+    key: bytes, associated: bytes, plaintext: bytes, random: Random, *, pad: bool = False
+) -> bytes:
+    """``nonce || ciphertext || tag`` with a fresh random nonce; with ``pad``, the
+    plaintext is first padded to the envelope's size buckets."""
     nonce = random(AEAD_NONCE_BYTES)
+    if pad:
+        plaintext = padding.pad(plaintext, PAD_BUCKET)
     return nonce + aead_encrypt(key, nonce, plaintext, associated)
 
 
-def aead_open(key: bytes, associated: bytes, sealed: bytes) -> bytes | None:
-    """The plaintext, or None if the tag does not verify (wrong key, data or place)."""
+def aead_open(key: bytes, associated: bytes, sealed: bytes, padded: bool = False) -> bytes | None:
+    """The plaintext, or None if the tag does not verify (wrong key, data or place) or
+    (``padded``) the padding is not exactly the bucket's."""
     try:
-        return aead_decrypt(key, sealed[:AEAD_NONCE_BYTES], sealed[AEAD_NONCE_BYTES:], associated)
-    except DecryptionFailed:
+        plain = aead_decrypt(key, sealed[:AEAD_NONCE_BYTES], sealed[AEAD_NONCE_BYTES:], associated)
+        return padding.unpad(plain, PAD_BUCKET) if padded else plain
+    except (DecryptionFailed, MalformedEnvelope):
         return None
 
 
@@ -99,6 +132,42 @@ def field_context(table: str, column: str, row_id: str | int, schema_version: in
     if "|" in table or "|" in column:
         raise UsageError(f"table and column names may not contain '|': {table!r}.{column!r}")
     return f"{table}|{column}|{row_id}|{schema_version}".encode()
+
+
+def row_mac_key(database_key: bytes) -> bytes:
+    """The key of the row MACs, derived from (and rotating with) the database key."""
+    return hashlib.blake2b(ROW_MAC_DOMAIN, key=database_key, digest_size=32).digest()
+
+
+def _tagged(value: object) -> bytes:
+    """One column value, tagged by type and length-prefixed: no two rows encode alike."""
+    if isinstance(value, str):
+        tag, data = b"S", value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, bytes):
+        tag, data = b"B", value
+    elif isinstance(value, int):  # bool too: SQLite stores it as 0 or 1
+        tag, data = b"I", str(int(value)).encode()
+    elif value is None:
+        tag, data = b"N", b""
+    else:
+        raise UsageError(f"a MAC'd column holds text, an integer, bytes or NULL, not {value!r}")
+    return tag + len(data).to_bytes(8, "big") + data
+
+
+@functools.lru_cache(maxsize=256)
+def _tagged_name(name: str) -> bytes:
+    return _tagged(name)
+
+
+def row_mac(
+    mac_key: bytes, table: str, schema_version: int, columns: Sequence[tuple[str, object]]
+) -> bytes:
+    """MAC of one row's covered ``(column, value)`` pairs, bound to table and schema."""
+    parts = [_tagged_name(table), _tagged(schema_version)]
+    for name, value in columns:
+        parts.append(_tagged_name(name))
+        parts.append(_tagged(value))
+    return hashlib.blake2b(b"".join(parts), key=mac_key, digest_size=ROW_MAC_BYTES).digest()
 
 
 @dataclass(frozen=True)

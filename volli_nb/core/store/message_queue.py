@@ -165,7 +165,10 @@ class PersistentMessageQueue:
             cursor = self.db.execute(f"INSERT INTO outbox ({names}) VALUES ({marks})", values)
             row_id = int(cursor.lastrowid or 0)
             sealed = self.db.seal("outbox", "payload", row_id, message.payload)
-            self.db.execute("UPDATE outbox SET payload = ? WHERE id = ?", (sealed, row_id))
+            mac = self.db.row_mac("outbox", {**values, "id": row_id})  # recipient is covered
+            self.db.execute(
+                "UPDATE outbox SET payload = ?, mac = ? WHERE id = ?", (sealed, mac, row_id)
+            )
         return row_id
 
     def get(self, row_id: int) -> QueuedMessage:
@@ -375,6 +378,7 @@ class PersistentMessageQueue:
         return [self._queued(r) for r in rows]
 
     def _queued(self, row: Row) -> QueuedMessage:
+        self.db.check_row("outbox", row)  # a recipient edited in the file is refused
         sealed = row["payload"]
         payload = b"" if sealed is None else self.db.unseal("outbox", "payload", row["id"], sealed)
         return QueuedMessage(

@@ -1,7 +1,7 @@
 """An SQLite file whose rows are sealed with a key that a passphrase unlocks.
 
 This is the machinery under :class:`volli_nb.core.store.database.Database`: opening and
-creating the file, the keyring, schema migrations, sealing fields, and
+creating the file, the keyring, schema migrations, sealing fields, row MACs, and
 transactions.  Opening an existing file reads its keyring through a read-only
 connection first, so a wrong passphrase changes no byte of it; only an unlocked
 file is switched to WAL and migrated.
@@ -95,11 +95,15 @@ class SealedDatabase:
 
     ``MIGRATIONS[n]`` takes schema ``n`` to ``n + 1`` (append; never edit a
     released step).  ``SEALED_COLUMNS`` maps each table to its primary key and
-    sealed columns, so a migration can re-seal them under the new version.
+    sealed columns, so a migration can re-seal them under the new version (and
+    :meth:`rekey` under a new key); :class:`~volli_nb.core.store.row_macs.RowMacs` extends
+    that to the rows that carry a MAC.
     """
 
     MIGRATIONS: ClassVar[Sequence[Migration]] = ()
     SEALED_COLUMNS: ClassVar[Mapping[str, tuple[str, tuple[str, ...]]]] = {}
+    PADDED_FROM: ClassVar[int | None] = None
+    """The schema version from which sealed values are padded (None: never)."""
 
     def __init__(
         self,
@@ -223,15 +227,20 @@ class SealedDatabase:
                 self.schema_version = old
                 raise
 
-    def _reseal(self, old: int, new: int) -> None:
-        """Sealed values name the schema version; move every one from ``old`` to ``new``."""
+    def columns(self, table: str) -> set[str]:
+        """The column names ``table`` has now (migrations add some)."""
+        return {r["name"] for r in self.fetch(f"PRAGMA table_info({table})")}
+
+    def _reseal(self, old: int, new: int, key: bytes | None = None) -> None:
+        """Sealed values name the schema version; move every one from ``old`` to ``new``
+        (and to ``key``, when rekeying)."""
         for table, (pk, columns) in self.SEALED_COLUMNS.items():
-            present = {r["name"] for r in self.fetch(f"PRAGMA table_info({table})")}
+            present = self.columns(table)
             for column in [c for c in columns if c in present]:
                 rows = self.fetch(f"SELECT {pk} AS pk, {column} AS v FROM {table}")
                 for row in [r for r in rows if r["v"] is not None]:
                     plain = self._unseal_at(old, table, column, row["pk"], row["v"])
-                    sealed = self._seal_at(new, table, column, row["pk"], plain)
+                    sealed = self._seal_at(new, table, column, row["pk"], plain, key)
                     self.execute(
                         f"UPDATE {table} SET {column} = ? WHERE {pk} = ?", (sealed, row["pk"])
                     )
@@ -241,24 +250,44 @@ class SealedDatabase:
     ) -> None:
         """Re-wrap the database key under ``new`` (and a new salt) in one transaction.
 
-        The database key itself is unchanged: someone who copied the file before
-        and knows ``old`` can still read that copy.  ``kdf`` defaults to the current cost.
+        Protects against someone who learns ``old`` *from now on*: the file no longer
+        opens with it.  The database key is unchanged, so whoever already holds it (who
+        copied the file while ``old`` was known) still reads every later copy; use
+        :meth:`~volli_nb.core.store.row_macs.RowMacs.rekey` against that.  ``kdf``
+        defaults to the current cost.
         """
         if not passphrase_bytes(new):
             raise UsageError("the new passphrase is empty; choose a non-empty one")
-        current = WrappedKey.from_row(dict(self.fetch("SELECT * FROM keyring WHERE id = 1")[0]))
-        if not hmac.compare_digest(current.unwrap(old), self._key):
+        self._rewrap(old, new, self._key, kdf)
+
+    def _rewrap(
+        self,
+        passphrase: str | bytes,
+        new_passphrase: str | bytes,
+        key: bytes,
+        kdf: KdfCost | None,
+        then: Callable[[], None] = lambda: None,
+    ) -> None:
+        """If ``passphrase`` opens the keyring: wrap ``key`` under ``new_passphrase``, then
+        in one transaction run ``then`` and write the new keyring."""
+        current = self._keyring()
+        if not hmac.compare_digest(current.unwrap(passphrase), self._key):
             raise StorageError("the keyring does not match the open database; reopen the profile")
         cost = kdf or KdfCost(current.opslimit, current.memlimit)
-        wrapped = WrappedKey.wrap(self._key, new, cost, self._random)
+        wrapped = WrappedKey.wrap(key, new_passphrase, cost, self._random)  # slow: before the lock
         with self.transaction():
-            now = WrappedKey.from_row(dict(self.fetch("SELECT * FROM keyring WHERE id = 1")[0]))
-            if now != current:
+            if self._keyring() != current:
                 raise StorageError("the passphrase was changed concurrently; try again")
+            then()
             self._write_keyring(wrapped)
         if not self._conn.in_transaction:  # else the caller's commit comes later
-            # Drop the old wrap from the WAL, so it does not linger beside the new one.
+            # Drop the old wrap (and old ciphertexts) from the WAL, so they do not linger.
             self.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _keyring(self) -> WrappedKey:
+        return WrappedKey.from_row(dict(self.fetch("SELECT * FROM keyring WHERE id = 1")[0]))
+
+    # --- sealed fields ----------------------------------------------------------
 
     def seal(self, table: str, column: str, row_id: str | int, plaintext: bytes) -> bytes:
         """Encrypt ``plaintext`` for exactly this table, column, row and schema version."""
@@ -268,17 +297,29 @@ class SealedDatabase:
         """Decrypt a value from :meth:`seal`; :class:`StorageError` if altered or moved."""
         return self._unseal_at(self.schema_version, table, column, row_id, sealed)
 
+    def _padded(self, version: int) -> bool:
+        """Whether values sealed at ``version`` are padded to a size bucket first."""
+        return self.PADDED_FROM is not None and version >= self.PADDED_FROM
+
     def _seal_at(
-        self, version: int, table: str, column: str, row_id: str | int, plaintext: bytes
+        self,
+        version: int,
+        table: str,
+        column: str,
+        row_id: str | int,
+        plaintext: bytes,
+        key: bytes | None = None,
     ) -> bytes:
         context = field_context(table, column, row_id, version)
-        return aead_seal(self._key, context, bytes(plaintext), self._random)
+        key = self._key if key is None else key
+        return aead_seal(key, context, bytes(plaintext), self._random, pad=self._padded(version))
 
     def _unseal_at(
         self, version: int, table: str, column: str, row_id: str | int, sealed: bytes
     ) -> bytes:
         context = field_context(table, column, row_id, version)
-        plain = aead_open(self._key, context, sealed) if isinstance(sealed, bytes) else None
+        padded = self._padded(version)
+        plain = aead_open(self._key, context, sealed, padded) if isinstance(sealed, bytes) else None
         if plain is None:
             raise StorageError(
                 f"sealed {table}.{column} of row {row_id!r} does not open: it was tampered "

@@ -58,6 +58,7 @@ def peers_table(store: Any, now: float) -> Table:
     endpoint = net.get_sync_endpoint()
     present = set(store.room_session.online) if store.room_session is not None else set()
     names = {c.peer_id: c.name for c in store.contacts}
+    warnings: dict[str, str] = store.contact_book.warnings  # name clashes, key changes
     rows: list[Row] = []
     for peer_id, pc in net.peers.items():
         stats = net.stats(peer_id)
@@ -80,9 +81,10 @@ def peers_table(store: Any, now: float) -> Table:
                 "bytes in/out": f"{stats.bytes_in}/{stats.bytes_out}",
                 "last seen": _ago(now, stats.last_seen),
                 "presence": "online" if peer_id in present else "",
+                "warning": warnings.get(peer_id, ""),
             }
         )
-    for peer_id in sorted((set(names) | present) - set(net.peers)):
+    for peer_id in sorted((set(names) | present | set(warnings)) - set(net.peers)):
         rows.append(
             {
                 "peer": peer_id,
@@ -97,9 +99,11 @@ def peers_table(store: Any, now: float) -> Table:
                 "bytes in/out": "—",
                 "last seen": "—",
                 "presence": "online" if peer_id in present else "",
+                "warning": warnings.get(peer_id, ""),
             }
         )
-    return Table(list(PEER_COLUMNS), rows, title="Peers")
+    flagged = frozenset(i for i, row in enumerate(rows) if row["warning"])
+    return Table(list(PEER_COLUMNS), rows, highlight=flagged, title="Peers")
 
 
 PEER_COLUMNS = (
@@ -115,6 +119,7 @@ PEER_COLUMNS = (
     "bytes in/out",
     "last seen",
     "presence",
+    "warning",
 )
 CANDIDATE_COLUMNS = (
     "peer",

@@ -1,0 +1,264 @@
+"""Issue 12, items 2, 3, 5 and 7 (replay): what a paired contact can try, with real peers.
+
+Mallory is a contact of Bob's, paired over a real data channel; she crafts envelopes
+with her own identity (or replays Alice's) and sends them through her ordinary session.
+Every attack must be refused with a typed error, and nothing stored, ACKed or changed.
+"Not ACKed" is checked after a control message Bob does acknowledge: the channel is
+ordered and Bob ACKs in order, so an ACK for the attack would have come first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from netutil import open_store, pair
+from test_network import arun
+
+from volli_nb.app.chat import dm_conversation_id
+from volli_nb.app.messages_store import MessagesStore
+from volli_nb.base.errors import BadPairingCode
+from volli_nb.core import pairing_code as pairing
+from volli_nb.core.crypto import envelope as envelopes
+from volli_nb.core.crypto.identity import Identity, PublicIdentity
+from volli_nb.net.events import Delivered, NetworkEvent
+
+pytestmark = pytest.mark.network
+
+
+class Acks:
+    """Every message id ``store`` got a signed ACK for."""
+
+    def __init__(self, store: MessagesStore) -> None:
+        self.store, self.ids = store, set[bytes]()
+
+        def on_event(event: NetworkEvent) -> None:
+            if isinstance(event, Delivered):
+                self.ids.update(event.message_ids)
+
+        store.network_store.on_event(on_event)
+
+    async def settle(self, to: MessagesStore) -> None:
+        """Send a control message and wait for its ACK: every earlier ACK is in."""
+        sent = await self.store.send_message(to.peer_id, "control")
+        await self.store.wait_delivered(sent.message_id)
+
+
+def craft(
+    sender: Identity,
+    recipients: Sequence[PublicIdentity],
+    conversation_id: str,
+    plaintext: bytes = b'{"type":"text","text":"crafted"}',
+    message_id: bytes | None = None,
+) -> tuple[bytes, bytes]:
+    data = envelopes.seal(
+        sender,
+        list(recipients),
+        conversation_id=conversation_id,
+        plaintext=plaintext,
+        counter=1,
+        timestamp_ms=int(time.time() * 1000),
+        message_id=message_id,
+    )
+    return envelopes.envelope_message_id(data), data
+
+
+def errors(store: MessagesStore) -> str:
+    return " ".join(e.message for e in store.log.entries(category="error"))
+
+
+def test_a_contact_cannot_squat_conversation_ids(tmp_path: Path) -> None:
+    """Attack: Mallory creates dm-<bob>-<carol> (and look-alikes, and a group) with
+    herself as a member, so Bob's later pairing with Carol fails and his messages
+    "to Carol" are encrypted to Mallory."""
+
+    async def main() -> None:
+        bob, mallory = open_store(tmp_path, "bob"), open_store(tmp_path, "mallory")
+        carol = Identity.generate()
+        try:
+            await pair(mallory, bob)
+            acks = Acks(mallory)
+            me, them = bob.identity.public, mallory.identity
+            squat = dm_conversation_id(bob.peer_id, carol.peer_id)
+            ours = dm_conversation_id(bob.peer_id, mallory.peer_id)
+            look_alike = ours.replace("a", "\u0430", 1) if "a" in ours else ours[:-1] + "\u0430"
+            attacks = [
+                craft(them, [me], squat),
+                craft(them, [me], look_alike),
+                craft(them, [me, carol.public], "team"),  # members beyond sender and receiver
+                craft(them, [me, carol.public], squat),
+            ]
+            for message_id, data in attacks:
+                await mallory.network_store.send_envelope(bob.peer_id, message_id, data)
+            await acks.settle(bob)
+            assert not acks.ids & {mid for mid, _ in attacks}, "a squatting message was ACKed"
+            assert "ConversationRefused" in errors(bob)
+            assert [c.id for c in bob.conversations()] == [ours]
+            assert [m.text for m in bob.history(mallory.peer_id)] == ["control"]
+            # Carol pairs as if nothing happened, and "to Carol" is encrypted to Carol only.
+            bob.add_contact(carol.public, name="carol")
+            sent = await bob.send_message(carol.peer_id, "for carol only")
+            assert sent.conversation_id == squat
+            assert set(bob.delivery_status(sent.message_id)) == {carol.peer_id}
+        finally:
+            await asyncio.gather(bob.close(), mallory.close())
+
+    arun(main)
+
+
+def test_pinning_a_contact_and_its_conversation_is_one_transaction(tmp_path: Path) -> None:
+    """A conversation squatted before this fix makes pairing fail: then nothing is pinned."""
+
+    async def main() -> None:
+        bob, carol, mallory = open_store(tmp_path, "bob"), Identity.generate(), Identity.generate()
+        try:
+            squat = dm_conversation_id(bob.peer_id, carol.peer_id)
+            bob.database.ensure_conversation(squat, [bob.peer_id, mallory.peer_id])
+            with pytest.raises(Exception, match="membership"):
+                bob.add_contact(carol.public, name="carol")
+            assert bob.contact(carol.peer_id) is None
+        finally:
+            await bob.close()
+
+    arun(main)
+
+
+def nested_json_bomb(depth: int = 200_000) -> bytes:
+    """A body that inflates to deeply nested JSON (a few hundred bytes on the wire)."""
+    text = b'{"type":"text","text":"hi","x":' + b"[" * depth + b"]" * depth + b"}"
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return b"\x00z" + packer.compress(text) + packer.flush()
+
+
+def test_a_body_that_inflates_to_deep_json_is_refused_and_history_survives(
+    tmp_path: Path,
+) -> None:
+    """Attack: a valid envelope whose body inflates to deeply nested JSON was stored and
+    ACKed, and from then on history() and the chat panel raised for the conversation."""
+
+    async def main() -> None:
+        bob, mallory = open_store(tmp_path, "bob"), open_store(tmp_path, "mallory")
+        try:
+            await pair(mallory, bob)
+            acks = Acks(mallory)
+            ours = dm_conversation_id(bob.peer_id, mallory.peer_id)
+            bad = [
+                craft(mallory.identity, [bob.identity.public], ours, nested_json_bomb()),
+                craft(mallory.identity, [bob.identity.public], ours, b'{"type":"text","text":1}'),
+                craft(mallory.identity, [bob.identity.public], ours, b'{"type":"html","text":"x"}'),
+            ]
+            for message_id, data in bad:
+                await mallory.network_store.send_envelope(bob.peer_id, message_id, data)
+            await acks.settle(bob)
+            assert not acks.ids & {mid for mid, _ in bad}, "a poisoned body was ACKed"
+            assert "MalformedBody" in errors(bob)
+            assert [m.text for m in bob.history(mallory.peer_id)] == ["control"]
+            # A row an older version stored shows as unreadable, and the rest still shows.
+            stale, later = bytes(range(16)), int(time.time() * 1000) + 60_000
+            bob.database.store_received(stale, ours, mallory.peer_id, 9, later, nested_json_bomb())
+            shown = bob.history(mallory.peer_id)
+            assert [m.status for m in shown] == ["received", "unreadable"]
+            assert shown[1].text.startswith("[unreadable message: MalformedBody")
+        finally:
+            await asyncio.gather(bob.close(), mallory.close())
+
+    arun(main)
+
+
+def test_a_replayed_envelope_is_checked_against_its_channel_before_any_ack(
+    tmp_path: Path,
+) -> None:
+    """Attack: Mallory replays, on her own channel, Alice's envelope (or a fresh one of
+    hers under Alice's message id): it was ACKed because the id was seen, before its
+    sender and id were compared with the channel (a signed "Bob has X" for Mallory)."""
+
+    async def main() -> None:
+        alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+        mallory = open_store(tmp_path, "mallory")
+        try:
+            await pair(alice, bob)
+            await pair(mallory, bob)
+            conversation = dm_conversation_id(alice.peer_id, bob.peer_id)
+            message_id, data = craft(alice.identity, [bob.identity.public], conversation)
+            alice_acks, acks = Acks(alice), Acks(mallory)
+            await alice.network_store.send_envelope(bob.peer_id, message_id, data)
+            await alice_acks.settle(bob)
+            assert message_id in alice_acks.ids  # Bob has it, from Alice
+            ours = dm_conversation_id(bob.peer_id, mallory.peer_id)
+            _, same_id = craft(mallory.identity, [bob.identity.public], ours, message_id=message_id)
+            await mallory.network_store.send_envelope(bob.peer_id, message_id, data)
+            await acks.settle(bob)
+            assert message_id not in acks.ids, "Bob acknowledged Alice's envelope to Mallory"
+            assert "UnknownPeer" in errors(bob)
+            await mallory.network_store.send_envelope(bob.peer_id, message_id, same_id)
+            await acks.settle(bob)
+            assert message_id not in acks.ids, "Bob acknowledged Alice's message id to Mallory"
+            assert "DuplicateMessageId" in errors(bob)
+            assert [m.text for m in bob.history(mallory.peer_id)] == ["control", "control"]
+            # Alice's own retransmission is still acknowledged again (her first ACK may be lost).
+            alice_acks.ids.clear()
+            await alice.network_store.send_envelope(bob.peer_id, message_id, data)
+            await alice_acks.settle(bob)
+            assert message_id in alice_acks.ids
+        finally:
+            await asyncio.gather(alice.close(), bob.close(), mallory.close())
+
+    arun(main)
+
+
+def test_complete_pairing_accepts_only_its_own_open_offers(tmp_path: Path) -> None:
+    """Attack: a crafted answer code whose ``ref`` is a live contact's peer id pinned a
+    new identity and relabelled the existing link; a used-up token was accepted again."""
+
+    async def main() -> None:
+        alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+        mallory = Identity.generate()
+        try:
+            await pair(alice, bob)
+            link = alice.network_store._links[bob.peer_id]
+            some_sdp = alice.network_store.peers[bob.peer_id].localDescription.sdp
+            for ref in (bob.peer_id, "pair-000000000000", None):
+                forged = pairing.encode_code("answer", some_sdp, mallory.public, "bob", ref)
+                with pytest.raises(BadPairingCode):
+                    await alice.complete_pairing(forged)
+            assert alice.contact(mallory.peer_id) is None
+            assert alice.network_store._links[bob.peer_id] is link and link.peer_id == bob.peer_id
+            assert alice.network_store.is_connected(bob.peer_id)
+            # A real offer, answered once: the second paste of the same answer is refused.
+            carol = open_store(tmp_path, "carol")
+            try:
+                answer = await carol.accept_pairing_code(await alice.create_pairing_code())
+                assert await alice.complete_pairing(answer) == carol.peer_id
+                with pytest.raises(BadPairingCode):
+                    await alice.complete_pairing(answer)
+                await alice.wait_connected(carol.peer_id)
+            finally:
+                await carol.close()
+        finally:
+            await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
+
+
+def test_a_bad_answer_leaves_the_offer_open_and_nothing_pinned(tmp_path: Path) -> None:
+    """All or nothing: an answer whose SDP aiortc refuses pins no one, renames nothing."""
+
+    async def main() -> None:
+        alice, stranger = open_store(tmp_path, "alice"), Identity.generate()
+        try:
+            offer = pairing.decode_code(await alice.create_pairing_code())
+            broken = "v=0\r\nthis is not an answer\r\n"
+            with pytest.raises(BadPairingCode):
+                await alice.complete_pairing(
+                    pairing.encode_code("answer", broken, stranger.public, "x", offer.ref)
+                )
+            assert alice.contact(stranger.peer_id) is None
+            assert offer.ref in alice.network_store.peers  # still open: a good answer works
+        finally:
+            await alice.close()
+
+    arun(main)
