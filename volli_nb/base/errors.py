@@ -105,6 +105,18 @@ class StorageError(VolliError):
     """The database file is damaged, tampered with, or from an unknown schema."""
 
 
+class StorageFull(StorageError):
+    """The disk (or the filesystem holding the profile) has no room for this write."""
+
+
+class ProfileInUse(VolliError):
+    """Another open (in this process or another one) owns this profile; ``holder`` says who."""
+
+    def __init__(self, message: str, holder: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder or {}
+
+
 class TransportClosed(VolliError):
     """The data channel or peer connection is closed; the message stays queued."""
 

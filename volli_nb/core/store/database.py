@@ -16,6 +16,7 @@ from __future__ import annotations
 from volli_nb.base.errors import UsageError
 from volli_nb.core.store.contacts import Contact, Contacts
 from volli_nb.core.store.history import Conversation, History, StoredMessage
+from volli_nb.core.store.integrity import IntegrityReport, check_integrity
 from volli_nb.core.store.keyring import KDF_MIN, KDF_MODERATE, KdfCost
 from volli_nb.core.store.sealed_db import Migration, SealedDatabase
 
@@ -112,6 +113,10 @@ class Database(Contacts, History):
                     self.clock(),
                 ),
             )
+
+    def verify(self) -> IntegrityReport:
+        """SQLite's ``quick_check`` and every sealed value opened (see :mod:`.integrity`)."""
+        return check_integrity(self)
 
     def load_identity_secret(self) -> bytes | None:
         rows = self.fetch("SELECT secret FROM identity WHERE id = 1")
