@@ -16,6 +16,7 @@ import pytest
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import ProfileInUse, StorageError
 from volli_nb.core.store.database import KDF_MIN, Database
+from volli_nb.core.store.keyring import PASSPHRASE_ENV
 from volli_nb.core.store.profile_files import temporary_path
 from volli_nb.core.store.profile_lock import lock_path
 
@@ -26,6 +27,7 @@ PASS = "lock test passphrase"
 OPENER = """
 import json, os, sys, time
 from volli_nb.core.store.database import KDF_MIN, Database
+from volli_nb.core.store.keyring import PASSPHRASE_ENV
 path, go = sys.argv[1], sys.argv[2]
 while go != "-" and not os.path.exists(go):
     time.sleep(0.001)
@@ -188,3 +190,25 @@ def test_verify_reports_a_damaged_page(tmp_path: Path) -> None:
         report = db.verify()
     assert not report.ok
     assert any(p.startswith(("quick_check", "table", "messages")) for p in report.problems)
+
+
+def test_volli_shell_verify_checks_a_profile_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "me.sqlite"
+    with Database.open(path, PASS, kdf=KDF_MIN) as db:
+        db.store_received(bytes(16), "conv", "bob", 1, 1000, b"first")
+    shell = Path(sys.executable).with_name("volli-shell")
+    env = {**os.environ, PASSPHRASE_ENV: PASS}
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        command = [str(shell), "--profile", str(path), "--verify"]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    ok = verify()
+    assert ok.returncode == 0, ok.stderr
+    assert f"{path}: ok (SQLite quick_check ok;" in ok.stdout
+    with Database.open(path, PASS, kdf=KDF_MIN) as db:  # someone edits a sealed body
+        db.execute("UPDATE messages SET body = X'00' || body")
+    bad = verify()
+    assert bad.returncode == 1
+    assert "1 problem(s); restore it from a backup" in bad.stdout
+    assert f"messages.body of row {bytes(16).hex()!r} does not open" in bad.stdout

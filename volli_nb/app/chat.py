@@ -57,7 +57,8 @@ def chat_message(
     """A stored message as the UI shows it; an outgoing one with its delivery status."""
     status = "received"
     if stored.direction == "out":
-        status = overall_status(set(delivery_status(stored.message_id).values()), none="sent")
+        statuses = set(delivery_status(stored.message_id).values())
+        status = overall_status(statuses, none="delivered")  # only delivered rows expire
     return ChatMessage(
         stored.message_id,
         stored.conversation_id,

@@ -34,7 +34,9 @@ from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.net import aiortc_compat
 from volli_nb.net.events import (
     CandidateView,
+    ClockSkew,
     Delivered,
+    DeliveryRefused,
     IncomingEnvelope,
     NetworkEvent,
     PeerOffline,
@@ -125,6 +127,12 @@ class NetworkStore:
         """Measured RTT, loss and goodput, and the ACK timeout they give (None before open)."""
         session = self._link(peer_id).session
         return session.quality if session else None
+
+    def clock_skew(self, peer_id: str) -> float | None:
+        """Their clock minus ours in seconds, from their latest PING (None: not connected
+        or not read yet)."""
+        link = self._links.get(peer_id)
+        return link.stats.clock_skew if link is not None else None
 
     def candidates(self, peer_id: str) -> CandidateView:
         return self._link(peer_id).candidates()
@@ -285,13 +293,18 @@ class NetworkStore:
         if link is not None:
             link.accept(message_id)
 
-    def reject(self, peer_id: str, message_id: bytes, error: VolliError) -> None:
-        self.log.add(
-            "error",
-            f"rejected message: {type(error).__name__}: {error}",
-            peer_id=peer_id,
-            message_id=message_id.hex(),
-        )
+    def reject(
+        self, peer_id: str, message_id: bytes, error: VolliError, *, quiet: bool = False
+    ) -> None:
+        """Not stored: no ACK (and a signed refusal if a retry cannot fix ``error``).
+        ``quiet``: the app reports this error once as a state, not once per message."""
+        if not quiet:
+            self.log.add(
+                "error",
+                f"rejected message: {type(error).__name__}: {error}",
+                peer_id=peer_id,
+                message_id=message_id.hex(),
+            )
         link = self._links.get(peer_id)
         if link is not None:
             link.reject(message_id, error)
@@ -329,7 +342,9 @@ class NetworkStore:
 
 __all__ = [
     "CandidateView",
+    "ClockSkew",
     "Delivered",
+    "DeliveryRefused",
     "IceServer",
     "IncomingEnvelope",
     "NetworkConfig",

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 MAX_PROBLEMS = 100  # a badly damaged file is summarised, not listed row by row
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class IntegrityReport:
     """What :func:`check_integrity` found; ``ok`` when there is nothing to report."""
 
@@ -33,6 +33,9 @@ class IntegrityReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def __repr__(self) -> str:  # what the shell's verify() shows
+        return str(self)
 
     def __str__(self) -> str:
         if self.ok:
@@ -56,18 +59,25 @@ def check_integrity(db: SealedDatabase) -> IntegrityReport:
         try:
             present = {r["name"] for r in db.fetch(f"PRAGMA table_info({table})")}
             for column in [c for c in columns if c in present]:
-                sql = f"SELECT {pk} AS pk, {column} AS v FROM {table} WHERE {column} IS NOT NULL"
-                for row in db.fetch(sql):
-                    try:
-                        db.unseal(table, column, row["pk"], row["v"])
-                        opened += 1
-                    except StorageError:
-                        problems.append(f"{table}.{column} of row {row['pk']!r} does not open")
+                opened += _open_column(db, table, pk, column, problems)
         except StorageError as exc:
             problems.append(f"table {table} cannot be read: {exc}")
     if len(problems) > MAX_PROBLEMS:
         problems = [*problems[:MAX_PROBLEMS], f"… and {len(problems) - MAX_PROBLEMS} more"]
     return IntegrityReport(str(db.path), quick, opened, tuple(problems))
+
+
+def _open_column(db: SealedDatabase, table: str, pk: str, column: str, problems: list[str]) -> int:
+    """Open each sealed value of one column (read as bytes, whatever was written there)."""
+    opened = 0
+    sql = f"SELECT {pk} AS pk, CAST({column} AS BLOB) AS v FROM {table} WHERE {column} NOT NULL"
+    for row in db.fetch(sql):
+        try:
+            db.unseal(table, column, row["pk"], row["v"])
+            opened += 1
+        except StorageError:
+            problems.append(f"{table}.{column} of row {row['pk']!r} does not open")
+    return opened
 
 
 __all__ = ["IntegrityReport", "check_integrity"]
