@@ -23,6 +23,7 @@ from volli_nb.core.encoding import b64encode, canonical_json
 from volli_nb.core.protocol import frames as f
 from volli_nb.core.protocol import refusal as r
 from volli_nb.core.protocol import session as p
+from volli_nb.core.protocol.clock_skew import SkewMonitor, SkewReading, describe_skew
 
 _r = random.Random(18)
 A, B, EVE = (Identity.generate(_r.randbytes) for _ in range(3))
@@ -192,3 +193,29 @@ def test_the_refusal_in_words() -> None:
     assert r.describe(code.STORAGE_FULL, "bob", 0) == "bob refused: their storage is full"
     for each in code:
         assert r.describe(each, "bob", 0).startswith("bob refused")
+
+
+def test_the_skew_monitor_reports_the_first_reading_and_each_crossing_once() -> None:
+    monitor = SkewMonitor(threshold=30.0)
+    now = NOW_MS / 1000
+    first = monitor.observe(NOW_MS + 180_000, now)
+    assert first == SkewReading(pytest.approx(180.0), within=False, first=True)  # type: ignore[arg-type]
+    assert monitor.observe(NOW_MS + 179_000, now) is None  # still apart: said once
+    assert monitor.observe(NOW_MS + 29_500, now) is None  # inside the hysteresis band
+    back = monitor.observe(NOW_MS + 200, now)
+    assert back is not None and back.within and not back.first
+    assert monitor.observe(NOW_MS + 29_900, now) is None  # within the threshold
+    assert monitor.observe(NOW_MS - 31_000, now) == SkewReading(-31.0, within=False, first=False)
+    assert SkewMonitor().observe(NOW_MS, now) == SkewReading(0.0, within=True, first=True)
+
+
+def test_the_skew_in_words_says_which_messages_fail() -> None:
+    assert describe_skew(180) == (
+        "their clock is 180 s ahead of ours: what they send us is refused until a clock is fixed"
+    )
+    assert describe_skew(-180).endswith(
+        "behind ours: what we send them is refused until a clock is fixed"
+    )
+    assert describe_skew(-700).endswith("messages both ways are refused until a clock is fixed")
+    assert describe_skew(45).endswith("(envelopes still pass: 120 s ahead or 600 s old)")
+    assert describe_skew(0.25) == "their clock agrees with ours (within 0.2 s)"

@@ -159,6 +159,7 @@ def test_a_receiver_whose_disk_fills_refuses_once_and_everything_arrives_after(
             await until(all_refused)
             assert {(r.status, r.attempts) for r in queue.get_pending()} == {(Status.PENDING, 0)}
             assert bob.storage.state == "full" and bob.history(alice.peer_id) == []
+            assert models.queue_table(bob, time.time()).title.endswith("storage is full)")
             await asyncio.sleep(2.5)  # a few refusals more (pause 1 s): still one line
             assert all_refused()
             ours = [r for r in caplog.records if r.name.startswith("volli_nb")]
@@ -173,6 +174,7 @@ def test_a_receiver_whose_disk_fills_refuses_once_and_everything_arrives_after(
             texts = [m.text for m in bob.history(alice.peer_id)]
             assert sorted(texts) == [f"n{i:02} " + "x" * 200 for i in range(30)]  # exactly once
             assert bob.storage.state == "ok" and len(kinds(bob.log, "storage.ok")) == 1
+            assert models.queue_table(bob, time.time()).title == "Pending queue"
             assert queue.counts()["delivered"] == 30 and queue.counts()["stuck"] == 0
         finally:
             await asyncio.gather(alice.close(), bob.close())

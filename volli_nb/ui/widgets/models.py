@@ -215,7 +215,9 @@ def queue_table(store: Any, now: float) -> Table:
                 "last error": q.last_error or "",
             }
         )
-    return Table(list(QUEUE_COLUMNS), rows, title="Pending queue")
+    storage = getattr(getattr(store, "storage", None), "state", "ok")
+    note = "" if storage == "ok" else f" (this profile's storage is {storage})"
+    return Table(list(QUEUE_COLUMNS), rows, title="Pending queue" + note)
 
 
 MARKS = {"delivered": "✓", "pending": "…", "held": "…!", "stuck": "!", "received": "", "mixed": "…"}
