@@ -76,6 +76,10 @@ def test_a_second_open_in_the_same_process_is_refused_until_the_first_closes(
     assert caught.value.holder["host"] == socket.gethostname()
     with pytest.raises(ProfileInUse):  # the facade too: two `open` calls in one kernel
         MessagesStore.open(path, PASS, kdf=KDF_MIN)
+    link = tmp_path / "alias.sqlite"
+    link.symlink_to(path)
+    with pytest.raises(ProfileInUse):  # another name for the same file: the same owner
+        Database.open(link, PASS, kdf=KDF_MIN)
     first.close()
     first.close()  # idempotent
     assert not lock_path(path).exists()  # closing leaves no lock file behind

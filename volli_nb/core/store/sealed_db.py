@@ -151,7 +151,7 @@ class SealedDatabase:
         damaged, or written by a newer volli_nb)."""
         path = Path(path)
         check_not_folder(path)
-        lock = ProfileLock.acquire(path, clock=clock)
+        lock = ProfileLock.acquire(path.resolve(), clock=clock)  # a symlink is the same profile
         try:
             if not path.exists():
                 db = cls._create(path, passphrase, kdf, clock, random, timeout)
