@@ -5,17 +5,24 @@ pair, and a pending message with a countdown.  A screenshot is saved as an artif
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from conftest import require
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
@@ -57,31 +64,102 @@ def test_jupyterlab_renders_live_panels(tmp_path: Path) -> None:
     assert "pending" in queue and "in " in queue  # the offline contact's message, countdown
 
 
-def test_message_flow_notebook_shows_the_queue_panel(tmp_path: Path) -> None:
+ONLINE = [r"^send_message\(…\) → ", r"^MESSAGE [0-9a-f]{8} ", r"^ACK \(signed\)", r"^✓ delivered "]
+OFFLINE = [
+    *(
+        rf"^retry in {s} s \(attempt {i} failed: peer offline\)"
+        for i, s in enumerate((1, 5, 15, 60), 1)
+    ),
+    r"^stuck [0-9a-f]{8}: retry by hand",
+    r"^manual retry all stuck: 1 row",
+    r"^send [0-9a-f]{8}, attempt 6",
+    r"^✓ delivered ",
+]
+
+
+def in_order(labels: list[str], patterns: list[str], start: int = 0) -> int:
+    """Each pattern matches a later label than the one before; returns where it ended."""
+    at = start
+    for pattern in patterns:
+        hits = [i for i in range(at, len(labels)) if re.search(pattern, labels[i])]
+        assert hits, f"{pattern!r} after #{at} not in {labels}"
+        at = hits[0] + 1
+    return at
+
+
+def test_message_flow_notebook_draws_the_sequence_diagram(tmp_path: Path) -> None:
+    """Notebook 02 in JupyterLab: the live diagram holds the online path and the offline path
+    in order; an arrow clicked pins its details; pause freezes it; the static copy meant for
+    exports is hidden while the live one is drawn.  Also the queue panel and event log."""
     notebook = Path(__file__).parent.parent / "notebooks" / "02-message-flow.ipynb"
-    tables = run_in_jupyterlab(
-        tmp_path,
-        notebook,
-        ["QueuePanel(alice)", "EventLogPanel(alice)"],
-        marker="bob got:",
-        name="message-flow",
-        expect={"QueuePanel(alice)": ["next retry", "pending", "peer offline"]},
-    )
-    # The queue panel shows carol's pending message (bob's was retried and delivered).
-    assert any("next retry" in t and "pending" in t and "peer offline" in t for t in tables)
-    assert any("channel binding verified" in t for t in tables)
+    with jupyterlab(tmp_path, notebook, "3 MB: {", "message-flow") as page:
+        cell = page.locator(".jp-CodeCell", has_text="diagram = SequencePanel(alice)").first
+        live = cell.locator(".widget-html .volli-seq").first
+        live.wait_for(timeout=60_000)
+        labels: list[str] = []
+        until = time.monotonic() + 20  # the panel redraws about once a second
+        while time.monotonic() < until:
+            labels = live.locator(".arrow > title").evaluate_all(
+                "ts => ts.map(t => t.textContent.split('\\n')[0])"
+            )
+            if any(x.startswith("encrypt for bob (4.") for x in labels):  # the 3 MB message, last
+                break
+            time.sleep(0.5)
+        end = in_order(labels, ONLINE)
+        in_order(labels, OFFLINE, end)
+        names = live.locator(".head text").all_text_contents()
+        assert names == ["UI", "Store", "Queue", "Network", "bob"]
+
+        # Click the first MESSAGE arrow: its details box is pinned (ids, size, timing).
+        number = live.locator(".arrow").evaluate_all(
+            "gs => gs.find(g => g.querySelector('title').textContent.startsWith('MESSAGE'))"
+            ".dataset.n"
+        )
+        arrow, tip = live.locator(f".arrow.a{number}"), live.locator(f".tip.t{number}")
+        assert tip.is_hidden()
+        arrow.scroll_into_view_if_needed()
+        arrow.click()
+        tip.wait_for(state="visible", timeout=5_000)
+        details = tip.text_content() or ""
+        assert re.search(r"messages: [0-9a-f]{32}", details) and "size: 1." in details
+        assert re.search(r"time: \d\d:\d\d:\d\d\.\d{3} \(\+\d+\.\d{3} s\)", details)
+        live.screenshot(path=str(ARTIFACTS / "jupyterlab-sequence-online.png"))
+        stuck = live.locator(".arrow").evaluate_all(
+            "gs => gs.find(g => g.querySelector('title').textContent.startsWith('stuck')).dataset.n"
+        )
+        live.locator(f".arrow.a{stuck}").scroll_into_view_if_needed()
+        live.locator(f".arrow.a{stuck}").click()
+        pinned = live.locator(f".tip.t{stuck}")
+        pinned.wait_for(state="visible", timeout=5_000)
+        assert "failed attempts: 5" in (pinned.text_content() or "")
+        assert tip.is_hidden()  # one pinned box at a time: the focused arrow's
+        live.screenshot(path=str(ARTIFACTS / "jupyterlab-sequence-offline.png"))
+
+        static = cell.locator("[class$='-static'] .volli-seq").first
+        assert static.count() == 1 and static.is_hidden()  # only the export shows it
+
+        cell.get_by_role("button", name="pause").click()
+        cell.get_by_text("paused", exact=False).wait_for(timeout=10_000)
+        cell.get_by_role("button", name="pause").click()
+
+        # The queue panel shows carol's pending message (bob's was retried and delivered).
+        queue = page.locator(".jp-CodeCell", has_text="QueuePanel(alice)").first
+        queue.scroll_into_view_if_needed()
+        table = queue.locator(".volli-table").first
+        table.wait_for(timeout=60_000)
+        text = table.inner_text()
+        assert "next retry" in text and "pending" in text and "peer offline" in text
+        events = page.locator(".jp-CodeCell", has_text="EventLogPanel(alice)").first
+        events.scroll_into_view_if_needed()
+        log = events.locator(".volli-table").first.inner_text()
+        assert "channel binding verified" in log
+        assert re.search(r"\d\d:\d\d:\d\d\.\d{3}\s+\+\d+\.\d{3} s", log)  # readable times
 
 
-def run_in_jupyterlab(
-    tmp_path: Path,
-    notebook: Path,
-    cells: list[str],
-    marker: str = "READY {",
-    name: str = "panels",
-    expect: dict[str, list[str]] | None = None,
-) -> list[str]:
-    """Open ``notebook`` in JupyterLab, run all cells, and return the rendered panel table
-    of each cell whose source contains one of ``cells`` (scrolled into view first)."""
+@contextlib.contextmanager
+def jupyterlab(tmp_path: Path, notebook: Path, marker: str, name: str) -> Iterator[Page]:
+    """JupyterLab on loopback with ``notebook`` open, every cell run until an output shows
+    ``marker``; yields the page, and saves a screenshot as an artifact when done."""
     require(os.path.exists(CHROMIUM), "Debian chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
@@ -135,31 +213,50 @@ def run_in_jupyterlab(
                 select.click()
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
-            page.wait_for_selector(f".jp-OutputArea-output:has-text('{marker}')")
-            texts = []
             try:
-                for snippet in cells:
-                    cell = page.locator(".jp-CodeCell", has_text=snippet).first
-                    cell.scroll_into_view_if_needed()
-                    table = cell.locator(".volli-table").first
-                    table.wait_for(timeout=60_000)
-                    text = table.inner_text()
-                    wanted = (expect or {}).get(snippet, [])
-                    until = time.monotonic() + 15  # live panels refresh about once a second
-                    while not all(w in text for w in wanted) and time.monotonic() < until:
-                        time.sleep(0.5)
-                        text = table.inner_text()
-                    texts.append(text)
+                try:
+                    page.wait_for_selector(f".jp-OutputArea-output:has-text('{marker}')")
+                except Exception:
+                    errors = page.locator("[data-mime-type='application/vnd.jupyter.stderr']")
+                    stderr = errors.all_inner_texts()
+                    raise AssertionError(f"no {marker!r}; stderr: {stderr}") from None
+                yield page
             finally:
-                page.screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}.png"))
-            highlighted = page.locator(".volli-table tr.volli-selected").count()
-            browser.close()
-            if len(cells) == 3:
-                assert highlighted >= 2  # the selected pair, highlighted in the ICE grid
-            return texts
+                page.screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}.png"), full_page=True)
+                browser.close()
     finally:
         lab.terminate()
         try:
             lab.wait(10)
         except subprocess.TimeoutExpired:
             lab.kill()
+
+
+def run_in_jupyterlab(
+    tmp_path: Path,
+    notebook: Path,
+    cells: list[str],
+    marker: str = "READY {",
+    name: str = "panels",
+    expect: dict[str, list[str]] | None = None,
+) -> list[str]:
+    """Open ``notebook`` in JupyterLab, run all cells, and return the rendered panel table
+    of each cell whose source contains one of ``cells`` (scrolled into view first)."""
+    with jupyterlab(tmp_path, notebook, marker, name) as page:
+        texts = []
+        for snippet in cells:
+            cell = page.locator(".jp-CodeCell", has_text=snippet).first
+            cell.scroll_into_view_if_needed()
+            table = cell.locator(".volli-table").first
+            table.wait_for(timeout=60_000)
+            text = table.inner_text()
+            wanted = (expect or {}).get(snippet, [])
+            until = time.monotonic() + 15  # live panels refresh about once a second
+            while not all(w in text for w in wanted) and time.monotonic() < until:
+                time.sleep(0.5)
+                text = table.inner_text()
+            texts.append(text)
+        highlighted = page.locator(".volli-table tr.volli-selected").count()
+    if len(cells) == 3:
+        assert highlighted >= 2  # the selected pair, highlighted in the ICE grid
+    return texts

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from netutil import open_store, pair
@@ -96,24 +99,44 @@ def test_a_group_message_is_sealed_once_for_all_members(
 
 
 def test_a_bundle_that_fails_to_commit_is_offered_again_and_never_acked(tmp_path: Path) -> None:
+    """The commit of the frame that holds the message fails (a locked database): nothing
+    is acknowledged, and the resend is stored, not dropped as a duplicate.
+
+    The failure is injected into exactly that frame's commit.  (It used to be the first
+    batch of any kind, and under load a heartbeat frame's batch came first and used it
+    up, so the message was stored at once.)"""
+
     async def main() -> None:
         alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
         try:
             await pair(alice, bob)
-            real_batch = bob.network_store.batch
+            real_batch, real_store = bob.network_store.batch, bob.database.store_received
+            stored_here: list[bytes] = []
             failures = [1]
 
-            def flaky_batch() -> object:
-                if failures:
-                    failures.pop()
-                    raise OSError("database is locked")
-                return real_batch()
+            def store_received(message_id: bytes, *args: Any) -> bool:
+                stored_here.append(message_id)
+                return real_store(message_id, *args)
 
-            bob.network_store.batch = flaky_batch  # type: ignore[assignment]
+            @contextlib.contextmanager
+            def flaky_batch() -> Iterator[None]:
+                stored_here.clear()
+                with real_batch():
+                    yield
+                    if stored_here and failures:  # the commit of the message's frame
+                        failures.pop()
+                        raise OSError("database is locked")
+
+            bob.database.store_received = store_received  # type: ignore[method-assign]
+            bob.network_store.batch = flaky_batch
             got: list[str] = []
             bob.on_message(lambda m: got.append(m.text))
             first = await alice.send_message(bob.peer_id, "lost to a locked database")
-            await asyncio.sleep(0.5)
+            for _ in range(200):  # wait for the failed commit (the condition, not a sleep)
+                if not failures:
+                    break
+                await asyncio.sleep(0.05)
+            assert not failures, "the message's frame never reached bob's store"
             assert got == [] and alice.delivery_status(first.message_id)[bob.peer_id] == "pending"
             await alice.network_store.send_envelope(  # what a retry after the timeout does
                 bob.peer_id,

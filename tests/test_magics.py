@@ -81,7 +81,8 @@ def test_every_magic_in_a_real_kernel(tmp_path: Path) -> None:
         k = Client(kc)
         k.run("%load_ext volli_nb")
         help_text = k.text("%volli help")
-        for command in ("new", "open PATH", "dashboard", "peers", "queue", "pair CODE", "sync"):
+        commands = ("new", "open PATH", "dashboard", "peers", "queue", "events [N]", "diagram")
+        for command in (*commands, "pair CODE", "sync"):
             assert f"%volli {command}" in help_text
         assert k.text("%volli") == help_text
         assert "no messagesStore yet" in k.text("%volli peers")
@@ -117,6 +118,13 @@ def test_every_magic_in_a_real_kernel(tmp_path: Path) -> None:
 
         # %volli sync: the SyncReport appears when the attempt is done.
         k.later("%volli sync", r"SyncReport\(sent=\d+, in_flight=\d+, waiting_offline=1,")
+
+        # Readable times, and the sequence diagram (live widget plus its static copy).
+        events = k.text("%volli events 4")
+        assert len(re.findall(r"\d\d:\d\d:\d\d\.\d{3} +\+\d+\.\d{3} s ", events)) == 4, events
+        diagram = k.text("%volli diagram")
+        assert "SequencePanel(alice)" in diagram and 'class="volli-seq"' in diagram
+        assert "HELLO: channel binding" in diagram and "retry in 1 s" in diagram
 
         dashboard = k.text("%volli dashboard")
         for title in ("Peers", "ICE candidates", "Pending queue", "Event log"):
@@ -169,6 +177,13 @@ def test_without_a_running_loop_or_widgets(
         assert "<h4>Peers</h4>" in peers.data and "<i>none</i>" in peers.data
         assert "<h4>Pending queue</h4>" in queue_table.data
         assert "Pending queue" in m.volli("dashboard").data
+        from volli_nb.core.store.message_queue import OutgoingMessage
+
+        row = store.message_queue.enqueue(OutgoingMessage(b"m" * 16, "c", "ghost", b"hi", 1))
+        store.message_queue.mark_failed(row, "peer offline")
+        assert "Queue-&gt;&gt;Queue: retry in 1 s" in m.volli("diagram").data  # mermaid, escaped
+        m.volli("events 2")
+        assert re.search(r"\d\d:\d\d:\d\d\.\d{3} +\+\d\.\d{3} s queue ", capsys.readouterr().out)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # "coroutine ... was never awaited" would fail
             m.volli("sync")

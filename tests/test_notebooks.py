@@ -51,6 +51,12 @@ EXPECT = {
         "stuck    failed attempts 5",
         "stuck rows retried: 1",
         "bob got: ['hello, online path', 'are you there?']",
+        # the diagram's snapshot: the offline path, arrow by arrow
+        "retry in 1 s (attempt 1 failed: peer offline)",
+        "retry in 60 s (attempt 4 failed: peer offline)",
+        "retry by hand",
+        "manual retry all stuck",
+        "3 MB: {",
     ],
     "03-pairing-two-kernels.ipynb": ["['hi from kernel A', 'hi from kernel B']", "'delivered'"],
     "04-debugging.ipynb": ["'state': 'connected'", "selected: (", "SyncReport(", "'pending'"],

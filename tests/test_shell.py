@@ -288,3 +288,35 @@ def test_shell_new_profile_asks_twice(tmp_path: Path) -> None:
 
     arun(main, timeout=60)
     assert profile.exists()
+
+
+def test_shell_shows_progress_and_readable_events(tmp_path: Path) -> None:
+    """A large message: a bar in the toolbar under the prompt while it goes out, one line
+    above the prompt once its signed ACK is in; events() reads in wall-clock time."""
+    term = Tmux(shell_command("--name", "sender"), tmp_path)
+
+    async def main() -> None:
+        other = await PeerProcess(str(tmp_path / "other.sqlite"), "receiver").start()
+        try:
+            await term.wait_for(PROMPT.pattern)
+            offer = (await term.run("code = await offer()", CODE)).group(1)
+            answer = (await other.request("accept_code", code=offer))["code"]
+            await term.run(f'await complete("{answer}")', rf"connected to {other.peer_id}")
+            await term.run("import base64, os; big = base64.b64encode(os.urandom(4_500_000))", "^")
+            term.type(f'm = await send("{other.peer_id}", big.decode())')
+            # The toolbar: description, percentage and the stage, while the prompt waits.
+            bar = await term.wait_for(r"→ [a-z2-7]{8}: +\d+%\|[^\n]*(sending|signed ACK)", 30)
+            assert "\n>>>" not in term.screen()[bar.end() :]  # drawn under the running input
+            await term.wait_for(r"✓ [0-9a-f]{8} → [a-z2-7]{8}: acknowledged \([\d.]+MB", 60)
+            await term.run(
+                "await messagesStore.wait_delivered(m.message_id, timeout=60)", "delivered"
+            )
+            # Readable times: HH:MM:SS.mmm, then seconds since the first event.
+            await term.run("events(5)", r"\n\d\d:\d\d:\d\d\.\d{3} +\+\d+\.\d{3} s queue +\[")
+            await term.run("diagram()", r"sequenceDiagram[\s\S]*MESSAGE [0-9a-f]{8} \([\d.]+ MB")
+            await term.ctrl_d()
+        finally:
+            await other.quit()
+            term.kill()
+
+    arun(main, timeout=150)

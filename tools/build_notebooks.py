@@ -12,7 +12,9 @@ import nbformat
 HERE = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
-SETUP = '''from volli_nb import MessagesStore  # scratch(name): a throwaway profile, 127.0.0.1 only'''
+SETUP = '''from volli_nb import MessagesStore, show_progress
+# MessagesStore.scratch(name): a throwaway profile, 127.0.0.1 only, deleted on close
+# show_progress(store): a bar for its long operations (a large message, a backlog flush)'''
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "00-start-here.ipynb": [
@@ -45,6 +47,7 @@ Nothing in these notebooks contacts a public server: peers offer only 127.0.0.1.
             + """
 
 alice, bob = MessagesStore.scratch("alice"), MessagesStore.scratch("bob")
+show_progress(alice); show_progress(bob)
 code = await alice.create_pairing_code()
 answer = await bob.accept_pairing_code(code)
 peer = await alice.complete_pairing(answer)
@@ -52,6 +55,19 @@ await alice.wait_connected(peer)
 sent = await alice.send_message(peer, "hello from the first notebook")
 print("status:", await alice.wait_delivered(sent.message_id))
 print("bob's history:", [m.text for m in bob.history(alice.peer_id)])""",
+        ),
+        (
+            "md",
+            """What just happened, as the seed's sequence diagram, drawn from alice's event log:
+pairing (offer, answer, ICE and DTLS, the signed channel binding), then the message:
+`send_message` → outbox → encrypt → MESSAGE frame → bob's signed ACK → delivered.
+Hover an arrow for its ids, sizes and timings; click one to pin them.  It keeps growing as
+you run more cells; **pause** freezes it while you read.""",
+        ),
+        ("code", "from volli_nb.ui.widgets import SequencePanel\nSequencePanel(alice)"),
+        (
+            "md",
+            "Every panel in tabs (peers, ICE, queue, chat, events, and the diagram again):",
         ),
         ("code", "from volli_nb import dashboard\ndashboard(alice)"),
         ("code", "await alice.close(); await bob.close()"),
@@ -178,22 +194,34 @@ envelope at every send attempt so they can be added without changing the queue."
             "md",
             """# 02 · Message flow: the seed's two sequence diagrams, live
 
-```
-UI → Store: sendMessage → encrypt → (peer online) send → Peer → ACK → delivered
-                                   (peer offline) queue → retry 1 s, 5 s, 15 s, 60 s → stuck
-```
-A **virtual clock** makes the retry schedule run in a blink.""",
+The seed draws sending and receiving as two mermaid sequence diagrams.  Here they are drawn
+from what actually happens: alice's event log records every step (calls into her store, her
+outbox, frames on the data channel, ACKs, retry timers), and the diagram below appends an
+arrow for each, as it happens.  Lifelines: **UI** (this notebook), **Store** (alice's
+`MessagesStore`), **Queue** (her persistent outbox), **Network** (her `NetworkStore`) and
+**bob**.  Hover an arrow for its details (ids, sizes, timings), click it to pin them;
+**pause** freezes the picture while the log goes on.
+
+A **virtual clock** makes the retry schedule (1 s, 5 s, 15 s, 60 s) run in a blink.""",
         ),
         (
             "code",
             SETUP
             + """
 from volli_nb.base.clock import VirtualClock
+from volli_nb.ui.widgets import SequencePanel
 clock = VirtualClock()
 alice, bob = MessagesStore.scratch("alice", clock=clock), MessagesStore.scratch("bob", clock=clock)
-stop_printing = alice.log.subscribe(lambda e: print("  log:", e.category, "|", e.message) if e.category in ("queue", "message") else None)""",
+show_progress(alice); show_progress(bob)
+diagram = SequencePanel(alice)
+diagram""",
         ),
-        ("md", "## 1. Peer online: encrypt → send → signed ACK → delivered"),
+        (
+            "md",
+            """## 1. Peer online: encrypt → send → signed ACK → delivered
+Run this and watch the diagram: pairing (offer, answer, ICE + DTLS, both sides' signed
+HELLO), then `send_message` → enqueue → encrypt → MESSAGE → bob's signed ACK → delivered.""",
+        ),
         (
             "code",
             """code = await alice.create_pairing_code()
@@ -202,13 +230,25 @@ await alice.wait_connected(peer)
 sent = await alice.send_message(peer, "hello, online path")
 print("delivery:", await alice.wait_delivered(sent.message_id))""",
         ),
-        ("md", "## 2. Receive path: decrypt → store → update the conversation"),
+        (
+            "md",
+            """## 2. Receive path: decrypt → store → update the conversation
+The seed's second diagram is bob's side: the MESSAGE arrives, the store verifies, decrypts
+and stores it, the conversation updates, and only then does bob send his signed ACK.""",
+        ),
         (
             "code",
             """for m in bob.history(alice.peer_id):
-    print(m.direction, m.sender[:8], repr(m.text), m.status)""",
+    print(m.direction, m.sender[:8], repr(m.text), m.status)
+SequencePanel(bob)""",
         ),
-        ("md", "## 3. Peer offline: queue → retries at 1, 5, 15, 60 s → stuck → manual retry"),
+        (
+            "md",
+            """## 3. Peer offline: queue → retries at 1, 5, 15, 60 s → stuck → manual retry
+Bob goes away.  Each attempt fails, and the queue sets its next timer (a `Queue → Queue`
+arrow in alice's diagram above, with the wait); after the fourth retry the message is
+**stuck** and waits for a person.""",
+        ),
         (
             "code",
             """await alice.network_store.disconnect(peer)
@@ -247,6 +287,27 @@ print("bob got:", [m.text for m in bob.history(alice.peer_id)])""",
         ),
         (
             "md",
+            """## The whole story, frozen
+`diagram.snapshot()` is the diagram as it is now, as a picture that no longer changes: what
+an exported notebook (or GitHub) shows without a kernel.  `.save("flow.svg")` writes it as
+SVG, `.save("flow.md")` as mermaid text.""",
+        ),
+        ("code", 'diagram.snapshot("alice: online send, receive, offline retries, stuck, manual retry")'),
+        (
+            "md",
+            """## 4. Long operations show progress
+A 3 MB message takes a few seconds to encrypt, send in 16 KiB chunks and have acknowledged.
+The bar follows it (encrypting → sending → waiting for the signed ACK); in `volli-shell` the
+same bar sits under the prompt, in a script nothing is drawn.""",
+        ),
+        (
+            "code",
+            """import secrets
+big = await alice.send_message(peer, secrets.token_urlsafe(2_250_000), compress=False)
+print("3 MB:", await alice.wait_delivered(big.message_id, timeout=120))""",
+        ),
+        (
+            "md",
             "When you are done, `await alice.close(); await bob.close()` closes both peers "
             "(the panels keep their last view).",
         ),
@@ -264,8 +325,8 @@ other, pasting codes between them.  So that this notebook runs top to bottom on 
             "code",
             SETUP
             + """
-a = MessagesStore.scratch("kernel-a")          # in notebook A
-b = MessagesStore.scratch("kernel-b")          # in notebook B""",
+a = MessagesStore.scratch("kernel-a"); show_progress(a)          # in notebook A
+b = MessagesStore.scratch("kernel-b"); show_progress(b)          # in notebook B""",
         ),
         ("md", "### By pasted codes\n**A**: make a code and copy it."),
         ("code", "code = await a.create_pairing_code()\nprint(code)"),
@@ -301,6 +362,7 @@ then each kernel joins the same room.  The peer with the smaller id offers.""",
 server = await SignalingServer(port=0).start()
 print("signaling at", server.url)
 c, d = MessagesStore.scratch("kernel-c"), MessagesStore.scratch("kernel-d")
+show_progress(c); show_progress(d)
 await c.join("lab", server.url)   # in notebook C
 await d.join("lab", server.url)   # in notebook D
 await c.wait_connected(d.peer_id); await d.wait_connected(c.peer_id)
@@ -318,8 +380,10 @@ print(await c.wait_delivered(m.message_id))""",
             SETUP
             + """
 from volli_nb.core.crypto.identity import Identity
-from volli_nb.ui.widgets import PeersPanel, IcePanel, QueuePanel, EventLogPanel
+from volli_nb.ui.widgets import PeersPanel, IcePanel, QueuePanel, EventLogPanel, SequencePanel, beside
 messagesStore, other = MessagesStore.scratch("me"), MessagesStore.scratch("other")
+show_progress(messagesStore); show_progress(other)
+diagram = SequencePanel(messagesStore, column=100, max_height=420)   # shown beside the commands
 peer_id = await messagesStore.complete_pairing(
     await other.accept_pairing_code(await messagesStore.create_pairing_code()))
 await messagesStore.wait_connected(peer_id)
@@ -344,12 +408,18 @@ PeersPanel(messagesStore)""",
 print("selected:", view.selected)
 IcePanel(messagesStore)""",
         ),
-        ("md", "**Monitor connection state** (`pc.onconnectionstatechange`)"),
+        (
+            "md",
+            "**Monitor connection state** (`pc.onconnectionstatechange`), beside the sequence "
+            "diagram of the same moments: offer, answer, ICE + DTLS connected, the signed "
+            "HELLOs.",
+        ),
         (
             "code",
             """pc = messagesStore.network_store.peers[peer_id]
 pc.on("connectionstatechange", lambda: print("connection state:", pc.connectionState))
-[e.format() for e in messagesStore.log.entries(category="connection")]""",
+states = [e.format() for e in messagesStore.log.entries(category="connection")]
+beside("\\n".join(states), diagram)""",
         ),
         (
             "md",
@@ -361,8 +431,13 @@ pc.on("connectionstatechange", lambda: print("connection state:", pc.connectionS
     print(row.to_row())
 QueuePanel(messagesStore)""",
         ),
-        ("md", "**Force sync attempt** (`await messagesStore.syncMessages()`)"),
-        ("code", "await messagesStore.sync_messages()"),
+        (
+            "md",
+            "**Force sync attempt** (`await messagesStore.syncMessages()`): it sends what can go "
+            "now; ghost is offline, so its message waits for the queue's next retry (the "
+            "`Queue → Queue` arrows in the diagram below, each with its wait).",
+        ),
+        ("code", "print(await messagesStore.sync_messages())\ndiagram"),
         ("code", "EventLogPanel(messagesStore)"),
         ("code", "await messagesStore.close(); await other.close()"),
     ],

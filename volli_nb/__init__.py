@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from volli_nb.core.store.database import Database
     from volli_nb.core.store.message_queue import PersistentMessageQueue
     from volli_nb.net.network_store import NetworkStore
-    from volli_nb.ui.widgets import dashboard
+    from volli_nb.ui.progress import show_progress
+    from volli_nb.ui.widgets import SequencePanel, dashboard
 
 __version__ = "0.1.0"
 
@@ -37,9 +38,11 @@ _LAZY = {
     "NetworkStore": "volli_nb.net.network_store",
     "PersistentMessageQueue": "volli_nb.core.store.message_queue",
     "PublicIdentity": "volli_nb.core.crypto.identity",
+    "SequencePanel": "volli_nb.ui.widgets",
     "SyncReport": "volli_nb.app.chat",
     "VolliError": "volli_nb.base.errors",
     "dashboard": "volli_nb.ui.widgets",
+    "show_progress": "volli_nb.ui.progress",
 }
 
 __all__ = [
@@ -52,9 +55,11 @@ __all__ = [
     "NetworkStore",
     "PersistentMessageQueue",
     "PublicIdentity",
+    "SequencePanel",
     "SyncReport",
     "VolliError",
     "dashboard",
+    "show_progress",
 ]
 
 

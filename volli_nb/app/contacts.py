@@ -48,6 +48,11 @@ class ContactBook:
         row = self.database.get_contact(peer_id)
         return None if row is None else row.public
 
+    def display_name(self, peer_id: str) -> str:
+        """The contact's name, or the short peer id of a stranger (or an unnamed contact)."""
+        row = self.database.get_contact(peer_id)
+        return (row.name if row else None) or peer_id[:8]
+
     def add(self, peer: PublicIdentity, *, name: str | None = None) -> str:
         """Pin ``peer``'s keys (KeyMismatch if the id is pinned to another key)."""
         peer.verify()

@@ -69,10 +69,11 @@ class MessagesStore:
         self.name = name or identity.peer_id[:8]
         self.clock = clock
         self.log = log if log is not None else EventLog()
-        self.message_queue = PersistentMessageQueue(database, clock=clock)
+        self.message_queue = PersistentMessageQueue(database, clock=clock, log=self.log)
         self.network_store = NetworkStore(
             identity, self.contact, config=config, seen=database.is_seen, log=self.log, clock=clock
         )
+        self.progress = self.network_store.progress  # long operations, for the surfaces
         self.contact_book = ContactBook(
             database, identity, self.network_store, self.log, name=self.name, clock=clock
         )

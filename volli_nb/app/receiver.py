@@ -142,7 +142,15 @@ class Receiver:
         self.later(lambda: net.accept(peer_id, message_id))
         if not stored:
             return
-        self.log.add("message", f"received {message_id.hex()[:8]}", peer_id=peer_id)
+        self.log.add(
+            "message",
+            f"received {message_id.hex()[:8]}",
+            peer_id=peer_id,
+            kind="message.received",
+            message_id=message_id.hex(),
+            bytes=len(incoming.envelope),
+            conversation=opened.conversation_id,
+        )
         row = self.database.get_message(message_id)
         assert row is not None  # stored just now, in this transaction
         message = chat_message(row, lambda _mid: {})

@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 from volli_nb.app.chat import ChatMessage, SyncReport, overall_status
 from volli_nb.app.contacts import ContactBook
+from volli_nb.app.flush_progress import FlushProgress
 from volli_nb.app.refusals import REFUSAL_PAUSE, RefusalPolicy
 from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base.clock import Clock
@@ -177,7 +178,15 @@ class Sender:
                 )
                 for recipient in recipients
             ]
-        self.log.add("queue", f"queued {message_id.hex()[:8]} for {len(rows)} recipient(s)")
+        self.log.add(
+            "queue",
+            f"queued {message_id.hex()[:8]} for {len(rows)} recipient(s)",
+            kind="message.queued",
+            message_id=message_id.hex(),
+            conversation=conversation_id,
+            recipients=recipients,
+            bytes=len(body),
+        )
         for row_id in rows:
             await self.attempt(self.queue.get(row_id))
         status = overall_status(set(self.delivery_status(message_id).values()), none="mixed")
@@ -194,14 +203,24 @@ class Sender:
             self._attempt_failed(row.id, "peer offline")
             return False
         try:
+            self.network.trace.sealing(row.recipient, row.message_id, len(row.payload))
             data = self.seal(row)
             self._in_flight[key] = row.id
             await self.network.send_envelope(row.recipient, row.message_id, data)
         except VolliError as exc:
+            self.network.trace.gave_up(row.recipient, row.message_id, str(exc))
             self._in_flight.pop(key, None)
             self._attempt_failed(row.id, f"{type(exc).__name__}: {exc}")
             return False
-        self.log.add("message", f"sent {row.message_id.hex()[:8]}", peer_id=row.recipient)
+        self.log.add(
+            "message",
+            f"sent {row.message_id.hex()[:8]}",
+            peer_id=row.recipient,
+            kind="message.sent",
+            message_id=row.message_id.hex(),
+            bytes=len(data),
+            attempt=row.attempts + 1,
+        )
         return True
 
     def _attempt_failed(self, row_id: int, reason: str) -> None:
@@ -263,8 +282,17 @@ class Sender:
     async def flush(self, peer_id: str) -> None:
         """A peer came online: its pending messages go out at once, not at their retry time."""
         rows = [r for r in self.queue.for_recipient(peer_id) if r.status == Status.PENDING]
+        progress = FlushProgress.maybe(
+            self.network.progress,
+            peer_id,
+            self.contacts.display_name(peer_id),
+            [r.message_id for r in rows],
+            self.network.on_event,
+        )
         for row in rows:
             await self.attempt(row)
+            if progress is not None:
+                progress.sent()
         if rows:
             self.log.add("queue", f"flushed {len(rows)} pending message(s)", peer_id=peer_id)
 
@@ -322,7 +350,13 @@ class Sender:
                 if self.queue.acknowledge(message_id, event.peer_id):
                     newly.append(message_id)
         for message_id in newly:
-            self.log.add("queue", f"delivered {message_id.hex()[:8]}", peer_id=event.peer_id)
+            self.log.add(
+                "queue",
+                f"delivered {message_id.hex()[:8]}",
+                peer_id=event.peer_id,
+                kind="message.delivered",
+                message_id=message_id.hex(),
+            )
 
         def notify() -> None:
             for message_id in newly:

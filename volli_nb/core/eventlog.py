@@ -1,9 +1,13 @@
 """A bounded, timestamped log of what happened to the peers, with listeners.
 
 It is the Python side of webrtc-internals' event list: signaling, ICE, DTLS,
-channel and message events.  Pure (no asyncio), so panels, the shell and the
+channel, frame and message events.  Pure (no asyncio), so panels, the shell and the
 tests read the same entries; listeners run synchronously and must be quick (one that
 raises is logged, and the others still run).
+
+Times are kept as exact float seconds (``to_json`` keeps them so), and shown the way
+people read them: wall-clock time with milliseconds, and time since the log's first
+event, which stays the same origin when old entries fall off the end.
 """
 
 from __future__ import annotations
@@ -13,12 +17,36 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from volli_nb.base.clock import Clock, system_clock
 from volli_nb.base.listeners import Listeners
 
-CATEGORIES = ("signaling", "ice", "dtls", "connection", "channel", "message", "queue", "error")
+CATEGORIES = (
+    "signaling",
+    "ice",
+    "dtls",
+    "connection",
+    "channel",
+    "frame",
+    "message",
+    "queue",
+    "error",
+)
+
+
+def wall_clock(t: float) -> str:
+    """``14:03:27.512``: local wall-clock time with milliseconds."""
+    return datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
+
+
+def format_since(seconds: float) -> str:
+    """``+12.345 s`` (or ``+2:05.120`` past a minute): time since the first event."""
+    if seconds < 60:
+        return f"+{seconds:.3f} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"+{int(minutes)}:{rest:06.3f}"
 
 
 @dataclass(frozen=True)
@@ -28,13 +56,37 @@ class LogEntry:
     peer_id: str | None
     message: str
     data: dict[str, Any] = field(default_factory=dict)
+    since: float = 0.0  # seconds since the log's first event
+
+    @property
+    def wall_clock(self) -> str:
+        return wall_clock(self.time)
+
+    @property
+    def since_start(self) -> str:
+        return format_since(self.since)
 
     def format(self) -> str:
         peer = f" [{self.peer_id}]" if self.peer_id else ""
-        return f"{self.time:.3f} {self.category:<10}{peer} {self.message}"
+        return f"{self.wall_clock} {self.since_start:>11} {self.category:<10}{peer} {self.message}"
 
 
 Listener = Callable[[LogEntry], None]
+
+
+def load_entries(text: str) -> list[LogEntry]:
+    """Entries back from :meth:`EventLog.to_json` (to draw or filter a saved log later)."""
+    return [
+        LogEntry(
+            float(item["time"]),
+            str(item["category"]),
+            item.get("peer_id"),
+            str(item["message"]),
+            dict(item.get("data") or {}),
+            float(item.get("since", 0.0)),
+        )
+        for item in json.loads(text)
+    ]
 
 
 class EventLog:
@@ -42,11 +94,15 @@ class EventLog:
         self._clock = clock
         self._entries: deque[LogEntry] = deque(maxlen=maxlen)
         self._listeners = Listeners[[LogEntry]]("event log listener", logging.getLogger(__name__))
+        self.started: float | None = None  # time of the first event ever added
 
     def add(
         self, category: str, message: str, *, peer_id: str | None = None, **data: Any
     ) -> LogEntry:
-        entry = LogEntry(self._clock(), category, peer_id, message, data)
+        now = self._clock()
+        if self.started is None:
+            self.started = now
+        entry = LogEntry(now, category, peer_id, message, data, now - self.started)
         self._entries.append(entry)
         self._listeners.emit(entry)
         return entry
@@ -72,6 +128,19 @@ class EventLog:
     def __iter__(self) -> Iterator[LogEntry]:
         return iter(list(self._entries))
 
+    def tail(self, n: int = 20) -> str:
+        """The last ``n`` entries as readable lines (for the shell and ``%volli events``)."""
+        lines = [e.format() for e in list(self._entries)[-n:]] if n > 0 else []
+        return "\n".join(lines) or "(no events yet)"
+
     def to_json(self) -> str:
-        """The whole log as JSON, like webrtc-internals' dump."""
-        return json.dumps([asdict(e) for e in self._entries], default=str, indent=1)
+        """The whole log as JSON, like webrtc-internals' dump: exact float times, plus the
+        readable forms for people reading the file."""
+        return json.dumps(
+            [
+                {**asdict(e), "wall_clock": e.wall_clock, "since_start": e.since_start}
+                for e in self._entries
+            ],
+            default=str,
+            indent=1,
+        )

@@ -44,6 +44,7 @@ from volli_nb.net.events import (
     PeerStats,
     Undelivered,
 )
+from volli_nb.net.frame_trace import FrameTrace
 from volli_nb.net.traffic import Traffic
 
 CHANNEL_LABEL = "volli"
@@ -57,6 +58,7 @@ class LinkContext:
     identity: Identity
     config: NetworkConfig
     log: EventLog
+    trace: FrameTrace  # what crosses the channel, for the sequence diagram and progress
     seen: Callable[[bytes], bool] | None
     clock: Clock
     monotonic: Clock
@@ -310,6 +312,7 @@ class Link:
             if task is not current:
                 task.cancel()
         self.log("connection", f"peer offline: {reason}")
+        self.ctx.trace.dropped(self.peer_id, reason)
         for message_id in in_flight:
             self.ctx.emit(Undelivered(self.peer_id, message_id, reason))
         self.ctx.emit(PeerOffline(self.peer_id, reason, in_flight))

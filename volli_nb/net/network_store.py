@@ -29,6 +29,7 @@ from volli_nb.core import sdp
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer, NetworkConfig
+from volli_nb.core.progress import ProgressFeed
 from volli_nb.core.protocol.events import SessionStats
 from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.net import aiortc_compat
@@ -44,6 +45,7 @@ from volli_nb.net.events import (
     PeerStats,
     Undelivered,
 )
+from volli_nb.net.frame_trace import FrameTrace
 from volli_nb.net.link import Link, LinkContext
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,9 @@ class NetworkStore:
         self.config = config or NetworkConfig()
         self.log = log if log is not None else EventLog()
         self._monotonic = monotonic
+        self.progress = ProgressFeed()  # large sends and receives, chunk by chunk
+        # frames → event log and progress
+        self.trace = FrameTrace(self.log, self.progress, clock=monotonic)
         self._links: dict[str, Link] = {}
         self.failures: dict[str, str] = {}  # peer id → why its last connection ended
         self._messages = Listeners[[IncomingEnvelope]]("message handler", logger)
@@ -83,6 +88,7 @@ class NetworkStore:
             identity=identity,
             config=self.config,
             log=self.log,
+            trace=self.trace,
             seen=seen,
             clock=clock,
             monotonic=monotonic,

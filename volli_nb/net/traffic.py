@@ -95,6 +95,7 @@ class Traffic:
         raw = data.encode() if isinstance(data, str) else data
         link.stats.bytes_in += len(raw)
         link.stats.last_seen = self.ctx.clock()
+        self.ctx.trace.received(link.peer_id, raw)
         try:
             events = session.receive(raw, self.ctx.monotonic())
         except (ChannelBindingFailed, UnknownPeer) as exc:
@@ -143,11 +144,20 @@ class Traffic:
         elif isinstance(event, Acked):
             if event.rtt is not None:
                 link.stats.rtt = event.rtt
-            link.log("message", f"signed ACK for {len(event.message_ids)} message(s)")
+            link.log(
+                "message",
+                f"signed ACK for {len(event.message_ids)} message(s)",
+                kind="ack.verified",
+                message_ids=[m.hex() for m in event.message_ids[:64]],
+                count=len(event.message_ids),
+                rtt=event.rtt,
+            )
+            self.ctx.trace.acked(link.peer_id, tuple(event.message_ids))
             emit(Delivered(link.peer_id, tuple(event.message_ids), event.rtt))
         elif isinstance(event, Pong):
             link.stats.rtt = event.rtt
         elif isinstance(event, DeliveryTimeout):
+            self.ctx.trace.gave_up(link.peer_id, event.message_id, "no ACK before the timeout")
             emit(Undelivered(link.peer_id, event.message_id, "no ACK before the timeout"))
         elif isinstance(event, PeerClosed):
             link.log("channel", f"peer said bye: {event.reason}")
@@ -155,6 +165,8 @@ class Traffic:
         elif isinstance(event, Refused):
             text = f"peer refused {len(event.message_ids)} message(s): {event.code}"
             link.log("message", text, kind="message.refused", code=str(event.code))
+            for message_id in event.message_ids:  # a large send's progress ends here too
+                self.ctx.trace.gave_up(link.peer_id, message_id, f"refused: {event.code}")
             emit(DeliveryRefused(link.peer_id, event.message_ids, event.code, event.clock_ms))
         elif isinstance(event, PeerClock):
             self._clock_reading(event.clock_ms)
@@ -185,6 +197,7 @@ class Traffic:
         """Queue an envelope on the session; wait while more than ``buffer_high`` bytes
         are queued (back-pressure)."""
         session = self.session
+        self.ctx.trace.expect(self.link.peer_id, message_id, len(envelope))
         session.queue_message(message_id, envelope, self.ctx.monotonic())
         self.link.stats.messages_out += 1
         self.wake.set()
@@ -203,6 +216,7 @@ class Traffic:
             raise TransportClosed("data channel is not open")
         self.channel.send(frame)
         self.link.stats.bytes_out += len(frame)
+        self.ctx.trace.sent(self.link.peer_id, frame)
 
     async def _send(self, frame: bytes) -> None:
         config = self.ctx.config

@@ -32,6 +32,8 @@ HELP = """%volli — Volli P2P from IPython
   %volli dashboard         all panels, live (peers, ICE, queue, chat, events)
   %volli peers             peers and their connection/ICE states
   %volli queue             the pending queue (getPending() as a table)
+  %volli events [N]        the last N events (20), wall-clock time and time since the first
+  %volli diagram           the live sequence diagram (UI, Store, Queue, Network, peers)
   %volli pair              make a pairing code (an offer) and show it
   %volli pair CODE         an offer code: accept it and show the answer code to paste back;
                            an answer code: complete the pairing and wait for the connection
@@ -40,6 +42,7 @@ HELP = """%volli — Volli P2P from IPython
   %volli help              this text
 
 Magics that wait (pair, sync) run on the kernel's loop and update their output when done.
+Long operations (a large message until its ACK, a backlog flush) show progress bars.
 """
 
 
@@ -105,6 +108,17 @@ def _plain_queue(store: Any) -> Any:
     rows = [q.to_row() for q in store.message_queue.get_pending()]
     columns = list(rows[0]) if rows else ["id", "recipient", "status", "attempts"]
     return _plain_table("Pending queue", columns, rows)
+
+
+def _plain_diagram(store: Any) -> Any:
+    """Mermaid text of the sequence diagram, for when the widget panels are unavailable."""
+    try:  # the model is pure, but its package loads ipywidgets
+        from volli_nb.ui.widgets.sequence_model import SequenceModel
+    except ImportError:
+        return _html(f"<pre>{html.escape(store.log.tail(40), quote=False)}</pre>")
+    model = SequenceModel()
+    model.extend(store.log)
+    return _html(f"<pre>{html.escape(model.to_mermaid(), quote=False)}</pre>")
 
 
 def _code_view(label: str) -> Callable[[str], Note]:
@@ -184,8 +198,11 @@ class VolliMagics(Magics):
             if not rest:
                 raise ValueError("usage: %volli open PATH [NAME]")
             self._open(Path(rest[0]), rest[1] if len(rest) > 1 else None)
-        elif command in ("dashboard", "peers", "queue"):
+        elif command in ("dashboard", "peers", "queue", "diagram"):
             return self._panel(command, self._store())
+        elif command == "events":
+            text = self._store().log.tail(int(rest[0]) if rest else 20)
+            _show(Note(text, f"<pre>{html.escape(text, quote=False)}</pre>"))
         elif command == "sync":
             self._later(
                 self._store().sync_messages(),
@@ -208,8 +225,15 @@ class VolliMagics(Magics):
         """A live widget panel, or a static HTML table without ``volli_nb.ui.widgets``."""
         widgets = _widgets()
         if widgets is not None:
-            kind = {"dashboard": "Dashboard", "peers": "PeersPanel", "queue": "QueuePanel"}
+            kind = {
+                "dashboard": "Dashboard",
+                "peers": "PeersPanel",
+                "queue": "QueuePanel",
+                "diagram": "SequencePanel",
+            }
             return getattr(widgets, kind[command])(store)
+        if command == "diagram":
+            return _plain_diagram(store)
         if command == "peers":
             return _plain_peers(store)
         if command == "queue":
@@ -218,8 +242,11 @@ class VolliMagics(Magics):
 
     def _install(self, store: Any) -> None:
         """Make ``store`` the ``messagesStore``; close the previous one a magic made."""
+        from volli_nb.ui.progress import show_progress
+
         previous, self._made = self._made, store
         self._ns()["messagesStore"] = store
+        show_progress(store)  # bars in a notebook; nothing where none fits
         try:
             asyncio.get_running_loop()
         except RuntimeError:

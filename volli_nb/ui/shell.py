@@ -1,9 +1,11 @@
 """``volli-shell``: a ptpython prompt with a live ``messagesStore``, on the peer's own loop.
 
-ptpython is embedded with ``return_asyncio_coroutine=True``, so the prompt and
-the peer share one asyncio loop: top-level ``await`` works, and the retry loop
-and heartbeats keep running while the prompt waits.  Ctrl-D closes every
-connection (bounded) and exits.
+ptpython runs as a coroutine on the peer's own loop (what ``embed(...,
+return_asyncio_coroutine=True)`` does, built here so the REPL gets one more toolbar):
+top-level ``await`` works, and the retry loop and heartbeats keep running while the
+prompt waits.  Long operations (a large message until its ACK, a backlog flush) show a
+progress bar in a toolbar under the prompt, and one line above it when they end.
+Ctrl-D closes every connection (bounded) and exits.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import asyncio
 import getpass
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +38,7 @@ Pair:   here   code = await offer()          → copy the code line to the other
         there  await accept("volli1.…")      → prints an answer code; copy it back here
         here   await complete("volli1.…")    (or just `await pair(...)` each time)
 Debug:  messagesStore.network_store.peers     await messagesStore.sync_messages()
+        events([n])  (the event log, readable times)   diagram()  (mermaid sequence diagram)
 ICE: {ice}.  Top-level await works; Ctrl-D closes every connection and exits.
 """
 
@@ -111,8 +115,37 @@ def helpers(store: MessagesStore) -> dict[str, Any]:
         "complete": complete,
         "send": send,
         "verify": store.verify,
+        **_log_helpers(store),
         "asyncio": asyncio,
     }
+
+
+class Printed:
+    """Text the prompt shows as lines (a ``str`` result would be echoed quoted, on one)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _log_helpers(store: MessagesStore) -> dict[str, Callable[..., Printed]]:
+    """``events()`` and ``diagram()``: the event log, read at the prompt."""
+
+    def events(n: int = 20) -> Printed:
+        """The last ``n`` events: wall-clock time (ms), time since the first, what."""
+        return Printed(store.log.tail(n))
+
+    def diagram(cap: int = 60) -> Printed:
+        """The last ``cap`` steps as a mermaid sequence diagram (paste into GitHub)."""
+        from volli_nb.ui.widgets.sequence_model import SequenceModel
+
+        model = SequenceModel(cap=cap)
+        model.extend(store.log)
+        return Printed(model.to_mermaid(store.contact_book.display_name).rstrip())
+
+    return {"events": events, "diagram": diagram}
 
 
 def _ask_new_passphrase(path: Path) -> str:
@@ -170,9 +203,44 @@ def _configure(repl: Any) -> None:
     repl.confirm_exit = False  # Ctrl-D means: close the connections and go
 
 
-async def run(args: argparse.Namespace) -> int:
-    from ptpython.repl import embed
+async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
+    """ptpython on this loop, with a progress toolbar that shows only while work runs."""
+    from prompt_toolkit.filters import Condition
+    from prompt_toolkit.layout import ConditionalContainer, FormattedTextControl, Window
+    from prompt_toolkit.patch_stdout import patch_stdout
+    from ptpython.repl import PythonRepl
 
+    from volli_nb.ui.progress import outcome_line, toolbar_text
+
+    feed = store.progress
+    lines = toolbar_text(feed, shutil.get_terminal_size().columns - 1)
+    toolbar = ConditionalContainer(
+        Window(
+            FormattedTextControl(lambda: [("class:volli-progress", lines())]),
+            height=lambda: min(3, max(1, len(feed.active))),
+        ),
+        filter=Condition(lambda: bool(feed.active)),
+    )
+    repl = PythonRepl(
+        get_globals=lambda: namespace, get_locals=lambda: namespace, _extra_toolbars=[toolbar]
+    )
+    repl.terminal_title = "volli-shell"
+    _configure(repl)
+
+    def on_progress(update: Any) -> None:
+        repl.app.invalidate()
+        if update.finished:
+            print(outcome_line(update), flush=True)
+
+    remove = feed.subscribe(on_progress)
+    try:
+        with patch_stdout():
+            await repl.run_async()
+    finally:
+        remove()
+
+
+async def run(args: argparse.Namespace) -> int:
     try:
         store, where = open_profile(args)
     except (VolliError, EOFError, KeyboardInterrupt) as exc:
@@ -187,13 +255,7 @@ async def run(args: argparse.Namespace) -> int:
         ice = "interface addresses (--lan)"
     print(BANNER.format(name=store.name, peer_id=store.peer_id, where=where, ice=ice), flush=True)
     try:
-        await embed(
-            globals=helpers(store),
-            return_asyncio_coroutine=True,
-            patch_stdout=True,
-            title="volli-shell",
-            configure=_configure,
-        )
+        await _repl(helpers(store), store)
     except EOFError:
         pass
     finally:

@@ -25,6 +25,7 @@ from enum import StrEnum
 
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import NotFound, UsageError
+from volli_nb.core.eventlog import EventLog
 from volli_nb.core.message_id import check_message_id
 from volli_nb.core.store.database import Database
 from volli_nb.core.store.sealed_db import Row
@@ -114,7 +115,9 @@ class PersistentMessageQueue:
 
     ``clock`` defaults to the database's clock.  Every change is one transaction,
     committed before the method returns (or with the caller's enclosing
-    ``db.transaction()``), so the queue survives a crash at any point.
+    ``db.transaction()``), so the queue survives a crash at any point.  With ``log``,
+    retries (with their waits), stuck rows and manual retries are logged as ``queue``
+    events, whoever calls the method: the sequence diagram draws them from there.
     """
 
     def __init__(
@@ -123,12 +126,14 @@ class PersistentMessageQueue:
         *,
         clock: Clock | None = None,
         delays: Sequence[float] = RETRY_DELAYS,
+        log: EventLog | None = None,
     ) -> None:
         if not delays or any(d < 0 for d in delays):
             raise UsageError(f"retry delays must be a non-empty list of seconds >= 0: {delays!r}")
         self.db = db
         self.clock: Clock = clock or db.clock
         self.delays = tuple(delays)
+        self.log = log
 
     # --- adding and reading ---------------------------------------------------
 
@@ -268,7 +273,9 @@ class PersistentMessageQueue:
                 attempts=failures,
                 error=str(error)[:MAX_ERROR_CHARS],
             )
-            return self.get(row_id)
+            failed = self.get(row_id)
+        self._note_failure(failed, str(error))
+        return failed
 
     def retry_now(self, row_id: int) -> QueuedMessage:
         """Make a pending, held or stuck row due at once (by hand, or a peer came online).
@@ -284,7 +291,9 @@ class PersistentMessageQueue:
                     "retried (send the text again as a new message instead)"
                 )
             self._set(row_id, Status.PENDING, next_attempt_at=self.clock())
-            return self.get(row_id)
+            retried = self.get(row_id)
+        self._note("queue.manual", f"retry now: row {row_id} (was {row.status})", retried)
+        return retried
 
     def retry_all_stuck(self) -> int:
         """:meth:`retry_now` for every stuck row; returns how many."""
@@ -292,6 +301,17 @@ class PersistentMessageQueue:
             stuck = self._select("status = ?", (Status.STUCK,))
             for row in stuck:
                 self._set(row.id, Status.PENDING, next_attempt_at=self.clock())
+        if stuck and self.log is not None:
+            self.log.add(
+                "queue",
+                f"retry all stuck: {len(stuck)} row(s) due now",
+                peer_id=stuck[0].recipient if len({r.recipient for r in stuck}) == 1 else None,
+                kind="queue.manual",
+                rows=[r.id for r in stuck[:20]],
+                message_ids=[r.message_id.hex() for r in stuck[:20]],
+                count=len(stuck),
+                clock=self.clock(),
+            )
         return len(stuck)
 
     def discard(self, row_id: int) -> None:
@@ -302,6 +322,33 @@ class PersistentMessageQueue:
                 raise UsageError(f"outbox row {row_id} was already delivered; nothing to discard")
             if row.status != Status.DISCARDED:
                 self._set(row_id, Status.DISCARDED, next_attempt_at=None, erase=True)
+
+    # --- what the event log hears ---------------------------------------------
+
+    def _note_failure(self, row: QueuedMessage, error: str) -> None:
+        if row.status == Status.STUCK:
+            text = f"attempt {row.attempts} failed ({error}): stuck, retry by hand"
+            self._note("queue.stuck", text, row, reason=error)
+        else:
+            wait = self.delays[row.attempts - 1]  # the policy's wait, not a clock difference
+            text = f"attempt {row.attempts} failed ({error}): retry in {wait:g} s"
+            self._note("queue.retry", text, row, reason=error, wait=wait)
+
+    def _note(self, kind: str, text: str, row: QueuedMessage, **data: object) -> None:
+        if self.log is None:
+            return
+        self.log.add(
+            "queue",
+            text,
+            peer_id=row.recipient,
+            kind=kind,
+            row=row.id,
+            message_id=row.message_id.hex(),
+            attempts=row.attempts,
+            due_at=row.next_attempt_at,
+            clock=self.clock(),
+            **data,
+        )
 
     # --- rows -----------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from volli_nb.core.crypto.identity import Identity
 from volli_nb.lab.bench import conditions as bench_conditions
 from volli_nb.lab.bench.measure import ack_round_trip, delivered_rate
 from volli_nb.lab.bench.plain_aiortc import PlainPeer
+from volli_nb.lab.bench.progress import BenchProgress
 from volli_nb.lab.peer_process import PeerProcess, pair_with
 from volli_nb.lab.relay import Conditions
 from volli_nb.net.events import PeerOffline, PeerOnline
@@ -129,17 +130,27 @@ async def _flush_after_reconnect(
 
 
 async def _volli(
-    tmp: Path, messages: int, bulk: int, echoes: int, flush: int = 10_000
+    tmp: Path,
+    messages: int,
+    bulk: int,
+    echoes: int,
+    flush: int = 10_000,
+    progress: BenchProgress | None = None,
 ) -> dict[str, float]:
     store = MessagesStore.scratch("bench-a", directory=tmp)
+    step = progress.step if progress is not None else (lambda _name: None)
+    if progress is not None:
+        progress.watch(store.progress)  # the flush and the bulk send report their own
     child = await PeerProcess(str(tmp / "b.sqlite"), "bench-b").start()
     out: dict[str, float] = {}
     try:
+        step("volli_nb: setup")
         start = time.perf_counter()
         peer = await pair_with(store, child)
         first = await store.send_message(peer, "x" * 80)
         await store.wait_delivered(first.message_id)
         out["setup"] = time.perf_counter() - start
+        step("volli_nb: round trip")
         out["rtt"] = await ack_round_trip(store, peer, echoes, timeout=15.0)
         # A peer vanishing mid-chat (after heavy transfers the limit stretches, see README).
         offline: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -149,14 +160,19 @@ async def _volli(
                 offline.set_result(time.perf_counter())
 
         remove = store.network_store.on_event(on_event)
+        step("volli_nb: dead peer")
         start = time.perf_counter()
         await child.kill()
         out["dead"] = await asyncio.wait_for(offline, 30) - start
         remove()
+        step(f"volli_nb: flush {flush:,}")
         out["flush"], child = await _flush_after_reconnect(store, child, flush)  # it is away
+        step("volli_nb: 100-byte messages")
         out["msgs"] = await delivered_rate(store, peer, messages, timeout=120)
+        step("volli_nb: fan-out")
         for n in FANOUT:
             out[f"fanout{n}"] = await _fanout(store, peer, n)
+        step("volli_nb: bulk")
         text = incompressible_text(bulk)  # so the figure is encrypted bytes, not deflate
         start = time.perf_counter()
         big = await store.send_message(peer, text, compress=False)
@@ -169,21 +185,29 @@ async def _volli(
 
 
 async def _baseline(
-    messages: int, bulk: int, echoes: int, flush: int, quick: bool
+    bar: BenchProgress, messages: int, bulk: int, echoes: int, flush: int, quick: bool
 ) -> dict[str, float | None]:
     """Plain aiortc between two processes: the same rows, plaintext and unacknowledged."""
     plain = PlainPeer()
     base: dict[str, float | None] = {}
     try:
+        bar.step("aiortc: setup")
         base["setup"] = await plain.start()
+        bar.step("aiortc: round trip")
         base["rtt"] = await plain.echo_rtt(echoes)
+        bar.step("aiortc: 100-byte messages")
         base["msgs"] = messages / await plain.throughput(messages, 100)
+        bar.step("aiortc: bulk")
         base["bulk"] = bulk / await plain.throughput(max(1, bulk // 65536), 65536) / 1e6
+        bar.step("aiortc: fan-out")
         for n in FANOUT:  # the plaintext sent once per recipient, median of 5
             base[f"fanout{n}"] = statistics.median(
                 [await plain.throughput(n, 100) for _ in range(5)]
             )
+        bar.step(f"aiortc: {flush:,} messages")
         base["flush"] = await plain.throughput(flush, 100)
+        if not quick:
+            bar.step("aiortc: dead peer (~30 s)")
         base["dead"] = None if quick else await plain.dead_peer(40.0)
     finally:
         await plain.close()
@@ -196,15 +220,24 @@ async def run(
     quick: bool = False,
     flush: int = 10_000,
     conditions: Conditions | None = bench_conditions.DEFAULT,
+    progress: BenchProgress | None = None,
 ) -> list[Row]:
+    """Every row, measured now.  ``progress`` defaults to a bar where one fits (stderr in a
+    terminal, a widget in a notebook, nothing in tests and pipes)."""
     bulk = int(bulk_mb * 1_000_000)
     echoes = 20 if quick else 100
-    base = await _baseline(messages, bulk, echoes, flush, quick)
-    with tempfile.TemporaryDirectory(prefix="volli-bench-") as tmp:
-        ours = await _volli(Path(tmp), messages, bulk, echoes, flush)
-    impaired: dict[str, dict[str, float]] = {}
-    if conditions is not None:
-        impaired = await bench_conditions.run(conditions, count=30 if quick else 300)
+    bar = progress or BenchProgress(6 + (not quick) + 7 + (conditions is not None))
+    try:
+        base = await _baseline(bar, messages, bulk, echoes, flush, quick)
+        with tempfile.TemporaryDirectory(prefix="volli-bench-") as tmp:
+            ours = await _volli(Path(tmp), messages, bulk, echoes, flush, bar)
+        impaired: dict[str, dict[str, float]] = {}
+        if conditions is not None:
+            bar.step("both: impaired link")
+            impaired = await bench_conditions.run(conditions, count=30 if quick else 300)
+    finally:
+        if progress is None:
+            bar.close()
     dead_note = (
         "aiortc alone: gave up after 40 s"
         if base["dead"] is None and not quick

@@ -1,5 +1,8 @@
-"""Live panels for notebooks: peers, ICE candidates, pending queue, chat, event log."""
+"""Live panels for notebooks: peers, ICE candidates, pending queue, chat, event log, and
+the sequence diagram."""
 
+from volli_nb.ui.widgets.dashboard import Dashboard, dashboard
+from volli_nb.ui.widgets.layout import beside
 from volli_nb.ui.widgets.models import (
     Table,
     candidates_table,
@@ -10,16 +13,17 @@ from volli_nb.ui.widgets.models import (
 )
 from volli_nb.ui.widgets.panels import (
     ChatPanel,
-    Dashboard,
     EventLogPanel,
     IcePanel,
     Panel,
     PeersPanel,
     QueuePanel,
-    dashboard,
 )
+from volli_nb.ui.widgets.sequence import SequenceDiagram, SequencePanel
+from volli_nb.ui.widgets.sequence_model import Arrow, SequenceModel
 
 __all__ = [
+    "Arrow",
     "ChatPanel",
     "Dashboard",
     "EventLogPanel",
@@ -27,7 +31,11 @@ __all__ = [
     "Panel",
     "PeersPanel",
     "QueuePanel",
+    "SequenceDiagram",
+    "SequenceModel",
+    "SequencePanel",
     "Table",
+    "beside",
     "candidates_table",
     "chat_lines",
     "dashboard",

@@ -232,16 +232,18 @@ def chat_lines(store: Any, conversation: str) -> list[str]:
     return lines
 
 
-EVENT_COLUMNS = ("time", "category", "peer", "message")
+EVENT_COLUMNS = ("time", "since start", "category", "peer", "message")
 
 
 def events_table(
     log: Any, *, category: str | None = None, text: str = "", limit: int = 200
 ) -> Table:
+    """Newest first, with wall-clock time (ms) and time since the first event."""
     entries = log.entries(category=category or None, text=text)[-limit:]
     rows = [
         {
-            "time": f"{e.time:.3f}",
+            "time": e.wall_clock,
+            "since start": e.since_start,
             "category": e.category,
             "peer": e.peer_id or "",
             "message": e.message,

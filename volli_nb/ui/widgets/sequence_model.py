@@ -1,0 +1,374 @@
+"""The seed's sequence diagrams, drawn from what the event log records: plain data.
+
+Each log entry that means a step of the story (a call into the store, a frame on the
+wire, an ACK, a retry timer, a stuck message, a manual retry, a peer going offline)
+becomes one or more arrows between lifelines: ``UI``, ``Store``, ``Queue``, ``Network``
+and one per peer, as in the seed's two mermaid diagrams.  Entries that are only state
+chatter (ICE gathering, signaling states, pings) draw nothing.  The model keeps the last
+``cap`` arrows and counts the ones that fell off, so a long session stays readable.
+
+No widgets here: the SVG renderer, the panel and the tests all read these arrows.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from volli_nb.core.eventlog import LogEntry, format_since, wall_clock
+
+UI, STORE, QUEUE, NETWORK = "UI", "Store", "Queue", "Network"
+LIFELINES = (UI, STORE, QUEUE, NETWORK)
+PEER = "peer"  # stands for the entry's peer lifeline in the rules below
+NAME = "{peer}"  # stands for the peer's name in a label, filled in when drawn
+DEFAULT_CAP = 150
+MAX_IDS_SHOWN = 4
+
+
+@dataclass(frozen=True)
+class Arrow:
+    """One step: ``source`` → ``target`` (equal for a self-call; a note spans both).
+
+    ``style`` is "call" (solid), "reply" (dashed) or "note"; ``tone`` colours it
+    ("wire", "queue", "ok", "bad" or ""); ``number`` counts from 1 over the whole story,
+    dropped arrows included, so a reader can tell how much is off the top."""
+
+    number: int
+    time: float
+    since: float
+    source: str
+    target: str
+    label: str
+    kind: str
+    style: str
+    tone: str
+    details: tuple[tuple[str, str], ...]
+    peer_id: str | None = None
+
+    @property
+    def is_self(self) -> bool:
+        return self.source == self.target and self.style != "note"
+
+
+@dataclass(frozen=True)
+class _Step:
+    source: str
+    target: str
+    label: str
+    style: str = "call"
+    tone: str = ""
+
+
+def _short(value: Any) -> str:
+    return str(value)[:8]
+
+
+def _ids(data: dict[str, Any], *, full: bool = False) -> str:
+    ids = data.get("message_ids") or ([data["message_id"]] if "message_id" in data else [])
+    count = int(data.get("count") or len(ids))
+    shown = ", ".join(str(i) if full else _short(i) for i in ids[:MAX_IDS_SHOWN])
+    return shown + (f" … ({count} in all)" if count > MAX_IDS_SHOWN else "")
+
+
+def _size(n: Any) -> str:
+    n = float(n)
+    if n < 1000:
+        return f"{n:.0f} B"
+    return f"{n / 1000:.1f} KB" if n < 1_000_000 else f"{n / 1_000_000:.2f} MB"
+
+
+def _tail(message: str, prefix: str) -> str:
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def _frame_steps(entry: LogEntry) -> list[_Step]:
+    data, out = entry.data, entry.data.get("direction") == "out"
+    label = _tail(entry.message, "sent " if out else "received ")
+    kind = entry.data.get("frame", "")
+    if kind == "HELLO":
+        label = label.replace("HELLO", "HELLO: channel binding", 1)
+    if kind == "ACK" and not out:
+        label = label.replace("ACK", "ACK (signed)", 1)
+    style = "reply" if kind == "ACK" else "call"
+    tone = "bad" if kind == "BYE" else "wire"
+    if kind == "BYE" and data.get("reason"):
+        label = f"BYE: {data['reason']}"
+    return [
+        _Step(NETWORK, PEER, label, style, tone)
+        if out
+        else _Step(PEER, NETWORK, label, style, tone)
+    ]
+
+
+def _kind_steps(entry: LogEntry) -> list[_Step] | None:
+    """Entries that carry a ``kind``: what the app, the queue and the trace report."""
+    data = entry.data
+    kind = data.get("kind")
+    mid = _short(data.get("message_id", ""))
+    if kind == "message.queued":
+        return [
+            _Step(UI, STORE, f"send_message(…) → {mid}"),
+            _Step(STORE, QUEUE, f"enqueue {mid} (persisted)", tone="queue"),
+        ]
+    if kind == "message.sent":
+        attempt = int(data.get("attempt", 1))
+        again = f", attempt {attempt}" if attempt > 1 else ""
+        return [
+            _Step(STORE, STORE, f"encrypt for {NAME} ({_size(data.get('bytes', 0))})"),
+            _Step(STORE, NETWORK, f"send {mid}{again}"),
+        ]
+    if kind == "message.delivered":
+        return [_Step(STORE, UI, f"✓ delivered {mid}", "reply", "ok")]
+    if kind == "message.received":
+        return [
+            _Step(NETWORK, STORE, f"on_message {mid}"),
+            _Step(STORE, STORE, "verify, decrypt, store"),
+            _Step(STORE, UI, "update conversation", "reply", "ok"),
+        ]
+    if kind == "ack.verified":
+        return [_Step(NETWORK, STORE, f"Delivered {_ids(data)}", "reply", "ok")]
+    if kind == "queue.retry":
+        why = f"attempt {data.get('attempts', '?')} failed: {data.get('reason', '?')}"
+        return [_Step(QUEUE, QUEUE, f"retry in {data['wait']:g} s ({why})", tone="queue")]
+    if kind == "queue.stuck":
+        return [_Step(QUEUE, UI, f"stuck {mid}: retry by hand", "reply", "bad")]
+    if kind == "queue.manual":
+        return [_Step(UI, QUEUE, f"manual {entry.message}", tone="queue")]
+    if isinstance(kind, str) and kind.startswith("frame."):
+        return _frame_steps(entry)
+    return None
+
+
+# (category, message prefix) → steps, for entries that carry no ``kind``.
+_TEXT_RULES: list[tuple[str, str, Callable[[LogEntry], list[_Step]]]] = [
+    (
+        "signaling",
+        "created offer",
+        lambda e: [
+            _Step(STORE, NETWORK, f"create offer ({e.data.get('candidates', '?')} ICE cand.)")
+        ],
+    ),
+    (
+        "signaling",
+        "created answer",
+        lambda e: [
+            _Step(STORE, NETWORK, f"create answer ({e.data.get('candidates', '?')} ICE cand.)")
+        ],
+    ),
+    (
+        "signaling",
+        "pairing code created",
+        lambda e: [_Step(STORE, UI, "pairing code (offer + identity)", "reply")],
+    ),
+    (
+        "signaling",
+        "accepted offer from",
+        lambda e: [
+            _Step(STORE, UI, f"answer code (offer {_tail(e.message, 'accepted ')})", "reply")
+        ],
+    ),
+    (
+        "signaling",
+        "applied remote answer",
+        lambda e: [_Step(STORE, NETWORK, f"apply answer from {NAME}")],
+    ),
+    (
+        "connection",
+        "connection state connected",
+        lambda e: [_Step(NETWORK, PEER, "ICE + DTLS connected", "note")],
+    ),
+    (
+        "connection",
+        "connection state failed",
+        lambda e: [_Step(NETWORK, PEER, "connection failed", "note", "bad")],
+    ),
+    (
+        "connection",
+        "peer offline",
+        lambda e: [
+            _Step(NETWORK, STORE, _tail(e.message, "peer ").replace(":", " —", 1), "reply", "bad")
+        ],
+    ),
+    ("ice", "selected pair", lambda e: [_Step(NETWORK, PEER, e.message, "note")]),
+    ("channel", "data channel open", lambda e: [_Step(NETWORK, PEER, "data channel open", "note")]),
+    (
+        "channel",
+        "peer said bye",
+        lambda e: [_Step(NETWORK, PEER, e.message, "note", "bad")],
+    ),
+    (
+        "dtls",
+        "channel binding verified",
+        lambda e: [_Step(NETWORK, STORE, f"{NAME} online (binding verified)", "reply", "ok")],
+    ),
+    ("queue", "flushed", lambda e: [_Step(QUEUE, STORE, e.message + " (peer back)", tone="queue")]),
+    (
+        "queue",
+        "",  # "<peer> offline: messages wait in the outbox"
+        lambda e: (
+            [_Step(QUEUE, QUEUE, "messages wait in the outbox", "note", "queue")]
+            if "messages wait in the outbox" in e.message
+            else []
+        ),
+    ),
+    ("error", "", lambda e: [_Step(NETWORK, NETWORK, f"⚠ {e.message}", "note", "bad")]),
+]
+
+
+def steps_for(entry: LogEntry) -> list[_Step]:
+    """The arrows one log entry draws (none for state chatter)."""
+    steps = _kind_steps(entry)
+    if steps is not None:
+        return steps
+    for category, prefix, make in _TEXT_RULES:
+        if entry.category == category and entry.message.startswith(prefix):
+            return make(entry)
+    return []
+
+
+_DETAIL_KEYS = (
+    ("message_id", "message"),
+    ("bytes", "size"),
+    ("chunks", "chunks"),
+    ("seconds", "took"),
+    ("rtt", "round trip"),
+    ("attempt", "attempt"),
+    ("attempts", "failed attempts"),
+    ("wait", "retry wait"),
+    ("reason", "reason"),
+    ("row", "outbox row"),
+    ("rows", "outbox rows"),
+    ("conversation", "conversation"),
+)
+
+
+class SequenceModel:
+    """Arrows from log entries, capped; feed it with :meth:`add` (or :meth:`extend`)."""
+
+    def __init__(self, *, cap: int = DEFAULT_CAP) -> None:
+        if cap < 1:
+            raise ValueError("the cap must be at least 1 arrow")
+        self.cap = cap
+        self.arrows: deque[Arrow] = deque(maxlen=cap)
+        self.total = 0
+        self._last_time: float | None = None
+        self._clock0: float | None = None  # first store-clock reading seen (virtual or not)
+
+    @property
+    def dropped(self) -> int:
+        """Arrows that fell off the top because of the cap."""
+        return self.total - len(self.arrows)
+
+    def clear(self) -> None:
+        self.arrows.clear()
+        self.total = 0
+
+    def extend(self, entries: Iterable[LogEntry]) -> list[Arrow]:
+        return [arrow for entry in entries for arrow in self.add(entry)]
+
+    def add(self, entry: LogEntry) -> list[Arrow]:
+        steps = steps_for(entry)
+        if not steps:
+            return []
+        details = self._details(entry)
+        peer = entry.peer_id if entry.peer_id and not entry.peer_id.startswith("pair-") else None
+        new = []
+        for step in steps:
+            source, target = (
+                (peer or PEER) if s == PEER else s for s in (step.source, step.target)
+            )
+            self.total += 1
+            arrow = Arrow(
+                self.total,
+                entry.time,
+                entry.since,
+                source,
+                target,
+                step.label,
+                str(entry.data.get("kind") or entry.category),
+                step.style,
+                step.tone,
+                details,
+                peer,
+            )
+            self.arrows.append(arrow)
+            new.append(arrow)
+        self._last_time = entry.time
+        return new
+
+    def _details(self, entry: LogEntry) -> tuple[tuple[str, str], ...]:
+        data = entry.data
+        out = [("time", f"{wall_clock(entry.time)} ({format_since(entry.since)})")]
+        if self._last_time is not None:
+            out.append(("after previous", f"{(entry.time - self._last_time) * 1000:.1f} ms"))
+        if entry.peer_id:
+            out.append(("peer", entry.peer_id))
+        if data.get("message_ids"):
+            out.append(("messages", _ids(data, full=True)))
+        for key, name in _DETAIL_KEYS:
+            if key not in data or data[key] is None:
+                continue
+            value = data[key]
+            if key == "bytes":
+                value = _size(value)
+            elif key in ("seconds", "rtt"):
+                value = f"{float(value) * 1000:.1f} ms"
+            elif key == "wait":
+                value = f"{value:g} s"
+            out.append((name, str(value)))
+        if "clock" in data:  # the store's clock, which a notebook may run virtually
+            clock = float(data["clock"])
+            self._clock0 = clock if self._clock0 is None else self._clock0
+            out.append(("store clock", f"+{clock - self._clock0:g} s"))
+            if data.get("due_at") is not None:
+                out.append(("next attempt", f"+{float(data['due_at']) - self._clock0:g} s"))
+        out.append(("event", f"{entry.category}: {entry.message}"))
+        return tuple(out)
+
+    # --- what lifelines to draw, and mermaid text --------------------------------
+
+    def lifelines(self) -> list[str]:
+        """UI, Store, Queue, Network, then each peer in order of first appearance."""
+        peers: list[str] = []
+        for arrow in self.arrows:
+            for end in (arrow.source, arrow.target):
+                if end not in LIFELINES and end not in peers:
+                    peers.append(end)
+        return [*LIFELINES, *peers]
+
+    def to_mermaid(self, names: Callable[[str], str] = str) -> str:
+        """The visible arrows as mermaid ``sequenceDiagram`` text (GitHub renders it)."""
+        lines = ["sequenceDiagram"]
+        alias = {}
+        for i, lifeline in enumerate(self.lifelines()):
+            if lifeline in LIFELINES:
+                alias[lifeline] = lifeline
+                lines.append(f"    participant {lifeline}")
+            else:
+                alias[lifeline] = f"P{i}"
+                lines.append(f"    participant P{i} as {_mermaid_text(names(lifeline))}")
+        if self.dropped:
+            lines.append(f"    Note over UI,Network: {self.dropped} earlier arrows not shown")
+        for arrow in self.arrows:
+            label = _mermaid_text(label_for(arrow, names))
+            src, dst = alias[arrow.source], alias[arrow.target]
+            if arrow.style == "note":
+                span = src if src == dst else f"{src},{dst}"
+                lines.append(f"    Note over {span}: {label}")
+            else:
+                lines.append(
+                    f"    {src}{'-->>' if arrow.style == 'reply' else '->>'}{dst}: {label}"
+                )
+        return "\n".join(lines) + "\n"
+
+
+def _mermaid_text(text: str) -> str:
+    """Mermaid reads ``;`` as a line break and ``#`` as an entity: keep them out."""
+    return text.replace(";", ",").replace("#", "no. ").replace("\n", " ")
+
+
+def label_for(arrow: Arrow, names: Callable[[str], str]) -> str:
+    """The arrow's label with the peer placeholder replaced by the peer's name."""
+    return arrow.label.replace(NAME, names(arrow.peer_id) if arrow.peer_id else "the peer")
