@@ -7,9 +7,9 @@ from pathlib import Path
 
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.clock import Clock, system_clock
+from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.core.store.database import KDF_MIN
 from volli_nb.lab.relay import Conditions, ImpairmentRelay, impaired_pair
-from volli_nb.net.network_store import NetworkConfig
 
 # Set by conftest from --latency / --packet-loss / --jitter: pair() then goes through
 # an impairment relay, so the networked tests run under those conditions.

@@ -14,6 +14,7 @@ from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.encoding import b64encode, canonical_json
 from volli_nb.core.protocol import chunks as ch
 from volli_nb.core.protocol import frames as f
+from volli_nb.core.protocol import refusal as r
 from volli_nb.core.protocol import session as p
 
 _r = random.Random(11)
@@ -34,6 +35,7 @@ def session(verified: bool) -> p.Session:
     return s
 
 
+REFUSAL = r.sign_refusal(A, B.peer_id, [mid(1)], r.RefusalCode.CLOCK_SKEW, 1_700_000_000_000)
 VALID = [
     f.make_hello(A, *FPS),
     f.make_ack(A, B.peer_id, [mid(1), mid(2)]),
@@ -41,6 +43,7 @@ VALID = [
     f.make_ping(b"pingping"),
     f.make_pong(b"pongpong"),
     f.make_bye("bye"),
+    f.encode_frame(r.sign_refusal(A, B.peer_id, [mid(5)], r.RefusalCode.STORAGE_FULL, 1)),
     *ch.make_chunks(f.make_message(mid(4), b"z" * 100), 1, 64),
 ]
 
@@ -73,7 +76,7 @@ def test_arbitrary_bytes_only_raise_peer_errors(data: bytes) -> None:
 
 
 @SETTINGS
-@given(st.lists(st.binary(max_size=200), max_size=12), st.sampled_from(range(1, 9)))
+@given(st.lists(st.binary(max_size=200), max_size=12), st.sampled_from(range(1, 10)))
 def test_frame_sequences_only_raise_peer_errors(bodies: list[bytes], kind: int) -> None:
     s = session(verified=True)
     for body in bodies:
@@ -130,6 +133,7 @@ def mutated_json(draw: st.DrawFn) -> bytes:
             [
                 (f.HELLO, json.loads(f.make_hello(A, *FPS)[2:])),
                 (f.ACK, json.loads(f.make_ack(A, B.peer_id, [mid(1)])[2:])),
+                (f.REFUSE, json.loads(f.encode_frame(REFUSAL)[2:])),
             ]
         )
     )
@@ -151,7 +155,7 @@ def test_mutated_json_fields_only_raise_peer_errors(data: bytes) -> None:
     s = session(verified=True)
     s.send_message(mid(1), b"e", 0.0)
     events = feed(s, data)
-    assert all(isinstance(e, p.PeerVerified | p.Acked) for e in events)
+    assert all(isinstance(e, p.PeerVerified | p.Acked | p.Refused) for e in events)
 
 
 @SETTINGS
@@ -183,6 +187,7 @@ def test_typed_frames_round_trip(
     frames: list[f.Frame] = [
         f.MessageFrame(message_id, envelope),
         f.PingFrame(nonce),
+        f.PingFrame(nonce, int.from_bytes(nonce, "big")),
         f.PongFrame(nonce),
         f.decode_frame(f.make_bye(reason)),  # type: ignore[list-item]
         f.decode_frame(f.make_ack(A, B.peer_id, ids)),  # type: ignore[list-item]

@@ -18,8 +18,8 @@ from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.protocol import frames
 from volli_nb.core.protocol.session import Session
 from volli_nb.net import aiortc_compat
+from volli_nb.net.events import PeerOffline
 from volli_nb.net.link import Link
-from volli_nb.net.network_store import PeerOffline
 
 pytestmark = pytest.mark.network
 T = TypeVar("T")

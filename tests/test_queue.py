@@ -76,7 +76,7 @@ def test_exact_schedule_then_stuck(queue: PersistentMessageQueue, clock: Virtual
     assert (row.status, row.attempts, row.next_attempt_at) == (Status.STUCK, 5, None)
     assert queue.due(clock.now + 10_000) == []
     assert [r.id for r in queue.get_pending()] == [row_id]  # stuck still awaits delivery
-    assert queue.counts() == {"pending": 0, "delivered": 0, "stuck": 1, "discarded": 0}
+    assert queue.counts() == {"pending": 0, "delivered": 0, "stuck": 1, "discarded": 0, "held": 0}
 
 
 def test_due_respects_times(queue: PersistentMessageQueue, clock: VirtualClock) -> None:
@@ -195,7 +195,13 @@ def test_state_survives_reopening(path: Path, clock: VirtualClock) -> None:
     with Database.open(path, PASS, kdf=KDF_MIN, clock=clock) as db:
         queue = PersistentMessageQueue(db)
         assert queue.get_pending() == before
-        assert queue.counts() == {"pending": 2, "delivered": 1, "stuck": 0, "discarded": 0}
+        assert queue.counts() == {
+            "pending": 2,
+            "delivered": 1,
+            "stuck": 0,
+            "discarded": 0,
+            "held": 0,
+        }
         assert queue.mark_failed(failed, "offline").next_attempt_at == clock.now + 5.0
 
 

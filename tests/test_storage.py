@@ -53,6 +53,11 @@ def file_hashes(path: Path) -> dict[str, str]:
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.exists()}
 
 
+def profile_files(path: Path) -> list[Path]:
+    """The folder's files but the lock file (a crashed owner's stale one is removed)."""
+    return sorted(p for p in path.parent.iterdir() if not p.name.endswith(".lock"))
+
+
 def populate(db: Database, me: Identity) -> None:
     db.save_identity(me.to_secret_bytes(), me.peer_id, me.public.identity_key, me.public.device_key)
     db.store_received(mid(1), "conv", "bob", 1, 1000, SECRET_BODY)
@@ -74,22 +79,42 @@ def test_create_then_reopen_reads_everything_back(path: Path, clock: VirtualCloc
         assert PersistentMessageQueue(db).get_pending()[0].payload == SECRET_BODY
 
 
-@pytest.mark.parametrize("writer_still_open", [False, True])
+def crashed_writer(path: Path) -> None:
+    """Another process writes and is SIGKILLed: its commits sit in the -wal file."""
+    script = (
+        "import os, signal, sys\n"
+        "from volli_nb.core.crypto.identity import Identity\n"
+        "from volli_nb.core.store.database import KDF_MIN, Database\n"
+        "from volli_nb.core.store.message_queue import OutgoingMessage, PersistentMessageQueue\n"
+        "db = Database.open(sys.argv[1], sys.argv[2], kdf=KDF_MIN)\n"
+        "me = Identity.generate()\n"
+        "db.save_identity(me.to_secret_bytes(), me.peer_id, me.public.identity_key,"
+        " me.public.device_key)\n"
+        "db.store_received((1).to_bytes(16, 'big'), 'conv', 'bob', 1, 1000, b'secret')\n"
+        "PersistentMessageQueue(db).enqueue("
+        "OutgoingMessage((2).to_bytes(16, 'big'), 'conv', 'bob', b'secret', 1))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path), PASS], check=False)
+    assert done.returncode == -9
+
+
+@pytest.mark.parametrize("data_in_wal", [False, True])
 def test_wrong_passphrase_raises_and_changes_no_byte(
-    path: Path, clock: VirtualClock, writer_still_open: bool
+    path: Path, clock: VirtualClock, data_in_wal: bool
 ) -> None:
-    db = open_db(path, clock)
-    populate(db, Identity.generate())
-    if not writer_still_open:
-        db.close()  # otherwise the data sits in the -wal file, as after a crash
-    before, listing = file_hashes(path), sorted(path.parent.iterdir())
-    assert (path.name + "-wal" in before) == writer_still_open
+    if data_in_wal:
+        crashed_writer(path)  # the data sits in the -wal file, as after a crash
+    else:
+        db = open_db(path, clock)
+        populate(db, Identity.generate())
+        db.close()
+    before, listing = file_hashes(path), profile_files(path)
+    assert (path.name + "-wal" in before) == data_in_wal
     with pytest.raises(WrongPassphrase, match="does not unlock"):
         open_db(path, clock, "Correct horse battery staple")
     assert file_hashes(path) == before
-    assert sorted(path.parent.iterdir()) == listing  # not even empty -wal/-shm files
-    if writer_still_open:
-        db.close()
+    assert profile_files(path) == listing  # not even empty -wal/-shm files
     with open_db(path, clock) as again:
         assert again.get_message(mid(1)) is not None
 

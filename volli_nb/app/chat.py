@@ -107,7 +107,8 @@ def chat_message(
     the reason, instead of breaking the whole conversation's history."""
     status = RECEIVED
     if stored.direction == "out":
-        status = overall_status(set(delivery_status(stored.message_id).values()), none="sent")
+        statuses = set(delivery_status(stored.message_id).values())
+        status = overall_status(statuses, none="delivered")  # only delivered rows expire
     try:
         text = decode_body(stored.body)
     except VolliError as exc:

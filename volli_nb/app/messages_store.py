@@ -5,7 +5,9 @@ module: :class:`~volli_nb.app.contacts.ContactBook` (contacts, pairing codes,
 conversations), :class:`~volli_nb.app.sender.Sender` (outbox, sealing per attempt,
 retries, sync, delivery) and :class:`~volli_nb.app.receiver.Receiver` (open, store,
 commit-then-ACK), over a :class:`~volli_nb.core.store.database.Database` and a
-:class:`~volli_nb.net.network_store.NetworkStore`.  Rooms on a signaling server are a
+:class:`~volli_nb.net.network_store.NetworkStore`; :class:`~.storage_health.StorageHealth`
+turns failed writes into one state, and :class:`~.housekeeping.Housekeeping` keeps the
+tables bounded (docs/operations.md).  Rooms on a signaling server are a
 :class:`~volli_nb.app.rooms.RoomSession`, created by :meth:`MessagesStore.join`.
 """
 
@@ -19,9 +21,12 @@ from typing import Any
 
 from volli_nb.app.chat import ChatMessage, SyncReport, chat_message, dm_conversation_id
 from volli_nb.app.contacts import ContactBook
+from volli_nb.app.housekeeping import Housekeeping
 from volli_nb.app.receiver import Receiver
+from volli_nb.app.refusals import REFUSAL_PAUSE
 from volli_nb.app.rooms import RoomSession
 from volli_nb.app.sender import MAX_TEXT_BYTES, Sender
+from volli_nb.app.storage_health import StorageHealth, StorageStatus
 from volli_nb.base.clock import Clock, system_clock
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
@@ -34,7 +39,9 @@ from volli_nb.core.store.database import (
     Database,
     KdfCost,
 )
+from volli_nb.core.store.integrity import IntegrityReport
 from volli_nb.core.store.message_queue import PersistentMessageQueue
+from volli_nb.core.store.retention import Pruner, Retention
 from volli_nb.net.network_store import NetworkStore
 
 SCRATCH_PASSPHRASE = "volli scratch profile"  # protects nothing: KDF_MIN, deleted on close
@@ -54,6 +61,8 @@ class MessagesStore:
         clock: Clock = system_clock,
         retry_tick: float = 0.2,
         log: EventLog | None = None,
+        retention: Retention | None = None,
+        refusal_pause: float = REFUSAL_PAUSE,
     ) -> None:
         self.database = database
         self.identity = identity
@@ -73,8 +82,15 @@ class MessagesStore:
         self.contact_book = ContactBook(
             database, identity, self.network_store, self.log, name=self.name, clock=clock
         )
+        self.storage = StorageHealth(database, self.log)
         self.receiver = Receiver(
-            database, identity, self.contact, self.network_store, self.log, clock=clock
+            database,
+            identity,
+            self.contact,
+            self.network_store,
+            self.log,
+            clock=clock,
+            storage=self.storage,
         )
         self.sender = Sender(
             database,
@@ -86,7 +102,11 @@ class MessagesStore:
             clock=clock,
             later=self.receiver.later,
             retry_tick=retry_tick,
+            storage=self.storage,
+            refusal_pause=refusal_pause,
         )
+        self.pruner = Pruner(database, retention)
+        self.housekeeping = Housekeeping(self.pruner, self.storage, self.log, clock=clock)
         self.room_session: RoomSession | None = None  # once join() was called
         self.scratch_dir: Path | None = None  # a scratch() profile's folder, deleted on close
 
@@ -166,14 +186,16 @@ class MessagesStore:
     # --- lifecycle ----------------------------------------------------------
 
     def start(self) -> None:
-        """Start the retry loop on the running event loop (idempotent)."""
+        """Start the retry loop and the pruning timer on the running loop (idempotent)."""
         self.sender.start()
+        self.housekeeping.start()
 
     async def close(self) -> None:
         """Close every connection (bounded) and stop the retry loop; the file stays
         (unless this is a :meth:`scratch` profile, whose folder is deleted)."""
         try:
             await self.sender.stop()
+            await self.housekeeping.stop()
             if self.room_session is not None:
                 await self.room_session.close()
                 self.room_session = None
@@ -286,6 +308,14 @@ class MessagesStore:
         return await self.sender.wait_delivered(message_id, timeout)
 
     # --- what the UI reads --------------------------------------------------
+
+    def verify(self) -> IntegrityReport:
+        """Check the whole profile file (SQLite ``quick_check``, every sealed value)."""
+        return self.database.verify()
+
+    def on_storage(self, handler: Callable[[StorageStatus], None]) -> Callable[[], None]:
+        """Call ``handler`` when storage starts or stops failing (a full disk)."""
+        return self.storage.on_change(handler)
 
     def delivery_status(self, message_id: bytes) -> dict[str, str]:
         return self.sender.delivery_status(message_id)

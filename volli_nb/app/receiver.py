@@ -6,7 +6,9 @@ stored with its id in the replay seen-set in one transaction, handed to the
 committed, so a crash between the two means a retransmission, which the persisted
 seen-set turns into a second ACK and no second message.  A received frame may bundle
 many messages: :meth:`Receiver.batch` makes the whole frame one commit, with its ACKs
-and handler calls queued until that commit succeeded.
+and handler calls queued until that commit succeeded.  What cannot be stored (a full
+disk) is refused in a signed frame the sender acts on, and reported once per change of
+state (:class:`~volli_nb.app.storage_health.StorageHealth`), not once per message.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import logging
 from collections.abc import Callable, Iterator
 
 from volli_nb.app.chat import RECEIVED, ChatMessage, received_members
+from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base.clock import Clock
-from volli_nb.base.errors import DuplicateMessageId, ReplayError, VolliError
+from volli_nb.base.errors import DuplicateMessageId, ReplayError, StorageError, VolliError
 from volli_nb.base.listeners import Listeners
 from volli_nb.core.body import decode_body
 from volli_nb.core.crypto import envelope as envelopes
@@ -42,8 +45,12 @@ class Receiver:
         log: EventLog,
         *,
         clock: Clock,
+        storage: StorageHealth | None = None,
     ) -> None:
         self.database, self.identity, self.network, self.log = database, identity, network, log
+        self.storage = storage if storage is not None else StorageHealth(database, log)
+        self._storage_error: StorageError | None = None  # in this batch
+        self._stored = False  # this batch wrote a message
         self._contacts = contacts
         self._clock = clock
         self._handlers = Listeners[[ChatMessage]]("on_message handler", logger)
@@ -63,18 +70,32 @@ class Receiver:
         if self._after_commit is not None:  # nested: the outer batch does it all
             yield
             return
-        self._after_commit = []
+        self._after_commit, self._storage_error, self._stored = [], None, False
         try:
             with self.database.transaction():
                 yield
             pending = self._after_commit
-        except BaseException:
+        except BaseException as exc:
             self._known_conversations.clear()  # what the batch created was rolled back
-            raise
+            if not isinstance(exc, StorageError):
+                raise
+            first = self._storage_error or exc  # "disk full" says more than "no transaction"
+            self.storage.failed(first)
+            if first is exc:
+                raise
+            raise first from exc
         finally:
             self._after_commit = None
+        self._storage_state(self._storage_error, self._stored)
         for action in pending:
             action()
+
+    def _storage_state(self, error: StorageError | None, stored: bool) -> None:
+        """After a commit (outside the transaction: a full disk gets a WAL checkpoint)."""
+        if error is not None:
+            self.storage.failed(error)
+        elif stored:
+            self.storage.succeeded()
 
     def later(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the current batch committed (at once outside a batch)."""
@@ -113,9 +134,19 @@ class Receiver:
             return
         try:
             stored = self._store(opened, members)
+        except StorageError as exc:  # refused in a signed frame; reported once, as a state
+            net.reject(peer_id, message_id, exc, quiet=True)
+            if self._after_commit is None:
+                self._storage_state(exc, False)
+            else:
+                self._storage_error = exc
+            return
         except VolliError as exc:  # e.g. a member set that differs from the conversation's
             net.reject(peer_id, message_id, exc)
             return
+        self._stored = self._stored or stored
+        if self._after_commit is None and stored:
+            self.storage.succeeded()
         self.later(lambda: net.accept(peer_id, message_id))
         if not stored:
             return

@@ -11,6 +11,9 @@ and every attempt seals a fresh envelope to the recipient's current keys with th
 message id.  A retry days later is then still fresh for the receiver's replay window,
 and key rotation can come later without touching the queue.  A group message is sealed
 once for all its members per ``SEAL_REUSE`` seconds, not once per member.
+
+A signed refusal from the recipient is not a failed attempt: :mod:`.refusals` holds or
+pauses the row and says why, and clock readings release held rows.
 """
 
 from __future__ import annotations
@@ -23,8 +26,17 @@ from collections.abc import Callable
 from volli_nb.app.chat import ChatMessage, SyncReport, overall_status
 from volli_nb.app.contacts import ContactBook
 from volli_nb.app.flush_progress import FlushProgress
+from volli_nb.app.refusals import REFUSAL_PAUSE, RefusalPolicy
+from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base.clock import Clock
-from volli_nb.base.errors import NotFound, TransportClosed, UnknownPeer, UsageError, VolliError
+from volli_nb.base.errors import (
+    NotFound,
+    StorageError,
+    TransportClosed,
+    UnknownPeer,
+    UsageError,
+    VolliError,
+)
 from volli_nb.base.listeners import Listeners
 from volli_nb.core.body import encode_body
 from volli_nb.core.crypto import envelope as envelopes
@@ -38,7 +50,15 @@ from volli_nb.core.store.message_queue import (
     QueuedMessage,
     Status,
 )
-from volli_nb.net.events import Delivered, NetworkEvent, PeerOffline, PeerOnline, Undelivered
+from volli_nb.net.events import (
+    ClockSkew,
+    Delivered,
+    DeliveryRefused,
+    NetworkEvent,
+    PeerOffline,
+    PeerOnline,
+    Undelivered,
+)
 from volli_nb.net.network_store import NetworkStore
 
 logger = logging.getLogger(__name__)
@@ -63,6 +83,8 @@ class Sender:
         clock: Clock,
         later: Callable[[Callable[[], None]], None],
         retry_tick: float = 0.2,
+        storage: StorageHealth | None = None,
+        refusal_pause: float = REFUSAL_PAUSE,
     ) -> None:
         self.database, self.identity, self.queue = database, identity, queue
         self.network, self.contacts, self.log = network, contacts, log
@@ -73,11 +95,19 @@ class Sender:
         self._in_flight: dict[tuple[str, bytes], int] = {}
         self._sealed: dict[bytes, tuple[float, bytes]] = {}
         self._delivered = Listeners[[bytes, str]]("on_delivered handler", logger)
+        self.storage = storage if storage is not None else StorageHealth(database, log)
+        self.refusals = RefusalPolicy(
+            queue, network, log, self.display_name, clock=clock, pause=refusal_pause
+        )
         network.on_event(self._on_network_event)
 
     @property
     def peer_id(self) -> str:
         return self.identity.peer_id
+
+    def display_name(self, peer_id: str) -> str:
+        contact = self.database.get_contact(peer_id)
+        return (contact.name if contact else None) or peer_id[:8]
 
     # --- the retry loop ---------------------------------------------------------
 
@@ -97,6 +127,8 @@ class Sender:
         while True:
             try:
                 await self.process_due()
+            except StorageError as exc:  # a state, reported once per change
+                self.storage.failed(exc)
             except Exception:
                 logger.exception("retry loop iteration failed")
             await asyncio.sleep(self._retry_tick)
@@ -121,6 +153,7 @@ class Sender:
             with self.database.transaction():
                 for row_id in offline:
                     self._attempt_failed(row_id, "peer offline")
+            self.storage.succeeded()  # that was a write
         return attempted
 
     # --- sending ----------------------------------------------------------------
@@ -236,6 +269,8 @@ class Sender:
         for row in self.queue.get_pending():
             if row.status == Status.STUCK:
                 stuck += 1
+            elif row.status == Status.HELD:  # refused: waits for its cause to change
+                waiting += 1
             elif (row.recipient, row.message_id) in self._in_flight:
                 continue
             elif self.network.is_connected(row.recipient):
@@ -300,6 +335,12 @@ class Sender:
             asyncio.get_running_loop().create_task(self.flush(event.peer_id))
         elif isinstance(event, PeerOffline):
             self.log.add("queue", f"{event.peer_id} offline: messages wait in the outbox")
+        elif isinstance(event, DeliveryRefused):
+            for message_id in event.message_ids:
+                self._in_flight.pop((event.peer_id, message_id), None)
+            self.refusals.refused(event)
+        elif isinstance(event, ClockSkew):
+            self.refusals.clock_reading(event)
 
     def _acknowledged(self, event: Delivered) -> None:
         newly = []

@@ -131,6 +131,18 @@ class TamperedRow(StorageError):
         self.table, self.key = table, key
 
 
+class StorageFull(StorageError):
+    """The disk (or the filesystem holding the profile) has no room for this write."""
+
+
+class ProfileInUse(VolliError):
+    """Another open (in this process or another one) owns this profile; ``holder`` says who."""
+
+    def __init__(self, message: str, holder: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder or {}
+
+
 class TransportClosed(VolliError):
     """The data channel or peer connection is closed; the message stays queued."""
 

@@ -109,3 +109,13 @@ def require_fields(
             raise error(f"{what}: field {name!r} has the wrong type")
         if not isinstance(value, kind):
             raise error(f"{what}: field {name!r} has the wrong type")
+
+
+def canonical_loads(
+    data: bytes, *, max_size: int, what: str, error: type[PeerError] = PeerError
+) -> dict[str, Any]:
+    """:func:`strict_loads`, and the bytes must be the canonical spelling (what is signed)."""
+    obj = strict_loads(data, max_size=max_size, what=what, error=error)
+    if canonical_json(obj) != data:
+        raise error(f"{what} is not canonical JSON (sorted keys, no whitespace)")
+    return obj

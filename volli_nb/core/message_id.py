@@ -7,8 +7,9 @@ that settles it.  128 random bits make a collision negligible without coordinati
 
 from __future__ import annotations
 
-from volli_nb.base.errors import UsageError
+from volli_nb.base.errors import MalformedFrame, UsageError
 from volli_nb.core.crypto.primitives import Random, random_bytes
+from volli_nb.core.encoding import b64decode
 
 MESSAGE_ID_BYTES = 16
 
@@ -25,4 +26,17 @@ def check_message_id(value: object) -> bytes:
     return value
 
 
-__all__ = ["MESSAGE_ID_BYTES", "check_message_id", "new_message_id"]
+def decode_id_list(values: list[object], *, limit: int, what: str) -> tuple[bytes, ...]:
+    """The ids a signed ACK or REFUSE lists: 1 to ``limit`` distinct base64url ids."""
+    if not 1 <= len(values) <= limit:
+        raise MalformedFrame(f"{what} must cover 1 to {limit} ids")
+    ids = tuple(
+        b64decode(i, length=MESSAGE_ID_BYTES, what=f"{what} id", error=MalformedFrame)
+        for i in values
+    )
+    if len(set(ids)) != len(ids):
+        raise MalformedFrame(f"{what} lists the same message id twice")
+    return ids
+
+
+__all__ = ["MESSAGE_ID_BYTES", "check_message_id", "decode_id_list", "new_message_id"]

@@ -161,6 +161,7 @@ class NetworkConfig:
     adaptive_ack: bool = True  # ACK deadlines follow measured RTT, loss and backlog
     bundle: bool = True  # small messages share frames and ACKs
     burst_bytes: int = 256 * 1024  # message bytes sent before control frames get a turn
+    clock_skew_warn: float = 30.0  # seconds of clock skew that are warned about, both sides
 
     @classmethod
     def relay_via(

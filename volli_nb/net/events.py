@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from volli_nb.core.protocol.refusal import RefusalCode
 from volli_nb.core.sdp import CandidateInfo
 
 
@@ -21,6 +22,7 @@ class PeerStats:
     rtt: float | None = None
     last_seen: float | None = None
     connected_at: float | None = None
+    clock_skew: float | None = None  # their clock minus ours, s (from their latest PING)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,28 @@ class Undelivered:
     reason: str
 
 
-NetworkEvent = PeerOnline | PeerOffline | Delivered | Undelivered
+@dataclass(frozen=True)
+class DeliveryRefused:
+    """The peer signed that it did not store these, and why (``clock_ms``: its clock)."""
+
+    peer_id: str
+    message_ids: tuple[bytes, ...]
+    code: RefusalCode
+    clock_ms: int
+
+
+@dataclass(frozen=True)
+class ClockSkew:
+    """The clocks started to disagree past the threshold, agree again, or were read for
+    the first time on a new connection; ``skew`` is their clock minus ours (seconds)."""
+
+    peer_id: str
+    skew: float
+    within: bool
+    first: bool
+
+
+NetworkEvent = PeerOnline | PeerOffline | Delivered | Undelivered | DeliveryRefused | ClockSkew
 
 
 @dataclass(frozen=True)

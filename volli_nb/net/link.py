@@ -298,8 +298,8 @@ class Link:
             self.traffic.accept(message_id)
 
     def reject(self, message_id: bytes, error: VolliError) -> None:
-        if self.session is not None:
-            self.session.reject(message_id, error)
+        if self.session is not None:  # what a retry cannot fix is refused in a signed frame
+            self.session.reject(message_id, error, clock_ms=int(self.ctx.clock() * 1000))
 
     async def send_envelope(self, message_id: bytes, envelope: bytes) -> None:
         """Queue an envelope on the session (see :meth:`Traffic.send_envelope`)."""

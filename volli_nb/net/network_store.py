@@ -33,16 +33,7 @@ from volli_nb.core.progress import ProgressFeed
 from volli_nb.core.protocol.events import SessionStats
 from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.net import aiortc_compat
-from volli_nb.net.events import (
-    CandidateView,
-    Delivered,
-    IncomingEnvelope,
-    NetworkEvent,
-    PeerOffline,
-    PeerOnline,
-    PeerStats,
-    Undelivered,
-)
+from volli_nb.net.events import CandidateView, IncomingEnvelope, NetworkEvent, PeerStats
 from volli_nb.net.frame_trace import FrameTrace
 from volli_nb.net.link import Link, LinkContext
 from volli_nb.net.turn_preflight import PreflightReport, TurnPlanner
@@ -135,6 +126,12 @@ class NetworkStore:
         """Measured RTT, loss and goodput, and the ACK timeout they give (None before open)."""
         session = self._link(peer_id).session
         return session.quality if session else None
+
+    def clock_skew(self, peer_id: str) -> float | None:
+        """Their clock minus ours in seconds, from their latest PING (None: not connected
+        or not read yet)."""
+        link = self._links.get(peer_id)
+        return link.stats.clock_skew if link is not None else None
 
     def candidates(self, peer_id: str) -> CandidateView:
         return self._link(peer_id).candidates()
@@ -331,13 +328,18 @@ class NetworkStore:
         if link is not None:
             link.accept(message_id)
 
-    def reject(self, peer_id: str, message_id: bytes, error: VolliError) -> None:
-        self.log.add(
-            "error",
-            f"rejected message: {type(error).__name__}: {error}",
-            peer_id=peer_id,
-            message_id=message_id.hex(),
-        )
+    def reject(
+        self, peer_id: str, message_id: bytes, error: VolliError, *, quiet: bool = False
+    ) -> None:
+        """Not stored: no ACK (and a signed refusal if a retry cannot fix ``error``).
+        ``quiet``: the app reports this error once as a state, not once per message."""
+        if not quiet:
+            self.log.add(
+                "error",
+                f"rejected message: {type(error).__name__}: {error}",
+                peer_id=peer_id,
+                message_id=message_id.hex(),
+            )
         link = self._links.get(peer_id)
         if link is not None:
             link.reject(message_id, error)
@@ -373,16 +375,4 @@ class NetworkStore:
             await link.cancel_tasks()
 
 
-__all__ = [
-    "CandidateView",
-    "Delivered",
-    "IceServer",
-    "IncomingEnvelope",
-    "NetworkConfig",
-    "NetworkEvent",
-    "NetworkStore",
-    "PeerOffline",
-    "PeerOnline",
-    "PeerStats",
-    "Undelivered",
-]
+__all__ = ["NetworkStore"]

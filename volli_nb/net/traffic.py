@@ -11,6 +11,11 @@ link's task: the session's timers, the heartbeat and the send loop.
   from the peer counts as life (the pong itself may wait behind a lost packet).  Silence
   counts only while we listened: when our own event loop was blocked (a notebook cell
   computing for seconds), the peer gets the full limit again from when it unblocked.
+- **Clocks**: every ping carries our wall clock, and the peer's pings carry theirs, so
+  both sides see the skew from the first ping on (it follows the HELLO); a skew past
+  ``clock_skew_warn`` is logged once when it appears and once when it goes.
+- **Storage**: a frame whose messages could not be stored refuses them (signed, with a
+  code the sender can act on); storage failures are the app's to report, once per change.
 - **Sending**: the loop lets the session bundle whatever was queued, control frames
   first, and holds the channel's buffer to about a second of measured goodput, through
   ``bufferedAmount`` and ``bufferedamountlow``: a deep buffer on a slow link delays
@@ -29,22 +34,33 @@ from aiortc import RTCDataChannel
 from volli_nb.base.errors import (
     ChannelBindingFailed,
     PeerError,
+    StorageError,
     TransportClosed,
     UnknownPeer,
     VolliError,
 )
+from volli_nb.core.protocol.clock_skew import SkewMonitor, describe_skew
 from volli_nb.core.protocol.events import (
     Acked,
     DeliveryTimeout,
     Event,
     MessageReceived,
+    PeerClock,
     PeerClosed,
     PeerVerified,
     Pong,
+    Refused,
 )
 from volli_nb.core.protocol.session import Session
 from volli_nb.net import aiortc_compat
-from volli_nb.net.events import Delivered, IncomingEnvelope, PeerOnline, Undelivered
+from volli_nb.net.events import (
+    ClockSkew,
+    Delivered,
+    DeliveryRefused,
+    IncomingEnvelope,
+    PeerOnline,
+    Undelivered,
+)
 
 if TYPE_CHECKING:
     from volli_nb.net.link import Link
@@ -61,6 +77,7 @@ class Traffic:
         self.wake = asyncio.Event()  # something to send, or a timer to re-read
         self._listening_since = link.ctx.monotonic()  # since our own loop last stalled
         self.drained = asyncio.Event()  # the channel's buffer (or the session's queue) fell
+        self.skew = SkewMonitor(link.ctx.config.clock_skew_warn)
 
         @channel.on("bufferedamountlow")
         def _low() -> None:
@@ -96,13 +113,23 @@ class Traffic:
             with self.ctx.batch():  # a bundle's messages: one commit, then one ACK
                 for event in events:
                     self._dispatch(event)
-        except Exception as exc:  # e.g. the database is locked: nothing was acknowledged
-            for event in events:
-                if isinstance(event, MessageReceived):
-                    session.reject(event.message_id)  # a resend is offered again
-            log.exception("storing received messages failed")
-            link.log("error", f"storing received messages failed: {exc}")
+        except Exception as exc:  # e.g. the disk is full: nothing was acknowledged
+            self._not_stored(events, exc)
         self.wake.set()
+
+    def _not_stored(self, events: list[Event], exc: Exception) -> None:
+        """A frame's commit failed: refuse its messages (a resend is offered again)."""
+        error = exc if isinstance(exc, VolliError) else None
+        clock_ms = self.clock_ms()
+        for event in events:
+            if isinstance(event, MessageReceived):
+                self.session.reject(event.message_id, error, clock_ms=clock_ms)
+        if not isinstance(exc, StorageError):  # the app reports storage, once per change
+            log.exception("storing received messages failed")
+            self.link.log("error", f"storing received messages failed: {exc}")
+
+    def clock_ms(self) -> int:
+        return int(self.ctx.clock() * 1000)
 
     def _dispatch(self, event: Event) -> None:
         link, emit = self.link, self.ctx.emit
@@ -135,6 +162,30 @@ class Traffic:
         elif isinstance(event, PeerClosed):
             link.log("channel", f"peer said bye: {event.reason}")
             link.spawn(link.close(f"peer closed: {event.reason}"))
+        elif isinstance(event, Refused):
+            text = f"peer refused {len(event.message_ids)} message(s): {event.code}"
+            link.log("message", text, kind="message.refused", code=str(event.code))
+            for message_id in event.message_ids:  # a large send's progress ends here too
+                self.ctx.trace.gave_up(link.peer_id, message_id, f"refused: {event.code}")
+            emit(DeliveryRefused(link.peer_id, event.message_ids, event.code, event.clock_ms))
+        elif isinstance(event, PeerClock):
+            self._clock_reading(event.clock_ms)
+
+    def _clock_reading(self, clock_ms: int) -> None:
+        """A PING's clock: warn (both logs, once) when the skew appears or goes."""
+        link = self.link
+        reading = self.skew.observe(clock_ms, self.ctx.clock())
+        link.stats.clock_skew = self.skew.skew
+        if reading is None:
+            return
+        text = describe_skew(reading.skew)
+        kind = "clock.ok" if reading.within else "clock.skew"
+        if not reading.within:
+            log.warning("clock skew with %s: %s", link.peer_id, text)
+            link.log("connection", f"clock skew: {text}", kind=kind, skew=reading.skew)
+        elif not reading.first:
+            link.log("connection", f"clocks agree again: {text}", kind=kind, skew=reading.skew)
+        self.ctx.emit(ClockSkew(link.peer_id, reading.skew, reading.within, reading.first))
 
     def accept(self, message_id: bytes) -> None:
         self.session.accept(message_id)
@@ -217,7 +268,7 @@ class Traffic:
         if session.is_dead(now, limit) and now - self._listening_since > limit:
             await self.link.close(f"no heartbeat for {limit:.3g} s (peer presumed dead)")
             return False
-        await self._send(session.ping(now))
+        await self._send(session.ping(now, self.clock_ms()))
         return True
 
     async def _flush(self) -> None:

@@ -274,6 +274,10 @@ class VolliMagics(Magics):
         from volli_nb.core.netconfig import NetworkConfig
         from volli_nb.core.store.database import KDF_MODERATE
 
+        current = self._made
+        if current is not None and current.database.path.resolve() == path.resolve():
+            print(f"messagesStore is that profile already: {current!r}")  # one owner each
+            return
         passphrase = os.environ.get(PASSPHRASE_ENV)
         if passphrase is None:
             passphrase = getpass.getpass(f"passphrase for {path}: ")

@@ -33,7 +33,7 @@ BANNER = """\
 volli-shell — {name} ({peer_id})  profile: {where}
 Loaded: messagesStore, network_store, message_queue
 Helpers: peers()  pending()  candidates()  pair([code])  offer()  accept(code)
-         complete(code)  send(peer_or_conversation, text)
+         complete(code)  send(peer_or_conversation, text)  verify()
 Pair:   here   code = await offer()          → copy the code line to the other side
         there  await accept("volli2.…")      → prints an answer code; copy it back here
         here   await complete("volli2.…")    (or just `await pair(...)` each time)
@@ -114,6 +114,7 @@ def helpers(store: MessagesStore) -> dict[str, Any]:
         "accept": accept,
         "complete": complete,
         "send": send,
+        "verify": store.verify,
         **_log_helpers(store),
         "asyncio": asyncio,
     }
@@ -190,6 +191,14 @@ def open_profile(args: argparse.Namespace) -> tuple[MessagesStore, str]:
     raise AssertionError("unreachable")
 
 
+async def _verify(store: MessagesStore) -> int:
+    """``--verify``: check the profile file, say what was found, exit 0 (ok) or 1."""
+    report = store.verify()
+    print(report, flush=True)
+    await store.close()
+    return 0 if report.ok else 1
+
+
 def _configure(repl: Any) -> None:
     repl.confirm_exit = False  # Ctrl-D means: close the connections and go
 
@@ -238,6 +247,8 @@ async def run(args: argparse.Namespace) -> int:
         reason = f"{exc}" if isinstance(exc, VolliError) else "no passphrase given"
         print(f"volli-shell: {reason}", file=sys.stderr)
         return 2
+    if args.verify:
+        return await _verify(store)
     store.start()
     ice = "loopback only (127.0.0.1; --lan offers interface addresses)"
     if args.lan:
@@ -269,6 +280,12 @@ def parser() -> argparse.ArgumentParser:
         "created if missing.  Without it: a throwaway profile",
     )
     p.add_argument("--name", default=None, help="your display name")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the profile (SQLite quick_check, every sealed value), print what was "
+        "found and exit: 0 if it is sound, 1 if not",
+    )
     p.add_argument(
         "--lan",
         action="store_true",

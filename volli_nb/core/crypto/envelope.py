@@ -240,12 +240,14 @@ def _check_fresh(timestamp_ms: int, now_ms: int, max_age_ms: int, max_skew_ms: i
     if timestamp_ms < now_ms - max_age_ms:
         raise StaleMessage(
             f"envelope is {(now_ms - timestamp_ms) / 1000:.0f} s old "
-            f"(limit {max_age_ms / 1000:.0f} s); the sender re-seals on retry"
+            f"(limit {max_age_ms / 1000:.0f} s): a replay, or the sender's clock is behind "
+            "(each attempt is sealed afresh, so a retry does not help a wrong clock)"
         )
     if timestamp_ms > now_ms + max_skew_ms:
         raise StaleMessage(
-            f"envelope is {(timestamp_ms - now_ms) / 1000:.0f} s in the future; "
-            "check the sender's or this machine's clock"
+            f"envelope is {(timestamp_ms - now_ms) / 1000:.0f} s in the future "
+            f"(limit {max_skew_ms / 1000:.0f} s): the sender's clock is ahead, or this "
+            "machine's is behind"
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from volli_nb.core.crypto.identity import PublicIdentity
+from volli_nb.core.protocol.refusal import RefusalCode
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,33 @@ class DeliveryTimeout:
     message_id: bytes
 
 
-Event = PeerVerified | MessageReceived | Acked | Pong | PeerClosed | DeliveryTimeout
+@dataclass(frozen=True)
+class Refused:
+    """The peer signed that it did not store these messages, with why and its clock: hand
+    them back to the persistent queue, which waits for the cause to change."""
+
+    message_ids: tuple[bytes, ...]
+    code: RefusalCode
+    clock_ms: int
+
+
+@dataclass(frozen=True)
+class PeerClock:
+    """A PING on the verified channel carried the peer's wall clock (ms since the epoch)."""
+
+    clock_ms: int
+
+
+Event = (
+    PeerVerified
+    | MessageReceived
+    | Acked
+    | Pong
+    | PeerClosed
+    | DeliveryTimeout
+    | Refused
+    | PeerClock
+)
 
 
 @dataclass

@@ -14,10 +14,12 @@ HELLO       canonical JSON ``{"identity", "fingerprints": {"offer", "answer"},
             "signature"}``: the identity key signs both DTLS fingerprints
 MESSAGE     16-byte message id + envelope (opaque here; at least one byte)
 ACK         canonical JSON ``{"from", "to", "ids": [b64 ids], "signature"}``
-PING/PONG   8-byte nonce
+PING        8-byte nonce + u64 sender's clock (ms since the epoch; 0: not given)
+PONG        8-byte nonce
 BYE         UTF-8 reason, at most 1024 bytes
 CHUNK       stream id (u32) + index (u32) + final flag (u8) + at least one byte
 BUNDLE      u16 count (2..MAX_BUNDLE) + per message: u32 length + 16-byte id + envelope
+REFUSE      canonical JSON, signed: see :mod:`volli_nb.core.protocol.refusal`
 ==========  ==================================================================
 
 A BUNDLE's messages are handled in order, exactly as consecutive MESSAGE frames would be
@@ -39,10 +41,11 @@ from volli_nb.core.encoding import (
     b64decode,
     b64encode,
     canonical_json,
+    canonical_loads,
     require_fields,
-    strict_loads,
 )
-from volli_nb.core.message_id import MESSAGE_ID_BYTES, check_message_id
+from volli_nb.core.message_id import MESSAGE_ID_BYTES, check_message_id, decode_id_list
+from volli_nb.core.protocol.refusal import RefuseFrame, decode_refuse_body, encode_refuse_body
 
 PROTOCOL_VERSION = 1
 
@@ -56,12 +59,14 @@ class FrameType(IntEnum):
     BYE = 6
     CHUNK = 7
     BUNDLE = 8
+    REFUSE = 9
 
 
-HELLO, MESSAGE, ACK, PING, PONG, BYE, CHUNK, BUNDLE = FrameType
+HELLO, MESSAGE, ACK, PING, PONG, BYE, CHUNK, BUNDLE, REFUSE = FrameType
 TYPE_NAMES = {t.value: t.name for t in FrameType}
 
 NONCE_BYTES = 8  # PING/PONG
+CLOCK = struct.Struct(">Q")  # a PING's wall clock, ms since the epoch
 MAX_FRAME_BYTES = 25 * 1024 * 1024  # a reassembled frame: a 24 MiB envelope + headroom
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024  # what an SCTP peer takes when it advertises no limit
 MAX_CONTROL_BYTES = 64 * 1024  # JSON bodies (HELLO, ACK)
@@ -105,6 +110,7 @@ class AckFrame:
 @dataclass(frozen=True)
 class PingFrame:
     nonce: bytes
+    clock_ms: int = 0  # the sender's wall clock, so skew shows at connect time (0: unknown)
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,7 @@ Frame = (
     | PongFrame
     | ByeFrame
     | ChunkFrame
+    | RefuseFrame
 )
 
 
@@ -168,7 +175,7 @@ def encode_frame(frame: Frame) -> bytes:
     if isinstance(frame, MessageFrame):
         return _frame(MESSAGE, frame.message_id + frame.envelope)
     if isinstance(frame, PingFrame):
-        return _frame(PING, frame.nonce)
+        return _frame(PING, frame.nonce + CLOCK.pack(frame.clock_ms))
     if isinstance(frame, PongFrame):
         return _frame(PONG, frame.nonce)
     if isinstance(frame, ByeFrame):
@@ -178,6 +185,8 @@ def encode_frame(frame: Frame) -> bytes:
         return _frame(CHUNK, header + frame.data)
     if isinstance(frame, BundleFrame):
         return make_bundle([m.message_id + m.envelope for m in frame.messages])
+    if isinstance(frame, RefuseFrame):
+        return _frame(REFUSE, encode_refuse_body(frame))
     if isinstance(frame, AckFrame):
         body: dict[str, object] = {
             "from": frame.sender,
@@ -235,10 +244,10 @@ def bundle_size(body_lengths: int, count: int) -> int:
     return 2 + BUNDLE_COUNT.size + count * BUNDLE_LENGTH.size + body_lengths
 
 
-def make_ping(nonce: bytes) -> bytes:
-    if len(nonce) != NONCE_BYTES:
-        raise UsageError(f"a ping nonce is {NONCE_BYTES} bytes")
-    return _frame(PING, nonce)
+def make_ping(nonce: bytes, clock_ms: int = 0) -> bytes:
+    if len(nonce) != NONCE_BYTES or not 0 <= clock_ms < 2**64:
+        raise UsageError(f"a ping nonce is {NONCE_BYTES} bytes, its clock a u64 of ms")
+    return _frame(PING, nonce + CLOCK.pack(clock_ms))
 
 
 def make_pong(nonce: bytes) -> bytes:
@@ -258,10 +267,7 @@ def make_bye(reason: str) -> bytes:
 
 def _json_body(body: bytes, what: str) -> dict[str, Any]:
     """Strict JSON in its one canonical spelling (sorted keys, no spaces)."""
-    obj = strict_loads(body, max_size=MAX_CONTROL_BYTES, what=what, error=MalformedFrame)
-    if canonical_json(obj) != body:
-        raise MalformedFrame(f"{what} is not canonical JSON (sorted keys, no whitespace)")
-    return obj
+    return canonical_loads(body, max_size=MAX_CONTROL_BYTES, what=what, error=MalformedFrame)
 
 
 def _decode_bundle(body: bytes) -> BundleFrame:
@@ -302,14 +308,7 @@ def _decode_ack(body: bytes) -> AckFrame:
         what="ACK frame",
         error=MalformedFrame,
     )
-    if not 1 <= len(obj["ids"]) <= MAX_ACK_IDS:
-        raise MalformedFrame(f"an ACK must cover 1 to {MAX_ACK_IDS} ids")
-    ids = tuple(
-        b64decode(i, length=MESSAGE_ID_BYTES, what="ACK id", error=MalformedFrame)
-        for i in obj["ids"]
-    )
-    if len(set(ids)) != len(ids):
-        raise MalformedFrame("an ACK lists the same message id twice")
+    ids = decode_id_list(obj["ids"], limit=MAX_ACK_IDS, what="an ACK")
     sig = b64decode(
         obj["signature"], length=SIGNATURE_BYTES, what="ACK signature", error=MalformedFrame
     )
@@ -355,10 +354,14 @@ def decode_frame(data: bytes, max_size: int = MAX_FRAME_BYTES) -> Frame:
         if len(body) <= MESSAGE_ID_BYTES:
             raise MalformedFrame("MESSAGE frame too short for a 16-byte id and an envelope")
         return MessageFrame(body[:MESSAGE_ID_BYTES], body[MESSAGE_ID_BYTES:])
-    if kind in (PING, PONG):
+    if kind == PING:
+        if len(body) != NONCE_BYTES + CLOCK.size:
+            raise MalformedFrame(f"PING body must be an {NONCE_BYTES}-byte nonce and a u64 clock")
+        return PingFrame(body[:NONCE_BYTES], CLOCK.unpack_from(body, NONCE_BYTES)[0])
+    if kind == PONG:
         if len(body) != NONCE_BYTES:
-            raise MalformedFrame(f"PING/PONG body must be an {NONCE_BYTES}-byte nonce")
-        return PingFrame(body) if kind == PING else PongFrame(body)
+            raise MalformedFrame(f"PONG body must be an {NONCE_BYTES}-byte nonce")
+        return PongFrame(body)
     if kind == BYE:
         if len(body) > MAX_REASON_BYTES:
             raise MalformedFrame(f"BYE reason longer than {MAX_REASON_BYTES} bytes")
@@ -379,6 +382,8 @@ def decode_frame(data: bytes, max_size: int = MAX_FRAME_BYTES) -> Frame:
         return _decode_hello(body)
     if kind == BUNDLE:
         return _decode_bundle(body)
+    if kind == REFUSE:
+        return decode_refuse_body(body)
     raise MalformedFrame(f"unknown frame type {kind}")
 
 

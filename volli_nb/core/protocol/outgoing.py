@@ -9,9 +9,10 @@
 - **Chunking.**  Any outgoing frame longer than ``max_message_size`` is split into
   CHUNK frames (:mod:`volli_nb.core.protocol.chunks`).
 - **Priority.**  ``data_to_send`` returns PONGs, then ACKs (one signed frame per 512
-  ids, normally one), then message frames; with ``max_bytes`` it stops after that many
-  message bytes and keeps the rest, so control frames overtake bulk data (a chunked
-  message's pieces may be interleaved with them; the reassembler allows that).
+  ids, normally one), then refusals (one per code and 512 ids), then message frames;
+  with ``max_bytes`` it stops after that many message bytes and keeps the rest, so
+  control frames overtake bulk data (a chunked message's pieces may be interleaved
+  with them; the reassembler allows that).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from volli_nb.core.protocol.frames import (
     MAX_ACK_IDS,
     MAX_BUNDLE,
     bundle_size,
+    encode_frame,
     make_ack,
     make_bundle,
     make_message,
 )
+from volli_nb.core.protocol.refusal import MAX_REFUSE_IDS, RefusalCode, sign_refusal
 from volli_nb.core.protocol.reliability import InFlight, Reliability
 
 
@@ -53,6 +56,7 @@ class Outgoing:
         self._reliability = reliability
         self._stats = stats
         self._pending_acks: dict[bytes, None] = {}
+        self._refusals: dict[RefusalCode, tuple[int, dict[bytes, None]]] = {}  # code → clock, ids
         self._pongs: list[bytes] = []
         self._unsent: list[tuple[bytes, int]] = []  # (id, serial) queued, not yet framed
         self._wire: deque[bytes] = deque()  # message frames made, not yet returned
@@ -68,6 +72,12 @@ class Outgoing:
         """Acknowledge ``message_id`` in the next ACK batch."""
         self._pending_acks[message_id] = None
 
+    def refuse(self, message_id: bytes, code: RefusalCode, clock_ms: int) -> None:
+        """Refuse ``message_id`` in the next refusal batch for ``code`` (newest clock wins)."""
+        _, ids = self._refusals.get(code, (clock_ms, {}))
+        ids[message_id] = None
+        self._refusals[code] = (clock_ms, ids)
+
     def pong(self, frame: bytes) -> None:
         self._pongs.append(frame)
 
@@ -77,7 +87,9 @@ class Outgoing:
 
     @property
     def has_output(self) -> bool:
-        return bool(self._pongs or self._pending_acks or self._unsent or self._wire)
+        return bool(
+            self._pongs or self._pending_acks or self._refusals or self._unsent or self._wire
+        )
 
     def data_to_send(self, now: float, max_bytes: int | None = None) -> list[bytes]:
         out, self._pongs = self._pongs, []
@@ -87,6 +99,7 @@ class Outgoing:
             batch = ids[start : start + MAX_ACK_IDS]
             out.extend(self.split(make_ack(self.me, self.peer_id, batch)))
             self._stats.acks_out += 1
+        out.extend(self._refusal_frames())
         bodies = self._take_unsent(now) + self._reliability.take_due(now)
         if bodies:
             for frame in self.pack(bodies):
@@ -99,6 +112,17 @@ class Outgoing:
             sent += len(frame)
             out.append(frame)
         return self.out(out)
+
+    def _refusal_frames(self) -> list[bytes]:
+        out = []
+        for code, (clock_ms, ids) in self._refusals.items():
+            refused = list(ids)
+            for start in range(0, len(refused), MAX_REFUSE_IDS):
+                batch = refused[start : start + MAX_REFUSE_IDS]
+                frame = sign_refusal(self.me, self.peer_id, batch, code, clock_ms)
+                out.extend(self.split(encode_frame(frame)))
+        self._refusals.clear()
+        return out
 
     def _take_unsent(self, now: float) -> list[bytes]:
         bodies = []

@@ -54,9 +54,11 @@ from volli_nb.core.protocol.events import (
     DeliveryTimeout,
     Event,
     MessageReceived,
+    PeerClock,
     PeerClosed,
     PeerVerified,
     Pong,
+    Refused,
     SessionStats,
 )
 from volli_nb.core.protocol.frames import (
@@ -85,6 +87,7 @@ from volli_nb.core.protocol.frames import (
 )
 from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.core.protocol.outgoing import Outgoing
+from volli_nb.core.protocol.refusal import RefuseFrame, check_refusal, refusal_code
 from volli_nb.core.protocol.reliability import InFlight, Reliability
 
 MAX_REMEMBERED = 65_536  # accepted ids remembered in memory (the seen callback covers more)
@@ -194,9 +197,10 @@ class Session:
         """True if ``data_to_send`` would return something now (ignoring timers)."""
         return self.outgoing.has_output
 
-    def ping(self, now: float) -> bytes:
-        """A heartbeat; the matching PONG yields :class:`Pong` with the round trip."""
-        return self.outgoing.out([make_ping(self.reliability.ping_nonce(now))])[0]
+    def ping(self, now: float, clock_ms: int = 0) -> bytes:
+        """A heartbeat carrying our wall clock (``clock_ms``, 0: unknown), so each side sees
+        the other's clock skew; the matching PONG yields :class:`Pong` with the round trip."""
+        return self.outgoing.out([make_ping(self.reliability.ping_nonce(now), clock_ms)])[0]
 
     def close(self, reason: str) -> bytes:
         """A BYE frame; the peer gets :class:`PeerClosed`."""
@@ -208,10 +212,18 @@ class Session:
         self._remember(message_id)
         self.outgoing.ack(message_id)
 
-    def reject(self, message_id: bytes, error: VolliError | None = None) -> None:
-        """The app refused the message (e.g. bad envelope): no ACK; a resend is re-offered."""
-        del error  # the app logs it; the session only forgets the id
+    def reject(
+        self, message_id: bytes, error: VolliError | None = None, *, clock_ms: int | None = None
+    ) -> None:
+        """The app did not store the message: no ACK, and a resend is offered again.
+
+        If ``error`` is one a retry cannot fix (a stale timestamp, a full disk, …: see
+        :func:`~.refusal.refusal_code`) and ``clock_ms`` (our wall clock) is given, the
+        next ``data_to_send`` tells the peer so in a signed REFUSE."""
         self._delivered.discard(message_id)
+        code = refusal_code(error)
+        if code is not None and clock_ms is not None:
+            self.outgoing.refuse(message_id, code, clock_ms)
 
     def forget(self, message_id: bytes) -> None:
         """Stop tracking an in-flight message (the app gave up on it)."""
@@ -283,7 +295,7 @@ class Session:
             return self._on_hello(frame)
         if isinstance(frame, PingFrame):
             self.outgoing.pong(make_pong(frame.nonce))
-            return []
+            return [PeerClock(frame.clock_ms)] if self.verified and frame.clock_ms else []
         if isinstance(frame, ByeFrame):
             return [PeerClosed(frame.reason)]
         if not self.verified:
@@ -299,6 +311,11 @@ class Session:
         if isinstance(frame, BundleFrame):
             self.stats.bundles_in += 1
             return [e for item in frame.messages for e in self._on_message(item)]
+        if isinstance(frame, RefuseFrame):
+            check_refusal(frame, self.peer, self.me.peer_id)
+            for message_id in frame.message_ids:
+                self.reliability.untrack(message_id)  # no DeliveryTimeout for these
+            return [Refused(frame.message_ids, frame.code, frame.clock_ms)]
         raise MalformedFrame("a CHUNK cannot carry another CHUNK")
 
     def _on_hello(self, frame: HelloFrame) -> list[Event]:
@@ -361,9 +378,11 @@ __all__ = [  # the events too: a session's callers handle what it returns
     "DeliveryTimeout",
     "Event",
     "MessageReceived",
+    "PeerClock",
     "PeerClosed",
     "PeerVerified",
     "Pong",
+    "Refused",
     "Session",
     "SessionStats",
 ]

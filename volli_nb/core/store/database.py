@@ -26,6 +26,7 @@ from volli_nb.core.store.history import (
     History,
     StoredMessage,
 )
+from volli_nb.core.store.integrity import IntegrityReport, check_integrity
 from volli_nb.core.store.keyring import KDF_MIN, KDF_MODERATE, KdfCost
 from volli_nb.core.store.row_macs import MAC_COLUMN
 
@@ -152,6 +153,10 @@ class Database(Contacts, History):
                     self.clock(),
                 ),
             )
+
+    def verify(self) -> IntegrityReport:
+        """SQLite's ``quick_check`` and every sealed value opened (see :mod:`.integrity`)."""
+        return check_integrity(self)
 
     def load_identity_secret(self) -> bytes | None:
         rows = self.fetch("SELECT secret FROM identity WHERE id = 1")

@@ -54,6 +54,7 @@ class Status(StrEnum):
     DELIVERED = "delivered"  # the recipient's signed ACK arrived
     STUCK = "stuck"  # every retry failed; waits for retry_now or discard
     DISCARDED = "discarded"  # given up by the user
+    HELD = "held"  # refused for a reason a retry cannot fix: waits for it to change (holds)
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,8 @@ class PersistentMessageQueue:
         return rows[0]
 
     def get_pending(self) -> list[QueuedMessage]:
-        """Everything still awaiting delivery, pending and stuck, oldest first."""
-        return self._select("status IN (?, ?)", (Status.PENDING, Status.STUCK))
+        """Everything still awaiting delivery, pending, held and stuck, oldest first."""
+        return self._select("status IN (?, ?, ?)", (Status.PENDING, Status.HELD, Status.STUCK))
 
     def due(self, now: float | None = None) -> list[QueuedMessage]:
         """Pending rows whose next attempt time has come, soonest first."""
@@ -280,14 +281,14 @@ class PersistentMessageQueue:
         return failed
 
     def retry_now(self, row_id: int) -> QueuedMessage:
-        """Make a pending or stuck row due at once (manual intervention, or a peer came online).
+        """Make a pending, held or stuck row due at once (by hand, or a peer came online).
 
         ``attempts`` is kept: a stuck message retried by hand that fails again is
         stuck again after that one failure, instead of replaying the whole schedule.
         """
         with self.db.transaction():
             row = self.get(row_id)
-            if row.status not in (Status.PENDING, Status.STUCK):
+            if row.status not in (Status.PENDING, Status.HELD, Status.STUCK):
                 raise UsageError(
                     f"outbox row {row_id} is {row.status}; only pending or stuck rows can be "
                     "retried (send the text again as a new message instead)"

@@ -2,9 +2,10 @@
 
 This is the machinery under :class:`volli_nb.core.store.database.Database`: opening and
 creating the file, the keyring, schema migrations, sealing fields, row MACs, and
-transactions.  Opening an existing file reads its keyring through a read-only
-connection first, so a wrong passphrase changes no byte of it; only an unlocked
-file is switched to WAL and migrated.
+transactions.  Opening takes the profile's lock first (one owner at a time, see
+:mod:`.profile_lock`), then reads the keyring through a read-only connection, so a
+wrong passphrase changes no byte of the file; only an unlocked file is switched to WAL
+and migrated.  A new profile is built in a temporary file and renamed into place.
 
 One connection per object, used from one thread.  Writes run in ``BEGIN
 IMMEDIATE`` transactions (another process waits up to ``timeout`` seconds for
@@ -26,7 +27,7 @@ from typing import Any, ClassVar, Self
 import sqlite_utils
 
 from volli_nb.base.clock import Clock, system_clock
-from volli_nb.base.errors import StorageError, UsageError
+from volli_nb.base.errors import StorageError, StorageFull, UsageError
 from volli_nb.core.crypto.primitives import AEAD_KEY_BYTES, Random, random_bytes
 from volli_nb.core.store.keyring import (
     KDF_MODERATE,
@@ -37,57 +38,21 @@ from volli_nb.core.store.keyring import (
     field_context,
     passphrase_bytes,
 )
+from volli_nb.core.store.profile_files import (
+    FORMAT,
+    check_not_empty,
+    check_not_folder,
+    connect,
+    durable_rename,
+    read_header,
+    remove_with_side_files,
+    temporary_path,
+)
+from volli_nb.core.store.profile_lock import ProfileLock
 
-FORMAT = "volli-profile"
 Params = Sequence[Any] | dict[str, Any]
 Migration = Callable[[Any], None]
 Row = sqlite3.Row
-
-
-def _read_header(path: Path) -> tuple[int, WrappedKey]:
-    """Schema version and keyring, through a read-only connection that cannot write.
-
-    With no ``-wal``/``-shm`` beside the file, no connection has it open (WAL keeps
-    both while one does), so it is read as immutable: even SQLite's empty side
-    files are not created, and a refused passphrase leaves no trace at all.
-    """
-    live = any(path.with_name(path.name + s).exists() for s in ("-wal", "-shm"))
-    uri = path.resolve().as_uri() + ("?mode=ro" if live else "?mode=ro&immutable=1")
-    try:
-        conn = sqlite3.connect(uri, uri=True)
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot open {path} read-only: {exc}") from exc
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"meta", "keyring"} <= tables:
-            raise StorageError(
-                f"{path} is an SQLite file but not a volli profile; pick another path"
-            )
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        cursor = conn.execute("SELECT * FROM keyring WHERE id = 1")
-        names = [d[0] for d in cursor.description]
-        row = cursor.fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(f"{path} is not a readable volli profile ({exc})") from exc
-    finally:
-        conn.close()
-    version = str(meta.get("schema_version", ""))
-    if meta.get("format") != FORMAT or not version.isdigit() or row is None:
-        raise StorageError(f"{path}: the profile header is damaged; restore it from a backup")
-    return int(version), WrappedKey.from_row(dict(zip(names, row, strict=True)))
-
-
-def _connect(path: Path, timeout: float) -> sqlite3.Connection:
-    try:
-        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA secure_delete=ON")  # erased payloads and old key wraps are zeroed
-    except sqlite3.Error as exc:
-        raise StorageError(
-            f"cannot open {path} for writing: {exc}; check the directory exists and is writable"
-        ) from exc
-    return conn
 
 
 class SealedDatabase:
@@ -122,6 +87,7 @@ class SealedDatabase:
         self._key = key
         self._random = random
         self._savepoints = 0
+        self._lock: ProfileLock | None = None  # set by open(); released by close()
         self.db = sqlite_utils.Database(conn)  # for inspection and ad-hoc queries
 
     # --- opening, keys, migrations --------------------------------------------
@@ -137,24 +103,39 @@ class SealedDatabase:
         random: Random = random_bytes,
         timeout: float = 10.0,
     ) -> Self:
-        """Unlock (or create) the profile at ``path``; ``kdf`` is used only to create one.
+        """Unlock the profile at ``path``, or create one if nothing exists there (with ``kdf``).
 
-        Raises :class:`WrongPassphrase` (file untouched) or :class:`StorageError`
-        (not a profile, damaged, or written by a newer volli_nb).
-        """
+        The lock comes first (:mod:`.profile_lock`): another open, here or in another
+        process, raises :class:`ProfileInUse`.  Raises :class:`WrongPassphrase` (file
+        untouched) or :class:`StorageError` (a folder, an empty file, not a profile,
+        damaged, or written by a newer volli_nb)."""
         path = Path(path)
-        if not path.exists() or path.stat().st_size == 0:
-            created = cls._create(path, passphrase, kdf, clock, random, timeout)
-            if created is not None:
-                return created
-        version, wrapped = _read_header(path)
+        check_not_folder(path)
+        lock = ProfileLock.acquire(path.resolve(), clock=clock)  # a symlink is the same profile
+        try:
+            if not path.exists():
+                db = cls._create(path, passphrase, kdf, clock, random, timeout)
+            else:
+                db = cls._unlock(path, passphrase, clock, random, timeout)
+        except BaseException:
+            lock.release()
+            raise
+        db._lock = lock
+        return db
+
+    @classmethod
+    def _unlock(
+        cls, path: Path, passphrase: str | bytes, clock: Clock, random: Random, timeout: float
+    ) -> Self:
+        check_not_empty(path)
+        version, wrapped = read_header(path)
         if version > len(cls.MIGRATIONS):
             raise StorageError(
                 f"{path} has schema version {version} but this volli_nb knows only up to "
                 f"{len(cls.MIGRATIONS)}; upgrade volli_nb to open it (the file was not changed)"
             )
         key = wrapped.unwrap(passphrase)
-        db = cls(path, _connect(path, timeout), key, version, clock=clock, random=random)
+        db = cls(path, connect(path, timeout), key, version, clock=clock, random=random)
         try:
             db._migrate()
         except BaseException:
@@ -171,26 +152,28 @@ class SealedDatabase:
         clock: Clock,
         random: Random,
         timeout: float,
-    ) -> Self | None:
-        """A new profile, or None if another process created it meanwhile."""
+    ) -> Self:
+        """A new profile, built in a temporary file renamed into place (under the lock):
+        ``path`` never holds half a profile, and the next creation removes a crash's."""
         if not passphrase_bytes(passphrase):
             raise UsageError("choose a non-empty passphrase for a new profile")
         key = random(AEAD_KEY_BYTES)
-        wrapped = WrappedKey.wrap(key, passphrase, kdf, random)  # the slow KDF, before the lock
-        db = cls(path, _connect(path, timeout), key, 0, clock=clock, random=random)
+        wrapped = WrappedKey.wrap(key, passphrase, kdf, random)
+        temp = temporary_path(path)
+        remove_with_side_files(temp)
+        db = cls(temp, connect(temp, timeout), key, 0, clock=clock, random=random)
         try:
             with db.transaction():
-                raced = bool(db.fetch("SELECT 1 FROM sqlite_master"))
-                if not raced:
-                    db._create_header(wrapped)
-                    db._migrate()
+                db._create_header(wrapped)
+                db._migrate()
+            db._conn.close()  # the last connection: the WAL is folded in and removed
+            durable_rename(temp, path)
         except BaseException:
-            db.close()
+            db._conn.close()
+            remove_with_side_files(temp)
             raise
-        if raced:
-            db.close()
-            return None
-        return db
+        conn = connect(path, timeout)
+        return cls(path, conn, key, db.schema_version, clock=clock, random=random)
 
     def _create_header(self, wrapped: WrappedKey) -> None:
         """The unversioned part of the file: format marker, schema version, keyring."""
@@ -374,19 +357,30 @@ class SealedDatabase:
         """All rows of a query, addressable by column name."""
         cursor = self.execute(sql, params)
         cursor.row_factory = sqlite3.Row
-        return cursor.fetchall()
+        try:
+            return cursor.fetchall()
+        except sqlite3.Error as exc:  # a damaged page shows while reading rows
+            raise self._error(exc) from exc
 
     def _error(self, exc: sqlite3.Error) -> StorageError:
         text = str(exc)
         if isinstance(exc, sqlite3.ProgrammingError) and "closed" in text:
             return StorageError(f"{self.path} is closed; open it again with Database.open()")
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "is full" in text:
+            return StorageFull(
+                f"{self.path}: the disk is full ({text}); free some space (see "
+                "docs/operations.md for how much a profile needs)"
+            )
         if "locked" in text or "busy" in text:
             return StorageError(f"{self.path} is locked by another writer ({text}); retry later")
         return StorageError(f"SQLite error on {self.path}: {text}")
 
     def close(self) -> None:
-        """Close the connection (SQLite folds the WAL back into the main file)."""
+        """Close the connection (SQLite folds the WAL back into the main file) and give up
+        the profile's lock (idempotent)."""
         self._conn.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> Self:
         return self

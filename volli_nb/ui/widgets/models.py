@@ -41,6 +41,14 @@ def _ago(now: float, then: float | None) -> str:
     return "—" if then is None else f"{max(0.0, now - then):.1f} s ago"
 
 
+def _skew(net: Any, skew: float | None) -> str:
+    """Their clock against ours; a warning sign past the threshold both sides warn at."""
+    if skew is None:
+        return "—"
+    warn = " ⚠" if abs(skew) > net.config.clock_skew_warn else ""
+    return f"{skew:+.1f} s{warn}"
+
+
 def _link_summary(net: Any, peer_id: str) -> str:
     """Stall estimate, current ACK wait and how much bundling saved, in one cell."""
     quality, session = net.link_quality(peer_id), net.session_stats(peer_id)
@@ -76,6 +84,7 @@ def peers_table(store: Any, now: float) -> Table:
                     else "—"
                 ),
                 "rtt": "—" if stats.rtt is None else f"{stats.rtt * 1000:.1f} ms",
+                "clock": _skew(net, stats.clock_skew),
                 "link": _link_summary(net, peer_id),
                 "msgs in/out": f"{stats.messages_in}/{stats.messages_out}",
                 "bytes in/out": f"{stats.bytes_in}/{stats.bytes_out}",
@@ -94,6 +103,7 @@ def peers_table(store: Any, now: float) -> Table:
                 "ice": "—",
                 "selected pair": "—",
                 "rtt": "—",
+                "clock": "—",
                 "link": "—",
                 "msgs in/out": "—",
                 "bytes in/out": "—",
@@ -114,6 +124,7 @@ PEER_COLUMNS = (
     "ice",
     "selected pair",
     "rtt",
+    "clock",
     "link",
     "msgs in/out",
     "bytes in/out",
@@ -191,6 +202,8 @@ def queue_table(store: Any, now: float) -> Table:
     for q in store.message_queue.get_pending():
         if q.status == Status.STUCK:
             countdown = "stuck: retry by hand"
+        elif q.status == Status.HELD:
+            countdown = "held: waits for the cause (see last error)"
         elif q.next_attempt_at is None:
             countdown = "—"
         else:
@@ -207,10 +220,12 @@ def queue_table(store: Any, now: float) -> Table:
                 "last error": q.last_error or "",
             }
         )
-    return Table(list(QUEUE_COLUMNS), rows, title="Pending queue")
+    storage = getattr(getattr(store, "storage", None), "state", "ok")
+    note = "" if storage == "ok" else f" (this profile's storage is {storage})"
+    return Table(list(QUEUE_COLUMNS), rows, title="Pending queue" + note)
 
 
-MARKS = {"delivered": "✓", "pending": "…", "stuck": "!", "received": "", "mixed": "…"}
+MARKS = {"delivered": "✓", "pending": "…", "held": "…!", "stuck": "!", "received": "", "mixed": "…"}
 
 
 def chat_lines(store: Any, conversation: str) -> list[str]:

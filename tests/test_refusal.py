@@ -1,0 +1,221 @@
+"""Signed refusals and clocks on the wire, in the sans-IO session (no network)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from volli_nb.base.errors import (
+    BadSignature,
+    ChannelBindingFailed,
+    DecryptionFailed,
+    MalformedFrame,
+    NotARecipient,
+    StaleMessage,
+    StorageError,
+    StorageFull,
+    UnknownPeer,
+)
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.encoding import b64encode, canonical_json
+from volli_nb.core.protocol import frames as f
+from volli_nb.core.protocol import refusal as r
+from volli_nb.core.protocol import session as p
+from volli_nb.core.protocol.clock_skew import SkewMonitor, SkewReading, describe_skew
+
+_r = random.Random(18)
+A, B, EVE = (Identity.generate(_r.randbytes) for _ in range(3))
+FPS = ("sha-256 AA:BB", "sha-256 CC:DD")
+NOW_MS = 1_700_000_000_000
+
+
+def mid(i: int) -> bytes:
+    return i.to_bytes(16, "big")
+
+
+def pair() -> tuple[p.Session, p.Session]:
+    a = p.Session(A, B.public, expected_fingerprints=FPS, retransmit=False, ack_timeout=5.0)
+    b = p.Session(B, A.public, expected_fingerprints=FPS, retransmit=False, ack_timeout=5.0)
+    for frame in a.hello(*FPS):
+        b.receive(frame, 0.0)
+    for frame in b.hello(*FPS):
+        a.receive(frame, 0.0)
+    return a, b
+
+
+def offered(a: p.Session, b: p.Session, ids: list[int]) -> None:
+    for i in ids:
+        a.queue_message(mid(i), b"envelope", 0.0)
+    for frame in a.data_to_send(0.0):
+        b.receive(frame, 0.0)
+
+
+def test_a_stale_message_is_refused_in_a_signed_frame_and_leaves_flight() -> None:
+    a, b = pair()
+    offered(a, b, [1, 2])
+    for i in (1, 2):
+        b.reject(mid(i), StaleMessage("180 s in the future"), clock_ms=NOW_MS)
+    (frame,) = b.data_to_send(0.1)
+    decoded = f.decode_frame(frame)
+    assert isinstance(decoded, r.RefuseFrame) and decoded.code == r.RefusalCode.CLOCK_SKEW
+    assert a.receive(frame, 0.1) == [p.Refused((mid(1), mid(2)), r.RefusalCode.CLOCK_SKEW, NOW_MS)]
+    assert a.in_flight == []
+    assert a.handle_timer(60.0) == []  # no "no ACK before the timeout" later
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (StorageFull("disk full"), r.RefusalCode.STORAGE_FULL),
+        (StorageError("I/O error"), r.RefusalCode.STORAGE_ERROR),
+        (StaleMessage("old"), r.RefusalCode.CLOCK_SKEW),
+        (NotARecipient("not for me"), r.RefusalCode.NOT_RECIPIENT),
+        (UnknownPeer("who?"), r.RefusalCode.UNKNOWN_SENDER),
+        (BadSignature("forged"), None),
+        (DecryptionFailed("tampered"), None),
+        (None, None),
+    ],
+)
+def test_only_errors_a_retry_cannot_fix_are_answered(
+    error: StorageError | None, code: r.RefusalCode | None
+) -> None:
+    assert r.refusal_code(error) == code
+    a, b = pair()
+    offered(a, b, [1])
+    b.reject(mid(1), error, clock_ms=NOW_MS)
+    frames = b.data_to_send(0.0)
+    assert len(frames) == (0 if code is None else 1)
+    b.reject(mid(1), error)  # without our clock: nothing to say
+    assert b.data_to_send(0.0) == []
+
+
+def test_refusals_batch_per_code_and_split_at_512_ids() -> None:
+    a, b = pair()
+    offered(a, b, list(range(600)))
+    for i in range(600):
+        error = StorageFull("full") if i < 550 else NotARecipient("rotated")
+        b.reject(mid(i), error, clock_ms=NOW_MS + i)
+    events = [e for frame in b.data_to_send(0.0) for e in a.receive(frame, 0.0)]
+    assert [(len(e.message_ids), e.code) for e in events if isinstance(e, p.Refused)] == [
+        (512, r.RefusalCode.STORAGE_FULL),
+        (38, r.RefusalCode.STORAGE_FULL),
+        (50, r.RefusalCode.NOT_RECIPIENT),
+    ]
+    assert {e.clock_ms for e in events if isinstance(e, p.Refused)} == {NOW_MS + 549, NOW_MS + 599}
+    assert a.in_flight == []
+
+
+def test_a_forged_or_misaddressed_refusal_changes_nothing() -> None:
+    a, b = pair()
+    offered(a, b, [1])
+    by_eve = r.sign_refusal(EVE, A.peer_id, [mid(1)], r.RefusalCode.STORAGE_FULL, NOW_MS)
+    claimed = dataclasses.replace(by_eve, sender=B.peer_id)  # B's name, EVE's signature
+    with pytest.raises(BadSignature):
+        a.receive(f.encode_frame(claimed), 0.0)
+    with pytest.raises(UnknownPeer, match="this session is"):
+        a.receive(f.encode_frame(by_eve), 0.0)
+    to_eve = r.sign_refusal(B, EVE.peer_id, [mid(1)], r.RefusalCode.STORAGE_FULL, NOW_MS)
+    with pytest.raises(UnknownPeer, match="addressed to"):
+        a.receive(f.encode_frame(to_eve), 0.0)
+    assert a.in_flight == [mid(1)]
+
+
+def test_a_refusal_before_the_channel_binding_is_a_protocol_violation() -> None:
+    early = p.Session(A, B.public, expected_fingerprints=FPS)
+    refusal = r.sign_refusal(B, A.peer_id, [mid(1)], r.RefusalCode.CLOCK_SKEW, NOW_MS)
+    with pytest.raises(ChannelBindingFailed):
+        early.receive(f.encode_frame(refusal), 0.0)
+
+
+def _body(**change: object) -> bytes:
+    refusal = r.sign_refusal(B, A.peer_id, [mid(1)], r.RefusalCode.STORAGE_FULL, NOW_MS)
+    body: dict[str, object] = {
+        "from": B.peer_id,
+        "to": A.peer_id,
+        "ids": [b64encode(mid(1))],
+        "code": "storage_full",
+        "clock": NOW_MS,
+        "signature": b64encode(refusal.signature),
+    }
+    return bytes([1, f.REFUSE]) + canonical_json(body | change)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"code": "disk_on_fire"},
+        {"ids": [b64encode(mid(1)), b64encode(mid(1))]},
+        {"ids": []},
+        {"clock": -1},
+        {"clock": 2**53},
+        {"clock": 1.5},
+        {"clock": True},
+        {"signature": b64encode(b"short")},
+        {"extra": 1},
+    ],
+)
+def test_a_malformed_refusal_is_a_malformed_frame(change: dict[str, object]) -> None:
+    assert isinstance(f.decode_frame(_body()), r.RefuseFrame)
+    with pytest.raises(MalformedFrame):
+        f.decode_frame(_body(**change))
+
+
+def test_a_refusal_round_trips_byte_for_byte() -> None:
+    refusal = r.sign_refusal(B, A.peer_id, [mid(1), mid(2)], r.RefusalCode.CLOCK_SKEW, NOW_MS)
+    data = f.encode_frame(refusal)
+    assert f.decode_frame(data) == refusal and f.encode_frame(f.decode_frame(data)) == data
+
+
+def test_pings_carry_the_clock_once_the_channel_is_bound() -> None:
+    a, b = pair()
+    assert b.receive(a.ping(1.0, clock_ms=NOW_MS), 1.0) == [p.PeerClock(NOW_MS)]
+    assert b.receive(a.ping(1.5), 1.5) == []  # a ping that does not say its clock
+    early = p.Session(B, A.public, expected_fingerprints=FPS)
+    assert early.receive(a.ping(2.0, clock_ms=NOW_MS), 2.0) == []  # not trusted before HELLO
+    assert len(early.data_to_send(2.0)) == 1  # but answered
+    frame = f.decode_frame(f.make_ping(b"12345678", NOW_MS))
+    assert frame == f.PingFrame(b"12345678", NOW_MS)
+    with pytest.raises(MalformedFrame, match="u64 clock"):
+        f.decode_frame(bytes([1, f.PING]) + b"12345678")  # the old 8-byte PING
+
+
+def test_the_refusal_in_words() -> None:
+    code = r.RefusalCode
+    assert r.describe(code.CLOCK_SKEW, "bob", -180.2) == (
+        "bob refused: your clock is 180 s ahead of theirs"
+    )
+    assert r.describe(code.CLOCK_SKEW, "bob", 700) == (
+        "bob refused: your clock is 700 s behind theirs"
+    )
+    assert "though your clocks agree" in r.describe(code.CLOCK_SKEW, "bob", 0.2)
+    assert r.describe(code.STORAGE_FULL, "bob", 0) == "bob refused: their storage is full"
+    for each in code:
+        assert r.describe(each, "bob", 0).startswith("bob refused")
+
+
+def test_the_skew_monitor_reports_the_first_reading_and_each_crossing_once() -> None:
+    monitor = SkewMonitor(threshold=30.0)
+    now = NOW_MS / 1000
+    first = monitor.observe(NOW_MS + 180_000, now)
+    assert first == SkewReading(pytest.approx(180.0), within=False, first=True)  # type: ignore[arg-type]
+    assert monitor.observe(NOW_MS + 179_000, now) is None  # still apart: said once
+    assert monitor.observe(NOW_MS + 29_500, now) is None  # inside the hysteresis band
+    back = monitor.observe(NOW_MS + 200, now)
+    assert back is not None and back.within and not back.first
+    assert monitor.observe(NOW_MS + 29_900, now) is None  # within the threshold
+    assert monitor.observe(NOW_MS - 31_000, now) == SkewReading(-31.0, within=False, first=False)
+    assert SkewMonitor().observe(NOW_MS, now) == SkewReading(0.0, within=True, first=True)
+
+
+def test_the_skew_in_words_says_which_messages_fail() -> None:
+    assert describe_skew(180) == (
+        "their clock is 180 s ahead of ours: what they send us is refused until a clock is fixed"
+    )
+    assert describe_skew(-180).endswith(
+        "behind ours: what we send them is refused until a clock is fixed"
+    )
+    assert describe_skew(-700).endswith("messages both ways are refused until a clock is fixed")
+    assert describe_skew(45).endswith("(envelopes still pass: 120 s ahead or 600 s old)")
+    assert describe_skew(0.25) == "their clock agrees with ours (within 0.2 s)"

@@ -1,0 +1,101 @@
+"""Checking a whole profile: SQLite's own structure check and every sealed value.
+
+Reading a damaged row raises only when something reads it, maybe days later in the
+middle of a send.  :func:`check_integrity` looks at everything at once, so a user can
+ask before trusting a file (``volli-shell --profile P --verify``, or
+``MessagesStore.verify()``): ``PRAGMA quick_check`` for the B-trees and pages, then
+each sealed column of each row opened with the database key, which also proves it was
+not edited or moved, and each trust-bearing row's MAC checked (an edited member list or
+``verified`` flag).  It reads only; nothing is repaired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from volli_nb.base.errors import StorageError, TamperedRow
+from volli_nb.core.store.row_macs import MAC_COLUMN
+
+if TYPE_CHECKING:
+    from volli_nb.core.store.row_macs import RowMacs
+
+MAX_PROBLEMS = 100  # a badly damaged file is summarised, not listed row by row
+
+
+@dataclass(frozen=True, repr=False)
+class IntegrityReport:
+    """What :func:`check_integrity` found; ``ok`` when there is nothing to report."""
+
+    path: str
+    quick_check: tuple[str, ...]  # ("ok",) from SQLite when the structure is sound
+    sealed_values: int  # sealed values that opened
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __repr__(self) -> str:  # what the shell's verify() shows
+        return str(self)
+
+    def __str__(self) -> str:
+        if self.ok:
+            return (
+                f"{self.path}: ok (SQLite quick_check ok; {self.sealed_values} sealed values "
+                "open and sit in their own rows)"
+            )
+        head = f"{self.path}: {len(self.problems)} problem(s); restore it from a backup"
+        return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+
+def check_integrity(db: RowMacs) -> IntegrityReport:
+    """Run ``quick_check`` and open every sealed value of ``db``; never raises for damage."""
+    try:
+        quick = tuple(str(r[0]) for r in db.fetch("PRAGMA quick_check"))
+    except StorageError as exc:
+        return IntegrityReport(str(db.path), (str(exc),), 0, (f"quick_check failed: {exc}",))
+    problems = [f"quick_check: {line}" for line in quick if line != "ok"][:MAX_PROBLEMS]
+    opened = 0
+    for table, (pk, columns) in db.SEALED_COLUMNS.items():
+        try:
+            present = {r["name"] for r in db.fetch(f"PRAGMA table_info({table})")}
+            for column in [c for c in columns if c in present]:
+                opened += _open_column(db, table, pk, column, problems)
+        except StorageError as exc:
+            problems.append(f"table {table} cannot be read: {exc}")
+    for table in db.AUTHENTICATED:
+        try:
+            _check_macs(db, table, problems)
+        except StorageError as exc:
+            problems.append(f"table {table} cannot be read: {exc}")
+    if len(problems) > MAX_PROBLEMS:
+        problems = [*problems[:MAX_PROBLEMS], f"… and {len(problems) - MAX_PROBLEMS} more"]
+    return IntegrityReport(str(db.path), quick, opened, tuple(problems))
+
+
+def _open_column(db: RowMacs, table: str, pk: str, column: str, problems: list[str]) -> int:
+    """Open each sealed value of one column (read as bytes, whatever was written there)."""
+    opened = 0
+    sql = f"SELECT {pk} AS pk, CAST({column} AS BLOB) AS v FROM {table} WHERE {column} NOT NULL"
+    for row in db.fetch(sql):
+        try:
+            db.unseal(table, column, row["pk"], row["v"])
+            opened += 1
+        except StorageError:
+            problems.append(f"{table}.{column} of row {row['pk']!r} does not open")
+    return opened
+
+
+__all__ = ["IntegrityReport", "check_integrity"]
+
+
+def _check_macs(db: RowMacs, table: str, problems: list[str]) -> None:
+    """Each row of a MAC'd table against its MAC (see :mod:`.row_macs`)."""
+    pk, covered = db.AUTHENTICATED[table]
+    names = ", ".join(dict.fromkeys((pk, *covered, MAC_COLUMN)))  # only what the MAC covers
+    for row in db.fetch(f"SELECT {names} FROM {table}"):
+        try:
+            db.check_row(table, row)
+        except TamperedRow as exc:
+            problems.append(f"{table} row {exc.key!r} was edited: {exc}")
