@@ -65,6 +65,18 @@ def test_a_stale_message_is_refused_in_a_signed_frame_and_leaves_flight() -> Non
     assert a.handle_timer(60.0) == []  # no "no ACK before the timeout" later
 
 
+def test_refusals_go_out_before_the_acks_of_later_messages() -> None:
+    """Race found in the soak: a sender that saw the ACK of a later message went on and
+    resent a refused id; the refusal, framed after that ACK, then cancelled the resend.
+    Refusals precede ACKs, so an ACK means every earlier refusal has arrived."""
+    a, b = pair()
+    offered(a, b, [1, 2])
+    b.reject(mid(1), UnknownPeer("a relayed copy"), clock_ms=NOW_MS)
+    b.accept(mid(2))
+    kinds = [type(f.decode_frame(frame)).__name__ for frame in b.data_to_send(0.1)]
+    assert kinds == ["RefuseFrame", "AckFrame"]
+
+
 @pytest.mark.parametrize(
     ("error", "code"),
     [

@@ -93,13 +93,15 @@ class Outgoing:
 
     def data_to_send(self, now: float, max_bytes: int | None = None) -> list[bytes]:
         out, self._pongs = self._pongs, []
+        # Refusals before ACKs: a sender that sees the ACK of a later message has seen
+        # every refusal of an earlier one (else a refusal could land on a resend).
+        out.extend(self._refusal_frames())
         ids = list(self._pending_acks)
         self._pending_acks.clear()
         for start in range(0, len(ids), MAX_ACK_IDS):
             batch = ids[start : start + MAX_ACK_IDS]
             out.extend(self.split(make_ack(self.me, self.peer_id, batch)))
             self._stats.acks_out += 1
-        out.extend(self._refusal_frames())
         bodies = self._take_unsent(now) + self._reliability.take_due(now)
         if bodies:
             for frame in self.pack(bodies):

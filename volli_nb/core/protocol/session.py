@@ -235,7 +235,7 @@ class Session:
         return self.reliability.ids
 
     def data_to_send(self, now: float, max_bytes: int | None = None) -> list[bytes]:
-        """Control first (PONGs, then ACKs), then queued messages and due retransmissions,
+        """Control first (PONGs, refusals, then ACKs), then queued messages and due retransmissions,
         bundled; with ``max_bytes``, message frames stop once that many bytes are out."""
         return self.outgoing.data_to_send(now, max_bytes)
 
