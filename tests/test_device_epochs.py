@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from sample_sdp import SDP
 
 from volli_nb.base.errors import BadSignature, KeyMismatch, MalformedEnvelope
 from volli_nb.core import pairing_code as pairing
@@ -53,7 +54,7 @@ def test_device_epoch_has_one_encoding(epoch: object) -> None:
 
 def test_rotated_identities_pair_and_seal() -> None:
     alice, bob = Identity.generate().with_new_device(), Identity.generate()
-    code = pairing.encode_code("offer", "v=0\r\n", alice.public, "alice", "pair-1")
+    code = pairing.encode_code("offer", SDP, alice.public, "alice", "pair-1")
     assert pairing.decode_code(code).identity == alice.public
     data = envelopes.seal(
         alice,

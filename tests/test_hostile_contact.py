@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from netutil import open_store, pair
+from sample_sdp import SDP
 from test_network import arun
 
 from volli_nb.app.chat import dm_conversation_id
@@ -251,10 +252,10 @@ def test_a_bad_answer_leaves_the_offer_open_and_nothing_pinned(tmp_path: Path) -
         alice, stranger = open_store(tmp_path, "alice"), Identity.generate()
         try:
             offer = pairing.decode_code(await alice.create_pairing_code())
-            broken = "v=0\r\nthis is not an answer\r\n"
-            with pytest.raises(BadPairingCode):
+            # A well-formed code whose SDP aiortc refuses: an offer's (setup:actpass) as the answer.
+            with pytest.raises(BadPairingCode, match="does not apply to our offer"):
                 await alice.complete_pairing(
-                    pairing.encode_code("answer", broken, stranger.public, "x", offer.ref)
+                    pairing.encode_code("answer", SDP, stranger.public, "x", offer.ref)
                 )
             assert alice.contact(stranger.peer_id) is None
             assert offer.ref in alice.network_store.peers  # still open: a good answer works

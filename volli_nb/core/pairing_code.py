@@ -3,14 +3,15 @@
 A code is ``volli2.<payload>.<check>``, about 300 characters: the payload is a strict
 binary layout, base64url-encoded — the kind (offer or answer), the essentials of the SDP
 (:mod:`volli_nb.core.compact_sdp`: ICE credentials, DTLS fingerprint and role,
-candidates), the sender's public identity (identity key, device key and the signature
-linking them: 128 bytes, most of the code), its name and the offer's pairing token.  The
-check is 8 base32 characters of a BLAKE2b over the payload, so a mangled or truncated
-paste is caught before anything is parsed.  Whitespace, line breaks and quotes around a
-pasted code are ignored (terminals wrap long lines).  The code is not secret and not
-trusted: the identity in it is pinned, and once the data channel opens both sides sign
-the DTLS certificates the handshake used (channel binding), so a code altered in transit
-fails there.  ``volli1.`` codes (the whole SDP, ~1,130 characters) are retired.
+candidates), the sender's public identity (identity key, device key, the signature
+linking them and its device epoch: 129 bytes, most of the code), its name and the
+offer's pairing token.  The check is 8 base32 characters of a BLAKE2b over the payload,
+so a mangled or truncated paste is caught before anything is parsed.  Whitespace, line
+breaks and quotes around a pasted code are ignored (terminals wrap long lines).  The
+code is not secret and not trusted: the identity in it is pinned, and once the data
+channel opens both sides sign the DTLS certificates the handshake used (channel
+binding), so a code altered in transit fails there.  ``volli1.`` codes (the whole SDP,
+~1,130 characters) are retired.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Literal
 
 from volli_nb.base.errors import BadPairingCode, PeerError, UsageError
 from volli_nb.core import compact_sdp
-from volli_nb.core.crypto.identity import PublicIdentity
+from volli_nb.core.crypto.identity import MAX_DEVICE_EPOCH, PublicIdentity
 from volli_nb.core.crypto.wire import Reader, uvarint
 
 PREFIX = "volli2"
@@ -89,6 +90,7 @@ def encode_code(
         + identity.identity_key
         + identity.device_key
         + identity.device_signature
+        + uvarint(identity.device_epoch)
         + uvarint(len(label))
         + label
         + _ref_bytes(ref)
@@ -134,7 +136,10 @@ def _read(payload: str) -> PairingCode:
     reader = Reader(bytes([raw[0] & ~_ANSWER]) + raw[1:], _CodeError, "pairing code")
     essentials = compact_sdp.unpack(reader)
     identity = PublicIdentity(
-        reader.take(32, "identity key"), reader.take(32, "device key"), reader.take(64, "signature")
+        reader.take(32, "identity key"),
+        reader.take(32, "device key"),
+        reader.take(64, "signature"),
+        reader.uvarint("device epoch", 0, MAX_DEVICE_EPOCH),
     )
     try:
         identity.verify()
