@@ -32,9 +32,12 @@ def test_binder_environment_runs_every_notebook(tmp_path: Path) -> None:
         "VIRTUAL_ENV": str(venv),
     }
     env.pop("PYTHONPATH", None)
-    run = lambda *cmd, cwd=ROOT: subprocess.run(  # noqa: E731
-        cmd, cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=600
-    )
+
+    def run(*cmd: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{cmd} exited {done.returncode}:\n{done.stderr[-3000:]}"
+        return done
+
     run(sys.executable, "-m", "venv", str(venv))
     run(str(venv / "bin" / "pip"), "install", "-q", "-r", "binder/requirements.txt")
     run("bash", "binder/postBuild")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,9 +67,7 @@ def one_run(number: int, kind: str, args: argparse.Namespace, extra: list[str]) 
             subprocess.run(["git", "clone", "-q", str(ROOT), str(where)], check=True)
             if (ROOT.parent / "shared").exists() and not (where.parent / "shared").exists():
                 (where.parent / "shared").symlink_to(ROOT.parent / "shared")
-            wheels = ROOT / ".ci" / "wheelhouse"  # what .ci/run downloads for the Binder test
-            if wheels.is_dir():
-                shutil.copytree(wheels, where / ".ci" / "wheelhouse")
+            subprocess.run([str(where / ".ci" / "fetch-wheels")], check=True)  # as .ci/run
             cmd = ["make", "test", f"PYTEST_ARGS={' '.join(pytest_args)}"]
             run.exit_code = subprocess.run(cmd, cwd=where, env=env).returncode
         else:
