@@ -15,7 +15,7 @@ from netutil import open_store, pair
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.app.receiver import SeenOnce
 from volli_nb.base.clock import VirtualClock
-from volli_nb.base.errors import TamperedRow
+from volli_nb.base.errors import StorageError, TamperedRow
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.store.database import KDF_MIN, Database
 from volli_nb.core.store.history import ReceivedRow
@@ -53,6 +53,35 @@ def test_add_returns_the_row_as_written_and_statuses_open_no_payload(db: Databas
     db.execute("UPDATE outbox SET recipient = 'mallory' WHERE id = ?", (row.id,))
     with pytest.raises(TamperedRow):
         queue.statuses(b"\x01" * 16)  # the MAC is still checked
+
+
+def test_a_sent_message_is_sealed_once_and_its_rows_point_at_it(tmp_path: Path) -> None:
+    """The outbox rows of a send keep no copy: they read the sent message's sealed body
+    (a crash before the ACK still finds it: both are in the send's one transaction)."""
+    store = MessagesStore.open(tmp_path / "a.sqlite", "pw", kdf=KDF_MIN)
+    group = [Identity.generate() for _ in range(3)]
+
+    async def main() -> None:
+        for member in group:
+            store.add_contact(member.public)
+        members = [store.peer_id, *(m.peer_id for m in group)]
+        store.database.ensure_conversation("team", members)
+        sent = await store.send_message("team", "one body, three recipients")
+        rows = store.message_queue.for_message(sent.message_id)
+        assert len(rows) == 3 and {r.payload for r in rows} == {rows[0].payload} != {b""}
+        raw = store.database.fetch("SELECT payload FROM outbox")
+        assert [r["payload"] for r in raw] == [None] * 3  # no second (or fourth) copy
+        store.message_queue.discard(rows[0].id)
+        assert store.message_queue.get(rows[0].id).payload == b""
+        mid = sent.message_id.hex()
+        store.database.execute("DELETE FROM messages WHERE message_id = ?", (mid,))
+        with pytest.raises(StorageError, match="not stored"):
+            store.message_queue.get(rows[1].id)  # what it points at is gone: said, typed
+
+    try:
+        asyncio.run(main())
+    finally:
+        asyncio.run(store.close())
 
 
 def test_the_schedule_hook_fires_when_a_row_may_be_due_sooner(db: Database) -> None:

@@ -198,7 +198,10 @@ class Sender:
                 message_id, conversation_id, self.peer_id, counter, now_ms, body
             )
             rows = [
-                self.queue.add(OutgoingMessage(message_id, conversation_id, peer, body, counter))
+                self.queue.add(
+                    OutgoingMessage(message_id, conversation_id, peer, body, counter),
+                    in_history=True,  # the body just stored: sealed once, pointed at
+                )
                 for peer in members
             ]
         self.log.add(

@@ -1,7 +1,8 @@
 """The outbox: a persistent queue with the seed's retry schedule, 1 s, 5 s, 15 s, 60 s, then stuck.
 
-One row per (message, recipient).  A row keeps the message *plaintext*, sealed at
-rest with the storage key, not a ready envelope: each send attempt seals a fresh
+One row per (message, recipient).  A row keeps the message *plaintext* sealed at rest
+with the storage key (or, from a send, points at the sent message's sealed body, one
+copy for every recipient), not a ready envelope: each send attempt seals a fresh
 envelope to the recipient's current keys (same message id, so the receiver still
 deduplicates), which lets keys rotate without touching the queue.  Delivery
 counts only on a signed ACK (:meth:`PersistentMessageQueue.mark_delivered_message`).
@@ -22,13 +23,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from volli_nb.base.clock import Clock
-from volli_nb.base.errors import NotFound, UsageError
+from volli_nb.base.errors import NotFound, StorageError, UsageError
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.store.database import Database
 from volli_nb.core.store.outbox_rows import OutgoingMessage, QueuedMessage, Status
 from volli_nb.core.store.sealed_db import Row
 
 RETRY_DELAYS: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0)
+_HISTORY_BODY = (  # what a row without its own copy points at (only read for such rows)
+    "(SELECT body FROM messages WHERE messages.message_id = outbox.message_id "
+    "AND outbox.payload IS NULL AND direction = 'out') AS history_body"
+)
 MAX_ERROR_CHARS = 1000
 
 
@@ -96,10 +101,14 @@ class PersistentMessageQueue:
             )
             return int(found[0]["id"])
 
-    def add(self, message: OutgoingMessage) -> QueuedMessage | None:
+    def add(self, message: OutgoingMessage, *, in_history: bool = False) -> QueuedMessage | None:
         """:meth:`enqueue` inside the caller's transaction (no savepoint of its own), and the
         row as written, so the sender never reads back what it just wrote; None if that
-        (message id, recipient) is queued already (nothing changed)."""
+        (message id, recipient) is queued already (nothing changed).
+
+        ``in_history``: the caller stored this payload as the sent message's body in the
+        same transaction; the row points at it instead of sealing a copy (one seal per
+        message, however many recipients)."""
         now = self.clock()
         values = {
             "message_id": message.message_id.hex(),
@@ -120,7 +129,7 @@ class PersistentMessageQueue:
         if cursor.rowcount == 0:
             return None
         row_id = int(cursor.lastrowid or 0)
-        sealed = self.db.seal("outbox", "payload", row_id, message.payload)
+        sealed = None if in_history else self.db.seal("outbox", "payload", row_id, message.payload)
         mac = self.db.row_mac("outbox", {**values, "id": row_id})  # recipient is covered
         self.db.execute(
             "UPDATE outbox SET payload = ?, mac = ? WHERE id = ?", (sealed, mac, row_id)
@@ -350,27 +359,28 @@ class PersistentMessageQueue:
     def _select(
         self, where: str, params: Sequence[object], *, order: str = "id"
     ) -> list[QueuedMessage]:
-        rows = self.db.fetch(f"SELECT * FROM outbox WHERE {where} ORDER BY {order}", params)
+        rows = self.db.fetch(
+            f"SELECT *, {_HISTORY_BODY} FROM outbox WHERE {where} ORDER BY {order}", params
+        )
         return [self._queued(r) for r in rows]
 
     def _queued(self, row: Row) -> QueuedMessage:
         self.db.check_row("outbox", row)  # a recipient edited in the file is refused
-        sealed = row["payload"]
-        payload = b"" if sealed is None else self.db.unseal("outbox", "payload", row["id"], sealed)
-        return QueuedMessage(
-            id=row["id"],
-            message_id=bytes.fromhex(row["message_id"]),
-            conversation_id=row["conversation_id"],
-            recipient=row["recipient"],
-            status=Status(row["status"]),
-            attempts=row["attempts"],
-            next_attempt_at=row["next_attempt_at"],
-            last_error=row["last_error"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            counter=row["counter"],
-            payload=payload,
-        )
+        return QueuedMessage.from_row(row, self._payload(row))
+
+    def _payload(self, row: Row) -> bytes:
+        """The row's own sealed copy, or (pointing at it) the sent message's body; b"" once
+        delivered or discarded."""
+        if row["payload"] is not None:
+            return self.db.unseal("outbox", "payload", row["id"], row["payload"])
+        if row["status"] in (Status.DELIVERED, Status.DISCARDED):
+            return b""
+        if row["history_body"] is None:
+            raise StorageError(
+                f"outbox row {row['id']} points at message {row['message_id']}, which is "
+                f"not stored; discard the row (restore {self.db.path} from a backup to keep it)"
+            )
+        return self.db.unseal("messages", "body", row["message_id"], row["history_body"])
 
 
 __all__ = [  # the row types live in outbox_rows; importing them from here keeps working

@@ -6,8 +6,11 @@ the policy and its SQL.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from volli_nb.base.errors import UsageError
 from volli_nb.core.message_id import check_message_id
@@ -55,6 +58,24 @@ class QueuedMessage:
     updated_at: float
     counter: int
     payload: bytes
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | sqlite3.Row, payload: bytes) -> QueuedMessage:
+        """From an ``outbox`` row (its MAC checked by the caller) and its opened payload."""
+        return cls(
+            id=row["id"],
+            message_id=bytes.fromhex(row["message_id"]),
+            conversation_id=row["conversation_id"],
+            recipient=row["recipient"],
+            status=Status(row["status"]),
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error=row["last_error"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            counter=row["counter"],
+            payload=payload,
+        )
 
     def to_row(self) -> dict[str, object]:
         """A flat dict for tables and widgets: the payload's size, never its content."""

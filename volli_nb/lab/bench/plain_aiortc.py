@@ -39,6 +39,7 @@ from volli_nb.net import aiortc_compat
 OPEN_TIMEOUT = 60.0
 HIGH_WATER = 1024 * 1024  # bytes queued in the channel before the sender waits
 LOW_WATER = 256 * 1024  # the sender resumes when the queue drains below this
+TRANSFER_TIMEOUT = 600.0  # 10,000 small messages take aiortc ~20 s on a loaded 2-core box
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,9 @@ class PlainPeer:
         self.proc.stdin.write((json.dumps(obj) + "\n").encode())
         await self.proc.stdin.drain()
 
-    async def _read(self) -> dict[str, Any]:
+    async def _read(self, timeout: float = 60.0) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
         result: dict[str, Any] = json.loads(line)
         return result
 
@@ -173,7 +174,7 @@ class PlainPeer:
         payload = b"x" * size
         cpu, start = time.process_time(), time.monotonic()
         await send_paced(self.channel, itertools.repeat(payload, count))
-        done = await self._read()  # SCTP keeps sending the buffered tail meanwhile
+        done = await self._read(TRANSFER_TIMEOUT)  # SCTP sends the buffered tail meanwhile
         sent_cpu = time.process_time() - cpu
         return Transfer(float(done["at"]) - start, sent_cpu, float(done["cpu"]))
 
