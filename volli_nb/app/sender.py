@@ -98,9 +98,9 @@ class Sender:
         self._later = later  # after the current receive batch commits (see Receiver.later)
         self._retry_tick = retry_tick
         self._retry_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # replaced by start(): an Event belongs to one loop
         self._pass_at = float("-inf")  # when the last retry pass looked for due rows
-        queue.on_schedule = self._wake.set
+        queue.on_schedule = self._wake_up
         self._in_flight: dict[tuple[str, bytes], int] = {}
         self._sealed: dict[bytes, tuple[float, bytes]] = {}
         self._delivered = Listeners[[bytes, str]]("on_delivered handler", logger)
@@ -123,7 +123,11 @@ class Sender:
     def start(self) -> None:
         """Start the retry loop on the running event loop (idempotent)."""
         if self._retry_task is None or self._retry_task.done():
+            self._wake = asyncio.Event()
             self._retry_task = asyncio.get_running_loop().create_task(self._retry_loop())
+
+    def _wake_up(self) -> None:
+        self._wake.set()
 
     async def stop(self) -> None:
         if self._retry_task is not None:
@@ -356,7 +360,7 @@ class Sender:
                 with contextlib.suppress(VolliError):
                     self.queue.mark_failed(row_id, event.reason)
         elif isinstance(event, PeerOnline):
-            self._wake.set()
+            self._wake_up()
             asyncio.get_running_loop().create_task(self.flush(event.peer_id))
         elif isinstance(event, PeerOffline):
             self.log.add("queue", f"{event.peer_id} offline: messages wait in the outbox")
