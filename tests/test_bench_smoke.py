@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from volli_nb.lab.bench import core as bench_core
 from volli_nb.lab.bench import run as bench
+from volli_nb.lab.bench.rows import Row
+
+COUNTED = {"SQL statements"}  # aiortc stores nothing: no ratio
 
 
 @pytest.mark.network
 def test_p2p_bench_reports_every_row_with_a_ratio() -> None:
-    run = bench.run(messages=50, bulk_mb=0.5, quick=True, flush=200)
+    run = bench.run(messages=50, bulk_mb=0.5, quick=True, flush=200, runs=1)
     rows = asyncio.run(asyncio.wait_for(run, 240))
     assert [r.metric for r in rows] == [
         "setup",
         "round trip",
         "100-byte messages",
+        "CPU, sender",
+        "CPU, receiver",
+        "SQL statements",
         "bulk",
         "fan-out to 1",
         "fan-out to 10",
@@ -28,10 +35,27 @@ def test_p2p_bench_reports_every_row_with_a_ratio() -> None:
         "dead peer noticed",
     ]
     for row in rows[:-1]:
-        assert row.aiortc and row.aiortc > 0 and row.volli and row.volli > 0
+        assert row.volli and row.volli > 0 and row.runs == 1
+        if row.metric in COUNTED:
+            assert row.aiortc == 0 and row.ratio is None
+            continue
+        assert row.aiortc and row.aiortc > 0
         assert row.ratio == pytest.approx(row.volli / row.aiortc)
     assert rows[-1].volli is not None and rows[-1].volli > 0  # volli_nb's heartbeat
     assert "setup" in bench.format_table(rows)
+    for entry in json.loads(json.dumps([row.to_json() for row in rows])):
+        assert {"metric", "unit", "aiortc", "volli", "ratio", "runs", "min", "max"} <= set(entry)
+
+
+def test_rows_report_median_and_range_of_their_runs() -> None:
+    row = Row("round trip", "ms", [3.0, 1.0, 2.0], [9.0, None, 5.0], False)
+    assert (row.aiortc, row.volli, row.runs) == (2.0, 7.0, 3)
+    assert row.ratio == pytest.approx(3.5)
+    entry = row.to_json()
+    assert entry["min"] == {"aiortc": 1.0, "volli": 5.0}
+    assert entry["max"] == {"aiortc": 3.0, "volli": 9.0}
+    assert "2.0 (1.0–3.0)" in bench.format_table([row])
+    assert Row("x", "s", [None], [1.0], False).ratio is None  # a side never measured
 
 
 def test_core_bench_reports_positive_rates() -> None:

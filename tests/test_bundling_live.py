@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from netutil import open_store, pair
+
+from volli_nb.core.store.history import ReceivedRow
 
 pytestmark = pytest.mark.network
 
@@ -103,33 +103,24 @@ def test_a_bundle_that_fails_to_commit_is_offered_again_and_never_acked(tmp_path
     """The commit of the frame that holds the message fails (a locked database): nothing
     is acknowledged, and the resend is stored, not dropped as a duplicate.
 
-    The failure is injected into exactly that frame's commit.  (It used to be the first
-    batch of any kind, and under load a heartbeat frame's batch came first and used it
-    up, so the message was stored at once.)"""
+    The failure is injected into exactly that frame's write (a bundle's messages are
+    written together just before its commit; a heartbeat frame writes nothing, so it
+    cannot use the failure up)."""
 
     async def main() -> None:
         alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
         try:
             await pair(alice, bob)
-            real_batch, real_store = bob.network_store.batch, bob.database.store_received
-            stored_here: list[bytes] = []
+            real_store = bob.database.insert_received_many
             failures = [1]
 
-            def store_received(message_id: bytes, *args: Any) -> bool:
-                stored_here.append(message_id)
-                return real_store(message_id, *args)
+            def insert_received_many(rows: Sequence[ReceivedRow]) -> None:
+                if failures:  # the write of the message's frame, just before its commit
+                    failures.pop()
+                    raise OSError("database is locked")
+                real_store(rows)
 
-            @contextlib.contextmanager
-            def flaky_batch() -> Iterator[None]:
-                stored_here.clear()
-                with real_batch():
-                    yield
-                    if stored_here and failures:  # the commit of the message's frame
-                        failures.pop()
-                        raise OSError("database is locked")
-
-            bob.database.store_received = store_received  # type: ignore[method-assign]
-            bob.network_store.batch = flaky_batch
+            bob.database.insert_received_many = insert_received_many  # type: ignore[method-assign]
             got: list[str] = []
             bob.on_message(lambda m: got.append(m.text))
             first = await alice.send_message(bob.peer_id, "lost to a locked database")

@@ -643,12 +643,13 @@ await a.close(); await b.close(); relay.close()""",
             """## `volli-nb bench` as a picture
 The same function as `volli-nb bench` (small sizes here, so it takes ~20 s): every figure
 is measured for plain aiortc and for volli_nb in the same run.  Bars right of 1 mean
-volli_nb does better; left, plain aiortc (which sends plaintext and waits for nothing).""",
+volli_nb does better; left, plain aiortc (plaintext, paced by `bufferedAmount`, no ACK).
+`volli-nb bench` runs each row 3 times (median, min–max); one run here.""",
         ),
         (
             "code",
             """from volli_nb.lab.bench import run as bench
-rows = await bench.run(messages=300, bulk_mb=1, quick=True, flush=500,
+rows = await bench.run(messages=300, bulk_mb=1, quick=True, flush=500, runs=1,
                        conditions=Conditions(latency_ms=100, loss=0.05, seed=3))
 print(bench.format_table(rows))
 shown = [r for r in rows if r.ratio]

@@ -31,7 +31,7 @@ from volli_nb.core import pairing_code as pairing
 from volli_nb.core.crypto.identity import Identity, PublicIdentity, contact_safety_number
 from volli_nb.core.crypto.primitives import random_bytes
 from volli_nb.core.eventlog import EventLog
-from volli_nb.core.store.database import Database
+from volli_nb.core.store.database import Conversation, Database
 from volli_nb.net.events import NetworkEvent, PeerOnline
 from volli_nb.net.network_store import NetworkStore
 
@@ -140,17 +140,30 @@ class ContactBook:
 
     def resolve(self, conversation: str) -> tuple[str, list[str]]:
         """A conversation id or a contact's peer id → (conversation id, other members)."""
+        found = self.find_conversation(conversation)
+        return found.id, self.others(found)
+
+    def find_conversation(self, conversation: str) -> Conversation:
+        """A conversation id or a contact's peer id → the conversation (a contact's direct
+        conversation is created on first use); read once, not re-read after a check."""
         found = self.database.get_conversation(conversation)
         if found is None and self.database.get_contact(conversation) is not None:
-            found = self.database.get_conversation(self.conversation_with(conversation))
+            dm = dm_conversation_id(self.peer_id, conversation)
+            found = self.database.get_conversation(dm)
+            if found is None:
+                found = self.database.get_conversation(self.conversation_with(conversation))
         if found is None:
             raise NotFound(
                 f"no conversation or contact {conversation!r}; see conversations() or contacts"
             )
-        recipients = [m for m in found.members if m != self.peer_id]
+        return found
+
+    def others(self, conversation: Conversation) -> list[str]:
+        """The members a message to ``conversation`` goes to (everyone but us)."""
+        recipients = [m for m in conversation.members if m != self.peer_id]
         if not recipients:
-            raise UsageError(f"conversation {found.id!r} has no other member")
-        return found.id, recipients
+            raise UsageError(f"conversation {conversation.id!r} has no other member")
+        return recipients
 
     # --- pairing -------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any
 from volli_nb.app.chat import ChatMessage, SyncReport, chat_message, dm_conversation_id
 from volli_nb.app.contacts import ContactBook
 from volli_nb.app.housekeeping import Housekeeping
-from volli_nb.app.receiver import Receiver
+from volli_nb.app.receiver import Receiver, SeenOnce
 from volli_nb.app.refusals import REFUSAL_PAUSE
 from volli_nb.app.rooms import RoomSession
 from volli_nb.app.sender import MAX_TEXT_BYTES, Sender
@@ -59,7 +59,7 @@ class MessagesStore:
         name: str | None = None,
         config: NetworkConfig | None = None,
         clock: Clock = system_clock,
-        retry_tick: float = 0.2,
+        retry_tick: float = 1.0,
         log: EventLog | None = None,
         retention: Retention | None = None,
         refusal_pause: float = REFUSAL_PAUSE,
@@ -70,11 +70,12 @@ class MessagesStore:
         self.clock = clock
         self.log = log if log is not None else EventLog()
         self.message_queue = PersistentMessageQueue(database, clock=clock, log=self.log)
+        seen = SeenOnce(database)  # asked by the session, reused by the receiver
         self.network_store = NetworkStore(
             identity,
             self.contact,
             config=config,
-            seen=lambda peer_id, message_id: database.seen_by(message_id) == peer_id,
+            seen=lambda peer_id, message_id: seen.by(message_id) == peer_id,
             log=self.log,
             clock=clock,
         )
@@ -91,6 +92,7 @@ class MessagesStore:
             self.log,
             clock=clock,
             storage=self.storage,
+            seen=seen,
         )
         self.sender = Sender(
             database,

@@ -9,6 +9,10 @@ many messages: :meth:`Receiver.batch` makes the whole frame one commit, with its
 and handler calls queued until that commit succeeded.  What cannot be stored (a full
 disk) is refused in a signed frame the sender acts on, and reported once per change of
 state (:class:`~volli_nb.app.storage_health.StorageHealth`), not once per message.
+
+The seen-set is read once per message (:class:`SeenOnce`): the session asks it first
+(to ACK a retransmission without handing it up), and the receiver reuses that answer
+for the replay check and the store, which writes without reading anything back.
 """
 
 from __future__ import annotations
@@ -27,10 +31,35 @@ from volli_nb.core.crypto import envelope as envelopes
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.store.database import Database
+from volli_nb.core.store.history import ReceivedRow
 from volli_nb.net.events import IncomingEnvelope
 from volli_nb.net.network_store import NetworkStore
 
 logger = logging.getLogger(__name__)
+
+
+class SeenOnce:
+    """Who used a message id (the seen-set), asked once per received message.
+
+    The session's question (:meth:`by`) is remembered until the receiver takes it
+    (:meth:`take`) for the same id; nothing awaits in between, so the answer is still
+    true.  An answer never taken (the session dropped the message) is forgotten once
+    ``limit`` accumulate, and a take without a question asks the database."""
+
+    def __init__(self, database: Database, limit: int = 4096) -> None:
+        self.database, self.limit = database, limit
+        self._asked: dict[bytes, str | None] = {}
+
+    def by(self, message_id: bytes) -> str | None:
+        if len(self._asked) >= self.limit:
+            self._asked.clear()
+        found = self._asked[message_id] = self.database.seen_by(message_id)
+        return found
+
+    def take(self, message_id: bytes) -> str | None:
+        if message_id in self._asked:
+            return self._asked.pop(message_id)
+        return self.database.seen_by(message_id)
 
 
 class Receiver:
@@ -46,8 +75,10 @@ class Receiver:
         *,
         clock: Clock,
         storage: StorageHealth | None = None,
+        seen: SeenOnce | None = None,
     ) -> None:
         self.database, self.identity, self.network, self.log = database, identity, network, log
+        self.seen = seen if seen is not None else SeenOnce(database)
         self.storage = storage if storage is not None else StorageHealth(database, log)
         self._storage_error: StorageError | None = None  # in this batch
         self._stored = False  # this batch wrote a message
@@ -55,6 +86,8 @@ class Receiver:
         self._clock = clock
         self._handlers = Listeners[[ChatMessage]]("on_message handler", logger)
         self._after_commit: list[Callable[[], None]] | None = None
+        self._batch_contacts: dict[str, PublicIdentity | None] = {}  # read once per bundle
+        self._rows: list[ReceivedRow] = []  # a bundle's messages, written at its end
         self._known_conversations: set[tuple[str, tuple[str, ...]]] = set()
         network.on_message(self.incoming)
         network.batch = self.batch
@@ -71,9 +104,13 @@ class Receiver:
             yield
             return
         self._after_commit, self._storage_error, self._stored = [], None, False
+        self._batch_contacts.clear()
+        self._rows = []
         try:
             with self.database.transaction():
                 yield
+                if self._rows:  # two batched statements; failing, the frame is refused
+                    self.database.insert_received_many(self._rows)
             pending = self._after_commit
         except BaseException as exc:
             self._known_conversations.clear()  # what the batch created was rolled back
@@ -86,6 +123,7 @@ class Receiver:
             raise first from exc
         finally:
             self._after_commit = None
+            self._batch_contacts.clear()
         self._storage_state(self._storage_error, self._stored)
         for action in pending:
             action()
@@ -112,19 +150,13 @@ class Receiver:
         earns a second ACK), its body decodes as the display will decode it, and its
         conversation id is one this sender may use (:func:`received_members`)."""
         net, peer_id, message_id = self.network, incoming.peer_id, incoming.message_id
+        used_by = self.seen.take(message_id)  # the one read of the seen-set
         try:
-            opened = envelopes.open_envelope(
-                incoming.envelope,
-                self.identity,
-                contacts=self._contacts,
-                now_ms=int(self._clock() * 1000),
-                seen=self.database.is_seen,
-                channel=(peer_id, message_id),
-            )
+            opened = self._open(incoming, used_by)
             text = decode_body(opened.plaintext)  # as the display will decode it
             members = self._members(opened)
         except ReplayError as exc:
-            if self.database.seen_by(message_id) != peer_id:
+            if used_by != peer_id:
                 net.reject(peer_id, message_id, DuplicateMessageId(f"{exc}, from someone else"))
                 return
             self.later(lambda: net.accept(peer_id, message_id))  # the ACK was lost: ack again
@@ -164,6 +196,31 @@ class Receiver:
         )
         self.later(lambda: self._handlers.emit(message))
 
+    def _open(self, incoming: IncomingEnvelope, used_by: str | None) -> envelopes.OpenedMessage:
+        """Verify and decrypt, answering the replay check with ``used_by`` (who used the
+        id, read once); another id inside the envelope is looked up, and refused."""
+
+        def seen(mid: bytes) -> bool:
+            known = used_by if mid == incoming.message_id else self.database.seen_by(mid)
+            return known is not None
+
+        return envelopes.open_envelope(
+            incoming.envelope,
+            self.identity,
+            contacts=self._contact,
+            now_ms=int(self._clock() * 1000),
+            seen=seen,
+            channel=(incoming.peer_id, incoming.message_id),
+        )
+
+    def _contact(self, peer_id: str) -> PublicIdentity | None:
+        """A sender's pinned identity, read once per bundle (nothing awaits inside one)."""
+        if self._after_commit is None:
+            return self._contacts(peer_id)
+        if peer_id not in self._batch_contacts:
+            self._batch_contacts[peer_id] = self._contacts(peer_id)
+        return self._batch_contacts[peer_id]
+
     def _members(self, opened: envelopes.OpenedMessage) -> list[str]:
         members = sorted({*opened.recipients, opened.sender.peer_id})
         if (opened.conversation_id, tuple(members)) in self._known_conversations:
@@ -178,20 +235,29 @@ class Receiver:
         )
 
     def _store(self, opened: envelopes.OpenedMessage, members: list[str]) -> bool:
+        """Store what was opened; its id was not seen (``open_envelope`` checked), so the
+        row and its seen entry are written without reading anything first: inside a
+        bundle, with the bundle's other messages just before its commit."""
         known = (opened.conversation_id, tuple(members))
-        with self.database.transaction():
+        row = ReceivedRow(
+            opened.message_id,
+            opened.conversation_id,
+            opened.sender.peer_id,
+            opened.counter,
+            opened.timestamp_ms,
+            opened.plaintext,
+        )
+        if self._after_commit is not None:  # the bundle's transaction covers it all
             if known not in self._known_conversations:  # a burst checks its conversation once
                 self.database.ensure_conversation(opened.conversation_id, members)
-            stored = self.database.store_received(
-                opened.message_id,
-                opened.conversation_id,
-                opened.sender.peer_id,
-                opened.counter,
-                opened.timestamp_ms,
-                opened.plaintext,
-            )
+            self._rows.append(row)
+        else:
+            with self.database.transaction():
+                if known not in self._known_conversations:
+                    self.database.ensure_conversation(opened.conversation_id, members)
+                self.database.insert_received_many([row])
         self._known_conversations.add(known)  # committed (or inside a batch, see above)
-        return stored
+        return True
 
 
-__all__ = ["Receiver"]
+__all__ = ["Receiver", "SeenOnce"]

@@ -4,7 +4,13 @@ Sending follows the seed's diagram: encrypt for each recipient → persist in th
 → if the peer is online, send over its data channel → a signed ACK marks it delivered;
 otherwise it stays pending and the retry loop resends it at 1 s, 5 s, 15 s and 60 s,
 then leaves it ``stuck`` for a manual retry.  A peer coming online gets its pending
-messages at once (:meth:`Sender.flush`), not at their retry time.
+messages at once (:meth:`Sender.flush`), not at their retry time.  The retry loop sleeps
+until the next due time by the injected clock (at most ``retry_tick``), woken early when
+the queue's schedule changes (a row added, retried, released) or a peer comes online.
+
+One way down: a send resolves its recipients once, writes the message, its counter
+and its outbox rows in one transaction, and attempts the rows as written (nothing is
+read back); statuses are read without opening payloads.
 
 One refinement: the outbox keeps the *plaintext* sealed at rest with the storage key,
 and every attempt seals a fresh envelope to the recipient's current keys with the same
@@ -26,6 +32,7 @@ from collections.abc import Callable
 from volli_nb.app.chat import ChatMessage, SyncReport, overall_status
 from volli_nb.app.contacts import ContactBook
 from volli_nb.app.flush_progress import FlushProgress
+from volli_nb.app.recipients import Recipients
 from volli_nb.app.refusals import REFUSAL_PAUSE, RefusalPolicy
 from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base.clock import Clock
@@ -33,7 +40,6 @@ from volli_nb.base.errors import (
     NotFound,
     StorageError,
     TransportClosed,
-    UnknownPeer,
     UsageError,
     VolliError,
 )
@@ -82,7 +88,7 @@ class Sender:
         *,
         clock: Clock,
         later: Callable[[Callable[[], None]], None],
-        retry_tick: float = 0.2,
+        retry_tick: float = 1.0,
         storage: StorageHealth | None = None,
         refusal_pause: float = REFUSAL_PAUSE,
     ) -> None:
@@ -92,6 +98,9 @@ class Sender:
         self._later = later  # after the current receive batch commits (see Receiver.later)
         self._retry_tick = retry_tick
         self._retry_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # replaced by start(): an Event belongs to one loop
+        self._pass_at = float("-inf")  # when the last retry pass looked for due rows
+        queue.on_schedule = self._wake_up
         self._in_flight: dict[tuple[str, bytes], int] = {}
         self._sealed: dict[bytes, tuple[float, bytes]] = {}
         self._delivered = Listeners[[bytes, str]]("on_delivered handler", logger)
@@ -114,7 +123,11 @@ class Sender:
     def start(self) -> None:
         """Start the retry loop on the running event loop (idempotent)."""
         if self._retry_task is None or self._retry_task.done():
+            self._wake = asyncio.Event()
             self._retry_task = asyncio.get_running_loop().create_task(self._retry_loop())
+
+    def _wake_up(self) -> None:
+        self._wake.set()
 
     async def stop(self) -> None:
         if self._retry_task is not None:
@@ -125,13 +138,25 @@ class Sender:
 
     async def _retry_loop(self) -> None:
         while True:
+            self._wake.clear()  # what changes from here on wakes the next sleep
+            wait = self._retry_tick
             try:
                 await self.process_due()
+                wait = self.next_wait()
             except StorageError as exc:  # a state, reported once per change
                 self.storage.failed(exc)
             except Exception:
                 logger.exception("retry loop iteration failed")
-            await asyncio.sleep(self._retry_tick)
+            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow
+                async with asyncio.timeout(wait):  # a cancel that meets a set event
+                    await self._wake.wait()
+
+    def next_wait(self) -> float:
+        """Seconds until the next row not already being attempted is due, by the injected
+        clock; at most ``retry_tick`` (a safety net, and the pace of a frozen test clock)."""
+        now = self._clock()
+        due = self.queue.next_due_at(after=min(self._pass_at, now))  # due since: go again
+        return self._retry_tick if due is None else min(max(due - now, 0.0), self._retry_tick)
 
     async def process_due(self) -> int:
         """Attempt every message whose retry time has come (the retry loop's body).
@@ -140,7 +165,9 @@ class Sender:
         count a failed attempt in one transaction."""
         attempted = 0
         offline = []
-        for row_id, recipient, message_id in self.queue.due_keys(self._clock()):
+        recipients = Recipients(self)
+        self._pass_at = now = self._clock()
+        for row_id, recipient, message_id in self.queue.due_keys(now):
             if (recipient, message_id) in self._in_flight:
                 continue
             attempted += 1
@@ -148,7 +175,7 @@ class Sender:
                 offline.append(row_id)
                 continue
             with contextlib.suppress(NotFound):
-                await self.attempt(self.queue.get(row_id))
+                await self.attempt(self.queue.get(row_id), recipients)
         if offline:
             with self.database.transaction():
                 for row_id in offline:
@@ -164,7 +191,9 @@ class Sender:
         body = encode_body(content, compress=compress)
         if len(body) > MAX_TEXT_BYTES:
             raise UsageError(f"message is {len(body)} bytes; the limit is {MAX_TEXT_BYTES}")
-        conversation_id, recipients = self.contacts.resolve(conversation)
+        found = self.contacts.find_conversation(conversation)
+        conversation_id, members = found.id, self.contacts.others(found)
+        recipients = Recipients(self, found)
         message_id = new_message_id()
         now_ms = int(self._clock() * 1000)
         with self.database.transaction():
@@ -173,10 +202,11 @@ class Sender:
                 message_id, conversation_id, self.peer_id, counter, now_ms, body
             )
             rows = [
-                self.queue.enqueue(
-                    OutgoingMessage(message_id, conversation_id, recipient, body, counter)
+                self.queue.add(
+                    OutgoingMessage(message_id, conversation_id, peer, body, counter),
+                    in_history=True,  # the body just stored: sealed once, pointed at
                 )
-                for recipient in recipients
+                for peer in members
             ]
         self.log.add(
             "queue",
@@ -184,18 +214,23 @@ class Sender:
             kind="message.queued",
             message_id=message_id.hex(),
             conversation=conversation_id,
-            recipients=recipients,
+            recipients=members,
             bytes=len(body),
         )
-        for row_id in rows:
-            await self.attempt(self.queue.get(row_id))
-        status = overall_status(set(self.delivery_status(message_id).values()), none="mixed")
+        settled = None in rows  # a fresh id makes fresh rows, unless a member is listed twice
+        for row in rows:
+            if row is not None and await self.attempt(row, recipients):
+                settled = settled or (row.recipient, message_id) not in self._in_flight
+        # Rows still in flight (or failed once) are pending: read only if something answered.
+        statuses = set(self.delivery_status(message_id).values()) if settled else {"pending"}
+        status = overall_status(statuses, none="mixed")
         return ChatMessage(
             message_id, conversation_id, self.peer_id, "out", content, now_ms, status
         )
 
-    async def attempt(self, row: QueuedMessage) -> bool:
-        """One delivery attempt: seal a fresh envelope and hand it to the session."""
+    async def attempt(self, row: QueuedMessage, recipients: Recipients | None = None) -> bool:
+        """One delivery attempt: seal a fresh envelope and hand it to the session.
+        ``recipients`` remembers the conversations resolved for a burst of attempts."""
         key = (row.recipient, row.message_id)
         if key in self._in_flight:
             return False
@@ -204,7 +239,7 @@ class Sender:
             return False
         try:
             self.network.trace.sealing(row.recipient, row.message_id, len(row.payload))
-            data = self.seal(row)
+            data = self.seal(row, recipients)
             self._in_flight[key] = row.id
             await self.network.send_envelope(row.recipient, row.message_id, data)
         except VolliError as exc:
@@ -228,7 +263,7 @@ class Sender:
         with contextlib.suppress(UsageError, NotFound):
             self.queue.mark_failed(row_id, reason)
 
-    def seal(self, row: QueuedMessage) -> bytes:
+    def seal(self, row: QueuedMessage, recipients: Recipients | None = None) -> bytes:
         """The envelope for an attempt; in a group, one seal serves every member for a while.
 
         An envelope is addressed to all members at once, so a group message is sealed
@@ -238,26 +273,17 @@ class Sender:
         cached = self._sealed.get(row.message_id)
         if cached is not None and now - cached[0] < SEAL_REUSE:
             return cached[1]
-        conversation = self.database.get_conversation(row.conversation_id)
-        members = conversation.members if conversation else [row.recipient]
-        recipients = []
-        for member in members:
-            if member == self.peer_id:
-                continue
-            peer = self.contacts.contact(member)
-            if peer is None:
-                raise UnknownPeer(f"conversation member {member} is not a contact")
-            recipients.append(peer)
+        peers = (recipients or Recipients(self)).of(row.conversation_id, row.recipient)
         data = envelopes.seal(
             self.identity,
-            recipients,
+            peers,
             conversation_id=row.conversation_id,
             plaintext=row.payload,
             counter=row.counter,
             timestamp_ms=int(now * 1000),
             message_id=row.message_id,
         )
-        if len(recipients) > 1:
+        if len(peers) > 1:
             self._sealed[row.message_id] = (now, data)
             while len(self._sealed) > SEAL_CACHE:
                 del self._sealed[next(iter(self._sealed))]
@@ -266,6 +292,7 @@ class Sender:
     async def sync_messages(self) -> SyncReport:
         """Every pending message to a connected peer goes out now."""
         sent = waiting = stuck = 0
+        recipients = Recipients(self)
         for row in self.queue.get_pending():
             if row.status == Status.STUCK:
                 stuck += 1
@@ -274,7 +301,7 @@ class Sender:
             elif (row.recipient, row.message_id) in self._in_flight:
                 continue
             elif self.network.is_connected(row.recipient):
-                sent += await self.attempt(row)
+                sent += await self.attempt(row, recipients)
             else:
                 waiting += 1
         return SyncReport(sent, len(self._in_flight), waiting, stuck)
@@ -289,8 +316,9 @@ class Sender:
             [r.message_id for r in rows],
             self.network.on_event,
         )
+        recipients = Recipients(self)
         for row in rows:
-            await self.attempt(row)
+            await self.attempt(row, recipients)
             if progress is not None:
                 progress.sent()
         if rows:
@@ -302,7 +330,7 @@ class Sender:
         return self._delivered.add(handler)
 
     def delivery_status(self, message_id: bytes) -> dict[str, str]:
-        return {row.recipient: str(row.status) for row in self.queue.for_message(message_id)}
+        return {peer: str(status) for peer, status in self.queue.statuses(message_id).items()}
 
     async def wait_delivered(self, message_id: bytes, timeout: float) -> dict[str, str]:
         changed = asyncio.Event()
@@ -332,6 +360,7 @@ class Sender:
                 with contextlib.suppress(VolliError):
                     self.queue.mark_failed(row_id, event.reason)
         elif isinstance(event, PeerOnline):
+            self._wake_up()
             asyncio.get_running_loop().create_task(self.flush(event.peer_id))
         elif isinstance(event, PeerOffline):
             self.log.add("queue", f"{event.peer_id} offline: messages wait in the outbox")

@@ -82,7 +82,10 @@ class _Operations:
     """What the parent may ask for; each answers with a JSON-able dict."""
 
     def __init__(self, store: MessagesStore) -> None:
+        from volli_nb.lab.bench.measure import Counters
+
         self.store = store
+        self.counters = Counters(store.database)
 
     def table(self) -> dict[str, Callable[..., Any]]:
         store = self.store
@@ -102,7 +105,15 @@ class _Operations:
             "preflight": self.preflight,
             "turn": self.turn,
             "conversation": self.conversation,
+            "measure": self.measure,
         }
+
+    async def measure(self, start: bool) -> dict[str, Any]:
+        """Benchmark counters (CPU, SQL statements): on at ``start``, read and off after."""
+        if start:
+            self.counters.start()
+            return {}
+        return self.counters.stop()
 
     async def conversation(self, conversation_id: str, members: list[str]) -> dict[str, Any]:
         """Hold a group conversation, as each member must until groups exist: a received

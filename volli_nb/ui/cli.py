@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--packet-loss", type=float, default=5.0, help="loss (%%) each way of the impaired rows"
     )
+    bench.add_argument("--runs", type=int, help="runs per row (3; 1 with --quick)")
     bench.add_argument("--core", action="store_true", help="the pure core only (no network)")
     sub.add_parser(
         "signal-load", help="many clients against volli-signal processes", add_help=False

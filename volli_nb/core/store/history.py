@@ -28,6 +28,11 @@ MESSAGE_COLUMNS = (
     "counter",
     "timestamp_ms",
 )
+_MESSAGE_ROW = (*MESSAGE_COLUMNS, "stored_at", "body", "mac")
+_INSERT_MESSAGE = (
+    f"INSERT INTO messages ({', '.join(_MESSAGE_ROW)}) "
+    f"VALUES ({', '.join(':' + c for c in _MESSAGE_ROW)})"
+)
 _CONVERSATION_ID = re.compile(r"[\x21-\x7e]{1,256}\Z")  # no look-alikes of another id
 
 
@@ -37,6 +42,18 @@ class Conversation:
     title: str | None
     members: tuple[str, ...]  # sorted peer ids, ourselves included
     created_at: float
+
+
+@dataclass(frozen=True)
+class ReceivedRow:
+    """A received message to store: what its envelope said, opened."""
+
+    message_id: bytes
+    conversation_id: str
+    sender: str
+    counter: int
+    timestamp_ms: int
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -107,12 +124,11 @@ class History(RowMacs):
 
     def next_counter(self, conversation_id: str) -> int:
         """Our next message counter in this conversation: 1, 2, 3, … across restarts."""
-        with self.transaction():
-            row = self.execute(
-                """INSERT INTO counters VALUES (?, 2) ON CONFLICT (conversation_id)
-                DO UPDATE SET next_counter = next_counter + 1 RETURNING next_counter - 1""",
-                (conversation_id,),
-            ).fetchall()[0]
+        row = self.execute(  # one statement is atomic on its own: no savepoint needed
+            """INSERT INTO counters VALUES (?, 2) ON CONFLICT (conversation_id)
+            DO UPDATE SET next_counter = next_counter + 1 RETURNING next_counter - 1""",
+            (conversation_id,),
+        ).fetchall()[0]
         return int(row[0])
 
     # --- messages and the seen-set ----------------------------------------------
@@ -131,13 +147,27 @@ class History(RowMacs):
         Returns False, changing nothing, if the id was seen before (a retransmission
         or a replay): the caller still ACKs it, but does not show it twice.
         """
-        mid = _message_hex(message_id)
         with self.transaction():
             if self.is_seen(message_id):
                 return False
-            self._insert_message(mid, conversation_id, sender, "in", counter, timestamp_ms, body)
-            self.execute("INSERT INTO seen VALUES (?, ?, ?)", (mid, sender, self.clock()))
+            row = ReceivedRow(message_id, conversation_id, sender, counter, timestamp_ms, body)
+            self.insert_received_many([row])
         return True
+
+    def insert_received_many(self, rows: Sequence[ReceivedRow]) -> None:
+        """:meth:`store_received` for a caller that checked the seen-set itself and holds
+        the transaction (a received bundle): two batched statements (``executemany``),
+        all or nothing, nothing read back."""
+        values = [
+            self._message_row(_message_hex(r.message_id), r.conversation_id, r.sender, "in",
+                              r.counter, r.timestamp_ms, r.body)
+            for r in rows
+        ]  # fmt: skip
+        self.execute_many(_INSERT_MESSAGE, values)
+        self.execute_many(
+            "INSERT INTO seen VALUES (?, ?, ?)",
+            [(v["message_id"], v["sender"], v["stored_at"]) for v in values],
+        )
 
     def store_sent(
         self,
@@ -150,12 +180,12 @@ class History(RowMacs):
     ) -> None:
         """Store a message we send (the outbox holds its delivery state)."""
         mid = _message_hex(message_id)
-        with self.transaction():
-            if self.fetch("SELECT 1 FROM messages WHERE message_id = ?", (mid,)):
-                raise UsageError(f"message {mid} is already stored; a new message needs a new id")
-            self._insert_message(mid, conversation_id, sender, "out", counter, timestamp_ms, body)
+        row = self._message_row(mid, conversation_id, sender, "out", counter, timestamp_ms, body)
+        new = self.execute(_INSERT_MESSAGE + " ON CONFLICT (message_id) DO NOTHING", row)
+        if not new.rowcount:  # one statement: SQLite checks the id, no read first
+            raise UsageError(f"message {mid} is already stored; a new message needs a new id")
 
-    def _insert_message(
+    def _message_row(
         self,
         mid: str,
         conversation_id: str,
@@ -164,8 +194,9 @@ class History(RowMacs):
         counter: int,
         timestamp_ms: int,
         body: bytes,
-    ) -> None:
-        row = {
+    ) -> dict[str, object]:
+        """A messages row as stored: the body sealed to it, the MAC over its clear columns."""
+        row: dict[str, object] = {
             "message_id": mid,
             "conversation_id": conversation_id,
             "sender": sender,
@@ -176,8 +207,7 @@ class History(RowMacs):
             "body": self.seal("messages", "body", mid, body),
         }
         row["mac"] = self.row_mac("messages", row)
-        names, marks = ", ".join(row), ", ".join(f":{k}" for k in row)
-        self.execute(f"INSERT INTO messages ({names}) VALUES ({marks})", row)
+        return row
 
     def is_seen(self, message_id: bytes) -> bool:
         """True if this id is in the seen-set or stored as a message (both survive restarts)."""

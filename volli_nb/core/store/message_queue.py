@@ -1,7 +1,8 @@
 """The outbox: a persistent queue with the seed's retry schedule, 1 s, 5 s, 15 s, 60 s, then stuck.
 
-One row per (message, recipient).  A row keeps the message *plaintext*, sealed at
-rest with the storage key, not a ready envelope: each send attempt seals a fresh
+One row per (message, recipient).  A row keeps the message *plaintext* sealed at rest
+with the storage key (or, from a send, points at the sent message's sealed body, one
+copy for every recipient), not a ready envelope: each send attempt seals a fresh
 envelope to the recipient's current keys (same message id, so the receiver still
 deduplicates), which lets keys rotate without touching the queue.  Delivery
 counts only on a signed ACK (:meth:`PersistentMessageQueue.mark_delivered_message`).
@@ -19,18 +20,20 @@ States::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Callable, Sequence
 
 from volli_nb.base.clock import Clock
-from volli_nb.base.errors import NotFound, UsageError
+from volli_nb.base.errors import NotFound, StorageError, UsageError
 from volli_nb.core.eventlog import EventLog
-from volli_nb.core.message_id import check_message_id
 from volli_nb.core.store.database import Database
+from volli_nb.core.store.outbox_rows import OutgoingMessage, QueuedMessage, Status
 from volli_nb.core.store.sealed_db import Row
 
 RETRY_DELAYS: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0)
+_HISTORY_BODY = (  # what a row without its own copy points at (only read for such rows)
+    "(SELECT body FROM messages WHERE messages.message_id = outbox.message_id "
+    "AND outbox.payload IS NULL AND direction = 'out') AS history_body"
+)
 MAX_ERROR_CHARS = 1000
 
 
@@ -47,67 +50,6 @@ def next_attempt_after(
     if failures > len(delays):
         return None
     return now + delays[failures - 1]
-
-
-class Status(StrEnum):
-    PENDING = "pending"  # waiting for its next attempt (or being attempted)
-    DELIVERED = "delivered"  # the recipient's signed ACK arrived
-    STUCK = "stuck"  # every retry failed; waits for retry_now or discard
-    DISCARDED = "discarded"  # given up by the user
-    HELD = "held"  # refused for a reason a retry cannot fix: waits for it to change (holds)
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    """What to deliver to one recipient; ``payload`` is the plaintext to seal per attempt."""
-
-    message_id: bytes
-    conversation_id: str
-    recipient: str
-    payload: bytes
-    counter: int
-
-    def __post_init__(self) -> None:
-        check_message_id(self.message_id)
-        if not self.recipient or not self.conversation_id:
-            raise UsageError("an outgoing message needs a recipient and a conversation id")
-        if not isinstance(self.payload, bytes):
-            raise UsageError(f"payload must be bytes, not {type(self.payload).__name__}")
-
-
-@dataclass(frozen=True)
-class QueuedMessage:
-    """One outbox row.  ``attempts`` counts failures; ``payload`` is b"" once erased."""
-
-    id: int
-    message_id: bytes
-    conversation_id: str
-    recipient: str
-    status: Status
-    attempts: int
-    next_attempt_at: float | None
-    last_error: str | None
-    created_at: float
-    updated_at: float
-    counter: int
-    payload: bytes
-
-    def to_row(self) -> dict[str, object]:
-        """A flat dict for tables and widgets: the payload's size, never its content."""
-        return {
-            "id": self.id,
-            "message_id": self.message_id.hex(),
-            "conversation_id": self.conversation_id,
-            "recipient": self.recipient,
-            "status": str(self.status),
-            "attempts": self.attempts,
-            "next_attempt_at": self.next_attempt_at,
-            "last_error": self.last_error,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "counter": self.counter,
-            "payload_bytes": len(self.payload),
-        }
 
 
 class PersistentMessageQueue:
@@ -134,6 +76,12 @@ class PersistentMessageQueue:
         self.clock: Clock = clock or db.clock
         self.delays = tuple(delays)
         self.log = log
+        self.on_schedule: Callable[[], None] = lambda: None
+        """Called when a row's next attempt time may have moved earlier (added, retried,
+        released): a scheduler sleeping until the next due time wakes up."""
+
+    def schedule_changed(self) -> None:
+        self.on_schedule()
 
     # --- adding and reading ---------------------------------------------------
 
@@ -143,34 +91,54 @@ class PersistentMessageQueue:
         Idempotent: the same (message id, recipient) again returns the existing
         row's id, whatever its state, and keeps the first payload.
         """
-        mid = message.message_id.hex()
-        now = self.clock()
         with self.db.transaction():
+            added = self.add(message)
+            if added is not None:
+                return added.id
             found = self.db.fetch(
                 "SELECT id FROM outbox WHERE message_id = ? AND recipient = ?",
-                (mid, message.recipient),
+                (message.message_id.hex(), message.recipient),
             )
-            if found:
-                return int(found[0]["id"])
-            values = {
-                "message_id": mid,
-                "conversation_id": message.conversation_id,
-                "recipient": message.recipient,
-                "status": Status.PENDING,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-                "counter": message.counter,
-            }
-            names, marks = ", ".join(values), ", ".join(f":{k}" for k in values)
-            cursor = self.db.execute(f"INSERT INTO outbox ({names}) VALUES ({marks})", values)
-            row_id = int(cursor.lastrowid or 0)
-            sealed = self.db.seal("outbox", "payload", row_id, message.payload)
-            mac = self.db.row_mac("outbox", {**values, "id": row_id})  # recipient is covered
-            self.db.execute(
-                "UPDATE outbox SET payload = ?, mac = ? WHERE id = ?", (sealed, mac, row_id)
-            )
-        return row_id
+            return int(found[0]["id"])
+
+    def add(self, message: OutgoingMessage, *, in_history: bool = False) -> QueuedMessage | None:
+        """:meth:`enqueue` inside the caller's transaction (no savepoint of its own), and the
+        row as written, so the sender never reads back what it just wrote; None if that
+        (message id, recipient) is queued already (nothing changed).
+
+        ``in_history``: the caller stored this payload as the sent message's body in the
+        same transaction; the row points at it instead of sealing a copy (one seal per
+        message, however many recipients)."""
+        now = self.clock()
+        values = {
+            "message_id": message.message_id.hex(),
+            "conversation_id": message.conversation_id,
+            "recipient": message.recipient,
+            "status": Status.PENDING,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+            "counter": message.counter,
+        }
+        names, marks = ", ".join(values), ", ".join(f":{k}" for k in values)
+        cursor = self.db.execute(
+            f"INSERT INTO outbox ({names}) VALUES ({marks}) "
+            "ON CONFLICT (message_id, recipient) DO NOTHING",
+            values,
+        )
+        if cursor.rowcount == 0:
+            return None
+        row_id = int(cursor.lastrowid or 0)
+        sealed = None if in_history else self.db.seal("outbox", "payload", row_id, message.payload)
+        mac = self.db.row_mac("outbox", {**values, "id": row_id})  # recipient is covered
+        self.db.execute(
+            "UPDATE outbox SET payload = ?, mac = ? WHERE id = ?", (sealed, mac, row_id)
+        )
+        self.schedule_changed()
+        return QueuedMessage(
+            row_id, message.message_id, message.conversation_id, message.recipient,
+            Status.PENDING, 0, now, None, now, now, message.counter, message.payload,
+        )  # fmt: skip
 
     def get(self, row_id: int) -> QueuedMessage:
         rows = self._select("id = ?", (row_id,))
@@ -202,10 +170,12 @@ class PersistentMessageQueue:
         )
         return [(int(r["id"]), r["recipient"], bytes.fromhex(r["message_id"])) for r in rows]
 
-    def next_due_at(self) -> float | None:
-        """The earliest next attempt among pending rows: how long a scheduler may sleep."""
+    def next_due_at(self, after: float | None = None) -> float | None:
+        """The earliest next attempt among pending rows (later than ``after``, if given:
+        rows due already are being attempted): how long a scheduler may sleep."""
         rows = self.db.fetch(
-            "SELECT MIN(next_attempt_at) AS t FROM outbox WHERE status = ?", (Status.PENDING,)
+            "SELECT MIN(next_attempt_at) AS t FROM outbox WHERE status = ? AND next_attempt_at > ?",
+            (Status.PENDING, float("-inf") if after is None else after),
         )
         value = rows[0]["t"]
         return None if value is None else float(value)
@@ -217,6 +187,18 @@ class PersistentMessageQueue:
     def for_message(self, message_id: bytes) -> list[QueuedMessage]:
         """Every row of one message, any state: its delivery status per recipient."""
         return self._select("message_id = ?", (message_id.hex(),))
+
+    def statuses(self, message_id: bytes) -> dict[str, Status]:
+        """Recipient → status of one message, each row's MAC checked, no payload opened:
+        what a status display or a wait for an ACK needs, at the cost of one query."""
+        rows = self.db.fetch(
+            "SELECT id, message_id, conversation_id, recipient, counter, status, mac "
+            "FROM outbox WHERE message_id = ? ORDER BY id",
+            (message_id.hex(),),
+        )
+        for row in rows:
+            self.db.check_row("outbox", row)
+        return {row["recipient"]: Status(row["status"]) for row in rows}
 
     def counts(self) -> dict[str, int]:
         """Rows per status, every status present (zeros included)."""
@@ -371,28 +353,42 @@ class PersistentMessageQueue:
             payload = CASE WHEN ? THEN NULL ELSE payload END WHERE id = ?""",
             (status, next_attempt_at, self.clock(), attempts, error, erase, row_id),
         )
+        if next_attempt_at is not None:
+            self.schedule_changed()
 
     def _select(
         self, where: str, params: Sequence[object], *, order: str = "id"
     ) -> list[QueuedMessage]:
-        rows = self.db.fetch(f"SELECT * FROM outbox WHERE {where} ORDER BY {order}", params)
+        rows = self.db.fetch(
+            f"SELECT *, {_HISTORY_BODY} FROM outbox WHERE {where} ORDER BY {order}", params
+        )
         return [self._queued(r) for r in rows]
 
     def _queued(self, row: Row) -> QueuedMessage:
         self.db.check_row("outbox", row)  # a recipient edited in the file is refused
-        sealed = row["payload"]
-        payload = b"" if sealed is None else self.db.unseal("outbox", "payload", row["id"], sealed)
-        return QueuedMessage(
-            id=row["id"],
-            message_id=bytes.fromhex(row["message_id"]),
-            conversation_id=row["conversation_id"],
-            recipient=row["recipient"],
-            status=Status(row["status"]),
-            attempts=row["attempts"],
-            next_attempt_at=row["next_attempt_at"],
-            last_error=row["last_error"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            counter=row["counter"],
-            payload=payload,
-        )
+        return QueuedMessage.from_row(row, self._payload(row))
+
+    def _payload(self, row: Row) -> bytes:
+        """The row's own sealed copy, or (pointing at it) the sent message's body; b"" once
+        delivered or discarded."""
+        if row["payload"] is not None:
+            return self.db.unseal("outbox", "payload", row["id"], row["payload"])
+        if row["status"] in (Status.DELIVERED, Status.DISCARDED):
+            return b""
+        if row["history_body"] is None:
+            raise StorageError(
+                f"outbox row {row['id']} points at message {row['message_id']}, which is "
+                f"not stored; discard the row (restore {self.db.path} from a backup to keep it)"
+            )
+        return self.db.unseal("messages", "body", row["message_id"], row["history_body"])
+
+
+__all__ = [  # the row types live in outbox_rows; importing them from here keeps working
+    "MAX_ERROR_CHARS",
+    "RETRY_DELAYS",
+    "OutgoingMessage",
+    "PersistentMessageQueue",
+    "QueuedMessage",
+    "Status",
+    "next_attempt_after",
+]

@@ -45,7 +45,9 @@ def pause(
         "WHERE message_id = ? AND recipient = ? AND status = ?"
     )
     paused, open_ = (now + seconds, now, reason[:MAX_ERROR_CHARS]), (recipient, Status.PENDING)
-    return _each(queue, sql, [(*paused, m.hex(), *open_) for m in message_ids])
+    changed = _each(queue, sql, [(*paused, m.hex(), *open_) for m in message_ids])
+    queue.schedule_changed()
+    return changed
 
 
 def release(queue: PersistentMessageQueue, recipient: str) -> int:
@@ -56,6 +58,8 @@ def release(queue: PersistentMessageQueue, recipient: str) -> int:
         "WHERE recipient = ? AND status = ?",
         (Status.PENDING, now, now, recipient, Status.HELD),
     )
+    if cursor.rowcount:
+        queue.schedule_changed()
     return cursor.rowcount
 
 

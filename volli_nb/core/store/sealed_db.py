@@ -353,6 +353,11 @@ class SealedDatabase:
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
+    def trace_statements(self, callback: Callable[[str], None] | None) -> None:
+        """``callback`` hears every statement SQLite runs (None stops it): what a benchmark
+        counts.  Off by default: a callback per statement costs time."""
+        self._conn.set_trace_callback(callback)
+
     def fetch(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """All rows of a query, addressable by column name."""
         cursor = self.execute(sql, params)

@@ -56,9 +56,8 @@ async def _aiortc(conditions: Conditions, count: int, echoes: int) -> dict[str, 
         channel.on("message", lambda m: echoed.put_nowait(m))
         rtt = await echo_round_trip(channel, echoed, echoes, timeout=60)
         start = time.perf_counter()
-        for _ in range(count):
-            channel.send(b"m" * 100)
-        await asyncio.wait_for(got_all.wait(), 300)
+        await plain_aiortc.send_paced(channel, [b"m" * 100] * count)
+        await asyncio.wait_for(got_all.wait(), 300)  # counted where they arrive
         return {"rtt": rtt, "msgs": count / (time.perf_counter() - start)}
     finally:
         await asyncio.gather(a.close(), b.close())

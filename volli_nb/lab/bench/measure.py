@@ -1,14 +1,20 @@
-"""Measurements both benchmarks take, the same way on a clean and on an impaired link."""
+"""Measurements both benchmarks take, the same way on a clean and on an impaired link.
+
+:class:`Counters` is what one process spent over a measured stretch (CPU seconds and
+SQL statements), switched on only while a row is measured: each side counts in its own
+process (the peer process through its ``measure`` operation)."""
 
 from __future__ import annotations
 
 import asyncio
 import statistics
 import time
+from typing import Any
 
 from aiortc import RTCDataChannel
 
 from volli_nb.app.messages_store import MessagesStore
+from volli_nb.core.store.sealed_db import SealedDatabase
 
 
 async def echo_round_trip(
@@ -44,4 +50,28 @@ async def delivered_rate(store: MessagesStore, peer: str, count: int, timeout: f
     return count / (time.perf_counter() - start)
 
 
-__all__ = ["ack_round_trip", "delivered_rate", "echo_round_trip"]
+class Counters:
+    """``start()`` … ``stop()`` → ``{"cpu": seconds, "statements": n}``."""
+
+    def __init__(self, database: SealedDatabase) -> None:
+        self.database = database
+        self.statements = 0
+        self._cpu_at: float | None = None
+
+    def _count(self, _sql: str) -> None:
+        self.statements += 1
+
+    def start(self) -> None:
+        self.statements = 0
+        self.database.trace_statements(self._count)
+        self._cpu_at = time.process_time()
+
+    def stop(self) -> dict[str, Any]:
+        self.database.trace_statements(None)
+        if self._cpu_at is None:
+            return {"cpu": 0.0, "statements": 0}
+        cpu, self._cpu_at = time.process_time() - self._cpu_at, None
+        return {"cpu": cpu, "statements": self.statements}
+
+
+__all__ = ["Counters", "ack_round_trip", "delivered_rate", "echo_round_trip"]

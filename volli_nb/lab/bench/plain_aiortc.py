@@ -10,17 +10,25 @@ servers, loopback-only candidates, so nothing leaves this machine.
 offer, echoes messages starting with ``E``, and reports when it has received what it
 was told to expect.  Protocol on stdin/stdout (JSON lines): ``{"offer": sdp}`` →
 ``{"answer": sdp}``; ``{"expect": n_messages, "bytes": n_bytes}`` → later
-``{"done": n, "bytes": b}``.
+``{"done": n, "bytes": b, "at": monotonic time of the last arrival, "cpu": seconds of
+CPU since the expect}``.
+
+The baseline sends as a real sender would: with ``bufferedAmount`` back-pressure
+(:func:`send_paced`), and the figure is taken at the receiver when the last message
+arrives (``time.monotonic`` is one clock for every process on the machine), so it does
+not depend on how much the sender's buffer happened to swallow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -29,6 +37,18 @@ from volli_nb.lab.bench.measure import echo_round_trip
 from volli_nb.net import aiortc_compat
 
 OPEN_TIMEOUT = 60.0
+HIGH_WATER = 1024 * 1024  # bytes queued in the channel before the sender waits
+LOW_WATER = 256 * 1024  # the sender resumes when the queue drains below this
+TRANSFER_TIMEOUT = 600.0  # 10,000 small messages take aiortc ~20 s on a loaded 2-core box
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One paced transfer: seconds to the last arrival, CPU seconds on each side."""
+
+    seconds: float
+    sender_cpu: float
+    receiver_cpu: float
 
 
 def new_peer() -> RTCPeerConnection:
@@ -86,6 +106,22 @@ async def pair(
     return channel
 
 
+async def send_paced(channel: RTCDataChannel, payloads: Iterable[bytes]) -> None:
+    """Send each payload, waiting for ``bufferedamountlow`` whenever more than HIGH_WATER
+    bytes are queued: back-pressure from the channel's own event, not polling."""
+    channel.bufferedAmountLowThreshold = LOW_WATER
+    drained = asyncio.Event()
+    channel.on("bufferedamountlow", drained.set)
+    try:
+        for payload in payloads:
+            channel.send(payload)
+            if channel.bufferedAmount > HIGH_WATER:
+                drained.clear()
+                await asyncio.wait_for(drained.wait(), OPEN_TIMEOUT)
+    finally:
+        channel.remove_listener("bufferedamountlow", drained.set)
+
+
 class PlainPeer:
     """The parent's side of the two-process plain-aiortc pair, and its child process."""
 
@@ -117,29 +153,30 @@ class PlainPeer:
         self.proc.stdin.write((json.dumps(obj) + "\n").encode())
         await self.proc.stdin.drain()
 
-    async def _read(self) -> dict[str, Any]:
+    async def _read(self, timeout: float = 60.0) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
         result: dict[str, Any] = json.loads(line)
         return result
 
     async def echo_rtt(self, n: int) -> float:
         return await echo_round_trip(self.channel, self.echoes, n)
 
-    async def _drain(self) -> None:
-        while self.channel.bufferedAmount > 1024 * 1024:
-            await asyncio.sleep(0.001)
-
     async def throughput(self, count: int, size: int) -> float:
-        """Send ``count`` messages of ``size`` bytes; seconds until the child got them all."""
+        """Send ``count`` messages of ``size`` bytes, paced; seconds from the first send to
+        the last arrival, as the child saw it."""
+        return (await self.transfer(count, size)).seconds
+
+    async def transfer(self, count: int, size: int) -> Transfer:
+        """:meth:`throughput`, with the CPU each side spent on it."""
         await self._send({"expect": count, "bytes": count * size})
+        await self._read()  # the child has reset its counters
         payload = b"x" * size
-        start = time.perf_counter()
-        for _ in range(count):
-            self.channel.send(payload)
-            await self._drain()
-        await self._read()
-        return time.perf_counter() - start
+        cpu, start = time.process_time(), time.monotonic()
+        await send_paced(self.channel, itertools.repeat(payload, count))
+        done = await self._read(TRANSFER_TIMEOUT)  # SCTP sends the buffered tail meanwhile
+        sent_cpu = time.process_time() - cpu
+        return Transfer(float(done["at"]) - start, sent_cpu, float(done["cpu"]))
 
     async def dead_peer(self, cap: float) -> float | None:
         assert self.proc is not None
@@ -173,7 +210,7 @@ def _emit(obj: dict[str, Any]) -> None:
 
 async def serve() -> None:
     pc = new_peer()
-    state = {"expect": -1, "bytes": -1, "got": 0, "got_bytes": 0}
+    state: dict[str, float] = {"expect": -1, "bytes": -1, "got": 0, "got_bytes": 0, "cpu": 0}
 
     def check() -> None:
         if (
@@ -181,7 +218,8 @@ async def serve() -> None:
             and state["got"] >= state["expect"]
             and (state["got_bytes"] >= state["bytes"])
         ):
-            _emit({"done": state["got"], "bytes": state["got_bytes"]})
+            at, cpu = time.monotonic(), time.process_time() - state["cpu"]
+            _emit({"done": state["got"], "bytes": state["got_bytes"], "at": at, "cpu": cpu})
             state["expect"] = -1
 
     @pc.on("datachannel")
@@ -206,6 +244,8 @@ async def serve() -> None:
             _emit({"answer": await answer(pc, request["offer"])})
         elif "expect" in request:
             state.update(expect=request["expect"], bytes=request["bytes"], got=0, got_bytes=0)
+            state["cpu"] = time.process_time()
+            _emit({"expecting": request["expect"]})
             check()
     await pc.close()
 

@@ -35,14 +35,15 @@ class BenchProgress:
             dynamic_ncols=True,
         )
         self.step_name = ""
+        self.prefix = ""  # e.g. "run 2/3: ", put before every step's name
         self._removers: list[Any] = []
 
     def step(self, name: str) -> None:
         """``name`` starts now (the previous step is done)."""
         if self.step_name:
             self.bar.update(1)
-        self.step_name = name
-        self.bar.set_postfix_str(name)
+        self.step_name = self.prefix + name
+        self.bar.set_postfix_str(self.step_name)
 
     def watch(self, feed: ProgressFeed) -> None:
         if self.enabled:

@@ -1,9 +1,11 @@
 """``volli-nb bench``: volli_nb against plain aiortc, two processes each, in one run.
 
-Every row is measured for both in the same run and printed with the ratio
-volli_nb / aiortc.  The aiortc baseline sends plaintext and waits for nothing;
-volli_nb encrypts, signs, persists and counts a message only when its signed
-ACK is back.  Figures, never assertions.
+Every row is measured for both in the same run, ``runs`` times (median and min–max, see
+:mod:`.table`), and printed with the ratio volli_nb / aiortc.  The aiortc baseline sends
+plaintext with ``bufferedAmount`` back-pressure and is counted at its receiver; volli_nb
+encrypts, signs, persists and counts a message only when its signed ACK is back.  The
+100-byte row also reports each side's CPU per delivered message and (volli_nb) the SQL
+statements both processes ran per delivered message.  Figures, never assertions.
 """
 
 from __future__ import annotations
@@ -16,37 +18,27 @@ import random
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.lab.bench import conditions as bench_conditions
-from volli_nb.lab.bench.measure import ack_round_trip, delivered_rate
+from volli_nb.lab.bench.measure import Counters, ack_round_trip, delivered_rate
 from volli_nb.lab.bench.plain_aiortc import PlainPeer
 from volli_nb.lab.bench.progress import BenchProgress
+from volli_nb.lab.bench.rows import (
+    FANOUT,
+    Row,
+    collect,
+    condition_rows,
+    dead_row,
+    format_table,
+    rows,
+)
 from volli_nb.lab.peer_process import PeerProcess, pair_with
 from volli_nb.lab.relay import Conditions
 from volli_nb.net.events import PeerOffline, PeerOnline
-
-
-@dataclass
-class Row:
-    metric: str
-    unit: str
-    aiortc: float | None
-    volli: float | None
-    higher_is_better: bool
-    note: str = ""
-
-    @property
-    def ratio(self) -> float | None:
-        if not self.aiortc or self.volli is None:
-            return None
-        return self.volli / self.aiortc
-
-
-FANOUT = (1, 10, 100)
 
 
 def incompressible_text(size: int, seed: int = 1) -> str:
@@ -131,6 +123,24 @@ async def _flush_after_reconnect(
     return time.perf_counter() - online_at[0], again
 
 
+async def _counted_rate(store: MessagesStore, child: PeerProcess, count: int) -> dict[str, float]:
+    """The 100-byte row, with each process's CPU and SQL statements counted over it."""
+    ours = Counters(store.database)
+    await child.request("measure", start=True)
+    ours.start()
+    rate = await delivered_rate(store, child.peer_id, count, timeout=120)
+    sender = ours.stop()
+    receiver = await child.request("measure", start=False)
+    return {
+        "msgs": rate,
+        "cpu_sender": sender["cpu"] / count * 1e6,
+        "cpu_receiver": receiver["cpu"] / count * 1e6,
+        "sql_sender": sender["statements"] / count,
+        "sql_receiver": receiver["statements"] / count,
+        "sql": (sender["statements"] + receiver["statements"]) / count,
+    }
+
+
 async def _volli(
     tmp: Path,
     messages: int,
@@ -170,7 +180,7 @@ async def _volli(
         step(f"volli_nb: flush {flush:,}")
         out["flush"], child = await _flush_after_reconnect(store, child, flush)  # it is away
         step("volli_nb: 100-byte messages")
-        out["msgs"] = await delivered_rate(store, peer, messages, timeout=120)
+        out.update(await _counted_rate(store, child, messages))
         step("volli_nb: fan-out")
         for n in FANOUT:
             out[f"fanout{n}"] = await _fanout(store, child, n)
@@ -198,7 +208,11 @@ async def _baseline(
         bar.step("aiortc: round trip")
         base["rtt"] = await plain.echo_rtt(echoes)
         bar.step("aiortc: 100-byte messages")
-        base["msgs"] = messages / await plain.throughput(messages, 100)
+        moved = await plain.transfer(messages, 100)
+        base["msgs"] = messages / moved.seconds
+        base["cpu_sender"] = moved.sender_cpu / messages * 1e6
+        base["cpu_receiver"] = moved.receiver_cpu / messages * 1e6
+        base["sql"] = 0.0  # no storage at all
         bar.step("aiortc: bulk")
         base["bulk"] = bulk / await plain.throughput(max(1, bulk // 65536), 65536) / 1e6
         bar.step("aiortc: fan-out")
@@ -216,6 +230,30 @@ async def _baseline(
     return base
 
 
+async def _one_run(
+    bar: BenchProgress,
+    label: str,
+    sizes: tuple[int, int, int, int],
+    quick: bool,
+    conditions: Conditions | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every measurement once: (aiortc's, volli_nb's)."""
+    messages, bulk, echoes, flush = sizes
+    bar.prefix = label
+    try:
+        base: dict[str, Any] = dict(await _baseline(bar, messages, bulk, echoes, flush, quick))
+        with tempfile.TemporaryDirectory(prefix="volli-bench-") as tmp:
+            ours: dict[str, Any] = await _volli(Path(tmp), messages, bulk, echoes, flush, bar)
+        if conditions is not None:
+            bar.step("both: impaired link")
+            impaired = await bench_conditions.run(conditions, count=30 if quick else 300)
+            base.update({f"impaired_{k}": v for k, v in impaired["aiortc"].items()})
+            ours.update({f"impaired_{k}": v for k, v in impaired["volli"].items()})
+    finally:
+        bar.prefix = ""
+    return base, ours
+
+
 async def run(
     messages: int = 2000,
     bulk_mb: float = 8.0,
@@ -223,160 +261,47 @@ async def run(
     flush: int = 10_000,
     conditions: Conditions | None = bench_conditions.DEFAULT,
     progress: BenchProgress | None = None,
+    runs: int = 3,
 ) -> list[Row]:
-    """Every row, measured now.  ``progress`` defaults to a bar where one fits (stderr in a
-    terminal, a widget in a notebook, nothing in tests and pipes)."""
+    """Every row, measured ``runs`` times now.  ``progress`` defaults to a bar where one fits
+    (stderr in a terminal, a widget in a notebook, nothing in tests and pipes)."""
     bulk = int(bulk_mb * 1_000_000)
     echoes = 20 if quick else 100
-    bar = progress or BenchProgress(6 + (not quick) + 7 + (conditions is not None))
+    steps = 6 + (not quick) + 7 + (conditions is not None)
+    bar = progress or BenchProgress(steps * runs)
+    measured: list[tuple[dict[str, Any], dict[str, Any]]] = []
     try:
-        base = await _baseline(bar, messages, bulk, echoes, flush, quick)
-        with tempfile.TemporaryDirectory(prefix="volli-bench-") as tmp:
-            ours = await _volli(Path(tmp), messages, bulk, echoes, flush, bar)
-        impaired: dict[str, dict[str, float]] = {}
-        if conditions is not None:
-            bar.step("both: impaired link")
-            impaired = await bench_conditions.run(conditions, count=30 if quick else 300)
+        for i in range(runs):
+            label = f"run {i + 1}/{runs}: " if runs > 1 else ""
+            sizes = (messages, bulk, echoes, flush)
+            measured.append(await _one_run(bar, label, sizes, quick, conditions))
     finally:
         if progress is None:
             bar.close()
-    dead_note = (
-        "aiortc alone: gave up after 40 s"
-        if base["dead"] is None and not quick
-        else ("aiortc not measured (--quick)" if quick else "")
-    )
+    base, ours = collect([b for b, _ in measured]), collect([o for _, o in measured])
     return [
-        *_rows(base, ours, bulk_mb, flush),
-        *_condition_rows(conditions, impaired),
-        Row(
-            "dead peer noticed",
-            "s",
-            base["dead"],
-            ours["dead"],
-            False,
-            dead_note or "SIGKILL → aiortc state change / volli_nb heartbeat (aim ≤ 3 s)",
-        ),
+        *rows(base, ours, bulk_mb, flush),
+        *condition_rows(conditions, base, ours),
+        dead_row(base, ours, quick),
     ]
-
-
-def _rows(
-    base: dict[str, float | None], ours: dict[str, float], bulk_mb: float, flush: int
-) -> list[Row]:
-    return [
-        Row(
-            "setup",
-            "ms",
-            _ms(base["setup"]),
-            _ms(ours["setup"]),
-            False,
-            "aiortc: offer→channel open; volli_nb: offer→first signed ACK (aim ≤ 1.5x)",
-        ),
-        Row(
-            "round trip",
-            "ms",
-            _ms(base["rtt"]),
-            _ms(ours["rtt"]),
-            False,
-            "aiortc: echo; volli_nb: send→signed ACK (median)",
-        ),
-        Row(
-            "100-byte messages",
-            "msg/s",
-            base["msgs"],
-            ours["msgs"],
-            True,
-            "aiortc: one by one, plaintext, unacked; volli_nb: bundled, delivered+ACKed (aim ≥ 2x)",
-        ),
-        Row(
-            "bulk",
-            "MB/s",
-            base["bulk"],
-            ours["bulk"],
-            True,
-            f"{bulk_mb:g} MB: aiortc 64 KiB plaintext chunks; volli_nb one encrypted message",
-        ),
-        *(
-            Row(
-                f"fan-out to {n}",
-                "ms",
-                _ms(base[f"fanout{n}"]),
-                _ms(ours[f"fanout{n}"]),
-                False,
-                f"one 100-byte message, {n} recipient(s): aiortc sends it {n}x in plaintext; "
-                "volli_nb seals once for all, until the live one's ACK (median of 5)",
-            )
-            for n in FANOUT
-        ),
-        Row(
-            f"flush {flush:,} pending",
-            "s",
-            base["flush"],
-            ours["flush"],
-            False,
-            "queued while the peer was away: volli_nb from reconnect to the last ACK "
-            "(aim < 3 s); aiortc: sending that many, unacked",
-        ),
-    ]
-
-
-def _condition_rows(
-    conditions: Conditions | None, measured: dict[str, dict[str, float]]
-) -> list[Row]:
-    if conditions is None or not measured:
-        return []
-    base, ours = measured["aiortc"], measured["volli"]
-    where = f"{2 * conditions.latency_ms:g} ms RTT, {100 * conditions.loss:g} % loss"
-    return [
-        Row(
-            "round trip, impaired",
-            "ms",
-            _ms(base["rtt"]),
-            _ms(ours["rtt"]),
-            False,
-            f"{where}: aiortc echo; volli_nb send→signed ACK (median)",
-        ),
-        Row(
-            "100-byte, impaired",
-            "msg/s",
-            base["msgs"],
-            ours["msgs"],
-            True,
-            f"{where}: aiortc plaintext unacked; volli_nb delivered+ACKed "
-            f"({ours['timeouts']:.0f} ACK timeouts)",
-        ),
-    ]
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000
-
-
-def format_table(rows: list[Row]) -> str:
-    def cell(value: float | None) -> str:
-        return "—" if value is None else f"{value:,.1f}"
-
-    lines = [f"{'metric':<20} {'unit':<6} {'aiortc':>10} {'volli_nb':>10} {'ratio':>7}  note"]
-    for row in rows:
-        ratio = "—" if row.ratio is None else f"{row.ratio:.2f}x"
-        lines.append(
-            f"{row.metric:<20} {row.unit:<6} {cell(row.aiortc):>10} {cell(row.volli):>10} "
-            f"{ratio:>7}  {row.note}"
-        )
-    return "\n".join(lines)
 
 
 def main(args: argparse.Namespace) -> int:
+    quick = getattr(args, "quick", False)
     if getattr(args, "core", False):
         from volli_nb.lab.bench.core import main as core_main
 
-        return core_main(args.json, getattr(args, "quick", False))
+        return core_main(args.json, quick)
     conditions = None
     if args.latency or args.packet_loss:
         conditions = Conditions.parse(args.latency, args.packet_loss, seed=3)
-    quick = getattr(args, "quick", False)
-    rows = asyncio.run(run(args.messages, args.bulk_mb, quick, args.flush, conditions))
+    runs = getattr(args, "runs", None) or (1 if quick else 3)
+    rows = asyncio.run(run(args.messages, args.bulk_mb, quick, args.flush, conditions, runs=runs))
     if args.json:
-        print(json.dumps([{**row.__dict__, "ratio": row.ratio} for row in rows], indent=1))
+        print(json.dumps([row.to_json() for row in rows], indent=1))
     else:
         print(format_table(rows))
     return 0
+
+
+__all__ = ["Row", "format_table", "main", "run"]
