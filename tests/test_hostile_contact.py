@@ -263,3 +263,37 @@ def test_a_bad_answer_leaves_the_offer_open_and_nothing_pinned(tmp_path: Path) -
             await alice.close()
 
     arun(main)
+
+
+def test_a_contact_reusing_one_of_our_message_ids_is_refused_as_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    """Attack: Mallory sends, beside a good message, an envelope under the id of a message
+    Bob sent her.  The id is in Bob's messages, not in his seen-set; were only the
+    seen-set asked, the receive path's batched insert would fail the whole bundle as a
+    storage error and report Bob's storage failing.  Only that envelope is refused."""
+
+    async def main() -> None:
+        bob, mallory = open_store(tmp_path, "bob"), open_store(tmp_path, "mallory")
+        try:
+            await pair(mallory, bob)
+            ours = dm_conversation_id(bob.peer_id, mallory.peer_id)
+            sent = await bob.send_message(mallory.peer_id, "bob's own")
+            await bob.wait_delivered(sent.message_id)
+            acks = Acks(mallory)
+            reused, data = craft(
+                mallory.identity, [bob.identity.public], ours, message_id=sent.message_id
+            )
+            good, fine = craft(mallory.identity, [bob.identity.public], ours)
+            await mallory.network_store.send_envelope(bob.peer_id, reused, data)
+            await mallory.network_store.send_envelope(bob.peer_id, good, fine)
+            await acks.settle(bob)
+            assert reused not in acks.ids and good in acks.ids
+            assert "DuplicateMessageId" in errors(bob)
+            assert bob.storage.state == "ok", bob.storage.reason
+            texts = [(m.direction, m.text) for m in bob.history(mallory.peer_id)]
+            assert texts == [("out", "bob's own"), ("in", "crafted"), ("in", "control")]
+        finally:
+            await asyncio.gather(bob.close(), mallory.close())
+
+    arun(main)
