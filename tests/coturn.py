@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -31,10 +32,25 @@ class Turn:
         return f"{scheme}:{self.host}:{self.port}?transport={transport}"
 
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+SERVICE_PORTS = range(20_000, 32_000)  # below Linux's ephemeral range (32768-60999)
+
+
+def free_service_port(host: str = "127.0.0.1") -> int:
+    """A port free for UDP *and* TCP (coturn listens on both), outside the ephemeral range.
+
+    A port the kernel handed out for UDP (bind to 0) could be in use for TCP, often by
+    an outgoing connection's ephemeral port: coturn then loops retrying its TCP bind and
+    answered nothing within a test's 5 s (seen once in a clean-clone run)."""
+    for port in random.sample(SERVICE_PORTS, 200):
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.bind((host, port))
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                    tcp.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no port in {SERVICE_PORTS} is free for UDP and TCP on {host}")
 
 
 @contextmanager
@@ -52,7 +68,7 @@ def coturn(
     require(
         shutil.which("turnserver") is not None, "coturn is not installed (apt-get install coturn)"
     )
-    port = free_udp_port() if netns is None else 3478
+    port = free_service_port(host) if netns is None else 3478
     low = 49152 + (port % 100) * relay_ports
     log = tmp / f"turnserver-{port}.log"
     empty = tmp / "turnserver.conf"  # not Debian's /etc/turnserver.conf
@@ -92,7 +108,10 @@ def coturn(
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if log.exists() and "Total General servers" in log.read_text(errors="replace"):
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if "Cannot bind" in text and "listener socket" in text:  # it would loop, mute
+                raise RuntimeError(f"turnserver cannot listen on {port}: {text[-600:]}")
+            if "Total General servers" in text:
                 break
             if proc.poll() is not None:
                 raise RuntimeError(f"turnserver exited: {log.read_text(errors='replace')[-2000:]}")
