@@ -4,12 +4,18 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-py313 lint bench clean soak-tests
+.PHONY: demo test test-py313 test-latest lock lint bench clean soak-tests
 
-$(STAMP): pyproject.toml
+# Tests install the exact versions of requirements/lock.txt (made by `make lock`), so a
+# release elsewhere cannot turn main red; pyproject.toml keeps ranges for users.
+UV_VERSION = 0.13.10
+LOCK       = requirements/lock.txt
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python -r $(LOCK)
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
 ## Two peers in two processes pair on this machine and exchange messages.
@@ -20,7 +26,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check volli_nb tests
 	$(BIN)/mypy
-	$(BIN)/volli-nb netns --if-root -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/volli-nb netns --if-root -- $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
 
 ## The newest Python too: the pure core, the signaling load test and real pairing, on 3.13.
 PY313 ?= python3.13
@@ -46,3 +52,15 @@ clean:
 N ?= 5
 soak-tests: $(STAMP)
 	$(BIN)/python tools/soak.py -n $(N) --hog $$(( $(N) / 3 + 1 )) --shuffle 1 $(SOAK_ARGS)
+
+## Refresh the lock on purpose (its own commit): the newest versions pyproject.toml allows.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+	  --upgrade -q -o $(LOCK)
+	$(BIN)/uv pip compile binder/requirements.in --universal --python-version 3.11 \
+	  -c $(LOCK) -q -o binder/requirements.txt
+
+## Not in CI: would today's releases break us?  The newest versions pyproject.toml allows, in
+## a throwaway venv: ruff, mypy and the pure-core tests.  Reports what differs from the lock.
+test-latest: $(STAMP)
+	$(BIN)/python tools/test_latest.py

@@ -100,7 +100,7 @@ class RedisBackend(SignalingBackend):
                     await task
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()
         with contextlib.suppress(Exception):
             await self._redis.aclose()
 
@@ -118,7 +118,7 @@ class RedisBackend(SignalingBackend):
     async def _connect_pubsub(self) -> None:
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()
         self._pubsub = pubsub = self._redis.pubsub()
         await self._redis.ping()
         channels = sorted(self._channels)
