@@ -46,7 +46,6 @@ def start_pair(
     seed: int = 1,
     cert_a: bytes = b"",
     cert_b: bytes = b"",
-    resume: tuple[bytes | None, bytes | None] = (None, None),
 ) -> tuple[hs.PendingHandshake, hs.PendingHandshake]:
     rng = random.Random(seed)
     cert_a, cert_b = cert_a or cert("a"), cert_b or cert("b")
@@ -55,7 +54,6 @@ def start_pair(
         b.public,
         local_certificate=cert_a,
         remote_certificate=cert_b,
-        resume=resume[0],
         random=rng.randbytes,
     )
     pb = hs.start(
@@ -63,7 +61,6 @@ def start_pair(
         a.public,
         local_certificate=cert_b,
         remote_certificate=cert_a,
-        resume=resume[1],
         random=rng.randbytes,
     )
     return pa, pb
@@ -75,6 +72,26 @@ def make_pair(a: Identity, b: Identity, seed: int = 1) -> Pair:
     ra = hs.finish(pa, pb.hello, random=rng.randbytes)
     rb = hs.finish(pb, pa.hello, random=rng.randbytes)
     return Pair(a, b, pa.local_certificate, pb.local_certificate, pa, pb, ra, rb)
+
+
+def stranger_frame(stranger: Identity, victim: Identity, tag: bytes, text: str) -> bytes:
+    """A BUNDLE frame under a channel's session ``tag``, holding an envelope sealed and
+    signed by ``stranger`` (over a session of its own with ``victim``): what a peer who
+    is not the channel's would have to send to inject a message."""
+    from volli_nb.core.crypto import envelope
+    from volli_nb.core.protocol.frames import make_bundle_frame
+
+    ours = make_pair(stranger, victim, seed=99)
+    sealed = envelope.seal(
+        {victim.peer_id: ours.result_a.state},
+        sender=stranger.peer_id,
+        conversation_id=f"dm-{stranger.peer_id}",
+        message_id=bytes(range(16)),
+        counter=1,
+        timestamp_ms=NOW,
+        plaintext=f'{{"type":"text","text":"{text}"}}'.encode(),
+    )
+    return make_bundle_frame(tag, envelope.bundle(stranger, [sealed]))
 
 
 def identities(seed: int, count: int) -> list[Identity]:

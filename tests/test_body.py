@@ -9,7 +9,7 @@ import pytest
 
 from volli_nb.base.errors import MalformedEnvelope, OversizedInput
 from volli_nb.core.body import COMPRESS_MIN, check_body, decode_body, encode_body, is_compressed
-from volli_nb.core.crypto import envelope
+from volli_nb.lab import static_key_envelope as envelope
 
 
 def deflate(data: bytes) -> bytes:

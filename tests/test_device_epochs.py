@@ -14,7 +14,7 @@ from sample_sdp import SDP
 
 from volli_nb.base.errors import BadSignature, KeyMismatch, MalformedEnvelope
 from volli_nb.core import pairing_code as pairing
-from volli_nb.core.crypto import envelope as envelopes
+from volli_nb.lab import static_key_envelope as envelopes
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 
 SEED = bytes(range(32))

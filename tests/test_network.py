@@ -10,13 +10,13 @@ from typing import Any, TypeVar
 
 import pytest
 from netutil import open_store, pair
+from session_pairs import stranger_frame
 
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import ChannelBindingFailed, MalformedFrame, OversizedInput, UnknownPeer
 from volli_nb.core import sdp
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.protocol import frames
-from volli_nb.core.protocol.session import Session
 from volli_nb.net import aiortc_compat
 from volli_nb.net.events import PeerOffline
 from volli_nb.net.link import Link
@@ -123,10 +123,11 @@ def test_disconnect_is_bounded_and_leaves_no_tasks(tmp_path: Path) -> None:
 
 
 class LyingLink(Link):
-    """Signs fingerprints other than the ones in the SDP, as a MITM'd signaling path would."""
+    """Signs a peer certificate other than the one DTLS used, as a MITM'd path would."""
 
-    def hello_frames(self, session: Session, offer_fp: str, answer_fp: str) -> list[bytes]:
-        return super().hello_frames(session, offer_fp, "AA:" + answer_fp[3:])
+    def channel_certificates(self) -> tuple[bytes, bytes] | None:
+        found = super().channel_certificates()
+        return None if found is None else (found[0], bytes(32))
 
 
 def test_tampered_channel_binding_closes_with_typed_error(tmp_path: Path) -> None:
@@ -156,22 +157,11 @@ def test_frames_from_unknown_keys_and_garbage_are_rejected_and_nothing_stored(
     async def main() -> None:
         alice, bob = await two_stores(tmp_path)
         channel = alice.network_store.data_channels[bob.peer_id]
-        stranger = Identity.generate()
-        # An envelope-bearing frame signed by a key bob never pinned.
-        from volli_nb.core.crypto import envelope
-
-        forged = envelope.seal(
-            stranger,
-            [bob.identity.public],
-            conversation_id="dm-x",
-            plaintext=b'{"type":"text","text":"forged"}',
-            counter=1,
-            timestamp_ms=int(time.time() * 1000),
-        )
+        # A bundle sealed and signed by a key bob never pinned, on alice's channel.
         session = alice.network_store._links[bob.peer_id].session
-        assert session is not None
-        for frame in session.send_message(envelope.envelope_message_id(forged), forged, 0.0):
-            channel.send(frame)
+        assert session is not None and session.session_id is not None
+        tag = session.session_id[:8]
+        channel.send(stranger_frame(Identity.generate(), bob.identity, tag, "forged"))
         channel.send(b"\x01\xff garbage")
         channel.send(b"")
         await asyncio.sleep(1.0)
@@ -211,7 +201,7 @@ def test_protocol_errors_are_the_typed_ones() -> None:
     # The classes the live test above looks for in the log.
     assert issubclass(MalformedFrame, Exception) and issubclass(OversizedInput, Exception)
     assert issubclass(UnknownPeer, Exception) and issubclass(ChannelBindingFailed, Exception)
-    assert frames.PROTOCOL_VERSION == 1
+    assert frames.PROTOCOL_VERSION == 2
 
 
 def test_unknown_peer_cannot_answer(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from session_pairs import NOW, identities, make_pair, start_pair
 
 from volli_nb.base.errors import VolliError
-from volli_nb.core.crypto import envelope_v2 as v2
-from volli_nb.core.crypto import envelope_v2_wire as wire
+from volli_nb.core.crypto import envelope as v2
+from volli_nb.core.crypto import envelope_wire as wire
 from volli_nb.core.crypto import handshake as hs
 from volli_nb.core.crypto import ratchet
 from volli_nb.core.crypto.ratchet_state import decode_state, encode_state, open_state, seal_state

@@ -171,7 +171,7 @@ key, so whoever can sign for that key owns the id.""",
         (
             "code",
             """from volli_nb.core.crypto.identity import Identity, contact_safety_number, format_safety_number
-from volli_nb.core.crypto.envelope import seal, open_envelope, parse_envelope
+from volli_nb.lab.static_key_envelope import seal, open_envelope, parse_envelope
 alice, bob, carol, eve = (Identity.generate() for _ in range(4))
 print("alice's peer id:", alice.peer_id)
 print("identity key:", alice.public.identity_key.hex())

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from volli_nb.core.crypto import Identity, open_envelope, seal
-from volli_nb.core.crypto import envelope_v2 as v2
+from volli_nb.core.crypto import envelope as v2
 from volli_nb.core.crypto import handshake as hs
 from volli_nb.core.crypto import ratchet
 from volli_nb.core.crypto.ratchet_state import decode_state, encode_state, open_state, seal_state

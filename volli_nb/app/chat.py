@@ -63,10 +63,11 @@ def received_members(
     The sender is authenticated, the conversation id is only what it wrote.  So ids are
     ASCII (no look-alike of another id), a ``dm-`` id is valid only as the sender's and
     our own direct conversation, and until groups exist (signed membership, bound to
-    their creator) a message may post to a conversation we hold with exactly its member
-    set, but create one only with sender and receiver: no one can squat a conversation
-    with a third peer, or put itself among someone else's members."""
-    members = sorted({*recipients, sender})
+    their creator) a message may post to a conversation we hold if its sender and every
+    recipient are members (an envelope names only the members it was sealed for on
+    that attempt), but create one only with sender and receiver: no one can squat a
+    conversation with a third peer, or put itself among someone else's members."""
+    addressed = sorted({*recipients, sender})
     if not _CONVERSATION_ID.match(conversation_id):
         raise ConversationRefused(
             f"conversation id {conversation_id!r} is not 1 to 256 printable ASCII characters"
@@ -77,18 +78,18 @@ def received_members(
             f"exactly its two members ({dm_conversation_id(me, sender)!r} here)"
         )
     if existing is not None:
-        if tuple(sorted(existing)) != tuple(members):
+        if not set(addressed) <= set(existing) or me not in existing:
             raise ConversationRefused(
                 f"conversation {conversation_id!r} has members {sorted(existing)}, but {sender}'s "
-                f"message is addressed to {members}; membership changes are not supported"
+                f"message is addressed to {addressed}; membership changes are not supported"
             )
-        return members
-    if members != sorted({sender, me}):
+        return sorted(existing)
+    if addressed != sorted({sender, me}):
         raise ConversationRefused(
-            f"{sender} may not create conversation {conversation_id!r} with {members}: a "
+            f"{sender} may not create conversation {conversation_id!r} with {addressed}: a "
             "received message creates only a conversation of its sender and receiver"
         )
-    return members
+    return addressed
 
 
 def overall_status(statuses: set[str], *, none: str) -> str:

@@ -3,7 +3,9 @@
 :class:`~volli_nb.core.store.retention.Pruner` decides what to delete and when (by the
 injected clock, so a test drives it with a virtual one); this runs it every few seconds
 while the store is started, logs what it removed, and reports a failed write to the
-profile's :class:`~volli_nb.app.storage_health.StorageHealth` instead of raising.
+profile's :class:`~volli_nb.app.storage_health.StorageHealth` instead of raising.  The
+same tick expires the live sessions' skipped message keys (:class:`PeerSessions`), so
+an idle channel does not keep them past their time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import StorageError
@@ -22,14 +25,23 @@ POLL = 5.0  # seconds between looks at the timer (it prunes every Retention.ever
 
 class Housekeeping:
     def __init__(
-        self, pruner: Pruner, storage: StorageHealth, log: EventLog, *, clock: Clock
+        self,
+        pruner: Pruner,
+        storage: StorageHealth,
+        log: EventLog,
+        *,
+        clock: Clock,
+        sessions: PeerSessions | None = None,
     ) -> None:
         self.pruner, self.storage, self.log = pruner, storage, log
+        self.sessions = sessions
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
 
     def run_once(self) -> Pruned | None:
         """Prune if the timer says so; what was pruned, or None."""
+        if self.sessions is not None:
+            self.sessions.expire()
         try:
             pruned = self.pruner.tick(self._clock())
         except StorageError as exc:

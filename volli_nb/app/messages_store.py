@@ -2,9 +2,11 @@
 
 A facade with the seed's names.  The work is done by what it composes, each in its own
 module: :class:`~volli_nb.app.contacts.ContactBook` (contacts, pairing codes,
-conversations), :class:`~volli_nb.app.sender.Sender` (outbox, sealing per attempt,
+conversations), :class:`~volli_nb.app.peer_sessions.PeerSessions` (each channel's
+session keys), :class:`~volli_nb.app.sender.Sender` (outbox, sealing per attempt,
 retries, sync, delivery) and :class:`~volli_nb.app.receiver.Receiver` (open, store,
-commit-then-ACK), over a :class:`~volli_nb.core.store.database.Database` and a
+commit-then-ACK, one verdict per frame), over a
+:class:`~volli_nb.core.store.database.Database` and a
 :class:`~volli_nb.net.network_store.NetworkStore`; :class:`~.storage_health.StorageHealth`
 turns failed writes into one state, and :class:`~.housekeeping.Housekeeping` keeps the
 tables bounded (docs/operations.md).  Rooms on a signaling server are a
@@ -22,7 +24,8 @@ from typing import Any
 from volli_nb.app.chat import ChatMessage, SyncReport, chat_message, dm_conversation_id
 from volli_nb.app.contacts import ContactBook
 from volli_nb.app.housekeeping import Housekeeping
-from volli_nb.app.receiver import Receiver, SeenOnce
+from volli_nb.app.peer_sessions import PeerSessions
+from volli_nb.app.receiver import Receiver
 from volli_nb.app.refusals import REFUSAL_PAUSE
 from volli_nb.app.rooms import RoomSession
 from volli_nb.app.sender import MAX_TEXT_BYTES, Sender
@@ -70,45 +73,36 @@ class MessagesStore:
         self.clock = clock
         self.log = log if log is not None else EventLog()
         self.message_queue = PersistentMessageQueue(database, clock=clock, log=self.log)
-        seen = SeenOnce(database)  # asked by the session, reused by the receiver
         self.network_store = NetworkStore(
-            identity,
-            self.contact,
-            config=config,
-            seen=lambda peer_id, message_id: seen.by(message_id) == peer_id,
-            log=self.log,
-            clock=clock,
+            identity, self.contact, config=config, log=self.log, clock=clock
         )
+        self.sessions = PeerSessions(identity, self.log, clock=clock)
+        self.network_store.attach(self.sessions)
         self.progress = self.network_store.progress  # long operations, for the surfaces
         self.contact_book = ContactBook(
             database, identity, self.network_store, self.log, name=self.name, clock=clock
         )
         self.storage = StorageHealth(database, self.log)
         self.receiver = Receiver(
-            database,
-            identity,
-            self.contact,
-            self.network_store,
-            self.log,
-            clock=clock,
-            storage=self.storage,
-            seen=seen,
+            database, self.sessions, self.network_store, self.log, clock=clock, storage=self.storage
         )
         self.sender = Sender(
             database,
             identity,
             self.message_queue,
             self.network_store,
+            self.sessions,
             self.contact_book,
             self.log,
             clock=clock,
-            later=self.receiver.later,
             retry_tick=retry_tick,
             storage=self.storage,
             refusal_pause=refusal_pause,
         )
         self.pruner = Pruner(database, retention)
-        self.housekeeping = Housekeeping(self.pruner, self.storage, self.log, clock=clock)
+        self.housekeeping = Housekeeping(
+            self.pruner, self.storage, self.log, clock=clock, sessions=self.sessions
+        )
         self.room_session: RoomSession | None = None  # once join() was called
         self.scratch_dir: Path | None = None  # a scratch() profile's folder, deleted on close
 

@@ -1,263 +1,223 @@
-"""Receiving: verify and decrypt, store, notify once, and only then acknowledge.
+"""Receiving: one frame up, one verdict down; stored before acknowledged.
 
-Each incoming envelope is opened (:func:`~volli_nb.core.crypto.envelope.open_envelope`),
-stored with its id in the replay seen-set in one transaction, handed to the
-``on_message`` handlers once, and acknowledged.  The ACK goes out only after the row is
-committed, so a crash between the two means a retransmission, which the persisted
-seen-set turns into a second ACK and no second message.  A received frame may bundle
-many messages: :meth:`Receiver.batch` makes the whole frame one commit, with its ACKs
-and handler calls queued until that commit succeeded.  What cannot be stored (a full
-disk) is refused in a signed frame the sender acts on, and reported once per change of
-state (:class:`~volli_nb.app.storage_health.StorageHealth`), not once per message.
+The network hands over each received frame once (:class:`FrameReceived`: a signed
+bundle of envelopes, its ids parsed) and takes one :class:`Verdict` back.  Per frame:
 
-The seen-set is read once per message (:class:`SeenOnce`): the session asks it first
-(to ACK a retransmission without handing it up), and the receiver reuses that answer
-for the replay check and the store, which writes without reading anything back.
+1. the ids' owners are read from the seen-set in one query;
+2. the channel's ratchet opens the bundle (:meth:`ChannelKeys.open`: the signature once,
+   then each envelope in order; nothing is adopted yet);
+3. what opened is checked as the display will need it (the body decodes, the
+   conversation is one this sender may use), then stored with its seen entries in one
+   transaction; a frame that stores nothing opens no transaction;
+4. after the commit the ratchet adopts the new state (:meth:`ChannelKeys.commit`), and
+   the verdict acknowledges what was stored plus confirmed duplicates (ids this sender
+   stored before: the first ACK was lost); everything else is refused, with a signed
+   REFUSE where the sender can act on the reason.
+
+An ACK therefore always means "stored": a crash before the commit leaves nothing
+acknowledged and the state unadopted; the sender seals the messages again.  A message
+id held from another sender is refused (:class:`DuplicateMessageId`), never
+acknowledged.  A missing message key for an id never stored starts a fresh handshake
+on the channel (the states may have gone out of step); the sender seals it again.
+What cannot be stored (a full disk) is refused in a signed frame the sender acts on,
+and reported once per change of state (:class:`~volli_nb.app.storage_health.StorageHealth`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from volli_nb.app.chat import RECEIVED, ChatMessage, received_members
+from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base.clock import Clock
-from volli_nb.base.errors import DuplicateMessageId, ReplayError, StorageError, VolliError
+from volli_nb.base.errors import (
+    DuplicateMessageId,
+    MessageKeyUnavailable,
+    PeerError,
+    ReplayError,
+    StorageError,
+    VolliError,
+)
 from volli_nb.base.listeners import Listeners
 from volli_nb.core.body import decode_body
-from volli_nb.core.crypto import envelope as envelopes
-from volli_nb.core.crypto.identity import Identity, PublicIdentity
+from volli_nb.core.crypto.envelope import OpenedMessage
 from volli_nb.core.eventlog import EventLog
+from volli_nb.core.protocol.events import FrameReceived, Verdict
 from volli_nb.core.store.database import Database
 from volli_nb.core.store.history import ReceivedRow
-from volli_nb.net.events import IncomingEnvelope
 from volli_nb.net.network_store import NetworkStore
 
 logger = logging.getLogger(__name__)
 
-
-class SeenOnce:
-    """Who used a message id (the seen-set), asked once per received message.
-
-    The session's question (:meth:`by`) is remembered until the receiver takes it
-    (:meth:`take`) for the same id; nothing awaits in between, so the answer is still
-    true.  An answer never taken (the session dropped the message) is forgotten once
-    ``limit`` accumulate, and a take without a question asks the database."""
-
-    def __init__(self, database: Database, limit: int = 4096) -> None:
-        self.database, self.limit = database, limit
-        self._asked: dict[bytes, str | None] = {}
-
-    def by(self, message_id: bytes) -> str | None:
-        if len(self._asked) >= self.limit:
-            self._asked.clear()
-        found = self._asked[message_id] = self.database.seen_by(message_id)
-        return found
-
-    def take(self, message_id: bytes) -> str | None:
-        if message_id in self._asked:
-            return self._asked.pop(message_id)
-        return self.database.seen_by(message_id)
+Refusal = tuple[bytes, VolliError]
 
 
 class Receiver:
-    """Turns incoming envelopes into stored, acknowledged chat messages."""
+    """Turns received frames into stored, acknowledged chat messages."""
 
     def __init__(
         self,
         database: Database,
-        identity: Identity,
-        contacts: Callable[[str], PublicIdentity | None],
+        sessions: PeerSessions,
         network: NetworkStore,
         log: EventLog,
         *,
         clock: Clock,
         storage: StorageHealth | None = None,
-        seen: SeenOnce | None = None,
     ) -> None:
-        self.database, self.identity, self.network, self.log = database, identity, network, log
-        self.seen = seen if seen is not None else SeenOnce(database)
+        self.database, self.sessions, self.network, self.log = database, sessions, network, log
         self.storage = storage if storage is not None else StorageHealth(database, log)
-        self._storage_error: StorageError | None = None  # in this batch
-        self._stored = False  # this batch wrote a message
-        self._contacts = contacts
         self._clock = clock
         self._handlers = Listeners[[ChatMessage]]("on_message handler", logger)
-        self._after_commit: list[Callable[[], None]] | None = None
-        self._batch_contacts: dict[str, PublicIdentity | None] = {}  # read once per bundle
-        self._rows: list[ReceivedRow] = []  # a bundle's messages, written at its end
-        self._known_conversations: set[tuple[str, tuple[str, ...]]] = set()
-        network.on_message(self.incoming)
-        network.batch = self.batch
+        self._members: dict[str, tuple[str, ...]] = {}  # conversation id → members, stored
+        sessions.on_frame = self.frame
 
     def on_message(self, handler: Callable[[ChatMessage], None]) -> Callable[[], None]:
         return self._handlers.add(handler)
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """One received frame (a bundle of messages): one commit; ACKs and handlers after it.
-
-        Acknowledging only after the commit keeps the rule that an ACK means "stored"."""
-        if self._after_commit is not None:  # nested: the outer batch does it all
-            yield
-            return
-        self._after_commit, self._storage_error, self._stored = [], None, False
-        self._batch_contacts.clear()
-        self._rows = []
+    def frame(self, peer_id: str, received: FrameReceived) -> Verdict:
+        """One frame's verdict (see the module docstring); never raises."""
+        keys = self.sessions.get(peer_id, received.session_id)
+        if keys is None:  # the channel's session ended meanwhile: the sender seals again
+            return Verdict()
+        used_by = self.database.seen_among(received.message_ids)
         try:
-            with self.database.transaction():
-                yield
-                if self._rows:  # two batched statements; failing, the frame is refused
-                    self.database.insert_received_many(self._rows)
-            pending = self._after_commit
-        except BaseException as exc:
-            self._known_conversations.clear()  # what the batch created was rolled back
-            if not isinstance(exc, StorageError):
-                raise
-            first = self._storage_error or exc  # "disk full" says more than "no transaction"
-            self.storage.failed(first)
-            if first is exc:
-                raise
-            raise first from exc
-        finally:
-            self._after_commit = None
-            self._batch_contacts.clear()
-        self._storage_state(self._storage_error, self._stored)
-        for action in pending:
-            action()
-
-    def _storage_state(self, error: StorageError | None, stored: bool) -> None:
-        """After a commit (outside the transaction: a full disk gets a WAL checkpoint)."""
-        if error is not None:
-            self.storage.failed(error)
-        elif stored:
+            opening = keys.open(
+                received.bundle, now_ms=self._now_ms(), seen=lambda mid: mid in used_by
+            )
+        except PeerError as exc:  # the whole frame: a bad signature, a stranger's envelope
+            self._log_refused(peer_id, received.message_ids, exc)
+            return Verdict()
+        refused: list[Refusal] = []
+        duplicates: list[bytes] = []
+        for item in opening.result.refused:
+            error = item.error
+            if isinstance(error, ReplayError):
+                if used_by.get(item.message_id, peer_id) == peer_id:
+                    duplicates.append(item.message_id)  # stored before (or earlier in the frame)
+                    continue
+                error = DuplicateMessageId(f"{error}, from someone else")
+            refused.append((item.message_id, error))
+        rows, messages, created = self._checked(peer_id, opening.result.messages, refused)
+        if rows:
+            try:
+                self._store(rows, created)
+            except StorageError as exc:  # refused in a signed frame; reported once, as a state
+                self.storage.failed(exc)
+                stored = {row.message_id for row in rows}
+                refused += [
+                    (mid, exc) for mid in [*stored, *(d for d in duplicates if d in stored)]
+                ]
+                before = tuple(d for d in duplicates if d not in stored)
+                return Verdict(before, tuple(refused))  # the state stays as it was
             self.storage.succeeded()
+        keys.commit(opening)
+        self._after(peer_id, received, messages, refused)
+        return Verdict(tuple(duplicates) + tuple(r.message_id for r in rows), tuple(refused))
 
-    def later(self, action: Callable[[], None]) -> None:
-        """Run ``action`` once the current batch committed (at once outside a batch)."""
-        if self._after_commit is None:
-            action()
-        else:
-            self._after_commit.append(action)
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
 
-    def incoming(self, incoming: IncomingEnvelope) -> None:
-        """Open, check, store, then ACK; anything refused is neither stored nor ACKed.
+    def _checked(
+        self, peer_id: str, opened: tuple[OpenedMessage, ...], refused: list[Refusal]
+    ) -> tuple[list[ReceivedRow], list[ChatMessage], dict[str, tuple[str, ...]]]:
+        """What may be stored: the body decodes as the display will decode it, and the
+        conversation is one this sender may use (:func:`received_members`); also the
+        conversations the rows create."""
+        rows: list[ReceivedRow] = []
+        messages: list[ChatMessage] = []
+        created: dict[str, tuple[str, ...]] = {}
+        me = self.sessions.identity.peer_id
+        for m in opened:
+            try:
+                text = decode_body(m.plaintext)
+                existing = created.get(m.conversation_id) or self._conversation(m.conversation_id)
+                members = tuple(
+                    received_members(m.conversation_id, m.sender, me, m.recipients, existing)
+                )
+            except VolliError as exc:
+                refused.append((m.message_id, exc))
+                continue
+            if existing is None:
+                created[m.conversation_id] = members
+            rows.append(
+                ReceivedRow(
+                    m.message_id, m.conversation_id, m.sender, m.counter, m.timestamp_ms,
+                    m.plaintext,
+                )
+            )  # fmt: skip
+            messages.append(
+                ChatMessage(
+                    m.message_id, m.conversation_id, peer_id, "in", text, m.timestamp_ms,
+                    RECEIVED,
+                )
+            )  # fmt: skip
+        return rows, messages, created
 
-        Checked before anything is stored: the envelope came from its sender's own channel
-        under its own id (before the replay check, so only a sender's own retransmission
-        earns a second ACK), its body decodes as the display will decode it, and its
-        conversation id is one this sender may use (:func:`received_members`)."""
-        net, peer_id, message_id = self.network, incoming.peer_id, incoming.message_id
-        used_by = self.seen.take(message_id)  # the one read of the seen-set
-        try:
-            opened = self._open(incoming, used_by)
-            text = decode_body(opened.plaintext)  # as the display will decode it
-            members = self._members(opened)
-        except ReplayError as exc:
-            if used_by != peer_id:
-                net.reject(peer_id, message_id, DuplicateMessageId(f"{exc}, from someone else"))
-                return
-            self.later(lambda: net.accept(peer_id, message_id))  # the ACK was lost: ack again
-            return
-        except VolliError as exc:
-            net.reject(peer_id, message_id, exc)
-            return
-        try:
-            stored = self._store(opened, members)
-        except StorageError as exc:  # refused in a signed frame; reported once, as a state
-            net.reject(peer_id, message_id, exc, quiet=True)
-            if self._after_commit is None:
-                self._storage_state(exc, False)
-            else:
-                self._storage_error = exc
-            return
-        except VolliError as exc:  # e.g. a member set that differs from the conversation's
-            net.reject(peer_id, message_id, exc)
-            return
-        self._stored = self._stored or stored
-        if self._after_commit is None and stored:
-            self.storage.succeeded()
-        self.later(lambda: net.accept(peer_id, message_id))
-        if not stored:
-            return
+    def _conversation(self, conversation_id: str) -> tuple[str, ...] | None:
+        """A stored conversation's members, read once and then remembered (membership
+        does not change yet)."""
+        members = self._members.get(conversation_id)
+        if members is None:
+            found = self.database.get_conversation(conversation_id)
+            if found is None:
+                return None
+            members = self._members[conversation_id] = tuple(found.members)
+        return members
+
+    def _store(self, rows: list[ReceivedRow], created: dict[str, tuple[str, ...]]) -> None:
+        """Every row and its seen entry, and the conversations they create: one commit."""
+        with self.database.transaction():
+            for conversation_id, members in created.items():
+                self.database.ensure_conversation(conversation_id, members)
+            self.database.insert_received_many(rows)
+        self._members.update(created)  # committed
+
+    def _after(
+        self,
+        peer_id: str,
+        received: FrameReceived,
+        messages: list[ChatMessage],
+        refused: list[Refusal],
+    ) -> None:
+        """Committed: log, tell the handlers, and re-key if the states went out of step."""
+        sizes = {e.envelope.message_id: len(e.raw) for e in received.bundle.envelopes}
+        for message in messages:
+            self.log.add(
+                "message",
+                f"received {message.short_id}",
+                peer_id=peer_id,
+                kind="message.received",
+                message_id=message.message_id.hex(),
+                bytes=sizes.get(message.message_id, 0),
+                conversation=message.conversation_id,
+            )
+        if refused:
+            for message_id, error in refused:
+                self._log_refused(peer_id, (message_id,), error)
+            if any(isinstance(error, MessageKeyUnavailable) for _, error in refused):
+                self.log.add(
+                    "dtls",
+                    "a message key was missing for a message never stored: re-keying",
+                    peer_id=peer_id,
+                    kind="session.rekey",
+                )
+                self.network.rekey(peer_id)
+        for message in messages:
+            self._handlers.emit(message)
+
+    def _log_refused(self, peer_id: str, ids: tuple[bytes, ...], error: VolliError) -> None:
+        if isinstance(error, StorageError):
+            return  # reported once per change of state, by StorageHealth
         self.log.add(
-            "message",
-            f"received {message_id.hex()[:8]}",
+            "error",
+            f"rejected message: {type(error).__name__}: {error}",
             peer_id=peer_id,
-            kind="message.received",
-            message_id=message_id.hex(),
-            bytes=len(incoming.envelope),
-            conversation=opened.conversation_id,
-        )
-        message = ChatMessage(
-            message_id, opened.conversation_id, peer_id, "in", text, opened.timestamp_ms, RECEIVED
-        )
-        self.later(lambda: self._handlers.emit(message))
-
-    def _open(self, incoming: IncomingEnvelope, used_by: str | None) -> envelopes.OpenedMessage:
-        """Verify and decrypt, answering the replay check with ``used_by`` (who used the
-        id, read once); another id inside the envelope is looked up, and refused."""
-
-        def seen(mid: bytes) -> bool:
-            known = used_by if mid == incoming.message_id else self.database.seen_by(mid)
-            return known is not None
-
-        return envelopes.open_envelope(
-            incoming.envelope,
-            self.identity,
-            contacts=self._contact,
-            now_ms=int(self._clock() * 1000),
-            seen=seen,
-            channel=(incoming.peer_id, incoming.message_id),
+            message_id=ids[0].hex() if len(ids) == 1 else None,
+            count=len(ids),
         )
 
-    def _contact(self, peer_id: str) -> PublicIdentity | None:
-        """A sender's pinned identity, read once per bundle (nothing awaits inside one)."""
-        if self._after_commit is None:
-            return self._contacts(peer_id)
-        if peer_id not in self._batch_contacts:
-            self._batch_contacts[peer_id] = self._contacts(peer_id)
-        return self._batch_contacts[peer_id]
 
-    def _members(self, opened: envelopes.OpenedMessage) -> list[str]:
-        members = sorted({*opened.recipients, opened.sender.peer_id})
-        if (opened.conversation_id, tuple(members)) in self._known_conversations:
-            return members  # a burst checks its conversation once
-        found = self.database.get_conversation(opened.conversation_id)
-        return received_members(
-            opened.conversation_id,
-            opened.sender.peer_id,
-            self.identity.peer_id,
-            opened.recipients,
-            found.members if found is not None else None,
-        )
-
-    def _store(self, opened: envelopes.OpenedMessage, members: list[str]) -> bool:
-        """Store what was opened; its id was not seen (``open_envelope`` checked), so the
-        row and its seen entry are written without reading anything first: inside a
-        bundle, with the bundle's other messages just before its commit."""
-        known = (opened.conversation_id, tuple(members))
-        row = ReceivedRow(
-            opened.message_id,
-            opened.conversation_id,
-            opened.sender.peer_id,
-            opened.counter,
-            opened.timestamp_ms,
-            opened.plaintext,
-        )
-        if self._after_commit is not None:  # the bundle's transaction covers it all
-            if known not in self._known_conversations:  # a burst checks its conversation once
-                self.database.ensure_conversation(opened.conversation_id, members)
-            self._rows.append(row)
-        else:
-            with self.database.transaction():
-                if known not in self._known_conversations:
-                    self.database.ensure_conversation(opened.conversation_id, members)
-                self.database.insert_received_many([row])
-        self._known_conversations.add(known)  # committed (or inside a batch, see above)
-        return True
-
-
-__all__ = ["Receiver", "SeenOnce"]
+__all__ = ["Receiver"]

@@ -1,4 +1,4 @@
-"""Sending: persist in the outbox, seal per attempt, send if online, retry on schedule.
+"""Sending: persist in the outbox, seal per attempt under the live session, retry on schedule.
 
 Sending follows the seed's diagram: encrypt for each recipient → persist in the outbox
 → if the peer is online, send over its data channel → a signed ACK marks it delivered;
@@ -12,11 +12,13 @@ One way down: a send resolves its recipients once, writes the message, its count
 and its outbox rows in one transaction, and attempts the rows as written (nothing is
 read back); statuses are read without opening payloads.
 
-One refinement: the outbox keeps the *plaintext* sealed at rest with the storage key,
-and every attempt seals a fresh envelope to the recipient's current keys with the same
-message id.  A retry days later is then still fresh for the receiver's replay window,
-and key rotation can come later without touching the queue.  A group message is sealed
-once for all its members per ``SEAL_REUSE`` seconds, not once per member.
+The outbox keeps the *plaintext* sealed at rest with the storage key, and every attempt
+seals a fresh envelope under the recipient's live session (the channel's ratchet, see
+:mod:`.peer_sessions`) with the same message id, so the receiver deduplicates.  Only the
+recipients attempted now are sealed for (sealing for an offline member would advance its
+chain for nothing), and a burst seals each message once for all of them: one body, a key
+wrap per member.  An envelope whose session ended before it left is discarded, never
+sent (:class:`~volli_nb.core.protocol.session.StaleSession`); the row is tried again.
 
 A signed refusal from the recipient is not a failed attempt: :mod:`.refusals` holds or
 pauses the row and says why, and clock readings release held rows.
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from volli_nb.app.chat import ChatMessage, SyncReport, overall_status
 from volli_nb.app.contacts import ContactBook
 from volli_nb.app.flush_progress import FlushProgress
-from volli_nb.app.recipients import Recipients
+from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.refusals import REFUSAL_PAUSE, RefusalPolicy
 from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base.clock import Clock
@@ -40,12 +42,12 @@ from volli_nb.base.errors import (
     NotFound,
     StorageError,
     TransportClosed,
+    UnknownPeer,
     UsageError,
     VolliError,
 )
 from volli_nb.base.listeners import Listeners
 from volli_nb.core.body import encode_body
-from volli_nb.core.crypto import envelope as envelopes
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.message_id import new_message_id
@@ -70,8 +72,7 @@ from volli_nb.net.network_store import NetworkStore
 logger = logging.getLogger(__name__)
 
 MAX_TEXT_BYTES = 12 * 1024 * 1024
-SEAL_REUSE = 30.0  # seconds an envelope is reused for further recipients of its message
-SEAL_CACHE = 64  # group envelopes kept for reuse (most recent)
+FLUSH_CHUNK = 64  # rows a flush attempts at a time (its progress bar moves per chunk)
 
 
 class Sender:
@@ -83,26 +84,25 @@ class Sender:
         identity: Identity,
         queue: PersistentMessageQueue,
         network: NetworkStore,
+        sessions: PeerSessions,
         contacts: ContactBook,
         log: EventLog,
         *,
         clock: Clock,
-        later: Callable[[Callable[[], None]], None],
         retry_tick: float = 1.0,
         storage: StorageHealth | None = None,
         refusal_pause: float = REFUSAL_PAUSE,
     ) -> None:
         self.database, self.identity, self.queue = database, identity, queue
         self.network, self.contacts, self.log = network, contacts, log
+        self.sessions = sessions
         self._clock = clock
-        self._later = later  # after the current receive batch commits (see Receiver.later)
         self._retry_tick = retry_tick
         self._retry_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()  # replaced by start(): an Event belongs to one loop
         self._pass_at = float("-inf")  # when the last retry pass looked for due rows
         queue.on_schedule = self._wake_up
         self._in_flight: dict[tuple[str, bytes], int] = {}
-        self._sealed: dict[bytes, tuple[float, bytes]] = {}
         self._delivered = Listeners[[bytes, str]]("on_delivered handler", logger)
         self.storage = storage if storage is not None else StorageHealth(database, log)
         self.refusals = RefusalPolicy(
@@ -165,7 +165,7 @@ class Sender:
         count a failed attempt in one transaction."""
         attempted = 0
         offline = []
-        recipients = Recipients(self)
+        due = []
         self._pass_at = now = self._clock()
         for row_id, recipient, message_id in self.queue.due_keys(now):
             if (recipient, message_id) in self._in_flight:
@@ -175,7 +175,8 @@ class Sender:
                 offline.append(row_id)
                 continue
             with contextlib.suppress(NotFound):
-                await self.attempt(self.queue.get(row_id), recipients)
+                due.append(self.queue.get(row_id))
+        await self.attempt_rows(due)
         if offline:
             with self.database.transaction():
                 for row_id in offline:
@@ -193,7 +194,9 @@ class Sender:
             raise UsageError(f"message is {len(body)} bytes; the limit is {MAX_TEXT_BYTES}")
         found = self.contacts.find_conversation(conversation)
         conversation_id, members = found.id, self.contacts.others(found)
-        recipients = Recipients(self, found)
+        for member in members:  # a member we cannot seal for is the caller's to fix now
+            if self.contacts.contact(member) is None:
+                raise UnknownPeer(f"conversation member {member} is not a contact")
         message_id = new_message_id()
         now_ms = int(self._clock() * 1000)
         with self.database.transaction():
@@ -218,9 +221,9 @@ class Sender:
             bytes=len(body),
         )
         settled = None in rows  # a fresh id makes fresh rows, unless a member is listed twice
-        for row in rows:
-            if row is not None and await self.attempt(row, recipients):
-                settled = settled or (row.recipient, message_id) not in self._in_flight
+        written = [row for row in rows if row is not None]
+        await self.attempt_rows(written)
+        settled = settled or any((r.recipient, message_id) not in self._in_flight for r in written)
         # Rows still in flight (or failed once) are pending: read only if something answered.
         statuses = set(self.delivery_status(message_id).values()) if settled else {"pending"}
         status = overall_status(statuses, none="mixed")
@@ -228,71 +231,84 @@ class Sender:
             message_id, conversation_id, self.peer_id, "out", content, now_ms, status
         )
 
-    async def attempt(self, row: QueuedMessage, recipients: Recipients | None = None) -> bool:
-        """One delivery attempt: seal a fresh envelope and hand it to the session.
-        ``recipients`` remembers the conversations resolved for a burst of attempts."""
-        key = (row.recipient, row.message_id)
-        if key in self._in_flight:
-            return False
-        if not self.network.is_connected(row.recipient):
-            self._attempt_failed(row.id, "peer offline")
-            return False
-        try:
+    async def attempt(self, row: QueuedMessage) -> bool:
+        """One delivery attempt of one row (see :meth:`attempt_rows`)."""
+        return await self.attempt_rows([row]) == 1
+
+    async def attempt_rows(self, rows: list[QueuedMessage]) -> int:
+        """Delivery attempts for a burst of rows: each message sealed once, under the live
+        sessions of the recipients attempted now, and handed to each of their channels.
+        How many were handed over."""
+        sent = 0
+        by_message: dict[bytes, list[QueuedMessage]] = {}
+        for row in rows:
+            by_message.setdefault(row.message_id, []).append(row)
+        for group in by_message.values():
+            sent += await self._attempt_message(group)
+        return sent
+
+    async def _attempt_message(self, rows: list[QueuedMessage]) -> int:
+        ready = []
+        for row in rows:
+            if (row.recipient, row.message_id) in self._in_flight:
+                continue
+            if self.network.is_connected(row.recipient) and row.recipient in self.sessions:
+                ready.append(row)
+            else:
+                self._attempt_failed(row.id, "peer offline")
+        if not ready:
+            return 0
+        first = ready[0]
+        for row in ready:
             self.network.trace.sealing(row.recipient, row.message_id, len(row.payload))
-            data = self.seal(row, recipients)
-            self._in_flight[key] = row.id
-            await self.network.send_envelope(row.recipient, row.message_id, data)
+        try:
+            sealed, sessions = self.sessions.seal(
+                [row.recipient for row in ready],
+                conversation_id=first.conversation_id,
+                message_id=first.message_id,
+                counter=first.counter,
+                timestamp_ms=int(self._clock() * 1000),
+                plaintext=first.payload,
+            )
         except VolliError as exc:
-            self.network.trace.gave_up(row.recipient, row.message_id, str(exc))
-            self._in_flight.pop(key, None)
-            self._attempt_failed(row.id, f"{type(exc).__name__}: {exc}")
-            return False
-        self.log.add(
-            "message",
-            f"sent {row.message_id.hex()[:8]}",
-            peer_id=row.recipient,
-            kind="message.sent",
-            message_id=row.message_id.hex(),
-            bytes=len(data),
-            attempt=row.attempts + 1,
-        )
-        return True
+            for row in ready:
+                self._failed(row, exc)
+            return 0
+        sent = 0
+        for row in ready:
+            key = (row.recipient, row.message_id)
+            self._in_flight[key] = row.id
+            try:
+                await self.network.send_sealed(row.recipient, sessions[row.recipient], sealed)
+            except VolliError as exc:  # closed, or its session replaced: tried again later
+                self._in_flight.pop(key, None)
+                self._failed(row, exc)
+                continue
+            sent += 1
+            self.log.add(
+                "message",
+                f"sent {row.message_id.hex()[:8]}",
+                peer_id=row.recipient,
+                kind="message.sent",
+                message_id=row.message_id.hex(),
+                bytes=len(sealed.envelope),
+                attempt=row.attempts + 1,
+            )
+        return sent
+
+    def _failed(self, row: QueuedMessage, exc: VolliError) -> None:
+        self.network.trace.gave_up(row.recipient, row.message_id, str(exc))
+        self._attempt_failed(row.id, f"{type(exc).__name__}: {exc}")
 
     def _attempt_failed(self, row_id: int, reason: str) -> None:
         """Count a failed attempt, unless an ACK (or a discard) settled the row meanwhile."""
         with contextlib.suppress(UsageError, NotFound):
             self.queue.mark_failed(row_id, reason)
 
-    def seal(self, row: QueuedMessage, recipients: Recipients | None = None) -> bytes:
-        """The envelope for an attempt; in a group, one seal serves every member for a while.
-
-        An envelope is addressed to all members at once, so a group message is sealed
-        once per SEAL_REUSE seconds, not once per member (which made fan-out quadratic).
-        A retry after that reseals, so a late retry is still fresh for the receiver."""
-        now = self._clock()
-        cached = self._sealed.get(row.message_id)
-        if cached is not None and now - cached[0] < SEAL_REUSE:
-            return cached[1]
-        peers = (recipients or Recipients(self)).of(row.conversation_id, row.recipient)
-        data = envelopes.seal(
-            self.identity,
-            peers,
-            conversation_id=row.conversation_id,
-            plaintext=row.payload,
-            counter=row.counter,
-            timestamp_ms=int(now * 1000),
-            message_id=row.message_id,
-        )
-        if len(peers) > 1:
-            self._sealed[row.message_id] = (now, data)
-            while len(self._sealed) > SEAL_CACHE:
-                del self._sealed[next(iter(self._sealed))]
-        return data
-
     async def sync_messages(self) -> SyncReport:
         """Every pending message to a connected peer goes out now."""
-        sent = waiting = stuck = 0
-        recipients = Recipients(self)
+        waiting = stuck = 0
+        ready = []
         for row in self.queue.get_pending():
             if row.status == Status.STUCK:
                 stuck += 1
@@ -301,9 +317,10 @@ class Sender:
             elif (row.recipient, row.message_id) in self._in_flight:
                 continue
             elif self.network.is_connected(row.recipient):
-                sent += await self.attempt(row, recipients)
+                ready.append(row)
             else:
                 waiting += 1
+        sent = await self.attempt_rows(ready)
         return SyncReport(sent, len(self._in_flight), waiting, stuck)
 
     async def flush(self, peer_id: str) -> None:
@@ -316,11 +333,12 @@ class Sender:
             [r.message_id for r in rows],
             self.network.on_event,
         )
-        recipients = Recipients(self)
-        for row in rows:
-            await self.attempt(row, recipients)
+        for start in range(0, len(rows), FLUSH_CHUNK):
+            chunk = rows[start : start + FLUSH_CHUNK]
+            await self.attempt_rows(chunk)
             if progress is not None:
-                progress.sent()
+                for _ in chunk:
+                    progress.sent()
         if rows:
             self.log.add("queue", f"flushed {len(rows)} pending message(s)", peer_id=peer_id)
 
@@ -387,11 +405,8 @@ class Sender:
                 message_id=message_id.hex(),
             )
 
-        def notify() -> None:
-            for message_id in newly:
-                self._delivered.emit(message_id, event.peer_id)
-
-        self._later(notify)
+        for message_id in newly:
+            self._delivered.emit(message_id, event.peer_id)
 
 
-__all__ = ["MAX_TEXT_BYTES", "SEAL_CACHE", "SEAL_REUSE", "Sender"]
+__all__ = ["MAX_TEXT_BYTES", "Sender"]

@@ -148,7 +148,7 @@ class TransportClosed(VolliError):
 
 
 # --- sessions: handshake, Double Ratchet, envelope v2 ------------------------
-# (appended for core/crypto/handshake.py, ratchet.py and envelope_v2.py)
+# (appended for core/crypto/handshake.py, ratchet.py and envelope.py)
 
 
 class MalformedHandshake(PeerError):
@@ -163,8 +163,10 @@ class TooManySkipped(PeerError):
     """A ratchet header asks to skip more message keys than the bound allows."""
 
 
-class MessageKeyUnavailable(ReplayError):
-    """No key is held for this message: a duplicate, or its skipped key expired or was evicted."""
+class MessageKeyUnavailable(PeerError):
+    """No key is held for this message: a duplicate, or its skipped key expired or was
+    evicted.  Not a :class:`ReplayError`: only an id the receiver stored is a confirmed
+    duplicate (acknowledged again); a missing key for an unseen id is refused."""
 
 
 class SessionStateCorrupt(StorageError):

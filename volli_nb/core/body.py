@@ -25,7 +25,8 @@ import re
 import zlib
 
 from volli_nb.base.errors import MalformedBody, MalformedEnvelope, OversizedInput
-from volli_nb.core.crypto.envelope import bucket_size
+from volli_nb.core.crypto.envelope_wire import MIN_BUCKET
+from volli_nb.core.crypto.padding import bucket_size
 from volli_nb.core.encoding import require_fields, strict_loads
 
 COMPRESSED = b"\x00z"
@@ -44,7 +45,8 @@ def encode_body(text: str, *, compress: bool = True) -> bytes:
         return plain
     packer = zlib.compressobj(6, zlib.DEFLATED, -15)
     packed = COMPRESSED + packer.compress(plain) + packer.flush()
-    return packed if bucket_size(len(packed)) < bucket_size(len(plain)) else plain
+    smaller = bucket_size(len(packed), MIN_BUCKET) < bucket_size(len(plain), MIN_BUCKET)
+    return packed if smaller else plain
 
 
 def is_compressed(body: bytes) -> bool:

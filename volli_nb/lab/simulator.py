@@ -1,17 +1,21 @@
 """A simulator: two protocol sessions over a seeded lossy link, on a virtual clock.
 
 Peers A and B each get a real :class:`~volli_nb.core.crypto.identity.Identity` (derived from
-the seed), a :class:`~volli_nb.core.protocol.session.Session` pinned to the other, and an
-application that accepts every message it is handed.  Between them is a
-*datagram* link with latency, jitter, loss, duplication and reordering.
+the seed), a :class:`~volli_nb.core.protocol.session.Session` pinned to the other, the
+session's ratchet (:class:`~volli_nb.core.crypto.channel_keys.ChannelKeys`) and an
+application that stores every message that opens (by id, so a resend is acknowledged
+again, not delivered twice).  Between them is a *datagram* link with latency, jitter,
+loss, duplication and reordering.  Every message is a real envelope, sealed and opened
+by the Double Ratchet: the property tests exercise the ratchet under loss too.
 
 That link is harsher than reality: a WebRTC data channel is reliable and
 ordered (SCTP retransmits), so there the session does not need to.  Here the
 sessions retransmit (``retransmit=True``), which is what the exactly-once property
 test exercises.  Frames are never chunked in the simulator (``max_message_size``
 is 1 GiB): over a lossy link a lost chunk could not be recovered without SCTP.
-The sessions start verified (no ``expected_fingerprints``), since a lost HELLO is
-never resent; channel binding is tested in ``test_protocol``.
+The handshake runs before the link starts (a lost HELLO is never resent: over a data
+channel it cannot be lost), with stand-in certificate digests; channel binding is
+tested in ``test_protocol``.
 
 Everything runs off one heap of timed events (frame arrivals and session
 deadlines), so thousands of messages take well under a second.  The same
@@ -27,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import random
 from collections import Counter
@@ -34,13 +39,21 @@ from dataclasses import dataclass
 from typing import Literal
 
 from volli_nb.base.clock import VirtualClock
-from volli_nb.base.errors import UsageError
+from volli_nb.base.errors import ReplayError, UsageError
+from volli_nb.core.crypto.channel_keys import TAG_BYTES, ChannelKeys
+from volli_nb.core.crypto.envelope_wire import peek_message_ids
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.message_id import new_message_id
-from volli_nb.core.protocol.events import Acked, DeliveryTimeout, MessageReceived
+from volli_nb.core.protocol.events import (
+    Acked,
+    DeliveryTimeout,
+    FrameReceived,
+    PeerVerified,
+    Verdict,
+)
 from volli_nb.core.protocol.frames import (
     ACK,
-    MESSAGE,
+    BUNDLE,
     AckFrame,
     decode_frame,
     frame_type_name,
@@ -138,10 +151,15 @@ class Simulator:
         key_rng = random.Random(seeds.getrandbits(64))
         self.identities = {side: Identity.generate(key_rng.randbytes) for side in SIDES}
         nonce_rng = random.Random(seeds.getrandbits(64))
+        certificate = {
+            s: hashlib.sha256(f"simulated certificate {s}".encode()).digest() for s in SIDES
+        }
         self.sessions: dict[Side, Session] = {
             side: Session(
                 self.identities[side],
                 self.identities[_other(side)].public,
+                local_certificate=certificate[side],
+                remote_certificate=certificate[_other(side)],
                 ack_timeout=ack_timeout,
                 rto_initial=rto_initial,
                 rto_min=rto_min,
@@ -152,6 +170,9 @@ class Simulator:
             )
             for side in SIDES
         }
+        self.keys = self._handshake(nonce_rng)
+        self.stored: dict[Side, set[bytes]] = {"A": set(), "B": set()}
+        self._counter = 0
         self.delivered: dict[Side, list[Delivery]] = {"A": [], "B": []}
         self.acked: dict[Side, dict[bytes, float]] = {"A": {}, "B": {}}  # id -> ack time
         self.timed_out: dict[Side, list[bytes]] = {"A": [], "B": []}
@@ -169,13 +190,33 @@ class Simulator:
     def now(self) -> float:
         return self.clock.now
 
+    def _handshake(self, rng: random.Random) -> dict[Side, ChannelKeys]:
+        """Both hellos exchanged before the link starts; each side keeps its ratchet."""
+        hellos = {side: self.sessions[side].hello()[0] for side in SIDES}
+        keys: dict[Side, ChannelKeys] = {}
+        for side in SIDES:
+            for event in self.sessions[side].receive(hellos[_other(side)], self.now):
+                assert isinstance(event, PeerVerified)
+                me = self.identities[side].peer_id
+                keys[side] = ChannelKeys(event.handshake, me, started_ms=0, random=rng.randbytes)
+        return keys
+
     # --- the applications --------------------------------------------------------
 
     def send(self, side: Side, payload: bytes) -> bytes:
-        """The app on ``side`` sends ``payload`` (as the envelope); returns its message id."""
+        """The app on ``side`` seals ``payload`` and sends it; returns its message id."""
         message_id = new_message_id(self._id_rng.randbytes)
         self._sent_at[message_id] = self.now
-        for frame in self.sessions[side].send_message(message_id, payload, self.now):
+        self._counter += 1
+        keys = self.keys[side]
+        sealed = keys.seal(
+            conversation_id="simulated",
+            message_id=message_id,
+            counter=self._counter,
+            timestamp_ms=int(self.now * 1000),
+            plaintext=payload,
+        )
+        for frame in self.sessions[side].send_sealed(keys.session_id, sealed, self.now):
             self._transmit(side, frame)
         self._arm(side)
         return message_id
@@ -198,14 +239,16 @@ class Simulator:
     @staticmethod
     def _label(frame: bytes) -> str:
         name = frame_type_name(frame)
-        if len(frame) > 1 and frame[1] == MESSAGE:
-            return f"{name} {_short(frame[2:18])}"
+        if len(frame) > 1 and frame[1] == BUNDLE:
+            count, ids = peek_message_ids(frame[2 + TAG_BYTES :], 4)
+            more = f" +{count - 4}" if count > 4 else ""
+            return f"{name} {', '.join(_short(m) for m in ids)}{more}"
         if len(frame) > 1 and frame[1] == ACK:
             ack = decode_frame(frame)
             assert isinstance(ack, AckFrame)
-            ids = ", ".join(_short(m) for m in ack.message_ids[:4])
+            listed = ", ".join(_short(m) for m in ack.message_ids[:4])
             more = f" +{len(ack.message_ids) - 4}" if len(ack.message_ids) > 4 else ""
-            return f"{name} [{ids}{more}]"
+            return f"{name} [{listed}{more}]"
         return name
 
     def _transmit(self, side: Side, frame: bytes, note: str = "") -> None:
@@ -249,10 +292,11 @@ class Simulator:
             self._log(f"{side} gave up on {_short(event.message_id)} (no ACK in time)")
         for frame in session.data_to_send(self.now):
             note = ""
-            if frame[1] == MESSAGE:  # from data_to_send, a MESSAGE is always a resend
-                mid = frame[2:18]
-                self.retransmitted[mid] += 1
-                note = f" (resend {self.retransmitted[mid]})"
+            if frame[1] == BUNDLE:  # from data_to_send, a BUNDLE is always a resend
+                _, ids = peek_message_ids(frame[2 + TAG_BYTES :], 1 << 16)
+                for mid in ids:
+                    self.retransmitted[mid] += 1
+                note = f" (resend {self.retransmitted[ids[0]]})"
             self._transmit(side, frame, note)
         self._arm(side)
 
@@ -260,17 +304,37 @@ class Simulator:
         self._log(f"{_other(side)}→{side} {self._label(frame)}{note}")
         session = self.sessions[side]
         for event in session.receive(frame, self.now):
-            if isinstance(event, MessageReceived):
-                mid = event.message_id
-                self.delivered[side].append(
-                    Delivery(mid, event.envelope, self._sent_at[mid], self.now)
-                )
-                self._log(f"{side} app ← {_short(mid)}")
-                session.accept(mid)
+            if isinstance(event, FrameReceived):
+                session.settle(self._open(side, event), clock_ms=int(self.now * 1000))
             elif isinstance(event, Acked):
                 for mid in event.message_ids:
                     self.acked[_other(side)][mid] = self.now
         self._flush(side)
+
+    def _open(self, side: Side, received: FrameReceived) -> Verdict:
+        """The app: open the frame, store what is new, acknowledge it and confirmed
+        duplicates (a resend of what was stored); anything else stays unacknowledged."""
+        keys, stored = self.keys[side], self.stored[side]
+        opening = keys.open(
+            received.bundle, now_ms=int(self.now * 1000), seen=stored.__contains__, max_age_ms=None
+        )
+        acked = []
+        for message in opening.result.messages:
+            mid = message.message_id
+            stored.add(mid)
+            acked.append(mid)
+            self.delivered[side].append(
+                Delivery(mid, message.plaintext, self._sent_at[mid], self.now)
+            )
+            self._log(f"{side} app ← {_short(mid)}")
+        keys.commit(opening)
+        refused = []
+        for item in opening.result.refused:
+            if isinstance(item.error, ReplayError):
+                acked.append(item.message_id)
+            else:
+                refused.append((item.message_id, item.error))
+        return Verdict(tuple(acked), tuple(refused))
 
     def step(self) -> bool:
         """Process the next event; False when the queue is empty."""

@@ -1,6 +1,6 @@
 """What crosses a data channel, as event-log entries and progress.
 
-MESSAGE, BUNDLE, ACK, HELLO and BYE frames are logged (category ``frame``) with their
+BUNDLE, ACK, HELLO, REFUSE and BYE frames are logged (category ``frame``) with their
 ids, sizes and, for chunked frames, how long they took; pings and pongs are left out,
 as they come twice a second.  A chunked frame is logged once, when its last chunk
 passes, and a large outgoing message reports progress chunk by chunk, then waits for
@@ -12,16 +12,17 @@ never raises: a frame it cannot read is the session's business, not the trace's.
 
 from __future__ import annotations
 
-import json
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from volli_nb.base.errors import VolliError
-from volli_nb.core.encoding import b64decode
+from volli_nb.core.crypto.channel_keys import TAG_BYTES
+from volli_nb.core.crypto.envelope_wire import peek_message_ids
+from volli_nb.core.crypto.identity import DEVICE_ID_BYTES
 from volli_nb.core.eventlog import EventLog
-from volli_nb.core.message_id import MESSAGE_ID_BYTES
+from volli_nb.core.message_id import COUNT, MESSAGE_ID_BYTES
 from volli_nb.core.progress import ProgressFeed
 from volli_nb.core.protocol import frames
 
@@ -50,20 +51,16 @@ def _human(size: float) -> str:
 
 
 def _bundle_ids(body: bytes) -> tuple[int, list[bytes]]:
-    """The message count and the first MAX_IDS ids (a trace needs no more)."""
-    (count,) = frames.BUNDLE_COUNT.unpack_from(body)
-    offset, ids = frames.BUNDLE_COUNT.size, []
-    for _ in range(min(count, MAX_IDS)):
-        (length,) = frames.BUNDLE_LENGTH.unpack_from(body, offset)
-        start = offset + frames.BUNDLE_LENGTH.size
-        ids.append(body[start : start + ID])
-        offset = start + length
-    return count, ids
+    """A BUNDLE body's message count and first MAX_IDS ids (a trace needs no more)."""
+    return peek_message_ids(body[TAG_BYTES:], MAX_IDS)
 
 
 def _ack_ids(body: bytes) -> tuple[int, list[bytes]]:
-    listed = json.loads(body)["ids"]
-    return len(listed), [b64decode(i) for i in listed[:MAX_IDS]]
+    """An ACK body's id count and first MAX_IDS ids (after the two 10-byte device ids)."""
+    start = 2 * DEVICE_ID_BYTES
+    (count,) = COUNT.unpack_from(body, start)
+    start += COUNT.size
+    return count, [body[start + i * ID : start + (i + 1) * ID] for i in range(min(count, MAX_IDS))]
 
 
 class FrameTrace:
@@ -86,7 +83,9 @@ class FrameTrace:
     def expect(self, peer_id: str, message_id: bytes, envelope_size: int) -> None:
         """A message was queued for sending: a large one gets a progress bar."""
         if envelope_size >= PROGRESS_MIN_BYTES:
-            self._start_send(peer_id, message_id, 2 + ID + envelope_size, "queued")
+            self._start_send(
+                peer_id, message_id, frames.bundle_frame_size(envelope_size, 1), "queued"
+            )
 
     def _start_send(self, peer_id: str, message_id: bytes, total: int | None, stage: str) -> None:
         key = f"send:{message_id.hex()}:{peer_id}"
@@ -131,7 +130,7 @@ class FrameTrace:
             kind = frame[1] if len(frame) > 1 else None
             if kind == frames.CHUNK:
                 self._chunk(direction, peer_id, frame)
-            elif kind in (frames.MESSAGE, frames.BUNDLE, frames.ACK, frames.HELLO, frames.BYE):
+            elif kind in (frames.BUNDLE, frames.ACK, frames.HELLO, frames.REFUSE, frames.BYE):
                 self._whole(direction, peer_id, frame, len(frame), 1, None)
         except (struct.error, ValueError, KeyError, TypeError, IndexError, VolliError):
             return  # unreadable: the session refuses it with a typed error
@@ -143,16 +142,15 @@ class FrameTrace:
         stream = self._streams.get(key)
         if index == 0 or stream is None:
             inner = frames.TYPE_NAMES.get(data[1], "?") if len(data) > 1 else "?"
-            message_id = data[2 : 2 + ID] if inner == "MESSAGE" and len(data) >= 2 + ID else None
+            message_id = _bundle_ids(data[2:])[1][0] if inner == "BUNDLE" else None
             stream = self._streams[key] = _Stream(inner, message_id, self._clock())
         stream.size += len(data)
         stream.chunks += 1
         self._chunk_progress(direction, peer_id, stream, final)
         if final:
             del self._streams[key]
-            if stream.kind == "MESSAGE" and stream.message_id is not None:
-                head = bytes([frames.PROTOCOL_VERSION, frames.MESSAGE]) + stream.message_id
-                self._whole(direction, peer_id, head, stream.size, stream.chunks, stream)
+            if stream.kind == "BUNDLE" and stream.message_id is not None:
+                self._whole(direction, peer_id, b"", stream.size, stream.chunks, stream)
 
     def _chunk_progress(self, direction: str, peer_id: str, stream: _Stream, final: bool) -> None:
         if stream.message_id is None:
@@ -180,18 +178,18 @@ class FrameTrace:
         chunks: int,
         stream: _Stream | None,
     ) -> None:
-        kind = frames.TYPE_NAMES[frame[1]]
+        kind = frames.TYPE_NAMES[frame[1]] if stream is None else stream.kind
         body = frame[2:]
         count, ids = 0, []
-        if kind == "MESSAGE":
-            count, ids = 1, [body[:ID]]
+        if stream is not None and stream.message_id is not None:  # a chunked bundle of one
+            count, ids = 1, [stream.message_id]
         elif kind == "BUNDLE":
             count, ids = _bundle_ids(body)
         elif kind == "ACK" and direction == "out":  # incoming ACKs are logged once verified
             count, ids = _ack_ids(body)
         verb = "sent" if direction == "out" else "received"
         what = kind
-        if kind == "BUNDLE":
+        if kind == "BUNDLE" and count > 1:
             what = f"BUNDLE of {count}"
         elif kind == "ACK" and count:
             what = f"ACK for {count}"

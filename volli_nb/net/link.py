@@ -7,12 +7,14 @@ sending with back-pressure, timers and heartbeat), and closing.
 :class:`~volli_nb.net.network_store.NetworkStore` keeps the links by peer id and hands
 each the :class:`LinkContext` they share.
 
-Channel binding: once the channel opens, each side signs, with its identity key, the
-digests of both certificates its DTLS handshake used (its own and the peer's, read from
-the DTLS session, not from SDP text); nothing else is sent before that verifies, and a
-mismatch (or no valid binding within ``verify_timeout``) closes the connection.  Counters
-are our own (:class:`~volli_nb.net.events.PeerStats`): ``getStats()`` is empty for data
-channels.
+The session handshake binds the channel: once it opens, each side sends a hello
+signed by its identity key over the digests of both certificates its DTLS handshake used
+(its own and the peer's, read from the DTLS session, not from SDP text); nothing else is
+sent before that verifies, and a mismatch (or no finished handshake within
+``verify_timeout``) closes the connection.  The handshake's ratchet goes to the app
+(:class:`SessionKeys`), which seals and opens every message; the link only moves frames.
+Counters are our own (:class:`~volli_nb.net.events.PeerStats`): ``getStats()`` is empty
+for data channels.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
@@ -33,14 +35,16 @@ from volli_nb.base.errors import (
     VolliError,
 )
 from volli_nb.core import sdp
+from volli_nb.core.crypto.envelope import Sealed
+from volli_nb.core.crypto.handshake import HandshakeResult
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.protocol.events import FrameReceived, Verdict
 from volli_nb.core.protocol.session import Session
 from volli_nb.net import aiortc_compat
 from volli_nb.net.events import (
     CandidateView,
-    IncomingEnvelope,
     NetworkEvent,
     PeerOffline,
     PeerStats,
@@ -53,21 +57,48 @@ from volli_nb.net.turn_preflight import PreflightReport
 CHANNEL_LABEL = "volli"
 
 
+class SessionKeys(Protocol):
+    """What the app does with a channel's sessions: it owns their ratchets (so it seals
+    and opens every message) and answers each received frame once."""
+
+    def started(self, peer_id: str, handshake: HandshakeResult) -> None:
+        """A handshake finished on ``peer_id``'s channel (a first one, or a re-key)."""
+
+    def ended(self, peer_id: str, session_id: bytes) -> None:
+        """The channel that ran ``session_id`` closed: forget its ratchet."""
+
+    def frame(self, peer_id: str, received: FrameReceived) -> Verdict:
+        """Open, store, and say what was stored and what was refused (never raises)."""
+
+
+class NoKeys:
+    """Before an app attaches: no session is kept and every frame is refused, unopened."""
+
+    def started(self, peer_id: str, handshake: HandshakeResult) -> None:
+        pass
+
+    def ended(self, peer_id: str, session_id: bytes) -> None:
+        pass
+
+    def frame(self, peer_id: str, received: FrameReceived) -> Verdict:
+        return Verdict()
+
+
 @dataclass
 class LinkContext:
     """What every link of one NetworkStore shares: who we are, the configuration, where to
-    report, and the clocks (``clock`` for the times people read, ``monotonic`` for timers)."""
+    report, the app's session keys, and the clocks (``clock`` for the times people read,
+    ``monotonic`` for timers)."""
 
     identity: Identity
     config: NetworkConfig
     log: EventLog
     trace: FrameTrace  # what crosses the channel, for the sequence diagram and progress
-    seen: Callable[[str, bytes], bool] | None  # (peer id, message id): stored from that peer
     clock: Clock
     monotonic: Clock
     emit: Callable[[NetworkEvent], None]
-    deliver: Callable[[IncomingEnvelope], None]
-    batch: Callable[[], contextlib.AbstractContextManager[Any]]
+    keys: SessionKeys  # the app's: sessions started and ended, frames answered
+    observe: Callable[[str, FrameReceived], None]  # on_message handlers (a debug hook)
     dropped: Callable[[Link, str], None]  # the registry forgets the link and records why
     turn_report: Callable[[], PreflightReport | None] = lambda: None  # the last preflight
 
@@ -231,20 +262,20 @@ class Link:
     def _on_open(self) -> None:
         if self.traffic is not None or self.channel is None:
             return
-        bound = self.bound_fingerprints()
-        if bound is None:
+        certificates = self.channel_certificates()
+        if certificates is None:
             self.fail(ChannelBindingFailed("the DTLS handshake left no certificates to bind"))
             return
-        offer_fp, answer_fp = bound
         if self.peer is None:
             self.fail(UnknownPeer("channel opened before the answer named the peer"))
             return
-        config, peer_id, seen = self.ctx.config, self.peer.peer_id, self.ctx.seen
+        config = self.ctx.config
+        local, remote = certificates
         session = Session(
             self.ctx.identity,
             self.peer,
-            seen=(lambda mid: seen(peer_id, mid)) if seen is not None else None,
-            expected_fingerprints=(offer_fp, answer_fp),
+            local_certificate=local,
+            remote_certificate=remote,
             max_message_size=min(config.max_chunk, aiortc_compat.remote_max_message_size(self.pc)),
             ack_timeout=config.ack_timeout,
             adaptive_ack=config.adaptive_ack,
@@ -253,26 +284,19 @@ class Link:
             max_frame_bytes=config.max_frame_bytes,
         )
         self.traffic = traffic = Traffic(self, session, self.channel)
-        self.log("channel", "data channel open; sending channel binding")
+        self.log("channel", "data channel open; sending the session handshake")
         self.stats.last_seen = self.ctx.clock()
-        for frame in self.hello_frames(session, offer_fp, answer_fp):
+        for frame in session.hello():
             traffic.send_now(frame)
         self.spawn(traffic._run())  # the link's task; cancelled when it drops
         self.spawn(self._verify_deadline())
 
-    def bound_fingerprints(self) -> tuple[str, str] | None:
-        """(offer side's, answer side's) certificate digests, as the DTLS handshake saw
-        them, never as the SDP claimed: a relay that ends DTLS on both sides shows each
-        victim its own certificate, so the two sides' pairs differ and neither verifies."""
-        digests = aiortc_compat.certificate_digests(self.pc)
-        if digests is None:
-            return None
-        local, remote = (sdp.format_fingerprint(d) for d in digests)
-        return (local, remote) if self.role == "offer" else (remote, local)
-
-    def hello_frames(self, session: Session, offer_fp: str, answer_fp: str) -> list[bytes]:
-        """Our signature over both DTLS fingerprints (a test overrides this to lie)."""
-        return session.hello(offer_fp, answer_fp)
+    def channel_certificates(self) -> tuple[bytes, bytes] | None:
+        """SHA-256 of (our, the peer's) DTLS certificate, as the DTLS handshake saw them,
+        never as the SDP claimed: a relay that ends DTLS on both sides shows each victim
+        its own certificate, so the two sides' hellos name different pairs and neither
+        verifies.  (A test overrides this to lie.)"""
+        return aiortc_compat.certificate_digests(self.pc)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` as one of the link's tasks (cancelled when the link drops)."""
@@ -292,20 +316,11 @@ class Link:
 
     # --- the data path (once open) -------------------------------------------------------
 
-    def accept(self, message_id: bytes) -> None:
-        """The application stored ``message_id``: acknowledge it (batched, signed)."""
-        if self.traffic is not None:
-            self.traffic.accept(message_id)
-
-    def reject(self, message_id: bytes, error: VolliError) -> None:
-        if self.session is not None:  # what a retry cannot fix is refused in a signed frame
-            self.session.reject(message_id, error, clock_ms=int(self.ctx.clock() * 1000))
-
-    async def send_envelope(self, message_id: bytes, envelope: bytes) -> None:
-        """Queue an envelope on the session (see :meth:`Traffic.send_envelope`)."""
+    async def send_sealed(self, session_id: bytes, item: Sealed) -> None:
+        """Queue an envelope sealed under ``session_id`` (see :meth:`Traffic.send_sealed`)."""
         if self.traffic is None or not self.connected:
             raise TransportClosed("data channel is not open")
-        await self.traffic.send_envelope(message_id, envelope)
+        await self.traffic.send_sealed(session_id, item)
 
     # --- closing ------------------------------------------------------------------------
 
@@ -322,7 +337,10 @@ class Link:
         if self.traffic is not None:
             self.traffic.stop()
         self.ctx.dropped(self, reason)
-        in_flight = tuple(self.session.in_flight) if self.session else ()
+        session = self.session
+        if session is not None and session.session_id is not None:
+            self.ctx.keys.ended(self.peer_id, session.session_id)
+        in_flight = tuple(session.in_flight) if session else ()
         current = asyncio.current_task()
         for task in list(self.tasks):
             if task is not current:

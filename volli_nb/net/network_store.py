@@ -6,7 +6,9 @@ keyed by peer id.  One ``RTCPeerConnection`` and one reliable, ordered data chan
 :class:`~volli_nb.core.protocol.session.Session` (framing, chunking, signed ACKs, pings)
 and owns the connection's callbacks, its task, sending and closing.  This module makes
 offers and answers (without trickle: aiortc puts every candidate in the SDP), says who
-is connected, and passes what links report to the handlers the app registered.
+is connected, and passes what links report to the handlers the app registered.  The app
+attaches its session keys (:meth:`NetworkStore.attach`): it owns every channel's
+ratchet, seals what :meth:`send_sealed` carries, and answers each received frame.
 
 Time comes from injected clocks: ``clock`` (wall time, for the counters people read) and
 ``monotonic`` (timers and deadlines).
@@ -23,19 +25,20 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from volli_nb.base.clock import Clock, monotonic_clock, system_clock
-from volli_nb.base.errors import TransportClosed, UnknownPeer, UsageError, VolliError
+from volli_nb.base.errors import TransportClosed, UnknownPeer, UsageError
 from volli_nb.base.listeners import Listeners
 from volli_nb.core import sdp
+from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer, NetworkConfig, server_notes
 from volli_nb.core.progress import ProgressFeed
-from volli_nb.core.protocol.events import SessionStats
+from volli_nb.core.protocol.events import FrameReceived, SessionStats
 from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.net import aiortc_compat
 from volli_nb.net.events import CandidateView, IncomingEnvelope, NetworkEvent, PeerStats
 from volli_nb.net.frame_trace import FrameTrace
-from volli_nb.net.link import Link, LinkContext
+from volli_nb.net.link import Link, LinkContext, NoKeys, SessionKeys
 from volli_nb.net.turn_preflight import PreflightReport, TurnPlanner
 
 logger = logging.getLogger(__name__)
@@ -54,7 +57,6 @@ class NetworkStore:
         contacts: Callable[[str], PublicIdentity | None],
         *,
         config: NetworkConfig | None = None,
-        seen: Callable[[str, bytes], bool] | None = None,
         log: EventLog | None = None,
         clock: Clock = system_clock,
         monotonic: Clock = monotonic_clock,
@@ -71,20 +73,16 @@ class NetworkStore:
         self.failures: dict[str, str] = {}  # peer id → why its last connection ended
         self._messages = Listeners[[IncomingEnvelope]]("message handler", logger)
         self._events = Listeners[[NetworkEvent]]("network event handler", logger)
-        # Wraps the handling of one received frame's messages (a bundle); the app sets it
-        # to a database transaction so a bundle costs one commit.
-        self.batch: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
         self._context = LinkContext(
             identity=identity,
             config=self.config,
             log=self.log,
             trace=self.trace,
-            seen=seen,
             clock=clock,
             monotonic=monotonic,
             emit=self._events.emit,
-            deliver=self._messages.emit,
-            batch=lambda: self.batch(),
+            keys=NoKeys(),
+            observe=self._observe,
             dropped=self._dropped,
         )
         self.turn = TurnPlanner(self.config, self.log, clock=clock, monotonic=monotonic)
@@ -186,9 +184,21 @@ class NetworkStore:
 
     # --- handlers -----------------------------------------------------------
 
+    def attach(self, keys: SessionKeys) -> None:
+        """The app that owns the sessions: it keeps each channel's ratchet and answers
+        every received frame (until then frames are refused unopened)."""
+        self._context.keys = keys
+
     def on_message(self, handler: Callable[[IncomingEnvelope], None]) -> Callable[[], None]:
-        """Call ``handler`` for each new incoming envelope; returns the remover."""
+        """Call ``handler`` for each envelope as it arrives, still sealed (a debug hook:
+        the app opens and stores it next); returns the remover."""
         return self._messages.add(handler)
+
+    def _observe(self, peer_id: str, received: FrameReceived) -> None:
+        if self._messages:
+            for item in received.bundle.envelopes:
+                envelope = item.envelope
+                self._messages.emit(IncomingEnvelope(peer_id, envelope.message_id, item.raw))
 
     def on_event(self, handler: Callable[[NetworkEvent], None]) -> Callable[[], None]:
         """Call ``handler`` for each peer event (online, offline, delivered…); returns the
@@ -322,31 +332,11 @@ class NetworkStore:
 
     # --- the data path ------------------------------------------------------
 
-    def accept(self, peer_id: str, message_id: bytes) -> None:
-        """The application stored ``message_id``: acknowledge it (batched, signed)."""
-        link = self._links.get(peer_id)
-        if link is not None:
-            link.accept(message_id)
-
-    def reject(
-        self, peer_id: str, message_id: bytes, error: VolliError, *, quiet: bool = False
-    ) -> None:
-        """Not stored: no ACK (and a signed refusal if a retry cannot fix ``error``).
-        ``quiet``: the app reports this error once as a state, not once per message."""
-        if not quiet:
-            self.log.add(
-                "error",
-                f"rejected message: {type(error).__name__}: {error}",
-                peer_id=peer_id,
-                message_id=message_id.hex(),
-            )
-        link = self._links.get(peer_id)
-        if link is not None:
-            link.reject(message_id, error)
-
-    async def send_envelope(self, peer_id: str, message_id: bytes, envelope: bytes) -> None:
-        """Queue an envelope on the peer's session; it is bundled with whatever else is
-        queued when the link's task next sends, and tracked until a signed ACK.
+    async def send_sealed(self, peer_id: str, session_id: bytes, item: Sealed) -> None:
+        """Queue an envelope sealed under ``session_id`` on the peer's channel; it is
+        bundled (and signed once) with whatever else is queued when the link's task next
+        sends, and tracked until a signed ACK.  :class:`StaleSession` if the channel runs
+        another session now (nothing sent: seal it again).
 
         Waits while more than ``config.buffer_high`` bytes are queued (back-pressure)."""
         link = self._links.get(peer_id)
@@ -355,7 +345,15 @@ class NetworkStore:
                 f"peer {peer_id!r} is not connected; the message stays queued and is "
                 "sent when it comes back (or call sync_messages() after re-pairing)"
             )
-        await link.send_envelope(message_id, envelope)
+        await link.send_sealed(session_id, item)
+
+    def rekey(self, peer_id: str) -> None:
+        """Start a fresh session handshake on the open channel to ``peer_id``."""
+        link = self._links.get(peer_id)
+        if link is not None and link.session is not None:
+            link.session.rekey()
+            if link.traffic is not None:
+                link.traffic.wake.set()
 
     # --- closing ------------------------------------------------------------
 

@@ -1,9 +1,16 @@
 """Frames between one open data channel and its sans-IO session.
 
 Created by a :class:`~volli_nb.net.link.Link` when its channel opens (that is when the
-session exists), a :class:`Traffic` receives (one database batch per frame, so a bundle
-costs one commit and its ACKs leave after it), sends with back-pressure, and runs the
+session exists), a :class:`Traffic` receives, sends with back-pressure, and runs the
 link's task: the session's timers, the heartbeat and the send loop.
+
+- **One frame up, one verdict down**: each received bundle goes to the app's
+  :class:`~volli_nb.net.link.SessionKeys` as one :class:`FrameReceived`; the app opens it,
+  stores what opens in one transaction and answers once (:class:`Verdict`), and the
+  session acknowledges and refuses accordingly.  Frames that carry no message (PING,
+  PONG, ACK) never reach the app's storage.  Bad input of any kind refuses its frame
+  with a log line; it never ends the transport, except a HELLO that does not verify
+  (then the channel is not who it claims to be, and closes).
 
 - **Heartbeat**: a ping every ``heartbeat_interval``; dead after ``dead_after`` seconds of
   silence on a clean link, longer when stalls were measured, because aiortc alone
@@ -16,6 +23,8 @@ link's task: the session's timers, the heartbeat and the send loop.
   ``clock_skew_warn`` is logged once when it appears and once when it goes.
 - **Storage**: a frame whose messages could not be stored refuses them (signed, with a
   code the sender can act on); storage failures are the app's to report, once per change.
+- **Sessions**: a finished handshake (the first, or a re-key) goes to the app before
+  :class:`PeerOnline` is emitted, so whatever a listener sends is sealed under it.
 - **Sending**: the loop lets the session bundle whatever was queued, control frames
   first, and holds the channel's buffer to about a second of measured goodput, through
   ``bufferedAmount`` and ``bufferedamountlow``: a deep buffer on a slow link delays
@@ -34,30 +43,32 @@ from aiortc import RTCDataChannel
 from volli_nb.base.errors import (
     ChannelBindingFailed,
     PeerError,
-    StorageError,
     TransportClosed,
     UnknownPeer,
     VolliError,
 )
+from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.protocol.clock_skew import SkewMonitor, describe_skew
 from volli_nb.core.protocol.events import (
     Acked,
     DeliveryTimeout,
     Event,
-    MessageReceived,
+    FrameReceived,
     PeerClock,
     PeerClosed,
     PeerVerified,
     Pong,
     Refused,
+    Rekeyed,
+    Verdict,
 )
+from volli_nb.core.protocol.frames import HELLO
 from volli_nb.core.protocol.session import Session
 from volli_nb.net import aiortc_compat
 from volli_nb.net.events import (
     ClockSkew,
     Delivered,
     DeliveryRefused,
-    IncomingEnvelope,
     PeerOnline,
     Undelivered,
 )
@@ -102,6 +113,9 @@ class Traffic:
             link.fail(exc)
             return
         except PeerError as exc:
+            if raw[1:2] == bytes((HELLO,)) or not session.verified:
+                link.fail(exc)  # a hello that does not verify: not who it claims to be
+                return
             # Malformed or forged frames are dropped and logged; nothing is stored.
             link.error = exc
             link.log("error", f"rejected frame: {type(exc).__name__}: {exc}")
@@ -109,38 +123,58 @@ class Traffic:
         except VolliError as exc:
             link.fail(exc)
             return
-        try:
-            with self.ctx.batch():  # a bundle's messages: one commit, then one ACK
-                for event in events:
-                    self._dispatch(event)
-        except Exception as exc:  # e.g. the disk is full: nothing was acknowledged
-            self._not_stored(events, exc)
+        except Exception as exc:  # a bug, never the transport's end: the frame is dropped
+            log.exception("receiving a frame failed")
+            link.log("error", f"rejected frame (internal error): {type(exc).__name__}: {exc}")
+            return
+        for event in events:
+            self._dispatch(event)
         self.wake.set()
 
-    def _not_stored(self, events: list[Event], exc: Exception) -> None:
-        """A frame's commit failed: refuse its messages (a resend is offered again)."""
-        error = exc if isinstance(exc, VolliError) else None
-        clock_ms = self.clock_ms()
-        for event in events:
-            if isinstance(event, MessageReceived):
-                self.session.reject(event.message_id, error, clock_ms=clock_ms)
-        if not isinstance(exc, StorageError):  # the app reports storage, once per change
-            log.exception("storing received messages failed")
-            self.link.log("error", f"storing received messages failed: {exc}")
+    def _frame(self, event: FrameReceived) -> None:
+        """One frame up, one verdict down."""
+        link = self.link
+        link.stats.messages_in += len(event.bundle.envelopes)
+        self.ctx.observe(link.peer_id, event)
+        try:
+            verdict = self.ctx.keys.frame(link.peer_id, event)
+        except Exception as exc:  # the app answers every frame; a bug refuses it, unacked
+            log.exception("the app failed on a received frame")
+            link.log("error", f"received frame not stored: {type(exc).__name__}: {exc}")
+            verdict = Verdict()
+        self.session.settle(verdict, clock_ms=self.clock_ms())
 
     def clock_ms(self) -> int:
         return int(self.ctx.clock() * 1000)
 
     def _dispatch(self, event: Event) -> None:
         link, emit = self.link, self.ctx.emit
-        if isinstance(event, PeerVerified):
+        if isinstance(event, FrameReceived):
+            self._frame(event)
+        elif isinstance(event, PeerVerified):
+            self.ctx.keys.started(link.peer_id, event.handshake)
             link.verified = True
             link.stats.connected_at = self.ctx.clock()
-            link.log("dtls", "channel binding verified (both DTLS certificates signed)")
+            link.log(
+                "dtls",
+                "session handshake verified (both DTLS certificates signed); "
+                f"session {event.handshake.session_id[:4].hex()}",
+                kind="session.started",
+                session=event.handshake.session_id[:4].hex(),
+                initiator=event.handshake.initiator,
+            )
             emit(PeerOnline(link.peer_id))
-        elif isinstance(event, MessageReceived):
-            link.stats.messages_in += 1
-            self.ctx.deliver(IncomingEnvelope(link.peer_id, event.message_id, event.envelope))
+        elif isinstance(event, Rekeyed):
+            self.ctx.keys.started(link.peer_id, event.handshake)
+            link.log(
+                "dtls",
+                f"re-keyed: new session {event.handshake.session_id[:4].hex()}; "
+                f"{len(event.resend)} message(s) to seal again",
+                kind="session.rekeyed",
+                session=event.handshake.session_id[:4].hex(),
+            )
+            for message_id in event.resend:
+                emit(Undelivered(link.peer_id, message_id, "session re-keyed; sealed again"))
         elif isinstance(event, Acked):
             if event.rtt is not None:
                 link.stats.rtt = event.rtt
@@ -187,18 +221,14 @@ class Traffic:
             link.log("connection", f"clocks agree again: {text}", kind=kind, skew=reading.skew)
         self.ctx.emit(ClockSkew(link.peer_id, reading.skew, reading.within, reading.first))
 
-    def accept(self, message_id: bytes) -> None:
-        self.session.accept(message_id)
-        self.wake.set()
-
     # --- sending --------------------------------------------------------------------
 
-    async def send_envelope(self, message_id: bytes, envelope: bytes) -> None:
-        """Queue an envelope on the session; wait while more than ``buffer_high`` bytes
-        are queued (back-pressure)."""
+    async def send_sealed(self, session_id: bytes, item: Sealed) -> None:
+        """Queue an envelope sealed under ``session_id``; wait while more than
+        ``buffer_high`` bytes are queued (back-pressure)."""
         session = self.session
-        self.ctx.trace.expect(self.link.peer_id, message_id, len(envelope))
-        session.queue_message(message_id, envelope, self.ctx.monotonic())
+        self.ctx.trace.expect(self.link.peer_id, item.message_id, len(item.envelope))
+        session.queue_sealed(session_id, item, self.ctx.monotonic())
         self.link.stats.messages_out += 1
         self.wake.set()
         while session.queued_bytes > self.ctx.config.buffer_high:

@@ -1,20 +1,22 @@
-"""The cryptography in one import: identities, envelopes and the primitive wrappers.
+"""The cryptography in one import: identities, sessions, envelopes and the primitives.
 
 A facade only: the code lives in identity.py (keys, peer ids, safety numbers),
-envelope.py (seal/open), envelope_format.py (the wire shape, parsed strictly) and
-primitives.py (every libsodium call, shared by the envelope code and the known-answer
-tests).
+handshake.py (the channel-bound session handshake), ratchet.py (the Double Ratchet),
+channel_keys.py (one channel's ratchet and its owner rules), envelope.py and
+envelope_wire.py (seal/open and the wire layout, parsed strictly) and primitives.py
+(every libsodium call, shared with the known-answer tests).
 """
 
 from __future__ import annotations
 
-from volli_nb.core.crypto.envelope import OpenedMessage, open_envelope, seal
-from volli_nb.core.crypto.envelope_format import (
+from volli_nb.core.crypto.channel_keys import ChannelKeys, seal_for
+from volli_nb.core.crypto.envelope import OpenedBundle, OpenedMessage, Sealed, bundle, open_bundle
+from volli_nb.core.crypto.envelope_wire import (
     MAX_ENVELOPE_BYTES,
     KeyWrap,
+    ParsedBundle,
     ParsedEnvelope,
-    bucket_size,
-    envelope_message_id,
+    parse_bundle,
     parse_envelope,
 )
 from volli_nb.core.crypto.identity import (
@@ -37,24 +39,28 @@ from volli_nb.core.crypto.primitives import (
 
 __all__ = [
     "MAX_ENVELOPE_BYTES",
+    "ChannelKeys",
     "Identity",
     "KeyWrap",
+    "OpenedBundle",
     "OpenedMessage",
+    "ParsedBundle",
     "ParsedEnvelope",
     "PublicIdentity",
+    "Sealed",
     "aead_decrypt",
     "aead_encrypt",
-    "bucket_size",
+    "bundle",
     "contact_safety_number",
     "ed25519_sign",
     "ed25519_verify",
-    "envelope_message_id",
     "format_safety_number",
-    "open_envelope",
+    "open_bundle",
+    "parse_bundle",
     "parse_envelope",
     "peer_id_for",
     "safety_number",
-    "seal",
+    "seal_for",
     "verify",
     "x25519",
     "x25519_public",

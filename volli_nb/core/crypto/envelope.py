@@ -1,338 +1,353 @@
-"""Envelopes: the seed's ``EncryptedMessage``, made sound: :func:`seal` and :func:`open_envelope`.
+"""The envelope (v2): the seed's ``EncryptedMessage`` on per-device Double Ratchet sessions.
 
-The wire shape, its size buckets and the strict parser are in
-:mod:`volli_nb.core.crypto.envelope_format`; this module builds and checks the cryptography.
+Shape (layout and digests in :mod:`volli_nb.core.crypto.envelope_wire`):
+``conversation_id``, ``sender``, ``recipients{device_id: {encryptedKey, nonce}}``,
+``ciphertext``, plus the message id, counter, timestamp and key commitment that bind
+it.  Envelopes travel in a signed *bundle* (one to 512 of them, one signature).
 
-Construction (DESIGN.md section 3):
+Construction, per sealing (the outbox re-seals on every attempt, same message id):
 
-- A random 32-byte content key K encrypts ``pad(plaintext, bucket)`` with
-  XChaCha20-Poly1305; the associated data is the canonical header (the object
-  without ``ciphertext`` and ``signature``).
-- K is wrapped for each recipient's X25519 device key with a fresh ephemeral key:
-  ``wrap_key = blake2b(x25519(eph, device) || eph_pub || device, person="volli-wrap-v1")``,
-  ``encrypted_key = XChaCha20-Poly1305(wrap_key, nonce_i, K, ad=message_id || peer_id)``.
-  Never ``Box(sender, recipient)``, with which either side could forge the other.
-- ``commitment = blake2b(message_id, key=K, person="volli-commit-v1")`` is signed, so
-  one ciphertext cannot open to two different bodies for two recipients.
-- ``signature = Identity.sign("volli-envelope-v1", blake2b(header || blake2b(ciphertext,
-  person="volli-ct-v1"), person="volli-sig-v1"))`` covers every header field, hence
-  each recipient's id and the exact device key wrapped to, and the ciphertext hash.
+- a random 32-byte content key K; ``commitment = BLAKE2b-256(message_id, key=K,
+  person="volli-v2-commit")`` sits in the common header, so one ciphertext cannot open
+  to two bodies for two recipients (XChaCha20-Poly1305 alone does not commit to its key);
+- ``ciphertext = XChaCha20-Poly1305(K, nonce=0^24, pad(plaintext), ad=common header)``:
+  a fixed nonce is safe because K is used for exactly one message;
+- per recipient device, K is encrypted under the next message key of that pair's
+  ratchet (:func:`volli_nb.core.crypto.ratchet.encrypt`) with ``bind`` (the common
+  header and the ciphertext's hash) as associated data: ``encryptedKey`` is those 72
+  bytes (the ratchet's synthetic nonce, K, a tag), and the seed's ``nonce`` is the
+  ratchet header (dh, pn, n) that selects the key.  Each recipient thereby knows from
+  its pairwise key alone that the sender made exactly this header and ciphertext;
+- a bundle carries one Ed25519 signature of the sender's identity key (domain
+  ``volli-bundle-v2``) over the digests of all its envelopes: per-message cost is one
+  AEAD for the body, one per recipient for the key, and 1/n of a signature.
 
-Receiving (:func:`open_envelope`), cheapest and least trusting first: size cap
-(``OversizedInput``, before parsing) -> strict parse (``MalformedEnvelope``; the
-input must be exactly the canonical bytes :func:`seal` produces) -> pinned sender
-(``UnknownPeer``, ``KeyMismatch``) -> signature (``BadSignature``) -> recipient set
-(``NotARecipient``, also if the key was wrapped to a device key we no longer have) ->
-freshness (``StaleMessage``) -> replay (``ReplayError``) -> unwrap
-(``DecryptionFailed``; a low-order ephemeral key gives ``LowOrderKey``) -> commitment
-(``KeyCommitmentMismatch``) -> decrypt (``DecryptionFailed``) -> unpad
-(``MalformedEnvelope``, also for padding that is not minimal).  Only
-:class:`~volli_nb.base.errors.VolliError` subclasses come out.
+Receiving (:func:`open_bundle`), cheapest and least trusting first.  For the whole
+bundle (raised): size cap (``OversizedInput``) -> strict parse (``MalformedEnvelope``)
+-> every envelope's sender is this session's peer (``UnknownPeer``) -> signature with
+the pinned identity key (``BadSignature``).  Then per envelope (returned in
+``refused``, the rest still open): recipient (``NotARecipient``) -> clock
+(``StaleMessage``: more than ``max_skew_ms`` ahead, or older than ``max_age_ms`` if set;
+the ratchet itself refuses replays) -> unwrap with the ratchet (``DecryptionFailed``,
+``TooManySkipped``, also once the frame's :class:`~.ratchet.WorkBudget` is spent,
+``MessageKeyUnavailable``, ``LowOrderKey``) -> already accepted
+(``ReplayError``: the ``seen`` callback, asked once per envelope, or an earlier envelope
+of this bundle) -> commitment (``KeyCommitmentMismatch``) -> body (``DecryptionFailed``)
+-> padding (``MalformedEnvelope``).
 
-Freshness: the outbox seals a fresh envelope (new timestamp) on every send attempt,
-so a receiver can refuse timestamps older than ``max_age_ms`` (10 minutes) or more
-than ``max_skew_ms`` (2 minutes) ahead of its clock.  A replay older than
-``max_age_ms`` therefore fails the freshness check before the seen-set is asked, so
-the seen-set only has to remember ids for ``max_age_ms + max_skew_ms`` after
-acceptance (keeping them longer is harmless).
+Integration (:mod:`volli_nb.core.crypto.channel_keys`): one owner per channel holds the
+ratchet state; :func:`seal` runs when a message leaves the outbox, for the recipients
+attempted now, and :func:`bundle` once per frame.  The receiver calls
+:func:`open_bundle` with the state, stores ``messages`` in one transaction, adopts
+``OpenedBundle.state`` after the commit, then acknowledges ``messages`` and the
+``ReplayError`` ids; other refused ids stay unacknowledged, so the sender re-seals them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
 
 from volli_nb.base.errors import (
     KeyCommitmentMismatch,
-    KeyMismatch,
     MalformedEnvelope,
+    MessageKeyUnavailable,
     NotARecipient,
+    PeerError,
     ReplayError,
     StaleMessage,
     UnknownPeer,
     UsageError,
 )
-from volli_nb.core.crypto.envelope_format import (
+from volli_nb.core.crypto import ratchet
+from volli_nb.core.crypto.envelope_wire import (
     MAX_CONVERSATION_ID,
     MAX_ENVELOPE_BYTES,
     MAX_RECIPIENTS,
-    MAX_SAFE_INT,
-    VERSION,
-    KeyWrap,
+    MIN_BUCKET,
+    TAG_BYTES,
+    ParsedBundle,
     ParsedEnvelope,
-    bucket_size,
-    envelope_message_id,
-    header_bytes,
-    is_bucket,
-    is_safe_int,
+    bind_digest,
+    bundle_digest,
+    encode_bundle,
+    encode_head,
+    envelope_digest,
+    parse_bundle,
     parse_envelope,
-    valid_conversation_id,
 )
-from volli_nb.core.crypto.identity import Identity, PublicIdentity, verify
-from volli_nb.core.crypto.primitives import (
-    AEAD_NONCE_BYTES,
-    AEAD_TAG_BYTES,
-    KEY_BYTES,
-    Random,
-    aead_decrypt,
-    aead_encrypt,
-    pad,
-    random_bytes,
-    unpad,
-    x25519,
-    x25519_public,
-)
-from volli_nb.core.encoding import b64encode, canonical_json
-from volli_nb.core.message_id import check_message_id, new_message_id
+from volli_nb.core.crypto.identity import Identity, PublicIdentity, device_id_bytes, verify
+from volli_nb.core.crypto.padding import bucket_size, pad, unpad
+from volli_nb.core.crypto.primitives import Random, aead_decrypt, aead_encrypt, random_bytes
+from volli_nb.core.crypto.wire import MAX_SAFE_INT, uvarint
+from volli_nb.core.message_id import MESSAGE_ID_BYTES
 
-DEFAULT_MAX_AGE_MS = 10 * 60 * 1000
-DEFAULT_MAX_SKEW_MS = 2 * 60 * 1000
-SIGN_DOMAIN = b"volli-envelope-v1"
-WRAP_PERSON = b"volli-wrap-v1"
-COMMIT_PERSON = b"volli-commit-v1"
-CIPHERTEXT_PERSON = b"volli-ct-v1"
-SIGNED_PERSON = b"volli-sig-v1"
+COMMIT_PERSON = b"volli-v2-commit"
+SIGN_DOMAIN = b"volli-bundle-v2"
+BODY_NONCE = bytes(24)
+DEFAULT_MAX_SKEW_MS = 2 * 60 * 1000  # how far ahead of our clock a sender's time may be
+DEFAULT_MAX_AGE_MS = 10 * 60 * 1000  # how old a (freshly sealed) envelope may be
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """One sealed envelope and the recipients' new ratchet states (commit them with it)."""
+
+    envelope: bytes
+    digest: bytes
+    message_id: bytes
+    states: Mapping[str, ratchet.RatchetState]
+
+
+@dataclass(frozen=True, slots=True)
 class OpenedMessage:
-    """A verified, decrypted message; ``sender`` is the pinned identity."""
+    """A verified, decrypted message from the session's peer."""
 
     message_id: bytes
     conversation_id: str
-    sender: PublicIdentity
+    sender: str
     counter: int
     timestamp_ms: int
-    recipients: tuple[str, ...]  # sorted peer ids
+    recipients: tuple[str, ...]  # sorted device ids
     plaintext: bytes
 
 
-def _blake(data: bytes, *, person: bytes, key: bytes = b"") -> bytes:
-    return hashlib.blake2b(data, digest_size=32, person=person, key=key).digest()
+@dataclass(frozen=True, slots=True)
+class Refused:
+    message_id: bytes
+    error: PeerError
 
 
-def _wrap_key(shared: bytes, ephemeral: bytes, device_key: bytes) -> bytes:
-    return _blake(shared + ephemeral + device_key, person=WRAP_PERSON)
+@dataclass(frozen=True, slots=True)
+class OpenedBundle:
+    """One answer per frame: the new state, what opened, what was refused and why."""
+
+    state: ratchet.RatchetState
+    messages: tuple[OpenedMessage, ...]
+    refused: tuple[Refused, ...]
 
 
-def _commitment(message_id: bytes, key: bytes) -> bytes:
-    return _blake(message_id, person=COMMIT_PERSON, key=key)
+def commitment(message_id: bytes, key: bytes) -> bytes:
+    return hashlib.blake2b(message_id, digest_size=32, key=key, person=COMMIT_PERSON).digest()
 
 
-def _to_sign(header: bytes, ciphertext: bytes) -> bytes:
-    return _blake(header + _blake(ciphertext, person=CIPHERTEXT_PERSON), person=SIGNED_PERSON)
-
-
-def _wrap_for(
-    peer: PublicIdentity, key: bytes, message_id: bytes, random: Random
-) -> dict[str, str]:
-    eph_secret = random(KEY_BYTES)
-    eph_public = x25519_public(eph_secret)
-    shared = x25519(eph_secret, peer.device_key)
-    nonce = random(AEAD_NONCE_BYTES)
-    wrap_key = _wrap_key(shared, eph_public, peer.device_key)
-    encrypted = aead_encrypt(wrap_key, nonce, key, message_id + peer.peer_id.encode())
-    return {
-        "device_key": b64encode(peer.device_key),
-        "ephemeral_key": b64encode(eph_public),
-        "encrypted_key": b64encode(encrypted),
-        "nonce": b64encode(nonce),
-    }
-
-
-def _check_seal_args(
-    recipients: Sequence[PublicIdentity],
+def _check_seal(
+    sessions: Mapping[str, ratchet.RatchetState],
     conversation_id: str,
-    plaintext: bytes,
+    message_id: bytes,
     counter: int,
     timestamp_ms: int,
+    plaintext: bytes,
 ) -> None:
-    if not recipients:
-        raise UsageError("an envelope needs at least one recipient")
-    if len(recipients) > MAX_RECIPIENTS:
-        raise UsageError(f"at most {MAX_RECIPIENTS} recipients per envelope")
-    for peer in recipients:
-        if not isinstance(peer, PublicIdentity) or len(peer.device_key) != 32:
-            raise UsageError("recipients must be PublicIdentity values with 32-byte keys")
-    ids = [r.peer_id for r in recipients]
-    if len(set(ids)) != len(ids):
-        raise UsageError("each recipient may appear only once")
-    if not valid_conversation_id(conversation_id):
+    if not 1 <= len(sessions) <= MAX_RECIPIENTS:
+        raise UsageError(f"an envelope needs 1 to {MAX_RECIPIENTS} recipient sessions")
+    if not isinstance(conversation_id, str) or not 1 <= len(conversation_id) <= (
+        MAX_CONVERSATION_ID
+    ):
         raise UsageError(f"conversation_id must be 1 to {MAX_CONVERSATION_ID} characters")
-    if not is_safe_int(counter, 1, MAX_SAFE_INT):
-        raise UsageError("counter must be an int from 1 to 2**53-1 (counters start at 1)")
-    if not is_safe_int(timestamp_ms, 0, MAX_SAFE_INT):
-        raise UsageError("timestamp_ms must be an int of milliseconds since the epoch")
+    try:
+        conversation_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("conversation_id must be valid Unicode (no lone surrogates)") from None
+    if not isinstance(message_id, bytes) or len(message_id) != MESSAGE_ID_BYTES:
+        raise UsageError(f"a message id is {MESSAGE_ID_BYTES} bytes")
+    for name, value, low in (("counter", counter, 1), ("timestamp_ms", timestamp_ms, 0)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not low <= value <= (MAX_SAFE_INT)
+        ):
+            raise UsageError(f"{name} must be an int from {low} to 2**53-1")
     if not isinstance(plaintext, bytes | bytearray | memoryview):
         raise UsageError("plaintext must be bytes; encode text first")
-    body_b64 = -(-(bucket_size(len(plaintext)) + AEAD_TAG_BYTES) * 4 // 3)
-    if body_b64 + 300 * len(recipients) + 1024 > MAX_ENVELOPE_BYTES:
-        raise _too_big(len(plaintext))
-
-
-def _too_big(length: int) -> UsageError:
-    return UsageError(
-        f"a {length}-byte message would exceed the {MAX_ENVELOPE_BYTES}-byte envelope cap "
-        "that receivers enforce; send less"
-    )
+    estimate = bucket_size(len(plaintext), MIN_BUCKET) + TAG_BYTES + 200 * len(sessions) + 2048
+    if estimate > MAX_ENVELOPE_BYTES:
+        raise UsageError(
+            f"a {len(plaintext)}-byte message would exceed the {MAX_ENVELOPE_BYTES}-byte "
+            "envelope cap that receivers enforce; send less"
+        )
 
 
 def seal(
-    sender: Identity,
-    recipients: Sequence[PublicIdentity],
+    sessions: Mapping[str, ratchet.RatchetState],
     *,
+    sender: str,
     conversation_id: str,
-    plaintext: bytes,
+    message_id: bytes,
     counter: int,
     timestamp_ms: int,
-    message_id: bytes | None = None,
+    plaintext: bytes,
     random: Random = random_bytes,
-) -> bytes:
-    """Encrypt ``plaintext`` for ``recipients`` and sign it; returns canonical JSON bytes.
+) -> Sealed:
+    """Encrypt ``plaintext`` once and wrap its key for every device in ``sessions``.
 
-    ``counter`` is per (sender, conversation) and assigned by the caller.  All
-    randomness (message id, content key, ephemeral keys, nonces) comes from ``random``.
+    ``sessions`` maps each recipient device id to this device's ratchet state with it;
+    the returned ``states`` replace them (the old ones stay valid until committed).
     """
-    _check_seal_args(recipients, conversation_id, plaintext, counter, timestamp_ms)
-    message_id = new_message_id(random) if message_id is None else check_message_id(message_id)
-    key = random(KEY_BYTES)
-    wraps = {peer.peer_id: _wrap_for(peer, key, message_id, random) for peer in recipients}
-    nonce = random(AEAD_NONCE_BYTES)
-    obj: dict[str, Any] = {
-        "v": VERSION,
-        "conversation_id": conversation_id,
-        "message_id": b64encode(message_id),
-        "sender": sender.public.to_json(),
-        "counter": counter,
-        "timestamp": timestamp_ms,
-        "recipients": wraps,
-        "nonce": b64encode(nonce),
-        "commitment": b64encode(_commitment(message_id, key)),
-    }
-    header = header_bytes(obj)
-    padded = pad(bytes(plaintext), bucket_size(len(plaintext)))
-    ciphertext = aead_encrypt(key, nonce, padded, header)
-    obj["ciphertext"] = b64encode(ciphertext)
-    obj["signature"] = b64encode(sender.sign(SIGN_DOMAIN, _to_sign(header, ciphertext)))
-    data = canonical_json(obj)
-    if len(data) > MAX_ENVELOPE_BYTES:
-        raise _too_big(len(plaintext))
-    return data
+    _check_seal(sessions, conversation_id, message_id, counter, timestamp_ms, plaintext)
+    order = sorted((device_id_bytes(rid), rid) for rid in sessions)
+    key = random(32)
+    head = encode_head(
+        conversation_id,
+        message_id,
+        device_id_bytes(sender),
+        counter,
+        timestamp_ms,
+        commitment(message_id, key),
+        len(order),
+    )
+    common = head + b"".join(raw for raw, _ in order)
+    ciphertext = aead_encrypt(key, BODY_NONCE, pad(plaintext, MIN_BUCKET), common)
+    bind = bind_digest(common, ciphertext)
+    states: dict[str, ratchet.RatchetState] = {}
+    sections: list[bytes] = []
+    for raw, rid in order:
+        states[rid], header, wrapped = ratchet.encrypt(sessions[rid], key, bind)
+        sections.append(raw + header.encode() + wrapped)
+    body = b"".join(sections)
+    envelope = head + body + uvarint(len(ciphertext)) + ciphertext
+    return Sealed(envelope, envelope_digest(bind, body), message_id, MappingProxyType(states))
 
 
-def _check_sender(env: ParsedEnvelope, contacts: Callable[[str], PublicIdentity | None]) -> None:
-    sender_id = env.sender.peer_id
-    pinned = contacts(sender_id)
-    if pinned is None:
-        raise UnknownPeer(f"envelope from {sender_id}, who is not a contact; pair first")
-    if pinned != env.sender:
-        raise KeyMismatch(
-            f"envelope from {sender_id} carries keys other than the pinned ones; "
-            "compare safety numbers and re-pair before trusting new keys"
-        )
-    verify(pinned.identity_key, SIGN_DOMAIN, _to_sign(env.header, env.ciphertext), env.signature)
+def bundle(signer: Identity, items: Sequence[Sealed | bytes]) -> bytes:
+    """One signed frame body for 1..512 envelopes from ``signer`` (sealed or stored)."""
+    envelopes: list[bytes] = []
+    digests: list[bytes] = []
+    for item in items:
+        if isinstance(item, Sealed):
+            envelopes.append(item.envelope)
+            digests.append(item.digest)
+            continue
+        try:
+            parsed = parse_envelope(item)
+        except MalformedEnvelope as exc:
+            raise UsageError(f"not an envelope v2: {exc}") from None
+        if parsed.envelope.sender != signer.peer_id:
+            raise UsageError(f"a bundle signed by {signer.peer_id} holds only its own envelopes")
+        envelopes.append(parsed.raw)
+        digests.append(parsed.digest)
+    return encode_bundle(envelopes, signer.sign(SIGN_DOMAIN, bundle_digest(digests)))
 
 
-def _check_fresh(timestamp_ms: int, now_ms: int, max_age_ms: int, max_skew_ms: int) -> None:
-    if timestamp_ms < now_ms - max_age_ms:
-        raise StaleMessage(
-            f"envelope is {(now_ms - timestamp_ms) / 1000:.0f} s old "
-            f"(limit {max_age_ms / 1000:.0f} s): a replay, or the sender's clock is behind "
-            "(each attempt is sealed afresh, so a retry does not help a wrong clock)"
-        )
+def _stale(timestamp_ms: int, now_ms: int, max_age_ms: int | None, max_skew_ms: int) -> str:
     if timestamp_ms > now_ms + max_skew_ms:
-        raise StaleMessage(
-            f"envelope is {(timestamp_ms - now_ms) / 1000:.0f} s in the future "
-            f"(limit {max_skew_ms / 1000:.0f} s): the sender's clock is ahead, or this "
-            "machine's is behind"
+        return (
+            f"envelope is {(timestamp_ms - now_ms) / 1000:.0f} s in the future; "
+            "check the sender's or this machine's clock"
         )
+    if max_age_ms is not None and timestamp_ms < now_ms - max_age_ms:
+        return f"envelope is {(now_ms - timestamp_ms) / 1000:.0f} s old"
+    return ""
 
 
-def _unpad(padded: bytes) -> bytes:
-    plaintext = unpad(padded, error=MalformedEnvelope)
-    if bucket_size(len(plaintext)) != len(padded):
-        raise MalformedEnvelope("the decrypted body is not padded to its size bucket")
-    return plaintext
+@dataclass(frozen=True, slots=True)
+class _Receiving:
+    me: str
+    now_ms: int
+    seen: Callable[[bytes], bool]
+    max_age_ms: int | None
+    max_skew_ms: int
+    limits: ratchet.Limits
+    random: Random
+    budget: ratchet.WorkBudget
 
 
-def open_envelope(
-    data: bytes,
-    me: Identity,
+def _open_one(
+    parsed: ParsedEnvelope, state: ratchet.RatchetState, how: _Receiving, earlier: set[bytes]
+) -> tuple[ratchet.RatchetState, OpenedMessage | PeerError]:
+    env = parsed.envelope
+    mid = env.message_id
+    wrap = env.recipients.get(how.me)
+    if wrap is None:
+        return state, NotARecipient(f"envelope {mid.hex()} is not addressed to {how.me}")
+    stale = _stale(env.timestamp_ms, how.now_ms, how.max_age_ms, how.max_skew_ms)
+    if stale:
+        return state, StaleMessage(stale)
+    try:
+        new_state, key = ratchet.decrypt(
+            state,
+            wrap.header,
+            wrap.encrypted_key,
+            parsed.bind,
+            now_ms=how.now_ms,
+            limits=how.limits,
+            random=how.random,
+            budget=how.budget,
+        )
+    except MessageKeyUnavailable as exc:
+        if mid in earlier or how.seen(mid):
+            return state, ReplayError(f"message {mid.hex()} was already accepted")
+        return state, exc
+    except PeerError as exc:
+        return state, exc
+    if mid in earlier or how.seen(mid):
+        return new_state, ReplayError(f"message {mid.hex()} was already accepted")
+    if not hmac.compare_digest(commitment(mid, key), env.commitment):
+        return new_state, KeyCommitmentMismatch(
+            f"the content key wrapped for {how.me} is not the one the sender committed to"
+        )
+    try:
+        plaintext = unpad(aead_decrypt(key, BODY_NONCE, env.ciphertext, parsed.common), MIN_BUCKET)
+    except PeerError as exc:
+        return new_state, exc
+    recipients = tuple(sorted(env.recipients))
+    return new_state, OpenedMessage(
+        mid, env.conversation_id, env.sender, env.counter, env.timestamp_ms, recipients, plaintext
+    )
+
+
+def open_bundle(
+    data: bytes | ParsedBundle,
     *,
-    contacts: Callable[[str], PublicIdentity | None],
+    me: str,
+    peer: PublicIdentity,
+    state: ratchet.RatchetState,
     now_ms: int,
     seen: Callable[[bytes], bool] = lambda _mid: False,
-    channel: tuple[str, bytes] | None = None,
-    max_age_ms: int = DEFAULT_MAX_AGE_MS,
+    max_age_ms: int | None = None,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
-    max_size: int = MAX_ENVELOPE_BYTES,
-) -> OpenedMessage:
-    """Verify and decrypt in DESIGN.md's order (see the module docstring).
+    limits: ratchet.Limits = ratchet.DEFAULT_LIMITS,
+    random: Random = random_bytes,
+) -> OpenedBundle:
+    """Verify a bundle from ``peer`` and open what it holds for device ``me``.
 
-    ``contacts(peer_id)`` returns the pinned (already verified) identity or None;
-    ``seen(message_id)`` says whether that id was already accepted (persist it to
-    survive restarts).  ``channel`` is the (peer id, message id) the frame carrying the
-    envelope came with: checked first, so a copy relayed by someone else is refused as
-    :class:`UnknownPeer` before the replay check could make it worth an ACK.
-    Pure: stores nothing, raises only VolliError subclasses.
+    Pure: ``state`` is unchanged; adopt the returned state once the messages are stored.
+    Raises only for the whole bundle (see the module docstring); each envelope's own
+    refusal is in ``refused``.  ``data`` may be parsed already (the session parses a
+    frame once, to read its ids).
     """
-    env = parse_envelope(data, max_size=max_size)
-    if channel is not None and (env.sender.peer_id, env.message_id) != channel:
-        raise UnknownPeer(
-            f"envelope {env.message_id.hex()[:8]} from {env.sender.peer_id} came on "
-            f"{channel[0]}'s channel as {channel[1].hex()[:8]}: a relayed copy, refused"
-        )
-    _check_sender(env, contacts)
-    wrap = env.recipients.get(me.peer_id)
-    if wrap is None:
-        raise NotARecipient(f"this envelope is not addressed to {me.peer_id}")
-    if wrap.device_key != me.public.device_key:
-        raise NotARecipient("the key was wrapped to a device key this identity no longer has")
-    _check_fresh(env.timestamp_ms, now_ms, max_age_ms, max_skew_ms)
-    if seen(env.message_id):
-        raise ReplayError(f"message {env.message_id.hex()} was already accepted")
-    shared = me.shared_secret(wrap.ephemeral_key)
-    key = aead_decrypt(
-        _wrap_key(shared, wrap.ephemeral_key, wrap.device_key),
-        wrap.nonce,
-        wrap.encrypted_key,
-        env.message_id + me.peer_id.encode(),
-    )
-    if not hmac.compare_digest(_commitment(env.message_id, key), env.commitment):
-        raise KeyCommitmentMismatch(
-            "the content key wrapped for us is not the one the sender committed to"
-        )
-    plaintext = _unpad(aead_decrypt(key, env.nonce, env.ciphertext, env.header))
-    return OpenedMessage(
-        message_id=env.message_id,
-        conversation_id=env.conversation_id,
-        sender=env.sender,
-        counter=env.counter,
-        timestamp_ms=env.timestamp_ms,
-        recipients=tuple(sorted(env.recipients)),
-        plaintext=plaintext,
-    )
+    parsed = data if isinstance(data, ParsedBundle) else parse_bundle(data)
+    for item in parsed.envelopes:
+        if item.envelope.sender != peer.peer_id:
+            raise UnknownPeer(
+                f"envelope from {item.envelope.sender} in a bundle on {peer.peer_id}'s session"
+            )
+    verify(peer.identity_key, SIGN_DOMAIN, parsed.signed_digest(), parsed.signature)
+    budget = ratchet.WorkBudget.for_frame(len(parsed.envelopes), limits)
+    how = _Receiving(me, now_ms, seen, max_age_ms, max_skew_ms, limits, random, budget)
+    opened: list[OpenedMessage] = []
+    refused: list[Refused] = []
+    earlier: set[bytes] = set()
+    for item in parsed.envelopes:
+        state, outcome = _open_one(item, state, how, earlier)
+        if isinstance(outcome, OpenedMessage):
+            opened.append(outcome)
+            earlier.add(outcome.message_id)
+        else:
+            refused.append(Refused(item.envelope.message_id, outcome))
+    return OpenedBundle(state, tuple(opened), tuple(refused))
 
 
-__all__ = [  # the format's names too: callers seal, open and parse through this module
-    "DEFAULT_MAX_AGE_MS",
-    "DEFAULT_MAX_SKEW_MS",
-    "MAX_CONVERSATION_ID",
-    "MAX_ENVELOPE_BYTES",
-    "MAX_RECIPIENTS",
-    "SIGN_DOMAIN",
-    "VERSION",
-    "KeyWrap",
+__all__ = [
+    "OpenedBundle",
     "OpenedMessage",
-    "ParsedEnvelope",
-    "bucket_size",
-    "envelope_message_id",
-    "header_bytes",
-    "is_bucket",
-    "open_envelope",
-    "parse_envelope",
+    "Refused",
+    "Sealed",
+    "bundle",
+    "commitment",
+    "open_bundle",
     "seal",
 ]

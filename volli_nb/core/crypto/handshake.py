@@ -5,12 +5,12 @@ Both sides call :func:`start` as soon as the channel opens and send ``pending.he
 checks it and returns the session's first :class:`~volli_nb.core.crypto.ratchet.RatchetState`.
 Nothing here touches a socket or a clock; all randomness is injected.
 
-Hello, version 1 (321 bytes, fixed layout)::
+Hello, version 2 (289 bytes, fixed layout)::
 
-    u8 version=1 | identity key 32 (Ed25519) | device key 32 (X25519)
+    u8 version=2 | identity key 32 (Ed25519) | device key 32 (X25519)
     | the peer's identity key 32 | ephemeral key 32 | ratchet key 32 (X25519)
     | own DTLS certificate digest 32 | the peer's DTLS certificate digest 32
-    | resume session id 32 (zeros: none) | signature 64
+    | signature 64
 
 The signature is the identity key's over every preceding byte (domain
 ``volli-handshake-v1``).  The digests are SHA-256 of the DER certificates the DTLS
@@ -43,11 +43,11 @@ identity) -> ``KeyMismatch`` (the pinned identity with another device key) ->
 ``BadSignature`` -> ``ChannelBindingFailed`` (addressed to someone else, or digests that
 are not the certificates in use) -> ``LowOrderKey`` (an ephemeral or ratchet key).
 
-Resuming: ``start(resume=session_id)`` names the session this side holds for the peer;
-``HandshakeResult.resume_id`` is that id when both hellos named the same one, and the
-caller may then keep its stored ratchet state (the new one is discarded).  If the two
-stored states disagree (one side restored an old file), decryption fails on the first
-message and the caller re-handshakes without ``resume``; its outbox re-seals.
+No resuming: a session lives exactly as long as its data channel, in memory only.
+Version 1 let a side name a stored session to resume; a restored file or row could then
+resume from a stale state and reuse message keys.  Every channel now starts a fresh
+session, and the outbox re-seals whatever the last one left unacknowledged
+(docs/sessions.md says why this is the better design here).
 """
 
 from __future__ import annotations
@@ -65,7 +65,13 @@ from volli_nb.base.errors import (
 )
 from volli_nb.core.crypto.identity import Identity, PublicIdentity, peer_id_for, verify
 from volli_nb.core.crypto.kdf import hkdf
-from volli_nb.core.crypto.primitives import Random, random_bytes, x25519
+from volli_nb.core.crypto.primitives import (
+    KEY_BYTES,
+    SIGNATURE_BYTES,
+    Random,
+    random_bytes,
+    x25519,
+)
 from volli_nb.core.crypto.ratchet import (
     RatchetState,
     generate_dh,
@@ -74,15 +80,12 @@ from volli_nb.core.crypto.ratchet import (
 )
 from volli_nb.core.crypto.wire import Reader, as_bytes
 
-VERSION = 1
+VERSION = 2
 SIGN_DOMAIN = b"volli-handshake-v1"
 TRANSCRIPT_PREFIX = b"volli-handshake-transcript-v1"
 ROOT_INFO = b"volli-x3dh-v1"
-KEY_BYTES = 32
 DIGEST_BYTES = 32  # SHA-256 of a DER certificate
-SIGNATURE_BYTES = 64
-HELLO_BYTES = 1 + 8 * 32 + SIGNATURE_BYTES
-NO_SESSION = bytes(32)
+HELLO_BYTES = 1 + 7 * KEY_BYTES + SIGNATURE_BYTES
 _FIELDS = (
     "identity_key",
     "device_key",
@@ -91,7 +94,6 @@ _FIELDS = (
     "ratchet_key",
     "own_certificate",
     "peer_certificate",
-    "resume",
 )
 
 
@@ -106,7 +108,6 @@ class Hello:
     ratchet_key: bytes
     own_certificate: bytes
     peer_certificate: bytes
-    resume: bytes
     signature: bytes
 
     def signed_part(self) -> bytes:
@@ -125,14 +126,17 @@ class Hello:
 
 
 def decode_hello(data: bytes) -> Hello:
-    """Strictly decode a hello: exact size, version 1; verifies nothing."""
+    """Strictly decode a hello: exact size, this version; verifies nothing."""
     raw = as_bytes(data, "a handshake hello")
     if len(raw) != HELLO_BYTES:
         raise MalformedHandshake(f"a hello is {HELLO_BYTES} bytes, not {len(raw)}")
     reader = Reader(raw, MalformedHandshake, "handshake hello")
     version = reader.byte("version")
     if version != VERSION:
-        raise MalformedHandshake(f"handshake version {version} is not supported (expected 1)")
+        raise MalformedHandshake(
+            f"handshake version {version} is not supported (expected {VERSION}): "
+            "the peer runs another volli_nb release; upgrade both sides"
+        )
     fields = {name: reader.take(KEY_BYTES, name) for name in _FIELDS}
     hello = Hello(**fields, signature=reader.take(SIGNATURE_BYTES, "signature"))
     reader.end()
@@ -169,7 +173,6 @@ class HandshakeResult:
     session_id: bytes
     initiator: bool
     peer: PublicIdentity
-    resume_id: bytes | None  # the stored session both hellos named, if any
 
 
 def _check_digest(value: bytes, what: str) -> bytes:
@@ -184,7 +187,6 @@ def start(
     *,
     local_certificate: bytes,
     remote_certificate: bytes,
-    resume: bytes | None = None,
     random: Random = random_bytes,
 ) -> PendingHandshake:
     """Our hello for ``peer`` over the DTLS channel whose certificates have these digests."""
@@ -192,8 +194,6 @@ def start(
         raise UsageError("a device cannot open a session with itself")
     local = _check_digest(local_certificate, "local_certificate")
     remote = _check_digest(remote_certificate, "remote_certificate")
-    if resume is not None and (len(resume) != KEY_BYTES or resume == NO_SESSION):
-        raise UsageError("resume must be a 32-byte session id")
     ephemeral_secret, ephemeral_public = generate_dh(random)
     ratchet_keys = generate_dh(random)
     unsigned = Hello(
@@ -204,7 +204,6 @@ def start(
         ratchet_keys[1],
         local,
         remote,
-        resume or NO_SESSION,
         b"",
     )
     signature = me.sign(SIGN_DOMAIN, unsigned.signed_part())
@@ -267,9 +266,7 @@ def finish(
         state = init_initiator(shared, transcript, pending.ratchet_keys, hello.ratchet_key)
     else:
         state = init_responder(shared, transcript, pending.ratchet_keys, hello.ratchet_key, random)
-    ours = pending.hello[1 + 7 * KEY_BYTES : 1 + 8 * KEY_BYTES]
-    resume_id = ours if ours == hello.resume and ours != NO_SESSION else None
-    return HandshakeResult(state, transcript, pending.initiator, pending.peer, resume_id)
+    return HandshakeResult(state, transcript, pending.initiator, pending.peer)
 
 
 __all__ = [

@@ -40,6 +40,8 @@ MAX_DEVICE_EPOCH = 2**53 - 1  # exact in JavaScript and SQLite alike
 PEER_ID_PERSON = b"volli-peer-id"
 SAFETY_ITERATIONS = 5200
 
+DEVICE_ID_BYTES = 10  # a peer id's raw bytes, as binary formats carry it
+
 
 @functools.lru_cache(maxsize=4096)
 def peer_id_for(identity_key: bytes) -> str:
@@ -48,6 +50,22 @@ def peer_id_for(identity_key: bytes) -> str:
     Cached: every envelope and contact lookup asks for the same few ids."""
     digest = hashlib.blake2b(identity_key, digest_size=10, person=PEER_ID_PERSON).digest()
     return base64.b32encode(digest).decode("ascii").lower()
+
+
+@functools.lru_cache(maxsize=4096)
+def device_id_bytes(device_id: str) -> bytes:
+    """The 10 raw bytes of a 16-character peer id; anything else is a UsageError."""
+    if not isinstance(device_id, str) or len(device_id) != 16 or device_id != device_id.lower():
+        raise UsageError(f"a device id is a 16-character peer id, not {device_id!r}")
+    try:
+        return base64.b32decode(device_id.upper())
+    except ValueError:
+        raise UsageError(f"a device id is a 16-character peer id, not {device_id!r}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def device_id_text(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").lower()
 
 
 def device_record(device_key: bytes, epoch: int) -> tuple[bytes, bytes]:

@@ -22,11 +22,11 @@ import hashlib
 import hmac
 
 from volli_nb.base.errors import UsageError
+from volli_nb.core.crypto.primitives import KEY_BYTES
 
 ROOT_INFO = b"volli-ratchet-root-v1"
 MESSAGE_KEY_INPUT = b"\x01"
 CHAIN_KEY_INPUT = b"\x02"
-KEY_BYTES = 32
 
 
 def hkdf_extract(salt: bytes, ikm: bytes, hash_name: str = "sha256") -> bytes:

@@ -7,7 +7,7 @@ refuses a body that is not a bucket or whose padding is not minimal, so every
 plaintext has exactly one padded form.
 
 Envelope v2 starts at 128 bytes (a 100-byte text fits the first bucket); envelope v1
-uses the same buckets from 256 bytes (:mod:`volli_nb.core.crypto.envelope_format`).
+uses the same buckets from 256 bytes (:mod:`volli_nb.lab.static_key_envelope_format`).
 """
 
 from __future__ import annotations

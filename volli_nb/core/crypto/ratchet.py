@@ -10,19 +10,32 @@ be stored before deleting its key".  A failed decrypt raises and leaves nothing 
 
 The algorithm is the spec's, step for step (``RatchetEncrypt``, ``RatchetDecrypt``,
 ``TrySkippedMessageKeys``, ``SkipMessageKeys``, ``DHRatchet``), on X25519 (libsodium)
-and the KDFs of :mod:`volli_nb.core.crypto.kdf`.  ENCRYPT is XChaCha20-Poly1305 with
-the message key as key and a fixed all-zero nonce (the spec's first option: each message
-key encrypts exactly once).  Its associated data is ``CONCAT(AD, header)``: ``state.ad``
-(the 32-byte session id from the handshake), the encoded header, then the caller's own
-associated data (envelope v2 passes its header and ciphertext digest).
+and the KDFs of :mod:`volli_nb.core.crypto.kdf`.  Its associated data is
+``CONCAT(AD, header)``: ``state.ad`` (the 32-byte session id from the handshake), the
+encoded header, then the caller's own associated data (the envelope passes its header and
+ciphertext digest).
+
+ENCRYPT is misuse-resistant (SIV-style), as defence in depth: each message key should
+encrypt exactly once, but a bug or a rolled-back state could use one twice, and with a
+fixed nonce two plaintexts under one key give away their XOR (with one known, the
+other).  So the message key is split by BLAKE2b into an AEAD key and a nonce key, the
+24-byte nonce is ``BLAKE2b(nonce key, len(ad) | ad | plaintext)``, sent in front of the
+XChaCha20-Poly1305 ciphertext, and checked again after decryption.  A reused key then
+shows only whether two messages were equal: different inputs get different nonces,
+equal inputs the same bytes.  The cost is 24 bytes per key wrap.
 
 Choices the spec leaves open:
 
 - **Bounds** (:class:`Limits`): at most ``max_skip`` keys skipped in one chain per
   message (more raises :class:`TooManySkipped`, the spec's MAX_SKIP), at most
   ``max_skipped`` held in all (oldest evicted first), each kept ``skipped_ttl_ms``
-  after it was derived (expired lazily on the next decrypt, with the injected
-  ``now_ms``).  A message whose key is gone raises :class:`MessageKeyUnavailable`.
+  after it was derived (dropped by :func:`expire`, which the owner of a state calls on a
+  timer, and by every decrypt; a clock that went back cannot keep a key longer).  A
+  message whose key is gone raises :class:`MessageKeyUnavailable`.
+- **Work per frame** (:class:`WorkBudget`): one received frame may hold hundreds of
+  envelopes, each asking for up to ``max_skip`` derivations and a DH step.  A budget
+  shared by the frame's decrypts caps what it can cost (counted in keys derived and DH
+  steps, checked *before* deriving), so a hostile bundle is refused within the cap.
 - **Duplicates are named**: a header for an already-used key of the current chain, or
   for one of the last ``HISTORY`` receiving chains, raises ``MessageKeyUnavailable``
   instead of the spec's failed decryption after a bogus DH step.
@@ -37,6 +50,7 @@ Choices the spec leaves open:
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -50,6 +64,8 @@ from volli_nb.base.errors import (
 )
 from volli_nb.core.crypto.kdf import kdf_ck, kdf_rk
 from volli_nb.core.crypto.primitives import (
+    AEAD_NONCE_BYTES,
+    KEY_BYTES,
     Random,
     aead_decrypt,
     aead_encrypt,
@@ -61,10 +77,10 @@ from volli_nb.core.crypto.wire import Reader, as_bytes, uvarint
 
 SkippedKeys = Mapping[tuple[bytes, int], tuple[bytes, int]]  # (dh, n) -> (mk, stored_ms)
 
-KEY_BYTES = 32
 HISTORY = 4  # previous receiving ratchet keys remembered to name duplicates
 MAX_CHAIN = 2**32 - 1  # n and pn in a header
-MESSAGE_NONCE = bytes(24)  # each message key encrypts exactly once (spec section 5.2)
+_AEAD_PERSON = b"volli-mk-aead"
+_NONCE_PERSON = b"volli-mk-nonce"
 _EMPTY: SkippedKeys = MappingProxyType({})
 
 
@@ -112,6 +128,39 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+class WorkBudget:
+    """What the decrypts of one received frame may still cost (see the module docstring).
+
+    A genuine frame derives one key per envelope, plus the keys of messages it skipped
+    (at most ``max_skip`` per chain), and takes one DH step per new ratchet key of the
+    sender, a handful at most."""
+
+    __slots__ = ("dh_steps", "keys")
+
+    def __init__(self, keys: int, dh_steps: int) -> None:
+        self.keys, self.dh_steps = keys, dh_steps
+
+    @classmethod
+    def for_frame(cls, envelopes: int, limits: Limits = DEFAULT_LIMITS) -> WorkBudget:
+        return cls(keys=envelopes + limits.max_skip, dh_steps=MAX_DH_STEPS_PER_FRAME)
+
+    def spend_keys(self, count: int) -> None:
+        if count > self.keys:
+            raise TooManySkipped(
+                f"this frame would derive {count} more message keys, past its cap "
+                f"({self.keys} left); refused before deriving"
+            )
+        self.keys -= count
+
+    def spend_dh_step(self) -> None:
+        if self.dh_steps <= 0:
+            raise TooManySkipped("this frame asks for more DH ratchet steps than a frame may take")
+        self.dh_steps -= 1
+
+
+MAX_DH_STEPS_PER_FRAME = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +259,35 @@ def _dh_ratchet(state: RatchetState, dh: bytes, random: Random) -> RatchetState:
     )
 
 
-def _seal(message_key: bytes, plaintext: bytes, ad: bytes) -> bytes:
-    return aead_encrypt(message_key, MESSAGE_NONCE, plaintext, ad)
+def _split(message_key: bytes) -> tuple[bytes, bytes]:
+    """The message key's AEAD key and nonce key (independent, by personalisation)."""
+    aead_key = hashlib.blake2b(b"", digest_size=32, key=message_key, person=_AEAD_PERSON).digest()
+    nonce_key = hashlib.blake2b(b"", digest_size=32, key=message_key, person=_NONCE_PERSON)
+    return aead_key, nonce_key.digest()
 
 
-def _open(message_key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
-    return aead_decrypt(message_key, MESSAGE_NONCE, ciphertext, ad)
+def _nonce(nonce_key: bytes, plaintext: bytes, ad: bytes) -> bytes:
+    data = len(ad).to_bytes(8, "big") + ad + plaintext
+    return hashlib.blake2b(data, digest_size=AEAD_NONCE_BYTES, key=nonce_key).digest()
+
+
+def seal_with_key(message_key: bytes, plaintext: bytes, ad: bytes) -> bytes:
+    """ENCRYPT (see the module docstring): ``nonce | XChaCha20-Poly1305 ciphertext``."""
+    aead_key, nonce_key = _split(message_key)
+    nonce = _nonce(nonce_key, plaintext, ad)
+    return nonce + aead_encrypt(aead_key, nonce, plaintext, ad)
+
+
+def open_with_key(message_key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
+    """DECRYPT: the tag, then the nonce recomputed from what it opened (DecryptionFailed)."""
+    if len(ciphertext) < AEAD_NONCE_BYTES:
+        raise DecryptionFailed("a ratchet ciphertext starts with its 24-byte nonce")
+    aead_key, nonce_key = _split(message_key)
+    nonce = ciphertext[:AEAD_NONCE_BYTES]
+    plaintext = aead_decrypt(aead_key, nonce, ciphertext[AEAD_NONCE_BYTES:], ad)
+    if not hmac.compare_digest(nonce, _nonce(nonce_key, plaintext, ad)):
+        raise DecryptionFailed("the nonce is not the one its message key and content give")
+    return plaintext
 
 
 def encrypt(
@@ -227,7 +299,7 @@ def encrypt(
         raise UsageError("this ratchet state has no sending chain (not from init_*)")
     cks, message_key = kdf_ck(s.cks)
     header = Header(s.dhs_public, s.pn, s.ns)
-    ciphertext = _seal(message_key, plaintext, s.ad + header.encode() + ad)
+    ciphertext = seal_with_key(message_key, plaintext, s.ad + header.encode() + ad)
     # Positional construction: dataclasses.replace costs more than the AEAD here.
     new = RatchetState(
         s.ad,
@@ -247,15 +319,31 @@ def encrypt(
 
 
 def _expire(skipped: SkippedKeys, now_ms: int, ttl_ms: int) -> SkippedKeys:
-    """Drop keys older than the TTL (oldest first, so stop at the first fresh one)."""
-    drop = 0
-    for _mk, stored_ms in skipped.values():
-        if now_ms - stored_ms < ttl_ms:
-            break
-        drop += 1
-    if not drop:
+    """Drop keys older than the TTL.  A key stamped in the future (the clock went back)
+    is re-stamped ``now_ms``, so it expires one TTL from now, not one TTL after a time
+    that may never come."""
+    if not skipped:
         return skipped
-    return MappingProxyType(dict(list(skipped.items())[drop:]))
+    stamps = [stored_ms for _mk, stored_ms in skipped.values()]
+    if now_ms - stamps[0] < ttl_ms and max(stamps) <= now_ms:
+        return skipped  # nothing expired, nothing stamped in the future (the usual case)
+    kept: dict[tuple[bytes, int], tuple[bytes, int]] = {}
+    changed = False
+    for key, (mk, stored_ms) in skipped.items():
+        if stored_ms > now_ms:
+            stored_ms, changed = now_ms, True
+        if now_ms - stored_ms >= ttl_ms:
+            changed = True
+            continue
+        kept[key] = (mk, stored_ms)
+    return MappingProxyType(kept) if changed else skipped
+
+
+def expire(state: RatchetState, now_ms: int, limits: Limits = DEFAULT_LIMITS) -> RatchetState:
+    """The state without its skipped keys older than ``limits.skipped_ttl_ms`` (the owner
+    calls this on a timer, so an idle side does not keep them for ever)."""
+    skipped = _expire(state.skipped, now_ms, limits.skipped_ttl_ms)
+    return state if skipped is state.skipped else replace(state, skipped=skipped)
 
 
 def _skip(
@@ -265,6 +353,7 @@ def _skip(
     until: int,
     limits: Limits,
     found: list[tuple[tuple[bytes, int], bytes]],
+    budget: WorkBudget | None,
 ) -> tuple[bytes | None, int]:
     """SkipMessageKeys: derive the keys ``nr .. until-1`` of one receiving chain."""
     if until - nr > limits.max_skip:
@@ -274,6 +363,8 @@ def _skip(
         )
     if chain_key is None or dh is None:
         return chain_key, nr
+    if budget is not None and until > nr:
+        budget.spend_keys(until - nr)
     while nr < until:
         chain_key, message_key = kdf_ck(chain_key)
         found.append(((dh, nr), message_key))
@@ -303,17 +394,19 @@ def decrypt(
     now_ms: int,
     limits: Limits = DEFAULT_LIMITS,
     random: Random = random_bytes,
+    budget: WorkBudget | None = None,
 ) -> tuple[RatchetState, bytes]:
     """RatchetDecrypt: ``(new state, plaintext)``; ``state`` is unchanged, also on error.
 
-    Raises ``DecryptionFailed`` (tag), ``TooManySkipped``, ``MessageKeyUnavailable``
-    (duplicate, expired or evicted key) or ``LowOrderKey`` (a header key of low order).
+    Raises ``DecryptionFailed`` (tag), ``TooManySkipped`` (also when ``budget``, shared
+    by one frame's decrypts, would be exceeded), ``MessageKeyUnavailable`` (duplicate,
+    expired or evicted key) or ``LowOrderKey`` (a header key of low order).
     """
     full_ad = state.ad + header.encode() + ad
     skipped = _expire(state.skipped, now_ms, limits.skipped_ttl_ms)
     held = skipped.get((header.dh, header.n))
     if held is not None:
-        plaintext = _open(held[0], ciphertext, full_ad)
+        plaintext = open_with_key(held[0], ciphertext, full_ad)
         rest = dict(skipped)
         del rest[(header.dh, header.n)]
         return replace(state, skipped=MappingProxyType(rest)), plaintext
@@ -325,7 +418,9 @@ def decrypt(
                 f"message {header.n} of an earlier receiving chain has no key left: "
                 "a duplicate, or its skipped key expired"
             )
-        ckr, nr = _skip(state.dhr, state.ckr, state.nr, header.pn, limits, found)
+        ckr, nr = _skip(state.dhr, state.ckr, state.nr, header.pn, limits, found, budget)
+        if budget is not None:
+            budget.spend_dh_step()
         work = _dh_ratchet(replace(state, ckr=ckr, nr=nr), header.dh, random)
     elif state.ckr is None:
         raise DecryptionFailed("no message was ever sent under this ratchet key")
@@ -333,10 +428,12 @@ def decrypt(
         raise MessageKeyUnavailable(
             f"message {header.n} of this chain was already decrypted (or its key expired)"
         )
-    ckr, nr = _skip(work.dhr, work.ckr, work.nr, header.n, limits, found)
+    ckr, nr = _skip(work.dhr, work.ckr, work.nr, header.n, limits, found, budget)
     assert ckr is not None  # a receiving chain exists after the checks above
+    if budget is not None:
+        budget.spend_keys(1)
     ckr, message_key = kdf_ck(ckr)
-    plaintext = _open(message_key, ciphertext, full_ad)
+    plaintext = open_with_key(message_key, ciphertext, full_ad)
     w = work
     new = RatchetState(
         w.ad,
@@ -358,14 +455,19 @@ def decrypt(
 __all__ = [
     "DEFAULT_LIMITS",
     "HISTORY",
+    "MAX_DH_STEPS_PER_FRAME",
     "Header",
     "Limits",
     "RatchetState",
+    "WorkBudget",
     "decode_header",
     "decrypt",
     "encrypt",
+    "expire",
     "generate_dh",
     "init_initiator",
     "init_responder",
+    "open_with_key",
     "read_header",
+    "seal_with_key",
 ]

@@ -27,6 +27,7 @@ from types import MappingProxyType
 
 from volli_nb.base.errors import DecryptionFailed, SessionStateCorrupt, UsageError
 from volli_nb.core.crypto.primitives import (
+    KEY_BYTES,
     Random,
     aead_decrypt,
     aead_encrypt,
@@ -40,7 +41,7 @@ STATE_VERSION = 1
 SEAL_VERSION = 1
 SEAL_AD = b"volli-ratchet-state-v1"
 MAX_STORED_SKIPPED = 1 << 16  # a hard cap independent of the Limits in force
-_K = 32
+_K = KEY_BYTES
 
 
 def encode_state(state: RatchetState) -> bytes:

@@ -8,23 +8,52 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from volli_nb.base.errors import VolliError
+from volli_nb.core.crypto.envelope_wire import ParsedBundle
+from volli_nb.core.crypto.handshake import HandshakeResult
 from volli_nb.core.crypto.identity import PublicIdentity
 from volli_nb.core.protocol.refusal import RefusalCode
 
 
 @dataclass(frozen=True)
 class PeerVerified:
-    """The peer's HELLO proved its pinned key signed both DTLS fingerprints."""
+    """The handshake finished: the peer's pinned key signed both DTLS certificate digests
+    in use, and ``handshake`` holds the new session (its id and first ratchet state)."""
 
     peer: PublicIdentity
+    handshake: HandshakeResult
 
 
 @dataclass(frozen=True)
-class MessageReceived:
-    """A new message: open and store it, then call ``accept`` (or ``reject``)."""
+class Rekeyed:
+    """A fresh handshake on the open channel replaced the session; ``resend`` were sealed
+    under the old one and not acknowledged: seal them again under the new one."""
 
-    message_id: bytes
-    envelope: bytes
+    handshake: HandshakeResult
+    resend: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class FrameReceived:
+    """One received frame's signed bundle, parsed (its ids read): open it, store what
+    opens, then answer once with :meth:`Session.settle`."""
+
+    session_id: bytes
+    bundle: ParsedBundle
+
+    @property
+    def message_ids(self) -> tuple[bytes, ...]:
+        return tuple(e.envelope.message_id for e in self.bundle.envelopes)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The app's one answer to a :class:`FrameReceived`: ``stored`` ids are acknowledged
+    (stored now, or confirmed duplicates stored before); ``refused`` are not, each with
+    its error (a signed REFUSE goes out for those a sender can act on)."""
+
+    stored: tuple[bytes, ...] = ()
+    refused: tuple[tuple[bytes, VolliError], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,7 +100,8 @@ class PeerClock:
 
 Event = (
     PeerVerified
-    | MessageReceived
+    | Rekeyed
+    | FrameReceived
     | Acked
     | Pong
     | PeerClosed
@@ -87,15 +117,16 @@ class SessionStats:
     frames_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
-    messages_in: int = 0  # MessageReceived events
-    messages_out: int = 0  # send_message calls
-    duplicates_in: int = 0  # MESSAGE frames that produced no event
+    messages_in: int = 0  # envelopes in received frames
+    messages_out: int = 0  # envelopes queued to send
+    stale_frames_in: int = 0  # frames sealed under a session that was replaced
     acks_in: int = 0
     acks_out: int = 0
     retransmissions: int = 0
     timeouts: int = 0
     bundles_in: int = 0  # BUNDLE frames received
     bundles_out: int = 0
+    rekeys: int = 0  # handshakes after the first on this channel
     srtt: float | None = None
     rttvar: float | None = None
     rto: float = 1.0

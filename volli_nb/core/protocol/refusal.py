@@ -8,19 +8,24 @@ messages, a stable :class:`RefusalCode` and its own clock, signed by its identit
 like an ACK (who refuses, to whom, exactly which ids, why, when), and the sender can
 say what went wrong and wait for the cause to change (:mod:`volli_nb.app.refusals`).
 
-Body (canonical JSON): ``{"from", "to", "ids": [b64 ids], "code", "clock", "signature"}``.
-Only errors that say something useful to an authenticated peer are answered; a forged
-or malformed envelope gets no answer (see :func:`refusal_code`).
+Body (binary): ``from id 10 | to id 10 | code u8 | clock u64 | u16 count + ids 16 each |
+signature 64``.  The signature also covers the session id of the channel it was sent
+on (not repeated on the wire: both sides hold it), so a refusal cannot be replayed into
+another session.  Only errors that say something useful to an authenticated peer are
+answered; a forged or malformed envelope gets no answer (see :func:`refusal_code`).
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from enum import StrEnum
 
 from volli_nb.base.errors import (
     BadSignature,
+    DuplicateMessageId,
     MalformedFrame,
+    MessageKeyUnavailable,
     NotARecipient,
     StaleMessage,
     StorageError,
@@ -29,31 +34,36 @@ from volli_nb.base.errors import (
     UsageError,
     VolliError,
 )
-from volli_nb.core.crypto.identity import Identity, PublicIdentity, verify
+from volli_nb.core.crypto.identity import Identity, PublicIdentity, device_id_bytes, verify
 from volli_nb.core.crypto.primitives import SIGNATURE_BYTES
-from volli_nb.core.encoding import (
-    b64decode,
-    b64encode,
-    canonical_json,
-    canonical_loads,
-    require_fields,
-)
-from volli_nb.core.message_id import check_message_id, decode_id_list
+from volli_nb.core.crypto.wire import Reader
+from volli_nb.core.message_id import id_list, read_device_id, read_id_list
 
-REFUSE_DOMAIN = b"volli-refuse-v1"
+REFUSE_DOMAIN = b"volli-refuse-v2"
 MAX_REFUSE_IDS = 512  # as many as one ACK covers: one refusal per refused bundle
-MAX_REFUSE_BYTES = 64 * 1024
-MAX_CLOCK_MS = 2**53  # JSON integers stay exact below this
+SESSION_ID_BYTES = 32
+CLOCK = struct.Struct(">Q")
+MAX_CLOCK_MS = 2**53  # exact as a float and in SQLite
 
 
 class RefusalCode(StrEnum):
-    """Why a receiver did not store a message.  Stable: senders act on these strings."""
+    """Why a receiver did not store a message.  Stable: senders act on these names."""
 
     CLOCK_SKEW = "clock_skew"  # its signed time is outside the receiver's window
     STORAGE_FULL = "storage_full"  # the receiver's disk is full
     STORAGE_ERROR = "storage_error"  # the receiver's database failed otherwise
     NOT_RECIPIENT = "not_recipient"  # not sealed to the receiver's current device key
     UNKNOWN_SENDER = "unknown_sender"  # the envelope's sender is not the receiver's contact
+    DUPLICATE_ID = "duplicate_id"  # the receiver holds this id from another sender
+    KEY_UNAVAILABLE = "key_unavailable"  # no message key for it (expired): seal it again
+
+    @property
+    def wire(self) -> int:
+        return _WIRE[self]
+
+
+_WIRE = {code: number for number, code in enumerate(RefusalCode, start=1)}
+_FROM_WIRE = {number: code for code, number in _WIRE.items()}
 
 
 def refusal_code(error: VolliError | None) -> RefusalCode | None:
@@ -68,6 +78,10 @@ def refusal_code(error: VolliError | None) -> RefusalCode | None:
         return RefusalCode.NOT_RECIPIENT
     if isinstance(error, UnknownPeer):
         return RefusalCode.UNKNOWN_SENDER
+    if isinstance(error, DuplicateMessageId):
+        return RefusalCode.DUPLICATE_ID
+    if isinstance(error, MessageKeyUnavailable):
+        return RefusalCode.KEY_UNAVAILABLE
     return None
 
 
@@ -81,69 +95,78 @@ class RefuseFrame:
     signature: bytes
 
 
-def refuse_payload(
-    sender: str, recipient: str, message_ids: tuple[bytes, ...], code: str, clock_ms: int
+def _unsigned(
+    sender: str, recipient: str, message_ids: tuple[bytes, ...], code: RefusalCode, clock_ms: int
 ) -> bytes:
-    """What a REFUSE signs: who refuses, to whom, exactly which ids, why, and when."""
-    ids = [b64encode(m) for m in message_ids]
-    body = {"from": sender, "to": recipient, "ids": ids, "code": code, "clock": clock_ms}
-    return canonical_json(body)
+    if not 0 <= clock_ms < MAX_CLOCK_MS:
+        raise UsageError(f"clock_ms must be in [0, 2**53), not {clock_ms}")
+    return (
+        device_id_bytes(sender)
+        + device_id_bytes(recipient)
+        + bytes((code.wire,))
+        + CLOCK.pack(clock_ms)
+        + id_list(message_ids, MAX_REFUSE_IDS, "a refusal")
+    )
+
+
+def refuse_payload(session_id: bytes, frame: RefuseFrame) -> bytes:
+    """What a REFUSE signs: the session it answers in, then its body without signature."""
+    if len(session_id) != SESSION_ID_BYTES:
+        raise UsageError("a session id is 32 bytes")
+    unsigned = _unsigned(
+        frame.sender, frame.recipient, frame.message_ids, frame.code, frame.clock_ms
+    )
+    return session_id + unsigned
 
 
 def sign_refusal(
-    me: Identity, recipient: str, message_ids: list[bytes], code: RefusalCode, clock_ms: int
+    me: Identity,
+    recipient: str,
+    message_ids: list[bytes],
+    code: RefusalCode,
+    clock_ms: int,
+    session_id: bytes,
 ) -> RefuseFrame:
     ids = tuple(dict.fromkeys(message_ids))
-    if not 1 <= len(ids) <= MAX_REFUSE_IDS:
-        raise UsageError(f"a refusal covers 1 to {MAX_REFUSE_IDS} distinct ids, not {len(ids)}")
-    for message_id in ids:
-        check_message_id(message_id)
-    if not 0 <= clock_ms < MAX_CLOCK_MS:
-        raise UsageError(f"clock_ms must be in [0, 2**53), not {clock_ms}")
-    payload = refuse_payload(me.peer_id, recipient, ids, code, clock_ms)
-    return RefuseFrame(me.peer_id, recipient, ids, code, clock_ms, me.sign(REFUSE_DOMAIN, payload))
+    unsigned = RefuseFrame(me.peer_id, recipient, ids, code, clock_ms, b"")
+    signature = me.sign(REFUSE_DOMAIN, refuse_payload(session_id, unsigned))
+    return RefuseFrame(me.peer_id, recipient, ids, code, clock_ms, signature)
 
 
 def encode_refuse_body(frame: RefuseFrame) -> bytes:
-    return canonical_json(
-        {
-            "from": frame.sender,
-            "to": frame.recipient,
-            "ids": [b64encode(m) for m in frame.message_ids],
-            "code": str(frame.code),
-            "clock": frame.clock_ms,
-            "signature": b64encode(frame.signature),
-        }
+    unsigned = _unsigned(
+        frame.sender, frame.recipient, frame.message_ids, frame.code, frame.clock_ms
     )
+    return unsigned + frame.signature
 
 
 def decode_refuse_body(body: bytes) -> RefuseFrame:
-    what = "REFUSE frame"
-    obj = canonical_loads(body, max_size=MAX_REFUSE_BYTES, what=what, error=MalformedFrame)
-    fields: dict[str, type] = {"from": str, "to": str, "ids": list, "code": str, "clock": int}
-    require_fields(obj, {**fields, "signature": str}, what=what, error=MalformedFrame)
-    ids = decode_id_list(obj["ids"], limit=MAX_REFUSE_IDS, what="a REFUSE")
-    if obj["code"] not in {str(c) for c in RefusalCode}:
-        raise MalformedFrame(f"unknown refusal code {obj['code'][:40]!r}")
-    if not 0 <= obj["clock"] < MAX_CLOCK_MS:
-        raise MalformedFrame("REFUSE clock out of range")
-    sig = b64decode(
-        obj["signature"], length=SIGNATURE_BYTES, what="REFUSE signature", error=MalformedFrame
-    )
-    return RefuseFrame(obj["from"], obj["to"], ids, RefusalCode(obj["code"]), obj["clock"], sig)
+    reader = Reader(body, MalformedFrame, "REFUSE frame")
+    sender = read_device_id(reader, "sender id")
+    recipient = read_device_id(reader, "recipient id")
+    number = reader.byte("code")
+    code = _FROM_WIRE.get(number)
+    if code is None:
+        raise reader.fail(f"unknown refusal code {number}")
+    (clock_ms,) = CLOCK.unpack(reader.take(CLOCK.size, "clock"))
+    if clock_ms >= MAX_CLOCK_MS:
+        raise reader.fail("clock out of range")
+    ids = read_id_list(reader, MAX_REFUSE_IDS, "a REFUSE")
+    signature = reader.take(SIGNATURE_BYTES, "signature")
+    reader.end()
+    return RefuseFrame(sender, recipient, ids, code, clock_ms, signature)
 
 
-def check_refusal(frame: RefuseFrame, peer: PublicIdentity, me: str) -> None:
-    """The refusal comes from ``peer``, is signed by it, and is addressed to ``me``."""
+def check_refusal(frame: RefuseFrame, peer: PublicIdentity, me: str, session_id: bytes) -> None:
+    """The refusal comes from ``peer``, is signed by it in this session, and is for ``me``."""
     if frame.sender != peer.peer_id:
         raise UnknownPeer(f"REFUSE from {frame.sender}, but this session is {peer.peer_id}")
-    payload = refuse_payload(
-        frame.sender, frame.recipient, frame.message_ids, frame.code, frame.clock_ms
-    )
     try:
-        verify(peer.identity_key, REFUSE_DOMAIN, payload, frame.signature)
+        verify(peer.identity_key, REFUSE_DOMAIN, refuse_payload(session_id, frame), frame.signature)
     except BadSignature:
-        raise BadSignature("REFUSE signature does not verify") from None
+        raise BadSignature(
+            "REFUSE signature does not verify (or was made in another session)"
+        ) from None
     if frame.recipient != me:
         raise UnknownPeer(f"REFUSE is addressed to {frame.recipient}, not to {me}")
 
@@ -160,6 +183,8 @@ def describe(code: RefusalCode, name: str, skew: float) -> str:
         RefusalCode.STORAGE_ERROR: f"{name} refused: their storage failed",
         RefusalCode.NOT_RECIPIENT: f"{name} refused: it was not sealed to their current key",
         RefusalCode.UNKNOWN_SENDER: f"{name} refused: they do not know you as this sender",
+        RefusalCode.DUPLICATE_ID: f"{name} refused: they hold this message id from someone else",
+        RefusalCode.KEY_UNAVAILABLE: f"{name} refused: its message key was gone (sent again)",
     }[code]
 
 

@@ -1,8 +1,9 @@
 """Reliability for one session: messages in flight until a signed ACK, their timers, the
 round trip they measure, and whether the peer is still alive.
 
-A message stays in flight until a signed ACK names it.  With ``retransmit=True`` (a
-lossy link, the simulator) the same frames are resent on an RFC 6298 timer: SRTT/RTTVAR
+A message stays in flight until a signed ACK names it, holding its sealed envelope.  With
+``retransmit=True`` (a lossy link, the simulator) the same envelope is resent on an RFC
+6298 timer (the same ciphertext under the same message key, never a new one): SRTT/RTTVAR
 from one sample per ACK frame (the newest message it acknowledges that was never
 retransmitted: Karn's rule), per-message exponential backoff, clamped to
 ``[rto_min, rto_max]``.  Over a real data channel SCTP is already reliable, so the app
@@ -22,6 +23,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.crypto.primitives import Random
 from volli_nb.core.protocol.events import Acked, DeliveryTimeout, Event, Pong, SessionStats
 from volli_nb.core.protocol.frames import NONCE_BYTES
@@ -35,7 +37,7 @@ Timer = tuple[float, int, bytes]  # (due, serial, message id)
 @dataclass
 class InFlight:
     serial: int  # tells this send's timers from those of an earlier send of the same id
-    body: bytes  # the MESSAGE body: 16-byte id + envelope
+    item: Sealed  # the envelope, resent as it is
     first_sent: float
     next_send: float
     backoff: float
@@ -83,21 +85,29 @@ class Reliability:
         """Ids sent and not yet acknowledged, oldest first."""
         return list(self._in_flight)
 
-    def track(self, message_id: bytes, body: bytes, now: float) -> InFlight:
+    def track(self, item: Sealed, now: float) -> InFlight:
         """A message enters flight (replacing an earlier send of the same id)."""
+        message_id = item.message_id
         self.untrack(message_id)
         self._serial += 1
         rto = self.stats.rto
-        state = InFlight(self._serial, body, now, now + rto, rto)
+        state = InFlight(self._serial, item, now, now + rto, rto)
         self._in_flight[message_id] = state
-        self.in_flight_bytes += len(body)
+        self.in_flight_bytes += len(item.envelope)
         return state
 
     def untrack(self, message_id: bytes) -> InFlight | None:
         state = self._in_flight.pop(message_id, None)
         if state is not None:
-            self.in_flight_bytes -= len(state.body)
+            self.in_flight_bytes -= len(state.item.envelope)
         return state
+
+    def untrack_all(self) -> tuple[bytes, ...]:
+        """Every id in flight leaves it (their session ended); oldest first."""
+        ids = tuple(self._in_flight)
+        self._in_flight.clear()
+        self.in_flight_bytes = 0
+        return ids
 
     def current(self, message_id: bytes, serial: int) -> InFlight | None:
         """The in-flight state of exactly that send (not a later replacement)."""
@@ -120,9 +130,9 @@ class Reliability:
             self.in_flight_bytes, floor=self.ack_floor, ceiling=self.ack_timeout
         )
 
-    def take_due(self, now: float) -> list[bytes]:
-        """Bodies whose retransmission timer passed (each with doubled backoff)."""
-        bodies: list[bytes] = []
+    def take_due(self, now: float) -> list[Sealed]:
+        """Envelopes whose retransmission timer passed (each with doubled backoff)."""
+        bodies: list[Sealed] = []
         while self.retransmit and (top := self._peek(self._retx_timers, retx=True)) is not None:
             due, _, mid = top
             if due > now:
@@ -137,7 +147,7 @@ class Reliability:
             heapq.heappush(self._retx_timers, (state.next_send, state.serial, mid))
             self.stats.retransmissions += 1
             self.quality.loss_sample(True)
-            bodies.append(state.body)
+            bodies.append(state.item)
         return bodies
 
     def acked(self, message_ids: tuple[bytes, ...], now: float) -> list[Event]:
@@ -150,7 +160,7 @@ class Reliability:
             if state is None:
                 continue
             acked.append(mid)
-            acked_bytes += len(state.body)
+            acked_bytes += len(state.item.envelope)
             if state.retransmissions == 0 and (newest is None or state.first_sent > newest):
                 newest = state.first_sent
         rtt = None if newest is None else now - newest

@@ -1,51 +1,55 @@
 """The peer-to-peer session, sans-IO (in the style of h11).
 
-A :class:`Session` turns received bytes into events and calls into bytes to send;
-it never touches a socket, a clock, a task or a thread.  The app creates one per
-connected peer and
+A :class:`Session` turns received bytes into events and calls into bytes to send; it
+never touches a socket, a clock, a task or a thread.  The app creates one per data
+channel and
 
-1. sends ``hello(offer_fp, answer_fp)`` as soon as the data channel opens;
-2. feeds every data-channel message to ``receive(data, now)`` and handles the events
-   (for :class:`MessageReceived`: open the envelope, store it, then ``accept(id)``, or
-   ``reject(id, error)``);
-3. sends whatever ``data_to_send(now)`` returns after each receive, each accept and
-   each timer, and calls ``handle_timer(now)`` when ``next_deadline()`` passes.
+1. sends :meth:`Session.hello` as soon as the channel opens (the handshake);
+2. feeds every data-channel message to ``receive(data, now)`` and handles the events:
+   :class:`PeerVerified` carries the new session (the app keeps its ratchet in a
+   :class:`~volli_nb.core.crypto.channel_keys.ChannelKeys`), and each
+   :class:`FrameReceived` (one signed bundle) is answered exactly once with
+   :meth:`settle` (what was stored, what was refused and why);
+3. seals envelopes under the current session and queues them (:meth:`queue_sealed`);
+4. sends whatever ``data_to_send(now)`` returns after each receive, each settle and each
+   timer, and calls ``handle_timer(now)`` when ``next_deadline()`` passes.
 
 So latency, loss, duplication and reordering are list edits in a test (see
-:mod:`volli_nb.lab.simulator`).  This module does the binding, the receiving and the
-deduplication; :mod:`.outgoing` decides what leaves next (bundling, chunking,
-priority) and :mod:`.reliability` tracks what is in flight (timers, RTT, liveness).
+:mod:`volli_nb.lab.simulator`).  This module runs the handshake and the receiving;
+:mod:`.outgoing` decides what leaves next (bundling, signing, chunking, priority) and
+:mod:`.reliability` tracks what is in flight (timers, RTT, liveness).
 
-- **Binding first.**  When built with ``expected_fingerprints``, the session refuses
-  MESSAGE, ACK and PONG with :class:`ChannelBindingFailed` until the peer's HELLO
-  verified; the channel is ordered and each side sends HELLO first, so an early frame
-  is a protocol violation, not a race.  PING, BYE and CHUNK are allowed before it.
-  Without ``expected_fingerprints`` (simulator, unit tests) the session starts verified.
-  The HELLO must carry exactly the pinned identity: another peer id is
-  :class:`UnknownPeer`; the same id with another identity *or device* key is
-  :class:`KeyMismatch` (device-key rotation will need an explicit, verified flow).
-- **Exactly once.**  A MESSAGE id already accepted in this session, or already in the
-  app's persisted seen-set (the ``seen`` callback, so it survives a crash), yields no
-  event but queues the ACK again (the first one may have been lost).  An id handed to
-  the app and not yet accepted or rejected yields nothing at all.  A rejected id is
-  forgotten, so a later (freshly sealed) attempt is offered again.
+- **Handshake first** (:mod:`volli_nb.core.crypto.handshake`).  Until the peer's hello
+  finished the handshake, BUNDLE, ACK, PONG and REFUSE raise
+  :class:`ChannelBindingFailed` (the channel is ordered and each side sends its hello
+  first, so an early frame is a protocol violation, not a race); PING, BYE and CHUNK are
+  allowed.  A hello from another peer is :class:`UnknownPeer`, with another device key
+  :class:`KeyMismatch`, over other DTLS certificates :class:`ChannelBindingFailed`.
+- **Re-keying.**  Either side may start a fresh handshake on the open channel
+  (:meth:`rekey`; the app does when a message key is missing for a message it never
+  stored).  A hello after the first is answered with a fresh one of ours, and both
+  sides switch once they hold both: :class:`Rekeyed` names what was in flight under
+  the old session, to be sealed again; frames still arriving under the old session are
+  dropped by their tag (their senders seal them again too).
+- **One verdict per frame.**  Deduplication is the app's (a message id stored before is
+  acknowledged again, see :class:`Verdict`); the session only routes: a frame whose tag
+  names a replaced session is counted and dropped.
 - **Reassembly** of CHUNK frames checks index continuity and caps a frame at
   ``max_frame_bytes`` (see :mod:`.chunks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from volli_nb.base.errors import (
-    BadSignature,
     ChannelBindingFailed,
-    KeyMismatch,
     MalformedFrame,
+    TransportClosed,
     UnknownPeer,
     UsageError,
-    VolliError,
 )
+from volli_nb.core.crypto import handshake
+from volli_nb.core.crypto.channel_keys import TAG_BYTES
+from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.crypto.identity import Identity, PublicIdentity, verify
 from volli_nb.core.crypto.primitives import Random, random_bytes
 from volli_nb.core.protocol.chunks import Reassembler
@@ -53,17 +57,18 @@ from volli_nb.core.protocol.events import (
     Acked,
     DeliveryTimeout,
     Event,
-    MessageReceived,
+    FrameReceived,
     PeerClock,
     PeerClosed,
     PeerVerified,
     Pong,
     Refused,
+    Rekeyed,
     SessionStats,
+    Verdict,
 )
 from volli_nb.core.protocol.frames import (
     ACK_DOMAIN,
-    BIND_DOMAIN,
     CHUNK_OVERHEAD,
     DEFAULT_MAX_MESSAGE_SIZE,
     MAX_FRAME_BYTES,
@@ -73,36 +78,35 @@ from volli_nb.core.protocol.frames import (
     ChunkFrame,
     Frame,
     HelloFrame,
-    MessageFrame,
     PingFrame,
     PongFrame,
     ack_payload,
-    bind_payload,
     decode_frame,
     make_bye,
     make_hello,
-    make_message,
     make_ping,
     make_pong,
 )
 from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.core.protocol.outgoing import Outgoing
 from volli_nb.core.protocol.refusal import RefuseFrame, check_refusal, refusal_code
-from volli_nb.core.protocol.reliability import InFlight, Reliability
+from volli_nb.core.protocol.reliability import Reliability
 
-MAX_REMEMBERED = 65_536  # accepted ids remembered in memory (the seen callback covers more)
+
+class StaleSession(TransportClosed):
+    """An envelope sealed under a session that was replaced; it was not sent (seal it again)."""
 
 
 class Session:
-    """One connected peer: binding, reliable delivery, dedup, chunking, pings."""
+    """One data channel to one peer: handshake, reliable delivery, chunking, pings."""
 
     def __init__(
         self,
         me: Identity,
         peer: PublicIdentity,
         *,
-        seen: Callable[[bytes], bool] | None = None,
-        expected_fingerprints: tuple[str, str] | None = None,
+        local_certificate: bytes,
+        remote_certificate: bytes,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         rto_initial: float = 1.0,
         rto_min: float = 0.2,
@@ -122,8 +126,8 @@ class Session:
         if ack_timeout is not None and ack_timeout <= 0:
             raise UsageError("ack_timeout must be positive, or None to retry forever")
         self.me, self.peer = me, peer
-        self._seen = seen or (lambda _mid: False)
-        self._expected = expected_fingerprints
+        self._certificates = (local_certificate, remote_certificate)
+        self._random = random
         self.max_frame_bytes = max_frame_bytes
         self.stats = SessionStats()
         self.reliability = Reliability(
@@ -145,11 +149,15 @@ class Session:
             max_message_size=max_message_size,
             bundle=bundle,
         )
-        self.verified = expected_fingerprints is None
-        self._bound = False  # a valid HELLO arrived
-        self._accepted: dict[bytes, None] = {}  # insertion-ordered set, capped
-        self._delivered: set[bytes] = set()  # handed to the app, awaiting accept/reject
+        self.session_id: bytes | None = None  # the current session (None: no handshake yet)
+        self._pending: handshake.PendingHandshake | None = None  # our hello, not finished
+        self._peer_hello: bytes | None = None  # the hello the current session came from
         self._reassembler = Reassembler(max_frame_bytes)
+
+    @property
+    def verified(self) -> bool:
+        """The handshake finished: the peer is who we pinned, on this very channel."""
+        return self.session_id is not None
 
     @property
     def quality(self) -> LinkQuality:
@@ -161,35 +169,77 @@ class Session:
         """When the peer was last heard from (a frame, or a packet the transport saw)."""
         return self.reliability.last_heard
 
+    # --- the handshake --------------------------------------------------------------
+
+    def hello(self) -> list[bytes]:
+        """Our first hello; send it before anything else."""
+        if self._pending is not None or self.verified:
+            raise UsageError("hello() starts a channel's first handshake, once")
+        return self.outgoing.out(self.outgoing.split(make_hello(self._start().hello)))
+
+    def rekey(self) -> None:
+        """Start a fresh handshake on the open channel (its hello leaves with the next
+        ``data_to_send``); nothing happens if one is under way already."""
+        if self.verified and self._pending is None:
+            self.outgoing.hello(make_hello(self._start().hello))
+
+    def _start(self) -> handshake.PendingHandshake:
+        local, remote = self._certificates
+        self._pending = handshake.start(
+            self.me,
+            self.peer,
+            local_certificate=local,
+            remote_certificate=remote,
+            random=self._random,
+        )
+        return self._pending
+
+    def _on_hello(self, frame: HelloFrame) -> list[Event]:
+        if frame.hello == self._peer_hello:
+            return []  # a repeated hello: nothing new
+        if self._pending is None:  # the peer re-keys: answer with a fresh hello of ours
+            self.outgoing.hello(make_hello(self._start().hello))
+        assert self._pending is not None
+        result = handshake.finish(self._pending, frame.hello, random=self._random)
+        first = not self.verified
+        self._pending, self._peer_hello = None, frame.hello
+        self.session_id = result.session_id
+        self.outgoing.session_id = result.session_id
+        self.outgoing.tag = result.session_id[:TAG_BYTES]
+        if first:
+            return [PeerVerified(self.peer, result)]
+        self.stats.rekeys += 1
+        self.outgoing.drop_unsent()
+        return [Rekeyed(result, self.reliability.untrack_all())]
+
     # --- sending ------------------------------------------------------------------
 
-    def hello(self, offer_fp: str, answer_fp: str) -> list[bytes]:
-        """Our channel binding; send it before anything else."""
-        return self.outgoing.out(self.outgoing.split(make_hello(self.me, offer_fp, answer_fp)))
+    def _check_session(self, session_id: bytes) -> None:
+        if session_id != self.session_id:
+            raise StaleSession(
+                "this envelope was sealed under a session the channel no longer runs; "
+                "it was not sent (the outbox seals it again under the current one)"
+            )
 
-    def send_message(self, message_id: bytes, envelope: bytes, now: float) -> list[bytes]:
-        """Frames for one message at once (chunked if needed), unbundled; in flight until acked.
-
-        Sending an id that is still in flight replaces it (new bytes, fresh timers).
-        """
-        state = self._track(message_id, envelope, now)
-        self.reliability.arm(message_id, state, now)
-        return self.outgoing.out(self.outgoing.pack([state.body]))
-
-    def queue_message(self, message_id: bytes, envelope: bytes, now: float) -> None:
-        """Like :meth:`send_message`, but the frames come from the next ``data_to_send``,
-        bundled with every other message queued by then."""
-        self.outgoing.queue(message_id, self._track(message_id, envelope, now))
-
-    def _track(self, message_id: bytes, envelope: bytes, now: float) -> InFlight:
-        body = make_message(message_id, envelope)[2:]  # validates id and envelope
-        state = self.reliability.track(message_id, body, now)
+    def queue_sealed(self, session_id: bytes, item: Sealed, now: float) -> None:
+        """Queue an envelope sealed under ``session_id``; its frame comes from the next
+        ``data_to_send``, bundled (and signed once) with every other queued by then.  It
+        stays in flight until acknowledged; queuing an id in flight replaces it."""
+        self._check_session(session_id)
+        self.outgoing.queue(self.reliability.track(item, now))
         self.stats.messages_out += 1
-        return state
+
+    def send_sealed(self, session_id: bytes, item: Sealed, now: float) -> list[bytes]:
+        """Like :meth:`queue_sealed`, but the frames now, alone (unbundled)."""
+        self._check_session(session_id)
+        state = self.reliability.track(item, now)
+        self.reliability.arm(item.message_id, state, now)
+        self.stats.messages_out += 1
+        return self.outgoing.out(self.outgoing.pack([item]))
 
     @property
     def queued_bytes(self) -> int:
-        """Message bytes queued or framed but not yet returned by ``data_to_send``."""
+        """Envelope bytes queued or framed but not yet returned by ``data_to_send``."""
         return self.outgoing.queued_bytes
 
     @property
@@ -206,24 +256,15 @@ class Session:
         """A BYE frame; the peer gets :class:`PeerClosed`."""
         return self.outgoing.out([make_bye(reason)])[0]
 
-    def accept(self, message_id: bytes) -> None:
-        """The app stored the message: acknowledge it in the next ACK batch."""
-        self._delivered.discard(message_id)
-        self._remember(message_id)
-        self.outgoing.ack(message_id)
-
-    def reject(
-        self, message_id: bytes, error: VolliError | None = None, *, clock_ms: int | None = None
-    ) -> None:
-        """The app did not store the message: no ACK, and a resend is offered again.
-
-        If ``error`` is one a retry cannot fix (a stale timestamp, a full disk, …: see
-        :func:`~.refusal.refusal_code`) and ``clock_ms`` (our wall clock) is given, the
-        next ``data_to_send`` tells the peer so in a signed REFUSE."""
-        self._delivered.discard(message_id)
-        code = refusal_code(error)
-        if code is not None and clock_ms is not None:
-            self.outgoing.refuse(message_id, code, clock_ms)
+    def settle(self, verdict: Verdict, *, clock_ms: int) -> None:
+        """The app's one answer to a :class:`FrameReceived`: ACK what was stored, and
+        refuse in a signed REFUSE (our ``clock_ms``) what a sender can act on."""
+        for message_id in verdict.stored:
+            self.outgoing.ack(message_id)
+        for message_id, error in verdict.refused:
+            code = refusal_code(error)
+            if code is not None:
+                self.outgoing.refuse(message_id, code, clock_ms)
 
     def forget(self, message_id: bytes) -> None:
         """Stop tracking an in-flight message (the app gave up on it)."""
@@ -235,14 +276,10 @@ class Session:
         return self.reliability.ids
 
     def data_to_send(self, now: float, max_bytes: int | None = None) -> list[bytes]:
-        """Control first (PONGs, refusals, then ACKs), then queued messages and due retransmissions,
-        bundled; with ``max_bytes``, message frames stop once that many bytes are out."""
+        """Control first (HELLOs, PONGs, refusals, then ACKs), then queued envelopes and due
+        retransmissions, bundled; with ``max_bytes``, message frames stop once that many
+        bytes are out."""
         return self.outgoing.data_to_send(now, max_bytes)
-
-    def _remember(self, message_id: bytes) -> None:
-        self._accepted[message_id] = None
-        if len(self._accepted) > MAX_REMEMBERED:
-            del self._accepted[next(iter(self._accepted))]
 
     # --- timers ---------------------------------------------------------------------
 
@@ -279,7 +316,7 @@ class Session:
         self.stats.frames_in += 1
         self.stats.bytes_in += len(data)
         frame = decode_frame(data, self.max_frame_bytes)
-        if isinstance(frame, MessageFrame | BundleFrame | ChunkFrame):
+        if isinstance(frame, BundleFrame | ChunkFrame):
             self.reliability.data_arrived(now)
         if isinstance(frame, ChunkFrame):
             whole = self._reassembler.add(frame)
@@ -298,55 +335,30 @@ class Session:
             return [PeerClock(frame.clock_ms)] if self.verified and frame.clock_ms else []
         if isinstance(frame, ByeFrame):
             return [PeerClosed(frame.reason)]
-        if not self.verified:
+        if self.session_id is None:
             raise ChannelBindingFailed(
-                f"{type(frame).__name__} arrived before a valid channel binding (HELLO)"
+                f"{type(frame).__name__} arrived before the handshake finished"
             )
+        if isinstance(frame, BundleFrame):
+            return self._on_bundle(frame, self.session_id)
         if isinstance(frame, PongFrame):
             return self.reliability.pong(frame.nonce, now)
         if isinstance(frame, AckFrame):
             return self._on_ack(frame, now)
-        if isinstance(frame, MessageFrame):
-            return self._on_message(frame)
-        if isinstance(frame, BundleFrame):
-            self.stats.bundles_in += 1
-            return [e for item in frame.messages for e in self._on_message(item)]
         if isinstance(frame, RefuseFrame):
-            check_refusal(frame, self.peer, self.me.peer_id)
+            check_refusal(frame, self.peer, self.me.peer_id, self.session_id)
             for message_id in frame.message_ids:
                 self.reliability.untrack(message_id)  # no DeliveryTimeout for these
             return [Refused(frame.message_ids, frame.code, frame.clock_ms)]
         raise MalformedFrame("a CHUNK cannot carry another CHUNK")
 
-    def _on_hello(self, frame: HelloFrame) -> list[Event]:
-        if frame.identity.peer_id != self.peer.peer_id:
-            raise UnknownPeer(
-                f"channel binding from {frame.identity.peer_id}, expected {self.peer.peer_id}"
-            )
-        theirs, pinned = frame.identity, self.peer
-        if (theirs.identity_key, theirs.device_key) != (pinned.identity_key, pinned.device_key):
-            raise KeyMismatch(
-                f"peer {self.peer.peer_id} presented an identity or device key other than the "
-                "pinned one; re-verify the contact before trusting the new key"
-            )
-        if self._expected is not None and (
-            (frame.offer_fingerprint, frame.answer_fingerprint) != self._expected
-        ):
-            raise ChannelBindingFailed(
-                "the peer signed DTLS certificates other than the ones our handshake used: "
-                "someone in the middle ended DTLS on both sides (a lying signaling path)"
-            )
-        payload = bind_payload(
-            frame.offer_fingerprint, frame.answer_fingerprint, frame.identity.peer_id
-        )
-        try:
-            verify(self.peer.identity_key, BIND_DOMAIN, payload, frame.signature)
-        except BadSignature:
-            raise ChannelBindingFailed("channel binding signature does not verify") from None
-        if self._bound:
-            return []  # a repeated HELLO: nothing new
-        self._bound = self.verified = True
-        return [PeerVerified(self.peer)]
+    def _on_bundle(self, frame: BundleFrame, session_id: bytes) -> list[Event]:
+        if frame.tag != session_id[:TAG_BYTES]:
+            self.stats.stale_frames_in += 1  # sealed under a replaced session: resent anew
+            return []
+        self.stats.bundles_in += 1
+        self.stats.messages_in += len(frame.bundle.envelopes)
+        return [FrameReceived(session_id, frame.bundle)]
 
     def _on_ack(self, frame: AckFrame, now: float) -> list[Event]:
         if frame.sender != self.peer.peer_id:
@@ -358,31 +370,20 @@ class Session:
         self.stats.acks_in += 1
         return self.reliability.acked(frame.message_ids, now)
 
-    def _on_message(self, frame: MessageFrame) -> list[Event]:
-        mid = frame.message_id
-        if mid in self._accepted or self._seen(mid):
-            self.stats.duplicates_in += 1
-            self.outgoing.ack(mid)  # the first ACK may have been lost
-            return []
-        if mid in self._delivered:
-            self.stats.duplicates_in += 1
-            return []
-        self._delivered.add(mid)
-        self.stats.messages_in += 1
-        return [MessageReceived(mid, frame.envelope)]
-
 
 __all__ = [  # the events too: a session's callers handle what it returns
-    "MAX_REMEMBERED",
     "Acked",
     "DeliveryTimeout",
     "Event",
-    "MessageReceived",
+    "FrameReceived",
     "PeerClock",
     "PeerClosed",
     "PeerVerified",
     "Pong",
     "Refused",
+    "Rekeyed",
     "Session",
     "SessionStats",
+    "StaleSession",
+    "Verdict",
 ]

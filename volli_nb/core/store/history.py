@@ -220,6 +220,20 @@ class History(RowMacs):
             )
         )
 
+    def seen_among(self, message_ids: Sequence[bytes]) -> dict[bytes, str]:
+        """:meth:`seen_by` for a received frame's ids, in one query: id → its sender, for
+        the ids used before."""
+        if not message_ids:
+            return {}
+        hexes = [_message_hex(m) for m in message_ids]
+        marks = ",".join("?" * len(hexes))
+        rows = self.fetch(
+            f"SELECT message_id, sender FROM seen WHERE message_id IN ({marks}) "
+            f"UNION ALL SELECT message_id, sender FROM messages WHERE message_id IN ({marks})",
+            [*hexes, *hexes],
+        )
+        return {bytes.fromhex(row["message_id"]): str(row["sender"]) for row in rows}
+
     def seen_by(self, message_id: bytes) -> str | None:
         """Who used this message id: the sender of the seen or stored message, or None.
 

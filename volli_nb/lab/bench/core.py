@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from volli_nb.core.crypto.envelope import open_envelope, seal
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.message_id import new_message_id
 from volli_nb.core.store.database import KDF_MIN, Database
 from volli_nb.core.store.message_queue import OutgoingMessage, PersistentMessageQueue
+from volli_nb.lab.static_key_envelope import open_envelope, seal
 
 NOW_MS = 1_800_000_000_000
 

@@ -18,7 +18,7 @@ is not exactly the canonical bytes, so every message has exactly one encoding.
 ``MAX_ENVELOPE_BYTES`` is 24 MiB: the app allows 12 MiB of text, whose 13 MiB bucket is
 about 18 MiB after base64, and the frame cap leaves room for it.
 
-:mod:`volli_nb.core.crypto.envelope` seals and opens; this module only reads and writes
+:mod:`volli_nb.lab.static_key_envelope` seals and opens; this module only reads and writes
 the shape, so a notebook can show an envelope's anatomy without trusting it.
 """
 
@@ -32,6 +32,11 @@ from typing import Any
 
 from volli_nb.base.errors import MalformedEnvelope, UsageError
 from volli_nb.core.crypto import padding
+from volli_nb.core.crypto.envelope_wire import (
+    MAX_CONVERSATION_ID,
+    MAX_ENVELOPE_BYTES,
+    MAX_RECIPIENTS,
+)
 from volli_nb.core.crypto.identity import (
     PublicIdentity,
     identity_fields,
@@ -39,15 +44,12 @@ from volli_nb.core.crypto.identity import (
     peer_id_for,
 )
 from volli_nb.core.crypto.primitives import AEAD_TAG_BYTES
+from volli_nb.core.crypto.wire import MAX_SAFE_INT
 from volli_nb.core.encoding import b64decode, canonical_json, require_fields, strict_loads
 from volli_nb.core.message_id import MESSAGE_ID_BYTES
 
 VERSION = 1
-MAX_ENVELOPE_BYTES = 24 * 1024 * 1024
-MAX_RECIPIENTS = 1024
-MAX_CONVERSATION_ID = 256
-MAX_SAFE_INT = 2**53 - 1  # counters and timestamps stay exact in JavaScript and SQLite
-MIN_BUCKET = 256
+MIN_BUCKET = 256  # v1 padded from 256 bytes; the live envelope from 128
 BIG_BUCKET = padding.BIG_BUCKET
 
 _PEER_ID = re.compile(r"[a-z2-7]{16}\Z")

@@ -9,7 +9,7 @@ Fixed binary layouts (integers are minimal LEB128 varints, see
              | varint counter (1..2**53-1) | varint timestamp ms (0..2**53-1)
              | commitment 32
              | varint recipient count (1..1024), then per recipient, in increasing id order:
-                 device id 10 | ratchet header (dh 32, varint pn, varint n) | encryptedKey 48
+                 device id 10 | ratchet header (dh 32, varint pn, varint n) | encryptedKey 72
              | varint len + ciphertext (a padded size bucket + 16)
     bundle   = u8 version=2 | varint count (1..512) | (varint len + envelope) each
              | Ed25519 signature 64
@@ -29,26 +29,24 @@ A device id is the peer id's 10 raw bytes (its 16 base32 characters on screen).
 
 from __future__ import annotations
 
-import base64
-import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from volli_nb.base.errors import MalformedEnvelope, OversizedInput, UsageError
+from volli_nb.core.crypto.identity import DEVICE_ID_BYTES, device_id_bytes, device_id_text
 from volli_nb.core.crypto.padding import is_bucket
+from volli_nb.core.crypto.primitives import SIGNATURE_BYTES
 from volli_nb.core.crypto.ratchet import Header, read_header
 from volli_nb.core.crypto.wire import MAX_SAFE_INT, Reader, as_bytes, uvarint
+from volli_nb.core.message_id import MESSAGE_ID_BYTES
 
 VERSION = 2
 MIN_BUCKET = 128
 TAG_BYTES = 16
-DEVICE_ID_BYTES = 10
-MESSAGE_ID_BYTES = 16
 COMMITMENT_BYTES = 32
-WRAPPED_KEY_BYTES = 48  # a 32-byte content key and its 16-byte tag
-SIGNATURE_BYTES = 64
+WRAPPED_KEY_BYTES = 72  # its 24-byte nonce, a 32-byte content key and its 16-byte tag
 MAX_RECIPIENTS = 1024
 MAX_CONVERSATION_ID = 256  # characters
 MAX_CONVERSATION_ID_BYTES = 1024
@@ -63,22 +61,6 @@ BUNDLE_PERSON = b"volli-v2-bundle"
 
 def blake(data: bytes, person: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=32, person=person).digest()
-
-
-@functools.lru_cache(maxsize=4096)
-def device_id_bytes(device_id: str) -> bytes:
-    """The 10 raw bytes of a 16-character peer id; anything else is a UsageError."""
-    if not isinstance(device_id, str) or len(device_id) != 16 or device_id != device_id.lower():
-        raise UsageError(f"a device id is a 16-character peer id, not {device_id!r}")
-    try:
-        return base64.b32decode(device_id.upper())
-    except ValueError:
-        raise UsageError(f"a device id is a 16-character peer id, not {device_id!r}") from None
-
-
-@functools.lru_cache(maxsize=4096)
-def device_id_text(raw: bytes) -> str:
-    return base64.b32encode(raw).decode("ascii").lower()
 
 
 def encode_head(
@@ -273,6 +255,7 @@ class ParsedBundle:
 
     envelopes: tuple[ParsedEnvelope, ...]
     signature: bytes
+    raw: bytes  # exactly the bytes parsed
 
     def signed_digest(self) -> bytes:
         return bundle_digest([e.digest for e in self.envelopes])
@@ -288,6 +271,25 @@ class ParsedBundle:
 def bundle_digest(envelope_digests: Sequence[bytes]) -> bytes:
     head = bytes((VERSION,)) + uvarint(len(envelope_digests))
     return blake(head + b"".join(envelope_digests), BUNDLE_PERSON)
+
+
+def peek_message_ids(data: bytes, limit: int) -> tuple[int, list[bytes]]:
+    """A bundle's envelope count and its first ``limit`` message ids, read from the
+    front without parsing the rest (for traces: also from a chunked frame's first
+    chunk).  Verifies nothing; a truncated front is :class:`MalformedEnvelope`."""
+    reader = Reader(as_bytes(data, "a bundle"), MalformedEnvelope, "bundle v2")
+    if reader.byte("version") != VERSION:
+        raise reader.fail("not a version 2 bundle")
+    count = reader.uvarint("envelope count", 1, MAX_BUNDLE)
+    ids = []
+    for index in range(min(count, limit)):
+        end = reader.uvarint(f"envelope {index} length", 1, MAX_ENVELOPE_BYTES) + reader.position
+        reader.byte("version")
+        reader.sized("conversation id", 1, MAX_CONVERSATION_ID_BYTES)
+        ids.append(reader.take(MESSAGE_ID_BYTES, "message id"))
+        if index + 1 < min(count, limit):
+            reader.take(end - reader.position, "envelope")
+    return count, ids
 
 
 def encode_bundle(envelopes: Sequence[bytes], signature: bytes) -> bytes:
@@ -317,4 +319,4 @@ def parse_bundle(data: bytes, *, max_size: int = MAX_BUNDLE_BYTES) -> ParsedBund
             raise reader.fail(f"envelope {index} does not fill its stated length")
     signature = reader.take(SIGNATURE_BYTES, "signature")
     reader.end()
-    return ParsedBundle(tuple(envelopes), signature)
+    return ParsedBundle(tuple(envelopes), signature, raw)
