@@ -2,171 +2,145 @@
 
 from __future__ import annotations
 
-import struct
-
 import pytest
-from test_protocol import FPS, A, B, mid, pair
+from protocol_pairs import A, B, mid, pair, session
 
-from volli_nb.base.errors import ChannelBindingFailed, MalformedFrame, UsageError
+from volli_nb.base.errors import ChannelBindingFailed, MalformedEnvelope, UsageError
+from volli_nb.core.crypto import envelope
+from volli_nb.core.crypto.envelope_wire import parse_bundle
 from volli_nb.core.protocol import frames as f
 from volli_nb.core.protocol import session as p
 from volli_nb.core.protocol.link_quality import LinkQuality
 
-ENVELOPE = b"e" * 700  # about what a 100-byte text becomes once sealed
-
-
-def flow(sender: p.Session, receiver: p.Session, now: float = 0.0) -> list[p.Event]:
-    """Send what ``sender`` has, let ``receiver``'s app accept every message, return its ACKs'
-    events on the sender side (and the receiver's events, first)."""
-    got: list[p.Event] = []
-    for frame in sender.data_to_send(now):
-        for event in receiver.receive(frame, now):
-            got.append(event)
-            if isinstance(event, p.MessageReceived):
-                receiver.accept(event.message_id)
-    for frame in receiver.data_to_send(now):
-        got.extend(sender.receive(frame, now))
-    return got
+TEXT = b'{"type":"text","text":"' + b"t" * 100 + b'"}'  # a 100-byte chat line
 
 
 def test_eighty_queued_messages_travel_in_one_frame_and_are_acked_by_one_signed_ack() -> None:
     a, b = pair(retransmit=False)
     for i in range(80):
-        a.queue_message(mid(i), ENVELOPE, 0.0)
-    assert a.in_flight == [mid(i) for i in range(80)]
-    out = a.data_to_send(0.0)
+        a.queue(i, 0.0, TEXT)
+    assert a.session.in_flight == [mid(i) for i in range(80)]
+    out = a.session.data_to_send(0.0)
     assert len(out) == 1 and out[0][1] == f.BUNDLE
-    events = b.receive(out[0], 0.0)
-    assert events == [p.MessageReceived(mid(i), ENVELOPE) for i in range(80)]
-    for event in events:
-        assert isinstance(event, p.MessageReceived)
-        b.accept(event.message_id)
-    acks = b.data_to_send(0.01)
+    (event,) = b.handle(out[0], 0.0)
+    assert isinstance(event, p.FrameReceived)
+    assert event.message_ids == tuple(mid(i) for i in range(80))
+    assert b.delivered == [TEXT] * 80
+    acks = b.session.data_to_send(0.01)
     assert len(acks) == 1 and acks[0][1] == f.ACK
-    assert a.receive(acks[0], 0.01) == [p.Acked(tuple(mid(i) for i in range(80)), 0.01)]
-    assert a.in_flight == []
-    assert (a.stats.bundles_out, b.stats.bundles_in, b.stats.acks_out) == (1, 1, 1)
+    assert a.handle(acks[0], 0.01) == [p.Acked(tuple(mid(i) for i in range(80)), 0.01)]
+    assert a.session.in_flight == []
+    sa, sb = a.session.stats, b.session.stats
+    assert (sa.bundles_out, sb.bundles_in, sb.acks_out) == (1, 1, 1)
 
 
 def test_bundles_respect_the_frame_size_and_keep_order() -> None:
     a, b = pair(retransmit=False, max_message_size=16 * 1024)
-    for i in range(60):
-        a.queue_message(mid(i), ENVELOPE, 0.0)
-    out = a.data_to_send(0.0)
+    for i in range(100):
+        a.queue(i, 0.0, TEXT)
+    out = a.session.data_to_send(0.0)
     assert all(len(frame) <= 16 * 1024 for frame in out)
-    assert len(out) == 3  # 60 × 724 bytes in 16 KiB frames
-    got = [e.message_id for frame in out for e in b.receive(frame, 0.0)]  # type: ignore[union-attr]
-    assert got == [mid(i) for i in range(60)]
+    assert len(out) == 3  # 100 envelopes of about 400 bytes in 16 KiB frames
+    got = [m for frame in out for e in b.handle(frame, 0.0) for m in e.message_ids]  # type: ignore[union-attr]
+    assert got == [mid(i) for i in range(100)]
 
 
 def test_a_large_message_goes_alone_between_bundles_in_order() -> None:
     a, b = pair(retransmit=False, max_message_size=16 * 1024)
-    big = b"B" * 40_000
-    a.queue_message(mid(1), ENVELOPE, 0.0)
-    a.queue_message(mid(2), ENVELOPE, 0.0)
-    a.queue_message(mid(3), big, 0.0)
-    a.queue_message(mid(4), ENVELOPE, 0.0)
-    out = a.data_to_send(0.0)
+    big = b'{"type":"text","text":"' + b"B" * 40_000 + b'"}'
+    a.queue(1, 0.0, TEXT)
+    a.queue(2, 0.0, TEXT)
+    a.queue(3, 0.0, big)
+    a.queue(4, 0.0, TEXT)
+    out = a.session.data_to_send(0.0)
     kinds = [frame[1] for frame in out]
-    assert kinds == [f.BUNDLE, f.CHUNK, f.CHUNK, f.CHUNK, f.MESSAGE]
-    events = [e for frame in out for e in b.receive(frame, 0.0)]
-    assert [e.message_id for e in events] == [mid(1), mid(2), mid(3), mid(4)]  # type: ignore[union-attr]
-    assert events[2] == p.MessageReceived(mid(3), big)
+    assert kinds == [f.BUNDLE, *[f.CHUNK] * 5, f.BUNDLE]  # 40 kB pads to its 64 KiB bucket
+    for frame in out:
+        b.handle(frame, 0.0)
+    assert b.delivered == [TEXT, TEXT, big, TEXT]
 
 
 def test_bundling_can_be_turned_off() -> None:
     a, _ = pair(retransmit=False, bundle=False)
     for i in range(5):
-        a.queue_message(mid(i), ENVELOPE, 0.0)
-    assert [frame[1] for frame in a.data_to_send(0.0)] == [f.MESSAGE] * 5
+        a.queue(i, 0.0, TEXT)
+    out = a.session.data_to_send(0.0)
+    assert [frame[1] for frame in out] == [f.BUNDLE] * 5
+    assert all(len(parse_bundle(x[10:]).envelopes) == 1 for x in out)
 
 
-def test_requeueing_an_id_before_it_leaves_sends_only_the_newest_bytes() -> None:
+def test_requeueing_an_id_before_it_leaves_sends_only_the_newest_envelope() -> None:
     a, b = pair(retransmit=False)
-    a.queue_message(mid(1), b"old", 0.0)
-    a.queue_message(mid(1), b"new", 0.0)
-    out = a.data_to_send(0.0)
-    assert [e for frame in out for e in b.receive(frame, 0.0)] == [
-        p.MessageReceived(mid(1), b"new")
-    ]
+    a.queue(1, 0.0, b'{"type":"text","text":"old"}')
+    a.queue(1, 0.0, b'{"type":"text","text":"new"}')
+    for frame in a.session.data_to_send(0.0):
+        b.handle(frame, 0.0)
+    assert b.delivered == [b'{"type":"text","text":"new"}']
 
 
 def test_control_frames_overtake_bulk_data_when_the_budget_is_spent() -> None:
     a, b = pair(retransmit=False)
-    a.queue_message(mid(1), b"x" * 1_000_000, 0.0)
-    first = a.data_to_send(0.0, max_bytes=64 * 1024)
+    big = b'{"type":"text","text":"' + b"x" * 1_000_000 + b'"}'
+    a.queue(1, 0.0, big)
+    first = a.session.data_to_send(0.0, max_bytes=64 * 1024)
     assert [frame[1] for frame in first] == [f.CHUNK]
-    assert a.queued_bytes > 900_000 and a.has_output
+    assert a.session.queued_bytes > 900_000 and a.session.has_output
     # Meanwhile B sends A a message; A's ACK for it goes before the rest of the bulk.
-    for frame in b.send_message(mid(9), ENVELOPE, 0.0):
-        a.receive(frame, 0.0)
-    a.accept(mid(9))
-    second = a.data_to_send(0.0, max_bytes=64 * 1024)
+    for frame in b.send(9, 0.0, TEXT):
+        a.handle(frame, 0.0)
+    second = a.session.data_to_send(0.0, max_bytes=64 * 1024)
     assert [frame[1] for frame in second] == [f.ACK, f.CHUNK]
-    rest = a.data_to_send(0.0)
-    events = [e for frame in first + second[1:] + rest for e in b.receive(frame, 0.0)]
-    assert events == [p.MessageReceived(mid(1), b"x" * 1_000_000)]
-    assert a.queued_bytes == 0 and not a.has_output
+    rest = a.session.data_to_send(0.0)
+    for frame in first + second[1:] + rest:
+        b.handle(frame, 0.0)
+    assert b.delivered == [big]
+    assert a.session.queued_bytes == 0 and not a.session.has_output
 
 
 def test_lossy_bundles_are_retransmitted_as_bundles_until_acked() -> None:
     a, b = pair(retransmit=True, rto_initial=1.0)
     for i in range(10):
-        a.queue_message(mid(i), ENVELOPE, 0.0)
-    assert len(a.data_to_send(0.0)) == 1  # lost on the way
-    assert a.data_to_send(0.5) == []
-    again = a.data_to_send(1.0)
+        a.queue(i, 0.0, TEXT)
+    assert len(a.session.data_to_send(0.0)) == 1  # lost on the way
+    assert a.session.data_to_send(0.5) == []
+    again = a.session.data_to_send(1.0)
     assert len(again) == 1 and again[0][1] == f.BUNDLE
-    for event in b.receive(again[0], 1.0):
-        b.accept(event.message_id)  # type: ignore[union-attr]
-    (ack,) = b.data_to_send(1.0)
-    assert a.receive(ack, 1.1) == [p.Acked(tuple(mid(i) for i in range(10)), None)]
-    assert a.stats.retransmissions == 10 and a.quality.loss > 0
+    b.handle(again[0], 1.0)
+    (ack,) = b.session.data_to_send(1.0)
+    assert a.handle(ack, 1.1) == [p.Acked(tuple(mid(i) for i in range(10)), None)]
+    assert a.session.stats.retransmissions == 10 and a.session.quality.loss > 0
 
 
-def test_a_bundle_before_the_channel_binding_is_refused() -> None:
-    b = p.Session(B, A.public, expected_fingerprints=FPS)
+def test_a_bundle_before_the_handshake_is_refused() -> None:
+    a, _ = pair()
+    frame = a.send(1, 0.0)[0]
+    fresh = session(B, A)
     with pytest.raises(ChannelBindingFailed):
-        b.receive(f.make_bundle([mid(1) + b"e", mid(2) + b"e"]), 0.0)
-
-
-def test_bundle_frames_round_trip() -> None:
-    frame = f.make_bundle([mid(1) + b"one", mid(2) + b"two"])
-    decoded = f.decode_frame(frame)
-    assert decoded == f.BundleFrame(
-        (f.MessageFrame(mid(1), b"one"), f.MessageFrame(mid(2), b"two"))
-    )
-    assert f.encode_frame(decoded) == frame
-
-
-def _bundle(count: int, *items: bytes, tail: bytes = b"") -> bytes:
-    body = struct.pack(">H", count) + b"".join(struct.pack(">I", len(i)) + i for i in items)
-    return bytes([f.PROTOCOL_VERSION, f.BUNDLE]) + body + tail
+        fresh.receive(frame, 0.0)
 
 
 @pytest.mark.parametrize(
-    ("frame", "words"),
+    ("body", "words"),
     [
-        (bytes([1, f.BUNDLE]), "too short"),
-        (_bundle(1, mid(1) + b"e"), "2 to 512"),
-        (_bundle(513, *(mid(i) + b"e" for i in range(513))), "2 to 512"),
-        (_bundle(2, mid(1) + b"e"), "ends inside the length"),
-        (_bundle(2, mid(1) + b"e", mid(2)), "too short for an id"),
-        (_bundle(2, mid(1) + b"e", mid(1) + b"e"), "same message id twice"),
-        (_bundle(2, mid(1) + b"e", mid(2) + b"e", tail=b"!"), "stray bytes"),
-        (_bundle(2, mid(1) + b"e")[:-1] + struct.pack(">I", 99) + mid(2), "past the end"),
+        (b"", "too short"),
+        (b"\x02\x00", "envelope count"),
+        (b"\x02\x81\x04", "envelope count"),  # 513
+        (b"\x02\x01\x05abcde" + bytes(64), "version"),
+        (b"\x01\x01", "version"),
     ],
 )
-def test_malformed_bundles_get_typed_errors(frame: bytes, words: str) -> None:
-    with pytest.raises(MalformedFrame, match=words):
+def test_malformed_bundles_get_typed_errors(body: bytes, words: str) -> None:
+    frame = bytes([f.PROTOCOL_VERSION, f.BUNDLE]) + bytes(8) + body
+    with pytest.raises((MalformedEnvelope, f.MalformedFrame), match=words):
         f.decode_frame(frame)
 
 
-def test_make_bundle_refuses_bad_input() -> None:
+def test_bundling_refuses_bad_input() -> None:
+    a, _ = pair()
     with pytest.raises(UsageError):
-        f.make_bundle([mid(1) + b"e"])
-    with pytest.raises(UsageError):
-        f.make_bundle([mid(1) + b"e", mid(2)])
+        envelope.bundle(A, [])
+    with pytest.raises(UsageError):  # another sender's envelope in our bundle
+        envelope.bundle(B, [a.seal(1)])
 
 
 # --- adaptive ACK timeouts ---------------------------------------------------------
@@ -205,33 +179,29 @@ def test_a_round_trip_far_above_the_smoothed_one_counts_as_loss() -> None:
 def test_an_adaptive_session_sets_ack_deadlines_from_the_link() -> None:
     a, b = pair(retransmit=False, adaptive_ack=True, ack_timeout=60.0)
     for _ in range(10):  # an 800 ms round trip, measured by pings
-        for frame in [a.ping(0.0)]:
-            b.receive(frame, 0.0)
-        for frame in b.data_to_send(0.0):
-            a.receive(frame, 0.8)
-    a.queue_message(mid(1), ENVELOPE, 10.0)
-    a.data_to_send(10.0)
-    deadline = a.next_deadline()
+        b.handle(a.session.ping(0.0), 0.0)
+        for frame in b.session.data_to_send(0.0):
+            a.handle(frame, 0.8)
+    a.queue(1, 10.0, TEXT)
+    a.session.data_to_send(10.0)
+    deadline = a.session.next_deadline()
     assert deadline is not None and 3.3 <= deadline - 10.0 < 4.5
-    assert a.handle_timer(deadline - 0.01) == []
-    assert a.handle_timer(deadline) == [p.DeliveryTimeout(mid(1))]
+    assert a.session.handle_timer(deadline - 0.01) == []
+    assert a.session.handle_timer(deadline) == [p.DeliveryTimeout(mid(1))]
 
 
 def test_over_a_reliable_channel_a_late_message_does_not_time_out_while_acks_flow() -> None:
     a, b = pair(retransmit=False, ack_timeout=5.0)
-    a.queue_message(mid(1), ENVELOPE, 0.0)
-    a.data_to_send(0.0)  # still on its way (behind a slow, lossy queue)
+    a.queue(1, 0.0, TEXT)
+    a.session.data_to_send(0.0)  # still on its way (behind a slow, lossy queue)
     for t in range(1, 10):  # meanwhile other messages are acknowledged every second
-        a.queue_message(mid(100 + t), ENVELOPE, float(t))
-        for frame in a.data_to_send(float(t)):
-            for event in b.receive(frame, float(t)):
-                b.accept(event.message_id)  # type: ignore[union-attr]
-        for frame in b.data_to_send(float(t)):
-            a.receive(frame, float(t))
-        assert a.handle_timer(float(t)) == []
-    assert a.in_flight == [mid(1)]
-    assert a.handle_timer(13.9) == []
-    assert a.handle_timer(14.0) == [p.DeliveryTimeout(mid(1))]  # 5 s after the last ACK
+        a.queue(100 + t, float(t), TEXT)
+        a.flush(b, float(t))
+        b.flush(a, float(t))
+        assert a.session.handle_timer(float(t)) == []
+    assert a.session.in_flight == [mid(1)]
+    assert a.session.handle_timer(13.9) == []
+    assert a.session.handle_timer(14.0) == [p.DeliveryTimeout(mid(1))]  # 5 s after the last ACK
 
 
 def test_goodput_is_measured_over_windows_and_sizes_the_send_buffer() -> None:
@@ -264,9 +234,10 @@ def test_the_silence_limit_grows_only_on_a_lossy_link() -> None:
 
 def test_transport_packets_keep_a_peer_alive_while_its_frames_are_held_back() -> None:
     a, b = pair(retransmit=False)
-    b.receive(a.ping(0.0), 0.0)
-    assert b.is_dead(3.0, 2.5)  # nothing for 3 s
-    b.heard_from_transport(2.0)  # but an SCTP SACK arrived at 2 s
-    assert not b.is_dead(3.0, 2.5) and b.is_dead(5.0, 2.5)
-    b.heard_from_transport(1.0)  # older news changes nothing
-    assert b.last_heard == 2.0
+    b.handle(a.session.ping(0.0), 0.0)
+    s = b.session
+    assert s.is_dead(3.0, 2.5)  # nothing for 3 s
+    s.heard_from_transport(2.0)  # but an SCTP SACK arrived at 2 s
+    assert not s.is_dead(3.0, 2.5) and s.is_dead(5.0, 2.5)
+    s.heard_from_transport(1.0)  # older news changes nothing
+    assert s.last_heard == 2.0

@@ -14,8 +14,8 @@ from sample_sdp import SDP
 
 from volli_nb.base.errors import BadSignature, KeyMismatch, MalformedEnvelope
 from volli_nb.core import pairing_code as pairing
-from volli_nb.lab import static_key_envelope as envelopes
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
+from volli_nb.lab import static_key_envelope as envelopes
 
 SEED = bytes(range(32))
 

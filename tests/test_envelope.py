@@ -40,9 +40,9 @@ from volli_nb.base.errors import (
 from volli_nb.core.crypto import envelope as v2
 from volli_nb.core.crypto import envelope_wire as wire
 from volli_nb.core.crypto import ratchet
-from volli_nb.core.crypto import seal as seal_v1
 from volli_nb.core.crypto.ratchet import RatchetState
 from volli_nb.core.crypto.wire import uvarint
+from volli_nb.lab.static_key_envelope import seal as seal_v1
 
 ALICE, BOB, CAROL, DAVE, EVE = identities(31, 5)
 AB, AC, AD = make_pair(ALICE, BOB, 1), make_pair(ALICE, CAROL, 2), make_pair(ALICE, DAVE, 3)
@@ -193,7 +193,9 @@ def test_deterministic_given_randomness_and_one_draw_per_message() -> None:
 # --- size ----------------------------------------------------------------------------
 
 
-def test_a_100_byte_text_costs_at_most_a_third_of_envelope_v1() -> None:
+def test_a_100_byte_text_costs_about_a_third_of_envelope_v1() -> None:
+    """411 bytes before the ratchet's synthetic nonce (24 bytes per key wrap) made a
+    reused message key leak only equality; 435 now, 34 % of v1's 1,276."""
     conversation = "dm-" + "-".join(sorted((ALICE.peer_id, BOB.peer_id)))
     text = b"x" * 100
     old = seal_v1(
@@ -215,7 +217,7 @@ def test_a_100_byte_text_costs_at_most_a_third_of_envelope_v1() -> None:
     )
     lone = v2.bundle(ALICE, [item])
     assert len(old) == 1276
-    assert len(lone) == 411 and 3 * len(lone) <= len(old)
+    assert len(lone) == 435 and 100 * len(lone) <= 35 * len(old)
     # In a bundle, the signature is shared: 100 messages cost less than 100 lone ones.
     many = [
         v2.seal(

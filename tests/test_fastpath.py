@@ -13,7 +13,6 @@ import pytest
 from netutil import open_store, pair
 
 from volli_nb.app.messages_store import MessagesStore
-from volli_nb.app.receiver import SeenOnce
 from volli_nb.base.clock import VirtualClock
 from volli_nb.base.errors import StorageError, TamperedRow
 from volli_nb.core.crypto.identity import Identity
@@ -106,18 +105,17 @@ def test_a_received_bundle_is_two_batched_statements(db: Database) -> None:
     assert all(db.seen_by(r.message_id) == "alice" for r in rows)
 
 
-def test_the_seen_set_is_read_once_per_message(db: Database) -> None:
-    seen = SeenOnce(db, limit=2)
-    mid = b"\x05" * 16
+def test_the_seen_set_is_read_once_per_frame(db: Database) -> None:
+    rows = [ReceivedRow(bytes([i]) * 16, "c", "alice", i, 1000 + i, b"hi") for i in range(1, 4)]
+    with db.transaction():
+        db.insert_received_many(rows)
+    db.store_sent(b"\x09" * 16, "c", "me", 1, 1000, b"mine")
+    asked = [r.message_id for r in rows] + [b"\x09" * 16, b"\x05" * 16]
     with Statements(db) as ran:
-        assert seen.by(mid) is None  # the session asks
-        assert seen.take(mid) is None  # the receiver reuses the answer
-        assert len(ran) == 1
-        assert seen.take(mid) is None  # taken: a later question reads again
-        assert len(ran) == 2
-        for i in range(3):  # answers never taken are forgotten past the limit
-            seen.by(bytes([i]) * 16)
-        assert len(seen._asked) <= 2
+        found = db.seen_among(asked)
+    assert len(ran) == 1  # one statement for the whole frame
+    assert found == {**{r.message_id: "alice" for r in rows}, b"\x09" * 16: "me"}
+    assert db.seen_among([]) == {}
 
 
 def test_the_retry_loop_sleeps_until_the_next_due_row(tmp_path: Path) -> None:
@@ -155,9 +153,9 @@ def frames_in(store: MessagesStore, peer_id: str) -> int:
 
 @pytest.mark.network
 def test_a_received_message_costs_three_statements(tmp_path: Path) -> None:
-    """Per message: the seen-set read and the two batched inserts; per frame at most its
-    BEGIN, COMMIT and one contact read; once, the conversation's check.  (It was ten per
-    message plus the frames.)"""
+    """Per message: the two batched inserts; per frame at most the seen-set read, its
+    BEGIN and COMMIT; once, the conversation's check.  (It was ten per message plus the
+    frames, then three; frames that carry no message, pings and ACKs, run none.)"""
 
     async def main() -> None:
         alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
@@ -171,7 +169,7 @@ def test_a_received_message_costs_three_statements(tmp_path: Path) -> None:
                     await alice.wait_delivered(message.message_id, timeout=30)
             frames = frames_in(bob, alice.peer_id) - frames
             first = 4  # the conversation, checked once: read, then a savepoint around its read
-            assert len(ran) <= 3 * n + 3 * frames + first, ran[:12]
+            assert len(ran) <= 2 * n + 3 * frames + first, ran[:12]
             assert len(bob.history(alice.peer_id)) == n
         finally:
             await asyncio.gather(alice.close(), bob.close())

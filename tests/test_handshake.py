@@ -37,8 +37,7 @@ def test_both_sides_derive_one_session() -> None:
     assert ra.session_id == rb.session_id == ra.state.ad == rb.state.ad
     assert ra.initiator != rb.initiator
     assert (ra.peer, rb.peer) == (BOB.public, ALICE.public)
-    assert ra.resume_id is rb.resume_id is None
-    assert len(pair.pending_a.hello) == hs.HELLO_BYTES == 321
+    assert len(pair.pending_a.hello) == hs.HELLO_BYTES == 289
     # Each side can send first, and each message opens on the other side.
     for sender, receiver in ((ra.state, rb.state), (rb.state, ra.state)):
         _, header, ciphertext = ratchet.encrypt(sender, b"first")
@@ -97,7 +96,6 @@ def test_hello_anatomy() -> None:
     )
     assert hello.peer_identity_key == BOB.public.identity_key
     assert (hello.own_certificate, hello.peer_certificate) == (cert("a"), cert("b"))
-    assert hello.resume == bytes(32)
     shown = hello.to_dict()
     assert shown["peer_id"] == ALICE.peer_id and shown["to_peer_id"] == BOB.peer_id
     assert "secret" not in repr(pa) and ALICE.peer_id in repr(pa)
@@ -122,7 +120,7 @@ HOSTILE: list[tuple[str, Callable[[bytes], bytes], type[VolliError]]] = [
     ("truncated", lambda h: h[:-1], MalformedHandshake),
     ("trailing byte", lambda h: h + b"\x00", MalformedHandshake),
     ("empty", lambda h: b"", MalformedHandshake),
-    ("version 2", lambda h: b"\x02" + h[1:], MalformedHandshake),
+    ("version 3", lambda h: b"\x03" + h[1:], MalformedHandshake),
     (
         "another identity (Carol, self-signed)",
         lambda h: resigned(
@@ -227,19 +225,14 @@ def test_stolen_long_term_keys_do_not_give_the_root_key() -> None:
         assert root(guess) != shared
 
 
-def test_resume_is_reported_only_when_both_name_the_same_session() -> None:
-    sid, other = b"\x11" * 32, b"\x22" * 32
-
-    def run(resume_a: bytes | None, resume_b: bytes | None) -> bytes | None:
-        pa, pb = start_pair(ALICE, BOB, seed=3, resume=(resume_a, resume_b))
-        ra, rb = hs.finish(pa, pb.hello), hs.finish(pb, pa.hello)
-        assert ra.resume_id == rb.resume_id and ra.session_id == rb.session_id
-        return ra.resume_id
-
-    assert run(sid, sid) == sid
-    assert run(sid, other) is None
-    assert run(sid, None) is None
-    assert run(None, None) is None
+def test_a_hello_has_no_resume_field_and_every_channel_gets_a_fresh_session() -> None:
+    """Version 1 let a side name a stored session to resume; a restored file could then
+    resume a stale state and reuse message keys.  A session now lives with its channel:
+    two handshakes between the same devices never share a session or a first key."""
+    first, second = make_pair(ALICE, BOB, seed=3), make_pair(ALICE, BOB, seed=4)
+    assert first.result_a.session_id != second.result_a.session_id
+    assert first.result_a.state.root_key != second.result_a.state.root_key
+    assert not hasattr(hs.decode_hello(first.pending_a.hello), "resume")
 
 
 @pytest.mark.parametrize(
@@ -247,10 +240,8 @@ def test_resume_is_reported_only_when_both_name_the_same_session() -> None:
     [
         {"local_certificate": b"short"},
         {"remote_certificate": "ab" * 32},
-        {"resume": bytes(32)},
-        {"resume": b"\x01" * 31},
     ],
-    ids=["short digest", "hex digest", "all-zero resume", "short resume"],
+    ids=["short digest", "hex digest"],
 )
 def test_misuse_is_a_usage_error(kwargs: dict[str, object]) -> None:
     args: dict[str, object] = {"local_certificate": cert("a"), "remote_certificate": cert("b")}

@@ -24,8 +24,8 @@ from volli_nb.app.chat import dm_conversation_id
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import BadPairingCode
 from volli_nb.core import pairing_code as pairing
-from volli_nb.lab import static_key_envelope as envelopes
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
+from volli_nb.lab import static_key_envelope as envelopes
 from volli_nb.net.events import Delivered, NetworkEvent
 
 pytestmark = pytest.mark.network

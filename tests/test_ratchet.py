@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import nacl.bindings
 import pytest
 from session_pairs import NOW, identities, make_pair
 
@@ -304,3 +305,65 @@ def test_to_dict_shows_chains_advance_without_keys() -> None:
     shown = repr(b.to_dict()) + repr(a.to_dict())
     for secret in (a.root_key, a.dhs_secret, a.cks, b.ckr, b.root_key):
         assert secret is not None and secret.hex() not in shown
+
+
+# --- a reused message key leaks only equality (defence in depth) ---------------------
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
+def test_a_reused_message_key_shows_only_whether_two_messages_were_equal() -> None:
+    """A rolled-back state encrypts twice under one message key.  Under the old fixed
+    nonce the two keystreams were equal, so one known plaintext gave the other; under
+    the synthetic nonce they are not, and equal inputs give equal bytes (equality only)."""
+    initiator, _ = fresh()
+    k1, k2 = b"\x11" * 32, b"\x22" * 32  # what envelopes wrap: content keys
+    _, h1, c1 = encrypt(initiator, k1, b"ad")
+    _, h2, c2 = encrypt(initiator, k2, b"ad")  # the same state again: the same message key
+    assert (h1.dh, h1.n) == (h2.dh, h2.n)
+    n1, n2 = c1[: ratchet.AEAD_NONCE_BYTES], c2[: ratchet.AEAD_NONCE_BYTES]
+    assert n1 != n2
+    body1, body2 = c1[len(n1) : len(n1) + 32], c2[len(n2) : len(n2) + 32]
+    assert _xor(_xor(body1, body2), k1) != k2  # the known-plaintext attack fails
+    _, _, c3 = encrypt(initiator, k1, b"ad")
+    assert c3 == c1  # the same input: the same bytes, nothing more learned
+    # The control: with the fixed zero nonce the attack recovers k2 from k1.
+    mk = kdf.kdf_ck(initiator.cks)[1]  # type: ignore[arg-type]
+    old1 = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(k1, b"ad", bytes(24), mk)
+    old2 = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(k2, b"ad", bytes(24), mk)
+    assert _xor(_xor(old1[:32], old2[:32]), k1) == k2
+
+
+def test_a_nonce_that_is_not_the_derived_one_is_refused() -> None:
+    initiator, responder = fresh()
+    _, header, ciphertext = encrypt(initiator, b"hello", b"")
+    mk = kdf.kdf_ck(initiator.cks)[1]  # type: ignore[arg-type]
+    aead_key, _ = ratchet._split(mk)
+    other = b"\x00" * 24  # a valid AEAD encryption, under a nonce of the sender's choosing
+    full_ad = initiator.ad + header.encode()
+    forged = other + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        b"hello", full_ad, other, aead_key
+    )
+    assert forged != ciphertext
+    with pytest.raises(DecryptionFailed, match="nonce"):
+        decrypt(responder, header, forged, now_ms=NOW)
+
+
+def test_skipped_keys_expire_on_the_owners_timer_and_a_clock_that_went_back_keeps_none() -> None:
+    alice, bob = fresh()
+    alice, first = send(alice, b"one")
+    alice, _lost = send(alice, b"two")
+    alice, third = send(alice, b"three")
+    bob, _ = recv(bob, first)
+    bob, _ = recv(bob, third, now=NOW)  # holds the key for "two"
+    assert len(bob.skipped) == 1
+    ttl = ratchet.DEFAULT_LIMITS.skipped_ttl_ms
+    assert ratchet.expire(bob, NOW + ttl - 1) is bob  # nothing expired: the same state
+    assert ratchet.expire(bob, NOW + ttl).skipped == {}
+    # The clock went back a day: the key is re-stamped now, and expires one TTL later.
+    back = NOW - 24 * 3600 * 1000
+    restamped = ratchet.expire(bob, back)
+    assert len(restamped.skipped) == 1
+    assert ratchet.expire(restamped, back + ttl).skipped == {}

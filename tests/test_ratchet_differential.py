@@ -4,8 +4,9 @@ The oracle is configured with exactly our parameters, through its own independen
 paths: its HKDF root chain (``cryptography``'s HKDF, info ``volli-ratchet-root-v1``), its
 "separate HMACs" chain KDF with constant ``02 01`` (next chain key = HMAC(ck, 0x02),
 message key = HMAC(ck, 0x01)), its X25519 DH ratchet (``cryptography``), fed the same
-private keys our ``random`` yields, XChaCha20-Poly1305 called directly with the message
-key and a zero nonce, and our ``CONCAT(AD, header)`` encoding written out again here.
+private keys our ``random`` yields, our ENCRYPT (XChaCha20-Poly1305 under a nonce derived
+from the message key, the associated data and the plaintext) and our ``CONCAT(AD,
+header)`` encoding, both written out again here.
 Each conversation runs on both implementations in lock step: every header and
 ciphertext must be byte-identical, every plaintext equal, and after each step the whole
 state (root, chain keys, counters, ratchet keys, skipped keys in order) must match.
@@ -85,20 +86,42 @@ class ChainKDF(kdf_separate_hmacs.KDF):
         return HashFunction.SHA_256
 
 
+def _keyed(key: bytes, person: bytes, data: bytes = b"", size: int = 32) -> bytes:
+    return hashlib.blake2b(data, digest_size=size, key=key, person=person).digest()
+
+
 class XChaChaAEAD:
-    """Our ENCRYPT(mk, plaintext, ad): XChaCha20-Poly1305, key mk, fixed zero nonce."""
+    """Our ENCRYPT(mk, plaintext, ad), written out again from its description: the
+    message key split by BLAKE2b into an AEAD key and a nonce key; the nonce is
+    BLAKE2b(nonce key, u64 len(ad) | ad | plaintext), 24 bytes, sent before the
+    XChaCha20-Poly1305 ciphertext and checked again after decryption."""
+
+    @staticmethod
+    def _keys(key: bytes) -> tuple[bytes, bytes]:
+        return _keyed(key, b"volli-mk-aead"), _keyed(key, b"volli-mk-nonce")
+
+    @staticmethod
+    def _nonce(nonce_key: bytes, ad: bytes, plaintext: bytes) -> bytes:
+        return _keyed(nonce_key, b"", len(ad).to_bytes(8, "big") + ad + plaintext, 24)
 
     @staticmethod
     async def encrypt(plaintext: bytes, key: bytes, associated_data: bytes) -> bytes:
-        return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            plaintext, associated_data, bytes(24), key
+        aead_key, nonce_key = XChaChaAEAD._keys(key)
+        nonce = XChaChaAEAD._nonce(nonce_key, associated_data, plaintext)
+        return nonce + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            plaintext, associated_data, nonce, aead_key
         )
 
     @staticmethod
     async def decrypt(ciphertext: bytes, key: bytes, associated_data: bytes) -> bytes:
-        return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            ciphertext, associated_data, bytes(24), key
+        aead_key, nonce_key = XChaChaAEAD._keys(key)
+        nonce, body = ciphertext[:24], ciphertext[24:]
+        plaintext: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            body, associated_data, nonce, aead_key
         )
+        if nonce != XChaChaAEAD._nonce(nonce_key, associated_data, plaintext):
+            raise ValueError("nonce does not match")
+        return plaintext
 
 
 class Oracle(DoubleRatchet):

@@ -35,18 +35,15 @@ from volli_nb.base.errors import (
 from volli_nb.core.crypto import (
     MAX_ENVELOPE_BYTES,
     Identity,
-    OpenedMessage,
     PublicIdentity,
     aead_encrypt,
-    envelope_message_id,
-    open_envelope,
-    parse_envelope,
-    seal,
     x25519,
     x25519_public,
 )
-from volli_nb.lab import static_key_envelope as env
 from volli_nb.core.encoding import b64decode, b64encode, canonical_json
+from volli_nb.lab import static_key_envelope as env
+from volli_nb.lab.static_key_envelope import OpenedMessage, open_envelope, seal
+from volli_nb.lab.static_key_envelope_format import envelope_message_id, parse_envelope
 
 NOW = 1_800_000_000_000
 rng = random.Random(2024)

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from volli_nb.base.errors import VolliError
 from volli_nb.core.crypto import Identity, PublicIdentity
-from volli_nb.lab.static_key_envelope import open_envelope, parse_envelope, seal
-from volli_nb.lab import static_key_envelope as env
 from volli_nb.core.encoding import b64decode, b64encode, canonical_json
+from volli_nb.lab import static_key_envelope as env
+from volli_nb.lab.static_key_envelope import open_envelope, parse_envelope, seal
 
 NOW = 1_800_000_000_000
 _rng = random.Random(99)

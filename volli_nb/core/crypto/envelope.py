@@ -45,6 +45,7 @@ attempted now, and :func:`bundle` once per frame.  The receiver calls
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
@@ -54,7 +55,6 @@ from types import MappingProxyType
 from volli_nb.base.errors import (
     KeyCommitmentMismatch,
     MalformedEnvelope,
-    MessageKeyUnavailable,
     NotARecipient,
     PeerError,
     ReplayError,
@@ -94,12 +94,13 @@ DEFAULT_MAX_AGE_MS = 10 * 60 * 1000  # how old a (freshly sealed) envelope may b
 
 @dataclass(frozen=True, slots=True)
 class Sealed:
-    """One sealed envelope and the recipients' new ratchet states (commit them with it)."""
+    """One sealed envelope and the recipients' new ratchet states (adopt them at once)."""
 
     envelope: bytes
     digest: bytes
     message_id: bytes
     states: Mapping[str, ratchet.RatchetState]
+    sender: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,8 @@ def seal(
         sections.append(raw + header.encode() + wrapped)
     body = b"".join(sections)
     envelope = head + body + uvarint(len(ciphertext)) + ciphertext
-    return Sealed(envelope, envelope_digest(bind, body), message_id, MappingProxyType(states))
+    digest = envelope_digest(bind, body)
+    return Sealed(envelope, digest, message_id, MappingProxyType(states), sender)
 
 
 def bundle(signer: Identity, items: Sequence[Sealed | bytes]) -> bytes:
@@ -218,6 +220,10 @@ def bundle(signer: Identity, items: Sequence[Sealed | bytes]) -> bytes:
     digests: list[bytes] = []
     for item in items:
         if isinstance(item, Sealed):
+            if item.sender != signer.peer_id:
+                raise UsageError(
+                    f"a bundle signed by {signer.peer_id} holds only its own envelopes"
+                )
             envelopes.append(item.envelope)
             digests.append(item.digest)
             continue
@@ -255,6 +261,37 @@ class _Receiving:
     budget: ratchet.WorkBudget
 
 
+def _unwrap(
+    parsed: ParsedEnvelope, header: ratchet.Header, state: ratchet.RatchetState, how: _Receiving
+) -> tuple[ratchet.RatchetState, bytes]:
+    wrap = parsed.envelope.recipients[how.me]
+    return ratchet.decrypt(
+        state,
+        header,
+        wrap.encrypted_key,
+        parsed.bind,
+        now_ms=how.now_ms,
+        limits=how.limits,
+        random=how.random,
+        budget=how.budget,
+    )
+
+
+def _duplicate(
+    parsed: ParsedEnvelope, header: ratchet.Header, state: ratchet.RatchetState, how: _Receiving
+) -> tuple[ratchet.RatchetState, PeerError]:
+    """An id accepted before (or earlier in this bundle): acknowledged again, unopened.
+
+    Its key is consumed if it is at hand (the current chain, or held as skipped), so a
+    copy sealed again leaves no gap; an old chain's is not looked for: a DH step for a
+    chain long gone would cost work and fail.  Checked before the clock and the ratchet,
+    so a resend of something stored is always answered, however old its seal."""
+    if header.dh == state.dhr or (header.dh, header.n) in state.skipped:
+        with contextlib.suppress(PeerError):
+            state = _unwrap(parsed, header, state, how)[0]
+    return state, ReplayError(f"message {parsed.envelope.message_id.hex()} was already accepted")
+
+
 def _open_one(
     parsed: ParsedEnvelope, state: ratchet.RatchetState, how: _Receiving, earlier: set[bytes]
 ) -> tuple[ratchet.RatchetState, OpenedMessage | PeerError]:
@@ -263,28 +300,15 @@ def _open_one(
     wrap = env.recipients.get(how.me)
     if wrap is None:
         return state, NotARecipient(f"envelope {mid.hex()} is not addressed to {how.me}")
+    if mid in earlier or how.seen(mid):
+        return _duplicate(parsed, wrap.header, state, how)
     stale = _stale(env.timestamp_ms, how.now_ms, how.max_age_ms, how.max_skew_ms)
     if stale:
         return state, StaleMessage(stale)
     try:
-        new_state, key = ratchet.decrypt(
-            state,
-            wrap.header,
-            wrap.encrypted_key,
-            parsed.bind,
-            now_ms=how.now_ms,
-            limits=how.limits,
-            random=how.random,
-            budget=how.budget,
-        )
-    except MessageKeyUnavailable as exc:
-        if mid in earlier or how.seen(mid):
-            return state, ReplayError(f"message {mid.hex()} was already accepted")
-        return state, exc
+        new_state, key = _unwrap(parsed, wrap.header, state, how)
     except PeerError as exc:
         return state, exc
-    if mid in earlier or how.seen(mid):
-        return new_state, ReplayError(f"message {mid.hex()} was already accepted")
     if not hmac.compare_digest(commitment(mid, key), env.commitment):
         return new_state, KeyCommitmentMismatch(
             f"the content key wrapped for {how.me} is not the one the sender committed to"
