@@ -8,8 +8,10 @@ import os
 import pty
 
 import pytest
+from protocol_pairs import A, pair
 
 from volli_nb.base import console
+from volli_nb.core.crypto.envelope import bundle
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.progress import ProgressFeed, ProgressUpdate
@@ -54,9 +56,12 @@ def test_feed_tracks_start_update_finish_and_survives_a_broken_listener() -> Non
 
 
 def _large_message(size: int) -> tuple[bytes, list[bytes]]:
-    message_id = bytes(range(16))
-    frame = frames.make_message(message_id, b"e" * size)
-    return message_id, make_chunks(frame, 7, 16 * 1024)
+    """A BUNDLE frame holding one envelope of about ``size`` bytes, chunked."""
+    sender, _ = pair()
+    text = b'{"type":"text","text":"' + b"e" * size + b'"}'
+    sealed = sender.seal(0, text)
+    frame = frames.make_bundle_frame(sender.k.tag, bundle(A, [sealed]))
+    return sealed.message_id, make_chunks(frame, 7, 16 * 1024)
 
 
 def test_frame_trace_reports_a_chunked_send_then_its_ack() -> None:
@@ -64,21 +69,21 @@ def test_frame_trace_reports_a_chunked_send_then_its_ack() -> None:
     seen = recorder(feed)
     trace = FrameTrace(log, feed)
     message_id, chunks = _large_message(PROGRESS_MIN_BYTES * 2)
+    frame_bytes = sum(len(c) - 11 for c in chunks)  # each chunk: 11 bytes of header
     trace.sealing(PEER, message_id, PROGRESS_MIN_BYTES * 2)
-    trace.expect(PEER, message_id, PROGRESS_MIN_BYTES * 2)
+    trace.expect(PEER, message_id, frame_bytes - frames.bundle_frame_size(0, 1))
     for chunk in chunks:
         trace.sent(PEER, chunk)
     trace.acked(PEER, (message_id,))
     stages = [u.stage for u in seen]
     assert stages[:2] == ["encrypting", "queued"]
     assert stages[2:-1] == ["sending"] * (len(chunks) - 1) + ["waiting for the signed ACK"]
-    total = 18 + PROGRESS_MIN_BYTES * 2
     assert [u.done for u in seen[2:-1]] == sorted(u.done for u in seen[2:-1])
-    assert seen[-2].done == total == seen[-1].total and seen[-1].outcome == "acknowledged"
+    assert seen[-2].done == frame_bytes and seen[-1].outcome == "acknowledged"
+    assert abs(seen[-1].total - frame_bytes) <= 8  # type: ignore[operator]  # (varint sizes)
     (entry,) = log.entries(category="frame")  # one entry for the whole chunked frame
-    assert (
-        entry.message == f"sent MESSAGE {message_id.hex()[:8]} (524.3 KB in {len(chunks)} chunks)"
-    )
+    size = f"{frame_bytes / 1e6:.1f} MB"
+    assert entry.message == f"sent BUNDLE {message_id.hex()[:8]} ({size} in {len(chunks)} chunks)"
     assert entry.data["chunks"] == len(chunks) and entry.data["message_ids"] == [message_id.hex()]
 
 
@@ -90,7 +95,8 @@ def test_frame_trace_receiving_and_a_dropped_link() -> None:
     for chunk in chunks:
         trace.received(PEER, chunk)
     assert seen[0].stage == "receiving" and seen[0].total is None
-    assert seen[-1].outcome == "received" and seen[-1].done == 18 + 100_000
+    assert seen[-1].outcome == "received"
+    assert seen[-1].done == sum(len(c) - 11 for c in chunks)
     trace.expect(PEER, message_id, PROGRESS_MIN_BYTES)
     trace.sent(PEER, chunks[0])
     trace.received(PEER, chunks[0])  # half a frame, then the link goes
@@ -104,17 +110,20 @@ def test_frame_trace_receiving_and_a_dropped_link() -> None:
 def test_frame_trace_logs_bundles_and_acks_with_ids_and_ignores_pings_and_junk() -> None:
     log = EventLog()
     trace = FrameTrace(log, ProgressFeed())
-    me = Identity.generate()
-    ids = [bytes([i]) * 16 for i in range(1, 4)]
-    trace.sent(PEER, frames.make_bundle([i + b"envelope" for i in ids]))
+    me, sender = Identity.generate(), pair()[0]
+    items = [sender.seal(i) for i in range(1, 4)]
+    ids = [s.message_id for s in items]
+    sent = frames.make_bundle_frame(sender.k.tag, bundle(A, items))
+    trace.sent(PEER, sent)
     trace.sent(PEER, frames.make_ack(me, PEER, ids))
     trace.received(PEER, frames.make_ping(b"n" * 8))
-    trace.received(PEER, b"\x01")  # too short
-    trace.received(PEER, bytes([1, frames.BUNDLE]) + b"\xff")  # malformed: the session's job
-    bundle, ack = log.entries()
-    assert bundle.message == "sent BUNDLE of 3 (88 B)" and bundle.data["count"] == 3
+    trace.received(PEER, b"\x02")  # too short
+    trace.received(PEER, bytes([2, frames.BUNDLE]) + b"\xff")  # malformed: the session's job
+    bundled, ack = log.entries()
+    assert bundled.message == f"sent BUNDLE of 3 ({len(sent) / 1000:.1f} KB)"
+    assert bundled.data["count"] == 3 and bundled.data["bytes"] == len(sent)
     assert ack.message.startswith("sent ACK for 3 (") and ack.data["kind"] == "frame.ack"
-    assert bundle.data["message_ids"] == ack.data["message_ids"] == [i.hex() for i in ids]
+    assert bundled.data["message_ids"] == ack.data["message_ids"] == [i.hex() for i in ids]
 
 
 def test_a_bar_fits_where_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,8 @@ from volli_nb.base.errors import (
     TooManySkipped,
     UsageError,
 )
-from volli_nb.core.crypto import kdf, ratchet
+from volli_nb.core.crypto import kdf, message_key, ratchet
+from volli_nb.core.crypto.primitives import AEAD_NONCE_BYTES
 from volli_nb.core.crypto.ratchet import Header, Limits, RatchetState, decrypt, encrypt
 from volli_nb.core.crypto.ratchet_state import encode_state
 
@@ -323,7 +324,7 @@ def test_a_reused_message_key_shows_only_whether_two_messages_were_equal() -> No
     _, h1, c1 = encrypt(initiator, k1, b"ad")
     _, h2, c2 = encrypt(initiator, k2, b"ad")  # the same state again: the same message key
     assert (h1.dh, h1.n) == (h2.dh, h2.n)
-    n1, n2 = c1[: ratchet.AEAD_NONCE_BYTES], c2[: ratchet.AEAD_NONCE_BYTES]
+    n1, n2 = c1[: AEAD_NONCE_BYTES], c2[: AEAD_NONCE_BYTES]
     assert n1 != n2
     body1, body2 = c1[len(n1) : len(n1) + 32], c2[len(n2) : len(n2) + 32]
     assert _xor(_xor(body1, body2), k1) != k2  # the known-plaintext attack fails
@@ -340,7 +341,7 @@ def test_a_nonce_that_is_not_the_derived_one_is_refused() -> None:
     initiator, responder = fresh()
     _, header, ciphertext = encrypt(initiator, b"hello", b"")
     mk = kdf.kdf_ck(initiator.cks)[1]  # type: ignore[arg-type]
-    aead_key, _ = ratchet._split(mk)
+    aead_key, _ = message_key.split(mk)
     other = b"\x00" * 24  # a valid AEAD encryption, under a nonce of the sender's choosing
     full_ad = initiator.ad + header.encode()
     forged = other + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(

@@ -36,11 +36,11 @@ from volli_nb.app.contacts import ContactBook
 from volli_nb.app.flush_progress import FlushProgress
 from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.refusals import REFUSAL_PAUSE, RefusalPolicy
+from volli_nb.app.retry_loop import RetryLoop
 from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import (
     NotFound,
-    StorageError,
     TransportClosed,
     UnknownPeer,
     UsageError,
@@ -97,14 +97,12 @@ class Sender:
         self.network, self.contacts, self.log = network, contacts, log
         self.sessions = sessions
         self._clock = clock
-        self._retry_tick = retry_tick
-        self._retry_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()  # replaced by start(): an Event belongs to one loop
-        self._pass_at = float("-inf")  # when the last retry pass looked for due rows
-        queue.on_schedule = self._wake_up
         self._in_flight: dict[tuple[str, bytes], int] = {}
         self._delivered = Listeners[[bytes, str]]("on_delivered handler", logger)
         self.storage = storage if storage is not None else StorageHealth(database, log)
+        self.retries = RetryLoop(
+            queue, self._attempt_due, self.storage, clock=clock, tick=retry_tick
+        )
         self.refusals = RefusalPolicy(
             queue, network, log, self.display_name, clock=clock, pause=refusal_pause
         )
@@ -118,55 +116,29 @@ class Sender:
         contact = self.database.get_contact(peer_id)
         return (contact.name if contact else None) or peer_id[:8]
 
-    # --- the retry loop ---------------------------------------------------------
+    # --- the retry loop (see :mod:`.retry_loop`) ------------------------------
 
     def start(self) -> None:
         """Start the retry loop on the running event loop (idempotent)."""
-        if self._retry_task is None or self._retry_task.done():
-            self._wake = asyncio.Event()
-            self._retry_task = asyncio.get_running_loop().create_task(self._retry_loop())
-
-    def _wake_up(self) -> None:
-        self._wake.set()
+        self.retries.start()
 
     async def stop(self) -> None:
-        if self._retry_task is not None:
-            self._retry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retry_task
-            self._retry_task = None
-
-    async def _retry_loop(self) -> None:
-        while True:
-            self._wake.clear()  # what changes from here on wakes the next sleep
-            wait = self._retry_tick
-            try:
-                await self.process_due()
-                wait = self.next_wait()
-            except StorageError as exc:  # a state, reported once per change
-                self.storage.failed(exc)
-            except Exception:
-                logger.exception("retry loop iteration failed")
-            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow
-                async with asyncio.timeout(wait):  # a cancel that meets a set event
-                    await self._wake.wait()
+        await self.retries.stop()
 
     def next_wait(self) -> float:
-        """Seconds until the next row not already being attempted is due, by the injected
-        clock; at most ``retry_tick`` (a safety net, and the pace of a frozen test clock)."""
-        now = self._clock()
-        due = self.queue.next_due_at(after=min(self._pass_at, now))  # due since: go again
-        return self._retry_tick if due is None else min(max(due - now, 0.0), self._retry_tick)
+        """Seconds until the retry loop's next pass (see :meth:`RetryLoop.next_wait`)."""
+        return self.retries.next_wait()
 
     async def process_due(self) -> int:
-        """Attempt every message whose retry time has come (the retry loop's body).
+        """Attempt every message whose retry time has come (the retry loop's body)."""
+        return await self.retries.attempt_due()
 
-        Rows in flight are skipped before their payload is read; rows for offline peers
+    async def _attempt_due(self, now: float) -> int:
+        """Rows in flight are skipped before their payload is read; rows for offline peers
         count a failed attempt in one transaction."""
         attempted = 0
         offline = []
         due = []
-        self._pass_at = now = self._clock()
         for row_id, recipient, message_id in self.queue.due_keys(now):
             if (recipient, message_id) in self._in_flight:
                 continue
@@ -378,7 +350,7 @@ class Sender:
                 with contextlib.suppress(VolliError):
                     self.queue.mark_failed(row_id, event.reason)
         elif isinstance(event, PeerOnline):
-            self._wake_up()
+            self.retries.wake_up()
             asyncio.get_running_loop().create_task(self.flush(event.peer_id))
         elif isinstance(event, PeerOffline):
             self.log.add("queue", f"{event.peer_id} offline: messages wait in the outbox")

@@ -1,4 +1,10 @@
-"""Envelopes: the seed's ``EncryptedMessage``, made sound: :func:`seal` and :func:`open_envelope`.
+"""The retired v1 envelope, sealed to static device keys: no forward secrecy, kept to show why.
+
+Until sessions carried every message this was the live envelope: the seed's
+``EncryptedMessage``, made sound (:func:`seal` and :func:`open_envelope`).  Every wrap is
+to a recipient's long-term device key, so whoever later steals that key opens every
+envelope ever recorded.  Notebook 01 and the forward-secrecy tests seal with it to show
+exactly that, beside :mod:`volli_nb.core.crypto.envelope` which replaced it.
 
 The wire shape, its size buckets and the strict parser are in
 :mod:`volli_nb.lab.static_key_envelope_format`; this module builds and checks the cryptography.

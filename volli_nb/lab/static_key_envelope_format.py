@@ -1,4 +1,4 @@
-"""The envelope's wire shape, parsed strictly: one accepted encoding, nothing verified.
+"""The retired v1 envelope's wire shape, parsed strictly (see :mod:`.static_key_envelope`).
 
 Canonical JSON (sorted keys, no spaces, UTF-8), binary fields as unpadded base64url::
 

@@ -1,12 +1,11 @@
 """The Double Ratchet (Signal spec rev. 1, sections 3.2-3.5) as pure functions on frozen states.
 
 Why functional: :func:`encrypt` and :func:`decrypt` return a NEW :class:`RatchetState`
-and never change the one passed in.  The caller stores the new state (sealed, see
-:mod:`volli_nb.core.crypto.ratchet_state`) in the same SQLite transaction as the message
-it produced or consumed.  A crash before that commit leaves the old state on disk, which
-still holds the key, so the redelivered message decrypts again: "wait for the message to
-be stored before deleting its key".  A failed decrypt raises and leaves nothing to undo
-(the spec's "state changes are discarded").
+and never change the one passed in.  The owner of a channel's state
+(:mod:`volli_nb.core.crypto.channel_keys`) adopts a decrypt's state only once the message
+it opened is stored: "wait for the message to be stored before deleting its key".  A
+failed decrypt raises and leaves nothing to undo (the spec's "state changes are
+discarded").
 
 The algorithm is the spec's, step for step (``RatchetEncrypt``, ``RatchetDecrypt``,
 ``TrySkippedMessageKeys``, ``SkipMessageKeys``, ``DHRatchet``), on X25519 (libsodium)
@@ -15,27 +14,15 @@ and the KDFs of :mod:`volli_nb.core.crypto.kdf`.  Its associated data is
 encoded header, then the caller's own associated data (the envelope passes its header and
 ciphertext digest).
 
-ENCRYPT is misuse-resistant (SIV-style), as defence in depth: each message key should
-encrypt exactly once, but a bug or a rolled-back state could use one twice, and with a
-fixed nonce two plaintexts under one key give away their XOR (with one known, the
-other).  So the message key is split by BLAKE2b into an AEAD key and a nonce key, the
-24-byte nonce is ``BLAKE2b(nonce key, len(ad) | ad | plaintext)``, sent in front of the
-XChaCha20-Poly1305 ciphertext, and checked again after decryption.  A reused key then
-shows only whether two messages were equal: different inputs get different nonces,
-equal inputs the same bytes.  The cost is 24 bytes per key wrap.
+ENCRYPT is misuse-resistant (:mod:`volli_nb.core.crypto.message_key`): a message key
+used twice shows only whether the two messages were equal.
 
 Choices the spec leaves open:
 
-- **Bounds** (:class:`Limits`): at most ``max_skip`` keys skipped in one chain per
-  message (more raises :class:`TooManySkipped`, the spec's MAX_SKIP), at most
-  ``max_skipped`` held in all (oldest evicted first), each kept ``skipped_ttl_ms``
-  after it was derived (dropped by :func:`expire`, which the owner of a state calls on a
-  timer, and by every decrypt; a clock that went back cannot keep a key longer).  A
-  message whose key is gone raises :class:`MessageKeyUnavailable`.
-- **Work per frame** (:class:`WorkBudget`): one received frame may hold hundreds of
-  envelopes, each asking for up to ``max_skip`` derivations and a DH step.  A budget
-  shared by the frame's decrypts caps what it can cost (counted in keys derived and DH
-  steps, checked *before* deriving), so a hostile bundle is refused within the cap.
+- **Bounds and work** (:mod:`volli_nb.core.crypto.ratchet_limits`): skipped keys are
+  bounded per chain, in all, and in time (:func:`expire`, which the owner of a state
+  calls on a timer); one frame's decrypts share a :class:`WorkBudget`.  A message whose
+  key is gone raises :class:`MessageKeyUnavailable`.
 - **Duplicates are named**: a header for an already-used key of the current chain, or
   for one of the last ``HISTORY`` receiving chains, raises ``MessageKeyUnavailable``
   instead of the spec's failed decryption after a bogus DH step.
@@ -50,8 +37,6 @@ Choices the spec leaves open:
 from __future__ import annotations
 
 import hashlib
-import hmac
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -59,28 +44,26 @@ from volli_nb.base.errors import (
     DecryptionFailed,
     MalformedRatchetHeader,
     MessageKeyUnavailable,
-    TooManySkipped,
     UsageError,
 )
 from volli_nb.core.crypto.kdf import kdf_ck, kdf_rk
-from volli_nb.core.crypto.primitives import (
-    AEAD_NONCE_BYTES,
-    KEY_BYTES,
-    Random,
-    aead_decrypt,
-    aead_encrypt,
-    random_bytes,
-    x25519,
-    x25519_public,
+from volli_nb.core.crypto.message_key import open_with_key, seal_with_key
+from volli_nb.core.crypto.primitives import KEY_BYTES, Random, random_bytes, x25519, x25519_public
+from volli_nb.core.crypto.ratchet_limits import (
+    DEFAULT_LIMITS,
+    MAX_DH_STEPS_PER_FRAME,
+    Found,
+    Limits,
+    SkippedKeys,
+    WorkBudget,
+    expire_skipped,
+    merge_skipped,
+    skip_keys,
 )
 from volli_nb.core.crypto.wire import Reader, as_bytes, uvarint
 
-SkippedKeys = Mapping[tuple[bytes, int], tuple[bytes, int]]  # (dh, n) -> (mk, stored_ms)
-
 HISTORY = 4  # previous receiving ratchet keys remembered to name duplicates
 MAX_CHAIN = 2**32 - 1  # n and pn in a header
-_AEAD_PERSON = b"volli-mk-aead"
-_NONCE_PERSON = b"volli-mk-nonce"
 _EMPTY: SkippedKeys = MappingProxyType({})
 
 
@@ -112,55 +95,6 @@ def decode_header(data: bytes) -> Header:
     header = read_header(reader)
     reader.end()
     return header
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """How many skipped message keys a state holds, and for how long."""
-
-    max_skip: int = 1024
-    max_skipped: int = 2048
-    skipped_ttl_ms: int = 60 * 60 * 1000
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.max_skip <= self.max_skipped or self.skipped_ttl_ms <= 0:
-            raise UsageError("need 0 <= max_skip <= max_skipped and a positive skipped_ttl_ms")
-
-
-DEFAULT_LIMITS = Limits()
-
-
-class WorkBudget:
-    """What the decrypts of one received frame may still cost (see the module docstring).
-
-    A genuine frame derives one key per envelope, plus the keys of messages it skipped
-    (at most ``max_skip`` per chain), and takes one DH step per new ratchet key of the
-    sender, a handful at most."""
-
-    __slots__ = ("dh_steps", "keys")
-
-    def __init__(self, keys: int, dh_steps: int) -> None:
-        self.keys, self.dh_steps = keys, dh_steps
-
-    @classmethod
-    def for_frame(cls, envelopes: int, limits: Limits = DEFAULT_LIMITS) -> WorkBudget:
-        return cls(keys=envelopes + limits.max_skip, dh_steps=MAX_DH_STEPS_PER_FRAME)
-
-    def spend_keys(self, count: int) -> None:
-        if count > self.keys:
-            raise TooManySkipped(
-                f"this frame would derive {count} more message keys, past its cap "
-                f"({self.keys} left); refused before deriving"
-            )
-        self.keys -= count
-
-    def spend_dh_step(self) -> None:
-        if self.dh_steps <= 0:
-            raise TooManySkipped("this frame asks for more DH ratchet steps than a frame may take")
-        self.dh_steps -= 1
-
-
-MAX_DH_STEPS_PER_FRAME = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,37 +193,6 @@ def _dh_ratchet(state: RatchetState, dh: bytes, random: Random) -> RatchetState:
     )
 
 
-def _split(message_key: bytes) -> tuple[bytes, bytes]:
-    """The message key's AEAD key and nonce key (independent, by personalisation)."""
-    aead_key = hashlib.blake2b(b"", digest_size=32, key=message_key, person=_AEAD_PERSON).digest()
-    nonce_key = hashlib.blake2b(b"", digest_size=32, key=message_key, person=_NONCE_PERSON)
-    return aead_key, nonce_key.digest()
-
-
-def _nonce(nonce_key: bytes, plaintext: bytes, ad: bytes) -> bytes:
-    data = len(ad).to_bytes(8, "big") + ad + plaintext
-    return hashlib.blake2b(data, digest_size=AEAD_NONCE_BYTES, key=nonce_key).digest()
-
-
-def seal_with_key(message_key: bytes, plaintext: bytes, ad: bytes) -> bytes:
-    """ENCRYPT (see the module docstring): ``nonce | XChaCha20-Poly1305 ciphertext``."""
-    aead_key, nonce_key = _split(message_key)
-    nonce = _nonce(nonce_key, plaintext, ad)
-    return nonce + aead_encrypt(aead_key, nonce, plaintext, ad)
-
-
-def open_with_key(message_key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
-    """DECRYPT: the tag, then the nonce recomputed from what it opened (DecryptionFailed)."""
-    if len(ciphertext) < AEAD_NONCE_BYTES:
-        raise DecryptionFailed("a ratchet ciphertext starts with its 24-byte nonce")
-    aead_key, nonce_key = _split(message_key)
-    nonce = ciphertext[:AEAD_NONCE_BYTES]
-    plaintext = aead_decrypt(aead_key, nonce, ciphertext[AEAD_NONCE_BYTES:], ad)
-    if not hmac.compare_digest(nonce, _nonce(nonce_key, plaintext, ad)):
-        raise DecryptionFailed("the nonce is not the one its message key and content give")
-    return plaintext
-
-
 def encrypt(
     state: RatchetState, plaintext: bytes, ad: bytes = b""
 ) -> tuple[RatchetState, Header, bytes]:
@@ -318,71 +221,11 @@ def encrypt(
     return new, header, ciphertext
 
 
-def _expire(skipped: SkippedKeys, now_ms: int, ttl_ms: int) -> SkippedKeys:
-    """Drop keys older than the TTL.  A key stamped in the future (the clock went back)
-    is re-stamped ``now_ms``, so it expires one TTL from now, not one TTL after a time
-    that may never come."""
-    if not skipped:
-        return skipped
-    stamps = [stored_ms for _mk, stored_ms in skipped.values()]
-    if now_ms - stamps[0] < ttl_ms and max(stamps) <= now_ms:
-        return skipped  # nothing expired, nothing stamped in the future (the usual case)
-    kept: dict[tuple[bytes, int], tuple[bytes, int]] = {}
-    changed = False
-    for key, (mk, stored_ms) in skipped.items():
-        if stored_ms > now_ms:
-            stored_ms, changed = now_ms, True
-        if now_ms - stored_ms >= ttl_ms:
-            changed = True
-            continue
-        kept[key] = (mk, stored_ms)
-    return MappingProxyType(kept) if changed else skipped
-
-
 def expire(state: RatchetState, now_ms: int, limits: Limits = DEFAULT_LIMITS) -> RatchetState:
     """The state without its skipped keys older than ``limits.skipped_ttl_ms`` (the owner
     calls this on a timer, so an idle side does not keep them for ever)."""
-    skipped = _expire(state.skipped, now_ms, limits.skipped_ttl_ms)
+    skipped = expire_skipped(state.skipped, now_ms, limits.skipped_ttl_ms)
     return state if skipped is state.skipped else replace(state, skipped=skipped)
-
-
-def _skip(
-    dh: bytes | None,
-    chain_key: bytes | None,
-    nr: int,
-    until: int,
-    limits: Limits,
-    found: list[tuple[tuple[bytes, int], bytes]],
-    budget: WorkBudget | None,
-) -> tuple[bytes | None, int]:
-    """SkipMessageKeys: derive the keys ``nr .. until-1`` of one receiving chain."""
-    if until - nr > limits.max_skip:
-        raise TooManySkipped(
-            f"the header skips {until - nr} message keys in one chain; the bound is "
-            f"{limits.max_skip}"
-        )
-    if chain_key is None or dh is None:
-        return chain_key, nr
-    if budget is not None and until > nr:
-        budget.spend_keys(until - nr)
-    while nr < until:
-        chain_key, message_key = kdf_ck(chain_key)
-        found.append(((dh, nr), message_key))
-        nr += 1
-    return chain_key, nr
-
-
-def _merge(
-    skipped: SkippedKeys, found: list[tuple[tuple[bytes, int], bytes]], now_ms: int, limits: Limits
-) -> SkippedKeys:
-    if not found:
-        return skipped
-    merged = dict(skipped)
-    merged.update((key, (mk, now_ms)) for key, mk in found)
-    excess = len(merged) - limits.max_skipped
-    if excess > 0:
-        merged = dict(list(merged.items())[excess:])
-    return MappingProxyType(merged)
 
 
 def decrypt(
@@ -403,14 +246,10 @@ def decrypt(
     expired or evicted key) or ``LowOrderKey`` (a header key of low order).
     """
     full_ad = state.ad + header.encode() + ad
-    skipped = _expire(state.skipped, now_ms, limits.skipped_ttl_ms)
-    held = skipped.get((header.dh, header.n))
-    if held is not None:
-        plaintext = open_with_key(held[0], ciphertext, full_ad)
-        rest = dict(skipped)
-        del rest[(header.dh, header.n)]
-        return replace(state, skipped=MappingProxyType(rest)), plaintext
-    found: list[tuple[tuple[bytes, int], bytes]] = []
+    skipped = expire_skipped(state.skipped, now_ms, limits.skipped_ttl_ms)
+    if (header.dh, header.n) in skipped:
+        return _from_skipped(state, skipped, header, ciphertext, full_ad)
+    found: Found = []
     work = state
     if header.dh != state.dhr:
         if header.dh in state.previous_dhr:
@@ -418,7 +257,7 @@ def decrypt(
                 f"message {header.n} of an earlier receiving chain has no key left: "
                 "a duplicate, or its skipped key expired"
             )
-        ckr, nr = _skip(state.dhr, state.ckr, state.nr, header.pn, limits, found, budget)
+        ckr, nr = skip_keys(state.dhr, state.ckr, state.nr, header.pn, limits, found, budget)
         if budget is not None:
             budget.spend_dh_step()
         work = _dh_ratchet(replace(state, ckr=ckr, nr=nr), header.dh, random)
@@ -428,28 +267,30 @@ def decrypt(
         raise MessageKeyUnavailable(
             f"message {header.n} of this chain was already decrypted (or its key expired)"
         )
-    ckr, nr = _skip(work.dhr, work.ckr, work.nr, header.n, limits, found, budget)
+    ckr, nr = skip_keys(work.dhr, work.ckr, work.nr, header.n, limits, found, budget)
     assert ckr is not None  # a receiving chain exists after the checks above
     if budget is not None:
         budget.spend_keys(1)
     ckr, message_key = kdf_ck(ckr)
     plaintext = open_with_key(message_key, ciphertext, full_ad)
     w = work
+    merged = merge_skipped(skipped, found, now_ms, limits)
+    # Positional construction: dataclasses.replace costs more than the AEAD here.
     new = RatchetState(
-        w.ad,
-        w.root_key,
-        w.dhs_secret,
-        w.dhs_public,
-        w.dhr,
-        w.cks,
-        ckr,
-        w.ns,
-        nr + 1,
-        w.pn,
-        _merge(skipped, found, now_ms, limits),
-        w.previous_dhr,
-    )
+        w.ad, w.root_key, w.dhs_secret, w.dhs_public, w.dhr, w.cks, ckr, w.ns, nr + 1, w.pn,
+        merged, w.previous_dhr,
+    )  # fmt: skip
     return new, plaintext
+
+
+def _from_skipped(
+    state: RatchetState, skipped: SkippedKeys, header: Header, ciphertext: bytes, full_ad: bytes
+) -> tuple[RatchetState, bytes]:
+    """TrySkippedMessageKeys: a held key opens its message and is deleted."""
+    plaintext = open_with_key(skipped[(header.dh, header.n)][0], ciphertext, full_ad)
+    rest = dict(skipped)
+    del rest[(header.dh, header.n)]
+    return replace(state, skipped=MappingProxyType(rest)), plaintext
 
 
 __all__ = [
@@ -467,7 +308,5 @@ __all__ = [
     "generate_dh",
     "init_initiator",
     "init_responder",
-    "open_with_key",
     "read_header",
-    "seal_with_key",
 ]
