@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from netutil import open_store, pair
 
+from volli_nb.core.crypto.channel_keys import ChannelKeys
+from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.store.history import ReceivedRow
 
 pytestmark = pytest.mark.network
@@ -53,7 +56,7 @@ def test_without_bundling_each_message_is_its_own_frame(tmp_path: Path) -> None:
             for message in sent:
                 await alice.wait_delivered(message.message_id, timeout=20)
             a = alice.network_store.session_stats(bob.peer_id)
-            assert a is not None and a.bundles_out == 0 and a.messages_out == 20
+            assert a is not None and a.bundles_out == a.messages_out == 20  # a bundle each
         finally:
             await alice.close()
             await bob.close()
@@ -64,16 +67,16 @@ def test_without_bundling_each_message_is_its_own_frame(tmp_path: Path) -> None:
 def test_a_group_message_is_sealed_once_for_all_members(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from volli_nb.app import sender as messages
+    from volli_nb.app import peer_sessions
 
     seals: list[int] = []
-    real_seal = messages.envelopes.seal
+    real_seal = peer_sessions.seal_for
 
-    def counting_seal(*args: object, **kw: object) -> bytes:
-        seals.append(len(args[1]))  # type: ignore[arg-type]
-        return real_seal(*args, **kw)  # type: ignore[arg-type]
+    def counting_seal(channels: Sequence[ChannelKeys], **kw: Any) -> Sealed:
+        seals.append(len(channels))
+        return real_seal(channels, **kw)
 
-    monkeypatch.setattr(messages.envelopes, "seal", counting_seal)
+    monkeypatch.setattr(peer_sessions, "seal_for", counting_seal)
 
     async def main() -> None:
         alice = open_store(tmp_path, "alice")
@@ -101,14 +104,15 @@ def test_a_group_message_is_sealed_once_for_all_members(
 
 def test_a_bundle_that_fails_to_commit_is_offered_again_and_never_acked(tmp_path: Path) -> None:
     """The commit of the frame that holds the message fails (a locked database): nothing
-    is acknowledged, and the resend is stored, not dropped as a duplicate.
+    is acknowledged, the ratchet state is not adopted, and the resend (sealed again after
+    the ACK timeout, under the next key) is stored, not dropped as a duplicate.
 
     The failure is injected into exactly that frame's write (a bundle's messages are
     written together just before its commit; a heartbeat frame writes nothing, so it
     cannot use the failure up)."""
 
     async def main() -> None:
-        alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+        alice, bob = open_store(tmp_path, "alice", ack_timeout=1.0), open_store(tmp_path, "bob")
         try:
             await pair(alice, bob)
             real_store = bob.database.insert_received_many
@@ -117,7 +121,7 @@ def test_a_bundle_that_fails_to_commit_is_offered_again_and_never_acked(tmp_path
             def insert_received_many(rows: Sequence[ReceivedRow]) -> None:
                 if failures:  # the write of the message's frame, just before its commit
                     failures.pop()
-                    raise OSError("database is locked")
+                    raise OSError("database is locked")  # unexpected: not even a StorageError
                 real_store(rows)
 
             bob.database.insert_received_many = insert_received_many  # type: ignore[method-assign]
@@ -130,12 +134,7 @@ def test_a_bundle_that_fails_to_commit_is_offered_again_and_never_acked(tmp_path
                 await asyncio.sleep(0.05)
             assert not failures, "the message's frame never reached bob's store"
             assert got == [] and alice.delivery_status(first.message_id)[bob.peer_id] == "pending"
-            await alice.network_store.send_envelope(  # what a retry after the timeout does
-                bob.peer_id,
-                first.message_id,
-                alice.sender.seal(alice.message_queue.for_message(first.message_id)[0]),
-            )
-            await alice.wait_delivered(first.message_id, timeout=10)
+            await alice.wait_delivered(first.message_id, timeout=10)  # the retry after 1 s
             assert got == ["lost to a locked database"]
         finally:
             await asyncio.gather(alice.close(), bob.close())

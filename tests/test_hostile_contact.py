@@ -1,7 +1,7 @@
 """Issue 12, items 2, 3, 5 and 7 (replay): what a paired contact can try, with real peers.
 
 Mallory is a contact of Bob's, paired over a real data channel; she crafts envelopes
-with her own identity (or replays Alice's) and sends them through her ordinary session.
+under her own session with Bob (or replays Alice's) and sends them on her channel.
 Every attack must be refused with a typed error, and nothing stored, ACKed or changed.
 "Not ACKed" is checked after a control message Bob does acknowledge: the channel is
 ordered and Bob ACKs in order, so an ACK for the attack would have come first.
@@ -24,8 +24,13 @@ from volli_nb.app.chat import dm_conversation_id
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import BadPairingCode
 from volli_nb.core import pairing_code as pairing
-from volli_nb.core.crypto.identity import Identity, PublicIdentity
-from volli_nb.lab import static_key_envelope as envelopes
+from volli_nb.core.crypto.channel_keys import seal_for
+from volli_nb.core.crypto.envelope import SIGN_DOMAIN, Sealed
+from volli_nb.core.crypto.envelope_wire import bundle_digest, encode_bundle
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.message_id import new_message_id
+from volli_nb.core.protocol.frames import make_bundle_frame
+from volli_nb.lab.bench.core import channel_pair
 from volli_nb.net.events import Delivered, NetworkEvent
 
 pytestmark = pytest.mark.network
@@ -50,22 +55,42 @@ class Acks:
 
 
 def craft(
-    sender: Identity,
-    recipients: Sequence[PublicIdentity],
+    sender: MessagesStore,
+    to: MessagesStore,
     conversation_id: str,
     plaintext: bytes = b'{"type":"text","text":"crafted"}',
     message_id: bytes | None = None,
-) -> tuple[bytes, bytes]:
-    data = envelopes.seal(
-        sender,
-        list(recipients),
+    also: Sequence[Identity] = (),
+) -> tuple[bytes, Sealed]:
+    """An envelope ``sender`` seals under its live session with ``to`` (and, for ``also``,
+    under sessions it makes up), whatever it claims inside."""
+    keys = sender.sessions.get(to.peer_id)
+    assert keys is not None
+    made_up = [channel_pair(sender.identity, other)[0] for other in also]
+    sealed = seal_for(
+        [keys, *made_up],
         conversation_id=conversation_id,
-        plaintext=plaintext,
+        message_id=message_id or new_message_id(),
         counter=1,
         timestamp_ms=int(time.time() * 1000),
-        message_id=message_id,
+        plaintext=plaintext,
     )
-    return envelopes.envelope_message_id(data), data
+    return sealed.message_id, sealed
+
+
+async def send(sender: MessagesStore, to: MessagesStore, sealed: Sealed) -> None:
+    keys = sender.sessions.get(to.peer_id)
+    assert keys is not None
+    await sender.network_store.send_sealed(to.peer_id, keys.session_id, sealed)
+
+
+def inject(sender: MessagesStore, to: MessagesStore, item: Sealed) -> None:
+    """A bundle ``sender`` signs around someone else's envelope, on its own channel."""
+    keys = sender.sessions.get(to.peer_id)
+    assert keys is not None
+    signature = sender.identity.sign(SIGN_DOMAIN, bundle_digest([item.digest]))
+    frame = make_bundle_frame(keys.tag, encode_bundle([item.envelope], signature))
+    sender.network_store.data_channels[to.peer_id].send(frame)
 
 
 def errors(store: MessagesStore) -> str:
@@ -83,18 +108,17 @@ def test_a_contact_cannot_squat_conversation_ids(tmp_path: Path) -> None:
         try:
             await pair(mallory, bob)
             acks = Acks(mallory)
-            me, them = bob.identity.public, mallory.identity
             squat = dm_conversation_id(bob.peer_id, carol.peer_id)
             ours = dm_conversation_id(bob.peer_id, mallory.peer_id)
             look_alike = ours.replace("a", "\u0430", 1) if "a" in ours else ours[:-1] + "\u0430"
             attacks = [
-                craft(them, [me], squat),
-                craft(them, [me], look_alike),
-                craft(them, [me, carol.public], "team"),  # members beyond sender and receiver
-                craft(them, [me, carol.public], squat),
+                craft(mallory, bob, squat),
+                craft(mallory, bob, look_alike),
+                craft(mallory, bob, "team", also=[carol]),  # members beyond sender and receiver
+                craft(mallory, bob, squat, also=[carol]),
             ]
-            for message_id, data in attacks:
-                await mallory.network_store.send_envelope(bob.peer_id, message_id, data)
+            for _, sealed in attacks:
+                await send(mallory, bob, sealed)
             await acks.settle(bob)
             assert not acks.ids & {mid for mid, _ in attacks}, "a squatting message was ACKed"
             assert "ConversationRefused" in errors(bob)
@@ -148,12 +172,12 @@ def test_a_body_that_inflates_to_deep_json_is_refused_and_history_survives(
             acks = Acks(mallory)
             ours = dm_conversation_id(bob.peer_id, mallory.peer_id)
             bad = [
-                craft(mallory.identity, [bob.identity.public], ours, nested_json_bomb()),
-                craft(mallory.identity, [bob.identity.public], ours, b'{"type":"text","text":1}'),
-                craft(mallory.identity, [bob.identity.public], ours, b'{"type":"html","text":"x"}'),
+                craft(mallory, bob, ours, nested_json_bomb()),
+                craft(mallory, bob, ours, b'{"type":"text","text":1}'),
+                craft(mallory, bob, ours, b'{"type":"html","text":"x"}'),
             ]
-            for message_id, data in bad:
-                await mallory.network_store.send_envelope(bob.peer_id, message_id, data)
+            for _, sealed in bad:
+                await send(mallory, bob, sealed)
             await acks.settle(bob)
             assert not acks.ids & {mid for mid, _ in bad}, "a poisoned body was ACKed"
             assert "MalformedBody" in errors(bob)
@@ -175,7 +199,9 @@ def test_a_replayed_envelope_is_checked_against_its_channel_before_any_ack(
 ) -> None:
     """Attack: Mallory replays, on her own channel, Alice's envelope (or a fresh one of
     hers under Alice's message id): it was ACKed because the id was seen, before its
-    sender and id were compared with the channel (a signed "Bob has X" for Mallory)."""
+    sender and id were compared with the channel (a signed "Bob has X" for Mallory).
+    Now the bundle's signature names its sender, every envelope must be that sender's,
+    and an id held from another sender is refused (DUPLICATE_ID), never acknowledged."""
 
     async def main() -> None:
         alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
@@ -184,25 +210,25 @@ def test_a_replayed_envelope_is_checked_against_its_channel_before_any_ack(
             await pair(alice, bob)
             await pair(mallory, bob)
             conversation = dm_conversation_id(alice.peer_id, bob.peer_id)
-            message_id, data = craft(alice.identity, [bob.identity.public], conversation)
+            message_id, alices = craft(alice, bob, conversation)
             alice_acks, acks = Acks(alice), Acks(mallory)
-            await alice.network_store.send_envelope(bob.peer_id, message_id, data)
+            await send(alice, bob, alices)
             await alice_acks.settle(bob)
             assert message_id in alice_acks.ids  # Bob has it, from Alice
             ours = dm_conversation_id(bob.peer_id, mallory.peer_id)
-            _, same_id = craft(mallory.identity, [bob.identity.public], ours, message_id=message_id)
-            await mallory.network_store.send_envelope(bob.peer_id, message_id, data)
+            _, same_id = craft(mallory, bob, ours, message_id=message_id)
+            inject(mallory, bob, alices)
             await acks.settle(bob)
             assert message_id not in acks.ids, "Bob acknowledged Alice's envelope to Mallory"
             assert "UnknownPeer" in errors(bob)
-            await mallory.network_store.send_envelope(bob.peer_id, message_id, same_id)
+            await send(mallory, bob, same_id)
             await acks.settle(bob)
             assert message_id not in acks.ids, "Bob acknowledged Alice's message id to Mallory"
             assert "DuplicateMessageId" in errors(bob)
             assert [m.text for m in bob.history(mallory.peer_id)] == ["control", "control"]
             # Alice's own retransmission is still acknowledged again (her first ACK may be lost).
             alice_acks.ids.clear()
-            await alice.network_store.send_envelope(bob.peer_id, message_id, data)
+            await send(alice, bob, alices)
             await alice_acks.settle(bob)
             assert message_id in alice_acks.ids
         finally:
@@ -281,12 +307,10 @@ def test_a_contact_reusing_one_of_our_message_ids_is_refused_as_a_duplicate(
             sent = await bob.send_message(mallory.peer_id, "bob's own")
             await bob.wait_delivered(sent.message_id)
             acks = Acks(mallory)
-            reused, data = craft(
-                mallory.identity, [bob.identity.public], ours, message_id=sent.message_id
-            )
-            good, fine = craft(mallory.identity, [bob.identity.public], ours)
-            await mallory.network_store.send_envelope(bob.peer_id, reused, data)
-            await mallory.network_store.send_envelope(bob.peer_id, good, fine)
+            reused, data = craft(mallory, bob, ours, message_id=sent.message_id)
+            good, fine = craft(mallory, bob, ours)
+            await send(mallory, bob, data)
+            await send(mallory, bob, fine)
             await acks.settle(bob)
             assert reused not in acks.ids and good in acks.ids
             assert "DuplicateMessageId" in errors(bob)

@@ -28,8 +28,8 @@ def _netns_list() -> str:
 def test_measured_rtt_and_loss_match_what_was_asked() -> None:
     _require_lab()
     asked = Conditions(latency_ms=50, loss=0.05, seed=11)  # 100 ms round trip, 5 % each way
-    report = asyncio.run(asyncio.wait_for(netsim.run(asked, messages=400), 240))
-    assert report.exactly_once_in_order and report.delivered == {"a→b": 400, "b→a": 400}
+    report = asyncio.run(asyncio.wait_for(netsim.run(asked, messages=1000), 240))
+    assert report.exactly_once_in_order and report.delivered == {"a→b": 1000, "b→a": 1000}
     assert report.timeouts == 0
     for side in ("a", "b"):  # heartbeat round trips through the relay (lower quartile:
         # pings share the ordered channel, so a lost packet holds the next ones back)

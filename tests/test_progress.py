@@ -83,7 +83,7 @@ def test_frame_trace_reports_a_chunked_send_then_its_ack() -> None:
     assert abs(seen[-1].total - frame_bytes) <= 8  # type: ignore[operator]  # (varint sizes)
     (entry,) = log.entries(category="frame")  # one entry for the whole chunked frame
     size = f"{frame_bytes / 1e6:.1f} MB"
-    assert entry.message == f"sent BUNDLE {message_id.hex()[:8]} ({size} in {len(chunks)} chunks)"
+    assert entry.message == f"sent MESSAGE {message_id.hex()[:8]} ({size} in {len(chunks)} chunks)"
     assert entry.data["chunks"] == len(chunks) and entry.data["message_ids"] == [message_id.hex()]
 
 

@@ -56,5 +56,5 @@ def test_lossless_delivery_latency_is_the_configured_latency() -> None:
     (delivery,) = sim.delivered["B"]
     assert abs(delivery.latency - 0.2) < 1e-9
     assert delivery.payload == b"hello"
-    assert any("A→B BUNDLE" in line for line in sim.trace)
+    assert any("A→B MESSAGE" in line for line in sim.trace)
     assert any("B→A ACK" in line for line in sim.trace)

@@ -73,7 +73,7 @@ def test_peer_ice_chat_and_event_models_for_paired_stores(tmp_path: Path) -> Non
         assert (row["verified"], row["connection"]) == ("yes", "connected")
         assert row["selected pair"].startswith("host 127.0.0.1:")
         assert row["rtt"].endswith("ms") and row["msgs in/out"] == "0/1"
-        assert row["link"].startswith("stalls 0% · ACK wait 3 s · 1 msgs in 0 bundles · 1 ACKs")
+        assert row["link"].startswith("stalls 0% · ACK wait 3 s · 1 msgs in 1 bundles · 1 ACKs")
         ice = candidates_table(alice)
         assert ice.rows and 0 in ice.highlight and ice.rows[0]["selected"] == "✔"
         assert {r["side"] for r in ice.rows} == {"local", "remote"}

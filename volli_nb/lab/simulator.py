@@ -241,6 +241,8 @@ class Simulator:
         name = frame_type_name(frame)
         if len(frame) > 1 and frame[1] == BUNDLE:
             count, ids = peek_message_ids(frame[2 + TAG_BYTES :], 4)
+            if count == 1:  # one message: MESSAGE, as the seed's diagrams say
+                return f"MESSAGE {_short(ids[0])}"
             more = f" +{count - 4}" if count > 4 else ""
             return f"{name} {', '.join(_short(m) for m in ids)}{more}"
         if len(frame) > 1 and frame[1] == ACK:

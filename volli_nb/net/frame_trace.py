@@ -189,8 +189,8 @@ class FrameTrace:
             count, ids = _ack_ids(body)
         verb = "sent" if direction == "out" else "received"
         what = kind
-        if kind == "BUNDLE" and count > 1:
-            what = f"BUNDLE of {count}"
+        if kind == "BUNDLE":  # one message is a MESSAGE, as the seed's diagrams say
+            what = "MESSAGE" if count == 1 else f"BUNDLE of {count}"
         elif kind == "ACK" and count:
             what = f"ACK for {count}"
         if count == 1:

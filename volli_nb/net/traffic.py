@@ -157,8 +157,8 @@ class Traffic:
             link.stats.connected_at = self.ctx.clock()
             link.log(
                 "dtls",
-                "session handshake verified (both DTLS certificates signed); "
-                f"session {event.handshake.session_id[:4].hex()}",
+                "channel binding verified (both DTLS certificates signed in the handshake); "
+                f"session {event.handshake.session_id[:4].hex()} started",
                 kind="session.started",
                 session=event.handshake.session_id[:4].hex(),
                 initiator=event.handshake.initiator,

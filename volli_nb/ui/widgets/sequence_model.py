@@ -88,7 +88,7 @@ def _frame_steps(entry: LogEntry) -> list[_Step]:
     label = _tail(entry.message, "sent " if out else "received ")
     kind = entry.data.get("frame", "")
     if kind == "HELLO":
-        label = label.replace("HELLO", "HELLO: channel binding", 1)
+        label = label.replace("HELLO", "HELLO: handshake + channel binding", 1)
     if kind == "ACK" and not out:
         label = label.replace("ACK", "ACK (signed)", 1)
     style = "reply" if kind == "ACK" else "call"
