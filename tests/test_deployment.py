@@ -23,7 +23,7 @@ from egress import SIGNAL_IP, TURN_IP, Egress, egress_topology
 from test_network import arun
 from tls_ca import Pki, make_pki
 
-from volli_nb.lab.peer_process import PeerProcess
+from volli_nb.lab.peer_handle import PeerProcess
 from volli_nb.net.signaling.turn import TurnIssuer
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]

@@ -10,7 +10,7 @@ from coturn import PASSWORD, USER, coturn
 from test_network import arun
 from topology import PUBLIC, nat_topology
 
-from volli_nb.lab.peer_process import PeerProcess
+from volli_nb.lab.peer_handle import PeerProcess
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

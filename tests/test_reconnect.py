@@ -13,7 +13,7 @@ import pytest
 from test_network import arun
 from topology import namespace, sh
 
-from volli_nb.lab.peer_process import PeerProcess
+from volli_nb.lab.peer_handle import PeerProcess
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 CUT = ["-p", "udp", "-d", "10.203.0.1", "-j", "DROP"]

@@ -24,7 +24,7 @@ from test_network import arun
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.core.store.database import KDF_MIN
-from volli_nb.lab.peer_process import PeerProcess
+from volli_nb.lab.peer_handle import PeerProcess
 from volli_nb.ui.shell import CLOSE_TIMEOUT
 
 pytestmark = pytest.mark.network

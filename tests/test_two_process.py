@@ -11,7 +11,7 @@ from netutil import open_store
 from test_network import arun
 
 from volli_nb.app.messages_store import MessagesStore
-from volli_nb.lab.peer_process import PeerProcess, pair_with
+from volli_nb.lab.peer_handle import PeerProcess, pair_with
 from volli_nb.net.events import PeerOffline
 
 pytestmark = pytest.mark.network

@@ -15,7 +15,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from volli_nb.core.crypto import Identity, open_envelope, seal
+from volli_nb.core.crypto import Identity
+from volli_nb.lab.static_key_envelope import open_envelope, seal
 from volli_nb.core.crypto import envelope as v2
 from volli_nb.core.crypto import handshake as hs
 from volli_nb.core.crypto import ratchet

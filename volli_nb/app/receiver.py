@@ -31,6 +31,7 @@ from collections.abc import Callable
 from volli_nb.app.chat import RECEIVED, ChatMessage, received_members
 from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.storage_health import StorageHealth
+from volli_nb.base import faults
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import (
     DuplicateMessageId,
@@ -101,6 +102,7 @@ class Receiver:
                 error = DuplicateMessageId(f"{error}, from someone else")
             refused.append((item.message_id, error))
         rows, messages, created = self._checked(peer_id, opening.result.messages, refused)
+        faults.reach("opened")  # a crash test may die here: opened, nothing stored
         if rows:
             try:
                 self._store(rows, created)
@@ -114,6 +116,7 @@ class Receiver:
                 return Verdict(before, tuple(refused))  # the state stays as it was
             self.storage.succeeded()
         keys.commit(opening)
+        faults.reach("stored")  # a crash test may die here: stored, not yet acknowledged
         self._after(peer_id, received, messages, refused)
         return Verdict(tuple(duplicates) + tuple(r.message_id for r in rows), tuple(refused))
 

@@ -38,6 +38,7 @@ from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.refusals import REFUSAL_PAUSE, RefusalPolicy
 from volli_nb.app.retry_loop import RetryLoop
 from volli_nb.app.storage_health import StorageHealth
+from volli_nb.base import faults
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import (
     NotFound,
@@ -246,6 +247,7 @@ class Sender:
             for row in ready:
                 self._failed(row, exc)
             return 0
+        faults.reach("sealed")  # a crash test may die here: sealed, not yet handed over
         sent = 0
         for row in ready:
             key = (row.recipient, row.message_id)

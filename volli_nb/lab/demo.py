@@ -16,7 +16,7 @@ from pathlib import Path
 
 from volli_nb.app.chat import ChatMessage
 from volli_nb.app.messages_store import MessagesStore
-from volli_nb.lab.peer_process import PeerProcess
+from volli_nb.lab.peer_handle import PeerProcess
 
 WIDTH = 34
 

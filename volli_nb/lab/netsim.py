@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from volli_nb.lab import netns
-from volli_nb.lab.peer_process import PeerProcess
+from volli_nb.lab.peer_handle import PeerProcess
 from volli_nb.lab.relay import Conditions, ImpairmentRelay
 
 SUBNETS = ("10.231.1", "10.231.2")

@@ -2,7 +2,15 @@
 
 The demo, the two-process tests and the benchmark all need a second real
 peer that can be killed with SIGKILL and restarted on its own database; this
-is that peer, plus :class:`PeerProcess`, the parent's handle on it.
+is that peer; :class:`~volli_nb.lab.peer_handle.PeerProcess` is the parent's handle on it.
+
+For crash and security tests: ``--record PATH`` appends every data-channel frame, as it
+crossed, to a file (JSON lines: direction, peer, hex), what an observer inside the
+channel would have recorded; ``--standby`` imports everything and waits for one line on
+stdin before opening the profile, so a crash loop restarts a peer in a fraction of a
+second (``PeerProcess.prepare``); ``VOLLI_FAULTS`` arms fault points
+(:mod:`volli_nb.base.faults`); the ``snapshot`` op hands out a live session's ratchet
+state, as an attacker who copied the process memory would hold it.
 
 Requests are ``{"id": n, "op": ..., ...}``; each gets ``{"id": n, ...}`` or
 ``{"id": n, "error": ...}``.  Unsolicited lines are ``{"event": ...}``.
@@ -12,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -106,6 +112,7 @@ class _Operations:
             "turn": self.turn,
             "conversation": self.conversation,
             "measure": self.measure,
+            "snapshot": self.snapshot,
         }
 
     async def measure(self, start: bool) -> dict[str, Any]:
@@ -219,15 +226,44 @@ class _Operations:
     async def info(self) -> dict[str, Any]:
         return {"peer_id": self.store.peer_id, "name": self.store.name, "pid": os.getpid()}
 
+    async def snapshot(self, peer_id: str) -> dict[str, Any]:
+        """The live session with ``peer_id``: its id and its ratchet state, encoded (what a
+        thief of this process's memory holds; a lab op for the post-compromise test)."""
+        from volli_nb.core.crypto.ratchet_state import encode_state
+
+        keys = self.store.sessions.get(peer_id)
+        if keys is None:
+            return {"session": None, "state": None}
+        return {"session": keys.session_id.hex(), "state": encode_state(keys.state).hex()}
+
+
+def _record(store: MessagesStore, path: str) -> None:
+    """Append every frame to ``path`` as it crosses (flushed per line: a SIGKILL loses none
+    that left or arrived)."""
+    out = open(path, "a", encoding="ascii")  # noqa: SIM115 (open for the process's life)
+
+    def tap(direction: str, peer_id: str, frame: bytes) -> None:
+        out.write(json.dumps({"dir": direction, "peer": peer_id, "frame": frame.hex()}) + "\n")
+        out.flush()
+
+    store.network_store.trace.taps.append(tap)
+
 
 async def _serve(args: argparse.Namespace) -> None:
-    store = _open(args)
-    store.start()
-    _report(store)
-    ops = _Operations(store).table()
     reader = asyncio.StreamReader(limit=1 << 22)
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    if args.standby:  # imported and warm: the profile opens on the first line
+        from volli_nb.app import messages_store  # noqa: F401 (the import is the warm-up)
+
+        _emit({"event": "standby", "pid": os.getpid()})
+        await reader.readline()
+    store = _open(args)
+    store.start()
+    _report(store)
+    if args.record:
+        _record(store, args.record)
+    ops = _Operations(store).table()
     _emit({"event": "ready", "peer_id": store.peer_id, "pid": os.getpid()})
     try:
         while line := await reader.readline():
@@ -267,122 +303,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-loopback", dest="loopback", action="store_false")
     parser.add_argument("--ice-server", action="append", default=[], help="URL[,USER,PASS]")
     parser.add_argument("--relay-only", action="store_true")
+    parser.add_argument("--record", default=None, help="append every frame to this file")
+    parser.add_argument("--standby", action="store_true", help="open on the first stdin line")
     args = parser.parse_args(argv)
     asyncio.run(_serve(args))
-
-
-async def pair_with(store: Any, proc: PeerProcess, timeout: float = 15.0) -> str:
-    """``store`` offers, the peer process answers; returns its peer id once connected."""
-    code = await store.create_pairing_code()
-    answer = (await proc.request("accept_code", code=code))["code"]
-    peer_id: str = await store.complete_pairing(answer)
-    await store.wait_connected(peer_id, timeout)
-    return peer_id
-
-
-class PeerProcess:
-    """The parent's handle on a peer process: requests, events, kill and restart."""
-
-    def __init__(
-        self,
-        db: str,
-        name: str,
-        *,
-        kdf: str = "min",
-        loopback: bool = True,
-        prefix: list[str] | None = None,
-        extra: list[str] | None = None,
-    ) -> None:
-        self.db, self.name, self.kdf, self.loopback = db, name, kdf, loopback
-        self.prefix, self.extra = prefix or [], extra or []
-        self.proc: asyncio.subprocess.Process | None = None
-        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.peer_id = ""
-        self._next = 0
-        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self, timeout: float = 30.0) -> PeerProcess:
-        cmd = [
-            sys.executable,
-            "-m",
-            "volli_nb.lab.peer_process",
-            "--db",
-            self.db,
-            "--name",
-            self.name,
-            "--kdf",
-            self.kdf,
-        ]
-        if not self.loopback:
-            cmd.append("--no-loopback")
-        cmd = [*self.prefix, *cmd, *self.extra]
-        self.proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=1 << 22,
-        )
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-        ready = await self.wait_event("ready", timeout=timeout)
-        self.peer_id = ready["peer_id"]
-        return self
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            with contextlib.suppress(ValueError):
-                msg = json.loads(line)
-                if "id" in msg and msg["id"] in self._waiting:
-                    waiter = self._waiting.pop(msg["id"])
-                    if not waiter.done():  # the requester may have timed out or been cancelled
-                        waiter.set_result(msg)
-                elif "event" in msg:
-                    self.events.put_nowait(msg)
-        for fut in self._waiting.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError(f"peer process {self.name} exited"))
-        self._waiting.clear()
-
-    async def request(
-        self, op: str, *, reply_timeout: float = 30.0, **kwargs: Any
-    ) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdin is not None
-        self._next += 1
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[self._next] = fut
-        self.proc.stdin.write((json.dumps({"id": self._next, "op": op, **kwargs}) + "\n").encode())
-        await self.proc.stdin.drain()
-        reply = await asyncio.wait_for(fut, reply_timeout)
-        if "error" in reply:
-            raise RuntimeError(f"{self.name}.{op}: {reply['error']}")
-        return reply
-
-    async def wait_event(self, kind: str, timeout: float = 15.0, **match: Any) -> dict[str, Any]:
-        """The next event of ``kind`` (matching ``match``); earlier others are dropped."""
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self.events.get()
-                if event["event"] == kind and all(event.get(k) == v for k, v in match.items()):
-                    return event
-
-    async def quit(self, timeout: float = 10.0) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.returncode is not None:
-            return self.proc.returncode
-        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError, BrokenPipeError):
-            await self.request("quit", reply_timeout=timeout)
-        return await asyncio.wait_for(self.proc.wait(), timeout)
-
-    async def kill(self) -> None:
-        """SIGKILL: no goodbye, no flush; the database must cope."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-            await self.proc.wait()
-        if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._reader, 2)
 
 
 if __name__ == "__main__":

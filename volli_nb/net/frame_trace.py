@@ -70,6 +70,9 @@ class FrameTrace:
         self, log: EventLog, progress: ProgressFeed, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.log, self.progress, self._clock = log, progress, clock
+        # Each hears every frame as it crosses: (direction "in"/"out", peer id, bytes).
+        # What lab tools record (a tap must not raise; what it does with bytes is its own).
+        self.taps: list[Callable[[str, str, bytes], None]] = []
         self._streams: dict[tuple[str, str, int], _Stream] = {}  # (direction, peer, stream)
         self._large: dict[tuple[str, bytes], str] = {}  # (peer, message id) → progress key
 
@@ -118,9 +121,13 @@ class FrameTrace:
                 self.progress.finish(key, f"incomplete: {reason}", failed=True)
 
     def sent(self, peer_id: str, frame: bytes) -> None:
+        for tap in self.taps:
+            tap("out", peer_id, frame)
         self._trace("out", peer_id, frame)
 
     def received(self, peer_id: str, frame: bytes) -> None:
+        for tap in self.taps:
+            tap("in", peer_id, frame)
         self._trace("in", peer_id, frame)
 
     # --- reading frames ------------------------------------------------------------

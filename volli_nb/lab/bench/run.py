@@ -36,7 +36,7 @@ from volli_nb.lab.bench.rows import (
     format_table,
     rows,
 )
-from volli_nb.lab.peer_process import PeerProcess, pair_with
+from volli_nb.lab.peer_handle import PeerProcess, pair_with
 from volli_nb.lab.relay import Conditions
 from volli_nb.net.events import PeerOffline, PeerOnline
 
