@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-py313 test-latest lock lint bench clean soak-tests
+.PHONY: demo test test-py313 test-latest lock lint bench clean soak-tests crash-soak
 
 # Tests install the exact versions of requirements/lock.txt (made by `make lock`), so a
 # release elsewhere cannot turn main red; pyproject.toml keeps ranges for users.
@@ -47,6 +47,12 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv313 .pytest_cache .mypy_cache .ruff_cache
+
+## Not in CI: SIGKILL at every step of the message path, KILLS times (the suite does 40).
+KILLS ?= 200
+crash-soak: $(STAMP)
+	VOLLI_KILLS=$(KILLS) $(BIN)/volli-nb netns --if-root -- $(BIN)/python -m pytest -s \
+	  tests/test_crash_loop.py
 
 ## Not in CI: the suite N times (some runs beside a CPU hog, one shuffled), failures per test.
 N ?= 5

@@ -113,7 +113,12 @@ class _Operations:
             "conversation": self.conversation,
             "measure": self.measure,
             "snapshot": self.snapshot,
+            "retry_stuck": self.retry_stuck,
         }
+
+    async def retry_stuck(self) -> dict[str, Any]:
+        """The manual intervention: every stuck row is due again now."""
+        return {"released": self.store.message_queue.retry_all_stuck()}
 
     async def measure(self, start: bool) -> dict[str, Any]:
         """Benchmark counters (CPU, SQL statements): on at ``start``, read and off after."""
