@@ -39,8 +39,10 @@ _FLAT_OBJECT = re.compile(rf"\s*+\{{\s*+(?:{_PAIR}(?:\s*+,\s*+{_PAIR})*+)?\s*+\}
 
 
 def encode_body(text: str, *, compress: bool = True) -> bytes:
-    """The body for ``text``; deflated only when that lands in a smaller padding bucket."""
-    plain = json.dumps({"type": "text", "text": text}, ensure_ascii=False).encode()
+    """The body for ``text`` (compact JSON: a 100-character line fits the first 128-byte
+    bucket); deflated only when that lands in a smaller padding bucket."""
+    body = {"type": "text", "text": text}
+    plain = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     if not compress or len(plain) < COMPRESS_MIN:
         return plain
     packer = zlib.compressobj(6, zlib.DEFLATED, -15)
