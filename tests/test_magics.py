@@ -126,7 +126,7 @@ def test_every_magic_in_a_real_kernel(tmp_path: Path) -> None:
         assert len(re.findall(r"\d\d:\d\d:\d\d\.\d{3} +\+\d+\.\d{3} s ", events)) == 4, events
         diagram = k.text("%volli diagram")
         assert "SequencePanel(alice)" in diagram and 'class="volli-seq"' in diagram
-        assert "HELLO: channel binding" in diagram and "retry in 1 s" in diagram
+        assert "HELLO: handshake + channel binding" in diagram and "retry in 1 s" in diagram
 
         dashboard = k.text("%volli dashboard")
         for title in ("Peers", "ICE candidates", "Pending queue", "Event log"):

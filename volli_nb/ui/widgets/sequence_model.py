@@ -136,6 +136,8 @@ def _kind_steps(entry: LogEntry) -> list[_Step] | None:
         return [_Step(QUEUE, UI, f"stuck {mid}: retry by hand", "reply", "bad")]
     if kind == "queue.manual":
         return [_Step(UI, QUEUE, f"manual {entry.message}", tone="queue")]
+    if kind == "session.rekeyed":
+        return [_Step(NETWORK, PEER, f"re-keyed: new session {data.get('session', '?')}", "note")]
     if isinstance(kind, str) and kind.startswith("frame."):
         return _frame_steps(entry)
     return None
@@ -201,7 +203,15 @@ _TEXT_RULES: list[tuple[str, str, Callable[[LogEntry], list[_Step]]]] = [
     (
         "dtls",
         "channel binding verified",
-        lambda e: [_Step(NETWORK, STORE, f"{NAME} online (binding verified)", "reply", "ok")],
+        lambda e: [
+            _Step(
+                NETWORK,
+                STORE,
+                f"{NAME} online (handshake verified, session {e.data.get('session', '?')})",
+                "reply",
+                "ok",
+            )
+        ],
     ),
     ("queue", "flushed", lambda e: [_Step(QUEUE, STORE, e.message + " (peer back)", tone="queue")]),
     (
