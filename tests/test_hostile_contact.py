@@ -25,7 +25,7 @@ from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import BadPairingCode
 from volli_nb.core import pairing_code as pairing
 from volli_nb.core.crypto.channel_keys import seal_for
-from volli_nb.core.crypto.envelope import SIGN_DOMAIN, Sealed
+from volli_nb.core.crypto.envelope import SIGN_DOMAIN, Sealed, bundle
 from volli_nb.core.crypto.envelope_wire import bundle_digest, encode_bundle
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.message_id import new_message_id
@@ -317,6 +317,31 @@ def test_a_contact_reusing_one_of_our_message_ids_is_refused_as_a_duplicate(
             assert bob.storage.state == "ok", bob.storage.reason
             texts = [(m.direction, m.text) for m in bob.history(mallory.peer_id)]
             assert texts == [("out", "bob's own"), ("in", "crafted"), ("in", "control")]
+        finally:
+            await asyncio.gather(bob.close(), mallory.close())
+
+    arun(main)
+
+
+def test_an_id_twice_in_one_frame_is_acknowledged_only_if_stored(tmp_path: Path) -> None:
+    """Attack: a bundle carries one id twice, the first copy with a body Bob refuses; the
+    second, a duplicate of an id that was never stored, must not earn an ACK either."""
+
+    async def main() -> None:
+        bob, mallory = open_store(tmp_path, "bob"), open_store(tmp_path, "mallory")
+        try:
+            await pair(mallory, bob)
+            acks = Acks(mallory)
+            ours = dm_conversation_id(bob.peer_id, mallory.peer_id)
+            mid, bad = craft(mallory, bob, ours, b'{"type":"html","text":"x"}')
+            _, good = craft(mallory, bob, ours, message_id=mid)
+            keys = mallory.sessions.get(bob.peer_id)
+            assert keys is not None
+            frame = make_bundle_frame(keys.tag, bundle(mallory.identity, [bad, good]))
+            mallory.network_store.data_channels[bob.peer_id].send(frame)
+            await acks.settle(bob)
+            assert mid not in acks.ids, "an id never stored was acknowledged"
+            assert [m.text for m in bob.history(mallory.peer_id)] == ["control"]
         finally:
             await asyncio.gather(bob.close(), mallory.close())
 

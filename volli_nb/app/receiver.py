@@ -92,33 +92,32 @@ class Receiver:
             self._log_refused(peer_id, received.message_ids, exc)
             return Verdict()
         refused: list[Refusal] = []
-        duplicates: list[bytes] = []
+        before: list[bytes] = []  # stored by an earlier frame: acknowledged again
+        again: list[bytes] = []  # an id twice in this frame: acknowledged if the first is stored
         for item in opening.result.refused:
-            error = item.error
+            error, owner = item.error, used_by.get(item.message_id)
+            if isinstance(error, ReplayError) and owner in (peer_id, None):
+                (before if owner else again).append(item.message_id)
+                continue
             if isinstance(error, ReplayError):
-                if used_by.get(item.message_id, peer_id) == peer_id:
-                    duplicates.append(item.message_id)  # stored before (or earlier in the frame)
-                    continue
                 error = DuplicateMessageId(f"{error}, from someone else")
             refused.append((item.message_id, error))
         rows, messages, created = self._checked(peer_id, opening.result.messages, refused)
         faults.reach("opened")  # a crash test may die here: opened, nothing stored
+        stored = {row.message_id for row in rows}
         if rows:
             try:
                 self._store(rows, created)
             except StorageError as exc:  # refused in a signed frame; reported once, as a state
                 self.storage.failed(exc)
-                stored = {row.message_id for row in rows}
-                refused += [
-                    (mid, exc) for mid in [*stored, *(d for d in duplicates if d in stored)]
-                ]
-                before = tuple(d for d in duplicates if d not in stored)
-                return Verdict(before, tuple(refused))  # the state stays as it was
+                refused += [(mid, exc) for mid in [*stored, *(d for d in again if d in stored)]]
+                return Verdict(tuple(before), tuple(refused))  # the state stays as it was
             self.storage.succeeded()
         keys.commit(opening)
         faults.reach("stored")  # a crash test may die here: stored, not yet acknowledged
         self._after(peer_id, received, messages, refused)
-        return Verdict(tuple(duplicates) + tuple(r.message_id for r in rows), tuple(refused))
+        acked = [*before, *stored, *(d for d in again if d in stored)]
+        return Verdict(tuple(acked), tuple(refused))
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
