@@ -116,6 +116,11 @@ class SealedDatabase:
         try:
             if not path.exists():
                 db = cls._create(path, passphrase, kdf, clock, random, timeout)
+                try:
+                    lock.cover(path)  # the new file's identity: a hard link is no other owner
+                except BaseException:
+                    db.close()
+                    raise
             else:
                 db = cls._unlock(path, passphrase, clock, random, timeout)
         except BaseException:
