@@ -347,9 +347,8 @@ def test_a_schema2_profile_is_migrated_with_statuses_records_and_an_index(tmp_pa
         assert db.contact_marks() is not None and set(db.contact_marks() or ()) == {BOB, CAROL}
         assert db.verify().ok, db.verify()
     write(path, "UPDATE outbox SET status = 'delivered' WHERE status = 'stuck'")
-    with Database.open(path, SCHEMA2_PASSPHRASE, kdf=KDF_MIN) as db:
-        with pytest.raises(TamperedRow):
-            PersistentMessageQueue(db).statuses(b"\x23" * 16)
+    with Database.open(path, SCHEMA2_PASSPHRASE, kdf=KDF_MIN) as db, pytest.raises(TamperedRow):
+        PersistentMessageQueue(db).statuses(b"\x23" * 16)
 
 
 def test_a_schema2_profile_with_a_planted_trigger_is_not_migrated(tmp_path: Path) -> None:

@@ -26,10 +26,15 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI
 
-from volli_nb.base.errors import TransportClosed, UsageError, VolliError
+from volli_nb.base.errors import MalformedFrame, TransportClosed, UsageError, VolliError
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.net.signaling.turn import TurnCredentials
-from volli_nb.net.signaling.wire import SignalingError, sign_challenge
+from volli_nb.net.signaling.wire import (
+    SignalingError,
+    parse_challenge,
+    parse_server_frame,
+    sign_challenge,
+)
 from volli_nb.net.tls import TlsTrust, trust_context
 
 log = logging.getLogger(__name__)
@@ -107,22 +112,18 @@ class SignalingClient:
             ssl=self.tls,
             compression=None,
         )
-        challenge = json.loads(await ws.recv())
-        if challenge.get("type") != "challenge":
-            raise TransportClosed(f"unexpected first frame from the server: {challenge}")
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "register",
-                    "identity": self.identity.public.to_json(),
-                    "signature": sign_challenge(
-                        self.identity, bytes.fromhex(challenge["nonce"]), challenge["server"]
-                    ),
-                }
+        try:
+            nonce, server = parse_challenge(parse_server_frame(await ws.recv()))
+            signature = sign_challenge(self.identity, nonce, server)
+            identity = self.identity.public.to_json()
+            await ws.send(
+                json.dumps({"type": "register", "identity": identity, "signature": signature})
             )
-        )
-        reply = json.loads(await ws.recv())
-        if reply.get("type") != "registered":
+            reply = parse_server_frame(await ws.recv())
+        except MalformedFrame as exc:
+            await ws.close()
+            raise TransportClosed(f"the signaling server at {self.url} misbehaved: {exc}") from None
+        if reply["type"] != "registered":
             await ws.close()
             raise TransportClosed(f"registration refused: {reply.get('message', reply)}")
         self._ws = ws
@@ -135,11 +136,14 @@ class SignalingClient:
             if ws is not None:
                 try:
                     async for message in ws:
-                        self._deliver(json.loads(message))
+                        try:  # a bad frame is dropped, never the connection
+                            frame = parse_server_frame(message)
+                        except MalformedFrame as exc:
+                            log.warning("%s", exc)
+                            continue
+                        self._deliver(frame)
                 except ConnectionClosed:
                     pass
-                except ValueError:
-                    log.warning("malformed frame from signaling server")
                 self.connected.clear()
                 self._ws = None
             if self._closing or not self.reconnect:
