@@ -10,21 +10,26 @@ run against the memory backend and against two servers sharing one Redis engine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from test_network import arun
+from test_signal_hardening import answers, connected, errors, kind, two_servers, went_away
 from test_signaling import Recorder, raw_register, until
 from websockets.asyncio.server import ServerConnection, serve
 
 from volli_nb.base.errors import TransportClosed
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.net.signaling.backend import Limits
 from volli_nb.net.signaling.client import SignalingClient
 from volli_nb.net.signaling.server import SignalingServer
 
 pytestmark = pytest.mark.network
+__all__ = ["kind"]  # the backend fixture, from test_signal_hardening
 
 
 # --- item 4: a parser that lets an untyped exception out -----------------------------------
@@ -121,5 +126,115 @@ def test_attack_a_malformed_challenge_raises_an_untyped_error(challenge: str) ->
             client = SignalingClient(Identity.generate(), url, Recorder(), reconnect=False)
             with pytest.raises(TransportClosed, match="misbehaved"):
                 await client.connect()
+
+    arun(main)
+
+
+# --- item 5: signaling queues shared by strangers ---------------------------------------
+
+
+def test_attack_fresh_identities_fill_the_queue_for_peers_that_are_away(kind: Any) -> None:
+    """Before: any identity could queue for any id that was away, so a few fresh ones
+    filled the server's total and every offer to a peer that was away got
+    ``queue-full``.  Now a stranger queues nothing, and the room-mate's offer waits."""
+    limits = Limits(max_queued_bytes=100_000)
+
+    async def main() -> None:
+        async with two_servers(kind, limits) as (server, other):
+            alice, alice_seen = await connected(server.url, "lab")
+            bob = await went_away(other.url, "lab", server.backend, alice.identity.peer_id)
+            blob = {"kind": "offer", "sdp": "m" * 40_000}
+            flood = [await connected(url) for url in (server.url, other.url) * 2]
+            for mallory, _ in flood:
+                for to in (bob, Identity.generate().peer_id):
+                    await mallory.signal(to, blob)
+            await until(lambda: sum(len(answers(r)) for _, r in flood) == 2 * len(flood))
+            assert {code for _, r in flood for code in errors(r)} == {"not-in-room"}
+            assert (await server.backend.counts()).queued == 0, "strangers' signals queued"
+            await alice.signal(bob, {"kind": "offer", "sdp": "v=0"})
+            await until(lambda: bool(answers(alice_seen)))
+            assert [f["type"] for f in answers(alice_seen)] == ["queued"], alice_seen.frames
+            for client, _ in [(alice, None), *flood]:
+                await client.close()
+
+    arun(main)
+
+
+FLOOD = 60  # tiny signals from each of two senders: more than a receiver's 64 together
+
+
+def test_attack_many_tiny_signals_evict_a_roommates_queued_offer(kind: Any) -> None:
+    """Before: a receiver's queue held 64 frames, the oldest evicted first, whoever sent
+    them: 64 tiny signals from anyone pushed a room-mate's offer out.  Now a stranger
+    is refused, and a room-mate that floods evicts only its own frames."""
+
+    async def main() -> None:
+        async with two_servers(kind, Limits()) as (server, other):
+            alice, _ = await connected(server.url, "lab")
+            bob_identity = Identity.generate()
+            mate_id = alice.identity.peer_id
+            bob = await went_away(other.url, "lab", server.backend, mate_id, bob_identity)
+            await alice.signal(bob, {"kind": "offer", "sdp": "the real one"})
+            await until_queued(server, 1)
+            stranger, stranger_seen = await connected(other.url, "elsewhere")
+            mate, mate_seen = await connected(other.url, "lab")  # recently shared: allowed
+            for n in range(FLOOD):  # (within each connection's burst of 100 frames)
+                await stranger.signal(bob, {"n": n})
+                await mate.signal(bob, {"n": n})
+            await until(lambda: len(answers(stranger_seen)) == len(answers(mate_seen)) == FLOOD)
+            assert set(errors(stranger_seen)) == {"not-in-room"}
+            assert errors(mate_seen) == []  # queued, each pushing out only its own
+            assert (await server.backend.counts()).queued == 1 + Limits().max_queue_per_pair
+            seen = Recorder()
+            back = await SignalingClient(bob_identity, server.url, seen).connect()
+            await back.join("lab")
+            await until(lambda: sum(f["type"] == "signal" for f in seen.frames) == 9)
+            offers = [f["data"] for f in seen.frames if f["type"] == "signal"]
+            assert {"kind": "offer", "sdp": "the real one"} in offers, "the offer was evicted"
+            assert [o["n"] for o in offers if "n" in o] == list(range(FLOOD - 8, FLOOD))
+            for client in (alice, stranger, mate, back):
+                await client.close()
+
+    arun(main)
+
+
+async def until_queued(server: SignalingServer, n: int) -> None:
+    async with asyncio.timeout(5):
+        while (await server.backend.counts()).queued != n:
+            await asyncio.sleep(0.01)
+
+
+def test_a_full_queue_evicts_from_the_sender_holding_most_of_it(kind: Any) -> None:
+    """Two room-mates share a receiver's queue (4 frames, 3 per pair): the one holding
+    most pays each time, and the third room-mate's single offer stays."""
+    limits = Limits(max_queue=4, max_queue_per_pair=3)
+
+    async def main() -> None:
+        async with two_servers(kind, limits) as (server, other):
+            alice, _ = await connected(server.url, "lab")
+            bob_identity = Identity.generate()
+            mate_id = alice.identity.peer_id
+            bob = await went_away(other.url, "lab", server.backend, mate_id, bob_identity)
+            await alice.signal(bob, {"kind": "offer", "sdp": "alice"})
+            await until_queued(server, 1)
+            first, first_seen = await connected(server.url, "lab")
+            second, second_seen = await connected(other.url, "lab")
+            for client, seen, name in ((first, first_seen, "m1"), (second, second_seen, "m2")):
+                for n in range(3):
+                    await client.signal(bob, {"who": name, "n": n})
+                await until(lambda seen=seen: len(answers(seen)) == 3)
+            seen = Recorder()
+            back = await SignalingClient(bob_identity, server.url, seen).connect()
+            await back.join("lab")
+            await until(lambda: sum(f["type"] == "signal" for f in seen.frames) == 4)
+            kept = [f["data"] for f in seen.frames if f["type"] == "signal"]
+            assert {"kind": "offer", "sdp": "alice"} in kept
+            assert sorted((d["who"], d["n"]) for d in kept if "who" in d) == [
+                ("m1", 2),
+                ("m2", 1),
+                ("m2", 2),
+            ]
+            for client in (alice, first, second, back):
+                await client.close()
 
     arun(main)

@@ -72,12 +72,22 @@ def test_tls_options_are_checked_before_connecting(tmp_path: Path) -> None:
         tls_context(str(tmp_path / "missing.pem"), None)
 
 
+async def away_roommates(backend: MemoryBackend, sender: str, *away: str) -> None:
+    """``sender`` stays in room ``r``; the others were in it too and left (went away)."""
+    for peer in (sender, *away):
+        await backend.claim(peer, f"conn-{peer}", {"peer_id": peer})
+        await backend.join("r", peer)
+    for peer in away:
+        await backend.release(peer, f"conn-{peer}")
+
+
 def test_queued_signals_expire_by_the_injected_clock_and_free_their_bytes() -> None:
     now = [0.0]
     backend = MemoryBackend(Limits(queue_ttl=30, max_queue=2), clock=lambda: now[0])
     to, sender = Identity.generate().peer_id, Identity.generate().peer_id
 
     async def main() -> None:
+        await away_roommates(backend, sender, to)
         for n in range(3):  # the third pushes the first out: at most two per receiver
             assert not await backend.relay(sender, to, {"type": "signal", "n": n})
         counts = await backend.counts()
@@ -85,7 +95,7 @@ def test_queued_signals_expire_by_the_injected_clock_and_free_their_bytes() -> N
         now[0] = 29.9
         assert (await backend.counts()).queued == 2
         now[0] = 30.1  # the first two were queued at 0: both expired now
-        assert await backend.counts() == type(counts)(0, 0, 0, 0)
+        assert await backend.counts() == type(counts)(1, 1, 0, 0)  # the sender, in its room
         assert backend._sender_bytes == {}
 
     asyncio.run(main())
