@@ -22,11 +22,14 @@ from test_signal_hardening import answers, connected, errors, kind, two_servers,
 from test_signaling import Recorder, raw_register, until
 from websockets.asyncio.server import ServerConnection, serve
 
+from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import TransportClosed
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.net.signaling.backend import Limits
 from volli_nb.net.signaling.client import SignalingClient
 from volli_nb.net.signaling.server import SignalingServer
+from volli_nb.net.signaling.turn import TurnIssuer
 
 pytestmark = pytest.mark.network
 __all__ = ["kind"]  # the backend fixture, from test_signal_hardening
@@ -236,5 +239,83 @@ def test_a_full_queue_evicts_from_the_sender_holding_most_of_it(kind: Any) -> No
             ]
             for client in (alice, first, second, back):
                 await client.close()
+
+    arun(main)
+
+
+# --- item 6: TURN URLs from a signaling server, checked before use ------------------------
+
+
+@asynccontextmanager
+async def joined_with_turn(
+    urls: tuple[str, ...], config: NetworkConfig
+) -> AsyncIterator[MessagesStore]:
+    """A store that joined a room on a server handing out TURN at ``urls``, once the
+    server's credentials were handled (used, or refused)."""
+    store = MessagesStore.scratch("turn", config=config)
+    issuer = TurnIssuer("secret", urls, ttl=600)
+    async with SignalingServer(port=0, turn=issuer) as server:
+        try:
+            await store.join("lab", server.url, auto_pair=False)
+            session = store.room_session
+            assert session is not None
+            await until(lambda: session.client.turn is not None or bool(turn_refusals(store)))
+            yield store
+        finally:
+            await store.close()
+
+
+def turn_refusals(store: MessagesStore) -> list[str]:
+    return [e.message for e in store.log if "turn-refused" in e.message]
+
+
+def turn_in_use(store: MessagesStore) -> list[str]:
+    return [u for s in store.network_store.config.ice_servers for u in s.url_list()]
+
+
+def test_attack_a_signaling_server_points_turn_into_the_users_own_network() -> None:
+    """Attack: a signaling server (on loopback here) hands out TURN at a private address
+    and at the cloud metadata address; aiortc would allocate there from the user's
+    machine.  Before: used as given.  Now refused (nothing configured to allow them)."""
+
+    async def main() -> None:
+        urls = ("turn:10.9.8.7:3478", "turn:169.254.169.254:80")
+        async with joined_with_turn(urls, NetworkConfig(loopback_only=True)) as store:
+            assert turn_in_use(store) == [], "the server's TURN URLs are in use"
+            (refusal,) = turn_refusals(store)
+            assert "10.9.8.7" in refusal and "169.254.169.254" in refusal
+
+    arun(main)
+
+
+def test_attack_a_signaling_server_hands_out_turn_the_user_did_not_configure() -> None:
+    """The user allowed TURN at turn.example.org only; the server hands out another
+    host.  Before: used.  Now refused, and the allowed one is kept."""
+
+    async def main() -> None:
+        def pinned() -> NetworkConfig:
+            config = NetworkConfig(loopback_only=True)
+            config.turn_hosts = ("turn.example.org",)  # (an attribute the old code ignores)
+            return config
+
+        urls = ("turns:relay.evil.example:443?transport=tcp", "turns:turn.example.org:443")
+        async with joined_with_turn(urls, pinned()) as store:
+            assert turn_in_use(store) == ["turns:turn.example.org:443?transport=tcp"]
+        async with joined_with_turn(urls[:1], pinned()) as store:
+            assert turn_in_use(store) == [], "a TURN host the user did not allow is in use"
+            assert "NetworkConfig(turn_hosts=" in turn_refusals(store)[0]
+
+    arun(main)
+
+
+def test_a_turn_host_nobody_configured_is_shown_before_use() -> None:
+    async def main() -> None:
+        urls = ("turns:turn.example.org:443",)
+        async with joined_with_turn(urls, NetworkConfig(loopback_only=True)) as store:
+            assert turn_in_use(store) == ["turns:turn.example.org:443?transport=tcp"]
+            shown = [e for e in store.log if e.data.get("kind") == "turn.unpinned"]
+            assert shown and "turn.example.org" in shown[0].message
+            used = next(e for e in store.log if "TURN credentials from the server" in e.message)
+            assert list(store.log).index(shown[0]) < list(store.log).index(used)
 
     arun(main)
