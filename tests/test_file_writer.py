@@ -361,3 +361,31 @@ def test_a_schema2_profile_with_a_planted_trigger_is_not_migrated(tmp_path: Path
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
     conn.close()
+
+
+def test_a_contact_deleted_in_the_file_is_not_pinned_again_from_an_old_record(
+    tmp_path: Path,
+) -> None:
+    """Attack: delete Bob's row (after he rotated away from a leaked device key), then
+    replay his old, validly signed device record (a stale presence entry, an old pairing
+    code): trust on first use would pin the retired key again."""
+
+    async def main() -> None:
+        alice, old_bob = open_store(tmp_path, "alice"), Identity.generate()
+        bob = old_bob.with_new_device()
+        try:
+            alice.add_contact(bob.public, name="bob")
+            write(alice.database.path, "DELETE FROM contacts")
+            with pytest.raises(TamperedRow, match="deleted") as exc:
+                alice.add_contact(old_bob.public, name="bob")
+                assert alice.contact(bob.peer_id) != old_bob.public, "the retired key is pinned"
+            assert exc.value.key == bob.peer_id
+            assert alice.contact(bob.peer_id) is None
+            assert any("is missing" in p for p in alice.verify().problems)
+            alice.database.remove_contact(bob.peer_id)  # unpinned on purpose: pairing anew
+            alice.add_contact(bob.public, name="bob")
+            assert alice.contact(bob.peer_id) == bob.public
+        finally:
+            await alice.close()
+
+    run(main)

@@ -126,6 +126,15 @@ class Contacts(RowMacs):
             raise UsageError("contact keys are 32 bytes each and the device signature 64 bytes")
         with self.transaction():
             old = self.get_contact(peer_id)
+            if old is None and peer_id in (self._index() or ()):
+                raise TamperedRow(
+                    "contacts",
+                    peer_id,
+                    f"contact {peer_id!r} was deleted from {self.path} without the passphrase "
+                    "(the contacts' index still lists it), so it is not pinned again from "
+                    "whatever record comes next (an old one would roll its key back); restore "
+                    f"the file from a backup, or remove_contact({peer_id!r}) to unpin it",
+                )
             self.check_pin(old, record)
             if record.peer_id != peer_id:
                 raise UsageError(f"peer id {peer_id!r} is not the id of that identity key")
@@ -183,10 +192,11 @@ class Contacts(RowMacs):
     def remove_contact(self, peer_id: str) -> None:
         """Unpin a contact, e.g. after a :class:`KeyMismatch` was checked out of band."""
         with self.transaction():
-            if self.execute("DELETE FROM contacts WHERE peer_id = ?", (peer_id,)).rowcount == 0:
-                raise NotFound(f"no contact {peer_id!r}; see list_contacts()")
+            deleted = self.execute("DELETE FROM contacts WHERE peer_id = ?", (peer_id,)).rowcount
             marks = self.contact_marks()
-            if marks is not None:
+            if not deleted and peer_id not in (marks or {}):
+                raise NotFound(f"no contact {peer_id!r}; see list_contacts()")
+            if marks is not None:  # (also unpins one deleted from the file by someone else)
                 marks.pop(peer_id, None)
                 self._write_marks(marks)
 
