@@ -82,6 +82,24 @@ OBJECT_TEXT = st.dictionaries(st.sampled_from(KEYS).map(json.dumps), JSON_TEXT, 
 INPUT = st.one_of(
     OBJECT_TEXT, JSON_TEXT, st.binary(max_size=200).map(lambda b: b.decode("latin-1"))
 )
+IDENTITY_TEXT = json.dumps(ALICE.public.to_json())
+
+
+@st.composite
+def client_frames(draw: st.DrawFn) -> str:
+    """Well-formed client frames of every type, hostile values where values are free."""
+    kind = draw(st.sampled_from(["register", "join", "leave", "list", "signal", "ping"]))
+    fields = {"type": json.dumps(kind)}
+    if kind in ("join", "leave", "list"):
+        fields["room"] = draw(st.one_of(_leaf(), st.just('"\\udfffroom"')))
+    elif kind == "signal":
+        fields["to"] = draw(st.sampled_from([json.dumps(PEER)] * 4 + ['"\\ud800"', "1e999"]))
+        one = st.sampled_from(HOSTILE).map(lambda v: '{"x":' + v + "}")  # alone: reached
+        fields["data"] = draw(st.one_of(one, one, one, OBJECT_TEXT))
+    elif kind == "register":
+        fields["identity"] = draw(st.one_of(OBJECT_TEXT, st.just(IDENTITY_TEXT)))
+        fields["signature"] = draw(_leaf())
+    return "{" + ",".join(f'"{k}":{v}' for k, v in fields.items()) + "}"
 
 
 @SETTINGS
@@ -97,7 +115,7 @@ def test_shared_json_decoding_lets_only_the_callers_error_out(text: str) -> None
 
 
 @SETTINGS
-@given(text=INPUT)
+@given(text=st.one_of(client_frames(), client_frames(), INPUT))
 def test_client_frames_and_registrations_yield_only_signaling_errors(text: str) -> None:
     try:
         frame = parse_client_frame(text.encode("utf-8", "surrogatepass"))
