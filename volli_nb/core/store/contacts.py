@@ -293,8 +293,8 @@ class Contacts(RowMacs):
         marks = self._index()
         if marks is None:
             return
-        mark = marks.get(row["peer_id"])
-        if mark is None or not hmac.compare_digest(mark, row["mac"]):
+        mark, mac = marks.get(row["peer_id"]), row["mac"]
+        if mark is None or not isinstance(mac, bytes) or not hmac.compare_digest(mark, mac):
             raise TamperedRow(
                 "contacts",
                 row["peer_id"],

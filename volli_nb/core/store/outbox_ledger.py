@@ -43,6 +43,11 @@ OUTBOX_PART = (STATUS_MAC, ("message_id", "recipient", "status"))
 MESSAGES_PART = (PRUNED_MAC, ("message_id", PRUNED))
 ROW_COLUMNS = "id, message_id, conversation_id, recipient, counter, status, mac, status_mac"
 """What checking an outbox row reads: its row MAC's columns and its status part."""
+SENT_COLUMNS = (
+    "message_id, conversation_id, sender, direction, counter, timestamp_ms, mac, "
+    f"{PRUNED}, {PRUNED_MAC}"
+)
+"""What checking a sent message's row and its record reads (not its body)."""
 
 
 def status_mac(db: Database, message_hex: str, recipient: str, status: Status) -> bytes:
@@ -90,7 +95,8 @@ def statuses(db: Database, message_id: bytes) -> dict[str, Delivery]:
 
 def _expected(db: Database, mid: str) -> tuple[list[str], dict[str, str]]:
     """The recipients a sent message ``mid`` expects, and what the pruner recorded."""
-    found = db.fetch("SELECT * FROM messages WHERE message_id = ? AND direction = 'out'", (mid,))
+    found = db.fetch(f"SELECT {SENT_COLUMNS} FROM messages WHERE message_id = ? "
+                     "AND direction = 'out'", (mid,))  # fmt: skip
     if not found:
         return [], {}
     message = found[0]
