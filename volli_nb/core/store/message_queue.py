@@ -195,10 +195,8 @@ class PersistentMessageQueue:
         return self._select("message_id = ?", (message_id.hex(),))
 
     def statuses(self, message_id: bytes) -> dict[str, Delivery]:
-        """Recipient → status of one message, each row's MACs checked, no payload opened:
-        what a status display or a wait for an ACK needs.  A sent message's recipient
-        whose row is gone is ``delivered`` if the pruner recorded it, else ``unknown``
-        (see :mod:`.outbox_ledger`)."""
+        """Recipient → status of one message, every MAC checked, no payload opened; a
+        missing row is ``unknown`` unless the pruner recorded it (:mod:`.outbox_ledger`)."""
         return ledger_statuses(self.db, message_id)
 
     def counts(self) -> dict[str, int]:

@@ -13,10 +13,14 @@ import contextlib
 import os
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from volli_nb.base.errors import StorageError
 from volli_nb.core.store.keyring import WrappedKey
-from volli_nb.core.store.known_schema import SCHEMA_QUERY, SchemaObject, read_schema
+from volli_nb.core.store.known_schema import SCHEMA_QUERY, check_schema, read_schema
+
+if TYPE_CHECKING:
+    from volli_nb.core.store.sealed_db import SealedDatabase
 
 FORMAT = "volli-profile"
 
@@ -72,10 +76,12 @@ __all__ = [
 ]
 
 
-def read_header(path: Path) -> tuple[int, WrappedKey, frozenset[SchemaObject]]:
-    """Schema version, keyring and the schema's objects (for :mod:`.known_schema`),
-    through a read-only connection that cannot write.  ``meta`` and ``keyring`` are read
-    only once known to be tables (no trigger acts on a read; a view could lie).
+def read_header(path: Path, cls: type[SealedDatabase]) -> tuple[int, WrappedKey]:
+    """Schema version and keyring, through a read-only connection that cannot write, once
+    the schema was found to be what ``cls``'s migrations make for that version
+    (:func:`~volli_nb.core.store.known_schema.check_schema`: before the passphrase is
+    tried, and before a migration could fire a planted trigger).  ``meta`` and
+    ``keyring`` are read only once known to be tables (a view could lie).
 
     With no ``-wal``/``-shm`` beside the file, no connection has it open (WAL keeps
     both while one does), so it is read as immutable: even SQLite's empty side
@@ -106,7 +112,9 @@ def read_header(path: Path) -> tuple[int, WrappedKey, frozenset[SchemaObject]]:
     version = str(meta.get("schema_version", ""))
     if meta.get("format") != FORMAT or not version.isdigit() or row is None:
         raise StorageError(f"{path}: the profile header is damaged; restore it from a backup")
-    return int(version), WrappedKey.from_row(dict(zip(names, row, strict=True))), schema
+    if int(version) <= len(cls.MIGRATIONS):  # (a newer one is refused by the caller)
+        check_schema(path, schema, cls, int(version))
+    return int(version), WrappedKey.from_row(dict(zip(names, row, strict=True)))
 
 
 def connect(path: Path, timeout: float) -> sqlite3.Connection:

@@ -38,7 +38,6 @@ from volli_nb.core.store.keyring import (
     field_context,
     passphrase_bytes,
 )
-from volli_nb.core.store.known_schema import check_schema
 from volli_nb.core.store.profile_files import (
     FORMAT,
     check_not_empty,
@@ -116,13 +115,9 @@ class SealedDatabase:
         try:
             if not path.exists():
                 db = cls._create(path, passphrase, kdf, clock, random, timeout)
-                try:
-                    lock.cover(path)  # the new file's identity: a hard link is no other owner
-                except BaseException:
-                    db.close()
-                    raise
             else:
                 db = cls._unlock(path, passphrase, clock, random, timeout)
+            lock.cover(path)  # (a new file's) identity: a hard link to it is no other owner
         except BaseException:
             lock.release()
             raise
@@ -134,13 +129,12 @@ class SealedDatabase:
         cls, path: Path, passphrase: str | bytes, clock: Clock, random: Random, timeout: float
     ) -> Self:
         check_not_empty(path)
-        version, wrapped, schema = read_header(path)
+        version, wrapped = read_header(path, cls)
         if version > len(cls.MIGRATIONS):
             raise StorageError(
                 f"{path} has schema version {version} but this volli_nb knows only up to "
                 f"{len(cls.MIGRATIONS)}; upgrade volli_nb to open it (the file was not changed)"
             )
-        check_schema(path, schema, cls, version)  # before a migration could fire a trigger
         key = wrapped.unwrap(passphrase)
         db = cls(path, connect(path, timeout), key, version, clock=clock, random=random)
         try:

@@ -325,11 +325,9 @@ class SignalingServer:
             await self._dispatch(client, frame)
         except Exception as exc:  # one frame refused, never the socket (issue 26, item 4)
             self.stats.errors += 1
+            code, text = exc.code if isinstance(exc, SignalingError) else "refused", str(exc)
             if not isinstance(exc, VolliError):
                 log.exception("signaling frame %r failed", frame.get("type"))
-            code = exc.code if isinstance(exc, SignalingError) else "refused"
-            text = str(exc)
-            if not isinstance(exc, VolliError):
                 code, text = "internal", "the server could not handle this frame (see its log)"
             about: dict[str, str] = {k: frame[k] for k in ("room", "to") if k in frame}
             if frame.get("type"):
