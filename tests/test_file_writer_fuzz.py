@@ -35,9 +35,7 @@ TABLES = {  # table → columns a planted object may name
     "seen": ("message_id",),
     "meta": ("key",),
 }
-NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True).filter(
-    lambda n: not n.startswith("sqlite")
-)
+NAMES = st.from_regex(r"x_[a-z0-9_]{0,10}", fullmatch=True)  # never a keyword, nor sqlite_
 
 
 @st.composite

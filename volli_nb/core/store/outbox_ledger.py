@@ -43,11 +43,6 @@ OUTBOX_PART = (STATUS_MAC, ("message_id", "recipient", "status"))
 MESSAGES_PART = (PRUNED_MAC, ("message_id", PRUNED))
 ROW_COLUMNS = "id, message_id, conversation_id, recipient, counter, status, mac, status_mac"
 """What checking an outbox row reads: its row MAC's columns and its status part."""
-SENT_COLUMNS = (
-    "message_id, conversation_id, sender, direction, counter, timestamp_ms, mac, "
-    f"{PRUNED}, {PRUNED_MAC}"
-)
-"""What checking a sent message's row and its record reads (not its body)."""
 
 
 def status_mac(db: Database, message_hex: str, recipient: str, status: Status) -> bytes:
@@ -79,32 +74,72 @@ def statuses(db: Database, message_id: bytes) -> dict[str, Delivery]:
     """Recipient → status of one message, every MAC checked, no payload opened.
 
     A sent message's expected recipients (its conversation's members but its sender)
-    that have no row are ``delivered`` if the pruner recorded it, else ``unknown``."""
+    that have no row are ``delivered`` if the pruner recorded it, else ``unknown``.  One
+    statement for a sent message: its row, its conversation and its outbox rows, joined."""
     mid = message_id.hex()
-    rows = db.fetch(f"SELECT {ROW_COLUMNS} FROM outbox WHERE message_id = ? ORDER BY id", (mid,))
+    joined = db.fetch(
+        _SENT_READ + " LEFT JOIN outbox o ON o.message_id = m.message_id "
+        "WHERE m.message_id = ? AND m.direction = 'out' ORDER BY o.id",
+        (mid,),
+    )
+    expected: list[str] = []
+    pruned: dict[str, str] = {}
+    if joined:
+        rows: list[AnyRow] = [_part(r, "o_", _OUTBOX) for r in joined if r["o_id"] is not None]
+        expected, pruned = _expected_from(db, joined[0])
+    else:  # not a sent message of the history (queued directly): its rows say it all
+        rows = list(db.fetch(f"SELECT {ROW_COLUMNS} FROM outbox WHERE message_id = ? "
+                             "ORDER BY id", (mid,)))  # fmt: skip
     result: dict[str, Delivery] = {}
     for row in rows:
         check_outbox_row(db, row)
         result[row["recipient"]] = Status(row["status"])
-    expected, pruned = _expected(db, mid)
     for recipient in expected:
         if recipient not in result:
             result[recipient] = Status(pruned[recipient]) if recipient in pruned else UNKNOWN
     return result
 
 
+_OUTBOX = ("id", "message_id", "conversation_id", "recipient", "counter", "status", "mac",
+           STATUS_MAC)  # fmt: skip
+_SENT = ("message_id", "conversation_id", "sender", "direction", "counter", "timestamp_ms",
+         "mac", PRUNED, PRUNED_MAC)  # fmt: skip
+_CONVERSATION = ("id", "title", "members", "mac")
+_SENT_READ = (
+    "SELECT "
+    + ", ".join(
+        [f"m.{c} AS m_{c}" for c in _SENT]
+        + [f"c.{c} AS c_{c}" for c in _CONVERSATION]
+        + [f"o.{c} AS o_{c}" for c in _OUTBOX]
+    )
+    + " FROM messages m LEFT JOIN conversations c ON c.id = m.conversation_id"
+)
+"""A sent message's row and its conversation's (what its MACs cover, not its body), and
+its outbox rows once joined; columns prefixed ``m_``, ``c_`` and ``o_``."""
+
+
+def _part(row: AnyRow, prefix: str, names: tuple[str, ...]) -> dict[str, object]:
+    return {name: row[prefix + name] for name in names}
+
+
 def _expected(db: Database, mid: str) -> tuple[list[str], dict[str, str]]:
     """The recipients a sent message ``mid`` expects, and what the pruner recorded."""
-    found = db.fetch(f"SELECT {SENT_COLUMNS} FROM messages WHERE message_id = ? "
-                     "AND direction = 'out'", (mid,))  # fmt: skip
-    if not found:
-        return [], {}
-    message = found[0]
+    found = db.fetch(_SENT_READ + " LEFT JOIN outbox o ON 0 WHERE m.message_id = ? "
+                     "AND m.direction = 'out'", (mid,))  # fmt: skip
+    return _expected_from(db, found[0]) if found else ([], {})
+
+
+def _expected_from(db: Database, row: AnyRow) -> tuple[list[str], dict[str, str]]:
+    message = _part(row, "m_", _SENT)
     db.check_row("messages", message)
     db.check_part("messages", message)
-    conversation = db.get_conversation(message["conversation_id"])
-    members = conversation.members if conversation is not None else ()
-    pruned = json.loads(message[PRUNED]) if message[PRUNED] is not None else {}
+    members: list[str] = []
+    if row["c_id"] is not None:
+        conversation = _part(row, "c_", _CONVERSATION)
+        db.check_row("conversations", conversation)
+        members = json.loads(str(conversation["members"]))
+    record = message[PRUNED]
+    pruned: dict[str, str] = json.loads(str(record)) if record is not None else {}
     return [m for m in members if m != message["sender"]], pruned
 
 
