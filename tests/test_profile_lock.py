@@ -18,7 +18,7 @@ from volli_nb.base.errors import ProfileInUse, StorageError
 from volli_nb.core.store.database import KDF_MIN, Database
 from volli_nb.core.store.keyring import PASSPHRASE_ENV
 from volli_nb.core.store.profile_files import temporary_path
-from volli_nb.core.store.profile_lock import lock_path
+from volli_nb.core.store.profile_lock import LOCK_DIR_ENV, identity_lock_path, lock_path
 
 PASS = "lock test passphrase"
 
@@ -229,3 +229,54 @@ def test_volli_shell_verify_checks_a_profile_and_says_so(tmp_path: Path) -> None
     assert bad.returncode == 1
     assert "1 problem(s); restore it from a backup" in bad.stdout
     assert f"messages.body of row {bytes(16).hex()!r} does not open" in bad.stdout
+
+
+def test_a_hard_link_to_an_open_profile_is_refused(tmp_path: Path) -> None:
+    """Issue 26, item 6.  Attack: open the profile a second time through a hard link (a
+    path of its own, so a lock beside the path did not see it): two owners of one peer id.
+    The lock is keyed by the file's identity (device and inode), in this process and in
+    another."""
+    path, link = tmp_path / "me.sqlite", tmp_path / "elsewhere" / "alias.sqlite"
+    link.parent.mkdir()
+    Database.open(path, PASS, kdf=KDF_MIN).close()
+    os.link(path, link)
+    first = Database.open(path, PASS, kdf=KDF_MIN)
+    try:
+        with pytest.raises(ProfileInUse, match="already open by this process"):
+            second = Database.open(link, PASS, kdf=KDF_MIN)
+            second.close()
+        other = opener(link)
+        refused = outcome(other)
+        finish(other)
+        assert refused["error"] == "ProfileInUse", refused
+    finally:
+        first.close()
+    with Database.open(link, PASS, kdf=KDF_MIN) as db:  # once closed, through either name
+        with pytest.raises(ProfileInUse):
+            Database.open(path, PASS, kdf=KDF_MIN)
+        assert db.verify().ok
+    assert not any(identity_lock_path(0, 0).parent.glob(identity_name(path)))
+
+
+def test_a_new_profile_is_locked_by_its_identity_from_its_creation(tmp_path: Path) -> None:
+    path, link = tmp_path / "new.sqlite", tmp_path / "link.sqlite"
+    with Database.open(path, PASS, kdf=KDF_MIN):
+        os.link(path, link)
+        with pytest.raises(ProfileInUse):
+            Database.open(link, PASS, kdf=KDF_MIN)
+
+
+def test_the_lock_folder_must_be_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
+    folder = tmp_path / "locks" / f"volli-profile-locks-{os.getuid()}"
+    folder.mkdir(parents=True, mode=0o777)
+    folder.chmod(0o777)  # another user could plant or hold its locks
+    with pytest.raises(StorageError, match="not a private folder"):
+        Database.open(tmp_path / "p.sqlite", PASS, kdf=KDF_MIN)
+    folder.chmod(0o700)
+    Database.open(tmp_path / "p.sqlite", PASS, kdf=KDF_MIN).close()
+
+
+def identity_name(path: Path) -> str:
+    info = os.stat(path)
+    return identity_lock_path(info.st_dev, info.st_ino).name

@@ -86,9 +86,29 @@ def test_retention_refuses_a_window_shorter_than_freshness() -> None:
 
 
 def test_a_sent_message_whose_rows_expired_shows_as_delivered(tmp_path: Path) -> None:
+    """The pruner records the rows it deletes on the sent message; a row deleted by
+    anyone else leaves the status unknown, never delivered (issue 26, item 2)."""
     clock = VirtualClock(1_700_000_000.0)
     with Database.open(tmp_path / "p.sqlite", "pass", kdf=KDF_MIN, clock=clock) as db:
-        db.store_sent(bytes(16), "conv", "me", 1, 1, encode_body("hi"))
-        stored = db.get_message(bytes(16))
-        assert stored is not None
-        assert chat_message(stored, lambda _mid: {}).status == "delivered"
+        queue = PersistentMessageQueue(db, clock=clock)
+        db.ensure_conversation("conv", ["me", "bob", "carol"])
+        for mid in (bytes(16), b"\x01" * 16):
+            with db.transaction():
+                db.store_sent(mid, "conv", "me", 1, 1, encode_body("hi"))
+                for peer in ("bob", "carol"):
+                    queue.add(OutgoingMessage(mid, "conv", peer, b"", 1), in_history=True)
+            assert queue.acknowledge(mid, "bob")
+        clock.advance(7200)
+        assert Pruner(db).prune(clock.now).delivered == 2
+        db.execute("DELETE FROM outbox WHERE message_id = ?", ((b"\x01" * 16).hex(),))
+
+        def shown(mid: bytes) -> str:
+            stored = db.get_message(mid)
+            assert stored is not None
+            return chat_message(stored, queue.statuses).status
+
+        assert queue.statuses(bytes(16)) == {"carol": Status.PENDING, "bob": Status.DELIVERED}
+        assert shown(bytes(16)) == "mixed"
+        assert queue.statuses(b"\x01" * 16) == {"bob": "delivered", "carol": "unknown"}
+        assert shown(b"\x01" * 16) == "mixed"
+        assert chat_message(db.get_message(bytes(16)), lambda _mid: {}).status == "unknown"

@@ -71,6 +71,26 @@ def errors(recorder: Recorder) -> list[str]:
     return [f["code"] for f in recorder.frames if f.get("type") == "error"]
 
 
+def answers(recorder: Recorder) -> list[dict[str, Any]]:
+    """What a signal is answered with (presence frames aside)."""
+    return [f for f in recorder.frames if f.get("type") in ("queued", "error")]
+
+
+async def went_away(
+    url: str, room: str, backend: SignalingBackend, member: str, identity: Identity | None = None
+) -> str:
+    """A peer that was in ``room`` with ``member`` and went away (disconnected): whom
+    ``member`` may queue signals for, for ``recent_ttl`` (issue 26, item 5)."""
+    identity = identity or Identity.generate()
+    client = await SignalingClient(identity, url, Recorder(), reconnect=False).connect()
+    await client.join(room)
+    await client.close()
+    async with asyncio.timeout(5):
+        while identity.peer_id in await backend.members(room, member):
+            await asyncio.sleep(0.01)
+    return identity.peer_id
+
+
 def test_attack_signal_to_a_made_up_id_is_refused_and_nothing_queued(kind: Engine | None) -> None:
     """Before: any ``to`` string was queued (64 frames per made-up id, for 30 s)."""
 
@@ -93,12 +113,14 @@ def test_attack_queue_flood_is_capped_per_sender(kind: Engine | None) -> None:
     limits = Limits(max_queued_bytes_per_sender=100_000)
 
     async def main() -> None:
-        async with two_servers(kind, limits) as (server, _):
-            mallory, seen = await connected(server.url)
+        async with two_servers(kind, limits) as (server, other):
+            mallory, seen = await connected(server.url, "lab")
+            mate = mallory.identity.peer_id
+            away = [await went_away(other.url, "lab", server.backend, mate) for _ in range(6)]
             blob = {"kind": "offer", "sdp": "x" * 30_000}
-            for _ in range(6):  # each to a different absent, well-formed id
-                await mallory.signal(Identity.generate().peer_id, blob)
-            await until(lambda: len(seen.frames) == 6)  # three "queued", three errors
+            for peer_id in away:  # each to a different absent room-mate
+                await mallory.signal(peer_id, blob)
+            await until(lambda: len(answers(seen)) == 6)  # three "queued", three errors
             assert errors(seen) == ["queue-full"] * 3
             counts = await server.backend.counts()
             assert counts.queued == 3 and counts.queued_bytes <= limits.max_queued_bytes_per_sender
@@ -108,20 +130,24 @@ def test_attack_queue_flood_is_capped_per_sender(kind: Engine | None) -> None:
 
 
 def test_attack_many_senders_cannot_exceed_the_total_queue_cap(kind: Engine | None) -> None:
-    """Before: no total cap, so many identities (free to make) held unbounded memory."""
+    """Before: no total cap, so many identities (free to make) held unbounded memory.
+    Since issue 26 a full server evicts the oldest frame of whoever holds most, so
+    the total stays capped and a newcomer is not refused."""
     limits = Limits(max_queued_bytes=150_000)
 
     async def main() -> None:
         async with two_servers(kind, limits) as (server, other):
-            clients = [await connected(url) for url in (server.url, other.url) * 3]
+            clients = [await connected(url, "lab") for url in (server.url, other.url) * 3]
+            mate = clients[0][0].identity.peer_id
             blob = {"kind": "offer", "sdp": "y" * 40_000}
             for client, _ in clients:
-                await client.signal(Identity.generate().peer_id, blob)
-            await until(lambda: sum(len(r.frames) for _, r in clients) == len(clients))
+                away = await went_away(other.url, "lab", server.backend, mate)
+                await client.signal(away, blob)
+            await until(lambda: sum(len(answers(r)) for _, r in clients) == len(clients))
             refused = sum(len(errors(r)) for _, r in clients)
             counts = await server.backend.counts()
             assert counts.queued_bytes <= limits.max_queued_bytes
-            assert (counts.queued, refused) == (3, 3)
+            assert (counts.queued, refused) == (3, 0)
             for client, _ in clients:
                 await client.close()
 
@@ -181,7 +207,7 @@ def test_attack_queued_signal_is_dropped_once_sender_and_receiver_share_no_room(
             await bob.join("lab")
             await bob.join("elsewhere")
             await bob.signal(Identity.generate().peer_id, {"probe": 1})  # a round trip
-            await until(lambda: any(f["type"] == "queued" for f in seen.frames))
+            await until(lambda: errors(seen) == ["not-in-room"])  # (to a stranger)
             assert not any(f["type"] == "signal" for f in seen.frames)
             await alice.close()
             await bob.close()
@@ -225,10 +251,11 @@ def test_attack_signals_do_not_scan_every_room() -> None:
         async with SignalingServer(port=0, backend=backend) as server:
             alice, alice_seen = await connected(server.url, "lab")
             bob, seen = await connected(server.url, "lab")
+            away = await went_away(server.url, "lab", backend, alice.identity.peer_id)
             rooms, backend._rooms = backend._rooms, _NoScan(backend._rooms)
             await alice.signal(bob.identity.peer_id, {"kind": "offer", "sdp": "v=0"})
             await until(lambda: any(f["type"] == "signal" for f in seen.frames))
-            await alice.signal(Identity.generate().peer_id, {"kind": "offer", "sdp": "v=0"})
+            await alice.signal(away, {"kind": "offer", "sdp": "v=0"})
             await until(lambda: any(f["type"] == "queued" for f in alice_seen.frames))
             backend._rooms = rooms
             await alice.close()

@@ -19,6 +19,7 @@ import redis.asyncio as redis
 from engine import Engine, engine, signal_processes
 from netutil import open_store
 from test_network import arun
+from test_signal_hardening import answers
 from test_signaling import Recorder, raw_register, until
 from websockets.exceptions import ConnectionClosed
 
@@ -231,15 +232,27 @@ def test_limits_hold_across_processes(real_engine: Engine) -> None:
             with pytest.raises(SignalingError, match="room-full"):
                 await c.join("small")
             sender = Identity.generate()
+            watch, view = await member(procs[0].url, "q", sender)
+            away = []
+            for _ in range(4):  # room-mates that went away: the sender may queue for them
+                gone, _ = await member(procs[1].url, "q")
+                peer_id = gone.identity.peer_id
+                await until(lambda p=peer_id: p in view.rooms.get("q", set()), timeout=10)
+                await gone.close()
+                await until(lambda p=peer_id: p not in view.rooms["q"], timeout=10)
+                away.append(peer_id)
+            await watch.close()
             blob = {"kind": "offer", "sdp": "z" * 30_000}
             seen = [Recorder(), Recorder()]
-            for url, rec in zip((procs[0].url, procs[2].url), seen, strict=True):
+            for url, rec, to in zip((procs[0].url, procs[2].url), seen, (away[:2], away[2:]),
+                                    strict=True):  # fmt: skip
                 client = await SignalingClient(sender, url, rec, reconnect=False).connect()
-                for _ in range(2):
-                    await client.signal(Identity.generate().peer_id, blob)
-                await until(lambda r=rec: len(r.frames) == 2)
+                await client.join("q")
+                for peer_id in to:
+                    await client.signal(peer_id, blob)
+                await until(lambda r=rec: len(answers(r)) == 2)
                 await client.close()
-            codes = [f.get("code", f["type"]) for r in seen for f in r.frames]
+            codes = [f.get("code", f["type"]) for r in seen for f in answers(r)]
             assert codes == ["queued", "queued", "queue-full", "queue-full"]
             await asyncio.gather(a.close(), b.close(), c.close())
 

@@ -15,7 +15,12 @@ from volli_nb.net.signaling.backend import Limits
 from volli_nb.net.signaling.cli import tls_context
 from volli_nb.net.signaling.client import client_tls
 from volli_nb.net.signaling.memory import MemoryBackend
-from volli_nb.net.signaling.turn import TurnCredentials, TurnIssuer
+from volli_nb.net.signaling.turn import (
+    TurnCredentials,
+    TurnIssuer,
+    UntrustedTurnServer,
+    vet_turn_urls,
+)
 from volli_nb.net.signaling.wire import SignalingError, parse_client_frame
 
 
@@ -72,12 +77,22 @@ def test_tls_options_are_checked_before_connecting(tmp_path: Path) -> None:
         tls_context(str(tmp_path / "missing.pem"), None)
 
 
+async def away_roommates(backend: MemoryBackend, sender: str, *away: str) -> None:
+    """``sender`` stays in room ``r``; the others were in it too and left (went away)."""
+    for peer in (sender, *away):
+        await backend.claim(peer, f"conn-{peer}", {"peer_id": peer})
+        await backend.join("r", peer)
+    for peer in away:
+        await backend.release(peer, f"conn-{peer}")
+
+
 def test_queued_signals_expire_by_the_injected_clock_and_free_their_bytes() -> None:
     now = [0.0]
     backend = MemoryBackend(Limits(queue_ttl=30, max_queue=2), clock=lambda: now[0])
     to, sender = Identity.generate().peer_id, Identity.generate().peer_id
 
     async def main() -> None:
+        await away_roommates(backend, sender, to)
         for n in range(3):  # the third pushes the first out: at most two per receiver
             assert not await backend.relay(sender, to, {"type": "signal", "n": n})
         counts = await backend.counts()
@@ -85,7 +100,47 @@ def test_queued_signals_expire_by_the_injected_clock_and_free_their_bytes() -> N
         now[0] = 29.9
         assert (await backend.counts()).queued == 2
         now[0] = 30.1  # the first two were queued at 0: both expired now
-        assert await backend.counts() == type(counts)(0, 0, 0, 0)
+        assert await backend.counts() == type(counts)(1, 1, 0, 0)  # the sender, in its room
         assert backend._sender_bytes == {}
 
     asyncio.run(main())
+
+
+CREDS = TurnCredentials((), "1:x", "c", 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("signaling", "urls", "allowed", "kept"),
+    [  # (issue 26, item 6)
+        ("wss://signal.example.org", ["turns:turn.example.org:443"], None, 1),  # shown
+        ("wss://signal.example.org", ["turn:127.0.0.1:6379"], None, 0),  # into the user's
+        ("wss://signal.example.org", ["turn:10.0.0.5:3478", "turn:[fe80::1]:3478"], None, 0),
+        ("wss://signal.example.org", ["turn:169.254.169.254:80"], None, 0),  # metadata
+        ("wss://9.9.9.9", ["turn:9.9.9.10:3478", "turn:192.168.1.1:3478"], None, 1),
+        ("ws://10.0.0.2:8765", ["turn:10.0.0.3:3478"], None, 1),  # a private deployment
+        ("ws://127.0.0.1:8765", ["turn:127.0.0.1:3478"], None, 1),  # a lab on this machine
+        ("wss://s.example.org", ["turns:t.example.org:443", "turns:x.example:443"],
+         ["T.example.org"], 1),
+        ("wss://s.example.org", ["turns:s.example.org:443"], [], 1),  # its own host
+        ("wss://s.example.org", ["turns:x.example:443"], [], 0),
+    ],
+)  # fmt: skip
+def test_turn_urls_from_a_signaling_server_are_vetted(
+    signaling: str, urls: list[str], allowed: list[str] | None, kept: int
+) -> None:
+    creds = TurnCredentials.from_frame({**CREDS.to_frame(), "urls": urls})
+    if not kept:
+        with pytest.raises(UntrustedTurnServer, match="may not use"):
+            vet_turn_urls(creds, signaling, allowed)
+        return
+    assert len(vet_turn_urls(creds, signaling, allowed).urls) == kept
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"expires": float("nan")}, {"ttl": "60"}, {"ttl": True}, {"urls": "turn:h"},
+     {"username": 5}, {"urls": [1]}, {"expires": 1e999}],
+)  # fmt: skip
+def test_unreadable_turn_credentials_are_malformed(bad: dict[str, object]) -> None:
+    with pytest.raises(MalformedFrame):
+        TurnCredentials.from_frame({**CREDS.to_frame(), "urls": ["turn:h:1"], **bad})

@@ -27,7 +27,7 @@ from volli_nb.base import errors
 from volli_nb.base.errors import KeyMismatch, StorageError, VolliError
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.store import keyring
-from volli_nb.core.store.database import KDF_MIN, Database
+from volli_nb.core.store.database import KDF_MIN, SCHEMA_VERSION, Database
 from volli_nb.ui.widgets import peers_table
 
 DATA = Path(__file__).parent / "data"
@@ -179,7 +179,7 @@ def test_a_profile_made_before_row_macs_opens_migrated_and_protected(tmp_path: P
     path = tmp_path / "old.sqlite"
     shutil.copy(SCHEMA1, path)
     with Database.open(path, SCHEMA1_PASSPHRASE, kdf=KDF_MIN) as db:
-        assert db.schema_version == 2
+        assert db.schema_version == SCHEMA_VERSION  # through schema 2 (MACs) to the newest
         assert [(c.peer_id, c.name, c.verified) for c in db.list_contacts()] == [
             (BOB, "Bob", True),
             (CAROL, "Carol", False),
@@ -301,7 +301,7 @@ def opens_with(key: bytes, path: Path) -> bool:
     ]
     conn.close()
     return any(
-        keyring.aead_open(key, keyring.field_context(t, c, pk, 2), v, True) is not None
+        keyring.aead_open(key, keyring.field_context(t, c, pk, SCHEMA_VERSION), v, True) is not None
         for t, c, pk, v in fields
     )
 

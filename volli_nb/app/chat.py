@@ -109,7 +109,7 @@ def chat_message(
     status = RECEIVED
     if stored.direction == "out":
         statuses = set(delivery_status(stored.message_id).values())
-        status = overall_status(statuses, none="delivered")  # only delivered rows expire
+        status = overall_status(statuses, none="unknown")  # no row and no pruner's record
     try:
         text = decode_body(stored.body)
     except VolliError as exc:

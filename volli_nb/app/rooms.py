@@ -53,9 +53,15 @@ class RoomSession:
         self.pair_timeout = pair_timeout
         self.presence: dict[str, set[str]] = defaultdict(set)
         self.client = SignalingClient(
-            identity, url, self._on_frame, ssl=ssl, on_turn=self._use_turn
+            identity,
+            url,
+            self._on_frame,
+            ssl=ssl,
+            on_turn=self._use_turn,
+            turn_hosts=network.config.trusted_turn_hosts(),
         )
         self._turn_server: IceServer | None = None  # the one the server handed us
+        self._shown_turn: tuple[str, ...] = ()  # its URLs as last shown (when not pinned)
         self._ca = ssl
         self._backoff: dict[str, float] = {}
         self._pairing: dict[str, asyncio.Task[None]] = {}
@@ -145,6 +151,15 @@ class RoomSession:
         except VolliError as exc:
             self.log.add("error", f"unusable TURN server from the signaling server: {exc}")
             return
+        if self.client.turn_hosts is None and creds.urls != self._shown_turn:
+            self._shown_turn = creds.urls  # nothing to check them against: shown first
+            self.log.add(
+                "ice",
+                f"warning: the signaling server hands out TURN at {', '.join(creds.urls)}, "
+                "a host you did not configure: relayed traffic (addresses, timing, sizes) "
+                "goes through it; to allow only yours, NetworkConfig(turn_hosts=[...])",
+                kind="turn.unpinned",
+            )
         kept = [s for s in net.config.ice_servers if s is not self._turn_server]
         net.set_configuration(ice_servers=[*kept, mine])
         self._turn_server = mine

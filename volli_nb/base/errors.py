@@ -131,6 +131,15 @@ class TamperedRow(StorageError):
         self.table, self.key = table, key
 
 
+class TamperedSchema(StorageError):
+    """The file's schema holds SQLite objects a profile never has (a trigger, a view) or
+    altered ones: planted by someone who could write the file.  ``objects`` names each."""
+
+    def __init__(self, objects: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.objects = objects
+
+
 class StorageFull(StorageError):
     """The disk (or the filesystem holding the profile) has no room for this write."""
 

@@ -4,6 +4,12 @@ Each value has exactly one accepted spelling, so two parsers can never
 disagree about what was signed: base64url without padding whose re-encoding
 must match byte for byte, JSON without duplicate keys or non-finite numbers,
 and canonical JSON (sorted keys, no spaces) for everything that is signed.
+
+Every parser here lets only the caller's typed :class:`PeerError` out, whatever the
+bytes: ``NaN``, ``Infinity`` and a number too large for a float (``1e999``, which
+Python reads as infinity) are refused while parsing, and so is a string holding half a
+surrogate pair (``"\\ud800"``), which no UTF-8 encoder can write back; either used to
+come out later as a bare ``ValueError`` (issue 26, item 4).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +76,36 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name} is not allowed")
 
 
+def _finite(error: type[PeerError], what: str) -> Callable[[str], float]:
+    def hook(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise error(f"{what}: the number {text[:40]} is too large for a float")
+        return value
+
+    return hook
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_strings(value: Any, error: type[PeerError], what: str) -> None:
+    """Every string (keys too) encodes as UTF-8: no half of a surrogate pair."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise error(f"{what} holds half a surrogate pair (not Unicode text)") from None
+
+
 def strict_loads(
     data: bytes, *, max_size: int, what: str, error: type[PeerError] = PeerError
 ) -> dict[str, Any]:
@@ -79,7 +117,10 @@ def strict_loads(
     try:
         text = data.decode("utf-8")
         value = json.loads(
-            text, object_pairs_hook=_no_duplicates(error), parse_constant=_reject_constant
+            text,
+            object_pairs_hook=_no_duplicates(error),
+            parse_constant=_reject_constant,
+            parse_float=_finite(error, what),
         )
     except PeerError:
         raise
@@ -87,6 +128,8 @@ def strict_loads(
         raise error(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise error(f"{what} must be a JSON object, got {type(value).__name__}")
+    if _SURROGATE_ESCAPE.search(text):  # only an escape can spell one: the rare case
+        _check_strings(value, error, what)
     return value
 
 
@@ -116,6 +159,10 @@ def canonical_loads(
 ) -> dict[str, Any]:
     """:func:`strict_loads`, and the bytes must be the canonical spelling (what is signed)."""
     obj = strict_loads(data, max_size=max_size, what=what, error=error)
-    if canonical_json(obj) != data:
+    try:
+        canonical = canonical_json(obj)
+    except (ValueError, TypeError, RecursionError) as exc:  # strict_loads leaves none; still
+        raise error(f"{what} cannot be written back as canonical JSON: {exc}") from None
+    if canonical != data:
         raise error(f"{what} is not canonical JSON (sorted keys, no whitespace)")
     return obj

@@ -162,6 +162,14 @@ class NetworkConfig:
     bundle: bool = True  # small messages share frames and ACKs
     burst_bytes: int = 256 * 1024  # message bytes sent before control frames get a turn
     clock_skew_warn: float = 30.0  # seconds of clock skew that are warned about, both sides
+    turn_hosts: tuple[str, ...] | None = None  # TURN hosts a signaling server may hand out
+
+    def trusted_turn_hosts(self) -> frozenset[str] | None:
+        """The TURN hosts the user configured (``turn_hosts`` and the hosts of configured
+        TURN servers), which a signaling server's TURN URLs are checked against; None if
+        there are none (its URLs are then shown before use, see ``net/signaling/turn``)."""
+        hosts = {u.host for _, u in turn_urls(self.ice_servers)} | set(self.turn_hosts or ())
+        return frozenset(hosts) if hosts or self.turn_hosts is not None else None
 
     @classmethod
     def relay_via(

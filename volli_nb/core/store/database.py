@@ -18,7 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from volli_nb.base.errors import StorageError, UsageError
-from volli_nb.core.store.contacts import CONTACT_COLUMNS, Contact, Contacts
+from volli_nb.core.store.contacts import (
+    CONTACT_COLUMNS,
+    MARKS_COLUMNS,
+    MARKS_TABLE,
+    Contact,
+    Contacts,
+)
 from volli_nb.core.store.history import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
@@ -28,6 +34,14 @@ from volli_nb.core.store.history import (
 )
 from volli_nb.core.store.integrity import IntegrityReport, check_integrity
 from volli_nb.core.store.keyring import KDF_MIN, KDF_MODERATE, KdfCost
+from volli_nb.core.store.outbox_ledger import (
+    MESSAGES_PART,
+    OUTBOX_PART,
+    PRUNED,
+    PRUNED_MAC,
+    STATUS_MAC,
+    authenticate_statuses,
+)
 from volli_nb.core.store.row_macs import MAC_COLUMN
 
 __all__ = [
@@ -74,8 +88,15 @@ AUTHENTICATED: dict[str, tuple[str, tuple[str, ...]]] = {
     "conversations": ("id", CONVERSATION_COLUMNS),
     "messages": ("message_id", MESSAGE_COLUMNS),
     "outbox": ("id", OUTBOX_COLUMNS),
+    MARKS_TABLE: ("id", MARKS_COLUMNS),  # from schema 3
 }
 """Rows whose clear columns carry trust, and the columns their MAC covers."""
+PART_MACS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "outbox": OUTBOX_PART,
+    "messages": MESSAGES_PART,
+}
+"""From schema 3: an outbox row's status; a sent message's record of its pruned rows."""
+_SCHEMA2_AUTHENTICATED = ("contacts", "conversations", "messages", "outbox")
 
 
 def _create_v1_tables(db: Database) -> None:
@@ -89,9 +110,9 @@ def _authenticate_rows(db: Database) -> None:
     (re-sealed before this step runs).  Contacts whose device record does not verify
     are refused by name: the MAC must not bless an edit made before it existed."""
     db.execute("ALTER TABLE contacts ADD COLUMN device_epoch INTEGER NOT NULL DEFAULT 0")
-    for table in AUTHENTICATED:
+    for table in _SCHEMA2_AUTHENTICATED:
         db.execute(f"ALTER TABLE {table} ADD COLUMN {MAC_COLUMN} BLOB")
-    db.authenticate_all()
+    db.authenticate_all(_SCHEMA2_AUTHENTICATED)
     for row in db.fetch("SELECT peer_id FROM contacts"):
         try:
             db.get_contact(row["peer_id"])
@@ -99,8 +120,28 @@ def _authenticate_rows(db: Database) -> None:
             raise StorageError(f"cannot migrate {db.path} to schema 2: {exc}") from None
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_create_v1_tables, _authenticate_rows)
-"""``MIGRATIONS[n]`` takes schema ``n`` to ``n + 1``.  Append; never edit a released step."""
+def _authenticate_bookkeeping(db: Database) -> None:
+    """Schema 3: an outbox row's status and existence (:mod:`.outbox_ledger`), and the
+    index of the contacts (:mod:`.contacts`), computed for what the file holds now, each
+    row's MAC (and each contact's device signature) checked first."""
+    db.execute(f"ALTER TABLE outbox ADD COLUMN {STATUS_MAC} BLOB")
+    db.execute(f"ALTER TABLE messages ADD COLUMN {PRUNED} TEXT")
+    db.execute(f"ALTER TABLE messages ADD COLUMN {PRUNED_MAC} BLOB")
+    db.execute(
+        f"""CREATE TABLE {MARKS_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1),
+        marks TEXT NOT NULL, {MAC_COLUMN} BLOB)"""
+    )
+    authenticate_statuses(db)
+    db.index_contacts()
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (
+    _create_v1_tables,
+    _authenticate_rows,
+    _authenticate_bookkeeping,
+)
+"""``MIGRATIONS[n]`` takes schema ``n`` to ``n + 1``.  Append; never edit a released step
+(a step names its own tables, so a later table does not change what it does)."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 PADDED_FROM = 2  # sealed values are padded to a size bucket from this schema on
@@ -125,7 +166,9 @@ class Database(Contacts, History):
     MIGRATIONS = MIGRATIONS
     SEALED_COLUMNS = SEALED_COLUMNS
     AUTHENTICATED = AUTHENTICATED
+    PART_MACS = PART_MACS
     PADDED_FROM = PADDED_FROM
+    MARKS_FROM = 3  # the contacts have their index from this schema on
 
     # --- identity -------------------------------------------------------------
 
@@ -155,7 +198,8 @@ class Database(Contacts, History):
             )
 
     def verify(self) -> IntegrityReport:
-        """SQLite's ``quick_check`` and every sealed value opened (see :mod:`.integrity`)."""
+        """SQLite's ``quick_check``, the schema, every sealed value opened and every MAC
+        checked (see :mod:`.integrity`)."""
         return check_integrity(self)
 
     def load_identity_secret(self) -> bytes | None:

@@ -95,22 +95,24 @@ class History(RowMacs):
             found = self.get_conversation(conversation_id)
             if found is None:
                 found = Conversation(conversation_id, title, wanted, self.clock())
+                row = {"id": found.id, "title": title, "members": json.dumps(list(wanted))}
                 self.execute(
-                    "INSERT INTO conversations (id, title, members, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (found.id, title, json.dumps(list(wanted)), found.created_at),
-                )
-                self.update_mac("conversations", conversation_id)
+                    "INSERT INTO conversations (id, title, members, created_at, mac) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (found.id, title, row["members"], found.created_at,
+                     self.row_mac("conversations", row)),
+                )  # fmt: skip
             elif found.members != wanted:
                 raise UsageError(
                     f"conversation {conversation_id!r} has members {list(found.members)}, not "
                     f"{list(wanted)}; membership changes are not supported (refuse the message)"
                 )
             elif title is not None and title != found.title:
-                self.execute(
-                    "UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)
+                row = {"id": found.id, "title": title, "members": json.dumps(list(found.members))}
+                self.execute(  # members written too: the MAC covers exactly what is written
+                    "UPDATE conversations SET title = ?, members = ?, mac = ? WHERE id = ?",
+                    (title, row["members"], self.row_mac("conversations", row), found.id),
                 )
-                self.update_mac("conversations", conversation_id)
                 found = replace(found, title=title)
             return found
 

@@ -1,24 +1,36 @@
-"""Checking a whole profile: SQLite's own structure check and every sealed value.
+"""Checking a whole profile: SQLite's own structure check, the schema, every sealed value.
 
 Reading a damaged row raises only when something reads it, maybe days later in the
 middle of a send.  :func:`check_integrity` looks at everything at once, so a user can
 ask before trusting a file (``volli-shell --profile P --verify``, or
-``MessagesStore.verify()``): ``PRAGMA quick_check`` for the B-trees and pages, then
-each sealed column of each row opened with the database key, which also proves it was
-not edited or moved, and each trust-bearing row's MAC checked (an edited member list or
-``verified`` flag).  It reads only; nothing is repaired.
+``MessagesStore.verify()``): ``PRAGMA quick_check`` for the B-trees and pages; the
+schema against the known one (each planted or altered object named, see
+:mod:`.known_schema`); each sealed column of each row opened with the database key,
+which also proves it was not edited or moved; each trust-bearing row's MAC and part MAC
+checked (an edited member list, ``verified`` flag or outbox status); each contact
+against the index of the contacts (a row put back from an older copy); and each sent
+message's outbox rows present or recorded by the pruner.  It reads only; nothing is
+repaired.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from volli_nb.base.errors import StorageError, TamperedRow
+from volli_nb.core.store import outbox_ledger
+from volli_nb.core.store.known_schema import (
+    SCHEMA_QUERY,
+    expected_schema,
+    read_schema,
+    schema_problems,
+)
 from volli_nb.core.store.row_macs import MAC_COLUMN
 
 if TYPE_CHECKING:
-    from volli_nb.core.store.row_macs import RowMacs
+    from volli_nb.core.store.database import Database
 
 MAX_PROBLEMS = 100  # a badly damaged file is summarised, not listed row by row
 
@@ -49,13 +61,16 @@ class IntegrityReport:
         return "\n".join([head, *(f"  {p}" for p in self.problems)])
 
 
-def check_integrity(db: RowMacs) -> IntegrityReport:
-    """Run ``quick_check`` and open every sealed value of ``db``; never raises for damage."""
+def check_integrity(db: Database) -> IntegrityReport:
+    """Run ``quick_check`` and every check above on ``db``; never raises for damage."""
     try:
         quick = tuple(str(r[0]) for r in db.fetch("PRAGMA quick_check"))
+        found = read_schema(tuple(r) for r in db.fetch(SCHEMA_QUERY))
     except StorageError as exc:
         return IntegrityReport(str(db.path), (str(exc),), 0, (f"quick_check failed: {exc}",))
     problems = [f"quick_check: {line}" for line in quick if line != "ok"][:MAX_PROBLEMS]
+    expected = expected_schema(type(db), db.schema_version)
+    problems += [f"schema: {p}" for p in schema_problems(found, expected, db.schema_version)]
     opened = 0
     for table, (pk, columns) in db.SEALED_COLUMNS.items():
         try:
@@ -69,12 +84,17 @@ def check_integrity(db: RowMacs) -> IntegrityReport:
             _check_macs(db, table, problems)
         except StorageError as exc:
             problems.append(f"table {table} cannot be read: {exc}")
+    for check in (_check_index, outbox_ledger.missing_rows):
+        try:
+            problems += check(db)
+        except StorageError as exc:
+            problems.append(str(exc))
     if len(problems) > MAX_PROBLEMS:
         problems = [*problems[:MAX_PROBLEMS], f"… and {len(problems) - MAX_PROBLEMS} more"]
     return IntegrityReport(str(db.path), quick, opened, tuple(problems))
 
 
-def _open_column(db: RowMacs, table: str, pk: str, column: str, problems: list[str]) -> int:
+def _open_column(db: Database, table: str, pk: str, column: str, problems: list[str]) -> int:
     """Open each sealed value of one column (read as bytes, whatever was written there)."""
     opened = 0
     sql = f"SELECT {pk} AS pk, CAST({column} AS BLOB) AS v FROM {table} WHERE {column} NOT NULL"
@@ -90,12 +110,44 @@ def _open_column(db: RowMacs, table: str, pk: str, column: str, problems: list[s
 __all__ = ["IntegrityReport", "check_integrity"]
 
 
-def _check_macs(db: RowMacs, table: str, problems: list[str]) -> None:
-    """Each row of a MAC'd table against its MAC (see :mod:`.row_macs`)."""
+def _check_macs(db: Database, table: str, problems: list[str]) -> None:
+    """Each row of a MAC'd table against its MAC and its part MAC (see :mod:`.row_macs`)."""
     pk, covered = db.AUTHENTICATED[table]
-    names = ", ".join(dict.fromkeys((pk, *covered, MAC_COLUMN)))  # only what the MAC covers
+    part = db.PART_MACS.get(table)
+    present = db.columns(table)
+    if MAC_COLUMN not in present:
+        return  # not in this schema version
+    extra = (part[0], *part[1]) if part is not None and part[0] in present else ()
+    names = ", ".join(dict.fromkeys((pk, *covered, MAC_COLUMN, *extra)))  # what the MACs cover
     for row in db.fetch(f"SELECT {names} FROM {table}"):
         try:
             db.check_row(table, row)
+            if extra:
+                db.check_part(table, row)
         except TamperedRow as exc:
             problems.append(f"{table} row {exc.key!r} was edited: {exc}")
+
+
+def _check_index(db: Database) -> list[str]:
+    """Each contact against the index of the contacts, and the index against them."""
+    marks = db.contact_marks(fresh=True)
+    if marks is None:
+        return []
+    problems = []
+    rows = {r["peer_id"]: r["mac"] for r in db.fetch("SELECT peer_id, mac FROM contacts")}
+    for peer_id, mac in rows.items():
+        if peer_id not in marks:
+            problems.append(
+                f"contacts row {peer_id!r} is not in the index of the contacts: "
+                "added without the passphrase, or put back after its removal"
+            )
+        elif not isinstance(mac, bytes) or not hmac.compare_digest(marks[peer_id], mac):
+            problems.append(
+                f"contacts row {peer_id!r} is not the one last pinned: put back "
+                "from an older copy of the file (or edited)"
+            )
+    problems += [
+        f"contacts row {p!r} is missing: deleted without the passphrase" for p in marks
+        if p not in rows
+    ]  # fmt: skip
+    return problems

@@ -6,6 +6,8 @@ copy for every recipient), not a ready envelope: each send attempt seals a fresh
 envelope to the recipient's current keys (same message id, so the receiver still
 deduplicates), which lets keys rotate without touching the queue.  Delivery
 counts only on a signed ACK (:meth:`PersistentMessageQueue.mark_delivered_message`).
+Each row's status carries a MAC, and a row missing from a sent message is not taken for
+delivered (:mod:`.outbox_ledger`).
 
 The queue decides *when*; it never sends.  The policy is the pure function
 :func:`next_attempt_after`, and time comes from an injected clock.
@@ -26,6 +28,8 @@ from volli_nb.base.clock import Clock
 from volli_nb.base.errors import NotFound, StorageError, UsageError
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.store.database import Database
+from volli_nb.core.store.outbox_ledger import Delivery, check_outbox_row, status_mac
+from volli_nb.core.store.outbox_ledger import statuses as ledger_statuses
 from volli_nb.core.store.outbox_rows import OutgoingMessage, QueuedMessage, Status
 from volli_nb.core.store.sealed_db import Row
 
@@ -131,8 +135,10 @@ class PersistentMessageQueue:
         row_id = int(cursor.lastrowid or 0)
         sealed = None if in_history else self.db.seal("outbox", "payload", row_id, message.payload)
         mac = self.db.row_mac("outbox", {**values, "id": row_id})  # recipient is covered
+        status = status_mac(self.db, message.message_id.hex(), message.recipient, Status.PENDING)
         self.db.execute(
-            "UPDATE outbox SET payload = ?, mac = ? WHERE id = ?", (sealed, mac, row_id)
+            "UPDATE outbox SET payload = ?, mac = ?, status_mac = ? WHERE id = ?",
+            (sealed, mac, status, row_id),
         )
         self.schedule_changed()
         return QueuedMessage(
@@ -188,17 +194,10 @@ class PersistentMessageQueue:
         """Every row of one message, any state: its delivery status per recipient."""
         return self._select("message_id = ?", (message_id.hex(),))
 
-    def statuses(self, message_id: bytes) -> dict[str, Status]:
-        """Recipient → status of one message, each row's MAC checked, no payload opened:
-        what a status display or a wait for an ACK needs, at the cost of one query."""
-        rows = self.db.fetch(
-            "SELECT id, message_id, conversation_id, recipient, counter, status, mac "
-            "FROM outbox WHERE message_id = ? ORDER BY id",
-            (message_id.hex(),),
-        )
-        for row in rows:
-            self.db.check_row("outbox", row)
-        return {row["recipient"]: Status(row["status"]) for row in rows}
+    def statuses(self, message_id: bytes) -> dict[str, Delivery]:
+        """Recipient → status of one message, every MAC checked, no payload opened; a
+        missing row is ``unknown`` unless the pruner recorded it (:mod:`.outbox_ledger`)."""
+        return ledger_statuses(self.db, message_id)
 
     def counts(self) -> dict[str, int]:
         """Rows per status, every status present (zeros included)."""
@@ -215,7 +214,7 @@ class PersistentMessageQueue:
         with self.db.transaction():
             row = self.get(row_id)
             if row.status != Status.DELIVERED:
-                self._set(row_id, Status.DELIVERED, next_attempt_at=None, erase=True)
+                self._set(row, Status.DELIVERED, next_attempt_at=None, erase=True)
 
     def mark_delivered_message(self, message_id: bytes, recipient: str) -> int | None:
         """:meth:`mark_delivered` by (message id, recipient), as ACKs name them; the row
@@ -232,11 +231,14 @@ class PersistentMessageQueue:
     def acknowledge(self, message_id: bytes, recipient: str) -> bool:
         """A signed ACK from ``recipient``: delivered and payload erased, in one statement.
         True if this ACK delivered it (False: already delivered, or never queued)."""
+        mid = message_id.hex()  # the status MAC needs nothing read: one statement still
         cursor = self.db.execute(
-            "UPDATE outbox SET status = ?, next_attempt_at = NULL, updated_at = ?, "
-            "payload = NULL WHERE message_id = ? AND recipient = ? AND status != ?",
-            (Status.DELIVERED, self.clock(), message_id.hex(), recipient, Status.DELIVERED),
-        )
+            "UPDATE outbox SET status = ?, status_mac = ?, next_attempt_at = NULL, "
+            "updated_at = ?, payload = NULL WHERE message_id = ? AND recipient = ? "
+            "AND status != ?",
+            (Status.DELIVERED, status_mac(self.db, mid, recipient, Status.DELIVERED),
+             self.clock(), mid, recipient, Status.DELIVERED),
+        )  # fmt: skip
         return cursor.rowcount > 0
 
     def mark_failed(self, row_id: int, error: str) -> QueuedMessage:
@@ -252,7 +254,7 @@ class PersistentMessageQueue:
             when = next_attempt_after(failures, self.clock(), self.delays)
             status = Status.PENDING if when is not None else Status.STUCK
             self._set(
-                row_id,
+                row,
                 status,
                 next_attempt_at=when,
                 attempts=failures,
@@ -275,7 +277,7 @@ class PersistentMessageQueue:
                     f"outbox row {row_id} is {row.status}; only pending or stuck rows can be "
                     "retried (send the text again as a new message instead)"
                 )
-            self._set(row_id, Status.PENDING, next_attempt_at=self.clock())
+            self._set(row, Status.PENDING, next_attempt_at=self.clock())
             retried = self.get(row_id)
         self._note("queue.manual", f"retry now: row {row_id} (was {row.status})", retried)
         return retried
@@ -285,7 +287,7 @@ class PersistentMessageQueue:
         with self.db.transaction():
             stuck = self._select("status = ?", (Status.STUCK,))
             for row in stuck:
-                self._set(row.id, Status.PENDING, next_attempt_at=self.clock())
+                self._set(row, Status.PENDING, next_attempt_at=self.clock())
         if stuck and self.log is not None:
             self.log.add(
                 "queue",
@@ -306,7 +308,7 @@ class PersistentMessageQueue:
             if row.status == Status.DELIVERED:
                 raise UsageError(f"outbox row {row_id} was already delivered; nothing to discard")
             if row.status != Status.DISCARDED:
-                self._set(row_id, Status.DISCARDED, next_attempt_at=None, erase=True)
+                self._set(row, Status.DISCARDED, next_attempt_at=None, erase=True)
 
     # --- what the event log hears ---------------------------------------------
 
@@ -339,7 +341,7 @@ class PersistentMessageQueue:
 
     def _set(
         self,
-        row_id: int,
+        row: QueuedMessage,
         status: Status,
         *,
         next_attempt_at: float | None,
@@ -347,11 +349,14 @@ class PersistentMessageQueue:
         error: str | None = None,
         erase: bool = False,
     ) -> None:
+        """Move ``row`` (just read and checked, in this transaction) to ``status``."""
+        mac = status_mac(self.db, row.message_id.hex(), row.recipient, status)
         self.db.execute(
-            """UPDATE outbox SET status = ?, next_attempt_at = ?, updated_at = ?,
-            attempts = COALESCE(?, attempts), last_error = COALESCE(?, last_error),
+            """UPDATE outbox SET status = ?, status_mac = ?, next_attempt_at = ?,
+            updated_at = ?, attempts = COALESCE(?, attempts),
+            last_error = COALESCE(?, last_error),
             payload = CASE WHEN ? THEN NULL ELSE payload END WHERE id = ?""",
-            (status, next_attempt_at, self.clock(), attempts, error, erase, row_id),
+            (status, mac, next_attempt_at, self.clock(), attempts, error, erase, row.id),
         )
         if next_attempt_at is not None:
             self.schedule_changed()
@@ -365,7 +370,7 @@ class PersistentMessageQueue:
         return [self._queued(r) for r in rows]
 
     def _queued(self, row: Row) -> QueuedMessage:
-        self.db.check_row("outbox", row)  # a recipient edited in the file is refused
+        check_outbox_row(self.db, row)  # a recipient or a status edited in the file: refused
         return QueuedMessage.from_row(row, self._payload(row))
 
     def _payload(self, row: Row) -> bytes:

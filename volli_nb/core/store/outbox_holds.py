@@ -10,25 +10,32 @@ only burn the retries into ``stuck`` while the cause stays.  So, beside the stat
     pending ------pause-----> pending  (due after the pause; ``attempts`` unchanged, so a
                                         full disk never makes a message stuck)
 
-``last_error`` says why in words either way.  Each function is one transaction.
+``last_error`` says why in words either way.  Each function is one transaction, and
+moves a row only out of a status its MAC vouches for (:mod:`.outbox_ledger`).
 """
 
 from __future__ import annotations
 
 from volli_nb.core.store.message_queue import MAX_ERROR_CHARS, PersistentMessageQueue, Status
+from volli_nb.core.store.outbox_ledger import VOUCHED, status_mac, vouched
 
 
 def hold(
     queue: PersistentMessageQueue, recipient: str, message_ids: tuple[bytes, ...], reason: str
 ) -> int:
-    """Hold these rows (still awaiting delivery) until :func:`release`; returns how many."""
+    """Hold these rows (still awaiting delivery) until :func:`release`; returns how many.
+    A row whose status its MAC does not vouch for is left alone (``verify()`` names it)."""
     sql = (
-        "UPDATE outbox SET status = ?, next_attempt_at = NULL, updated_at = ?, last_error = ? "
-        "WHERE message_id = ? AND recipient = ? AND status IN (?, ?)"
+        "UPDATE outbox SET status = ?, status_mac = ?, next_attempt_at = NULL, updated_at = ?, "
+        f"last_error = ? WHERE message_id = ? AND recipient = ? AND status IN (?, ?) AND {VOUCHED}"
     )
-    now, why = queue.clock(), reason[:MAX_ERROR_CHARS]
-    held, open_ = (Status.HELD, now, why), (recipient, Status.PENDING, Status.STUCK)
-    return _each(queue, sql, [(*held, m.hex(), *open_) for m in message_ids])
+    now, why, db = queue.clock(), reason[:MAX_ERROR_CHARS], queue.db
+    rows = []
+    for mid in (m.hex() for m in message_ids):
+        held = (Status.HELD, status_mac(db, mid, recipient, Status.HELD), now, why)
+        rows.append((*held, mid, recipient, Status.PENDING, Status.STUCK,
+                     *vouched(db, mid, recipient)))  # fmt: skip
+    return _each(queue, sql, rows)
 
 
 def pause(
@@ -52,15 +59,24 @@ def pause(
 
 def release(queue: PersistentMessageQueue, recipient: str) -> int:
     """Every row held for ``recipient`` becomes pending and due now; returns how many."""
-    now = queue.clock()
-    cursor = queue.db.execute(
-        "UPDATE outbox SET status = ?, next_attempt_at = ?, updated_at = ? "
-        "WHERE recipient = ? AND status = ?",
-        (Status.PENDING, now, now, recipient, Status.HELD),
+    now, db = queue.clock(), queue.db
+    held = db.fetch(
+        "SELECT message_id FROM outbox WHERE recipient = ? AND status = ?",
+        (recipient, Status.HELD),
     )
-    if cursor.rowcount:
+    sql = (
+        "UPDATE outbox SET status = ?, status_mac = ?, next_attempt_at = ?, updated_at = ? "
+        f"WHERE message_id = ? AND recipient = ? AND status = ? AND {VOUCHED}"
+    )
+    rows = [
+        (Status.PENDING, status_mac(db, mid, recipient, Status.PENDING), now, now,
+         mid, recipient, Status.HELD, *vouched(db, mid, recipient))
+        for mid in (r["message_id"] for r in held)
+    ]  # fmt: skip
+    released = _each(queue, sql, rows)
+    if released:
         queue.schedule_changed()
-    return cursor.rowcount
+    return released
 
 
 def held_count(queue: PersistentMessageQueue, recipient: str) -> int:

@@ -13,9 +13,14 @@ import contextlib
 import os
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from volli_nb.base.errors import StorageError
 from volli_nb.core.store.keyring import WrappedKey
+from volli_nb.core.store.known_schema import SCHEMA_QUERY, check_schema, read_schema
+
+if TYPE_CHECKING:
+    from volli_nb.core.store.sealed_db import SealedDatabase
 
 FORMAT = "volli-profile"
 
@@ -71,8 +76,12 @@ __all__ = [
 ]
 
 
-def read_header(path: Path) -> tuple[int, WrappedKey]:
-    """Schema version and keyring, through a read-only connection that cannot write.
+def read_header(path: Path, cls: type[SealedDatabase]) -> tuple[int, WrappedKey]:
+    """Schema version and keyring, through a read-only connection that cannot write, once
+    the schema was found to be what ``cls``'s migrations make for that version
+    (:func:`~volli_nb.core.store.known_schema.check_schema`: before the passphrase is
+    tried, and before a migration could fire a planted trigger).  ``meta`` and
+    ``keyring`` are read only once known to be tables (a view could lie).
 
     With no ``-wal``/``-shm`` beside the file, no connection has it open (WAL keeps
     both while one does), so it is read as immutable: even SQLite's empty side
@@ -82,10 +91,12 @@ def read_header(path: Path) -> tuple[int, WrappedKey]:
     uri = path.resolve().as_uri() + ("?mode=ro" if live else "?mode=ro&immutable=1")
     try:
         conn = sqlite3.connect(uri, uri=True)
+        conn.execute("PRAGMA trusted_schema=OFF")
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open {path} read-only: {exc}") from exc
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        schema = read_schema(conn.execute(SCHEMA_QUERY).fetchall())
+        tables = {o.name for o in schema if o.type == "table"}
         if not {"meta", "keyring"} <= tables:
             raise StorageError(
                 f"{path} is an SQLite file but not a volli profile; pick another path"
@@ -101,12 +112,15 @@ def read_header(path: Path) -> tuple[int, WrappedKey]:
     version = str(meta.get("schema_version", ""))
     if meta.get("format") != FORMAT or not version.isdigit() or row is None:
         raise StorageError(f"{path}: the profile header is damaged; restore it from a backup")
+    if int(version) <= len(cls.MIGRATIONS):  # (a newer one is refused by the caller)
+        check_schema(path, schema, cls, int(version))
     return int(version), WrappedKey.from_row(dict(zip(names, row, strict=True)))
 
 
 def connect(path: Path, timeout: float) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        conn.execute("PRAGMA trusted_schema=OFF")  # see known_schema: no side effects
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA secure_delete=ON")  # erased payloads and old key wraps are zeroed

@@ -12,7 +12,9 @@ clock:
 - **delivered outbox rows** older than ``delivered_for`` (default an hour).  Their
   payload was erased at the ACK; what is left is delivery metadata for the queue panel
   and :meth:`~volli_nb.app.messages_store.MessagesStore.delivery_status`.  Only
-  delivered rows expire, so a sent message with no rows left was delivered.
+  delivered rows expire, and each is recorded on its sent message first
+  (:func:`~volli_nb.core.store.outbox_ledger.record_pruned`): a row that is gone
+  without that record was deleted by someone else, and its status is unknown.
 
 Pure: the caller says what time it is (``tick(now)``); the app runs it from a task.
 """
@@ -25,6 +27,7 @@ from volli_nb.base.errors import UsageError
 from volli_nb.core.crypto.envelope import DEFAULT_MAX_AGE_MS, DEFAULT_MAX_SKEW_MS
 from volli_nb.core.store.database import Database
 from volli_nb.core.store.message_queue import Status
+from volli_nb.core.store.outbox_ledger import ROW_COLUMNS, record_pruned
 
 SEEN_WINDOW = (DEFAULT_MAX_AGE_MS + DEFAULT_MAX_SKEW_MS) / 1000
 SEEN_MARGIN = 60.0  # seconds kept past the window: clocks and commits are not instant
@@ -74,11 +77,13 @@ class Pruner:
         keep = self.retention
         with self.db.transaction():
             seen = self.db.prune_seen(now - keep.seen_for)
-            delivered = self.db.execute(
-                "DELETE FROM outbox WHERE status = ? AND updated_at < ?",
+            rows = self.db.fetch(
+                f"SELECT {ROW_COLUMNS} FROM outbox WHERE status = ? AND updated_at < ?",
                 (Status.DELIVERED, now - keep.delivered_for),
-            ).rowcount
-        return Pruned(seen, delivered, now)
+            )
+            ids = record_pruned(self.db, rows)
+            self.db.execute_many("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+        return Pruned(seen, len(ids), now)
 
 
 __all__ = ["SEEN_WINDOW", "Pruned", "Pruner", "Retention"]

@@ -11,9 +11,17 @@ the database key, bound to the table, the primary key and the schema version), w
 with every change and checked on every read; a mismatch is
 :class:`~volli_nb.base.errors.TamperedRow`, which names the row.
 
-What a MAC cannot see: a row deleted, or a whole row put back from an older copy of the
-file (see docs/security.md).  Columns that are bookkeeping (times, statuses, attempts)
-are not covered.
+A MAC is always computed from the values the code writes (with the covered values it
+read and checked just before), never from the row read back after writing: a trigger
+planted in the file (refused on open, see :mod:`.known_schema`, but one could be added
+while the profile is open) would otherwise get its own change blessed.
+
+A *part MAC* (``PART_MACS``) covers a few more columns of a row that change on their own,
+keyed by what identifies the row: an outbox row's status (an ACK sets it without reading
+the row), a sent message's record of its pruned outbox rows.  What a MAC cannot see: a
+row deleted, or a whole row put back from an older copy of the file; the contacts are
+covered against that by their index (:mod:`.contacts`), the outbox by
+:mod:`.message_queue`'s expected recipients (see docs/security.md).
 
 :meth:`RowMacs.rekey` renews the database key, and with it the MAC key: moving sealed
 values to a new key or schema version (``_reseal``) moves the MACs along.
@@ -40,6 +48,9 @@ class RowMacs(SealedDatabase):
     AUTHENTICATED: ClassVar[Mapping[str, tuple[str, tuple[str, ...]]]] = {}
     """Table → (primary key, covered columns).  Covered columns hold TEXT, INTEGER, BLOB
     or NULL, so a value reads back exactly as it was written (no REAL affinity games)."""
+    PART_MACS: ClassVar[Mapping[str, tuple[str, tuple[str, ...]]]] = {}
+    """Table → (part MAC column, covered columns: what identifies the row, then the value
+    the part MAC is for), beside the row MAC of ``AUTHENTICATED``."""
 
     _mac_cache: tuple[bytes, bytes] | None = None  # (database key, MAC key)
 
@@ -57,17 +68,21 @@ class RowMacs(SealedDatabase):
         """:class:`TamperedRow`, naming the row, unless its MAC matches its columns."""
         self._check_row_at(self.schema_version, table, row)
 
-    def update_mac(self, table: str, key: object) -> None:
-        """Recompute the MAC of row ``key`` after its covered columns were written."""
-        pk, _ = self.AUTHENTICATED[table]
-        for row in self.fetch(f"SELECT * FROM {table} WHERE {pk} = ?", (key,)):
-            self._write_mac(table, row[pk], self.row_mac(table, row))
+    def part_mac(self, table: str, values: AnyRow) -> bytes:
+        """The part MAC (``PART_MACS[table]``) of these covered values."""
+        return self._part_mac_at(self.schema_version, table, values, self._mac_key)
 
-    def authenticate_all(self) -> int:
-        """Compute the MAC of every row of every authenticated table (the migration that
-        adds the MAC columns); returns how many rows."""
+    def check_part(self, table: str, row: AnyRow) -> None:
+        """:class:`TamperedRow` unless ``row``'s part MAC matches; a part whose last covered
+        column and MAC are both NULL is absent (nothing recorded), which is no claim."""
+        self._check_part_at(self.schema_version, table, row)
+
+    def authenticate_all(self, tables: tuple[str, ...]) -> int:
+        """Compute the MAC of every row of these authenticated tables (the migration that
+        adds their MAC columns); returns how many rows."""
         count = 0
-        for table, (pk, _) in self.AUTHENTICATED.items():
+        for table in tables:
+            pk, _ = self.AUTHENTICATED[table]
             for row in self.fetch(f"SELECT * FROM {table}"):
                 self._write_mac(table, row[pk], self.row_mac(table, row))
                 count += 1
@@ -102,6 +117,15 @@ class RowMacs(SealedDatabase):
             for row in self.fetch(f"SELECT * FROM {table}"):
                 self._check_row_at(old, table, row)
                 self._write_mac(table, row[pk], self._row_mac_at(new, table, row, mac_key))
+        for table, (column, _) in self.PART_MACS.items():
+            if column not in self.columns(table):
+                continue
+            pk, _ = self.AUTHENTICATED[table]
+            for row in self.fetch(f"SELECT * FROM {table}"):
+                self._check_part_at(old, table, row)
+                if row[column] is not None:
+                    mac = self._part_mac_at(new, table, row, mac_key)
+                    self.execute(f"UPDATE {table} SET {column} = ? WHERE {pk} = ?", (mac, row[pk]))
 
     def _write_mac(self, table: str, key: object, mac: bytes) -> None:
         pk, _ = self.AUTHENTICATED[table]
@@ -110,6 +134,26 @@ class RowMacs(SealedDatabase):
     def _row_mac_at(self, version: int, table: str, row: AnyRow, mac_key: bytes) -> bytes:
         _, columns = self.AUTHENTICATED[table]
         return row_mac(mac_key, table, version, [(c, row[c]) for c in columns])
+
+    def _part_mac_at(self, version: int, table: str, values: AnyRow, mac_key: bytes) -> bytes:
+        column, covered = self.PART_MACS[table]
+        return row_mac(mac_key, f"{table}.{column}", version, [(c, values[c]) for c in covered])
+
+    def _check_part_at(self, version: int, table: str, row: AnyRow) -> None:
+        column, covered = self.PART_MACS[table]
+        stored = row[column]
+        if stored is None and row[covered[-1]] is None:
+            return
+        expected = self._part_mac_at(version, table, row, self._mac_key)
+        if not isinstance(stored, bytes) or not hmac.compare_digest(stored, expected):
+            pk, _ = self.AUTHENTICATED[table]
+            raise TamperedRow(
+                table,
+                row[pk],
+                f"{table} row {row[pk]!r}: its {covered[-1]} does not "
+                f"match its MAC ({column}): it was edited without the passphrase (or put back "
+                f"from an older copy); restore {self.path} from a backup",
+            )
 
     def _check_row_at(self, version: int, table: str, row: AnyRow) -> None:
         pk, _ = self.AUTHENTICATED[table]

@@ -117,6 +117,7 @@ class SealedDatabase:
                 db = cls._create(path, passphrase, kdf, clock, random, timeout)
             else:
                 db = cls._unlock(path, passphrase, clock, random, timeout)
+            lock.cover(path)  # (a new file's) identity: a hard link to it is no other owner
         except BaseException:
             lock.release()
             raise
@@ -128,7 +129,7 @@ class SealedDatabase:
         cls, path: Path, passphrase: str | bytes, clock: Clock, random: Random, timeout: float
     ) -> Self:
         check_not_empty(path)
-        version, wrapped = read_header(path)
+        version, wrapped = read_header(path, cls)
         if version > len(cls.MIGRATIONS):
             raise StorageError(
                 f"{path} has schema version {version} but this volli_nb knows only up to "

@@ -27,23 +27,43 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from volli_nb.base.errors import UsageError
 from volli_nb.net.signaling.wire import SignalingError
 
 Sink = Callable[[str, dict[str, Any]], None]
 Restored = Callable[[], Coroutine[Any, Any, None]]
 
 
+RECENT_KEEP = 600.0  # seconds the engine keeps a peer's recent rooms at most
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Bounds every backend enforces (for all processes together with Redis)."""
+    """Bounds every backend enforces (for all processes together with Redis).
+
+    A signal waits for a peer that is away only if its sender shares a room with it, or
+    is in a room the peer left less than ``recent_ttl`` ago: a stranger queues nothing.
+    Each (sender, receiver) pair holds at most ``max_queue_per_pair`` frames (its own
+    oldest goes first); a receiver's queue, when full, loses the oldest frame of the
+    sender holding most of it; the server, when full, the oldest frame of the sender
+    holding most bytes.  So a flood evicts the flooder's own frames, never a room-mate's
+    offer (issue 26, item 5)."""
 
     max_room_size: int = 64
     max_rooms_per_peer: int = 16
     queue_ttl: float = 30.0  # seconds a signal waits for a peer that is away
-    max_queue: int = 64  # frames waiting per receiver; the oldest goes first
-    max_queued_bytes_per_sender: int = 256 * 1024
+    max_queue: int = 64  # frames waiting per receiver
+    max_queue_per_pair: int = 8  # frames waiting from one sender for one receiver
+    max_queued_bytes_per_sender: int = 256 * 1024  # over it: queue-full for that sender
     max_queued_bytes: int = 16 * 1024 * 1024  # all receivers together
+    recent_ttl: float = 30.0  # a room the receiver left this recently still counts
     presence_ttl: float = 6.0  # Redis: a process silent this long loses its clients
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.recent_ttl <= RECENT_KEEP:
+            raise UsageError(f"recent_ttl is 0 to {RECENT_KEEP:g} seconds")
+        if min(self.max_queue, self.max_queue_per_pair) < 1:
+            raise UsageError("max_queue and max_queue_per_pair must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,14 @@ def queue_full(who: str, cap: int) -> SignalingError:
 
 def not_in_room(room: str) -> SignalingError:
     return SignalingError("not-in-room", f"you are not in room {room!r}; join it first")
+
+
+def stranger(to: str, limits: Limits) -> SignalingError:
+    return SignalingError(
+        "not-in-room",
+        f"{to} shares no room with you (and, if away, left none of yours in the last "
+        f"{limits.recent_ttl:g} s): signals wait only for room-mates; join one of its rooms",
+    )
 
 
 class SignalingBackend(ABC):
@@ -123,8 +151,9 @@ class SignalingBackend(ABC):
     @abstractmethod
     async def relay(self, sender: str, to: str, frame: dict[str, Any]) -> bool:
         """True if delivered to a connected peer that shares a room with ``sender``;
-        False if queued for a peer that is away.  A connected peer in no shared room
-        and a full queue are refusals (:class:`SignalingError`)."""
+        False if queued for a peer that is away (see :class:`Limits`).  A peer in no
+        shared room (nor, if away, a room it left recently) and the sender's full byte
+        budget are refusals (:class:`SignalingError`)."""
 
     @abstractmethod
     async def drain(self, peer_id: str) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
         ("--max-rooms-per-peer", Limits.max_rooms_per_peer),
         ("--max-queued-bytes-per-sender", Limits.max_queued_bytes_per_sender),
         ("--max-queued-bytes", Limits.max_queued_bytes),
+        ("--max-queue-per-pair", Limits.max_queue_per_pair),
     ):
         p.add_argument(flag, type=int, default=default, help=f"default {default}")
     p.add_argument("--certfile", help="PEM certificate chain: serve wss:// instead of ws://")
@@ -73,6 +74,7 @@ def build(args: argparse.Namespace) -> SignalingServer:
         max_rooms_per_peer=args.max_rooms_per_peer,
         max_queued_bytes_per_sender=args.max_queued_bytes_per_sender,
         max_queued_bytes=args.max_queued_bytes,
+        max_queue_per_pair=args.max_queue_per_pair,
     )
     backend: SignalingBackend = MemoryBackend(limits=limits)
     if args.redis:

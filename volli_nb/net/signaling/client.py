@@ -10,7 +10,8 @@ CAs, or against ``ssl`` (a CA file or an :class:`ssl.SSLContext`); a
 certificate that does not verify is :class:`UntrustedServer`, never a
 silent retry.  A server started with ``--turn-secret`` sends TURN
 credentials after registration and renews them before they expire: they are
-in :attr:`SignalingClient.turn`, and ``on_turn`` is called with each.
+in :attr:`SignalingClient.turn`, and ``on_turn`` is called with each, once their URLs
+were checked against ``turn_hosts`` (:func:`~volli_nb.net.signaling.turn.vet_turn_urls`).
 """
 
 from __future__ import annotations
@@ -20,16 +21,21 @@ import contextlib
 import json
 import logging
 import ssl as ssl_module
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI
 
-from volli_nb.base.errors import TransportClosed, UsageError, VolliError
+from volli_nb.base.errors import MalformedFrame, TransportClosed, UsageError, VolliError
 from volli_nb.core.crypto.identity import Identity
-from volli_nb.net.signaling.turn import TurnCredentials
-from volli_nb.net.signaling.wire import SignalingError, sign_challenge
+from volli_nb.net.signaling.turn import TurnCredentials, vet_turn_urls
+from volli_nb.net.signaling.wire import (
+    SignalingError,
+    parse_challenge,
+    parse_server_frame,
+    sign_challenge,
+)
 from volli_nb.net.tls import TlsTrust, trust_context
 
 log = logging.getLogger(__name__)
@@ -72,11 +78,13 @@ class SignalingClient:
         max_backoff: float = 5.0,
         ssl: TlsTrust = None,
         on_turn: TurnHandler | None = None,
+        turn_hosts: Collection[str] | None = None,
     ) -> None:
         self.identity, self.url, self.on_frame = identity, url, on_frame
         self.reconnect, self.max_backoff = reconnect, max_backoff
         self.tls = client_tls(url, ssl)
         self.on_turn = on_turn
+        self.turn_hosts = turn_hosts  # the TURN hosts the user allows (see turn.vet_turn_urls)
         self.turn: TurnCredentials | None = None  # the newest TURN credentials, with expiry
         self.rooms: set[str] = set()
         self.connected = asyncio.Event()
@@ -107,22 +115,18 @@ class SignalingClient:
             ssl=self.tls,
             compression=None,
         )
-        challenge = json.loads(await ws.recv())
-        if challenge.get("type") != "challenge":
-            raise TransportClosed(f"unexpected first frame from the server: {challenge}")
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "register",
-                    "identity": self.identity.public.to_json(),
-                    "signature": sign_challenge(
-                        self.identity, bytes.fromhex(challenge["nonce"]), challenge["server"]
-                    ),
-                }
+        try:
+            nonce, server = parse_challenge(parse_server_frame(await ws.recv()))
+            signature = sign_challenge(self.identity, nonce, server)
+            identity = self.identity.public.to_json()
+            await ws.send(
+                json.dumps({"type": "register", "identity": identity, "signature": signature})
             )
-        )
-        reply = json.loads(await ws.recv())
-        if reply.get("type") != "registered":
+            reply = parse_server_frame(await ws.recv())
+        except MalformedFrame as exc:
+            await ws.close()
+            raise TransportClosed(f"the signaling server at {self.url} misbehaved: {exc}") from None
+        if reply["type"] != "registered":
             await ws.close()
             raise TransportClosed(f"registration refused: {reply.get('message', reply)}")
         self._ws = ws
@@ -135,11 +139,14 @@ class SignalingClient:
             if ws is not None:
                 try:
                     async for message in ws:
-                        self._deliver(json.loads(message))
+                        try:  # a bad frame is dropped, never the connection
+                            frame = parse_server_frame(message)
+                        except MalformedFrame as exc:
+                            log.warning("%s", exc)
+                            continue
+                        self._deliver(frame)
                 except ConnectionClosed:
                     pass
-                except ValueError:
-                    log.warning("malformed frame from signaling server")
                 self.connected.clear()
                 self._ws = None
             if self._closing or not self.reconnect:
@@ -181,9 +188,10 @@ class SignalingClient:
 
     def _take_turn(self, frame: dict[str, Any]) -> None:
         try:
-            self.turn = TurnCredentials.from_frame(frame)
+            self.turn = vet_turn_urls(TurnCredentials.from_frame(frame), self.url, self.turn_hosts)
         except VolliError as exc:
             log.warning("%s", exc)
+            self.on_frame({"type": "error", "code": "turn-refused", "message": str(exc)})
             return
         if self.on_turn is not None:
             try:

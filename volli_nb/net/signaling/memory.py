@@ -2,16 +2,19 @@
 
 Rooms are indexed both ways (room → members, peer → rooms), so a signal costs
 two set lookups however many rooms exist; an empty room is dropped at once;
-queued signals are counted in bytes per sender and in total and expire in
-one pass over a deque kept in expiry order (the TTL is constant).  Time comes
-from the injected ``clock``.
+a peer's rooms are remembered for ``recent_ttl`` after it leaves them (who may
+queue for it while it is away); queued signals are counted in bytes per sender
+and in total, indexed per receiver and per sender (so the flooder's own frames
+are the ones evicted, see :class:`~volli_nb.net.signaling.backend.Limits`), and
+expire in one pass over a deque kept in expiry order (the TTL is constant).
+Time comes from the injected ``clock``.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +28,7 @@ from volli_nb.net.signaling.backend import (
     Sink,
     not_in_room,
     queue_full,
+    stranger,
 )
 from volli_nb.net.signaling.wire import SignalingError, encode
 
@@ -50,8 +54,10 @@ class MemoryBackend(SignalingBackend):
     _peer_rooms: dict[str, set[str]] = field(default_factory=dict)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _last_seq: int = 0
-    _queues: dict[str, deque[_Queued]] = field(default_factory=dict)
+    _queues: dict[str, deque[_Queued]] = field(default_factory=dict)  # per receiver
+    _by_sender: dict[str, deque[_Queued]] = field(default_factory=dict)
     _by_expiry: deque[_Queued] = field(default_factory=deque)
+    _recent: dict[str, dict[str, float]] = field(default_factory=dict)  # peer → room → left at
     _sender_bytes: dict[str, int] = field(default_factory=dict)
     _queued_bytes: int = 0
 
@@ -121,6 +127,7 @@ class MemoryBackend(SignalingBackend):
         if members is None or peer_id not in members:
             return False
         del members[peer_id]
+        self._recent.setdefault(peer_id, {})[room] = self.clock()
         mine = self._peer_rooms[peer_id]
         mine.discard(room)
         if not mine:
@@ -153,20 +160,41 @@ class MemoryBackend(SignalingBackend):
                 raise SignalingError("not-in-room", f"{to} shares no room with you; join one")
             self._sink(to, {"k": "sig", "frame": frame})
             return True
+        if not self._share_room(sender, to) and not self._left_recently(to, sender):
+            raise stranger(to, self.limits)
         self._enqueue(sender, to, frame)
         return False
 
+    def _left_recently(self, peer_id: str, sender: str) -> bool:
+        """Whether ``peer_id`` left one of ``sender``'s rooms within ``recent_ttl``."""
+        since = self.clock() - self.limits.recent_ttl
+        rooms = self._peer_rooms.get(sender, set())
+        return any(t > since and r in rooms for r, t in self._recent.get(peer_id, {}).items())
+
     def _enqueue(self, sender: str, to: str, frame: dict[str, Any]) -> None:
-        size = len(encode(frame))
-        if self._sender_bytes.get(sender, 0) + size > self.limits.max_queued_bytes_per_sender:
-            raise queue_full("you have", self.limits.max_queued_bytes_per_sender)
-        if self._queued_bytes + size > self.limits.max_queued_bytes:
-            raise queue_full("the server holds", self.limits.max_queued_bytes)
-        queue = self._queues.setdefault(to, deque())
-        while len(queue) >= self.limits.max_queue:
-            self._drop(queue[0])
-        entry = _Queued(sender, to, size, self.clock() + self.limits.queue_ttl, frame)
-        queue.append(entry)
+        limits, size = self.limits, len(encode(frame))
+        if self._sender_bytes.get(sender, 0) + size > limits.max_queued_bytes_per_sender:
+            raise queue_full("you have", limits.max_queued_bytes_per_sender)
+        queue = self._queues.get(to, deque())
+        counts = Counter(e.sender for e in queue)
+        if counts[sender] >= limits.max_queue_per_pair:
+            self._drop(next(e for e in queue if e.sender == sender))
+        elif len(queue) >= limits.max_queue:  # the sender holding most of it pays
+            most = max(counts.values())
+            biggest = (
+                sender
+                if counts[sender] == most
+                else next(e.sender for e in queue if counts[e.sender] == most)
+            )
+            self._drop(next(e for e in queue if e.sender == biggest))
+        while self._queued_bytes + size > limits.max_queued_bytes:
+            if not self._sender_bytes:
+                raise queue_full("the server holds", limits.max_queued_bytes)
+            biggest = max(self._sender_bytes, key=lambda s: (self._sender_bytes[s], s == sender))
+            self._drop(self._by_sender[biggest][0])
+        entry = _Queued(sender, to, size, self.clock() + limits.queue_ttl, frame)
+        self._queues.setdefault(to, deque()).append(entry)
+        self._by_sender.setdefault(sender, deque()).append(entry)
         self._by_expiry.append(entry)
         self._sender_bytes[sender] = self._sender_bytes.get(sender, 0) + size
         self._queued_bytes += size
@@ -175,10 +203,11 @@ class MemoryBackend(SignalingBackend):
         if not entry.live:
             return
         entry.live = False
-        queue = self._queues[entry.to]
-        queue.remove(entry)
-        if not queue:
-            del self._queues[entry.to]
+        for index, key in ((self._queues, entry.to), (self._by_sender, entry.sender)):
+            queue = index[key]
+            queue.remove(entry)
+            if not queue:
+                del index[key]
         left = self._sender_bytes[entry.sender] - entry.size
         if left:
             self._sender_bytes[entry.sender] = left
@@ -218,6 +247,13 @@ class MemoryBackend(SignalingBackend):
 
     async def sweep(self) -> None:
         self._expire()
+        since = self.clock() - self.limits.recent_ttl
+        for peer_id in list(self._recent):
+            left = {r: t for r, t in self._recent[peer_id].items() if t > since}
+            if left:
+                self._recent[peer_id] = left
+            else:
+                del self._recent[peer_id]
 
     async def counts(self) -> Counts:
         self._expire()

@@ -41,6 +41,7 @@ from volli_nb.net.signaling.backend import (
     Sink,
     not_in_room,
     queue_full,
+    stranger,
 )
 from volli_nb.net.signaling.wire import SignalingError, encode
 
@@ -265,9 +266,13 @@ class RedisBackend(SignalingBackend):
             limits.max_queue,
             limits.max_queued_bytes_per_sender,
             limits.max_queued_bytes,
+            limits.max_queue_per_pair,
+            int(limits.recent_ttl * 1000),
         )
         if outcome == "not-in-room":
             raise SignalingError("not-in-room", f"{to} shares no room with you; join one")
+        if outcome == "stranger":
+            raise stranger(to, limits)
         if outcome == "sender-full":
             raise queue_full("you have", limits.max_queued_bytes_per_sender)
         if outcome == "full":

@@ -7,16 +7,22 @@ Time is the engine's ``TIME``: every process shares one clock.
 
 Keys (``P`` = prefix): ``owner:<peer>`` connection id, ``ident:<peer>`` identity
 JSON, ``deadlines`` zset peer → ms, ``room:<room>`` set of peers,
-``rooms:<peer>`` set of rooms (the index per peer), ``roomset``, ``seq``;
-queues: ``q:<peer>`` list of entry ids, ``qe:<id>`` hash, ``qexp`` zset id → ms,
-``qb:<sender>`` and ``qbytes`` byte counters, ``qn`` count.  Channels:
-``ch:<peer>`` (its frames; PUBLISH's count says whether it is connected) and
-``proc:<server>``.
+``rooms:<peer>`` set of rooms (the index per peer), ``roomset``, ``seq``,
+``recent:<peer>`` zset room → ms it was left (kept ``RECENT_KEEP``);
+queues: ``q:<peer>`` list of entry ids per receiver, ``qs:<sender>`` per sender,
+``qe:<id>`` hash, ``qexp`` zset id → ms, ``qbs`` zset sender → queued bytes,
+``qbytes`` and ``qn`` totals.  Channels: ``ch:<peer>`` (its frames; PUBLISH's count
+says whether it is connected) and ``proc:<server>``.  The queue's bounds are
+:class:`~volli_nb.net.signaling.backend.Limits`'.
 """
 
 from __future__ import annotations
 
-LIBRARY = """
+from volli_nb.net.signaling.backend import RECENT_KEEP
+
+LIBRARY = (
+    f"local RECENT_KEEP_MS = {int(RECENT_KEEP * 1000)}\n"
+    + """
 local P = ARGV[1]
 local function now_ms()
   local t = redis.call('TIME')
@@ -30,9 +36,10 @@ local function drop_entry(id)
   if not e[1] then return end
   redis.call('DEL', key)
   redis.call('LREM', P .. 'q:' .. e[1], 1, id)
+  redis.call('LREM', P .. 'qs:' .. e[2], 1, id)
   local size = tonumber(e[3])
-  if redis.call('DECRBY', P .. 'qb:' .. e[2], size) <= 0 then
-    redis.call('DEL', P .. 'qb:' .. e[2])
+  if tonumber(redis.call('ZINCRBY', P .. 'qbs', -size, e[2])) <= 0 then
+    redis.call('ZREM', P .. 'qbs', e[2])
   end
   redis.call('DECRBY', P .. 'qbytes', size)
   redis.call('DECR', P .. 'qn')
@@ -45,10 +52,22 @@ end
 local function share_room(a, b)
   return #redis.call('SINTER', P .. 'rooms:' .. a, P .. 'rooms:' .. b) > 0
 end
+local function left_recently(peer, sender, since)
+  local key, after = P .. 'recent:' .. peer, string.format('(%d', since)
+  local rooms = redis.call('ZRANGEBYSCORE', key, after, '+inf')
+  for _, room in ipairs(rooms) do
+    if redis.call('SISMEMBER', P .. 'rooms:' .. sender, room) == 1 then return true end
+  end
+  return false
+end
 local function leave(room, peer)
   local rkey = P .. 'room:' .. room
   if redis.call('SREM', rkey, peer) == 0 then return 0 end
   redis.call('SREM', P .. 'rooms:' .. peer, room)
+  local recent, now = P .. 'recent:' .. peer, now_ms()
+  redis.call('ZADD', recent, now, room)
+  redis.call('ZREMRANGEBYSCORE', recent, '-inf', now - RECENT_KEEP_MS)
+  redis.call('PEXPIRE', recent, RECENT_KEEP_MS)
   local seq = redis.call('INCR', P .. 'seq')
   local left = redis.call('SMEMBERS', rkey)
   if #left == 0 then redis.call('SREM', P .. 'roomset', room) end
@@ -81,6 +100,7 @@ local function take(peer, room)
   return out
 end
 """
+)
 
 # ARGV: prefix, peer, conn, identity JSON, presence ttl ms, reclaim (1/0)
 CLAIM = """
@@ -142,7 +162,8 @@ if redis.call('SISMEMBER', rkey, ARGV[3]) == 0 then return {0, {}} end
 return {1, redis.call('SMEMBERS', rkey)}
 """
 
-# ARGV: prefix, sender, to, frame JSON, queue ttl ms, max queue, max per sender, max total
+# ARGV: prefix, sender, to, frame JSON, queue ttl ms, max queue, max per sender (bytes),
+# max total (bytes), max per pair (frames), recent ttl ms
 RELAY = """
 local sender, to, frame = ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
@@ -150,25 +171,43 @@ expire_queue(now, 100)
 if redis.call('EXISTS', P .. 'owner:' .. to) == 1 then
   if not share_room(sender, to) then return 'not-in-room' end
   if publish(to, cjson.encode({k = 'sig', frame = frame})) > 0 then return 'sent' end
+elseif not share_room(sender, to) and not left_recently(to, sender, now - tonumber(ARGV[10])) then
+  return 'stranger'
 end
 local size = #frame
-if tonumber(redis.call('GET', P .. 'qb:' .. sender) or '0') + size > tonumber(ARGV[7]) then
+if tonumber(redis.call('ZSCORE', P .. 'qbs', sender) or '0') + size > tonumber(ARGV[7]) then
   return 'sender-full'
 end
-if tonumber(redis.call('GET', P .. 'qbytes') or '0') + size > tonumber(ARGV[8]) then
-  return 'full'
-end
 local qkey = P .. 'q:' .. to
-while redis.call('LLEN', qkey) >= tonumber(ARGV[6]) do
-  local oldest = redis.call('LINDEX', qkey, 0)
-  drop_entry(oldest)
-  redis.call('LREM', qkey, 1, oldest)
+local ids, from, counts = redis.call('LRANGE', qkey, 0, -1), {}, {}
+for i, id in ipairs(ids) do
+  from[i] = redis.call('HGET', P .. 'qe:' .. id, 'from') or ''
+  counts[from[i]] = (counts[from[i]] or 0) + 1
+end
+local function oldest_of(who)
+  for i, id in ipairs(ids) do if from[i] == who then return id end end
+end
+if (counts[sender] or 0) >= tonumber(ARGV[9]) then
+  drop_entry(oldest_of(sender))
+elseif #ids >= tonumber(ARGV[6]) then  -- the sender holding most of the queue pays
+  local biggest, most = sender, counts[sender] or 0
+  for i = 1, #ids do
+    if counts[from[i]] > most then biggest, most = from[i], counts[from[i]] end
+  end
+  drop_entry(oldest_of(biggest))
+end
+while tonumber(redis.call('GET', P .. 'qbytes') or '0') + size > tonumber(ARGV[8]) do
+  local top = redis.call('ZREVRANGE', P .. 'qbs', 0, 0)
+  local victim = top[1] and redis.call('LINDEX', P .. 'qs:' .. top[1], 0)
+  if not victim then return 'full' end
+  drop_entry(victim)
 end
 local id = tostring(redis.call('INCR', P .. 'qid'))
 redis.call('HSET', P .. 'qe:' .. id, 'to', to, 'from', sender, 'bytes', size, 'frame', frame)
 redis.call('RPUSH', qkey, id)
+redis.call('RPUSH', P .. 'qs:' .. sender, id)
 redis.call('ZADD', P .. 'qexp', now + tonumber(ARGV[5]), id)
-redis.call('INCRBY', P .. 'qb:' .. sender, size)
+redis.call('ZINCRBY', P .. 'qbs', size, sender)
 redis.call('INCRBY', P .. 'qbytes', size)
 redis.call('INCR', P .. 'qn')
 return 'queued'

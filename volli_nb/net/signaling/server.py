@@ -323,12 +323,16 @@ class SignalingServer:
                 raise SignalingError("rate-limited", f"more than {self.rate:g} frames/s; slow down")
             frame = parse_client_frame(message)
             await self._dispatch(client, frame)
-        except SignalingError as exc:
+        except Exception as exc:  # one frame refused, never the socket (issue 26, item 4)
             self.stats.errors += 1
+            code, text = exc.code if isinstance(exc, SignalingError) else "refused", str(exc)
+            if not isinstance(exc, VolliError):
+                log.exception("signaling frame %r failed", frame.get("type"))
+                code, text = "internal", "the server could not handle this frame (see its log)"
             about: dict[str, str] = {k: frame[k] for k in ("room", "to") if k in frame}
             if frame.get("type"):
                 about["request"] = frame["type"]
-            client.push(error_frame(exc.code, str(exc), **about))
+            client.push(error_frame(code, text, **about))
 
     async def _dispatch(self, client: Connection, frame: dict[str, Any]) -> None:
         kind = frame["type"]

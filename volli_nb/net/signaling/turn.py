@@ -5,6 +5,13 @@ base64(HMAC-SHA1(secret, username)); coturn, started with
 ``use-auth-secret`` and ``static-auth-secret=<secret>``, recomputes it and
 refuses it after the expiry.  ``volli-signal`` knows the secret, clients
 never do, and a leaked credential dies by itself.  Pure: time is passed in.
+
+A client does not take the server's word for *where* TURN is (issue 26, item 6):
+:func:`vet_turn_urls` keeps only URLs whose host the user configured (or the signaling
+server's own host); with nothing configured, it refuses an address literal inside a
+private, loopback or link-local network the signaling server is not in itself (a lying
+server would have aiortc probe the user's own network), and the room session shows
+every other host before it is used.
 """
 
 from __future__ import annotations
@@ -12,11 +19,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass
-from typing import Any
+import ipaddress
+import math
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 from volli_nb.base.errors import MalformedFrame, UsageError
 from volli_nb.core.netconfig import parse_ice_url
+
+
+class UntrustedTurnServer(MalformedFrame):
+    """The signaling server handed out TURN URLs none of which the client may use."""
 
 
 @dataclass(frozen=True)
@@ -39,20 +54,27 @@ class TurnCredentials:
 
     @classmethod
     def from_frame(cls, frame: dict[str, Any]) -> TurnCredentials:
-        try:
-            urls = tuple(str(u) for u in frame["urls"])
-            creds = cls(
-                urls,
-                str(frame["username"]),
-                str(frame["credential"]),
-                float(frame["expires"]),
-                float(frame["ttl"]),
+        urls, username, credential = (
+            frame.get("urls"),
+            frame.get("username"),
+            frame.get("credential"),
+        )
+        expires, ttl = frame.get("expires"), frame.get("ttl")
+        if not (
+            isinstance(urls, list)
+            and all(isinstance(u, str) for u in urls)
+            and isinstance(username, str)
+            and isinstance(credential, str)
+            and _finite(expires)
+            and _finite(ttl)
+        ):
+            raise MalformedFrame(
+                "unreadable TURN credentials from the server: urls is a list of strings, "
+                "username and credential strings, expires and ttl finite numbers"
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedFrame(f"unreadable TURN credentials from the server: {exc!r}") from None
         if not urls or not all(u.startswith(("turn:", "turns:")) for u in urls):
             raise MalformedFrame(f"the server's TURN URLs are not turn:/turns: URLs: {urls}")
-        return creds
+        return cls(tuple(urls), username, credential, float(expires), float(ttl))
 
     def remaining(self, now: float) -> float:
         return self.expires - now
@@ -90,3 +112,63 @@ class TurnIssuer:
         """Hand out new credentials at half their life, so a slow client is never left
         with expired ones."""
         return self.ttl / 2
+
+
+def _finite(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _scope(host: str) -> str:
+    """Where an address literal points: loopback, link-local, private, special, public;
+    a host name is "name" (it may resolve anywhere: such a host is shown, not refused)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return "name"
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast or address.is_unspecified or address.is_reserved:
+        return "special"
+    return "private" if address.is_private else "public"
+
+
+def vet_turn_urls(
+    creds: TurnCredentials, signaling_url: str, allowed: Collection[str] | None
+) -> TurnCredentials:
+    """``creds`` with only the TURN URLs the client may use, or :class:`UntrustedTurnServer`.
+
+    ``allowed``: the TURN hosts the user configured (None: none).  The signaling
+    server's own host is always allowed.  With ``allowed``, every other host is
+    refused; without, only an address literal in a private, loopback, link-local or
+    special network that the signaling server's host is not in itself."""
+    own = (urlsplit(signaling_url).hostname or "").lower()
+    pinned = {h.lower() for h in allowed} if allowed is not None else None
+    kept, refused = [], []
+    for url in creds.urls:
+        try:
+            host = parse_ice_url(url).host.lower()
+        except UsageError:
+            refused.append(url)
+            continue
+        if host == own or (host in pinned if pinned is not None else _plausible(host, own)):
+            kept.append(url)
+        else:
+            refused.append(url)
+    if not kept:
+        how = (
+            "add its host to NetworkConfig(turn_hosts=...) if you trust it"
+            if pinned is not None
+            else "it points into a network the signaling server is not in"
+        )
+        raise UntrustedTurnServer(
+            f"the signaling server at {signaling_url} handed out TURN URLs the client "
+            f"may not use: {refused} ({how}); no TURN server from it is used"
+        )
+    return replace(creds, urls=tuple(kept)) if refused else creds
+
+
+def _plausible(host: str, own: str) -> bool:
+    scope = _scope(host)
+    return scope in ("name", "public") or scope == _scope(own)

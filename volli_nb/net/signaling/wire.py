@@ -6,6 +6,11 @@ Client → server: ``register`` (answer to the challenge), ``join``, ``leave``,
 peer), ``queued``, ``turn`` (TURN credentials), ``pong``, ``error``.  Error
 frames carry a stable ``code``, a sentence saying what to do, and the
 request they refuse.
+
+Both directions are parsed strictly and only typed errors come out
+(:class:`SignalingError` for a client's frame, :class:`MalformedFrame` for the
+server's), whatever the bytes: a frame is refused, a socket is never closed by an
+untyped error (issue 26, item 4).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ CHALLENGE_DOMAIN = b"volli-signal-v1"
 MAX_FRAME_BYTES = 64 * 1024
 MAX_ROOM_NAME = 64
 MAX_SIGNAL_BYTES = 48 * 1024
+MAX_SERVER_FRAME_BYTES = 1024 * 1024  # what the client's websocket accepts at all
 PEER_ID = re.compile(r"[a-z2-7]{16}")  # 80 bits of base32, as identity.peer_id_for makes
 
 CLIENT_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -92,6 +98,51 @@ def parse_client_frame(data: str | bytes) -> dict[str, Any]:
         if len(canonical_json(frame["data"])) > MAX_SIGNAL_BYTES:
             raise SignalingError("too-large", f"signal data over {MAX_SIGNAL_BYTES} bytes")
     return frame
+
+
+SERVER_FIELDS: dict[str, type] = {
+    "type": str,
+    "room": str,
+    "to": str,
+    "from": str,
+    "request": str,
+    "code": str,
+    "message": str,
+    "event": str,
+    "peer_id": str,
+    "server": str,
+    "nonce": str,
+    "members": list,
+    "peer": dict,
+    "data": dict,
+    "urls": list,
+}
+"""Fields of server frames that are type-checked wherever they appear (others pass)."""
+
+
+def parse_server_frame(data: str | bytes) -> dict[str, Any]:
+    """Strictly parse one frame from the server: a JSON object with a string ``type``,
+    each known field of its type; :class:`MalformedFrame` otherwise."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    what = "frame from the signaling server"
+    frame = strict_loads(raw, max_size=MAX_SERVER_FRAME_BYTES, what=what, error=MalformedFrame)
+    for name, kind in SERVER_FIELDS.items():
+        if (name == "type" or name in frame) and not isinstance(frame.get(name), kind):
+            raise MalformedFrame(f"{what}: field {name!r} is not a {_JSON_NAMES[kind]}")
+    return frame
+
+
+_JSON_NAMES: dict[type, str] = {str: "string", list: "list", dict: "object"}
+
+
+def parse_challenge(frame: dict[str, Any]) -> tuple[bytes, str]:
+    """The nonce and server id of a ``challenge`` frame (see :func:`parse_server_frame`)."""
+    nonce, server = frame.get("nonce"), frame.get("server")
+    if frame["type"] != "challenge" or not isinstance(nonce, str) or not isinstance(server, str):
+        raise MalformedFrame(f"expected the server's challenge, got a {frame['type']!r} frame")
+    if re.fullmatch(r"[0-9a-f]{64}", nonce) is None or not 0 < len(server) <= 64:
+        raise MalformedFrame("the server's challenge holds no 32-byte hex nonce or no server id")
+    return bytes.fromhex(nonce), server
 
 
 def encode(frame: dict[str, Any]) -> str:

@@ -225,7 +225,15 @@ def queue_table(store: Any, now: float) -> Table:
     return Table(list(QUEUE_COLUMNS), rows, title="Pending queue" + note)
 
 
-MARKS = {"delivered": "✓", "pending": "…", "held": "…!", "stuck": "!", "received": "", "mixed": "…"}
+MARKS = {
+    "delivered": "✓",
+    "pending": "…",
+    "held": "…!",
+    "stuck": "!",
+    "received": "",
+    "mixed": "…",
+    "unknown": "?",
+}  # unknown: its outbox row is gone and the pruner did not say delivered
 
 
 def chat_lines(store: Any, conversation: str) -> list[str]:
