@@ -162,7 +162,10 @@ class SignalingServer:
         if client is None:
             return  # it went away after the frame was routed here
         if kind == "sig":
-            client.push(message["frame"])
+            # The room's members see a joiner, and may offer, before its join reply is sent
+            # (on Redis the reply and the PUBLISH come on two connections, in either order):
+            # a signal never overtakes that reply, or it comes from a peer not yet known.
+            client.push_signal(message["frame"])
             return
         room = message["room"]
         if room in client.joining:  # our snapshot is on its way; decide after it
@@ -361,6 +364,7 @@ class SignalingServer:
             return await self.backend.join(room, client.peer_id)
         except BaseException:
             client.joining.pop(room, None)
+            client.release_held()
             raise
 
     def _after_join(self, client: Connection, room: str, joined: Joined) -> None:
@@ -370,6 +374,7 @@ class SignalingServer:
                 client.push(presence_frame(event))
         for queued in joined.queued:
             client.push(queued)
+        client.release_held()
 
     async def _disconnect(self, client: Connection) -> None:
         await client.stop()
