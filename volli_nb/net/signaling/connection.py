@@ -55,7 +55,10 @@ class Connection:
         self._outbox.put_nowait(encode(frame))
 
     def push_signal(self, frame: dict[str, Any]) -> None:
-        """A relayed signal: held back while a join reply is pending (see release_held)."""
+        """A relayed signal, held back while a join reply is pending: the room's members
+        see a joiner, and may offer, before its reply is sent (on Redis the reply and the
+        PUBLISH reach the process on two connections, in either order), and a signal read
+        before that reply comes from a peer the client does not know yet."""
         if self.joining:
             self.held.append(frame)
         else:

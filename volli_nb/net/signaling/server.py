@@ -162,10 +162,7 @@ class SignalingServer:
         if client is None:
             return  # it went away after the frame was routed here
         if kind == "sig":
-            # The room's members see a joiner, and may offer, before its join reply is sent
-            # (on Redis the reply and the PUBLISH come on two connections, in either order):
-            # a signal never overtakes that reply, or it comes from a peer not yet known.
-            client.push_signal(message["frame"])
+            client.push_signal(message["frame"])  # never ahead of a pending join reply
             return
         room = message["room"]
         if room in client.joining:  # our snapshot is on its way; decide after it
