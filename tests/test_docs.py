@@ -81,6 +81,18 @@ def test_the_readme_stays_short_and_points_to_docs() -> None:
         assert f"(docs/{doc.name})" in text, f"the README does not point to docs/{doc.name}"
 
 
+def test_the_readme_names_every_debian_package_ci_installs() -> None:
+    """A new user installs what the README lists; CI installs what .ci/run lists."""
+    script = (ROOT / ".ci" / "run").read_text()
+    found = re.search(r"apt-get install[^\n]*\\\n([^>\n]*)", script)
+    assert found is not None, "no apt-get install line in .ci/run"
+    packages = found.group(1).split()
+    requirements = README.read_text().split("Requirements:", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"[\w.+-]+", requirements))
+    assert {p for p in packages if p not in named} == set()
+    assert "redis-server" in packages and "chromium-driver" in packages
+
+
 def test_relative_links_in_readme_and_docs_lead_somewhere() -> None:
     for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
         prose = re.sub(r"`[^`\n]*`", "", page.read_text())  # code is not a link

@@ -24,7 +24,10 @@ from test_signaling import Recorder, raw_register, until
 from websockets.exceptions import ConnectionClosed
 
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.net.signaling.backend import Joined, Restored, Sink
 from volli_nb.net.signaling.client import SignalingClient
+from volli_nb.net.signaling.redis_backend import RedisBackend
+from volli_nb.net.signaling.server import SignalingServer
 from volli_nb.net.signaling.wire import SignalingError
 
 pytestmark = pytest.mark.network
@@ -95,6 +98,86 @@ def test_three_processes_share_presence_and_two_stores_pair_across_them(
             await asyncio.gather(alice.close(), bob.close(), *(c.close() for c, _ in clients))
 
         arun(main, timeout=90)
+
+
+class SlowJoinReply(RedisBackend):
+    """A real backend whose JOIN returns only once a signal for the joiner has reached
+    this process: the window a loaded machine opens at random (the join script has run,
+    so the room's members see the joiner and may offer at once, but this process has not
+    yet sent the reply that tells the joiner who they are)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.signalled = asyncio.Event()
+
+    async def start(self, sink: Sink, on_restored: Restored) -> None:
+        def watched(peer_id: str, message: dict[str, Any]) -> None:
+            sink(peer_id, message)
+            if message["k"] == "sig":
+                self.signalled.set()
+
+        await super().start(watched, on_restored)
+
+    async def join(self, room: str, peer_id: str) -> Joined:
+        joined = await super().join(room, peer_id)
+        await asyncio.wait_for(self.signalled.wait(), 10)
+        return joined
+
+
+def test_a_signal_never_overtakes_the_join_reply(real_engine: Engine) -> None:
+    """Before: a signal reaching the joiner's process while its JOIN reply was on the way
+    was sent at once, so the joiner read a signal from someone it did not know yet."""
+
+    async def main() -> None:
+        held = SlowJoinReply(real_engine.url)
+        async with (
+            SignalingServer(port=0, backend=RedisBackend(real_engine.url)) as first,
+            SignalingServer(port=0, backend=held) as second,
+        ):
+            alice, alice_view = await member(first.url, "lab")
+            bob = Identity.generate()
+            ws, _ = await raw_register(second.url, bob)
+            await ws.send(json.dumps({"type": "join", "room": "lab"}))
+            await until(lambda: alice_view.rooms["lab"] == {bob.peer_id})
+            await alice.signal(bob.peer_id, {"kind": "offer", "sdp": "v=0"})
+            kinds: list[str] = []
+            while not {"joined", "signal"} <= set(kinds):
+                kinds.append(json.loads(await asyncio.wait_for(ws.recv(), 10))["type"])
+            assert [k for k in kinds if k in ("joined", "signal")] == ["joined", "signal"]
+            await ws.close()
+            await alice.close()
+
+    arun(main)
+
+
+def test_an_offer_sent_while_the_join_reply_is_on_its_way_is_answered(
+    real_engine: Engine, tmp_path: Path
+) -> None:
+    """The race seen once under load in the three-process test above: the offering side
+    (the smaller peer id) sees the other join and offers before the other has read its
+    join reply.  Before: the answering side refused the offer from a peer it had not
+    pinned yet ("signal from … refused"), the offer stayed unanswered, and the offering
+    side's ICE stayed 'new' until its 20 s pairing timeout."""
+
+    async def main() -> None:
+        one, two = open_store(tmp_path, "one"), open_store(tmp_path, "two")
+        offerer, answerer = sorted((one, two), key=lambda s: s.peer_id)
+        held = SlowJoinReply(real_engine.url)
+        async with (
+            SignalingServer(port=0, backend=RedisBackend(real_engine.url)) as first,
+            SignalingServer(port=0, backend=held) as second,
+        ):
+            await offerer.join("pair", first.url)
+            await answerer.join("pair", second.url)
+            assert held.signalled.is_set()  # the offer did reach it before the reply
+            await asyncio.gather(
+                offerer.wait_connected(answerer.peer_id, 10),
+                answerer.wait_connected(offerer.peer_id, 10),
+            )
+            assert [e.message for e in answerer.log.entries(text="refused")] == []
+            await asyncio.gather(offerer.close(), answerer.close())
+
+    arun(main)
 
 
 def test_routing_uses_one_channel_per_peer_and_queues_for_the_absent(real_engine: Engine) -> None:

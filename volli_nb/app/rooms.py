@@ -77,9 +77,11 @@ class RoomSession:
         return self
 
     async def join(self, room: str) -> list[str]:
-        members = await self.client.join(room)
+        members = await self.client.join(room)  # _on_frame pinned them as the reply came
         self.log.add("signaling", f"joined room {room!r} ({len(members)} present)")
-        return [pid for m in members if (pid := self._seen(room, m))]
+        present = self.presence[room]
+        ids = [m.get("peer_id") for m in members if isinstance(m, dict)]
+        return [pid for pid in ids if pid in present]
 
     async def leave(self, room: str) -> None:
         await self.client.leave(room)
@@ -119,7 +121,12 @@ class RoomSession:
     def _on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind == "joined":
-            return  # handled by join()'s reply
+            # Pinned here, in the order frames arrive, not when join() resumes: a member's
+            # offer read right after the reply may be handled first, and must find them known.
+            room = str(frame.get("room"))
+            for member in frame.get("members") or []:
+                self._seen(room, member)
+            return
         if kind == "presence":
             room = str(frame.get("room"))
             if frame.get("event") == "join":

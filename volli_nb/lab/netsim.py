@@ -140,8 +140,11 @@ async def _rtts(peer: PeerProcess, other: str, seconds: float) -> list[float]:
     return samples
 
 
-async def run(conditions: Conditions, messages: int = 200, timeout: float = 300.0) -> Report:
-    """Pair two namespaced peers through the relay, exchange ``messages`` each way, measure."""
+async def run(
+    conditions: Conditions, messages: int = 200, timeout: float = 300.0, rtt_seconds: float = 8.0
+) -> Report:
+    """Pair two namespaced peers through the relay, measure the quiet link's heartbeat RTT
+    for ``rtt_seconds``, then exchange ``messages`` each way."""
     report = Report(2 * conditions.latency_ms, conditions.loss, messages=messages)
     with namespaces() as lab, tempfile.TemporaryDirectory(prefix="volli-netsim-") as tmp:
         report.namespaces = lab.names
@@ -162,7 +165,7 @@ async def run(conditions: Conditions, messages: int = 200, timeout: float = 300.
                 for me, other in ((a, b), (b, a)):
                     await me.request("wait_connected", peer_id=other.peer_id, timeout=60.0)
                 rtts = await asyncio.gather(  # heartbeats on a quiet link: the path's RTT
-                    _rtts(a, b.peer_id, 8.0), _rtts(b, a.peer_id, 8.0)
+                    _rtts(a, b.peer_id, rtt_seconds), _rtts(b, a.peer_id, rtt_seconds)
                 )
                 for side, samples in zip("ab", rtts, strict=True):
                     if len(samples) >= 2:  # a lost packet holds later pings back (ordered
@@ -221,6 +224,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--rate-kbit", type=float, default=None, help="rate limit each way")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--messages", type=int, default=200, help="sent each way")
+    parser.add_argument(
+        "--rtt-seconds", type=float, default=8.0, help="heartbeat RTT sampled this long first"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(list(argv))
     ok, why = netns.can_create()
@@ -238,7 +244,7 @@ def main(argv: Sequence[str]) -> int:
         seed=args.seed,
     )
     try:
-        report = asyncio.run(run(conditions, args.messages))
+        report = asyncio.run(run(conditions, args.messages, rtt_seconds=args.rtt_seconds))
     except KeyboardInterrupt:
         print("volli-nb netsim: interrupted; namespaces and peers removed", file=sys.stderr)
         return 130

@@ -2,9 +2,10 @@
 
 What lives here, and why:
 
-- **Reading internals** aiortc does not expose: the nominated ICE pair (aioice), the
-  remote's SCTP maximum message size, and the certificates the DTLS handshake used
-  (:func:`certificate_digests`, what channel binding signs), with safe fallbacks.
+- **Reading internals** aiortc does not expose: the nominated ICE pair and how far the
+  checks got (aioice's check list, :func:`ice_checks`), the remote's SCTP maximum message
+  size, and the certificates the DTLS handshake used (:func:`certificate_digests`, what
+  channel binding signs), with safe fallbacks.
 - **Converting** our pure :class:`~volli_nb.core.netconfig.NetworkConfig` into aiortc's
   ``RTCConfiguration``.
 - **INIT retransmission fix** (aiortc 1.16): both ends send an SCTP INIT (RFC 8841 §9.3).
@@ -48,6 +49,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
@@ -95,6 +97,36 @@ def selected_pair(pc: RTCPeerConnection) -> tuple[CandidateInfo, CandidateInfo] 
         )
 
     return info(pair.local_candidate), info(pair.remote_candidate)
+
+
+@dataclass(frozen=True)
+class IceChecks:
+    """How far ICE got: what tells "never tried a pair" from "tried, and none worked"."""
+
+    remote: int  # remote candidates known
+    pairs: int  # candidate pairs formed with them
+    tried: int  # pairs whose connectivity check started (in progress, succeeded or failed)
+
+
+_TRIED = {
+    aioice.ice.CandidatePair.State.IN_PROGRESS,
+    aioice.ice.CandidatePair.State.SUCCEEDED,
+    aioice.ice.CandidatePair.State.FAILED,
+}
+
+
+def ice_checks(pc: RTCPeerConnection) -> IceChecks | None:
+    """aioice's check list for the data channel's transport; None when there is no
+    transport yet (or aiortc's layout changed)."""
+    try:
+        sctp: Any = pc.sctp
+        connection = sctp.transport.transport._connection
+        pairs = list(connection._check_list)
+        remote = len(connection.remote_candidates)
+    except AttributeError:
+        return None
+    tried = sum(1 for p in pairs if p.task is not None or p.state in _TRIED)
+    return IceChecks(remote=remote, pairs=len(pairs), tried=tried)
 
 
 def remote_max_message_size(pc: RTCPeerConnection) -> int:

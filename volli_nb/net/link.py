@@ -175,9 +175,16 @@ class Link:
         return "connected"
 
     def failure_hint(self) -> str:
-        """Why ICE failed, in words that say what to try next."""
+        """Why ICE has not connected, in words that say what to try next.
+
+        ICE that never tried a candidate pair is a signaling or pairing problem, and TURN
+        would not help; only ICE that tried pairs and got no answer is one of NATs,
+        firewalls and TURN."""
         description = self.pc.localDescription
         local = sdp.candidates(description.sdp if description else None)
+        never = self.never_started() if local else None  # no candidate: gathering failed
+        if never is not None:
+            return never
         config = self.ctx.config
         turn = [u for s in config.ice_servers for u in s.url_list() if u.startswith("turn")]
         report = self.ctx.turn_report()
@@ -195,6 +202,32 @@ class Link:
                 "set_configuration([IceServer('turn:HOST:3478', USER, PASSWORD)])"
             )
         return "ICE failed: no candidate pair worked, not even through the TURN relay"
+
+    def never_started(self) -> str | None:
+        """Why no candidate pair was tried, if none was (aioice's check list says)."""
+        if self.pc.remoteDescription is None:
+            waiting = "our offer was not answered" if self.role == "offer" else "no offer applied"
+            return (
+                f"ICE never started: {waiting}, so no candidate pair was tried and TURN would "
+                "not help. The offer/answer exchange did not complete: check the signaling "
+                "path (is the server reachable, are both in the room, does the peer's event "
+                "log show its answer or a refused signal?) or, when pairing by codes, that "
+                "the answer code was pasted back"
+            )
+        checks = aiortc_compat.ice_checks(self.pc)
+        if checks is None or checks.tried:
+            return None
+        if checks.pairs == 0:
+            return (
+                f"ICE never started: none of the peer's {checks.remote} candidate(s) pairs "
+                "with ours (address family or protocol), so no check was sent and TURN "
+                "would not help by itself. Compare both sides' candidates (candidates()): "
+                "are both on the same loopback_only setting and IP version?"
+            )
+        return (
+            f"ICE has not tried any of its {checks.pairs} candidate pair(s) yet: the "
+            "offer/answer completed but the checks have not begun; wait, or pair again"
+        )
 
     # --- aiortc callbacks -----------------------------------------------------------
 

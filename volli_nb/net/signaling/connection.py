@@ -35,6 +35,7 @@ class Connection:
     strikes: int = 0
     rooms: dict[str, int] = field(default_factory=dict)  # room → seq of our snapshot
     joining: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    held: list[dict[str, Any]] = field(default_factory=list)  # signals while a join is pending
     turn_timer: asyncio.TimerHandle | None = None
     closing: bool = False
     close_code: int | None = None  # why the server closed it, if it did
@@ -52,6 +53,23 @@ class Connection:
             self.abort(CLOSE_TOO_SLOW)
             return
         self._outbox.put_nowait(encode(frame))
+
+    def push_signal(self, frame: dict[str, Any]) -> None:
+        """A relayed signal, held back while a join reply is pending: the room's members
+        see a joiner, and may offer, before its reply is sent (on Redis the reply and the
+        PUBLISH reach the process on two connections, in either order), and a signal read
+        before that reply comes from a peer the client does not know yet."""
+        if self.joining:
+            self.held.append(frame)
+        else:
+            self.push(frame)
+
+    def release_held(self) -> None:
+        """Once no join reply is pending, the signals held back for it go out, in order."""
+        if not self.joining:
+            held, self.held = self.held, []
+            for frame in held:
+                self.push(frame)
 
     def close_after(self, code: int, reason: str, frame: dict[str, Any] | None = None) -> None:
         """Send ``frame`` (if any) after what is queued, then close."""

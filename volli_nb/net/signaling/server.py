@@ -162,7 +162,7 @@ class SignalingServer:
         if client is None:
             return  # it went away after the frame was routed here
         if kind == "sig":
-            client.push(message["frame"])
+            client.push_signal(message["frame"])  # never ahead of a pending join reply
             return
         room = message["room"]
         if room in client.joining:  # our snapshot is on its way; decide after it
@@ -365,6 +365,7 @@ class SignalingServer:
             return await self.backend.join(room, client.peer_id)
         except BaseException:
             client.joining.pop(room, None)
+            client.release_held()
             raise
 
     def _after_join(self, client: Connection, room: str, joined: Joined) -> None:
@@ -374,6 +375,7 @@ class SignalingServer:
                 client.push(presence_frame(event))
         for queued in joined.queued:
             client.push(queued)
+        client.release_held()
 
     async def _disconnect(self, client: Connection) -> None:
         await client.stop()
