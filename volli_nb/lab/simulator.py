@@ -8,14 +8,12 @@ again, not delivered twice).  Between them is a *datagram* link with latency, ji
 loss, duplication and reordering.  Every message is a real envelope, sealed and opened
 by the Double Ratchet: the property tests exercise the ratchet under loss too.
 
-That link is harsher than reality: a WebRTC data channel is reliable and
-ordered (SCTP retransmits), so there the session does not need to.  Here the
-sessions retransmit (``retransmit=True``), which is what the exactly-once property
-test exercises.  Frames are never chunked in the simulator (``max_message_size``
-is 1 GiB): over a lossy link a lost chunk could not be recovered without SCTP.
-The handshake runs before the link starts (a lost HELLO is never resent: over a data
-channel it cannot be lost), with stand-in certificate digests; channel binding is
-tested in ``test_protocol``.
+That link is harsher than reality: a WebRTC data channel is reliable and ordered (SCTP
+retransmits), so there the session does not need to.  Here the sessions retransmit
+(``retransmit=True``), which the exactly-once property test exercises.  Frames are never
+chunked here (``max_message_size`` is 1 GiB): a lost chunk needs SCTP to recover.
+The handshake runs before the link starts, with stand-in certificate digests (over a
+data channel a HELLO cannot be lost); channel binding is tested in ``test_protocol``.
 
 Everything runs off one heap of timed events (frame arrivals and session
 deadlines), so thousands of messages take well under a second.  The same

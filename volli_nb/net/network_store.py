@@ -38,7 +38,8 @@ from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.net import aiortc_compat
 from volli_nb.net.events import CandidateView, IncomingEnvelope, NetworkEvent, PeerStats
 from volli_nb.net.frame_trace import FrameTrace
-from volli_nb.net.link import Link, LinkContext, NoKeys, SessionKeys
+from volli_nb.net.link import Link
+from volli_nb.net.link_context import LinkContext, NoKeys, SessionKeys
 from volli_nb.net.turn_preflight import PreflightReport, TurnPlanner
 
 logger = logging.getLogger(__name__)

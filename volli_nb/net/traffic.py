@@ -5,7 +5,7 @@ session exists), a :class:`Traffic` receives, sends with back-pressure, and runs
 link's task: the session's timers, the heartbeat and the send loop.
 
 - **One frame up, one verdict down**: each received bundle goes to the app's
-  :class:`~volli_nb.net.link.SessionKeys` as one :class:`FrameReceived`; the app opens it,
+  :class:`~volli_nb.net.link_context.SessionKeys` as one :class:`FrameReceived`; the app opens it,
   stores what opens in one transaction and answers once (:class:`Verdict`), and the
   session acknowledges and refuses accordingly.  Frames that carry no message (PING,
   PONG, ACK) never reach the app's storage.  Bad input of any kind refuses its frame
