@@ -76,7 +76,11 @@ class Side:
         )
 
     async def stop(self) -> None:
-        for proc in (self.proc, *([(await self.spare)[0]] if self.spare else [])):
+        procs = [self.proc]
+        if self.spare is not None:
+            with contextlib.suppress(Exception):  # a spare that failed to start is no process
+                procs.append((await self.spare)[0])
+        for proc in procs:
             if proc is not None:
                 with contextlib.suppress(Exception):
                     await proc.kill()

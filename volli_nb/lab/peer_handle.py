@@ -24,6 +24,9 @@ async def pair_with(store: Any, proc: PeerProcess, timeout: float = 15.0) -> str
     return peer_id
 
 
+_EXITED = "_exited"  # the reader's last event: the process's stdout ended
+
+
 class PeerProcess:
     """The parent's handle on a peer process: requests, events, kill and restart."""
 
@@ -106,6 +109,7 @@ class PeerProcess:
             if not fut.done():
                 fut.set_exception(ConnectionError(f"peer process {self.name} exited"))
         self._waiting.clear()
+        self.events.put_nowait({"event": _EXITED})  # a waiter learns at once, not at its timeout
 
     async def request(
         self, op: str, *, reply_timeout: float = 30.0, **kwargs: Any
@@ -126,6 +130,9 @@ class PeerProcess:
         async with asyncio.timeout(timeout):
             while True:
                 event = await self.events.get()
+                if event["event"] == _EXITED:
+                    self.events.put_nowait(event)  # for the next waiter too
+                    raise ConnectionError(f"peer process {self.name} exited")
                 if event["event"] == kind and all(event.get(k) == v for k, v in match.items()):
                     return event
 
