@@ -1,4 +1,4 @@
-"""``volli-nb``: the command line (demo, bench, netsim, signal-load, netns)."""
+"""``volli-nb``: the command line (demo, bench, netsim, signal-load, chaos, netns)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ def main(argv: list[str] | None = None) -> int:
         from volli_nb.lab.signal_load import main as load_main
 
         return load_main(argv[1:])
+    if argv[:1] == ["chaos"]:  # likewise
+        from volli_nb.lab.chaos_loop import main as chaos_main
+
+        return chaos_main(argv[1:])
     parser = argparse.ArgumentParser(prog="volli-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="two peers in two processes pair and exchange messages")
@@ -40,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser(
         "netsim", help="two peers in their own namespaces, impaired between", add_help=False
+    )
+    sub.add_parser(
+        "chaos", help="faults on signaling and peers in a loop: what comes back", add_help=False
     )
     netns = sub.add_parser("netns", help="run a command inside a throwaway network namespace")
     netns.add_argument(

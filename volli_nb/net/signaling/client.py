@@ -374,6 +374,12 @@ class SignalingClient:
         members = reply.get("members")
         return members if isinstance(members, list) else []
 
+    async def members(self, room: str) -> list[str]:
+        """The peer ids in ``room`` (ours too) as the server has them now."""
+        reply = await self._request({"type": "list", "room": room}, "members", room)
+        found = reply.get("members")
+        return [str(m) for m in found] if isinstance(found, list) else []
+
     async def leave(self, room: str) -> None:
         self.rooms.discard(room)
         await self._request({"type": "leave", "room": room}, "left", room)
