@@ -140,6 +140,8 @@ def test_after_a_reconnect_the_room_is_rebuilt_and_the_newcomer_paired(tmp_path:
             await until(lambda: alice.room_session.presence["lab"] == {carol.peer_id, dave.peer_id})
             cable.set_fault(Fault.ACCEPT_CLOSE, cut=True)
             await until(lambda: alice.room_session.status.state == rc.RECONNECTING)
+            await until(lambda: alice.room_session.status.tries >= 2)
+            assert "signaling reconnecting" in peers_table(alice, time.time()).title
             assert carol.room_session is not None
             await carol.room_session.leave("lab")
             await bob.join("lab", server.url)  # alice cannot hear this
@@ -151,6 +153,9 @@ def test_after_a_reconnect_the_room_is_rebuilt_and_the_newcomer_paired(tmp_path:
                 alice.wait_connected(bob.peer_id, 20), bob.wait_connected(alice.peer_id, 20)
             )
             assert alice.log.entries(text="rebuilt from the server's list (rejoined)")
+            downs = [e.message for e in alice.log if e.data.get("kind") == "signaling.down"]
+            assert 1 <= len(downs) == len(set(downs)), downs  # each kind once, not each try
+            assert [e.data.get("kind") for e in alice.log].count("signaling.up") == 1
             await asyncio.gather(*(s.close() for s in (alice, bob, carol, dave)))
 
     arun(main, timeout=90)

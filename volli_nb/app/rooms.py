@@ -33,7 +33,7 @@ from volli_nb.core.netconfig import IceServer
 from volli_nb.net.events import NetworkEvent, PeerOffline, PeerOnline
 from volli_nb.net.network_store import NetworkStore
 from volli_nb.net.signaling.client import SignalingClient
-from volli_nb.net.signaling.reconnect import CONNECTED, RECONNECTING, SignalingStatus
+from volli_nb.net.signaling.reconnect import CONNECTED, RECONNECTING, REPLACED, SignalingStatus
 from volli_nb.net.signaling.turn import TurnCredentials
 from volli_nb.net.tls import TlsTrust
 
@@ -109,7 +109,7 @@ class RoomSession:
         self._told: dict[str, str] = {}  # peer → the last failure we told it about
         self._heard: dict[str, VolliError] = {}  # peer → the last failure it told us about
         self._presence = Listeners[[PresenceChange]]("presence handler", logger)
-        self._said: tuple[str, str | None] = (CONNECTED, None)  # last status in the log
+        self._said: set[str] = set()  # the failures of this outage, logged once each
         self._remove = network.on_event(self._on_network_event)
 
     @property
@@ -224,21 +224,22 @@ class RoomSession:
             self.log.add("signaling", "reconnected to the signaling server")
 
     def _on_status(self, status: SignalingStatus) -> None:
-        """Into the event log: each outage once, each new kind of failure in it, the end."""
-        said = (status.state, status.failure)
-        if said == self._said or (status.state == RECONNECTING and status.failure is None):
-            return
-        previous, self._said = self._said, said
-        if status.state == RECONNECTING:
+        """Into the event log: each outage once, each kind of failure in it once, its end."""
+        if status.state == RECONNECTING and status.failure is not None:
+            if status.failure in self._said:
+                return
+            first = not self._said
+            self._said.add(status.failure)
             self.log.add(
-                "error" if previous[0] == CONNECTED else "signaling",
+                "error" if first else "signaling",
                 f"signaling: {status.failure}; reconnecting by itself",
                 kind="signaling.down",
             )
-        elif status.state == CONNECTED and previous[0] == RECONNECTING:
+        elif status.state == CONNECTED and self._said:
+            self._said.clear()
             self.log.add("signaling", "signaling works again", kind="signaling.up")
-        elif status.state != CONNECTED:
-            self.log.add("signaling", f"signaling {status.state}", kind="signaling.state")
+        elif status.state == REPLACED:
+            self.log.add("error", f"signaling {status.describe(status.since)}")
 
     def _use_turn(self, creds: TurnCredentials) -> None:
         """The server's TURN credentials replace the previous ones it gave (only those)."""

@@ -48,6 +48,7 @@ class Round:
     # server sees it) with a view of it that is the truth
     pairs_s: float  # … until every pair is connected again
     recovered: bool
+    slowest: str = ""  # what was still wrong last, in a round that took over a second
 
 
 @dataclass
@@ -120,6 +121,8 @@ class _Loop:
         self.newcomer: _Peer | None = None
         self.report = LoopReport()
         self.restarting: asyncio.Task[None] | None = None  # a killed process coming back
+        self.why = ""  # what the last check found wrong
+        self.leaving: list[asyncio.Task[None]] = []
         self.expected: dict[str, Counter[str]] = {}  # receiver → texts sent to it
         self._made = 0
 
@@ -144,26 +147,31 @@ class _Loop:
         own view of the room the truth."""
         ids = {p.peer_id for p in self.everyone()}
         for peer in self.everyone():
+            name = peer.store.name
             session = peer.store.room_session
             if session is None or session.status.state != CONNECTED:
-                return False
+                return self._wrong(f"{name}: signaling not connected")
             if peer.view() != ids - {peer.peer_id}:
-                return False
+                return self._wrong(f"{name}: its view is not the truth")
             try:
-                if set(await session.client.members(ROOM)) != ids:
-                    return False
-            except VolliError:
-                return False
+                listed = set(await session.client.members(ROOM))
+            except VolliError as exc:
+                return self._wrong(f"{name}: cannot list the room ({exc})")
+            if listed != ids:
+                return self._wrong(f"{name}: the server lists {len(listed)} of {len(ids)}")
         return True
+
+    def _wrong(self, why: str) -> bool:
+        self.why = why
+        return False
 
     async def pairs_connected(self) -> bool:
         people = self.everyone()
-        return all(
-            a.store.network_store.is_connected(b.peer_id)
-            for a in people
-            for b in people
-            if a is not b
-        )
+        for a in people:
+            for b in people:
+                if a is not b and not a.store.network_store.is_connected(b.peer_id):
+                    return self._wrong(f"{a.store.name} not connected to {b.store.name}")
+        return True
 
     async def until(self, done: Callable[[], Awaitable[bool]], start: float) -> float | None:
         with contextlib.suppress(TimeoutError):
@@ -186,10 +194,21 @@ class _Loop:
         """A newcomer joins while the fault is on (or the last one leaves)."""
         if self.newcomer is None:
             self.newcomer = await self.add_peer()
-        else:
+        else:  # it leaves now; how long its close takes is not the fault's recovery
             gone, self.newcomer = self.newcomer, None
-            await gone.store.close()
-            await gone.cable.close()
+            self.leaving.append(asyncio.get_running_loop().create_task(self._close(gone)))
+
+    async def _close(self, peer: _Peer) -> None:
+        await peer.store.close()
+        await peer.cable.close()
+
+    async def between_rounds(self) -> None:
+        """What the last round left running: a killed process's restart, a closing peer."""
+        if self.restarting is not None:
+            await self.restarting
+            self.restarting = None
+        leaving, self.leaving = self.leaving, []
+        await asyncio.gather(*leaving)
 
     async def fault(self, kind: str, n: int, hold: float, away: float) -> float:
         """Inject ``kind``; returns the monotonic time it ended (the path works again)."""
@@ -280,19 +299,19 @@ async def run_fault_loop(
                     raise RuntimeError("the peers never paired before any fault")
                 for n in range(faults * len(kinds)):
                     kind = kinds[n % len(kinds)]
-                    if loop.restarting is not None:
-                        await loop.restarting
+                    await loop.between_rounds()
                     await loop.send_round(n)
                     ended = await loop.fault(kind, n, hold, away)
+                    loop.why = ""
                     view = await loop.until(loop.rooms_right, ended)
                     pairs = await loop.until(loop.pairs_connected, ended)
                     back = view is not None and pairs is not None
-                    loop.report.rounds.append(
-                        Round(kind, view if view is not None else bound, pairs or bound, back)
-                    )
-                    progress(f"round {n + 1}: {kind}: view {view}, pairs {pairs}")
-                if loop.restarting is not None:
-                    await loop.restarting
+                    took = view if view is not None else bound, pairs or bound
+                    why = loop.why if max(took) > 1.0 else ""
+                    loop.report.rounds.append(Round(kind, *took, back, why))
+                    progress(f"round {n + 1}: {kind}: view {took[0]:.2f} s, pairs {took[1]:.2f} s")
+                    progress(f"  last wrong: {why}" if why else "")
+                await loop.between_rounds()
                 await loop.settle()
             finally:
                 for peer in loop.everyone():
@@ -300,6 +319,11 @@ async def run_fault_loop(
                     await peer.cable.close()
     loop.report.seconds = time.monotonic() - started
     return loop.report
+
+
+def _say(line: str) -> None:
+    if line:
+        print(line, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             kinds=kinds,
             hold=args.hold,
             away=args.offline,
-            progress=(lambda line: print(line, flush=True)) if args.verbose else lambda _: None,
+            progress=_say if args.verbose else lambda _: None,
         )
     )
     if args.json:

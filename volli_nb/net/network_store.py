@@ -75,8 +75,7 @@ class NetworkStore:
         self.trace = FrameTrace(self.log, self.progress, clock=monotonic)
         self._links: dict[str, Link] = {}
         self.failures: dict[str, str] = {}  # peer id → why its last connection ended
-        # peer id → the typed cause of its latest failed pairing step (ours or the peer's),
-        # until a connection to it opens: what wait_connected raises, and the panel shows
+        # peer id → why its latest pairing step failed, typed (here or there), until it connects
         self.pairing_errors: dict[str, VolliError] = {}
         self._messages = Listeners[[IncomingEnvelope]]("message handler", logger)
         self._events = Listeners[[NetworkEvent]]("network event handler", logger)

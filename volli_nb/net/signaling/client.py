@@ -279,7 +279,7 @@ class SignalingClient:
     def _fail_requests(self) -> None:
         for future in self._replies.values():
             if not future.done():
-                future.set_exception(TransportClosed("the signaling connection was lost"))
+                future.set_exception(TransportClosed("signaling lost; rooms re-joined on return"))
         self._replies.clear()
 
     # --- frames -------------------------------------------------------------------
