@@ -324,7 +324,8 @@ class RoomSession:
         cls = TOLD_TYPES.get(name, TransportClosed)
         error = cls(f"{sender} could not pair on its side: {name}: {words}")
         self._heard[sender] = error
-        self.network.pairing_failed(sender, error)
+        if not self.network.is_connected(sender):  # a late word changes nothing that works
+            self.network.pairing_failed(sender, error)
         self.log.add("error", f"pairing failed on the peer's side: {name}: {words}", peer_id=sender)
 
     async def _on_signal(self, sender: str, data: dict[str, Any]) -> None:

@@ -260,10 +260,12 @@ class _Loop:
 
 
 @contextlib.asynccontextmanager
-async def _system(workdir: Path, processes: int) -> AsyncIterator[tuple[Engine, SignalFleet]]:
+async def _system(
+    workdir: Path, processes: int, extra: tuple[str, ...]
+) -> AsyncIterator[tuple[Engine, SignalFleet]]:
     engine = Engine(workdir)
     await asyncio.to_thread(engine.start)
-    fleet = SignalFleet(engine.url, processes, workdir)
+    fleet = SignalFleet(engine.url, processes, workdir, extra)
     try:
         await fleet.start()
         yield engine, fleet
@@ -281,6 +283,7 @@ async def run_fault_loop(
     away: float = 3.0,
     bound: float = 30.0,
     processes: int = 3,
+    presence_ttl: float | None = None,
     workdir: Path | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> LoopReport:
@@ -288,7 +291,8 @@ async def run_fault_loop(
     ``bound``: how long a round may take to recover before it counts as not recovered."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        async with _system(Path(tmp), processes) as (engine, fleet):
+        extra = () if presence_ttl is None else ("--presence-ttl", str(presence_ttl))
+        async with _system(Path(tmp), processes, extra) as (engine, fleet):
             loop = _Loop(fleet, engine, Path(tmp), bound)
             try:
                 loop.peers = [await loop.add_peer() for _ in range(peers)]
@@ -333,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated")
     parser.add_argument("--hold", type=float, default=1.0, help="seconds each fault lasts")
     parser.add_argument("--offline", type=float, default=3.0, help="seconds a peer is away")
+    parser.add_argument(
+        "--presence-ttl", type=float, help="the processes' --presence-ttl (their default: 6)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--verbose", action="store_true", help="one line per round")
     args = parser.parse_args(argv)
@@ -347,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             kinds=kinds,
             hold=args.hold,
             away=args.offline,
+            presence_ttl=args.presence_ttl,
             progress=_say if args.verbose else lambda _: None,
         )
     )
