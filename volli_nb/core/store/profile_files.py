@@ -105,12 +105,15 @@ def read_header(path: Path) -> tuple[int, WrappedKey]:
 
 
 def connect(path: Path, timeout: float) -> sqlite3.Connection:
+    conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA secure_delete=ON")  # erased payloads and old key wraps are zeroed
     except sqlite3.Error as exc:
+        if conn is not None:  # a failed open keeps no file handle
+            conn.close()
         raise StorageError(
             f"cannot open {path} for writing: {exc}; check the directory exists and is writable"
         ) from exc
