@@ -167,8 +167,9 @@ class SignalingClient:
                 self.connected.clear()
                 self._ws = None
                 self._fail_requests()
-                if ws.close_code == rc.CLOSE_REPLACED:
-                    log.warning("signaling: %s", self._replaced())
+                if ws.close_code == rc.CLOSE_REPLACED:  # another connection has our id now
+                    self._set_status(rc.SignalingStatus(rc.REPLACED, self.url))
+                    log.warning("signaling: %s", self.status.describe(self._monotonic()))
                     return
                 if not self._closing and self.reconnect:
                     self._outage("dropped", f"the connection was lost ({rc.close_words(ws)})")
@@ -189,6 +190,9 @@ class SignalingClient:
                     self._deliver(frame)
         except ConnectionClosed:
             pass
+        except Exception:  # whatever it was, the client carries on with a new connection
+            log.exception("signaling connection failed; reconnecting")
+            await rc.abandon(ws)
 
     async def _reconnect(self) -> None:
         """Try until a connection registers (or the client is closed), then re-join."""
@@ -242,10 +246,6 @@ class SignalingClient:
         )
         if isinstance(exc, ssl_module.SSLCertVerificationError):  # the certificate changed
             self._deliver({"type": "error", "code": "untrusted", "message": str(exc)})
-
-    def _replaced(self) -> str:
-        self._set_status(rc.SignalingStatus(rc.REPLACED, self.url, since=self._monotonic()))
-        return self.status.describe(self._monotonic())
 
     def _set_status(self, status: rc.SignalingStatus) -> None:
         self.status = status
