@@ -33,13 +33,7 @@ from volli_nb.core.progress import ProgressFeed
 from volli_nb.core.protocol.events import SessionStats
 from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.net import aiortc_compat
-from volli_nb.net.events import (
-    CandidateView,
-    IncomingEnvelope,
-    NetworkEvent,
-    PeerOnline,
-    PeerStats,
-)
+from volli_nb.net.events import CandidateView, IncomingEnvelope, NetworkEvent, PeerOnline, PeerStats
 from volli_nb.net.frame_trace import FrameTrace
 from volli_nb.net.link import Link, LinkContext
 from volli_nb.net.turn_preflight import PreflightReport, TurnPlanner

@@ -135,30 +135,13 @@ class SealedDatabase:
                 f"{len(cls.MIGRATIONS)}; upgrade volli_nb to open it (the file was not changed)"
             )
         key = wrapped.unwrap(passphrase)
-        db = cls._over(connect(path, timeout), path, key, version, clock, random)
+        db = cls(path, connect(path, timeout), key, version, clock=clock, random=random)
         try:
             db._migrate()
         except BaseException:
             db.close()
             raise
         return db
-
-    @classmethod
-    def _over(
-        cls,
-        conn: sqlite3.Connection,
-        path: Path,
-        key: bytes,
-        version: int,
-        clock: Clock,
-        random: Random,
-    ) -> Self:
-        """The object over an open connection; the connection is closed if that fails."""
-        try:
-            return cls(path, conn, key, version, clock=clock, random=random)
-        except BaseException:
-            conn.close()
-            raise
 
     @classmethod
     def _create(
@@ -178,7 +161,7 @@ class SealedDatabase:
         wrapped = WrappedKey.wrap(key, passphrase, kdf, random)
         temp = temporary_path(path)
         remove_with_side_files(temp)
-        db = cls._over(connect(temp, timeout), temp, key, 0, clock, random)
+        db = cls(temp, connect(temp, timeout), key, 0, clock=clock, random=random)
         try:
             with db.transaction():
                 db._create_header(wrapped)
@@ -189,7 +172,8 @@ class SealedDatabase:
             db._conn.close()
             remove_with_side_files(temp)
             raise
-        return cls._over(connect(path, timeout), path, key, db.schema_version, clock, random)
+        conn = connect(path, timeout)
+        return cls(path, conn, key, db.schema_version, clock=clock, random=random)
 
     def _create_header(self, wrapped: WrappedKey) -> None:
         """The unversioned part of the file: format marker, schema version, keyring."""
