@@ -20,6 +20,7 @@ could be handed to it).  See docs/operations.md, "A peer's return".
 from __future__ import annotations
 
 from volli_nb.core.store.message_queue import PersistentMessageQueue, Status
+from volli_nb.core.store.outbox_ledger import VOUCHED, status_mac, vouched
 
 PEER_AWAY = "peer offline"  # the sender's reason when the peer is not connected
 CHANNEL_CLOSED = "TransportClosed:%"  # an attempt whose channel closed under it (LIKE)
@@ -39,13 +40,21 @@ def release_returned(queue: PersistentMessageQueue, recipient: str) -> int:
     """``recipient`` is back: each of its rows that went stuck while it was away is due
     now, for one more attempt (one transaction); returns how many, logged as
     ``kind="queue.returned"``."""
-    now = queue.clock()
-    cursor = queue.db.execute(
-        "UPDATE outbox SET status = ?, next_attempt_at = ?, updated_at = ? "
-        f"WHERE recipient = ? AND status = ? AND {_AWAY}",
-        (Status.PENDING, now, now, recipient, Status.STUCK, PEER_AWAY, CHANNEL_CLOSED),
+    now, db = queue.clock(), queue.db
+    away = db.fetch(
+        f"SELECT message_id FROM outbox WHERE recipient = ? AND status = ? AND {_AWAY}",
+        (recipient, Status.STUCK, PEER_AWAY, CHANNEL_CLOSED),
     )
-    released = cursor.rowcount
+    sql = (  # each row moves only out of a status its MAC vouches for, with its new MAC
+        "UPDATE outbox SET status = ?, status_mac = ?, next_attempt_at = ?, updated_at = ? "
+        f"WHERE message_id = ? AND recipient = ? AND status = ? AND {VOUCHED}"
+    )
+    released = 0
+    with db.transaction():
+        for mid in (row["message_id"] for row in away):
+            params = (Status.PENDING, status_mac(db, mid, recipient, Status.PENDING), now, now,
+                      mid, recipient, Status.STUCK, *vouched(db, mid, recipient))  # fmt: skip
+            released += db.execute(sql, params).rowcount
     if released:
         queue.schedule_changed()
         if queue.log is not None:

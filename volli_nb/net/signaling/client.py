@@ -11,13 +11,12 @@ newer connection for the same id (close code 4000) ends it.  A refused request r
 :class:`SignalingError` with the server's code at once; callers of :meth:`join` get
 only typed errors (subclasses of :class:`~volli_nb.base.errors.VolliError`).
 
-Over ``wss://`` the server's certificate is checked against the system's
-CAs, or against ``ssl`` (a CA file or an :class:`ssl.SSLContext`); a
-certificate that does not verify is :class:`UntrustedServer`, never a
-silent retry.  A server started with ``--turn-secret`` sends TURN
-credentials after registration and renews them before they expire: they are
-in :attr:`SignalingClient.turn`, and ``on_turn`` is called with each, once their URLs
-were checked against ``turn_hosts`` (:func:`~volli_nb.net.signaling.turn.vet_turn_urls`).
+Over ``wss://`` the server's certificate is checked against the system's CAs, or against
+``ssl`` (a CA file or an :class:`ssl.SSLContext`); one that does not verify is
+:class:`UntrustedServer`, never a silent retry.  A server started with ``--turn-secret``
+sends TURN credentials after registration and renews them before they expire: they are in
+:attr:`SignalingClient.turn`, and ``on_turn`` is called with each, once their URLs were
+checked against ``turn_hosts`` (:func:`~volli_nb.net.signaling.turn.vet_turn_urls`).
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ from volli_nb.net.signaling.wire import (
     parse_server_frame,
     sign_challenge,
 )
-from volli_nb.net.tls import TlsTrust, trust_context
+from volli_nb.net.tls import TlsTrust, client_tls
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +59,6 @@ RETRY_CODES = ("unavailable", "rate-limited")  # a refused re-join worth trying 
 
 class UntrustedServer(TransportClosed):
     """The ``wss://`` server's certificate does not verify against the trusted CAs."""
-
-
-def client_tls(url: str, trust: TlsTrust) -> ssl_module.SSLContext | None:
-    """The TLS context for ``url``: None for ``ws://``; the system's CAs, a CA file, or the
-    caller's context for ``wss://`` (never a process-wide setting)."""
-    if not url.startswith("wss://"):
-        if trust is not None:
-            raise UsageError(f"a CA was given but {url} is not a wss:// URL; use wss://")
-        return None
-    return trust_context(trust, url)
 
 
 def _untrusted(url: str, exc: ssl_module.SSLCertVerificationError) -> UntrustedServer:

@@ -1,11 +1,10 @@
 """``volli-signal``: the WebSocket signaling server (rooms, presence, relay, queues).
 
-Every connection starts with a challenge; the client proves its peer id by
-signing it with the identity key the id is a fingerprint of.  The newest
-authenticated connection for an id replaces the old one, on this process or
-another, so a client that reconnects gets its id back at once.  Frames are
-size-, rate- and room-limited, and every refusal is an error frame naming
-the request; a malformed frame never takes the server down.
+Every connection starts with a challenge; the client proves its peer id by signing it
+with the identity key the id is a fingerprint of.  The newest authenticated connection
+for an id replaces the old one, on this process or another, so a client that reconnects
+gets its id back at once.  Frames are size-, rate- and room-limited, and every refusal is
+an error frame naming the request; a malformed frame never takes the server down.
 
 State lives behind :class:`~volli_nb.net.signaling.backend.SignalingBackend`:
 in this process's memory by default, or on Redis/Valkey (``--redis URL``) so
@@ -16,8 +15,7 @@ renews them at half their life.
 
 Run it with ``volli-signal`` (127.0.0.1:8765 by default) or in-process::
 
-    server = await SignalingServer(port=0).start()
-    url = server.url
+    server = await SignalingServer(port=0).start()  # then server.url
 """
 
 from __future__ import annotations
