@@ -71,7 +71,7 @@ OFFLINE = [
         for i, s in enumerate((1, 5, 15, 60), 1)
     ),
     r"^stuck [0-9a-f]{8}: retry by hand",
-    r"^manual retry all stuck: 1 row",
+    r"is back: 1 stuck → due again",  # bob's return released it
     r"^send [0-9a-f]{8}, attempt 6",
     r"^✓ delivered ",
 ]

@@ -359,12 +359,13 @@ for step in (1, 5, 15, 60):
         ("code", "EventLogPanel(alice)"),
         (
             "code",
-            """# Bob comes back; a stuck message waits for a person, as the seed says: retry it by hand.
+            """# Bob comes back.  His return is new information: a message that went stuck while he
+# was away gets one more attempt by itself, no call needed (docs/operations.md, "A peer's
+# return").  One stuck while he was there and silent would still wait for retry_now().
 peer = await alice.complete_pairing(await bob.accept_pairing_code(await alice.create_pairing_code()))
 await alice.wait_connected(peer)
-print("stuck rows retried:", alice.message_queue.retry_all_stuck())
-await alice.process_due()
 print("delivery:", await alice.wait_delivered(queued.message_id))
+print(alice.log.entries(text="is back:")[-1].message)
 # Carol was never online: her message stays in the queue panel above, counting down.
 from volli_nb.core.crypto.identity import Identity
 carol = Identity.generate()

@@ -120,18 +120,8 @@ class MessagesStore:
     ) -> MessagesStore:
         """Open (or create) a profile; a new profile gets a fresh identity."""
         database = Database.open(path, passphrase, kdf=kdf, clock=clock)
-        secret = database.load_identity_secret()
-        if secret is None:
-            identity = Identity.generate()
-            database.save_identity(
-                identity.to_secret_bytes(),
-                identity.peer_id,
-                identity.public.identity_key,
-                identity.public.device_key,
-            )
-        else:
-            identity = Identity.from_secret_bytes(secret)
-        try:
+        try:  # a failed open gives back what it took: the lock, the file, the tasks
+            identity = _own_identity(database)
             return cls(database, identity, name=name, config=config, clock=clock, **kwargs)
         except BaseException:
             database.close()
@@ -327,6 +317,21 @@ class MessagesStore:
     @property
     def contacts(self) -> list[Contact]:
         return self.database.list_contacts()
+
+
+def _own_identity(database: Database) -> Identity:
+    """The profile's identity; a new profile gets a fresh one, saved at once."""
+    secret = database.load_identity_secret()
+    if secret is not None:
+        return Identity.from_secret_bytes(secret)
+    identity = Identity.generate()
+    database.save_identity(
+        identity.to_secret_bytes(),
+        identity.peer_id,
+        identity.public.identity_key,
+        identity.public.device_key,
+    )
+    return identity
 
 
 __all__ = [

@@ -6,24 +6,65 @@ never offer at once.  Identities seen in a room are pinned on first sight
 channel binding still proves each connection's identity.  When a connection
 fails while the peer is still present, the offering side re-pairs with
 backoff, and the outbox flushes as soon as the channel is back.
+
+The view of a room is rebuilt from every whole member list the server sends (the
+answer to a re-join after a reconnect, or its sync after an engine restart), and each
+difference is a :class:`PresenceChange` (``on_presence``) and an event-log line; every
+member present and not connected is offered a connection at once.  A pairing step that
+fails in the background is recorded on the network (``wait_connected`` raises it, typed)
+and told to the peer, whose waiters get it too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from volli_nb.base.errors import KeyMismatch, VolliError
+from volli_nb.base import errors
+from volli_nb.base.errors import KeyMismatch, TransportClosed, VolliError
+from volli_nb.base.listeners import Listeners
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer
 from volli_nb.net.events import NetworkEvent, PeerOffline, PeerOnline
 from volli_nb.net.network_store import NetworkStore
 from volli_nb.net.signaling.client import SignalingClient
+from volli_nb.net.signaling.reconnect import CONNECTED, RECONNECTING, REPLACED, SignalingStatus
 from volli_nb.net.signaling.turn import TurnCredentials
 from volli_nb.net.tls import TlsTrust
+
+logger = logging.getLogger(__name__)
+MAX_RETRY = 10.0  # seconds between pairing attempts at most
+TOLD_TYPES = {  # the error types a peer may tell us about; others arrive as TransportClosed
+    cls.__name__: cls
+    for cls in (
+        errors.TurnError,
+        errors.TurnAuthFailed,
+        errors.TurnCredentialsExpired,
+        errors.TurnCertificateError,
+        errors.TurnRefused,
+        errors.TurnTimeout,
+        errors.ChannelBindingFailed,
+        errors.UnknownPeer,
+        errors.KeyMismatch,
+        TransportClosed,
+    )
+}
+
+
+@dataclass(frozen=True)
+class PresenceChange:
+    """``peer_id`` came into ``room`` (``present``) or left it; ``resync``: learned from a
+    whole member list (a join or leave missed while we were away)."""
+
+    room: str
+    peer_id: str
+    present: bool
+    resync: bool = False
 
 
 class RoomSession:
@@ -59,12 +100,18 @@ class RoomSession:
             ssl=ssl,
             on_turn=self._use_turn,
             turn_hosts=network.config.trusted_turn_hosts(),
+            on_status=self._on_status,
         )
         self._turn_server: IceServer | None = None  # the one the server handed us
         self._shown_turn: tuple[str, ...] = ()  # its URLs as last shown (when not pinned)
         self._ca = ssl
         self._backoff: dict[str, float] = {}
         self._pairing: dict[str, asyncio.Task[None]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # pairing retries, by peer
+        self._told: dict[str, str] = {}  # peer → the last failure we told it about
+        self._heard: dict[str, VolliError] = {}  # peer → the last failure it told us about
+        self._presence = Listeners[[PresenceChange]]("presence handler", logger)
+        self._said: set[str] = set()  # the failures of this outage, logged once each
         self._remove = network.on_event(self._on_network_event)
 
     @property
@@ -72,8 +119,21 @@ class RoomSession:
         """Peer ids present in any of our rooms."""
         return set().union(*self.presence.values()) if self.presence else set()
 
+    @property
+    def status(self) -> SignalingStatus:
+        """The signaling connection's state (``connected``, ``reconnecting``, …)."""
+        return self.client.status
+
+    def on_presence(self, handler: Callable[[PresenceChange], None]) -> Callable[[], None]:
+        """Call ``handler`` for each arrival and departure in our rooms; returns the remover."""
+        return self._presence.add(handler)
+
     async def start(self) -> RoomSession:
-        await self.client.connect()
+        try:
+            await self.client.connect()
+        except BaseException:
+            self._remove()  # a session that never started leaves no handler behind
+            raise
         return self
 
     async def join(self, room: str) -> list[str]:
@@ -89,6 +149,8 @@ class RoomSession:
 
     async def close(self) -> None:
         self._remove()
+        for timer in self._timers.values():
+            timer.cancel()
         tasks = [t for t in self._pairing.values() if not t.done()]
         for task in tasks:
             task.cancel()
@@ -100,7 +162,7 @@ class RoomSession:
 
     # --- presence -------------------------------------------------------------------
 
-    def _seen(self, room: str, identity_json: Any) -> str | None:
+    def _seen(self, room: str, identity_json: Any, *, resync: bool = False) -> str | None:
         try:
             identity = PublicIdentity.from_json(identity_json)
             if identity.peer_id == self.identity.peer_id:
@@ -112,11 +174,35 @@ class RoomSession:
         except VolliError as exc:
             self.log.add("error", f"bad presence entry: {exc}")
             return None
-        self.presence[room].add(identity.peer_id)
-        self.log.add("signaling", f"present in {room!r}", peer_id=identity.peer_id)
-        if self.auto_pair and self.should_offer(identity.peer_id):
-            self._schedule_pair(identity.peer_id, delay=0.0)
-        return identity.peer_id
+        peer_id = identity.peer_id
+        if peer_id not in self.presence[room]:
+            self.presence[room].add(peer_id)
+            self.log.add("signaling", f"present in {room!r}", peer_id=peer_id)
+            self._presence.emit(PresenceChange(room, peer_id, True, resync))
+        if self.auto_pair and self.should_offer(peer_id):
+            self._schedule_pair(peer_id)
+        return peer_id
+
+    def _left(self, room: str, peer_id: str, *, resync: bool = False) -> None:
+        if peer_id in self.presence[room]:
+            self.presence[room].discard(peer_id)
+            self.log.add("signaling", f"left {room!r}", peer_id=peer_id)
+            self._presence.emit(PresenceChange(room, peer_id, False, resync))
+
+    def _resync(self, room: str, members: list[Any], why: str) -> None:
+        """A whole member list: every difference from our view is an event."""
+        before = set(self.presence[room])
+        now = {pid for m in members if (pid := self._seen(room, m, resync=True))}
+        for gone in before - now:
+            self._left(room, gone, resync=True)
+        added, left = len(now - before), len(before - now)
+        self.log.add(
+            "signaling",
+            f"room {room!r} rebuilt from the server's list ({why}): {len(now)} present, "
+            f"{added} arrived and {left} left while we could not hear",
+            kind="presence.resync",
+            room=room,
+        )
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -132,12 +218,11 @@ class RoomSession:
             if frame.get("event") == "join":
                 self._seen(room, frame.get("peer"))
             elif frame.get("event") == "leave":
-                self.presence[room].discard(str(frame.get("peer_id")))
-                self.log.add("signaling", f"left {room!r}", peer_id=frame.get("peer_id"))
-            elif frame.get("event") == "sync":  # the server re-registered us: the truth now
-                self.presence[room] = set()
-                for member in frame.get("members") or []:
-                    self._seen(room, member)
+                self._left(room, str(frame.get("peer_id")))
+            elif frame.get("event") == "sync":  # after our reconnect, or the server's restart
+                members = frame.get("members")
+                why = str(frame.get("reason") or "the server re-registered us")
+                self._resync(room, members if isinstance(members, list) else [], why)
         elif kind == "signal":
             asyncio.get_running_loop().create_task(
                 self._on_signal(str(frame.get("from")), frame.get("data") or {})
@@ -146,6 +231,24 @@ class RoomSession:
             self.log.add("error", f"signaling: {frame.get('code')}: {frame.get('message')}")
         elif kind == "reconnected":
             self.log.add("signaling", "reconnected to the signaling server")
+
+    def _on_status(self, status: SignalingStatus) -> None:
+        """Into the event log: each outage once, each kind of failure in it once, its end."""
+        if status.state == RECONNECTING and status.failure is not None:
+            if status.failure in self._said:
+                return
+            first = not self._said
+            self._said.add(status.failure)
+            self.log.add(
+                "error" if first else "signaling",
+                f"signaling: {status.failure}; reconnecting by itself",
+                kind="signaling.down",
+            )
+        elif status.state == CONNECTED and self._said:
+            self._said.clear()
+            self.log.add("signaling", "signaling works again", kind="signaling.up")
+        elif status.state == REPLACED:
+            self.log.add("error", f"signaling {status.describe(status.since)}")
 
     def _use_turn(self, creds: TurnCredentials) -> None:
         """The server's TURN credentials replace the previous ones it gave (only those)."""
@@ -174,38 +277,74 @@ class RoomSession:
 
     # --- pairing ----------------------------------------------------------------------
 
-    def _schedule_pair(self, peer_id: str, delay: float) -> None:
+    def _schedule_pair(self, peer_id: str) -> None:
+        """Offer now (a retry waiting for its time is brought forward)."""
+        timer = self._timers.pop(peer_id, None)
+        if timer is not None:
+            timer.cancel()
         running = self._pairing.get(peer_id)
         if running is not None and not running.done():
             return
-        self._pairing[peer_id] = asyncio.get_running_loop().create_task(self._pair(peer_id, delay))
+        self._pairing[peer_id] = asyncio.get_running_loop().create_task(self._pair(peer_id))
 
     async def pair(self, peer_id: str) -> None:
         """Offer a connection to a present peer now (for ``auto_pair=False``)."""
-        await self._pair(peer_id, 0.0)
+        await self._pair(peer_id)
 
-    async def _pair(self, peer_id: str, delay: float) -> None:
-        await asyncio.sleep(delay)
+    async def _pair(self, peer_id: str) -> None:
         net = self.network
         if net.is_connected(peer_id) or peer_id not in self.online:
             return
         try:
-            offer = await net.connect_to_peer(peer_id)
+            try:
+                offer = await net.connect_to_peer(peer_id)
+            except VolliError as exc:  # TURN, ICE: a cause both sides' waiters must hear
+                await self._failed(peer_id, exc)
+                raise
             await self.client.signal(peer_id, {"kind": "offer", "sdp": offer.sdp})
             self.log.add("signaling", "sent offer via server", peer_id=peer_id)
             await self._wait_connected(peer_id, self.pair_timeout)
             self._backoff.pop(peer_id, None)
         except (VolliError, TimeoutError) as exc:
-            self.log.add("signaling", f"pairing attempt failed: {exc}", peer_id=peer_id)
+            why = f"{type(exc).__name__}: {exc}"
+            self.log.add("signaling", f"pairing attempt failed: {why}", peer_id=peer_id)
             self._retry_later(peer_id)
 
     def _retry_later(self, peer_id: str) -> None:
         if peer_id not in self.online or not self.should_offer(peer_id):
             return
-        delay = min(self._backoff.get(peer_id, 0.25) * 2, 10.0)
+        delay = min(self._backoff.get(peer_id, 0.25) * 2, MAX_RETRY)
         self._backoff[peer_id] = delay
+        old = self._timers.pop(peer_id, None)
+        if old is not None:
+            old.cancel()
         loop = asyncio.get_running_loop()
-        loop.call_soon(lambda: self._schedule_pair(peer_id, delay))
+        self._timers[peer_id] = loop.call_later(delay, self._schedule_pair, peer_id)
+
+    async def _failed(self, peer_id: str, error: VolliError) -> None:
+        """A pairing step failed here: whoever waits on ``peer_id`` hears it, typed, on this
+        side (the network records it) and on the peer's (told once per distinct cause)."""
+        self.network.pairing_failed(peer_id, error)
+        told = f"{type(error).__name__}: {error}"
+        if self._told.get(peer_id) == told:
+            return
+        self._told[peer_id] = told
+        data = {"kind": "failed", "error": type(error).__name__, "message": str(error)[:500]}
+        try:
+            await self.client.signal(peer_id, data)
+        except VolliError:
+            self._told.pop(peer_id, None)  # not told: tell it next time
+
+    def _heard_failure(self, sender: str, data: dict[str, Any]) -> None:
+        """The peer's pairing step failed: its cause, typed, for our waiters too."""
+        name, text = str(data.get("error", "")), str(data.get("message", ""))
+        words = "".join(c for c in text[:500] if c.isprintable())
+        cls = TOLD_TYPES.get(name, TransportClosed)
+        error = cls(f"{sender} could not pair on its side: {name}: {words}")
+        self._heard[sender] = error
+        if not self.network.is_connected(sender):  # a late word changes nothing that works
+            self.network.pairing_failed(sender, error)
+        self.log.add("error", f"pairing failed on the peer's side: {name}: {words}", peer_id=sender)
 
     async def _on_signal(self, sender: str, data: dict[str, Any]) -> None:
         net = self.network
@@ -215,11 +354,17 @@ class RoomSession:
                 await self.client.signal(sender, {"kind": "answer", "sdp": answer.sdp})
             elif data.get("kind") == "answer":
                 await net.accept_answer(sender, str(data.get("sdp")))
+            elif data.get("kind") == "failed":
+                self._heard_failure(sender, data)
         except VolliError as exc:
-            self.log.add("error", f"signal from {sender} refused: {exc}")
+            self.log.add("error", f"signal from {sender} refused: {type(exc).__name__}: {exc}")
+            if data.get("kind") == "offer":
+                await self._failed(sender, exc)
 
     def _on_network_event(self, event: NetworkEvent) -> None:
         if isinstance(event, PeerOffline) and event.peer_id in self.online:
             self._retry_later(event.peer_id)
         elif isinstance(event, PeerOnline):
             self._backoff.pop(event.peer_id, None)
+            self._told.pop(event.peer_id, None)
+            self._heard.pop(event.peer_id, None)

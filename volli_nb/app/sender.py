@@ -52,6 +52,7 @@ from volli_nb.core.body import encode_body
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.message_id import new_message_id
+from volli_nb.core.store import outbox_away
 from volli_nb.core.store.database import Database
 from volli_nb.core.store.message_queue import (
     OutgoingMessage,
@@ -354,6 +355,7 @@ class Sender:
         elif isinstance(event, PeerOnline):
             self.retries.wake_up()
             asyncio.get_running_loop().create_task(self.flush(event.peer_id))
+            outbox_away.release_returned(self.queue, event.peer_id)  # before flush reads
         elif isinstance(event, PeerOffline):
             self.log.add("queue", f"{event.peer_id} offline: messages wait in the outbox")
         elif isinstance(event, DeliveryRefused):

@@ -25,7 +25,7 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from volli_nb.base.clock import Clock, monotonic_clock, system_clock
-from volli_nb.base.errors import TransportClosed, UnknownPeer, UsageError
+from volli_nb.base.errors import TransportClosed, UnknownPeer, UsageError, VolliError
 from volli_nb.base.listeners import Listeners
 from volli_nb.core import sdp
 from volli_nb.core.crypto.envelope import Sealed
@@ -36,7 +36,7 @@ from volli_nb.core.progress import ProgressFeed
 from volli_nb.core.protocol.events import FrameReceived, SessionStats
 from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.net import aiortc_compat
-from volli_nb.net.events import CandidateView, IncomingEnvelope, NetworkEvent, PeerStats
+from volli_nb.net.events import CandidateView, IncomingEnvelope, NetworkEvent, PeerOnline, PeerStats
 from volli_nb.net.frame_trace import FrameTrace
 from volli_nb.net.link import Link
 from volli_nb.net.link_context import LinkContext, NoKeys, SessionKeys
@@ -72,6 +72,8 @@ class NetworkStore:
         self.trace = FrameTrace(self.log, self.progress, clock=monotonic)
         self._links: dict[str, Link] = {}
         self.failures: dict[str, str] = {}  # peer id → why its last connection ended
+        # peer id → why its latest pairing step failed, typed (here or there), until it connects
+        self.pairing_errors: dict[str, VolliError] = {}
         self._messages = Listeners[[IncomingEnvelope]]("message handler", logger)
         self._events = Listeners[[NetworkEvent]]("network event handler", logger)
         self._context = LinkContext(
@@ -87,6 +89,7 @@ class NetworkStore:
             dropped=self._dropped,
         )
         self.turn = TurnPlanner(self.config, self.log, clock=clock, monotonic=monotonic)
+        self._events.add(self._forget_pairing_error)
         self._context.turn_report = lambda: self.turn_report
         self._warn_about_servers()
 
@@ -142,9 +145,21 @@ class NetworkStore:
     def diagnose(self, peer_id: str) -> str:
         """Why ``peer_id`` is not connected (yet), with what to try next."""
         link = self._links.get(peer_id)
+        error = self.pairing_errors.get(peer_id)
+        if link is None and error is not None:
+            return f"pairing failed: {type(error).__name__}: {error}"
         if link is None:
             return self.failures.get(peer_id, "no connection; pair first")
         return link.diagnose()
+
+    def pairing_failed(self, peer_id: str, error: VolliError) -> None:
+        """A pairing step for ``peer_id`` failed in the background (here, or on the peer's
+        side as it told us): whoever waits on that peer gets ``error`` itself."""
+        self.pairing_errors[peer_id] = error
+
+    def _forget_pairing_error(self, event: NetworkEvent) -> None:
+        if isinstance(event, PeerOnline):
+            self.pairing_errors.pop(event.peer_id, None)
 
     # --- configuration ------------------------------------------------------
 
@@ -317,11 +332,18 @@ class NetworkStore:
     async def wait_connected(self, peer_id: str, timeout: float = 15.0) -> None:
         """Wait until the channel to ``peer_id`` is open and its binding verified.
 
-        :class:`TransportClosed` at once if a connection to it ends meanwhile, or after
-        ``timeout`` seconds, saying why (see :meth:`diagnose`)."""
+        Raises at once the typed cause of a failed pairing step (:meth:`pairing_failed`:
+        ``TurnAuthFailed``, ``TurnTimeout``, … on either side) recorded meanwhile, or
+        recorded before while no attempt is under way; :class:`TransportClosed` at once if
+        a connection to it ends meanwhile, or after ``timeout`` seconds, saying why (see
+        :meth:`diagnose`)."""
         end = self._monotonic() + timeout
         before = self.failures.get(peer_id)
+        known = self.pairing_errors.get(peer_id)
         while not self.is_connected(peer_id):
+            error = self.pairing_errors.get(peer_id)
+            if error is not None and (error is not known or peer_id not in self._links):
+                raise error.with_traceback(None)
             if self.failures.get(peer_id) is not before:
                 raise TransportClosed(f"connection to {peer_id} ended: {self.failures[peer_id]}")
             if self._monotonic() > end:

@@ -22,6 +22,16 @@ def trust_context(trust: TlsTrust, what: str = "the server") -> ssl.SSLContext:
     return _context(None if trust is None else str(trust), what)
 
 
+def client_tls(url: str, trust: TlsTrust) -> ssl.SSLContext | None:
+    """The TLS context for ``url``: None for ``ws://``; the system's CAs, a CA file, or the
+    caller's context for ``wss://`` (never a process-wide setting)."""
+    if not url.startswith("wss://"):
+        if trust is not None:
+            raise UsageError(f"a CA was given but {url} is not a wss:// URL; use wss://")
+        return None
+    return trust_context(trust, url)
+
+
 @functools.lru_cache(maxsize=32)
 def _context(cafile: str | None, what: str) -> ssl.SSLContext:
     """Cached: loading the system's CAs takes milliseconds, and every connection asks."""

@@ -1,21 +1,23 @@
-"""``volli-nb``: the command line (demo, bench, netsim, signal-load, netns)."""
+"""``volli-nb``: the command line (demo, bench, netsim, signal-load, chaos, netns)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+OWN_PARSER = {  # commands whose module parses its own options
+    "netsim": "volli_nb.lab.netsim",
+    "signal-load": "volli_nb.lab.signal_load",
+    "chaos": "volli_nb.lab.chaos_loop",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["netsim"]:  # its own parser: options go straight through
-        from volli_nb.lab.netsim import main as netsim_main
-
-        return netsim_main(argv[1:])
-    if argv[:1] == ["signal-load"]:  # likewise
-        from volli_nb.lab.signal_load import main as load_main
-
-        return load_main(argv[1:])
+    if argv[:1] and argv[0] in OWN_PARSER:  # options go straight through
+        tool = importlib.import_module(OWN_PARSER[argv[0]])
+        return int(tool.main(argv[1:]))
     parser = argparse.ArgumentParser(prog="volli-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="two peers in two processes pair and exchange messages")
@@ -40,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser(
         "netsim", help="two peers in their own namespaces, impaired between", add_help=False
+    )
+    sub.add_parser(
+        "chaos", help="faults on signaling and peers in a loop: what comes back", add_help=False
     )
     netns = sub.add_parser("netns", help="run a command inside a throwaway network namespace")
     netns.add_argument(

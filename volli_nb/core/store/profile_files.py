@@ -118,6 +118,7 @@ def read_header(path: Path, cls: type[SealedDatabase]) -> tuple[int, WrappedKey]
 
 
 def connect(path: Path, timeout: float) -> sqlite3.Connection:
+    conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         conn.execute("PRAGMA trusted_schema=OFF")  # see known_schema: no side effects
@@ -125,6 +126,8 @@ def connect(path: Path, timeout: float) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA secure_delete=ON")  # erased payloads and old key wraps are zeroed
     except sqlite3.Error as exc:
+        if conn is not None:  # a failed open keeps no file handle
+            conn.close()
         raise StorageError(
             f"cannot open {path} for writing: {exc}; check the directory exists and is writable"
         ) from exc

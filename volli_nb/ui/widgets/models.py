@@ -7,6 +7,7 @@ passed in so countdowns are deterministic under a virtual clock.
 from __future__ import annotations
 
 import html
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,10 @@ def peers_table(store: Any, now: float) -> Table:
     endpoint = net.get_sync_endpoint()
     present = set(store.room_session.online) if store.room_session is not None else set()
     names = {c.peer_id: c.name for c in store.contacts}
-    warnings: dict[str, str] = store.contact_book.warnings  # name clashes, key changes
+    warnings: dict[str, str] = dict(store.contact_book.warnings)  # name clashes, key changes
+    for peer_id, error in net.pairing_errors.items():  # why pairing failed, on either side
+        cause = f"pairing failed: {type(error).__name__}: {error}"
+        warnings[peer_id] = f"{warnings[peer_id]}; {cause}" if peer_id in warnings else cause
     rows: list[Row] = []
     for peer_id, pc in net.peers.items():
         stats = net.stats(peer_id)
@@ -113,7 +117,15 @@ def peers_table(store: Any, now: float) -> Table:
             }
         )
     flagged = frozenset(i for i, row in enumerate(rows) if row["warning"])
-    return Table(list(PEER_COLUMNS), rows, highlight=flagged, title="Peers")
+    return Table(list(PEER_COLUMNS), rows, highlight=flagged, title=_peers_title(store))
+
+
+def _peers_title(store: Any) -> str:
+    """The signaling connection's state, when rooms are in use: reconnecting shows why."""
+    session = store.room_session
+    if session is None:
+        return "Peers"
+    return f"Peers · signaling {session.status.describe(time.monotonic())}"
 
 
 PEER_COLUMNS = (

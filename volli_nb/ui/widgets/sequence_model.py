@@ -138,6 +138,9 @@ def _kind_steps(entry: LogEntry) -> list[_Step] | None:
         return [_Step(UI, QUEUE, f"manual {entry.message}", tone="queue")]
     if kind == "session.rekeyed":
         return [_Step(NETWORK, PEER, f"re-keyed: new session {data.get('session', '?')}", "note")]
+    if kind == "queue.returned":  # the peer's return releases what went stuck while away
+        count = data.get("count", "?")
+        return [_Step(NETWORK, QUEUE, f"{NAME} is back: {count} stuck → due again", tone="queue")]
     if isinstance(kind, str) and kind.startswith("frame."):
         return _frame_steps(entry)
     return None

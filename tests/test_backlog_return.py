@@ -1,0 +1,102 @@
+"""A peer's return is new information: what went stuck while it was away flows again.
+
+Issue 29: after more than 81 s away a backlog went ``stuck`` and stayed so when the peer
+came back.  The rule (docs/operations.md, "A peer's return"): rows that went stuck while
+their peer was away get one more attempt when it returns; a peer that was there and did
+not acknowledge keeps the seed's schedule and waits for a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from netutil import open_store, pair
+from test_network import arun
+
+from volli_nb.base.clock import VirtualClock
+from volli_nb.core.eventlog import EventLog
+from volli_nb.core.store.database import KDF_MIN, Database
+from volli_nb.core.store.message_queue import (
+    RETRY_DELAYS,
+    OutgoingMessage,
+    PersistentMessageQueue,
+    Status,
+)
+from volli_nb.core.store.outbox_away import release_returned, stuck_while_away
+
+BACKLOG = 2000
+AWAY = 600.0  # ten minutes, on the injected clock
+
+
+def _stuck(queue: PersistentMessageQueue, n: int, recipient: str, last: str) -> int:
+    row_id = queue.enqueue(
+        OutgoingMessage(n.to_bytes(16, "big"), "conv", recipient, b"hi", counter=n)
+    )
+    for _ in RETRY_DELAYS:
+        queue.mark_failed(row_id, "peer offline")
+    assert queue.mark_failed(row_id, last).status == Status.STUCK
+    return row_id
+
+
+def test_only_rows_stuck_while_the_peer_was_away_are_released_once_per_return(
+    tmp_path: Path,
+) -> None:
+    clock = VirtualClock(1_700_000_000.0)
+    log = EventLog(clock=clock)
+    with Database.open(tmp_path / "q.sqlite", "queue pass", kdf=KDF_MIN, clock=clock) as db:
+        queue = PersistentMessageQueue(db, log=log)
+        away = _stuck(queue, 1, "bob", "peer offline")
+        closed = _stuck(queue, 2, "bob", "TransportClosed: data channel is not open")
+        silent = _stuck(queue, 3, "bob", "no ACK before the timeout")  # there, and silent
+        other = _stuck(queue, 4, "carol", "peer offline")  # carol is still away
+        assert stuck_while_away(queue, "bob") == 2
+        clock.advance(AWAY)
+        assert release_returned(queue, "bob") == 2
+        for row_id in (away, closed):
+            row = queue.get(row_id)  # due now, attempts kept: one more failure is stuck
+            assert (row.status, row.next_attempt_at, row.attempts) == (Status.PENDING, clock(), 5)
+        assert queue.get(silent).status == Status.STUCK  # waits for retry_now, as the seed says
+        assert queue.get(other).status == Status.STUCK
+        (entry,) = [e for e in log if e.data.get("kind") == "queue.returned"]
+        assert entry.peer_id == "bob" and entry.data["count"] == 2
+        assert release_returned(queue, "bob") == 0  # once: pending rows are not touched
+        assert queue.mark_failed(away, "peer offline").status == Status.STUCK  # gone again
+        assert queue.mark_failed(closed, "no ACK before the timeout").status == Status.STUCK
+        assert release_returned(queue, "bob") == 1  # the next return: the away one only
+        assert queue.get(closed).status == Status.STUCK
+
+
+@pytest.mark.network
+def test_a_backlog_after_ten_minutes_away_flows_on_return_exactly_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = VirtualClock(1_800_000_000.0)
+        alice = open_store(tmp_path, "alice", clock=clock)
+        bob = open_store(tmp_path, "bob", clock=clock)
+        alice.add_contact(bob.identity.public, name="bob")  # known, and away
+        for i in range(BACKLOG):
+            await alice.send_message(bob.peer_id, f"backlog {i}")
+        waited = 0.0
+        for step in (*RETRY_DELAYS, AWAY - sum(RETRY_DELAYS)):  # every retry, then the rest
+            clock.advance(step)
+            waited += step
+            await alice.process_due()
+        assert waited == AWAY
+        assert alice.message_queue.counts()[Status.STUCK] == BACKLOG  # as the seed says
+        got: Counter[str] = Counter()
+        bob.on_message(lambda m: got.update([m.text]))
+        await pair(alice, bob)  # bob returns: nobody calls retry or sync
+        async with asyncio.timeout(120):
+            while alice.message_queue.counts()[Status.DELIVERED] < BACKLOG:
+                await asyncio.sleep(0.05)
+        assert alice.message_queue.get_pending() == []
+        assert got == Counter(f"backlog {i}" for i in range(BACKLOG))  # each exactly once
+        texts = [m.text for m in bob.history(alice.peer_id)]
+        assert len(texts) == BACKLOG and set(texts) == set(got)
+        returned = [e for e in alice.log if e.data.get("kind") == "queue.returned"]
+        assert [e.data["count"] for e in returned] == [BACKLOG]
+        await asyncio.gather(alice.close(), bob.close())
+
+    arun(main, timeout=300)
