@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from volli_nb.base.errors import ConversationRefused, VolliError
 from volli_nb.core.body import decode_body
+from volli_nb.core.eventlog import clip, wall_clock
 from volli_nb.core.store.history import StoredMessage
 
 RECEIVED = "received"  # the status of every readable incoming message
@@ -34,6 +35,22 @@ class ChatMessage:
     @property
     def short_id(self) -> str:
         return self.message_id.hex()[:8]
+
+    @property
+    def time(self) -> str:
+        """``13:14:02``: when it was sent, on the sender's clock, local time."""
+        return wall_clock(self.timestamp_ms / 1000)[:8]
+
+    def __str__(self) -> str:
+        """``13:14:02 sekbhapx: hello``: how a chat line reads (``me`` for our own)."""
+        who = "me" if self.direction == "out" else self.sender[:8]
+        return f"{self.time} {who}: {self.text}"
+
+    def __repr__(self) -> str:
+        """Short ids and a clock time, never a bytes literal or an epoch."""
+        who = "out" if self.direction == "out" else f"in from {self.sender[:8]}"
+        text = clip(self.text, 40)
+        return f"<ChatMessage {self.short_id} {who} {self.time} {text!r} {self.status}>"
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,12 @@ def wall_clock(t: float) -> str:
     return datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis if longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def format_since(seconds: float) -> str:
     """``+12.345 s`` (or ``+2:05.120`` past a minute): time since the first event."""
     if seconds < 60:
@@ -69,6 +75,13 @@ class LogEntry:
     def format(self) -> str:
         peer = f" [{self.peer_id}]" if self.peer_id else ""
         return f"{self.wall_clock} {self.since_start:>11} {self.category:<10}{peer} {self.message}"
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def __repr__(self) -> str:
+        """The readable line (the data stay in ``.data``): no epoch floats."""
+        return f"<LogEntry {self.format()}>"
 
 
 Listener = Callable[[LogEntry], None]
@@ -124,6 +137,9 @@ class EventLog:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<EventLog: {len(self._entries)} entries; .tail(n) prints the last n>"
 
     def __iter__(self) -> Iterator[LogEntry]:
         return iter(list(self._entries))

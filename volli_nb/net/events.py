@@ -87,3 +87,8 @@ class CandidateView:
     local: list[CandidateInfo]
     remote: list[CandidateInfo]
     selected: tuple[CandidateInfo, CandidateInfo] | None
+
+    def __repr__(self) -> str:
+        pair = f"{self.selected[0]} ↔ {self.selected[1]}" if self.selected else "none yet"
+        counts = f"{len(self.local)} local, {len(self.remote)} remote"
+        return f"CandidateView({counts}, selected: {pair})"
