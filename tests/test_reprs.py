@@ -36,6 +36,12 @@ def test_a_chat_message_reads_as_a_line() -> None:
     assert text == f"<ChatMessage 2327a354 in from rlin5kun {m.time} 'hi there' received>"
     assert str(m) == f"{wall_clock(NOW)[:8]} rlin5kun: hi\nthere"
     assert readable(repr([m, m])).count("ChatMessage") == 2  # a history list stays short
+    named = ChatMessage(*vars(m).values())
+    object.__setattr__(named, "sender_name", "bob")
+    assert (
+        repr(named) == f"<ChatMessage 2327a354 in from bob (rlin5kun) {m.time} 'hi there' received>"
+    )
+    assert str(named).endswith(" bob: hi\nthere") and named == m  # the name is not compared
     long = ChatMessage(m.message_id, "c", "me", "out", "x" * 500, int(NOW * 1000), "pending")
     assert "…" in readable(repr(long)) and "out" in repr(long)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from volli_nb.base.errors import ConversationRefused, VolliError
 from volli_nb.core.body import decode_body
@@ -31,6 +31,7 @@ class ChatMessage:
     text: str
     timestamp_ms: int
     status: str  # "received", or for "out": delivered / pending / stuck / ...
+    sender_name: str = field(default="", compare=False)  # the contact's name, if known
 
     @property
     def short_id(self) -> str:
@@ -42,13 +43,16 @@ class ChatMessage:
         return wall_clock(self.timestamp_ms / 1000)[:8]
 
     def __str__(self) -> str:
-        """``13:14:02 sekbhapx: hello``: how a chat line reads (``me`` for our own)."""
-        who = "me" if self.direction == "out" else self.sender[:8]
+        """``13:14:02 bob: hello``: how a chat line reads (``me`` for our own)."""
+        who = "me" if self.direction == "out" else self.sender_name or self.sender[:8]
         return f"{self.time} {who}: {self.text}"
 
     def __repr__(self) -> str:
-        """Short ids and a clock time, never a bytes literal or an epoch."""
-        who = "out" if self.direction == "out" else f"in from {self.sender[:8]}"
+        """Names and short ids, a clock time, never a bytes literal or an epoch."""
+        sender = self.sender[:8]
+        if self.sender_name and self.sender_name != sender:
+            sender = f"{self.sender_name} ({sender})"
+        who = "out" if self.direction == "out" else f"in from {sender}"
         text = clip(self.text, 40)
         return f"<ChatMessage {self.short_id} {who} {self.time} {text!r} {self.status}>"
 
@@ -116,9 +120,12 @@ def overall_status(statuses: set[str], *, none: str) -> str:
 
 
 def chat_message(
-    stored: StoredMessage, delivery_status: Callable[[bytes], dict[str, str]]
+    stored: StoredMessage,
+    delivery_status: Callable[[bytes], dict[str, str]],
+    names: Callable[[str], str] | None = None,
 ) -> ChatMessage:
-    """A stored message as the UI shows it; an outgoing one with its delivery status.
+    """A stored message as the UI shows it; an outgoing one with its delivery status,
+    an incoming one with its sender's name (``names``: a contact's name by peer id).
 
     A body the decoder refuses (stored by an older version) shows as unreadable, with
     the reason, instead of breaking the whole conversation's history."""
@@ -138,6 +145,7 @@ def chat_message(
         text,
         stored.timestamp_ms,
         status,
+        names(stored.sender) if names is not None and stored.direction == "in" else "",
     )
 
 
