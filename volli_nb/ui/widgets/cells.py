@@ -24,7 +24,7 @@ CSS = """<style>
   font-family:var(--jp-ui-font-family,system-ui,sans-serif);margin:0}
 .volli-table th,.volli-table td{border:1px solid #ccc;padding:3px 6px;text-align:left;
   vertical-align:top;white-space:nowrap}
-.volli-table td.wrap{white-space:normal;min-width:14em;max-width:28em}
+.volli-table td.wrap{white-space:normal;min-width:14em;max-width:40em}
 .volli-table th{background:#f0f0f0;font-weight:600}
 .volli-table th[title]{text-decoration:underline dotted #999}
 .volli-table .mono{font-family:var(--jp-code-font-family,monospace);font-size:11.5px}
@@ -127,8 +127,9 @@ class Names:
             return "me"
         return self.by_id.get(peer_id) or peer_id[:8]
 
-    def cell(self, peer_id: str | None) -> Cell:
-        """Text: the full id (what you type); drawn: the name over the short id."""
+    def cell(self, peer_id: str | None, *, compact: bool = False) -> Cell:
+        """Text: the full id (what you type); drawn: the name over the short id (only the
+        name if ``compact``: a long log reads better one line a row)."""
         if not peer_id:
             return Cell("")
         if peer_id.startswith("pair-"):  # an offer not answered yet: no peer id so far
@@ -136,7 +137,8 @@ class Names:
         name = self.by_id.get(peer_id)
         if name is None:
             return Cell(peer_id, (peer_id[:8],), hover=peer_id, mono=True)
-        return Cell(peer_id, (name, peer_id[:8]), hover=peer_id, sub=True)
+        lines = (name,) if compact else (name, peer_id[:8])
+        return Cell(peer_id, lines, hover=peer_id, sub=True)
 
     def label(self, peer_id: str) -> str:
         """``bob (fboimzj2)``, or the short id alone for a stranger."""

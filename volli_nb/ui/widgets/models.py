@@ -46,12 +46,10 @@ def _link_summary(net: Any, peer_id: str) -> Cell:
     quality, session = net.link_quality(peer_id), net.session_stats(peer_id)
     if quality is None or session is None:
         return Cell("—")
-    wait = f"ACK wait {quality.ack_timeout():.0f} s · stalls {quality.loss:.0%}"
-    shared = (
-        f"{plural(session.messages_out, 'msg')} in {plural(session.bundles_out, 'bundle')}"
-        f" · {plural(session.acks_in, 'ACK')}"
-    )
-    return Cell(f"{wait} · {shared}", (wait, shared), sub=True)
+    wait, stalls = f"ACK wait {quality.ack_timeout():.0f} s", f"stalls {quality.loss:.0%}"
+    shared = f"{plural(session.bundles_out, 'bundle')}, {plural(session.acks_in, 'ACK')}"
+    text = f"{wait} · {stalls} · {plural(session.messages_out, 'msg')} in {shared}"
+    return Cell(text, (wait, stalls, shared), sub=True)
 
 
 def _pair(selected: Any) -> Cell:
@@ -59,6 +57,12 @@ def _pair(selected: Any) -> Cell:
         return Cell("—")
     here, there = (f"{c.type} {c.endpoint}" for c in selected)
     return Cell(f"{here} ↔ {there}", (here, f"↔ {there}"), mono=True)
+
+
+def _rtt(rtt: float | None, skew: str) -> Cell:
+    """The round trip, with the clock difference under it (both about timing)."""
+    text = "—" if rtt is None else f"{rtt * 1000:.1f} ms"
+    return Cell(text, (text, f"clock {skew}"), sub="⚠" not in skew)
 
 
 def _traffic(stats: Any) -> Cell:
@@ -72,9 +76,10 @@ PEER_NOTES = {
     "verified": "yes: the channel binding was verified (both DTLS certificates signed)",
     "connection": "RTCPeerConnection.connectionState, and the ICE state under it",
     "selected pair": "the ICE candidate pair in use: ours ↔ theirs",
-    "rtt": "round trip of our heartbeat pings",
-    "clock": "their clock minus ours (⚠: far enough apart that messages are refused)",
-    "link": "how long we wait for an ACK now, the stall estimate, and bundling",
+    "rtt": "round trip of our heartbeat pings; under it, their clock minus ours "
+    "(⚠: far enough apart that messages are refused)",
+    "link": "how long we wait for an ACK now, the stall estimate, and how many bundles "
+    "and signed ACKs carried the messages we sent",
     "traffic": "messages and bytes received and sent on this connection",
 }
 
@@ -101,7 +106,7 @@ def peers_table(store: Any, now: float) -> Table:
                 ),
                 "ice": pc.iceConnectionState,
                 "selected pair": _pair(net.candidates(peer_id).selected),
-                "rtt": "—" if stats.rtt is None else f"{stats.rtt * 1000:.1f} ms",
+                "rtt": _rtt(stats.rtt, _skew(net, stats.clock_skew)),
                 "clock": _skew(net, stats.clock_skew),
                 "link": _link_summary(net, peer_id),
                 "traffic": _traffic(stats),
@@ -145,7 +150,6 @@ PEER_COLUMNS = (
     "connection",
     "selected pair",
     "rtt",
-    "clock",
     "link",
     "traffic",
     "last seen",
@@ -319,7 +323,7 @@ def events_table(
             "time": e.wall_clock,
             "since start": e.since_start,
             "category": e.category,
-            "peer": names.cell(e.peer_id) if names else (e.peer_id or ""),
+            "peer": names.cell(e.peer_id, compact=True) if names else (e.peer_id or ""),
             "message": e.message,
         }
         for e in reversed(entries)

@@ -135,10 +135,16 @@ class PeersPanel(Panel):
     def refresh(self) -> None:
         super().refresh()
         peers = list(self.store.network_store.peers)
-        if [b.description for b in self.buttons.children] != [f"disconnect {p[:8]}" for p in peers]:
+        if [b.tooltip for b in self.buttons.children] != peers:
+            names = Names(self.store)
             buttons = []
             for peer_id in peers:
-                button = w.Button(description=f"disconnect {peer_id[:8]}", button_style="warning")
+                button = w.Button(
+                    description=f"disconnect {names.name(peer_id)}",
+                    tooltip=peer_id,
+                    button_style="warning",
+                    layout=w.Layout(width="auto"),
+                )
                 button.on_click(
                     lambda _b, pid=peer_id: _spawn(self.store.network_store.disconnect(pid))
                 )
@@ -157,12 +163,20 @@ class QueuePanel(Panel):
     """The outbox with countdowns; retry now, retry all stuck, discard (confirmed), sync."""
 
     def __init__(self, store: Any) -> None:
-        self.row_id = w.BoundedIntText(description="row id", min=0, max=2**62, value=0)
-        self.retry = w.Button(description="retry now")
-        self.retry_stuck = w.Button(description="retry all stuck")
-        self.discard = w.Button(description="discard", button_style="danger")
-        self.confirm = w.Checkbox(description="yes, discard it", value=False)
-        self.sync = w.Button(description="sync now", button_style="primary")
+        fit = {"layout": w.Layout(width="auto")}  # a button as wide as its words
+        self.row_id = w.BoundedIntText(
+            description="row",
+            min=0,
+            max=2**62,
+            value=0,
+            style={"description_width": "initial"},
+            layout=w.Layout(width="10em"),
+        )
+        self.retry = w.Button(description="retry now", **fit)
+        self.retry_stuck = w.Button(description="retry all stuck", **fit)
+        self.discard = w.Button(description="discard", button_style="danger", **fit)
+        self.confirm = w.Checkbox(description="yes, discard it", value=False, indent=False, **fit)
+        self.sync = w.Button(description="sync now", button_style="primary", **fit)
         self.status = w.HTML()
         super().__init__(store)
         self.retry.on_click(lambda _b: self._act(self._retry))
@@ -170,7 +184,8 @@ class QueuePanel(Panel):
         self.discard.on_click(lambda _b: self._act(self._discard))
         self.sync.on_click(lambda _b: _spawn(self._sync()))
         controls = w.HBox(
-            [self.row_id, self.retry, self.retry_stuck, self.discard, self.confirm, self.sync]
+            [self.row_id, self.retry, self.retry_stuck, self.discard, self.confirm, self.sync],
+            layout=w.Layout(flex_flow="row wrap", align_items="center"),
         )
         self.widget = w.VBox([self.view, controls, self.status])
 
