@@ -195,7 +195,8 @@ async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
     from volli_nb.ui.progress import outcome_line, toolbar_text
 
     feed = store.progress
-    lines = toolbar_text(feed, shutil.get_terminal_size().columns - 1)
+    names = store.contact_book.display_name
+    lines = toolbar_text(feed, shutil.get_terminal_size().columns - 1, names)
     toolbar = ConditionalContainer(
         Window(
             FormattedTextControl(lambda: [("class:volli-progress", lines())]),
@@ -220,7 +221,7 @@ async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
     def on_progress(update: Any) -> None:
         repl.app.invalidate()
         if update.finished:
-            print(outcome_line(update), flush=True)
+            print(outcome_line(update, names), flush=True)
 
     def on_message(message: Any) -> None:  # one line above the prompt (patch_stdout)
         print(incoming_line(store, message, shutil.get_terminal_size().columns - 1), flush=True)
