@@ -15,15 +15,16 @@ from volli_nb.core.store.history import Conversation
 from volli_nb.core.store.outbox_rows import QueuedMessage, Status
 from volli_nb.net.events import CandidateView
 
-EPOCH = re.compile(r"\b1[6-9]\d{8}(\.\d+)?\b|\b1[6-9]\d{11}\b")  # seconds or milliseconds
+# Float seconds or integer milliseconds (an ICE priority is a 10-digit int, not a time).
+EPOCH = re.compile(r"\b1[6-9]\d{8}\.\d+\b|\b1[6-9]\d{11}\b")
 BYTES = re.compile(r"(?<![\w'\"])b['\"]")
 NOW = 1_800_000_000.25
 
 
-def readable(text: str) -> str:
+def readable(text: str, limit: int = 200) -> str:
     assert not EPOCH.search(text), f"an epoch in {text!r}"
     assert not BYTES.search(text), f"a bytes literal in {text!r}"
-    assert len(text) < 200, f"{len(text)} characters: {text!r}"
+    assert len(text) < limit, f"{len(text)} characters: {text!r}"
     return text
 
 
@@ -59,6 +60,8 @@ def test_candidates_and_the_candidate_view() -> None:
         "CandidateView(1 local, 1 remote, selected: host 127.0.0.1:35579 ↔ srflx 203.0.113.5:4000)"
     )
     assert "none yet" in repr(CandidateView([], [], None))
+    table = readable(view._repr_html_().replace("</tr>", "</tr>\n"), 1000).splitlines()
+    assert len(table) == 4 and "127.0.0.1:35579" in table[1] and "✔" in table[2]
 
 
 def test_a_queue_row_an_event_and_a_peer() -> None:
@@ -75,6 +78,8 @@ def test_a_queue_row_an_event_and_a_peer() -> None:
     entry = log.add("queue", "queued 00010203", peer_id="p1", clock=NOW, due_at=NOW + 1)
     assert readable(repr(entry)) == f"<LogEntry {entry.format()}>" and str(entry) == entry.format()
     assert readable(repr(log)) == "<EventLog: 1 entries; .tail(n) prints the last n>"
+    assert f"<td>{entry.wall_clock}</td>" in log._repr_html_()
+    assert "the last 1 of 1 entries" in log._repr_html_()
 
     public = Identity.generate().public
     assert readable(repr(public)).startswith(f"PublicIdentity({public.peer_id}: identity key ")

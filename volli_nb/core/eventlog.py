@@ -12,6 +12,7 @@ event, which stays the same origin when old entries fall off the end.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from collections import deque
@@ -140,6 +141,24 @@ class EventLog:
 
     def __repr__(self) -> str:
         return f"<EventLog: {len(self._entries)} entries; .tail(n) prints the last n>"
+
+    def _repr_html_(self, n: int = 20) -> str:
+        """The last ``n`` entries as a table, newest last (a log displayed in Jupyter)."""
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(v)}</td>"
+                for v in (e.wall_clock, e.since_start, e.category, e.peer_id or "", e.message)
+            )
+            + "</tr>"
+            for e in list(self._entries)[-n:]
+        )
+        head = "".join(f"<th>{c}</th>" for c in ("time", "since start", "category", "peer", ""))
+        shown = min(n, len(self._entries))
+        return (
+            f"<div>event log: the last {shown} of {len(self._entries)} entries</div>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        )
 
     def __iter__(self) -> Iterator[LogEntry]:
         return iter(list(self._entries))
