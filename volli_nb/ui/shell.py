@@ -195,8 +195,14 @@ async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
     from volli_nb.ui.progress import outcome_line, toolbar_text
 
     feed = store.progress
-    names = store.contact_book.display_name
-    lines = toolbar_text(feed, shutil.get_terminal_size().columns - 1, names)
+    # The toolbar is drawn on prompt_toolkit's own thread, where SQLite may not be used:
+    # names are looked up on the loop's thread, as each task starts, and kept here.
+    known: dict[str, str] = {}
+
+    def name(peer_id: str) -> str:
+        return known.get(peer_id, peer_id[:8])
+
+    lines = toolbar_text(feed, shutil.get_terminal_size().columns - 1, name)
     toolbar = ConditionalContainer(
         Window(
             FormattedTextControl(lambda: [("class:volli-progress", lines())]),
@@ -218,10 +224,13 @@ async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
     repl.terminal_title = "volli-shell"
     _configure(repl)
 
-    def on_progress(update: Any) -> None:
+    def on_progress(update: Any) -> None:  # on the loop's thread
+        peer_id = update.key.rsplit(":", 1)[-1]
+        if peer_id not in known:
+            known[peer_id] = store.contact_book.display_name(peer_id)
         repl.app.invalidate()
         if update.finished:
-            print(outcome_line(update, names), flush=True)
+            print(outcome_line(update, name), flush=True)
 
     def on_message(message: Any) -> None:  # one line above the prompt (patch_stdout)
         print(incoming_line(store, message, shutil.get_terminal_size().columns - 1), flush=True)
