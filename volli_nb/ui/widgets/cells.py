@@ -28,7 +28,7 @@ CSS = """<style>
 .volli-table th{background:#f0f0f0;font-weight:600}
 .volli-table th[title]{text-decoration:underline dotted #999}
 .volli-table .mono{font-family:var(--jp-code-font-family,monospace);font-size:11.5px}
-.volli-table .sub{color:#666}
+.volli-table .sub,.volli-chat .sub{color:#666}
 .volli-title{font-weight:600;margin:4px 0 6px}
 .volli-empty{color:#555;font-style:italic}
 </style>"""
