@@ -13,7 +13,6 @@ from volli_nb.base.errors import MalformedFrame, UsageError
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.net.signaling.backend import Limits
 from volli_nb.net.signaling.cli import tls_context
-from volli_nb.net.tls import client_tls
 from volli_nb.net.signaling.memory import MemoryBackend
 from volli_nb.net.signaling.turn import (
     TurnCredentials,
@@ -22,6 +21,7 @@ from volli_nb.net.signaling.turn import (
     vet_turn_urls,
 )
 from volli_nb.net.signaling.wire import SignalingError, parse_client_frame
+from volli_nb.net.tls import client_tls
 
 
 @pytest.mark.parametrize(
