@@ -1,7 +1,10 @@
 """End to end in a real browser: JupyterLab on loopback, Debian's headless Chromium
-through playwright (never `playwright install`), a notebook with two peers and an offline
-contact; the rendered panels must show a connected peer, candidate rows with a selected
-pair, and a pending message with a countdown.  A screenshot is saved as an artifact."""
+through playwright (never `playwright install`), 1,280 px wide with the file browser open,
+as a student would have it.  A notebook with two peers and an offline contact: the
+rendered panels show a connected peer, candidate rows with a selected pair, and a pending
+message with a countdown.  Notebooks 00 and 02: every output readable (no column clipped
+or overflowing its cell, no epoch float, no bytes literal), and a screenshot of each
+dashboard tab written to docs/screenshots/ (so the docs show what the code draws now)."""
 
 from __future__ import annotations
 
@@ -26,7 +29,10 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 1000}
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -64,14 +70,20 @@ def test_jupyterlab_renders_live_panels(tmp_path: Path) -> None:
     assert "pending" in queue and "in " in queue  # the offline contact's message, countdown
 
 
-ONLINE = [r"^send_message\(…\) → ", r"^MESSAGE [0-9a-f]{8} ", r"^ACK \(signed\)", r"^✓ delivered "]
+ONLINE = [
+    r"^send_message\(…\) → ",
+    r"^MESSAGE [0-9a-f]{8} ",
+    r"^signed ACK \(",
+    r"^ACK signature ok: ",
+    r"^✓ delivered ",
+]
 OFFLINE = [
     *(
-        rf"^retry in {s} s \(attempt {i} failed: peer offline\)"
+        rf"^bob: retry in {s} s \(attempt {i} failed: peer offline\)"
         for i, s in enumerate((1, 5, 15, 60), 1)
     ),
-    r"^stuck [0-9a-f]{8}: retry by hand",
-    r"is back: 1 stuck → due again",  # bob's return released it
+    r"^stuck [0-9a-f]{8} to bob: retry by hand",
+    r"^bob is back: 1 stuck → due again",  # bob's return released it
     r"^send [0-9a-f]{8}, attempt 6",
     r"^✓ delivered ",
 ]
@@ -92,7 +104,7 @@ def test_message_flow_notebook_draws_the_sequence_diagram(tmp_path: Path) -> Non
     in order; an arrow clicked pins its details; pause freezes it; the static copy meant for
     exports is hidden while the live one is drawn.  Also the queue panel and event log."""
     notebook = Path(__file__).parent.parent / "notebooks" / "02-message-flow.ipynb"
-    with jupyterlab(tmp_path, notebook, "3 MB: {", "message-flow") as page:
+    with jupyterlab(tmp_path, notebook, "chunks: delivered", "message-flow") as page:
         cell = page.locator(".jp-CodeCell", has_text="diagram = SequencePanel(alice)").first
         live = cell.locator(".widget-html .volli-seq").first
         live.wait_for(timeout=60_000)
@@ -109,6 +121,15 @@ def test_message_flow_notebook_draws_the_sequence_diagram(tmp_path: Path) -> Non
         in_order(labels, OFFLINE, end)
         names = live.locator(".head text").all_text_contents()
         assert names == ["UI", "Store", "Queue", "Network", "bob"]
+        # The time column follows the virtual clock: the retries 1, 5, 15 and 60 s apart.
+        times = live.locator(".arrow").evaluate_all(
+            "gs => gs.filter(g => /^bob: retry in/.test(g.querySelector('title').textContent))"
+            ".map(g => parseFloat(g.querySelector('.time').textContent.slice(1)))"
+        )
+        assert [round(t - times[0]) for t in times[:4]] == [0, 1, 6, 21], times
+        assert any(x.startswith("carol: retry in 1 s") for x in labels)  # carol by name
+        drawn = " ".join(live.locator("text:not(.time)").all_text_contents())
+        assert "…" not in drawn.replace("send_message(…)", "")  # no label cut short
 
         # Click the first MESSAGE arrow: its details box is pinned (ids, size, timing).
         number = live.locator(".arrow").evaluate_all(
@@ -154,6 +175,88 @@ def test_message_flow_notebook_draws_the_sequence_diagram(tmp_path: Path) -> Non
         log = events.locator(".volli-table").first.inner_text()
         assert "channel binding verified" in log
         assert re.search(r"\d\d:\d\d:\d\d\.\d{3}\s+\+\d+\.\d{3} s", log)  # readable times
+        assert_readable(page)
+
+
+TABS = ["Peers", "ICE", "Queue", "Chat", "Events", "Sequence"]
+
+
+def test_start_here_dashboard_reads_at_1280_px(tmp_path: Path) -> None:
+    """Notebook 00 as a student runs it: each dashboard tab fits the output at 1,280 px with
+    the file browser open, names instead of ids, and a screenshot of each tab for the docs."""
+    notebook = ROOT / "notebooks" / "00-start-here.ipynb"
+    with jupyterlab(tmp_path, notebook, "hello back", "start-here") as page:
+        cell = page.locator(".jp-CodeCell", has_text="dashboard(alice)").first
+        tabs = cell.locator(".jupyter-widget-Tab, .widget-tab").first
+        tabs.wait_for(timeout=60_000)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        expect = {
+            "Peers": ["bob", "connected", "ICE completed", "yes", "↔ host 127.0.0.1:"],
+            "ICE": ["bob", "host", "✔"],
+            "Queue": ["nothing waits"],
+            "Chat": ["bob (", "me: hello from the first notebook", "bob: hello back"],
+            "Events": ["channel binding verified", "bob"],
+            "Sequence": ["ACK signature ok", "✓ delivered"],
+        }
+        for name in TABS:
+            tabs.get_by_role("tab", name=name).click()
+            panel = tabs.locator(".widget-tab-contents > :not(.lm-mod-hidden)").first
+            until = time.monotonic() + 15  # a panel refreshes about once a second
+            text = ""
+            while time.monotonic() < until:
+                text = panel.inner_text()
+                if all(word in text for word in expect[name]):
+                    break
+                time.sleep(0.3)
+            missing = [word for word in expect[name] if word not in text]
+            assert not missing, f"{name} tab lacks {missing}:\n{text}"
+            assert "dm-" not in text, f"{name} tab shows a conversation id:\n{text}"
+            assert_unclipped(page, f"the {name} tab")
+            page.mouse.move(1, 1)  # no row or arrow highlighted by the pointer
+            tabs.screenshot(path=str(SCREENSHOTS / f"dashboard-{name.lower()}.png"))
+        assert_readable(page)
+
+
+# A raw epoch (float seconds, or 13-digit milliseconds), or a bytes literal.
+RAW = re.compile(r"\b1[6-9]\d{8}\.\d+\b|\b1[6-9]\d{11}\b|(?<![\w'\"])b['\"]")
+# Every visible table and diagram of every output must fit its output area (or the tab
+# it sits in), and no cell's text may overflow the cell: the check a reader's eye makes.
+CLIPPED = """() => {
+  const problems = [];
+  for (const el of document.querySelectorAll('.volli-table, .volli-seq svg, .volli-seq-details')) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0) continue;  // hidden: an inactive tab, a static copy
+    const area = el.closest('.widget-tab-contents, .jp-OutputArea-output');
+    const box = area.getBoundingClientRect();
+    if (r.left < box.left - 1 || r.right > box.right + 1) {
+      problems.push(`${el.className.baseVal ?? el.className} spans ${r.left}-${r.right}, ` +
+                    `its output ${box.left}-${box.right}`);
+    }
+  }
+  for (const td of document.querySelectorAll('.volli-table td, .volli-table th')) {
+    if (td.getBoundingClientRect().width > 0 && td.scrollWidth > td.clientWidth + 1) {
+      problems.push(`cell "${td.innerText}" overflows (${td.scrollWidth} > ${td.clientWidth})`);
+    }
+  }
+  return problems;
+}"""
+
+
+def assert_unclipped(page: Page, where: str) -> None:
+    problems = page.evaluate(CLIPPED)
+    assert not problems, f"clipped in {where}: {problems}"
+
+
+def assert_readable(page: Page) -> None:
+    """No output shows an epoch float or a bytes literal, hover texts included."""
+    outputs = page.locator(".jp-OutputArea-output").evaluate_all(
+        "os => os.map(o => { const c = o.cloneNode(true);"
+        " c.querySelectorAll('style, script').forEach(s => s.remove()); return c.textContent; })"
+    )
+    for text in outputs:
+        found = RAW.search(text)
+        assert found is None, f"{found.group(0)!r} in an output: {text[:400]!r}"
+    assert_unclipped(page, "the notebook")
 
 
 @contextlib.contextmanager
@@ -203,7 +306,7 @@ def jupyterlab(tmp_path: Path, notebook: Path, marker: str, name: str) -> Iterat
                 time.sleep(0.3)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
             page.set_default_timeout(90_000)
             page.goto(f"http://127.0.0.1:{port}/lab/tree/{notebook.name}?token={token}")
             page.wait_for_selector(".jp-Notebook", state="visible")
@@ -215,7 +318,7 @@ def jupyterlab(tmp_path: Path, notebook: Path, marker: str, name: str) -> Iterat
             page.get_by_text("Run All Cells", exact=True).click()
             try:
                 try:
-                    page.wait_for_selector(f".jp-OutputArea-output:has-text('{marker}')")
+                    page.locator(".jp-OutputArea-output", has_text=marker).first.wait_for()
                 except Exception:
                     errors = page.locator("[data-mime-type='application/vnd.jupyter.stderr']")
                     stderr = errors.all_inner_texts()
@@ -257,6 +360,7 @@ def run_in_jupyterlab(
                 text = table.inner_text()
             texts.append(text)
         highlighted = page.locator(".volli-table tr.volli-selected").count()
+        assert_unclipped(page, notebook.name)
     if len(cells) == 3:
         assert highlighted >= 2  # the selected pair, highlighted in the ICE grid
     return texts

@@ -105,7 +105,7 @@ def test_every_magic_in_a_real_kernel(tmp_path: Path) -> None:
         answer = k.text(f"print(await bob.accept_pairing_code({offer!r}))").strip()
         assert re.fullmatch(CODE, answer)
         bob_id = k.text("print(bob.peer_id)").strip()
-        k.later(f"%volli pair {answer}", rf"connected to <b>{bob_id}</b>")
+        k.later(f"%volli pair {answer}", rf"connected to <b>bob</b> \({bob_id}\)")
         assert k.text("print(messagesStore.network_store.connected_peers())") == f"['{bob_id}']\n"
 
         # %volli pair OFFER: accepts carol's offer and shows the answer to paste back.
@@ -115,7 +115,7 @@ def test_every_magic_in_a_real_kernel(tmp_path: Path) -> None:
         k.run("await messagesStore.wait_connected(carol.peer_id)")
 
         peers = k.text("%volli peers")
-        assert peers.count("<td>connected</td>") == 2 and "host 127.0.0.1" in peers
+        assert peers.count(">connected<br>") == 2 and "host 127.0.0.1" in peers
         assert bob_id in peers
 
         # %volli sync: the SyncReport appears when the attempt is done.
@@ -125,7 +125,7 @@ def test_every_magic_in_a_real_kernel(tmp_path: Path) -> None:
         events = k.text("%volli events 4")
         assert len(re.findall(r"\d\d:\d\d:\d\d\.\d{3} +\+\d+\.\d{3} s ", events)) == 4, events
         diagram = k.text("%volli diagram")
-        assert "SequencePanel(alice)" in diagram and 'class="volli-seq"' in diagram
+        assert "SequencePanel(alice)" in diagram and 'class="volli-seq ' in diagram
         assert "HELLO: handshake + channel binding" in diagram and "retry in 1 s" in diagram
 
         dashboard = k.text("%volli dashboard")
@@ -183,7 +183,9 @@ def test_without_a_running_loop_or_widgets(
 
         row = store.message_queue.enqueue(OutgoingMessage(b"m" * 16, "c", "ghost", b"hi", 1))
         store.message_queue.mark_failed(row, "peer offline")
-        assert "Queue-&gt;&gt;Queue: retry in 1 s" in m.volli("diagram").data  # mermaid, escaped
+        assert "Queue-&gt;&gt;Queue: ghost: retry in 1 s" in m.volli("diagram").data  # escaped
+        plain = m.volli("queue").data  # a clock time, not an epoch float
+        assert re.search(r"<td>\d\d:\d\d:\d\d\.\d{3}</td>", plain) and "<td>—</td>" not in plain
         m.volli("events 2")
         assert re.search(r"\d\d:\d\d:\d\d\.\d{3} +\+\d\.\d{3} s queue ", capsys.readouterr().out)
         with warnings.catch_warnings():

@@ -18,7 +18,7 @@ from volli_nb.core.progress import ProgressFeed, ProgressUpdate
 from volli_nb.core.protocol import frames
 from volli_nb.core.protocol.chunks import make_chunks
 from volli_nb.net.frame_trace import PROGRESS_MIN_BYTES, FrameTrace
-from volli_nb.ui.progress import ProgressBars, bar_line, outcome_line, show_progress
+from volli_nb.ui.progress import ProgressBars, bar_line, described, outcome_line, show_progress
 
 PEER = "b" * 16
 
@@ -188,3 +188,22 @@ def test_bench_progress_on_stderr_only_where_it_fits(capsys: pytest.CaptureFixtu
     assert "bench" in shown.err and "aiortc: setup" in shown.err
     assert "volli_nb: flush 200: 150/200 msg 200/200 sent, ACKs arriving" in shown.err
     bar.close()
+
+
+def test_a_bar_names_the_peer_where_a_name_is_known() -> None:
+    """The network describes a task by short ids; what is drawn says who."""
+    names = {"qm7xk2pv4hfa5nbc": "bob"}.get
+    update = ProgressUpdate(
+        "send:3f2a1b0c99:qm7xk2pv4hfa5nbc", "3f2a1b0c → qm7xk2pv", 1, 2, "B", "", 0.0
+    )
+    assert described(update, lambda p: names(p) or p[:8]) == "3f2a1b0c → bob"
+    assert described(update, None) == "3f2a1b0c → qm7xk2pv"
+    assert "3f2a1b0c → bob" in bar_line(update, 80, lambda p: names(p) or p[:8])
+    flush = ProgressUpdate("flush:qm7xk2pv4hfa5nbc", "flush to qm7xk2pv", 1, 2, "msg", "", 0.0)
+    assert described(flush, lambda _p: "bob") == "flush to bob"
+    feed, out = ProgressFeed(), io.StringIO()
+    bars = ProgressBars(feed, "terminal", file=out, names=lambda _p: "bob")
+    feed.start("send:ab:qm7xk2pv4hfa5nbc", "ab → qm7xk2pv", total=10, unit="B", stage="x")
+    feed.finish("send:ab:qm7xk2pv4hfa5nbc", "acknowledged")
+    assert "ab → bob" in out.getvalue()
+    bars.close()

@@ -324,7 +324,7 @@ def test_a_reused_message_key_shows_only_whether_two_messages_were_equal() -> No
     _, h1, c1 = encrypt(initiator, k1, b"ad")
     _, h2, c2 = encrypt(initiator, k2, b"ad")  # the same state again: the same message key
     assert (h1.dh, h1.n) == (h2.dh, h2.n)
-    n1, n2 = c1[: AEAD_NONCE_BYTES], c2[: AEAD_NONCE_BYTES]
+    n1, n2 = c1[:AEAD_NONCE_BYTES], c2[:AEAD_NONCE_BYTES]
     assert n1 != n2
     body1, body2 = c1[len(n1) : len(n1) + 32], c2[len(n2) : len(n2) + 32]
     assert _xor(_xor(body1, body2), k1) != k2  # the known-plaintext attack fails

@@ -69,14 +69,16 @@ def test_the_panel_appends_as_it_happens_pauses_and_clears(tmp_path: Path) -> No
         (row,) = alice.message_queue.get_pending()
         alice.message_queue.retry_now(row.id)
         drawn = labels(panel)
-        waits = [x for x in drawn if x.startswith("retry in ")]
-        assert [w.split(" (")[0] for w in waits] == [f"retry in {s} s" for s in (1, 5, 15, 60)]
-        assert f"stuck {queued.message_id.hex()[:8]}: retry by hand" in drawn
+        waits = [x for x in drawn if x.startswith("{peer}: retry in ")]
+        expected = [f"{{peer}}: retry in {s} s" for s in (1, 5, 15, 60)]
+        assert [w.split(" (")[0] for w in waits] == expected
+        assert f"stuck {queued.message_id.hex()[:8]} to {{peer}}: retry by hand" in drawn
         assert f"manual retry now: row {row.id} (was stuck)" in drawn
         snapshot = panel.snapshot("frozen")
         panel.clear.click()
         assert panel.model.total == 0 and "nothing yet" in panel.view.value
-        assert "retry in 60 s" in snapshot._repr_html_() and "frozen" in snapshot._repr_html_()
+        assert "bob: retry in 60 s" in snapshot._repr_html_()
+        assert "frozen" in snapshot._repr_html_()
         assert snapshot.save(tmp_path / "flow.svg").read_text().startswith("<svg")
         assert "sequenceDiagram" in snapshot.save(tmp_path / "flow.md").read_text()
 
@@ -145,20 +147,20 @@ def test_exported_notebook_02_contains_the_static_diagram(tmp_path: Path) -> Non
     body, _ = HTMLExporter().from_notebook_node(nb)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "02-message-flow.html").write_text(body)
-    diagrams = re.findall(r'<div class="volli-seq" data-arrows="(\d+)"', body)
+    diagrams = re.findall(r'<div class="volli-seq [\w-]+" data-arrows="(\d+)"', body)
     assert len(diagrams) >= 3  # alice live, bob's receive path, alice's snapshot
-    svg = body[body.index('<div class="volli-seq"') :]
+    svg = body[body.index('<div class="volli-seq ') :]
     for label in (
         "send_message(…) →",
         "MESSAGE ",
-        "ACK (signed)",
+        "signed ACK (",
         "✓ delivered",
         "on_message",
         "verify, decrypt, store",
-        "retry in 1 s (attempt 1 failed: peer offline)",
-        "retry in 5 s (attempt 2 failed: peer offline)",
-        "retry in 15 s (attempt 3 failed: peer offline)",
-        "retry in 60 s (attempt 4 failed: peer offline)",
+        "bob: retry in 1 s (attempt 1 failed: peer offline)",
+        "bob: retry in 5 s (attempt 2 failed: peer offline)",
+        "bob: retry in 15 s (attempt 3 failed: peer offline)",
+        "bob: retry in 60 s (attempt 4 failed: peer offline)",
         ": retry by hand",
         "is back: 1 stuck → due again",  # bob's return released it (no manual retry)
     ):

@@ -79,8 +79,8 @@ def test_the_online_path_reads_like_the_seeds_first_diagram() -> None:
         (STORE, STORE, r"^encrypt for \{peer\} \(1\.\d KB\)"),
         (STORE, NETWORK, r"^send [0-9a-f]{8}$"),
         (NETWORK, bob, r"^MESSAGE [0-9a-f]{8} \(1\.\d KB\)"),
-        (bob, NETWORK, r"^ACK \(signed\)"),
-        (NETWORK, STORE, r"^Delivered [0-9a-f]{8}"),
+        (bob, NETWORK, r"^signed ACK \(187 B\)"),
+        (NETWORK, STORE, r"^ACK signature ok: [0-9a-f]{8}"),
         (STORE, UI, r"^✓ delivered [0-9a-f]{8}"),
     )
     send = arrows[find(arrows, r"^send_message")]
@@ -89,7 +89,7 @@ def test_the_online_path_reads_like_the_seeds_first_diagram() -> None:
     mid = send.label[-8:]
     assert message.label.startswith(f"MESSAGE {mid}") and delivered.label.endswith(mid)
     assert send.style == "call" and delivered.style == "reply" and delivered.tone == "ok"
-    assert arrows[find(arrows, r"^ACK")].style == "reply"  # dashed, as in the seed
+    assert arrows[find(arrows, r"^signed ACK")].style == "reply"  # dashed, as in the seed
     names = {bob: "bob"}.get
     assert label_for(arrows[find(arrows, r"^encrypt")], lambda p: names(p) or p).startswith(
         "encrypt for bob"
@@ -101,7 +101,7 @@ def test_the_online_path_reads_like_the_seeds_first_diagram() -> None:
     assert details["size"].endswith("KB") and details["peer"] == bob
     assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} \(\+\d+\.\d{3} s\)", details["time"])
     assert details["after previous"].endswith(" ms")
-    ack = dict(arrows[find(arrows, r"^Delivered")].details)
+    ack = dict(arrows[find(arrows, r"^ACK signature ok")].details)
     assert ack["round trip"].endswith(" ms")
 
 
@@ -116,7 +116,7 @@ def test_the_receive_path_reads_like_the_seeds_second_diagram() -> None:
         (NETWORK, STORE, r"^on_message [0-9a-f]{8}"),
         (STORE, STORE, r"^verify, decrypt, store"),
         (STORE, UI, r"^update conversation"),
-        (NETWORK, alice, r"^ACK for 1 [0-9a-f]{8}"),  # the ACK leaves after the commit
+        (NETWORK, alice, r"^signed ACK for [0-9a-f]{8} "),  # it leaves after the commit
     )
 
 
@@ -131,11 +131,11 @@ def test_the_offline_path_retries_at_1_5_15_60_then_stuck_then_manual_retry() ->
         (QUEUE, QUEUE, r"^messages wait in the outbox"),
         (UI, STORE, r"^send_message"),
         (STORE, QUEUE, r"^enqueue"),
-        (QUEUE, QUEUE, r"^retry in 1 s \(attempt 1 failed: peer offline\)"),
-        (QUEUE, QUEUE, r"^retry in 5 s \(attempt 2 failed: peer offline\)"),
-        (QUEUE, QUEUE, r"^retry in 15 s \(attempt 3 failed: peer offline\)"),
-        (QUEUE, QUEUE, r"^retry in 60 s \(attempt 4 failed: peer offline\)"),
-        (QUEUE, UI, r"^stuck [0-9a-f]{8}: retry by hand"),
+        (QUEUE, QUEUE, r"^{peer}: retry in 1 s \(attempt 1 failed: peer offline\)"),
+        (QUEUE, QUEUE, r"^{peer}: retry in 5 s \(attempt 2 failed: peer offline\)"),
+        (QUEUE, QUEUE, r"^{peer}: retry in 15 s \(attempt 3 failed: peer offline\)"),
+        (QUEUE, QUEUE, r"^{peer}: retry in 60 s \(attempt 4 failed: peer offline\)"),
+        (QUEUE, UI, r"^stuck [0-9a-f]{8} to \{peer\}: retry by hand"),
         (UI, QUEUE, r"^manual retry all stuck: 1 row"),
         (STORE, NETWORK, r"^send [0-9a-f]{8}, attempt 6$"),
         (STORE, UI, r"^✓ delivered"),
@@ -150,6 +150,13 @@ def test_the_offline_path_retries_at_1_5_15_60_then_stuck_then_manual_retry() ->
     stuck = arrows[offline + steps[7]]
     assert stuck.tone == "bad" and dict(stuck.details)["failed attempts"] == "5"
     assert arrows[offline].source == NETWORK and arrows[offline].target == STORE
+    # The time column follows the store's virtual clock: the retries 1, 5, 15, 60 s apart
+    # as their labels say (the log's own clock saw them a millisecond apart).
+    first = retries[0].shown_since
+    assert [round(a.shown_since - first) for a in [*retries, stuck]] == [0, 1, 6, 21, 81]
+    assert retries[-1].since - retries[0].since < 1  # real time
+    assert dict(stuck.details)["virtual clock"] == "+81 s ahead of real time"
+    assert arrows[0].shown_since == arrows[0].since  # before any jump, real time
 
 
 def test_state_chatter_draws_nothing_and_numbers_count_every_arrow() -> None:
@@ -197,6 +204,42 @@ def test_svg_has_hover_titles_click_pins_and_escapes_text() -> None:
     html = render_html(model, uid="t2")
     assert "flex-direction:column-reverse" in html  # the box opens at the newest arrow
     assert html.count("<svg") == 2  # the header stays, the arrows scroll
+    # Pinned details sit under the scroll box, as HTML, where scrolling cannot hide them.
+    box_end = html.index('<div class="volli-seq-details">')
+    assert 'class="tip t' not in html[:box_end]
+    assert html.count('<div class="tip t') == len(model.arrows)
+    assert "div.t2:has(.a1:focus) div.t1{display:block}" in html
+
+
+def test_labels_are_whole_and_stay_inside_the_drawing() -> None:
+    """A label may run past its arrow's ends (each arrow has its own row), so none is cut
+    with "…"; each stays between the time column and the right edge."""
+    entries = recorded()
+    bob = bob_of(entries)
+    model = SequenceModel()
+    model.extend(entries)
+    long = "MESSAGE 940a1ada (4.2 MB in 65 chunks)"
+    model.add(
+        LogEntry(
+            entries[-1].time,
+            "frame",
+            bob,
+            f"sent {long}",
+            {"kind": "frame.message", "direction": "out", "frame": "MESSAGE"},
+            entries[-1].since,
+        )
+    )
+    svg = render_svg(model, {bob: "bob"}.get, uid="w")  # type: ignore[arg-type]
+    assert "…" not in re.sub(r"<title>.*?</title>", "", svg, flags=re.S).replace("(…)", "")
+    assert f">{long}<" in svg
+    width = float(re.search(r'width="([\d.]+)"', svg).group(1))  # type: ignore[union-attr]
+    for x, anchor, text in re.findall(
+        r'<text x="([\d.]+)" y="[\d.]+"( text-anchor="middle")?[^>]*>([^<]+)</text>', svg
+    ):
+        half = len(text) * 6.6 / 2 if anchor else 0
+        left = float(x) - half
+        right = float(x) + (half if anchor else len(text) * 6.6)
+        assert left >= 0 and right <= width + 0.5, (text, left, right, width)
 
 
 def test_mermaid_text_is_a_sequence_diagram_with_aliases_and_no_breaking_characters() -> None:
@@ -216,8 +259,8 @@ def test_mermaid_text_is_a_sequence_diagram_with_aliases_and_no_breaking_charact
         "    participant Network",
         "    participant P4 as bob",
     ]
-    assert "    P4-->>Network: ACK (signed) (187 B)" in lines
-    assert "    Queue->>Queue: retry in 60 s (attempt 4 failed: peer offline)" in lines
+    assert "    P4-->>Network: signed ACK (187 B)" in lines
+    assert "    Queue->>Queue: bob: retry in 60 s (attempt 4 failed: peer offline)" in lines
     assert "    Note over Network,P4: ICE + DTLS connected" in lines
     assert lines[-1] == "    Note over Network: ⚠ odd, text no. 1"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -30,10 +31,16 @@ def test_queue_model_counts_down_and_changes_with_the_store(tmp_path: Path) -> N
         store = open_store(tmp_path, "alice", clock=clock)
         ghost = Identity.generate()
         store.add_contact(ghost.public, name="ghost")
+        assert queue_table(store, clock()).rows == []
+        assert "nothing waits" in queue_table(store, clock()).to_html()  # not a bare "none"
         await store.send_message(ghost.peer_id, "anyone?")
         (row,) = queue_table(store, clock()).rows
         assert (row["status"], row["attempts"], row["next retry"]) == ("pending", 1, "in 1.0 s")
         assert row["last error"] == "peer offline"
+        assert row["to"].lines == ("ghost", ghost.peer_id[:8]) and row["to name"].startswith(
+            "ghost"
+        )
+        assert row["message"].lines[0] == "'anyone?'"
         clock.advance(0.4)
         assert queue_table(store, clock()).rows[0]["next retry"] == "in 0.6 s"
         for step in (1, 5, 15, 60):
@@ -51,7 +58,7 @@ def test_queue_model_counts_down_and_changes_with_the_store(tmp_path: Path) -> N
         panel.confirm.value = True
         panel.discard.click()
         assert queue_table(store, clock()).rows == []
-        assert "none" in panel.view.value
+        assert "nothing waits" in panel.view.value
         panel.close()
         await store.close()
 
@@ -68,23 +75,34 @@ def test_peer_ice_chat_and_event_models_for_paired_stores(tmp_path: Path) -> Non
         sent = await alice.send_message(bob.peer_id, "hello")
         await alice.wait_delivered(sent.message_id)
         await asyncio.sleep(1.2)  # a heartbeat round trip for the RTT column
-        (row,) = peers_table(alice, alice.clock()).rows
+        table = peers_table(alice, alice.clock())
+        (row,) = table.rows
         assert row["peer"] == bob.peer_id and row["name"] == "bob"
+        assert row["peer"].lines == ("bob", bob.peer_id[:8])  # the name over the short id
         assert (row["verified"], row["connection"]) == ("yes", "connected")
+        assert row["connection"].lines == ("connected", "ICE completed")
         assert row["selected pair"].startswith("host 127.0.0.1:")
-        assert row["rtt"].endswith("ms") and row["msgs in/out"] == "0/1"
-        assert row["link"].startswith("stalls 0% · ACK wait 3 s · 1 msgs in 1 bundles · 1 ACKs")
+        assert row["selected pair"].lines[1].startswith("↔ host 127.0.0.1:")  # two short lines
+        assert row["rtt"].endswith("ms")
+        assert re.fullmatch(r"in 0 msgs, \d+ B; out 1 msg, [\d.]+ KB", row["traffic"])
+        assert row["link"].lines == ("ACK wait 3 s", "stalls 0%", "1 bundle, 1 ACK")
+        assert row["link"] == "ACK wait 3 s · stalls 0% · 1 msg in 1 bundle, 1 ACK"
+        assert "warning" not in table.columns and "presence" not in table.columns  # none
+        assert f'title="{bob.peer_id}"' in table.to_html()
         ice = candidates_table(alice)
         assert ice.rows and 0 in ice.highlight and ice.rows[0]["selected"] == "✔"
+        assert ice.rows[0]["peer"].lines == ("bob", bob.peer_id[:8])
         assert {r["side"] for r in ice.rows} == {"local", "remote"}
         assert "volli-selected" in ice.to_html()
         assert ice.title == "ICE candidates · no relay candidate (no TURN server configured)"
         conversation = alice.conversation_with(bob.peer_id)
         assert chat_lines(alice, conversation) == ["me: hello ✓"]
-        assert chat_lines(bob, conversation) == [f"{alice.peer_id[:8]}: hello"]
+        assert chat_lines(bob, conversation) == ["alice: hello"]  # the name, not the id
         assert any("channel binding verified" in r["message"] for r in events_table(alice.log).rows)
         assert all(r["category"] == "ice" for r in events_table(alice.log, category="ice").rows)
         chat = ChatPanel(alice)
+        assert chat.conversation.options == ((f"bob ({bob.peer_id[:8]})", conversation),)
+        assert "dm-" not in chat.view.value.replace(f"title='{conversation}'", "")
         chat.text.value = "typed in the panel"
         await chat._send()
         assert "typed in the panel" in chat.view.value

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from volli_nb.base.errors import ConversationRefused, VolliError
 from volli_nb.core.body import decode_body
+from volli_nb.core.eventlog import clip, wall_clock
 from volli_nb.core.store.history import StoredMessage
 
 RECEIVED = "received"  # the status of every readable incoming message
@@ -30,10 +31,30 @@ class ChatMessage:
     text: str
     timestamp_ms: int
     status: str  # "received", or for "out": delivered / pending / stuck / ...
+    sender_name: str = field(default="", compare=False)  # the contact's name, if known
 
     @property
     def short_id(self) -> str:
         return self.message_id.hex()[:8]
+
+    @property
+    def time(self) -> str:
+        """``13:14:02``: when it was sent, on the sender's clock, local time."""
+        return wall_clock(self.timestamp_ms / 1000)[:8]
+
+    def __str__(self) -> str:
+        """``13:14:02 bob: hello``: how a chat line reads (``me`` for our own)."""
+        who = "me" if self.direction == "out" else self.sender_name or self.sender[:8]
+        return f"{self.time} {who}: {self.text}"
+
+    def __repr__(self) -> str:
+        """Names and short ids, a clock time, never a bytes literal or an epoch."""
+        sender = self.sender[:8]
+        if self.sender_name and self.sender_name != sender:
+            sender = f"{self.sender_name} ({sender})"
+        who = "out" if self.direction == "out" else f"in from {sender}"
+        text = clip(self.text, 40)
+        return f"<ChatMessage {self.short_id} {who} {self.time} {text!r} {self.status}>"
 
 
 @dataclass(frozen=True)
@@ -100,9 +121,12 @@ def overall_status(statuses: set[str], *, none: str) -> str:
 
 
 def chat_message(
-    stored: StoredMessage, delivery_status: Callable[[bytes], dict[str, str]]
+    stored: StoredMessage,
+    delivery_status: Callable[[bytes], dict[str, str]],
+    names: Callable[[str], str] | None = None,
 ) -> ChatMessage:
-    """A stored message as the UI shows it; an outgoing one with its delivery status.
+    """A stored message as the UI shows it; an outgoing one with its delivery status,
+    an incoming one with its sender's name (``names``: a contact's name by peer id).
 
     A body the decoder refuses (stored by an older version) shows as unreadable, with
     the reason, instead of breaking the whole conversation's history."""
@@ -122,6 +146,7 @@ def chat_message(
         text,
         stored.timestamp_ms,
         status,
+        names(stored.sender) if names is not None and stored.direction == "in" else "",
     )
 
 

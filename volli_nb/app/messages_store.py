@@ -309,7 +309,8 @@ class MessagesStore:
     def history(self, conversation: str, *, limit: int | None = None) -> list[ChatMessage]:
         conversation_id, _ = self.contact_book.resolve(conversation)
         rows = self.database.history(conversation_id, limit=limit)
-        return [chat_message(row, self.delivery_status) for row in rows]
+        names = self.contact_book.display_name
+        return [chat_message(row, self.delivery_status, names) for row in rows]
 
     def conversations(self) -> list[Conversation]:
         return self.database.list_conversations()

@@ -12,6 +12,7 @@ event, which stays the same origin when old entries fall off the end.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from collections import deque
@@ -39,6 +40,12 @@ CATEGORIES = (
 def wall_clock(t: float) -> str:
     """``14:03:27.512``: local wall-clock time with milliseconds."""
     return datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis if longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def format_since(seconds: float) -> str:
@@ -69,6 +76,13 @@ class LogEntry:
     def format(self) -> str:
         peer = f" [{self.peer_id}]" if self.peer_id else ""
         return f"{self.wall_clock} {self.since_start:>11} {self.category:<10}{peer} {self.message}"
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def __repr__(self) -> str:
+        """The readable line (the data stay in ``.data``): no epoch floats."""
+        return f"<LogEntry {self.format()}>"
 
 
 Listener = Callable[[LogEntry], None]
@@ -124,6 +138,27 @@ class EventLog:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<EventLog: {len(self._entries)} entries; .tail(n) prints the last n>"
+
+    def _repr_html_(self, n: int = 20) -> str:
+        """The last ``n`` entries as a table, newest last (a log displayed in Jupyter)."""
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(v)}</td>"
+                for v in (e.wall_clock, e.since_start, e.category, e.peer_id or "", e.message)
+            )
+            + "</tr>"
+            for e in list(self._entries)[-n:]
+        )
+        head = "".join(f"<th>{c}</th>" for c in ("time", "since start", "category", "peer", ""))
+        shown = min(n, len(self._entries))
+        return (
+            f"<div>event log: the last {shown} of {len(self._entries)} entries</div>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        )
 
     def __iter__(self) -> Iterator[LogEntry]:
         return iter(list(self._entries))

@@ -37,6 +37,16 @@ class CandidateInfo:
     def endpoint(self) -> str:
         return f"{self.address}:{self.port}"
 
+    def __str__(self) -> str:
+        """``host 127.0.0.1:50343``: what a pair of candidates is drawn with."""
+        return f"{self.type} {self.endpoint}"
+
+    def __repr__(self) -> str:
+        related = ""
+        if self.related_address:
+            related = f" from {self.related_address}:{self.related_port}"
+        return f"CandidateInfo({self.type} {self.protocol} {self.endpoint}{related})"
+
 
 def parse_candidate(line: str) -> CandidateInfo:
     """Parse ``candidate:...`` (with or without the ``a=`` prefix)."""

@@ -5,6 +5,7 @@ Pure data, so panels and tests can build them without a network.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 from volli_nb.core.protocol.refusal import RefusalCode
@@ -87,3 +88,23 @@ class CandidateView:
     local: list[CandidateInfo]
     remote: list[CandidateInfo]
     selected: tuple[CandidateInfo, CandidateInfo] | None
+
+    def __repr__(self) -> str:
+        pair = f"{self.selected[0]} ↔ {self.selected[1]}" if self.selected else "none yet"
+        counts = f"{len(self.local)} local, {len(self.remote)} remote"
+        return f"CandidateView({counts}, selected: {pair})"
+
+    def _repr_html_(self) -> str:
+        """The candidates as a table, the selected pair marked (what webrtc-internals shows)."""
+        chosen = set(self.selected or ())
+        rows = "".join(
+            f"<tr><td>{side}</td><td>{c.type}</td><td>{c.protocol}</td>"
+            f"<td>{html.escape(c.endpoint)}</td><td>{c.priority}</td>"
+            f"<td>{'✔' if c in chosen else ''}</td></tr>"
+            for side, group in (("local", self.local), ("remote", self.remote))
+            for c in group
+        )
+        head = "".join(f"<th>{c}</th>" for c in ("side", "type", "protocol", "address", "priority"))
+        return (
+            f"<table><thead><tr>{head}<th>selected</th></tr></thead><tbody>{rows}</tbody></table>"
+        )

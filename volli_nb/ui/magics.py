@@ -27,6 +27,7 @@ from volli_nb.core.store.keyring import PASSPHRASE_ENV
 HELP = """%volli — Volli P2P from IPython
 
   %volli new [NAME]        a throwaway profile (loopback only) as `messagesStore`
+                           (NAME: how others see you; default notebook-<pid>)
   %volli open PATH [NAME]  open (or create) a profile; passphrase from $VOLLI_PASSPHRASE
                            or a prompt
   %volli dashboard         all panels, live (peers, ICE, queue, chat, events)
@@ -105,7 +106,13 @@ def _plain_peers(store: Any) -> Any:
 
 
 def _plain_queue(store: Any) -> Any:
-    rows = [q.to_row() for q in store.message_queue.get_pending()]
+    from volli_nb.core.eventlog import wall_clock
+
+    times = ("next_attempt_at", "created_at", "updated_at")  # clock times, not epoch floats
+    rows = [
+        {k: (wall_clock(v) if v is not None else "—") if k in times else v for k, v in r.items()}
+        for r in (q.to_row() for q in store.message_queue.get_pending())
+    ]
     columns = list(rows[0]) if rows else ["id", "recipient", "status", "attempts"]
     return _plain_table("Pending queue", columns, rows)
 
@@ -195,8 +202,8 @@ class VolliMagics(Magics):
     def _dispatch(self, command: str, rest: list[str]) -> Any:
         if command == "help":
             print(HELP)
-        elif command == "new":
-            self._new(rest[0] if rest else "notebook")
+        elif command == "new":  # a default two notebooks do not share
+            self._new(rest[0] if rest else f"notebook-{os.getpid()}")
         elif command == "open":
             if not rest:
                 raise ValueError("usage: %volli open PATH [NAME]")
@@ -285,7 +292,7 @@ class VolliMagics(Magics):
             MessagesStore.open(
                 path,
                 passphrase,
-                name=name,
+                name=name or path.stem,
                 kdf=KDF_MODERATE,
                 config=NetworkConfig(loopback_only=True),
             )
@@ -314,9 +321,16 @@ class VolliMagics(Magics):
                 await store.wait_connected(peer)
                 return peer
 
+            def connected(peer: str) -> Note:
+                name = store.contact_book.display_name(peer)
+                return Note(
+                    f"connected to {name} ({peer})",
+                    f"connected to <b>{html.escape(name)}</b> ({html.escape(peer)})",
+                )
+
             self._later(
                 complete(),
-                lambda p: Note(f"connected to {p}", f"connected to <b>{html.escape(p)}</b>"),
+                connected,
                 "await messagesStore.wait_connected(await messagesStore.complete_pairing(code))",
             )
 

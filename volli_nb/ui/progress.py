@@ -28,11 +28,40 @@ def _feed(source: Any) -> ProgressFeed:
     return feed
 
 
+Names = Callable[[str], str]
+
+
+def store_names(source: Any) -> Names | None:
+    """A store's contact names by peer id (None for a bare feed)."""
+    book = getattr(source, "contact_book", None)
+    return None if book is None else book.display_name
+
+
+def described(update: ProgressUpdate, names: Names | None) -> str:
+    """The task's description with the peer's short id replaced by its name: a task's key
+    ends with the peer id (``send:<message>:<peer>``, ``flush:<peer>``)."""
+    peer_id = update.key.rsplit(":", 1)[-1]
+    if names is None or len(peer_id) < 8 or peer_id[:8] not in update.description:
+        return update.description
+    try:
+        name = names(peer_id)
+    except Exception:  # a closed store: keep the id
+        return update.description
+    return update.description.replace(peer_id[:8], name)
+
+
 class ProgressBars:
     """One tqdm bar per task of a feed; finished bars stay, with their outcome."""
 
-    def __init__(self, feed: ProgressFeed, target: Target, *, file: TextIO | None = None) -> None:
-        self.feed, self.target = feed, target
+    def __init__(
+        self,
+        feed: ProgressFeed,
+        target: Target,
+        *,
+        file: TextIO | None = None,
+        names: Names | None = None,
+    ) -> None:
+        self.feed, self.target, self.names = feed, target, names
         self.file = file if file is not None else sys.stderr
         self.bars: dict[str, Any] = {}
         self._remove = feed.subscribe(self._on_update)
@@ -45,7 +74,7 @@ class ProgressBars:
             kind = notebook_tqdm
         options: dict[str, Any] = {
             "total": update.total,
-            "desc": update.description,
+            "desc": described(update, self.names),
             "unit": update.unit,
             "unit_scale": update.unit == "B",
             "leave": True,
@@ -79,6 +108,13 @@ class ProgressBars:
             bar.close()
         self.bars.clear()
 
+    def __repr__(self) -> str:
+        return f"<progress bars ({self.target}): {len(self.bars)} running>"
+
+    def _ipython_display_(self) -> None:
+        """Shown as nothing: the bars appear by themselves when an operation runs (a cell
+        ending in ``show_progress(store)`` would otherwise print an object's address)."""
+
 
 def show_progress(
     source: Any, *, target: Target | str | None = "auto", file: TextIO | None = None
@@ -90,10 +126,11 @@ def show_progress(
         return None
     if chosen not in ("notebook", "terminal"):
         raise ValueError(f"target must be 'auto', 'notebook', 'terminal' or None: {chosen!r}")
-    return ProgressBars(_feed(source), chosen, file=file)  # type: ignore[arg-type]
+    bars = ProgressBars(_feed(source), chosen, file=file, names=store_names(source))  # type: ignore[arg-type]
+    return bars
 
 
-def bar_line(update: ProgressUpdate, width: int = 80) -> str:
+def bar_line(update: ProgressUpdate, width: int = 80, names: Names | None = None) -> str:
     """One task as one line of text (the shell's toolbar); ``started`` is on the feed's
     default clock, ``time.monotonic``."""
     text = terminal_tqdm.format_meter(
@@ -101,26 +138,28 @@ def bar_line(update: ProgressUpdate, width: int = 80) -> str:
         update.total,
         max(0.0, time.monotonic() - update.started),
         ncols=max(40, width - len(update.stage) - 3),
-        prefix=update.description,
+        prefix=described(update, names),
         unit=update.unit,
         unit_scale=update.unit == "B",
     )
     return f"{text}  {update.stage}" if update.stage else text
 
 
-def toolbar_text(feed: ProgressFeed, width: int = 100) -> Callable[[], str]:
+def toolbar_text(
+    feed: ProgressFeed, width: int = 100, names: Names | None = None
+) -> Callable[[], str]:
     """A callable giving the running tasks as lines, for a prompt_toolkit toolbar."""
 
     def text() -> str:
-        return "\n".join(bar_line(u, width) for u in list(feed.active.values())[:3])
+        return "\n".join(bar_line(u, width, names) for u in list(feed.active.values())[:3])
 
     return text
 
 
-def outcome_line(update: ProgressUpdate) -> str:
+def outcome_line(update: ProgressUpdate, names: Names | None = None) -> str:
     """What a finished task printed once: ``✓ 3f2a… → bob: acknowledged (10.0 MB, 3.1 s)``."""
     seconds = time.monotonic() - update.started
     size = terminal_tqdm.format_sizeof(update.done, "B" if update.unit == "B" else "")
     amount = size if update.unit == "B" else f"{update.done:,.0f} {update.unit}"
     mark = "✗" if update.failed else "✓"
-    return f"{mark} {update.description}: {update.outcome} ({amount}, {seconds:.1f} s)"
+    return f"{mark} {described(update, names)}: {update.outcome} ({amount}, {seconds:.1f} s)"

@@ -15,6 +15,7 @@ import asyncio
 import getpass
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,15 @@ from volli_nb.base.errors import UsageError, VolliError, WrongPassphrase
 from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.core.store.database import KDF_MODERATE
 from volli_nb.core.store.keyring import PASSPHRASE_ENV
+from volli_nb.ui.shell_helpers import (
+    Printed,
+    Running,
+    Shown,
+    TableView,
+    chat_helpers,
+    incoming_line,
+    pairing_helpers,
+)
 
 CLOSE_TIMEOUT = 2.0  # Ctrl-D: every connection closed within this bound
 PASSPHRASE_TRIES = 3
@@ -32,102 +42,65 @@ PASSPHRASE_TRIES = 3
 BANNER = """\
 volli-shell — {name} ({peer_id})  profile: {where}
 Loaded: messagesStore, network_store, message_queue
-Helpers: peers()  pending()  candidates()  pair([code])  offer()  accept(code)
-         complete(code)  send(peer_or_conversation, text)  verify()
+Helpers: peers()  pending()  candidates()  history([name])  send(name_or_peer, text)
+         pair([code])  offer()  accept(code)  complete(code)  verify()
 Pair:   here   code = await offer()          → copy the code line to the other side
         there  await accept("volli2.…")      → prints an answer code; copy it back here
         here   await complete("volli2.…")    (or just `await pair(...)` each time)
 Debug:  messagesStore.network_store.peers     await messagesStore.sync_messages()
         events([n])  (the event log, readable times)   diagram()  (mermaid sequence diagram)
+Incoming messages print above the prompt.  Helpers run with or without `await`.
 ICE: {ice}.  Top-level await works; Ctrl-D closes every connection and exits.
 """
-
-
-class TableView:
-    """A table that prints as aligned text at the prompt (``.table`` has the rows)."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-
-    def __repr__(self) -> str:
-        cols: list[str] = list(self.table.columns)
-        rows = [[str(r.get(c, "")) for c in cols] for r in self.table.rows]
-        widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
-
-        def line(cells: list[str]) -> str:
-            return "  ".join(v.ljust(wd) for v, wd in zip(cells, widths, strict=True)).rstrip()
-
-        body = [line(r) for r in rows] or ["(none)"]
-        return "\n".join([line(cols), *body])
+# peers() and pending() at the prompt: one short line a row (a header → a row key).
+SHELL_PEERS = {
+    "name": "name",
+    "peer": "peer",
+    "verified": "verified",
+    "connection": "connection",
+    "ice": "ice",
+    "rtt": "rtt",
+    "last seen": "last seen",
+}
+SHELL_QUEUE = {
+    "row": "row",
+    "message": "message",
+    "to": "to name",
+    "status": "status",
+    "attempts": "attempts",
+    "next retry": "next retry",
+    "last error": "last error",
+}
 
 
 def helpers(store: MessagesStore) -> dict[str, Any]:
     """The shell's namespace: the store, its parts, and short helpers."""
 
-    def view(name: str, *, timed: bool = True) -> Callable[[], TableView]:
+    def view(
+        name: str, *, timed: bool = True, columns: dict[str, str] | None = None
+    ) -> Callable[[], TableView]:
         def show() -> TableView:
             from volli_nb.ui.widgets import models
 
             make = getattr(models, name)
-            return TableView(make(store, store.clock()) if timed else make(store))
+            return TableView(make(store, store.clock()) if timed else make(store), columns)
 
+        show.__name__ = name.removesuffix("_table")
         return show
-
-    async def offer() -> str:
-        code = await store.create_pairing_code()
-        print(code)  # on its own line, for copying
-        return code
-
-    async def accept(code: str) -> str:
-        answer = await store.accept_pairing_code(code)
-        print(answer)
-        return answer
-
-    async def complete(code: str) -> str:
-        peer_id = await store.complete_pairing(code)
-        await store.wait_connected(peer_id)
-        print(f"connected to {peer_id}")
-        return peer_id
-
-    async def pair(code: str | None = None) -> str:
-        """No code: make an offer.  An offer code: accept it.  An answer code: complete."""
-        from volli_nb.core.pairing_code import decode_code
-
-        if code is None:
-            return await offer()
-        if decode_code(code).kind == "offer":
-            return await accept(code)
-        return await complete(code)
-
-    async def send(to: str, text: str) -> Any:
-        return await store.send_message(to, text)
 
     return {
         "messagesStore": store,
         "network_store": store.network_store,
         "message_queue": store.message_queue,
-        "peers": view("peers_table"),
-        "pending": view("queue_table"),
+        "peers": view("peers_table", columns=SHELL_PEERS),
+        "pending": view("queue_table", columns=SHELL_QUEUE),
         "candidates": view("candidates_table", timed=False),
-        "pair": pair,
-        "offer": offer,
-        "accept": accept,
-        "complete": complete,
-        "send": send,
+        **pairing_helpers(store),
+        **chat_helpers(store),
         "verify": store.verify,
         **_log_helpers(store),
         "asyncio": asyncio,
     }
-
-
-class Printed:
-    """Text the prompt shows as lines (a ``str`` result would be echoed quoted, on one)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
 
 
 def _log_helpers(store: MessagesStore) -> dict[str, Callable[..., Printed]]:
@@ -148,6 +121,14 @@ def _log_helpers(store: MessagesStore) -> dict[str, Callable[..., Printed]]:
     return {"events": events, "diagram": diagram}
 
 
+def default_name(profile: Path | None) -> str:
+    """A name the other side can tell apart from its own: the profile file's name, or
+    this host and process (two throwaway shells on one machine are not both "shell")."""
+    if profile is not None:
+        return profile.stem
+    return f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+
+
 def _ask_new_passphrase(path: Path) -> str:
     print(f"volli-shell: {path} does not exist; a new profile will be created there.")
     for _ in range(PASSPHRASE_TRIES):
@@ -165,7 +146,7 @@ def open_profile(args: argparse.Namespace) -> tuple[MessagesStore, str]:
     """The store, and a description of where it lives for the banner."""
     config = NetworkConfig(loopback_only=not args.lan)
     if args.profile is None:
-        store = MessagesStore.scratch(args.name or "shell", config=config)
+        store = MessagesStore.scratch(args.name or default_name(None), config=config)
         where = (
             f"throwaway in {store.scratch_dir} "
             "(weak KDF_MIN key, deleted on exit; --profile PATH keeps one)"
@@ -174,7 +155,8 @@ def open_profile(args: argparse.Namespace) -> tuple[MessagesStore, str]:
     path: Path = args.profile
 
     def open_with(passphrase: str) -> MessagesStore:
-        return MessagesStore.open(path, passphrase, name=args.name, kdf=KDF_MODERATE, config=config)
+        name = args.name or default_name(path)
+        return MessagesStore.open(path, passphrase, name=name, kdf=KDF_MODERATE, config=config)
 
     given = os.environ.get(PASSPHRASE_ENV)
     if given is not None:  # scripted use: no second chance
@@ -213,7 +195,14 @@ async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
     from volli_nb.ui.progress import outcome_line, toolbar_text
 
     feed = store.progress
-    lines = toolbar_text(feed, shutil.get_terminal_size().columns - 1)
+    # The toolbar is drawn on prompt_toolkit's own thread, where SQLite may not be used:
+    # names are looked up on the loop's thread, as each task starts, and kept here.
+    known: dict[str, str] = {}
+
+    def name(peer_id: str) -> str:
+        return known.get(peer_id, peer_id[:8])
+
+    lines = toolbar_text(feed, shutil.get_terminal_size().columns - 1, name)
     toolbar = ConditionalContainer(
         Window(
             FormattedTextControl(lambda: [("class:volli-progress", lines())]),
@@ -221,23 +210,38 @@ async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
         ),
         filter=Condition(lambda: bool(feed.active)),
     )
-    repl = PythonRepl(
+
+    class Repl(PythonRepl):
+        def _show_result(self, result: object) -> None:
+            # A code already printed on its own line, or work that prints its own line
+            # when done (a helper typed without ``await``): nothing to echo.
+            if not isinstance(result, Shown | Running):
+                super()._show_result(result)
+
+    repl = Repl(
         get_globals=lambda: namespace, get_locals=lambda: namespace, _extra_toolbars=[toolbar]
     )
     repl.terminal_title = "volli-shell"
     _configure(repl)
 
-    def on_progress(update: Any) -> None:
+    def on_progress(update: Any) -> None:  # on the loop's thread
+        peer_id = update.key.rsplit(":", 1)[-1]
+        if peer_id not in known:
+            known[peer_id] = store.contact_book.display_name(peer_id)
         repl.app.invalidate()
         if update.finished:
-            print(outcome_line(update), flush=True)
+            print(outcome_line(update, name), flush=True)
 
-    remove = feed.subscribe(on_progress)
+    def on_message(message: Any) -> None:  # one line above the prompt (patch_stdout)
+        print(incoming_line(store, message, shutil.get_terminal_size().columns - 1), flush=True)
+
+    removers = [feed.subscribe(on_progress), store.on_message(on_message)]
     try:
         with patch_stdout():
             await repl.run_async()
     finally:
-        remove()
+        for remove in removers:
+            remove()
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -279,7 +283,11 @@ def parser() -> argparse.ArgumentParser:
         help=f"a profile's SQLite file (asks its passphrase, or reads ${PASSPHRASE_ENV}); "
         "created if missing.  Without it: a throwaway profile",
     )
-    p.add_argument("--name", default=None, help="your display name")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="your display name (default: the profile file's name, or this host and process)",
+    )
     p.add_argument(
         "--verify",
         action="store_true",

@@ -127,6 +127,13 @@ class PublicIdentity:
     def peer_id(self) -> str:
         return peer_id_for(self.identity_key)
 
+    def __repr__(self) -> str:
+        """The id and the keys' first hex digits (the whole keys are the fields)."""
+        return (
+            f"PublicIdentity({self.peer_id}: identity key {self.identity_key.hex()[:12]}…, "
+            f"device key {self.device_key.hex()[:12]}…, epoch {self.device_epoch})"
+        )
+
     def verify(self) -> None:
         """Raise :class:`BadSignature` unless the identity key signed this device key at
         this epoch."""

@@ -43,6 +43,7 @@ from volli_nb.base.errors import (
 )
 from volli_nb.core.crypto.identity import PublicIdentity
 from volli_nb.core.crypto.primitives import KEY_BYTES, SIGNATURE_BYTES
+from volli_nb.core.eventlog import wall_clock
 from volli_nb.core.store.keyring import row_mac_key
 from volli_nb.core.store.row_macs import MAC_COLUMN, RowMacs
 from volli_nb.core.store.sealed_db import Row
@@ -80,6 +81,12 @@ class Contact:
         return PublicIdentity(
             self.identity_key, self.device_key, self.device_signature, self.device_epoch
         )
+
+    def __repr__(self) -> str:
+        """Name and id, whether the safety number was checked, when last seen: no raw keys."""
+        seen = "never seen" if self.last_seen is None else f"last seen {wall_clock(self.last_seen)}"
+        checked = "verified" if self.verified else "not verified"
+        return f"<Contact {self.name or '(no name)'} {self.peer_id}, {checked}, {seen}>"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -43,6 +43,11 @@ class Conversation:
     members: tuple[str, ...]  # sorted peer ids, ourselves included
     created_at: float
 
+    def __repr__(self) -> str:
+        members = ", ".join(m[:8] for m in self.members)
+        title = f" {self.title!r}" if self.title else ""
+        return f"<Conversation {self.id}{title}: {members}>"
+
 
 @dataclass(frozen=True)
 class ReceivedRow:

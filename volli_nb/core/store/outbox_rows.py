@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from volli_nb.base.errors import UsageError
+from volli_nb.core.eventlog import clip, wall_clock
 from volli_nb.core.message_id import check_message_id
 
 
@@ -76,6 +77,17 @@ class QueuedMessage:
             counter=row["counter"],
             payload=payload,
         )
+
+    def __repr__(self) -> str:
+        """One readable line: short ids, clock times, never bytes or epoch floats."""
+        failed = f"{self.attempts} failed attempt{'' if self.attempts == 1 else 's'}"
+        parts = [f"row {self.id}: {self.message_id.hex()[:8]} → {self.recipient[:8]}"]
+        parts += [str(self.status), failed]
+        if self.next_attempt_at is not None and self.status == Status.PENDING:
+            parts.append(f"next attempt {wall_clock(self.next_attempt_at)}")
+        if self.last_error:
+            parts.append(f"last error: {clip(self.last_error, 60)}")
+        return f"<QueuedMessage {', '.join(parts)}>"
 
     def to_row(self) -> dict[str, object]:
         """A flat dict for tables and widgets: the payload's size, never its content."""

@@ -6,8 +6,8 @@ from typing import Any
 
 import ipywidgets as w
 
+from volli_nb.ui.widgets.cells import CSS
 from volli_nb.ui.widgets.panels import (
-    CSS,
     ChatPanel,
     EventLogPanel,
     IcePanel,

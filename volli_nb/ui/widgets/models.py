@@ -1,41 +1,33 @@
 """What each panel shows, computed from the store's public API: plain rows, no widgets.
 
-Panels render these rows; tests check them without a browser.  ``now`` is
-passed in so countdowns are deterministic under a virtual clock.
+Panels render these rows; tests and the shell read them without a browser.  ``now`` is
+passed in so countdowns are deterministic under a virtual clock.  Peer ids show as
+contact names where a name is known (the short id beside it, the full id on hover).
 """
 
 from __future__ import annotations
 
-import html
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from volli_nb.base.errors import VolliError
+from volli_nb.core.body import decode_body
+from volli_nb.core.eventlog import clip
 from volli_nb.core.store.message_queue import Status
+from volli_nb.ui.widgets.cells import Cell, Names, Table, human_size, plural
+
+__all__ = [
+    "Table",
+    "candidates_table",
+    "chat_lines",
+    "conversation_label",
+    "events_table",
+    "peers_table",
+    "queue_table",
+    "relay_title",
+]
 
 Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Table:
-    columns: list[str]
-    rows: list[Row]
-    highlight: frozenset[int] = frozenset()  # row indexes shown highlighted
-    title: str = ""
-
-    def to_html(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = []
-        for i, row in enumerate(self.rows):
-            style = ' class="volli-selected" style="font-weight:bold;background:#fff3c4"'
-            cells = "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in self.columns)
-            body.append(f"<tr{style if i in self.highlight else ''}>{cells}</tr>")
-        empty = f'<tr><td colspan="{len(self.columns)}"><i>none</i></td></tr>'
-        title = f"<h4>{html.escape(self.title)}</h4>" if self.title else ""
-        return (
-            f'{title}<table class="volli-table"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body) or empty}</tbody></table>"
-        )
 
 
 def _ago(now: float, then: float | None) -> str:
@@ -47,26 +39,58 @@ def _skew(net: Any, skew: float | None) -> str:
     if skew is None:
         return "—"
     warn = " ⚠" if abs(skew) > net.config.clock_skew_warn else ""
-    return f"{skew:+.1f} s{warn}"
+    return f"{0.0 if abs(skew) < 0.05 else skew:+.1f} s{warn}"  # never "-0.0 s"
 
 
-def _link_summary(net: Any, peer_id: str) -> str:
-    """Stall estimate, current ACK wait and how much bundling saved, in one cell."""
+def _link_summary(net: Any, peer_id: str) -> Cell:
+    """The ACK wait now, the stall estimate, and how much bundling saved."""
     quality, session = net.link_quality(peer_id), net.session_stats(peer_id)
     if quality is None or session is None:
-        return "—"
-    return (
-        f"stalls {quality.loss:.0%} · ACK wait {quality.ack_timeout():.0f} s · "
-        f"{session.messages_out} msgs in {session.bundles_out} bundles · {session.acks_in} ACKs"
-    )
+        return Cell("—")
+    wait, stalls = f"ACK wait {quality.ack_timeout():.0f} s", f"stalls {quality.loss:.0%}"
+    shared = f"{plural(session.bundles_out, 'bundle')}, {plural(session.acks_in, 'ACK')}"
+    text = f"{wait} · {stalls} · {plural(session.messages_out, 'msg')} in {shared}"
+    return Cell(text, (wait, stalls, shared), sub=True)
+
+
+def _pair(selected: Any) -> Cell:
+    if not selected:
+        return Cell("—")
+    here, there = (f"{c.type} {c.endpoint}" for c in selected)
+    return Cell(f"{here} ↔ {there}", (here, f"↔ {there}"), mono=True)
+
+
+def _rtt(rtt: float | None, skew: str) -> Cell:
+    """The round trip, with the clock difference under it (both about timing)."""
+    text = "—" if rtt is None else f"{rtt * 1000:.1f} ms"
+    return Cell(text, (text, f"clock {skew}"), sub="⚠" not in skew)
+
+
+def _traffic(stats: Any) -> Cell:
+    inbound = f"in {plural(stats.messages_in, 'msg')}, {human_size(stats.bytes_in)}"
+    outbound = f"out {plural(stats.messages_out, 'msg')}, {human_size(stats.bytes_out)}"
+    return Cell(f"{inbound}; {outbound}", (inbound, outbound))
+
+
+PEER_NOTES = {
+    "peer": "the contact's name over the short peer id (hover: the full id)",
+    "verified": "yes: the channel binding was verified (both DTLS certificates signed)",
+    "connection": "RTCPeerConnection.connectionState, and the ICE state under it",
+    "selected pair": "the ICE candidate pair in use: ours ↔ theirs",
+    "rtt": "round trip of our heartbeat pings; under it, their clock minus ours "
+    "(⚠: far enough apart that messages are refused)",
+    "link": "how long we wait for an ACK now, the stall estimate, and how many bundles "
+    "and signed ACKs carried the messages we sent",
+    "traffic": "messages and bytes received and sent on this connection",
+}
 
 
 def peers_table(store: Any, now: float) -> Table:
     """Peers and their states: the seed's first debug command, as a table."""
     net = store.network_store
+    names = Names(store)
     endpoint = net.get_sync_endpoint()
     present = set(store.room_session.online) if store.room_session is not None else set()
-    names = {c.peer_id: c.name for c in store.contacts}
     warnings: dict[str, str] = dict(store.contact_book.warnings)  # name clashes, key changes
     for peer_id, error in net.pairing_errors.items():  # why pairing failed, on either side
         cause = f"pairing failed: {type(error).__name__}: {error}"
@@ -74,50 +98,54 @@ def peers_table(store: Any, now: float) -> Table:
     rows: list[Row] = []
     for peer_id, pc in net.peers.items():
         stats = net.stats(peer_id)
-        pair = net.candidates(peer_id).selected
         rows.append(
             {
-                "peer": peer_id,
-                "name": names.get(peer_id) or "",
+                "peer": names.cell(peer_id),
+                "name": names.by_id.get(peer_id, ""),
                 "verified": "yes" if endpoint.get(peer_id, {}).get("verified") else "no",
-                "connection": pc.connectionState,
-                "ice": pc.iceConnectionState,
-                "selected pair": (
-                    f"{pair[0].type} {pair[0].endpoint} ↔ {pair[1].type} {pair[1].endpoint}"
-                    if pair
-                    else "—"
+                "connection": Cell(
+                    pc.connectionState,
+                    (pc.connectionState, f"ICE {pc.iceConnectionState}"),
+                    sub=True,
                 ),
-                "rtt": "—" if stats.rtt is None else f"{stats.rtt * 1000:.1f} ms",
+                "ice": pc.iceConnectionState,
+                "selected pair": _pair(net.candidates(peer_id).selected),
+                "rtt": _rtt(stats.rtt, _skew(net, stats.clock_skew)),
                 "clock": _skew(net, stats.clock_skew),
                 "link": _link_summary(net, peer_id),
-                "msgs in/out": f"{stats.messages_in}/{stats.messages_out}",
-                "bytes in/out": f"{stats.bytes_in}/{stats.bytes_out}",
+                "traffic": _traffic(stats),
                 "last seen": _ago(now, stats.last_seen),
                 "presence": "online" if peer_id in present else "",
                 "warning": warnings.get(peer_id, ""),
             }
         )
-    for peer_id in sorted((set(names) | present | set(warnings)) - set(net.peers)):
+    for peer_id in sorted((names.contacts | present | set(warnings)) - set(net.peers)):
         rows.append(
             {
-                "peer": peer_id,
-                "name": names.get(peer_id) or "",
-                "verified": "—",
+                **dict.fromkeys(PEER_COLUMNS, "—"),
+                "peer": names.cell(peer_id),
+                "name": names.by_id.get(peer_id, ""),
                 "connection": "offline",
                 "ice": "—",
-                "selected pair": "—",
-                "rtt": "—",
-                "clock": "—",
-                "link": "—",
-                "msgs in/out": "—",
-                "bytes in/out": "—",
-                "last seen": "—",
                 "presence": "online" if peer_id in present else "",
                 "warning": warnings.get(peer_id, ""),
             }
         )
+    columns = list(PEER_COLUMNS)
+    if store.room_session is not None:
+        columns.append("presence")
+    if any(row["warning"] for row in rows):
+        columns.append("warning")
     flagged = frozenset(i for i, row in enumerate(rows) if row["warning"])
-    return Table(list(PEER_COLUMNS), rows, highlight=flagged, title=_peers_title(store))
+    return Table(
+        columns,
+        rows,
+        highlight=flagged,
+        title=_peers_title(store),
+        notes=PEER_NOTES,
+        wrap=frozenset({"warning"}),
+        empty="none yet: pair with someone (a pairing code, or a room)",
+    )
 
 
 def _peers_title(store: Any) -> str:
@@ -130,20 +158,16 @@ def _peers_title(store: Any) -> str:
 
 PEER_COLUMNS = (
     "peer",
-    "name",
     "verified",
     "connection",
-    "ice",
     "selected pair",
     "rtt",
-    "clock",
     "link",
-    "msgs in/out",
-    "bytes in/out",
+    "traffic",
     "last seen",
-    "presence",
-    "warning",
 )
+# ``peers()`` in the shell: one short line a peer (the full id, to copy; no link details).
+SHELL_PEER_COLUMNS = ("name", "peer", "verified", "connection", "ice", "rtt", "last seen")
 CANDIDATE_COLUMNS = (
     "peer",
     "side",
@@ -161,6 +185,7 @@ CANDIDATE_COLUMNS = (
 def candidates_table(store: Any) -> Table:
     """ICE candidates per peer, the selected pair first and highlighted."""
     net = store.network_store
+    names = Names(store)
     rows: list[Row] = []
     highlight: set[int] = set()
     for peer_id in net.peers:
@@ -181,7 +206,7 @@ def candidates_table(store: Any) -> Table:
                 highlight.add(len(rows))
             rows.append(
                 {
-                    "peer": peer_id,
+                    "peer": names.cell(peer_id),
                     "side": side,
                     "foundation": c.foundation[:12],
                     "component": c.component,
@@ -193,39 +218,63 @@ def candidates_table(store: Any) -> Table:
                     "selected": "✔" if selected else "",
                 }
             )
-    return Table(list(CANDIDATE_COLUMNS), rows, frozenset(highlight), title=relay_title(net))
+    return Table(
+        list(CANDIDATE_COLUMNS),
+        rows,
+        frozenset(highlight),
+        title=relay_title(net),
+        empty="none: no connection yet (candidates are read from each connection's SDP)",
+    )
 
 
-QUEUE_COLUMNS = (
-    "id",
-    "message",
-    "recipient",
-    "conversation",
-    "status",
-    "attempts",
-    "next retry",
-    "last error",
-)
+QUEUE_COLUMNS = ("row", "message", "to", "status", "attempts", "next retry", "last error")
+QUEUE_NOTES = {
+    "row": "the outbox row id: what retry now and discard take",
+    "message": "the text, and the message id's first 8 hex digits",
+    "attempts": "failed attempts so far (the schedule waits 1, 5, 15 and 60 s between them)",
+    "next retry": "when the retry loop tries again, on the store's clock",
+}
+
+
+PREVIEW_MAX = 64 * 1024  # larger bodies are not inflated once a second for a preview
+
+
+def _preview(payload: bytes, message_id: bytes) -> Cell:
+    try:
+        if not payload:
+            text = "(erased)"
+        elif len(payload) > PREVIEW_MAX:
+            text = f"({human_size(len(payload))} of text)"
+        else:
+            text = repr(clip(decode_body(payload), 28))
+    except VolliError:
+        text = "(unreadable)"
+    short = message_id.hex()[:8]
+    return Cell(short, (text, short), sub=True, hover=message_id.hex())
 
 
 def queue_table(store: Any, now: float) -> Table:
     """``get_pending()`` as console.table would show it, with a live countdown."""
+    names = Names(store)
     rows: list[Row] = []
     for q in store.message_queue.get_pending():
         if q.status == Status.STUCK:
             countdown = "stuck: retry by hand"
         elif q.status == Status.HELD:
-            countdown = "held: waits for the cause (see last error)"
+            countdown = "held until its cause clears"
         elif q.next_attempt_at is None:
             countdown = "—"
         else:
             countdown = f"in {max(0.0, q.next_attempt_at - now):.1f} s"
+        to = names.cell(q.recipient)
         rows.append(
             {
+                "row": q.id,
                 "id": q.id,
-                "message": q.message_id.hex()[:8],
+                "message": _preview(q.payload, q.message_id),
+                "to": Cell(to, to.lines, hover=f"{q.recipient} in {q.conversation_id}", sub=True),
                 "recipient": q.recipient,
-                "conversation": q.conversation_id,
+                "to name": names.label(q.recipient),
                 "status": str(q.status),
                 "attempts": q.attempts,
                 "next retry": countdown,
@@ -234,7 +283,14 @@ def queue_table(store: Any, now: float) -> Table:
         )
     storage = getattr(getattr(store, "storage", None), "state", "ok")
     note = "" if storage == "ok" else f" (this profile's storage is {storage})"
-    return Table(list(QUEUE_COLUMNS), rows, title="Pending queue" + note)
+    return Table(
+        list(QUEUE_COLUMNS),
+        rows,
+        title="Pending queue" + note,
+        notes=QUEUE_NOTES,
+        wrap=frozenset({"last error"}),
+        empty="none: nothing waits (every message was acknowledged)",
+    )
 
 
 MARKS = {
@@ -248,20 +304,37 @@ MARKS = {
 }  # unknown: its outbox row is gone and the pruner did not say delivered
 
 
-def chat_lines(store: Any, conversation: str) -> list[str]:
+def chat_lines(store: Any, conversation: str, *, times: bool = False) -> list[str]:
+    """``me: hello ✓`` / ``bob: hi``: a conversation as lines, names where known."""
+    names = Names(store)
     lines = []
     for m in store.history(conversation):
-        who = "me" if m.direction == "out" else m.sender[:8]
+        who = "me" if m.direction == "out" else names.name(m.sender)
         mark = MARKS.get(m.status, m.status)
-        lines.append(f"{who}: {m.text[:500]} {mark}".rstrip())
+        when = f"{m.time} " if times else ""
+        lines.append(f"{when}{who}: {m.text[:500]} {mark}".rstrip())
     return lines
+
+
+def conversation_label(store: Any, conversation: Any, names: Names | None = None) -> str:
+    """``bob (fboimzj2)`` for a direct conversation; a group's title, or its members."""
+    names = names or Names(store)
+    others = [m for m in conversation.members if m != store.peer_id] or list(conversation.members)
+    if len(others) > 1 and conversation.title:
+        return str(conversation.title)
+    return ", ".join(names.label(m) for m in others)
 
 
 EVENT_COLUMNS = ("time", "since start", "category", "peer", "message")
 
 
 def events_table(
-    log: Any, *, category: str | None = None, text: str = "", limit: int = 200
+    log: Any,
+    *,
+    category: str | None = None,
+    text: str = "",
+    limit: int = 200,
+    names: Names | None = None,
 ) -> Table:
     """Newest first, with wall-clock time (ms) and time since the first event."""
     entries = log.entries(category=category or None, text=text)[-limit:]
@@ -270,12 +343,19 @@ def events_table(
             "time": e.wall_clock,
             "since start": e.since_start,
             "category": e.category,
-            "peer": e.peer_id or "",
+            "peer": names.cell(e.peer_id, compact=True) if names else (e.peer_id or ""),
             "message": e.message,
         }
         for e in reversed(entries)
     ]
-    return Table(list(EVENT_COLUMNS), rows, title="Event log")
+    return Table(
+        list(EVENT_COLUMNS),
+        rows,
+        title="Event log (newest first)",
+        wrap=frozenset({"message"}),
+        empty="no events yet" if not (category or text) else "no event matches the filter",
+        max_height=420,
+    )
 
 
 def relay_title(net: Any) -> str:

@@ -19,13 +19,9 @@ from typing import Any
 
 import ipywidgets as w
 
+from volli_nb.base.errors import StorageError
 from volli_nb.ui.widgets import models
-
-CSS = """<style>
-.volli-table{border-collapse:collapse;font-size:12px;font-family:monospace}
-.volli-table th,.volli-table td{border:1px solid #ccc;padding:2px 6px;text-align:left}
-.volli-table th{background:#f0f0f0}
-</style>"""
+from volli_nb.ui.widgets.cells import CSS, Names
 
 
 class Panel:
@@ -84,8 +80,7 @@ class Panel:
             try:
                 self.refresh()
             except Exception as exc:  # a closed store, say: keep the last view, and stop
-                note = html.escape(f"{type(exc).__name__}: {exc}")
-                self.view.value = self._last + f"<p><i>panel stopped ({note})</i></p>"
+                self.view.value = self._last + _stopped(self.store, exc)
                 return
             await asyncio.sleep(0.2)  # throttle bursts of events
 
@@ -93,6 +88,15 @@ class Panel:
         self._unsubscribe()
         if self._task is not None:
             self._task.cancel()
+
+
+def _stopped(store: Any, exc: Exception) -> str:
+    """The line under a panel's last view once it cannot refresh any more."""
+    if isinstance(exc, StorageError) and "is closed" in str(exc):  # store.close() ran
+        why = f"{store.name} was closed: this is its last view"
+    else:
+        why = f"panel stopped: {type(exc).__name__}: {exc}"
+    return f'<p class="volli-empty">{html.escape(why)}</p>'
 
 
 def _display_live(widget: Any, fallback_html: str) -> None:
@@ -131,10 +135,16 @@ class PeersPanel(Panel):
     def refresh(self) -> None:
         super().refresh()
         peers = list(self.store.network_store.peers)
-        if [b.description for b in self.buttons.children] != [f"disconnect {p[:8]}" for p in peers]:
+        if [b.tooltip for b in self.buttons.children] != peers:
+            names = Names(self.store)
             buttons = []
             for peer_id in peers:
-                button = w.Button(description=f"disconnect {peer_id[:8]}", button_style="warning")
+                button = w.Button(
+                    description=f"disconnect {names.name(peer_id)}",
+                    tooltip=peer_id,
+                    button_style="warning",
+                    layout=w.Layout(width="auto"),
+                )
                 button.on_click(
                     lambda _b, pid=peer_id: _spawn(self.store.network_store.disconnect(pid))
                 )
@@ -153,12 +163,20 @@ class QueuePanel(Panel):
     """The outbox with countdowns; retry now, retry all stuck, discard (confirmed), sync."""
 
     def __init__(self, store: Any) -> None:
-        self.row_id = w.BoundedIntText(description="row id", min=0, max=2**62, value=0)
-        self.retry = w.Button(description="retry now")
-        self.retry_stuck = w.Button(description="retry all stuck")
-        self.discard = w.Button(description="discard", button_style="danger")
-        self.confirm = w.Checkbox(description="yes, discard it", value=False)
-        self.sync = w.Button(description="sync now", button_style="primary")
+        fit = {"layout": w.Layout(width="auto")}  # a button as wide as its words
+        self.row_id = w.BoundedIntText(
+            description="row",
+            min=0,
+            max=2**62,
+            value=0,
+            style={"description_width": "initial"},
+            layout=w.Layout(width="10em"),
+        )
+        self.retry = w.Button(description="retry now", **fit)
+        self.retry_stuck = w.Button(description="retry all stuck", **fit)
+        self.discard = w.Button(description="discard", button_style="danger", **fit)
+        self.confirm = w.Checkbox(description="yes, discard it", value=False, indent=False, **fit)
+        self.sync = w.Button(description="sync now", button_style="primary", **fit)
         self.status = w.HTML()
         super().__init__(store)
         self.retry.on_click(lambda _b: self._act(self._retry))
@@ -166,7 +184,8 @@ class QueuePanel(Panel):
         self.discard.on_click(lambda _b: self._act(self._discard))
         self.sync.on_click(lambda _b: _spawn(self._sync()))
         controls = w.HBox(
-            [self.row_id, self.retry, self.retry_stuck, self.discard, self.confirm, self.sync]
+            [self.row_id, self.retry, self.retry_stuck, self.discard, self.confirm, self.sync],
+            layout=w.Layout(flex_flow="row wrap", align_items="center"),
         )
         self.widget = w.VBox([self.view, controls, self.status])
 
@@ -201,10 +220,10 @@ class QueuePanel(Panel):
 
 
 class ChatPanel(Panel):
-    """Conversation list, history with delivery marks, a text box and send."""
+    """Conversation list (by contact name), history with delivery marks, a text box, send."""
 
     def __init__(self, store: Any) -> None:
-        self.conversation = w.Dropdown(description="chat")
+        self.conversation = w.Dropdown(description="chat with")
         self.text = w.Text(placeholder="message", continuous_update=False)
         self.send = w.Button(description="send", button_style="primary")
         super().__init__(store)
@@ -212,19 +231,32 @@ class ChatPanel(Panel):
         self.conversation.observe(lambda _c: self.refresh(), names="value")
         self.widget = w.VBox([self.conversation, self.view, w.HBox([self.text, self.send])])
 
-    def _options(self) -> list[str]:
-        return [c.id for c in self.store.conversations()]
+    def _options(self) -> list[tuple[str, str]]:
+        """(label, conversation id): ``bob (fboimzj2)``, not ``dm-<id>-<id>``."""
+        names = Names(self.store)
+        return [
+            (models.conversation_label(self.store, c, names), c.id)
+            for c in self.store.conversations()
+        ]
 
     def render(self) -> str:
         conversation = self.conversation.value if hasattr(self, "conversation") else None
+        options = self._options()
         if not conversation:
-            options = self._options()
-            conversation = options[0] if options else None
+            conversation = options[0][1] if options else None
         if conversation is None:
-            return "<i>no conversation yet: pair with someone first</i>"
-        lines = models.chat_lines(self.store, conversation)
-        body = "<br>".join(html.escape(line) for line in lines) or "<i>no messages</i>"
-        return f"<div class='volli-chat'><b>{html.escape(conversation)}</b><br>{body}</div>"
+            return CSS + "<p class='volli-empty'>no conversation yet: pair with someone first</p>"
+        label = dict((v, k) for k, v in options).get(conversation, conversation)
+        lines = models.chat_lines(self.store, conversation, times=True)
+        body = "<br>".join(
+            f"<span class='sub'>{html.escape(line[:8])}</span>{html.escape(line[8:])}"
+            for line in lines
+        )
+        return CSS + (
+            f"<div class='volli-chat' style='line-height:1.5'>"
+            f"<div class='volli-title' title='{html.escape(conversation)}'>{html.escape(label)}"
+            f"</div>{body or '<i>no messages yet</i>'}</div>"
+        )
 
     def refresh(self) -> None:
         if hasattr(self, "conversation"):
@@ -232,10 +264,11 @@ class ChatPanel(Panel):
             if list(self.conversation.options) != options:
                 current = self.conversation.value
                 self.conversation.options = options
-                if current in options:
+                ids = [v for _, v in options]
+                if current in ids:
                     self.conversation.value = current
-                elif options:
-                    self.conversation.value = options[0]
+                elif ids:
+                    self.conversation.value = ids[0]
         self.view.value = self._last = self.render()
 
     async def _send(self) -> None:
@@ -260,7 +293,9 @@ class EventLogPanel(Panel):
     def table(self) -> models.Table:
         category = self.category.value if hasattr(self, "category") else None
         text = self.filter.value if hasattr(self, "filter") else ""
-        return models.events_table(self.store.log, category=category, text=text)
+        return models.events_table(
+            self.store.log, category=category, text=text, names=Names(self.store)
+        )
 
     def refresh(self) -> None:
         super().refresh()

@@ -46,6 +46,13 @@ class Arrow:
     tone: str
     details: tuple[tuple[str, str], ...]
     peer_id: str | None = None
+    ahead: float = 0.0  # how far the store's (virtual) clock had run ahead of real time
+
+    @property
+    def shown_since(self) -> float:
+        """The time column: seconds since the first event, on the store's clock (a
+        notebook's virtual clock jumps the retries 1, 5, 15, 60 s apart, as labelled)."""
+        return self.since + self.ahead
 
     @property
     def is_self(self) -> bool:
@@ -89,8 +96,8 @@ def _frame_steps(entry: LogEntry) -> list[_Step]:
     kind = entry.data.get("frame", "")
     if kind == "HELLO":
         label = label.replace("HELLO", "HELLO: handshake + channel binding", 1)
-    if kind == "ACK" and not out:
-        label = label.replace("ACK", "ACK (signed)", 1)
+    if kind == "ACK":  # every ACK is signed; "ACK for 1 <id>" reads as "ACK for <id>"
+        label = "signed " + label.replace("ACK for 1 ", "ACK for ", 1)
     style = "reply" if kind == "ACK" else "call"
     tone = "bad" if kind == "BYE" else "wire"
     if kind == "BYE" and data.get("reason"):
@@ -127,13 +134,14 @@ def _kind_steps(entry: LogEntry) -> list[_Step] | None:
             _Step(STORE, STORE, "verify, decrypt, store"),
             _Step(STORE, UI, "update conversation", "reply", "ok"),
         ]
-    if kind == "ack.verified":
-        return [_Step(NETWORK, STORE, f"Delivered {_ids(data)}", "reply", "ok")]
+    if kind == "ack.verified":  # the seed's "Delivered": the ACK's signature checked
+        return [_Step(NETWORK, STORE, f"ACK signature ok: {_ids(data)}", "reply", "ok")]
     if kind == "queue.retry":
         why = f"attempt {data.get('attempts', '?')} failed: {data.get('reason', '?')}"
-        return [_Step(QUEUE, QUEUE, f"retry in {data['wait']:g} s ({why})", tone="queue")]
+        label = f"{NAME}: retry in {data['wait']:g} s ({why})"
+        return [_Step(QUEUE, QUEUE, label, tone="queue")]
     if kind == "queue.stuck":
-        return [_Step(QUEUE, UI, f"stuck {mid}: retry by hand", "reply", "bad")]
+        return [_Step(QUEUE, UI, f"stuck {mid} to {NAME}: retry by hand", "reply", "bad")]
     if kind == "queue.manual":
         return [_Step(UI, QUEUE, f"manual {entry.message}", tone="queue")]
     if kind == "session.rekeyed":
@@ -171,7 +179,7 @@ _TEXT_RULES: list[tuple[str, str, Callable[[LogEntry], list[_Step]]]] = [
         "signaling",
         "accepted offer from",
         lambda e: [
-            _Step(STORE, UI, f"answer code (offer {_tail(e.message, 'accepted ')})", "reply")
+            _Step(STORE, UI, f"answer code (accepted {_tail(e.message, 'accepted ')})", "reply")
         ],
     ),
     (
@@ -268,6 +276,8 @@ class SequenceModel:
         self.total = 0
         self._last_time: float | None = None
         self._clock0: float | None = None  # first store-clock reading seen (virtual or not)
+        self._offset: float | None = None  # store clock minus log clock, at that reading
+        self._ahead = 0.0  # how far the store's clock has since run ahead of the log's
 
     @property
     def dropped(self) -> int:
@@ -281,10 +291,22 @@ class SequenceModel:
     def extend(self, entries: Iterable[LogEntry]) -> list[Arrow]:
         return [arrow for entry in entries for arrow in self.add(entry)]
 
+    def _follow_clock(self, entry: LogEntry) -> None:
+        """A virtual store clock moves by jumps (``clock.advance(60)``) while the log's
+        runs in real time: keep how far ahead it got, so the time column shows it."""
+        if "clock" not in entry.data:
+            return
+        offset = float(entry.data["clock"]) - entry.time
+        if self._offset is None:
+            self._offset = offset
+        elif offset - self._offset > self._ahead + 0.001:  # a jump, not a read's jitter
+            self._ahead = offset - self._offset
+
     def add(self, entry: LogEntry) -> list[Arrow]:
         steps = steps_for(entry)
         if not steps:
             return []
+        self._follow_clock(entry)
         details = self._details(entry)
         peer = entry.peer_id if entry.peer_id and not entry.peer_id.startswith("pair-") else None
         new = []
@@ -305,6 +327,7 @@ class SequenceModel:
                 step.tone,
                 details,
                 peer,
+                self._ahead,
             )
             self.arrows.append(arrow)
             new.append(arrow)
@@ -314,6 +337,8 @@ class SequenceModel:
     def _details(self, entry: LogEntry) -> tuple[tuple[str, str], ...]:
         data = entry.data
         out = [("time", f"{wall_clock(entry.time)} ({format_since(entry.since)})")]
+        if self._ahead:
+            out.append(("virtual clock", f"{self._ahead:+.0f} s ahead of real time"))
         if self._last_time is not None:
             out.append(("after previous", f"{(entry.time - self._last_time) * 1000:.1f} ms"))
         if entry.peer_id:
