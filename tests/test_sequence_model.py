@@ -17,16 +17,8 @@ import pytest
 
 from volli_nb.base.clock import VirtualClock
 from volli_nb.core.eventlog import EventLog, LogEntry, load_entries
-from volli_nb.ui.widgets.sequence_model import (
-    LIFELINES,
-    NETWORK,
-    QUEUE,
-    STORE,
-    UI,
-    Arrow,
-    SequenceModel,
-    label_for,
-)
+from volli_nb.ui.widgets.sequence_model import Arrow, SequenceModel, label_for
+from volli_nb.ui.widgets.sequence_steps import LIFELINES, NETWORK, QUEUE, STORE, UI
 from volli_nb.ui.widgets.sequence_svg import render_html, render_svg
 
 DATA = Path(__file__).parent / "data"

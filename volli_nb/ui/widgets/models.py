@@ -91,30 +91,15 @@ def peers_table(store: Any, now: float) -> Table:
     names = Names(store)
     endpoint = net.get_sync_endpoint()
     present = set(store.room_session.online) if store.room_session is not None else set()
-    warnings: dict[str, str] = dict(store.contact_book.warnings)  # name clashes, key changes
-    for peer_id, error in net.pairing_errors.items():  # why pairing failed, on either side
-        cause = f"pairing failed: {type(error).__name__}: {error}"
-        warnings[peer_id] = f"{warnings[peer_id]}; {cause}" if peer_id in warnings else cause
+    warnings = _peer_warnings(store)
     rows: list[Row] = []
     for peer_id, pc in net.peers.items():
-        stats = net.stats(peer_id)
+        row = _connected_row(net, peer_id, pc, now, verified=endpoint.get(peer_id, {}))
         rows.append(
             {
                 "peer": names.cell(peer_id),
                 "name": names.by_id.get(peer_id, ""),
-                "verified": "yes" if endpoint.get(peer_id, {}).get("verified") else "no",
-                "connection": Cell(
-                    pc.connectionState,
-                    (pc.connectionState, f"ICE {pc.iceConnectionState}"),
-                    sub=True,
-                ),
-                "ice": pc.iceConnectionState,
-                "selected pair": _pair(net.candidates(peer_id).selected),
-                "rtt": _rtt(stats.rtt, _skew(net, stats.clock_skew)),
-                "clock": _skew(net, stats.clock_skew),
-                "link": _link_summary(net, peer_id),
-                "traffic": _traffic(stats),
-                "last seen": _ago(now, stats.last_seen),
+                **row,
                 "presence": "online" if peer_id in present else "",
                 "warning": warnings.get(peer_id, ""),
             }
@@ -146,6 +131,33 @@ def peers_table(store: Any, now: float) -> Table:
         wrap=frozenset({"warning"}),
         empty="none yet: pair with someone (a pairing code, or a room)",
     )
+
+
+def _peer_warnings(store: Any) -> dict[str, str]:
+    """Why a peer's row is flagged: name clashes, key changes, a failed pairing."""
+    warnings: dict[str, str] = dict(store.contact_book.warnings)
+    for peer_id, error in store.network_store.pairing_errors.items():  # on either side
+        cause = f"pairing failed: {type(error).__name__}: {error}"
+        warnings[peer_id] = f"{warnings[peer_id]}; {cause}" if peer_id in warnings else cause
+    return warnings
+
+
+def _connected_row(net: Any, peer_id: str, pc: Any, now: float, *, verified: Any) -> Row:
+    """The columns a peer with a connection has: its state, path, timing and traffic."""
+    stats = net.stats(peer_id)
+    return {
+        "verified": "yes" if verified.get("verified") else "no",
+        "connection": Cell(
+            pc.connectionState, (pc.connectionState, f"ICE {pc.iceConnectionState}"), sub=True
+        ),
+        "ice": pc.iceConnectionState,
+        "selected pair": _pair(net.candidates(peer_id).selected),
+        "rtt": _rtt(stats.rtt, _skew(net, stats.clock_skew)),
+        "clock": _skew(net, stats.clock_skew),
+        "link": _link_summary(net, peer_id),
+        "traffic": _traffic(stats),
+        "last seen": _ago(now, stats.last_seen),
+    }
 
 
 def _peers_title(store: Any) -> str:

@@ -3,8 +3,9 @@
 Each log entry that means a step of the story (a call into the store, a frame on the
 wire, an ACK, a retry timer, a stuck message, a manual retry, a peer going offline)
 becomes one or more arrows between lifelines: ``UI``, ``Store``, ``Queue``, ``Network``
-and one per peer, as in the seed's two mermaid diagrams.  Entries that are only state
-chatter (ICE gathering, signaling states, pings) draw nothing.  The model keeps the last
+and one per peer, as in the seed's two mermaid diagrams (the rules that say which are
+in :mod:`.sequence_steps`).  Entries that are only state chatter (ICE gathering,
+signaling states, pings) draw nothing.  The model keeps the last
 ``cap`` arrows and counts the ones that fell off, so a long session stays readable.
 
 No widgets here: the SVG renderer, the panel and the tests all read these arrows.
@@ -15,16 +16,18 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from volli_nb.core.eventlog import LogEntry, format_since, wall_clock
+from volli_nb.ui.widgets.sequence_steps import (
+    LIFELINES,
+    NAME,
+    PEER,
+    ids_text,
+    size_text,
+    steps_for,
+)
 
-UI, STORE, QUEUE, NETWORK = "UI", "Store", "Queue", "Network"
-LIFELINES = (UI, STORE, QUEUE, NETWORK)
-PEER = "peer"  # stands for the entry's peer lifeline in the rules below
-NAME = "{peer}"  # stands for the peer's name in a label, filled in when drawn
 DEFAULT_CAP = 150
-MAX_IDS_SHOWN = 4
 
 
 @dataclass(frozen=True)
@@ -57,196 +60,6 @@ class Arrow:
     @property
     def is_self(self) -> bool:
         return self.source == self.target and self.style != "note"
-
-
-@dataclass(frozen=True)
-class _Step:
-    source: str
-    target: str
-    label: str
-    style: str = "call"
-    tone: str = ""
-
-
-def _short(value: Any) -> str:
-    return str(value)[:8]
-
-
-def _ids(data: dict[str, Any], *, full: bool = False) -> str:
-    ids = data.get("message_ids") or ([data["message_id"]] if "message_id" in data else [])
-    count = int(data.get("count") or len(ids))
-    shown = ", ".join(str(i) if full else _short(i) for i in ids[:MAX_IDS_SHOWN])
-    return shown + (f" … ({count} in all)" if count > MAX_IDS_SHOWN else "")
-
-
-def _size(n: Any) -> str:
-    n = float(n)
-    if n < 1000:
-        return f"{n:.0f} B"
-    return f"{n / 1000:.1f} KB" if n < 1_000_000 else f"{n / 1_000_000:.2f} MB"
-
-
-def _tail(message: str, prefix: str) -> str:
-    return message[len(prefix) :] if message.startswith(prefix) else message
-
-
-def _frame_steps(entry: LogEntry) -> list[_Step]:
-    data, out = entry.data, entry.data.get("direction") == "out"
-    label = _tail(entry.message, "sent " if out else "received ")
-    kind = entry.data.get("frame", "")
-    if kind == "HELLO":
-        label = label.replace("HELLO", "HELLO: handshake + channel binding", 1)
-    if kind == "ACK":  # every ACK is signed; "ACK for 1 <id>" reads as "ACK for <id>"
-        label = "signed " + label.replace("ACK for 1 ", "ACK for ", 1)
-    style = "reply" if kind == "ACK" else "call"
-    tone = "bad" if kind == "BYE" else "wire"
-    if kind == "BYE" and data.get("reason"):
-        label = f"BYE: {data['reason']}"
-    return [
-        _Step(NETWORK, PEER, label, style, tone)
-        if out
-        else _Step(PEER, NETWORK, label, style, tone)
-    ]
-
-
-def _kind_steps(entry: LogEntry) -> list[_Step] | None:
-    """Entries that carry a ``kind``: what the app, the queue and the trace report."""
-    data = entry.data
-    kind = data.get("kind")
-    mid = _short(data.get("message_id", ""))
-    if kind == "message.queued":
-        return [
-            _Step(UI, STORE, f"send_message(…) → {mid}"),
-            _Step(STORE, QUEUE, f"enqueue {mid} (persisted)", tone="queue"),
-        ]
-    if kind == "message.sent":
-        attempt = int(data.get("attempt", 1))
-        again = f", attempt {attempt}" if attempt > 1 else ""
-        return [
-            _Step(STORE, STORE, f"encrypt for {NAME} ({_size(data.get('bytes', 0))})"),
-            _Step(STORE, NETWORK, f"send {mid}{again}"),
-        ]
-    if kind == "message.delivered":
-        return [_Step(STORE, UI, f"✓ delivered {mid}", "reply", "ok")]
-    if kind == "message.received":
-        return [
-            _Step(NETWORK, STORE, f"on_message {mid}"),
-            _Step(STORE, STORE, "verify, decrypt, store"),
-            _Step(STORE, UI, "update conversation", "reply", "ok"),
-        ]
-    if kind == "ack.verified":  # the seed's "Delivered": the ACK's signature checked
-        return [_Step(NETWORK, STORE, f"ACK signature ok: {_ids(data)}", "reply", "ok")]
-    if kind == "queue.retry":
-        why = f"attempt {data.get('attempts', '?')} failed: {data.get('reason', '?')}"
-        label = f"{NAME}: retry in {data['wait']:g} s ({why})"
-        return [_Step(QUEUE, QUEUE, label, tone="queue")]
-    if kind == "queue.stuck":
-        return [_Step(QUEUE, UI, f"stuck {mid} to {NAME}: retry by hand", "reply", "bad")]
-    if kind == "queue.manual":
-        return [_Step(UI, QUEUE, f"manual {entry.message}", tone="queue")]
-    if kind == "session.rekeyed":
-        return [_Step(NETWORK, PEER, f"re-keyed: new session {data.get('session', '?')}", "note")]
-    if kind == "queue.returned":  # the peer's return releases what went stuck while away
-        count = data.get("count", "?")
-        return [_Step(NETWORK, QUEUE, f"{NAME} is back: {count} stuck → due again", tone="queue")]
-    if isinstance(kind, str) and kind.startswith("frame."):
-        return _frame_steps(entry)
-    return None
-
-
-# (category, message prefix) → steps, for entries that carry no ``kind``.
-_TEXT_RULES: list[tuple[str, str, Callable[[LogEntry], list[_Step]]]] = [
-    (
-        "signaling",
-        "created offer",
-        lambda e: [
-            _Step(STORE, NETWORK, f"create offer ({e.data.get('candidates', '?')} ICE cand.)")
-        ],
-    ),
-    (
-        "signaling",
-        "created answer",
-        lambda e: [
-            _Step(STORE, NETWORK, f"create answer ({e.data.get('candidates', '?')} ICE cand.)")
-        ],
-    ),
-    (
-        "signaling",
-        "pairing code created",
-        lambda e: [_Step(STORE, UI, "pairing code (offer + identity)", "reply")],
-    ),
-    (
-        "signaling",
-        "accepted offer from",
-        lambda e: [
-            _Step(STORE, UI, f"answer code (accepted {_tail(e.message, 'accepted ')})", "reply")
-        ],
-    ),
-    (
-        "signaling",
-        "applied remote answer",
-        lambda e: [_Step(STORE, NETWORK, f"apply answer from {NAME}")],
-    ),
-    (
-        "connection",
-        "connection state connected",
-        lambda e: [_Step(NETWORK, PEER, "ICE + DTLS connected", "note")],
-    ),
-    (
-        "connection",
-        "connection state failed",
-        lambda e: [_Step(NETWORK, PEER, "connection failed", "note", "bad")],
-    ),
-    (
-        "connection",
-        "peer offline",
-        lambda e: [
-            _Step(NETWORK, STORE, _tail(e.message, "peer ").replace(":", " —", 1), "reply", "bad")
-        ],
-    ),
-    ("ice", "selected pair", lambda e: [_Step(NETWORK, PEER, e.message, "note")]),
-    ("channel", "data channel open", lambda e: [_Step(NETWORK, PEER, "data channel open", "note")]),
-    (
-        "channel",
-        "peer said bye",
-        lambda e: [_Step(NETWORK, PEER, e.message, "note", "bad")],
-    ),
-    (
-        "dtls",
-        "channel binding verified",
-        lambda e: [
-            _Step(
-                NETWORK,
-                STORE,
-                f"{NAME} online (handshake verified, session {e.data.get('session', '?')})",
-                "reply",
-                "ok",
-            )
-        ],
-    ),
-    ("queue", "flushed", lambda e: [_Step(QUEUE, STORE, e.message + " (peer back)", tone="queue")]),
-    (
-        "queue",
-        "",  # "<peer> offline: messages wait in the outbox"
-        lambda e: (
-            [_Step(QUEUE, QUEUE, "messages wait in the outbox", "note", "queue")]
-            if "messages wait in the outbox" in e.message
-            else []
-        ),
-    ),
-    ("error", "", lambda e: [_Step(NETWORK, NETWORK, f"⚠ {e.message}", "note", "bad")]),
-]
-
-
-def steps_for(entry: LogEntry) -> list[_Step]:
-    """The arrows one log entry draws (none for state chatter)."""
-    steps = _kind_steps(entry)
-    if steps is not None:
-        return steps
-    for category, prefix, make in _TEXT_RULES:
-        if entry.category == category and entry.message.startswith(prefix):
-            return make(entry)
-    return []
 
 
 _DETAIL_KEYS = (
@@ -344,13 +157,13 @@ class SequenceModel:
         if entry.peer_id:
             out.append(("peer", entry.peer_id))
         if data.get("message_ids"):
-            out.append(("messages", _ids(data, full=True)))
+            out.append(("messages", ids_text(data, full=True)))
         for key, name in _DETAIL_KEYS:
             if key not in data or data[key] is None:
                 continue
             value = data[key]
             if key == "bytes":
-                value = _size(value)
+                value = size_text(value)
             elif key in ("seconds", "rtt"):
                 value = f"{float(value) * 1000:.1f} ms"
             elif key == "wait":

@@ -14,7 +14,8 @@ import html
 from collections.abc import Callable
 from itertools import count
 
-from volli_nb.ui.widgets.sequence_model import LIFELINES, Arrow, SequenceModel, label_for
+from volli_nb.ui.widgets.sequence_model import Arrow, SequenceModel, label_for
+from volli_nb.ui.widgets.sequence_steps import LIFELINES
 
 GUTTER = 70  # the time column
 COLUMN = 140  # five lifelines fit a JupyterLab output at 1,280 px, file browser open
