@@ -17,6 +17,7 @@ from volli_nb.base.errors import ReplayError, VolliError
 from volli_nb.core.crypto.channel_keys import ChannelKeys
 from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.message_id import sender_tag
 from volli_nb.core.protocol import session as p
 from volli_nb.core.protocol.events import FrameReceived, PeerVerified, Rekeyed, Verdict
 
@@ -27,8 +28,9 @@ NOW_MS = 1_800_000_000_000
 TEXT = b'{"type":"text","text":"e"}'
 
 
-def mid(i: int) -> bytes:
-    return i.to_bytes(16, "big")
+def mid(i: int, sender: Identity = A) -> bytes:
+    """Message ``i`` of ``sender`` (A unless said): its tag, then ``i``."""
+    return sender_tag(sender.peer_id) + i.to_bytes(8, "big")
 
 
 def session(me: Identity, peer: Identity, **kw: Any) -> p.Session:
@@ -52,7 +54,7 @@ class Peer:
 
     def seal(self, i: int, text: bytes = TEXT) -> Sealed:
         return self.k.seal(
-            conversation_id="c", message_id=mid(i), counter=i + 1, timestamp_ms=NOW_MS,
+            conversation_id="c", message_id=mid(i, self.me), counter=i + 1, timestamp_ms=NOW_MS,
             plaintext=text,
         )  # fmt: skip
 

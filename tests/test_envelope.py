@@ -33,6 +33,7 @@ from volli_nb.base.errors import (
     ReplayError,
     StaleMessage,
     TooManySkipped,
+    UnboundMessageId,
     UnknownPeer,
     UsageError,
     VolliError,
@@ -42,6 +43,7 @@ from volli_nb.core.crypto import envelope_wire as wire
 from volli_nb.core.crypto import ratchet
 from volli_nb.core.crypto.ratchet import RatchetState
 from volli_nb.core.crypto.wire import uvarint
+from volli_nb.core.message_id import sender_tag
 from volli_nb.lab.static_key_envelope import seal as seal_v1
 
 ALICE, BOB, CAROL, DAVE, EVE = identities(31, 5)
@@ -49,6 +51,11 @@ AB, AC, AD = make_pair(ALICE, BOB, 1), make_pair(ALICE, CAROL, 2), make_pair(ALI
 EB = make_pair(EVE, BOB, 4)
 CONV = "conv-1"
 rng = random.Random(7)
+
+
+def mid(fill: int, sender: Any = ALICE) -> bytes:
+    """An id ``sender`` (alice by default) may send: its tag, then eight ``fill`` bytes."""
+    return sender_tag(sender.peer_id) + bytes([fill]) * 8
 
 
 def det(n: int) -> bytes:
@@ -70,7 +77,7 @@ def sealed(
     text: bytes = b"meet at noon",
     *,
     timestamp_ms: int = NOW,
-    message_id: bytes = b"\x07" * 16,
+    message_id: bytes = mid(7),
 ) -> v2.Sealed:
     return v2.seal(
         sessions(*recipients),
@@ -111,7 +118,7 @@ def test_round_trip_for_each_recipient() -> None:
         opened = open_one(who, DATA)
         assert opened.plaintext == b"meet at noon"
         assert (opened.sender, opened.conversation_id, opened.counter) == (ALICE.peer_id, CONV, 7)
-        assert opened.timestamp_ms == NOW and opened.message_id == b"\x07" * 16
+        assert opened.timestamp_ms == NOW and opened.message_id == mid(7)
         assert opened.recipients == tuple(sorted((BOB.peer_id, CAROL.peer_id)))
 
 
@@ -123,7 +130,7 @@ def test_the_new_states_continue_the_sessions() -> None:
             alice_states,
             sender=ALICE.peer_id,
             conversation_id=CONV,
-            message_id=bytes([i]) * 16,
+            message_id=mid(i),
             counter=i + 1,
             timestamp_ms=NOW,
             plaintext=b"m%d" % i,
@@ -141,7 +148,7 @@ def test_a_crash_before_commit_opens_the_redelivered_bundle_again() -> None:
     again = open_as(BOB, DATA, random=random.Random(1).randbytes)  # the old state was kept
     assert first.messages == again.messages and first.state == again.state
     committed = first.state
-    replay = open_as(BOB, DATA, state=committed, seen=lambda mid: mid == b"\x07" * 16)
+    replay = open_as(BOB, DATA, state=committed, seen=lambda m: m == mid(7))
     assert isinstance(replay.refused[0].error, ReplayError)
     lost = open_as(BOB, DATA, state=committed)  # not in the seen-set: the key is gone
     assert type(lost.refused[0].error) is MessageKeyUnavailable
@@ -179,7 +186,7 @@ def test_deterministic_given_randomness_and_one_draw_per_message() -> None:
             sessions(BOB, CAROL),
             sender=ALICE.peer_id,
             conversation_id="c",
-            message_id=bytes(16),
+            message_id=mid(0),
             counter=1,
             timestamp_ms=NOW,
             plaintext=b"p",
@@ -210,7 +217,7 @@ def test_a_100_byte_text_costs_about_a_third_of_envelope_v1() -> None:
         sessions(BOB),
         sender=ALICE.peer_id,
         conversation_id=conversation,
-        message_id=bytes(16),
+        message_id=mid(0),
         counter=1234,
         timestamp_ms=NOW,
         plaintext=text,
@@ -224,7 +231,7 @@ def test_a_100_byte_text_costs_about_a_third_of_envelope_v1() -> None:
             sessions(BOB),
             sender=ALICE.peer_id,
             conversation_id=conversation,
-            message_id=bytes([i]) * 16,
+            message_id=mid(i),
             counter=i + 1,
             timestamp_ms=NOW,
             plaintext=text,
@@ -253,7 +260,7 @@ def test_a_bundle_opens_each_message_and_refuses_only_the_bad_ones() -> None:
             states,
             sender=ALICE.peer_id,
             conversation_id=CONV,
-            message_id=bytes([i + 1]) * 16,
+            message_id=mid(i + 1),
             counter=i + 1,
             timestamp_ms=NOW,
             plaintext=b"%d" % i,
@@ -265,7 +272,7 @@ def test_a_bundle_opens_each_message_and_refuses_only_the_bad_ones() -> None:
         states,
         sender=ALICE.peer_id,
         conversation_id=CONV,
-        message_id=b"\xff" * 16,
+        message_id=mid(255),
         counter=9,
         timestamp_ms=NOW + 10**9,
         plaintext=b"from the future",
@@ -275,8 +282,8 @@ def test_a_bundle_opens_each_message_and_refuses_only_the_bad_ones() -> None:
     result = open_as(BOB, data)
     assert [m.plaintext for m in result.messages] == [b"0", b"1", b"2", b"3"]
     assert [(r.message_id, type(r.error)) for r in result.refused] == [
-        (b"\xff" * 16, StaleMessage),
-        (b"\x01" * 16, ReplayError),  # the same message twice in one bundle
+        (mid(255), StaleMessage),
+        (mid(1), ReplayError),  # the same message twice in one bundle
     ]
 
 
@@ -303,6 +310,7 @@ MISUSE: list[tuple[str, dict[str, Any]]] = [
     ("empty conversation id", {"conversation_id": ""}),
     ("lone surrogate", {"conversation_id": "\ud800"}),
     ("short message id", {"message_id": bytes(15)}),
+    ("a message id minted by someone else", {"message_id": mid(0, BOB)}),
     ("text plaintext", {"plaintext": "hello"}),
     ("sender is not a device id", {"sender": "alice"}),
     ("recipient is not a device id", {"sessions": {"Bob": BOB_STATE}}),
@@ -316,7 +324,7 @@ def test_misuse_is_a_usage_error(name: str, change: dict[str, Any]) -> None:
         "sessions": sessions(BOB),
         "sender": ALICE.peer_id,
         "conversation_id": "c",
-        "message_id": bytes(16),
+        "message_id": mid(0),
         "counter": 1,
         "timestamp_ms": NOW,
         "plaintext": b"p",
@@ -337,7 +345,7 @@ def forge(
 ) -> bytes:
     """Seal by hand with per-recipient content keys, and sign it for real."""
     order = sorted(keys, key=lambda p: wire.device_id_bytes(p.peer_id))
-    message_id = det(16)
+    message_id = sender_tag(ALICE.peer_id) + det(8)
     head = wire.encode_head(
         CONV,
         message_id,
@@ -472,7 +480,7 @@ EVE_SEALED = v2.bundle(
             {BOB.peer_id: EB.result_a.state},
             sender=EVE.peer_id,
             conversation_id=CONV,
-            message_id=bytes(16),
+            message_id=mid(0, EVE),
             counter=1,
             timestamp_ms=NOW,
             plaintext=b"hi",
@@ -497,7 +505,7 @@ HOSTILE: list[tuple[str, Callable[[bytes], bytes], type[VolliError]]] = [
     ("edited conversation id", lambda d: edit(field(conversation_id="other")), BadSignature),
     ("edited timestamp", lambda d: edit(field(timestamp_ms=NOW - 1)), BadSignature),
     ("edited counter", lambda d: edit(field(counter=8)), BadSignature),
-    ("edited message id", lambda d: edit(field(message_id=b"\x08" * 16)), BadSignature),
+    ("edited message id", lambda d: edit(field(message_id=mid(8))), BadSignature),
     (
         "edited commitment",
         lambda d: edit(lambda e: field(commitment=flip(e.commitment))(e)),
@@ -540,6 +548,13 @@ HOSTILE: list[tuple[str, Callable[[bytes], bytes], type[VolliError]]] = [
         "sender replaced by another contact",
         lambda d: edit(field(sender=DAVE.peer_id), resign=True),
         UnknownPeer,
+    ),
+    # The id must carry its sender's tag: a co-recipient who saw carol's id cannot
+    # send its own message under it (and have carol's refused later as a duplicate).
+    (
+        "another sender's message id, re-signed",
+        lambda d: edit(field(message_id=mid(7, CAROL)), resign=True),
+        UnboundMessageId,
     ),
     # The clock (genuinely signed, so only the clock refuses them).
     (
@@ -737,8 +752,10 @@ def test_hostile_envelope_is_refused_with_its_typed_error(
     assert isinstance(caught.value, PeerError)  # the peer's fault: drop it, keep running
     assert str(caught.value)
     # The seen-set is asked only once the bundle's signature verified (the sender is the
-    # pinned peer) and the envelope is addressed to us; then once, before any ratchet work.
-    whole_bundle = (MalformedEnvelope, OversizedInput, UnknownPeer, BadSignature, NotARecipient)
+    # pinned peer), the envelope is addressed to us and its id names its sender; then
+    # once, before any ratchet work.
+    whole_bundle = (MalformedEnvelope, OversizedInput, UnknownPeer, BadSignature, NotARecipient,
+                    UnboundMessageId)  # fmt: skip
     ids = {e.envelope.message_id for e in wire.parse_bundle(DATA).envelopes}
     assert len(asked) == (0 if issubclass(error, whole_bundle) else 1)
     assert set(asked) <= ids | {m for m in asked if name.startswith("edited message id")}

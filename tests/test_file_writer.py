@@ -25,6 +25,7 @@ from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.clock import VirtualClock
 from volli_nb.base.errors import TamperedRow, TamperedSchema, VolliError
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.message_id import rebound
 from volli_nb.core.store.database import KDF_MIN, Database
 from volli_nb.core.store.message_queue import OutgoingMessage, PersistentMessageQueue, Status
 from volli_nb.core.store.retention import Pruner
@@ -190,7 +191,7 @@ def test_a_table_altered_with_writable_schema_is_refused_on_open(tmp_path: Path)
     )
     with pytest.raises(TamperedSchema) as exc:
         Database.open(path, "pw", kdf=KDF_MIN)
-    assert exc.value.objects == ("table 'contacts' is not as schema 3 defines it: it was altered",)
+    assert exc.value.objects == ("table 'contacts' is not as schema 4 defines it: it was altered",)
 
 
 # --- item 2: bookkeeping that is not authenticated ------------------------------------
@@ -342,9 +343,10 @@ def test_a_schema2_profile_is_migrated_with_statuses_records_and_an_index(tmp_pa
     path = tmp_path / "old.sqlite"
     shutil.copy(SCHEMA2, path)
     with Database.open(path, SCHEMA2_PASSPHRASE, kdf=KDF_MIN) as db:
-        assert db.schema_version == 3
+        assert db.schema_version == 4
         queue = PersistentMessageQueue(db)
-        statuses = {m: queue.statuses(bytes([m]) * 16) for m in range(0x20, 0x26)}
+        statuses = {m: queue.statuses(sent_id(m)) for m in range(0x20, 0x26)}
+        assert queue.statuses(b"\x22" * 16) == {}  # every id took its bound form
         assert statuses == {
             0x20: {BOB: "delivered"},  # pruned under schema 2: recorded by the migration
             0x21: {BOB: "delivered"},
@@ -361,7 +363,12 @@ def test_a_schema2_profile_is_migrated_with_statuses_records_and_an_index(tmp_pa
         assert db.verify().ok, db.verify()
     write(path, "UPDATE outbox SET status = 'delivered' WHERE status = 'stuck'")
     with Database.open(path, SCHEMA2_PASSPHRASE, kdf=KDF_MIN) as db, pytest.raises(TamperedRow):
-        PersistentMessageQueue(db).statuses(b"\x23" * 16)
+        PersistentMessageQueue(db).statuses(sent_id(0x23))
+
+
+def sent_id(fill: int) -> bytes:
+    """The id of the fixture's message ``fill * 16`` after schema 4 bound it to its sender."""
+    return rebound(bytes([fill]) * 16, ME)
 
 
 def test_a_schema2_profile_with_a_planted_trigger_is_not_migrated(tmp_path: Path) -> None:

@@ -10,9 +10,10 @@ ordered and Bob ACKs in order, so an ACK for the attack would have come first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from volli_nb.app.chat import dm_conversation_id
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import BadPairingCode
 from volli_nb.core import pairing_code as pairing
+from volli_nb.core.crypto import envelope
 from volli_nb.core.crypto.channel_keys import seal_for
 from volli_nb.core.crypto.envelope import SIGN_DOMAIN, Sealed, bundle
 from volli_nb.core.crypto.envelope_wire import bundle_digest, encode_bundle
@@ -64,18 +66,21 @@ def craft(
     also: Sequence[Identity] = (),
 ) -> tuple[bytes, Sealed]:
     """An envelope ``sender`` seals under its live session with ``to`` (and, for ``also``,
-    under sessions it makes up), whatever it claims inside."""
+    under sessions it makes up), whatever it claims inside: a modified client, so an id
+    taken from someone else is sealed too (the honest ``seal`` refuses to)."""
     keys = sender.sessions.get(to.peer_id)
     assert keys is not None
     made_up = [channel_pair(sender.identity, other)[0] for other in also]
-    sealed = seal_for(
-        [keys, *made_up],
-        conversation_id=conversation_id,
-        message_id=message_id or new_message_id(),
-        counter=1,
-        timestamp_ms=int(time.time() * 1000),
-        plaintext=plaintext,
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(envelope, "bound_to", lambda _mid, _sender: True)
+        sealed = seal_for(
+            [keys, *made_up],
+            conversation_id=conversation_id,
+            message_id=message_id or new_message_id(sender.peer_id),
+            counter=1,
+            timestamp_ms=int(time.time() * 1000),
+            plaintext=plaintext,
+        )
     return sealed.message_id, sealed
 
 
@@ -92,6 +97,21 @@ def inject(sender: MessagesStore, to: MessagesStore, item: Sealed) -> None:
     signature = sender.identity.sign(SIGN_DOMAIN, bundle_digest([item.digest]))
     frame = make_bundle_frame(keys.tag, encode_bundle([item.envelope], signature))
     sender.network_store.data_channels[to.peer_id].send(frame)
+
+
+@contextlib.asynccontextmanager
+async def alice_bob_mallory(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[MessagesStore, MessagesStore, MessagesStore]]:
+    """Bob paired with Alice and with Mallory; all three closed at the end."""
+    alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+    mallory = open_store(tmp_path, "mallory")
+    try:
+        await pair(alice, bob)
+        await pair(mallory, bob)
+        yield alice, bob, mallory
+    finally:
+        await asyncio.gather(alice.close(), bob.close(), mallory.close())
 
 
 def errors(store: MessagesStore) -> str:
@@ -202,14 +222,10 @@ def test_a_replayed_envelope_is_checked_against_its_channel_before_any_ack(
     hers under Alice's message id): it was ACKed because the id was seen, before its
     sender and id were compared with the channel (a signed "Bob has X" for Mallory).
     Now the bundle's signature names its sender, every envelope must be that sender's,
-    and an id held from another sender is refused (DUPLICATE_ID), never acknowledged."""
+    and an id minted by another sender is refused (UNBOUND_ID), never acknowledged."""
 
     async def main() -> None:
-        alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
-        mallory = open_store(tmp_path, "mallory")
-        try:
-            await pair(alice, bob)
-            await pair(mallory, bob)
+        async with alice_bob_mallory(tmp_path) as (alice, bob, mallory):
             conversation = dm_conversation_id(alice.peer_id, bob.peer_id)
             message_id, alices = craft(alice, bob, conversation)
             alice_acks, acks = Acks(alice), Acks(mallory)
@@ -225,15 +241,39 @@ def test_a_replayed_envelope_is_checked_against_its_channel_before_any_ack(
             await send(mallory, bob, same_id)
             await acks.settle(bob)
             assert message_id not in acks.ids, "Bob acknowledged Alice's message id to Mallory"
-            assert "DuplicateMessageId" in errors(bob)
+            assert "UnboundMessageId" in errors(bob)
             assert [m.text for m in bob.history(mallory.peer_id)] == ["control", "control"]
             # Alice's own retransmission is still acknowledged again (her first ACK may be lost).
             alice_acks.ids.clear()
             await send(alice, bob, alices)
             await alice_acks.settle(bob)
             assert message_id in alice_acks.ids
-        finally:
-            await asyncio.gather(alice.close(), bob.close(), mallory.close())
+
+    arun(main)
+
+
+def test_a_co_recipient_cannot_take_a_message_id_first(tmp_path: Path) -> None:
+    """Attack (issue 26, item 3): Mallory has seen the id of a message Alice is sending
+    Bob (she is a co-recipient) and reaches Bob first with her own message under it.
+    Before ids named their sender, Bob stored Mallory's and then refused Alice's as a
+    duplicate: no ACK, and Alice saw only "stuck".  Now Mallory's is refused as unbound
+    and Alice's is stored and acknowledged."""
+
+    async def main() -> None:
+        async with alice_bob_mallory(tmp_path) as (alice, bob, mallory):
+            message_id, alices = craft(alice, bob, dm_conversation_id(alice.peer_id, bob.peer_id))
+            ours = dm_conversation_id(bob.peer_id, mallory.peer_id)
+            _, first = craft(mallory, bob, ours, b'{"type":"text","text":"mine"}', message_id)
+            mallory_acks, alice_acks = Acks(mallory), Acks(alice)
+            await send(mallory, bob, first)
+            await mallory_acks.settle(bob)
+            assert message_id not in mallory_acks.ids
+            assert "UnboundMessageId" in errors(bob)
+            await send(alice, bob, alices)
+            await alice_acks.settle(bob)
+            assert message_id in alice_acks.ids, "Alice's message was refused"
+            assert [m.text for m in bob.history(alice.peer_id)] == ["crafted", "control"]
+            assert [m.text for m in bob.history(mallory.peer_id)] == ["control"]
 
     arun(main)
 
@@ -292,13 +332,12 @@ def test_a_bad_answer_leaves_the_offer_open_and_nothing_pinned(tmp_path: Path) -
     arun(main)
 
 
-def test_a_contact_reusing_one_of_our_message_ids_is_refused_as_a_duplicate(
-    tmp_path: Path,
-) -> None:
+def test_a_contact_reusing_one_of_our_message_ids_is_refused_alone(tmp_path: Path) -> None:
     """Attack: Mallory sends, beside a good message, an envelope under the id of a message
     Bob sent her.  The id is in Bob's messages, not in his seen-set; were only the
     seen-set asked, the receive path's batched insert would fail the whole bundle as a
-    storage error and report Bob's storage failing.  Only that envelope is refused."""
+    storage error and report Bob's storage failing.  Only that envelope is refused (the
+    id names Bob, not Mallory)."""
 
     async def main() -> None:
         bob, mallory = open_store(tmp_path, "bob"), open_store(tmp_path, "mallory")
@@ -314,7 +353,7 @@ def test_a_contact_reusing_one_of_our_message_ids_is_refused_as_a_duplicate(
             await send(mallory, bob, fine)
             await acks.settle(bob)
             assert reused not in acks.ids and good in acks.ids
-            assert "DuplicateMessageId" in errors(bob)
+            assert "UnboundMessageId" in errors(bob)
             assert bob.storage.state == "ok", bob.storage.reason
             texts = [(m.direction, m.text) for m in bob.history(mallory.peer_id)]
             assert texts == [("out", "bob's own"), ("in", "crafted"), ("in", "control")]

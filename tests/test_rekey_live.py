@@ -35,8 +35,8 @@ def test_a_missing_key_for_an_unseen_message_rekeys_the_channel(tmp_path: Path) 
 
             def sealed(text: str):  # type: ignore[no-untyped-def]
                 return mine.seal(
-                    conversation_id=conversation, message_id=new_message_id(), counter=1,
-                    timestamp_ms=now, plaintext=encode_body(text),
+                    conversation_id=conversation, message_id=new_message_id(alice.peer_id),
+                    counter=1, timestamp_ms=now, plaintext=encode_body(text),
                 )  # fmt: skip
 
             late, on_time = sealed("held back"), sealed("on time")

@@ -22,6 +22,7 @@ from volli_nb.core.crypto import envelope_wire as wire
 from volli_nb.core.crypto import handshake as hs
 from volli_nb.core.crypto import ratchet
 from volli_nb.core.crypto.ratchet_state import decode_state, encode_state, open_state, seal_state
+from volli_nb.core.message_id import new_message_id
 
 ALICE, BOB, CAROL = identities(61, 3)
 AB, AC = make_pair(ALICE, BOB, 1), make_pair(ALICE, CAROL, 2)
@@ -44,9 +45,14 @@ def _sealed(text: bytes, message_id: bytes, states: dict[str, ratchet.RatchetSta
 
 
 _FIRST = _sealed(
-    b"hello", bytes(16), {BOB.peer_id: AB.result_a.state, CAROL.peer_id: AC.result_a.state}
+    b"hello",
+    new_message_id(ALICE.peer_id, _rng.randbytes),
+    {BOB.peer_id: AB.result_a.state, CAROL.peer_id: AC.result_a.state},
 )
-ENVELOPES = [_FIRST, _sealed(b"x" * 300, b"\x01" * 16, dict(_FIRST.states))]
+ENVELOPES = [
+    _FIRST,
+    _sealed(b"x" * 300, new_message_id(ALICE.peer_id, _rng.randbytes), dict(_FIRST.states)),
+]
 BUNDLES = [v2.bundle(ALICE, ENVELOPES[:1]), v2.bundle(ALICE, ENVELOPES)]
 HEADER = ratchet.Header(bytes(range(32)), 1000, 3).encode()
 STATES = [encode_state(AB.result_a.state), encode_state(AB.result_b.state)]

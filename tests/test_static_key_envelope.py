@@ -300,8 +300,9 @@ def test_all_randomness_comes_from_the_injected_source() -> None:
         timestamp_ms=NOW,
         random=counting,
     )
-    # message id, content key, (ephemeral key, wrap nonce) per recipient, body nonce
-    assert asked == [16, 32, 32, 24, 32, 24, 24]
+    # message id (its random half), content key, (ephemeral key, wrap nonce) per
+    # recipient, body nonce
+    assert asked == [8, 32, 32, 24, 32, 24, 24]
 
 
 def test_a_given_message_id_is_used() -> None:

@@ -1,17 +1,19 @@
 """Profiles from before sessions, and profiles restored from an old copy.
 
 ``tests/data/profile-schema2-{alice,bob}.sqlite`` were written by main at 96531e5, the last
-release that sealed every message to static keys (``/tmp/fixture2/make.py`` in that
-session: alice and bob paired, three messages each way delivered, then two more from
-alice left pending while bob was away; passphrases "alice passphrase" / "bob
-passphrase", KDF_MIN).  Opened by today's code they read their history, re-pair, and
-alice's pending messages reach bob, under a session, exactly once.
+release that sealed every message to static keys (``tools/make_upgrade_fixtures.py``:
+alice and bob paired, three messages delivered, then two more from alice left pending
+while bob was away; passphrases "alice passphrase" / "bob passphrase", KDF_MIN).  Opened
+by today's code they read their history, re-pair, and alice's pending messages reach
+bob, under a session, exactly once; their ids, minted before ids named their sender,
+are re-minted on the way (schema 4), the same way on both sides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,10 @@ from recorded import Recording, key_reuse
 from test_network import arun
 
 from volli_nb.app.messages_store import MessagesStore
+from volli_nb.core.body import encode_body
+from volli_nb.core.message_id import bound_to
 from volli_nb.core.protocol.chunks import Reassembler
+from volli_nb.net.events import Delivered
 
 pytestmark = pytest.mark.network
 DATA = Path(__file__).parent / "data"
@@ -54,11 +59,43 @@ def test_schema2_profiles_read_their_history_and_deliver_their_queue(tmp_path: P
                 await alice.wait_delivered(message.message_id)
             assert got == ["are you there?", "ping when back"]
             assert [m.text for m in bob.history(alice.peer_id)] == [t for t, _ in before]
+            assert all(bound_to(m.message_id, alice.peer_id) for m in pending)
+            await _resent_before_the_upgrade_is_a_duplicate(alice, bob)
             assert alice.verify().ok and bob.verify().ok
         finally:
             await asyncio.gather(alice.close(), bob.close())
 
     arun(main, timeout=90)
+
+
+async def _resent_before_the_upgrade_is_a_duplicate(
+    alice: MessagesStore, bob: MessagesStore
+) -> None:
+    """Both upgrades re-minted every id the same way, so had alice's ACK for "hello bob"
+    been lost, the copy she sends again under her re-minted id is one bob holds: he
+    acknowledges it without storing it twice."""
+    ids = [m.message_id for m in alice.history(bob.peer_id)]
+    assert ids == [m.message_id for m in bob.history(alice.peer_id)]
+    (first, *_) = bob.history(alice.peer_id)
+    assert first.text == "hello bob" and bound_to(first.message_id, alice.peer_id)
+    keys = alice.sessions.get(bob.peer_id)
+    assert keys is not None
+    again = first.message_id
+    acked = asyncio.get_running_loop().create_future()
+    alice.network_store.on_event(
+        lambda e: (
+            acked.set_result(True)
+            if isinstance(e, Delivered) and again in e.message_ids and not acked.done()
+            else None
+        )
+    )
+    sealed = keys.seal(
+        conversation_id=first.conversation_id, message_id=again, counter=1,
+        timestamp_ms=int(time.time() * 1000), plaintext=encode_body(first.text),
+    )  # fmt: skip
+    await alice.network_store.send_sealed(bob.peer_id, keys.session_id, sealed)
+    await asyncio.wait_for(acked, 10)
+    assert [m.text for m in bob.history(alice.peer_id)].count("hello bob") == 1
 
 
 def test_a_sender_restored_from_an_old_copy_starts_a_fresh_session(tmp_path: Path) -> None:

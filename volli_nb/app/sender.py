@@ -171,7 +171,7 @@ class Sender:
         for member in members:  # a member we cannot seal for is the caller's to fix now
             if self.contacts.contact(member) is None:
                 raise UnknownPeer(f"conversation member {member} is not a contact")
-        message_id = new_message_id()
+        message_id = new_message_id(self.peer_id)
         now_ms = int(self._clock() * 1000)
         with self.database.transaction():
             counter = self.database.next_counter(conversation_id)

@@ -57,6 +57,11 @@ class DuplicateMessageId(PeerError):
     """This message id was already used by another sender; refused and not acknowledged."""
 
 
+class UnboundMessageId(PeerError):
+    """The message id does not carry its sender's tag (:mod:`volli_nb.core.message_id`):
+    an id taken from someone else, or minted by a peer that does not bind its ids."""
+
+
 # --- cryptography refused ----------------------------------------------------
 
 

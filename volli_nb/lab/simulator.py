@@ -203,7 +203,7 @@ class Simulator:
 
     def send(self, side: Side, payload: bytes) -> bytes:
         """The app on ``side`` seals ``payload`` and sends it; returns its message id."""
-        message_id = new_message_id(self._id_rng.randbytes)
+        message_id = new_message_id(self.identities[side].peer_id, self._id_rng.randbytes)
         self._sent_at[message_id] = self.now
         self._counter += 1
         keys = self.keys[side]

@@ -202,7 +202,11 @@ def seal(
     randomness (message id, content key, ephemeral keys, nonces) comes from ``random``.
     """
     _check_seal_args(recipients, conversation_id, plaintext, counter, timestamp_ms)
-    message_id = new_message_id(random) if message_id is None else check_message_id(message_id)
+    message_id = (
+        new_message_id(sender.peer_id, random)
+        if message_id is None
+        else check_message_id(message_id)
+    )
     key = random(KEY_BYTES)
     wraps = {peer.peer_id: _wrap_for(peer, key, message_id, random) for peer in recipients}
     nonce = random(AEAD_NONCE_BYTES)

@@ -26,14 +26,15 @@ Receiving (:func:`open_bundle`), cheapest and least trusting first.  For the who
 bundle (raised): size cap (``OversizedInput``) -> strict parse (``MalformedEnvelope``)
 -> every envelope's sender is this session's peer (``UnknownPeer``) -> signature with
 the pinned identity key (``BadSignature``).  Then per envelope (returned in
-``refused``, the rest still open): recipient (``NotARecipient``) -> clock
-(``StaleMessage``: more than ``max_skew_ms`` ahead, or older than ``max_age_ms`` if set;
-the ratchet itself refuses replays) -> unwrap with the ratchet (``DecryptionFailed``,
-``TooManySkipped``, also once the frame's :class:`~.ratchet.WorkBudget` is spent,
-``MessageKeyUnavailable``, ``LowOrderKey``) -> already accepted
-(``ReplayError``: the ``seen`` callback, asked once per envelope, or an earlier envelope
-of this bundle) -> commitment (``KeyCommitmentMismatch``) -> body (``DecryptionFailed``)
--> padding (``MalformedEnvelope``).
+``refused``, the rest still open): recipient (``NotARecipient``) -> the id carries the
+sender's tag (``UnboundMessageId``) -> already accepted (``ReplayError``: the ``seen``
+callback, asked once per envelope, or an earlier envelope of this bundle; before the
+clock, so a resend of something stored is always answered) -> clock (``StaleMessage``:
+more than ``max_skew_ms`` ahead, or older than ``max_age_ms`` if set) -> unwrap with the
+ratchet (``DecryptionFailed``, ``TooManySkipped``, also once the frame's
+:class:`~.ratchet.WorkBudget` is spent, ``MessageKeyUnavailable``, ``LowOrderKey``) ->
+commitment (``KeyCommitmentMismatch``) -> body (``DecryptionFailed``) -> padding
+(``MalformedEnvelope``).
 
 Integration (:mod:`volli_nb.core.crypto.channel_keys`): one owner per channel holds the
 ratchet state; :func:`seal` runs when a message leaves the outbox, for the recipients
@@ -59,6 +60,7 @@ from volli_nb.base.errors import (
     PeerError,
     ReplayError,
     StaleMessage,
+    UnboundMessageId,
     UnknownPeer,
     UsageError,
 )
@@ -83,7 +85,7 @@ from volli_nb.core.crypto.identity import Identity, PublicIdentity, device_id_by
 from volli_nb.core.crypto.padding import bucket_size, pad, unpad
 from volli_nb.core.crypto.primitives import Random, aead_decrypt, aead_encrypt, random_bytes
 from volli_nb.core.crypto.wire import MAX_SAFE_INT, uvarint
-from volli_nb.core.message_id import MESSAGE_ID_BYTES
+from volli_nb.core.message_id import MESSAGE_ID_BYTES, bound_to
 
 COMMIT_PERSON = b"volli-v2-commit"
 SIGN_DOMAIN = b"volli-bundle-v2"
@@ -189,6 +191,8 @@ def seal(
     the returned ``states`` replace them (the old ones stay valid until committed).
     """
     _check_seal(sessions, conversation_id, message_id, counter, timestamp_ms, plaintext)
+    if not bound_to(message_id, sender):
+        raise UsageError(f"message id {message_id.hex()} is not one {sender} minted")
     order = sorted((device_id_bytes(rid), rid) for rid in sessions)
     key = random(32)
     head = encode_head(
@@ -300,6 +304,8 @@ def _open_one(
     wrap = env.recipients.get(how.me)
     if wrap is None:
         return state, NotARecipient(f"envelope {mid.hex()} is not addressed to {how.me}")
+    if not bound_to(mid, env.sender):  # before the seen-set: nobody sends under another's id
+        return state, UnboundMessageId(f"message id {mid.hex()} does not name {env.sender}")
     if mid in earlier or how.seen(mid):
         return _duplicate(parsed, wrap.header, state, how)
     stale = _stale(env.timestamp_ms, how.now_ms, how.max_age_ms, how.max_skew_ms)

@@ -30,6 +30,7 @@ from volli_nb.base.errors import (
     StaleMessage,
     StorageError,
     StorageFull,
+    UnboundMessageId,
     UnknownPeer,
     UsageError,
     VolliError,
@@ -56,6 +57,7 @@ class RefusalCode(StrEnum):
     UNKNOWN_SENDER = "unknown_sender"  # the envelope's sender is not the receiver's contact
     DUPLICATE_ID = "duplicate_id"  # the receiver holds this id from another sender
     KEY_UNAVAILABLE = "key_unavailable"  # no message key for it (expired): seal it again
+    UNBOUND_ID = "unbound_id"  # the id does not name its sender (appended: numbers stay)
 
     @property
     def wire(self) -> int:
@@ -82,6 +84,8 @@ def refusal_code(error: VolliError | None) -> RefusalCode | None:
         return RefusalCode.DUPLICATE_ID
     if isinstance(error, MessageKeyUnavailable):
         return RefusalCode.KEY_UNAVAILABLE
+    if isinstance(error, UnboundMessageId):
+        return RefusalCode.UNBOUND_ID
     return None
 
 
@@ -185,6 +189,7 @@ def describe(code: RefusalCode, name: str, skew: float) -> str:
         RefusalCode.UNKNOWN_SENDER: f"{name} refused: they do not know you as this sender",
         RefusalCode.DUPLICATE_ID: f"{name} refused: they hold this message id from someone else",
         RefusalCode.KEY_UNAVAILABLE: f"{name} refused: its message key was gone (sent again)",
+        RefusalCode.UNBOUND_ID: f"{name} refused: its message id does not name you as sender",
     }[code]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from volli_nb.base.errors import StorageError, UsageError
+from volli_nb.core.store.bound_ids import bind_message_ids
 from volli_nb.core.store.contacts import (
     CONTACT_COLUMNS,
     MARKS_COLUMNS,
@@ -139,6 +140,7 @@ MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     _create_v1_tables,
     _authenticate_rows,
     _authenticate_bookkeeping,
+    bind_message_ids,  # schema 4: ids name their sender (:mod:`.bound_ids`)
 )
 """``MIGRATIONS[n]`` takes schema ``n`` to ``n + 1``.  Append; never edit a released step
 (a step names its own tables, so a later table does not change what it does)."""

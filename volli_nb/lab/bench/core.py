@@ -59,7 +59,7 @@ def envelope_rates(recipients: int, min_time: float = 0.5) -> dict[str, float]:
         sealed = seal_for(
             mine,
             conversation_id="bench",
-            message_id=new_message_id(),
+            message_id=new_message_id(sender.peer_id),
             counter=1,
             timestamp_ms=NOW_MS,
             plaintext=body,
@@ -81,7 +81,7 @@ def queue_rates(count: int = 2000) -> dict[str, float]:
         queue = PersistentMessageQueue(db)
         start = time.perf_counter()
         ids = [
-            queue.enqueue(OutgoingMessage(new_message_id(), "c", "peer", b"x" * 100, i + 1))
+            queue.enqueue(OutgoingMessage(new_message_id("me"), "c", "peer", b"x" * 100, i + 1))
             for i in range(count)
         ]
         enqueue = count / (time.perf_counter() - start)
