@@ -17,7 +17,7 @@ from volli_nb.base.errors import ReplayError, VolliError
 from volli_nb.core.crypto.channel_keys import ChannelKeys
 from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.crypto.identity import Identity
-from volli_nb.core.message_id import sender_tag
+from volli_nb.core.message_id import new_message_id
 from volli_nb.core.protocol import session as p
 from volli_nb.core.protocol.events import FrameReceived, PeerVerified, Rekeyed, Verdict
 
@@ -30,7 +30,7 @@ TEXT = b'{"type":"text","text":"e"}'
 
 def mid(i: int, sender: Identity = A) -> bytes:
     """Message ``i`` of ``sender`` (A unless said): its tag, then ``i``."""
-    return sender_tag(sender.peer_id) + i.to_bytes(8, "big")
+    return new_message_id(sender.peer_id, lambda n: i.to_bytes(n, "big"))
 
 
 def session(me: Identity, peer: Identity, **kw: Any) -> p.Session:

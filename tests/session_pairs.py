@@ -79,7 +79,7 @@ def stranger_frame(stranger: Identity, victim: Identity, tag: bytes, text: str) 
     signed by ``stranger`` (over a session of its own with ``victim``): what a peer who
     is not the channel's would have to send to inject a message."""
     from volli_nb.core.crypto import envelope
-    from volli_nb.core.message_id import sender_tag
+    from volli_nb.core.message_id import new_message_id
     from volli_nb.core.protocol.frames import make_bundle_frame
 
     ours = make_pair(stranger, victim, seed=99)
@@ -87,7 +87,7 @@ def stranger_frame(stranger: Identity, victim: Identity, tag: bytes, text: str) 
         {victim.peer_id: ours.result_a.state},
         sender=stranger.peer_id,
         conversation_id=f"dm-{stranger.peer_id}",
-        message_id=sender_tag(stranger.peer_id) + bytes(range(8)),
+        message_id=new_message_id(stranger.peer_id, lambda n: bytes(range(n))),
         counter=1,
         timestamp_ms=NOW,
         plaintext=f'{{"type":"text","text":"{text}"}}'.encode(),

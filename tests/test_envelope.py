@@ -43,7 +43,7 @@ from volli_nb.core.crypto import envelope_wire as wire
 from volli_nb.core.crypto import ratchet
 from volli_nb.core.crypto.ratchet import RatchetState
 from volli_nb.core.crypto.wire import uvarint
-from volli_nb.core.message_id import sender_tag
+from volli_nb.core.message_id import new_message_id
 from volli_nb.lab.static_key_envelope import seal as seal_v1
 
 ALICE, BOB, CAROL, DAVE, EVE = identities(31, 5)
@@ -54,8 +54,8 @@ rng = random.Random(7)
 
 
 def mid(fill: int, sender: Any = ALICE) -> bytes:
-    """An id ``sender`` (alice by default) may send: its tag, then eight ``fill`` bytes."""
-    return sender_tag(sender.peer_id) + bytes([fill]) * 8
+    """An id ``sender`` (alice by default) may send, its random half ``fill`` bytes."""
+    return new_message_id(sender.peer_id, lambda n: bytes([fill]) * n)
 
 
 def det(n: int) -> bytes:
@@ -345,7 +345,7 @@ def forge(
 ) -> bytes:
     """Seal by hand with per-recipient content keys, and sign it for real."""
     order = sorted(keys, key=lambda p: wire.device_id_bytes(p.peer_id))
-    message_id = sender_tag(ALICE.peer_id) + det(8)
+    message_id = new_message_id(ALICE.peer_id, det)
     head = wire.encode_head(
         CONV,
         message_id,

@@ -26,7 +26,7 @@ from volli_nb.core.crypto import envelope_wire as wire
 from volli_nb.core.crypto.channel_keys import ChannelKeys, StaleOpening
 from volli_nb.core.crypto.envelope_wire import encode_bundle
 from volli_nb.core.crypto.ratchet_limits import MAX_DH_STEPS_PER_FRAME, WorkBudget
-from volli_nb.core.message_id import sender_tag
+from volli_nb.core.message_id import new_message_id
 
 # --- the work one frame may cause ----------------------------------------------------
 
@@ -168,7 +168,8 @@ def test_a_sender_restoring_any_older_state_never_reuses_a_message_key(
             keys = _connect(rng)
             continue
         for i, text in enumerate(outbox):  # every attempt seals afresh (same id)
-            message_id = sender_tag(A.peer_id) + hashlib.sha256(text).digest()[:8]
+            digest = hashlib.sha256(text).digest()
+            message_id = new_message_id(A.peer_id, lambda n, d=digest: d[:n])
             sealed = sender.seal(
                 conversation_id="c", message_id=message_id, counter=i + 1,
                 timestamp_ms=NOW_MS, plaintext=text,

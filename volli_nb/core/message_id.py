@@ -4,18 +4,19 @@ The same id names the message in the outbox, in every envelope sealed for it (so
 receiver deduplicates retries), in the frames that carry it and in the signed ACK
 that settles it.
 
-An id is ``tag(sender) | 8 random bytes``, the tag an unkeyed BLAKE2b of the sender's
-peer id.  A receiver refuses an envelope whose id does not carry its (signed) sender's
-tag, so nobody can send under an id that belongs to someone else: a co-recipient who
-has seen alice's id cannot reach bob first with its own message under it and have
-alice's refused as a duplicate.  Ids of different senders therefore never meet, and
-the seen-set keyed by id is keyed by (sender, id).  64 random bits per sender make a
-collision negligible (a sender would need billions of messages for one in a billion).
+An id is ``8 random bytes | tag(sender)``, the tag an unkeyed BLAKE2b of the sender's
+peer id.  (Random first: people and panels name a message by its first 8 hex digits,
+which must differ between one sender's messages.)  A receiver refuses an envelope whose
+id does not carry its (signed) sender's tag, so nobody can send under an id that belongs
+to someone else: a co-recipient who has seen alice's id cannot reach bob first with its
+own message under it and have alice's refused as a duplicate.  Ids of different senders
+therefore never meet, and the seen-set keyed by id is keyed by (sender, id).  64 random
+bits per sender make a collision negligible (billions of messages for one in a billion).
 
 Ids minted before this rule (schema < 4) are unbound.  :func:`rebound` maps one to its
-bound form deterministically, so the sender's migration can re-mint what still waits in
-its outbox and the receiver's can remember the same bound form for what it already
-holds: a message stored before the upgrade and sent again after it is still a duplicate.
+bound form deterministically, so the sender's migration and the receiver's re-mint a
+message they both hold to the same id: a message stored before the upgrade and sent
+again after it (its ACK was lost) is still a duplicate.
 
 ACK and REFUSE frames list ids in one binary form: a u16 count, then the ids.
 """
@@ -37,29 +38,29 @@ COUNT = struct.Struct(">H")
 
 
 def sender_tag(sender: str) -> bytes:
-    """The first half of every id ``sender`` mints."""
+    """The second half of every id ``sender`` mints."""
     return hashlib.blake2b(
         sender.encode(), digest_size=TAG_BYTES, person=b"volli-msgid-tag"
     ).digest()
 
 
 def new_message_id(sender: str, random: Random = random_bytes) -> bytes:
-    return sender_tag(sender) + random(MESSAGE_ID_BYTES - TAG_BYTES)
+    return random(MESSAGE_ID_BYTES - TAG_BYTES) + sender_tag(sender)
 
 
 def bound_to(message_id: bytes, sender: str) -> bool:
     """Whether ``message_id`` is one ``sender`` may send (it carries its tag)."""
-    return hmac.compare_digest(message_id[:TAG_BYTES], sender_tag(sender))
+    return hmac.compare_digest(message_id[-TAG_BYTES:], sender_tag(sender))
 
 
 def rebound(legacy_id: bytes, sender: str) -> bytes:
-    """The bound id that stands for ``sender``'s pre-binding id ``legacy_id``: the same on
-    the sender, which re-mints it, and on a receiver, which remembers it as seen."""
+    """The bound id that stands for ``sender``'s pre-binding id ``legacy_id``, the same
+    on every profile that holds the message."""
     check_message_id(legacy_id)
     rest = hashlib.blake2b(
         legacy_id, digest_size=MESSAGE_ID_BYTES - TAG_BYTES, person=b"volli-msgid-re"
     ).digest()
-    return sender_tag(sender) + rest
+    return rest + sender_tag(sender)
 
 
 def check_message_id(value: object) -> bytes:
