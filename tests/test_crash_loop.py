@@ -46,6 +46,7 @@ class Side:
     point: str = ""  # where the running process will die
     spare: asyncio.Task[tuple[PeerProcess, str]] | None = None  # warm, armed for next
     accepted: set[str] = field(default_factory=set)  # ids its send op returned
+    spawned: list[PeerProcess] = field(default_factory=list)  # every process, to reap
 
     async def _prepare(self, armed: bool) -> tuple[PeerProcess, str]:
         env = dict(os.environ)
@@ -54,6 +55,7 @@ class Side:
         if armed:
             env[faults.ENV] = f"{point}:{self.rng.randint(1, 6)}"
         proc = PeerProcess(str(self.db), self.name, extra=["--record", str(self.record)], env=env)
+        self.spawned.append(proc)
         return await proc.prepare(), point
 
     def warm(self, armed: bool = True) -> None:
@@ -171,15 +173,18 @@ def test_sigkill_at_every_step_loses_and_duplicates_nothing(tmp_path: Path) -> N
                         await side.proc.kill()
                     await side.restart()
             for side in sides:  # the last runs are clean: no fault armed
-                assert side.proc is not None
+                assert side.proc is not None and side.spare is not None
                 await side.proc.kill()
-                await side.spare  # type: ignore[misc]
+                armed, _ = await side.spare  # the warm spare is armed: it must not run
+                await armed.kill()
                 side.spare = None
                 await side.restart(armed=False)
             await drain(sides)
         finally:
             for side in sides:
                 await side.stop()
+        left = [p for s in sides for p in s.spawned if p.proc and p.proc.returncode is None]
+        assert not left, f"{len(left)} peer processes outlived the test"
         print(f"\n{kills} kills in {runs} runs: {by_point}; {counter[0]} sends asked")
         assert all(by_point.values()), by_point  # every point was hit
 
