@@ -15,6 +15,7 @@ from volli_nb.core.body import decode_body
 from volli_nb.core.eventlog import clip
 from volli_nb.core.store.message_queue import Status
 from volli_nb.ui.widgets.cells import Cell, Names, Table, human_size, plural
+from volli_nb.ui.widgets.ratchet_model import session_cell
 
 __all__ = [
     "Table",
@@ -66,18 +67,6 @@ def _rtt(rtt: float | None, skew: str, seen: str) -> Cell:
     return Cell(text, (text, f"clock {skew}", f"seen {seen}"), sub="⚠" not in skew)
 
 
-def _session(summary: Any, verified: bool) -> Cell:
-    """The channel's ratchet session: its id and age, DH steps, skipped keys held."""
-    if summary is None:  # the handshake has not finished (or the channel just closed)
-        why = "verified, ended" if verified else "not verified yet"
-        return Cell(f"none ({why})", ("none", why), sub=True)
-    first = f"{summary.session} · {summary.age_s:.0f} s"
-    steps = plural(summary.dh_steps, "DH step")
-    held = f"{len(summary.held)} skipped held"
-    hover = f"session {summary.session}, verified: both DTLS certificates signed in its handshake"
-    return Cell(f"{first}, {steps}, {held}", (first, steps, held), sub=True, hover=hover)
-
-
 def _traffic(stats: Any) -> Cell:
     inbound = f"in {plural(stats.messages_in, 'msg')}, {human_size(stats.bytes_in)}"
     outbound = f"out {plural(stats.messages_out, 'msg')}, {human_size(stats.bytes_out)}"
@@ -109,7 +98,7 @@ def peers_table(store: Any, now: float) -> Table:
     rows: list[Row] = []
     for peer_id, pc in net.peers.items():
         row = _connected_row(net, peer_id, pc, now, verified=endpoint.get(peer_id, {}))
-        row["session"] = _session(store.sessions.summary(peer_id), row["verified"] == "yes")
+        row["session"] = session_cell(store.sessions.summary(peer_id), row["verified"] == "yes")
         rows.append(
             {
                 "peer": names.cell(peer_id),

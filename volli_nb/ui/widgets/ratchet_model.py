@@ -24,6 +24,7 @@ from volli_nb.core.crypto.session_view import (
     USED_HELD,
     SessionSummary,
 )
+from volli_nb.ui.widgets.cells import Cell, plural
 
 NEXT = "next"
 MAX_CHAINS = 6
@@ -119,8 +120,16 @@ def _fit(boxes: list[KeyBox], max_keys: int) -> tuple[tuple[KeyBox, ...], int]:
     return tuple(boxes), hidden
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+def session_cell(summary: SessionSummary | None, verified: bool) -> Cell:
+    """The peers panel's session column: its id and age, DH steps, skipped keys held."""
+    if summary is None:  # the handshake has not finished (or the channel just closed)
+        why = "verified, ended" if verified else "not verified yet"
+        return Cell(f"none ({why})", ("none", why), sub=True)
+    first = f"{summary.session} · {summary.age_s:.0f} s"
+    steps = plural(summary.dh_steps, "DH step")
+    held = f"{len(summary.held)} skipped held"
+    hover = f"session {summary.session}, verified: both DTLS certificates signed in its handshake"
+    return Cell(f"{first}, {steps}, {held}", (first, steps, held), sub=True, hover=hover)
 
 
 def ratchet_picture(
@@ -164,10 +173,10 @@ def ratchet_picture(
     stats = (
         f"session {summary.session}",
         f"{_duration(summary.now_ms - summary.started_ms)} old",
-        _plural(summary.dh_steps, "DH step"),
+        plural(summary.dh_steps, "DH step"),
         f"sent {summary.sent}",
         f"received {summary.received}",
-        f"{_plural(held_now, 'skipped key')} held",
+        f"{plural(held_now, 'skipped key')} held",
     )
     role = "initiator" if summary.initiator else "responder"
     return RatchetPicture(
@@ -192,4 +201,5 @@ __all__ = [
     "KeyBox",
     "RatchetPicture",
     "ratchet_picture",
+    "session_cell",
 ]
