@@ -163,3 +163,32 @@ def test_the_panel_and_the_peers_table_follow_a_live_session(tmp_path: Path) -> 
         await asyncio.gather(alice.close(), bob.close())
 
     arun(main)
+
+
+def test_the_compromise_timeline_marks_the_theft_the_reads_and_the_healing() -> None:
+    from volli_nb.ui.widgets.timeline import Beat, CompromiseTimeline
+
+    beats = [Beat("alice", "a0", False, True), Beat("bob", "b1", True, True)]
+    beats += [Beat("alice", "a2", True, True), Beat("bob", "b3", False, True)]
+    timeline = CompromiseTimeline(beats, names=("alice", "bob"), victim="bob", copied_at=1)
+    assert timeline.healed_at == 3 and timeline.read_after == ["b1", "a2"]
+    lines = repr(timeline).splitlines()
+    assert lines[1] == "── the thief copies bob's live ratchet state ──"
+    assert lines[4] == "── healed: the thief reads no more ──"
+    assert lines[2].split() == [
+        "bob",
+        "→",
+        "alice",
+        "b1",
+        "READ",
+        "by",
+        "the",
+        "thief",
+        "(new",
+        "ratchet",
+        "key)",
+    ]
+    page = timeline._repr_html_()
+    assert page.count('class="beat read"') == 2 and page.count('class="beat closed"') == 2
+    assert "thief copies bob&#x27;s state" in page and ">healed<" in page
+    assert "after the theft the thief read: b1, a2" in page

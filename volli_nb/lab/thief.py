@@ -111,11 +111,11 @@ def _open(
 
 
 def try_frames(rec: Recording, a: Identity, b: Identity, *, now_ms: int) -> list[Tried]:
-    """Each recorded BUNDLE frame, tried with every guess, as either side opening it."""
+    """Each recorded BUNDLE frame (in the order they crossed), tried with every guess,
+    as either side opening it."""
     guesses = best_guesses(rec, a, b)
     out = []
-    for direction, frame in [(d, f) for d in ("out", "in") for f in rec.bundles(d)]:
-        bundle = frame[1]
+    for direction, bundle in rec.crossed():
         opened = 0
         for state, (me, peer) in itertools.product(guesses, ((a, b), (b, a))):
             result = _open(bundle, me, peer, state, now_ms)

@@ -40,7 +40,7 @@ class RatchetView:
             keys = [f"→{b.n}" if b.state == NEXT else f"{b.n}{_MARKS[b.state]}" for b in row.boxes]
             more = [f"+{row.hidden} used"] if row.hidden else []
             shown = " ".join(more + keys) or "no message on this chain"
-            lines.append(f"{arrow} {row.chain}  {row.started_by:13} {shown}")
+            lines.append(f"{arrow} {row.chain}  {row.started_by:14} {shown}")
         return "\n".join(lines)
 
 
