@@ -3,6 +3,8 @@ bytes, in order, and add up to the envelope."""
 
 from __future__ import annotations
 
+import random
+
 from volli_nb.core.body import encode_body
 from volli_nb.core.crypto.envelope_wire import parse_bundle
 from volli_nb.lab.channel_pair import ChannelPair
@@ -11,7 +13,7 @@ from volli_nb.lab.static_key_envelope import seal
 
 
 def test_v2_and_v1_fields_are_the_envelopes_bytes() -> None:
-    lab = ChannelPair()
+    lab = ChannelPair(random=random.Random(1).randbytes)
     letter = lab.send("alice", "meet at noon")
     raw = parse_bundle(letter.bundle).envelopes[0].raw
     v2 = v2_fields(raw)

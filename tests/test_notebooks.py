@@ -74,7 +74,7 @@ EXPECT = {
         "bob   → alice 'for now'         alice's keys: sent 3, received 3\n",
         "sent 3 · received 3 · 0 skipped keys held",
         # keys held for a late letter, one used, the rest expired
-        "3 skipped keys held\n← receiving ",
+        "sent 0 · received 1 · 3 skipped keys held",
         "0⏳ 1⏳ 2⏳ 3✓ →4",
         "letter 1, an hour late: refused: MessageKeyUnavailable",
         "0✓ 1✕ 2✕ 3✓ →4",

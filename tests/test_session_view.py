@@ -3,6 +3,7 @@ to the message keys, read from real sessions (session_view.py)."""
 
 from __future__ import annotations
 
+import random
 import re
 
 from volli_nb.core.crypto.ratchet import Limits
@@ -28,7 +29,7 @@ def kinds(events: tuple[KeyEvent, ...], direction: str | None = None) -> list[tu
 
 
 def initiator_first() -> tuple[ChannelPair, str, str]:
-    pair = ChannelPair()
+    pair = ChannelPair(random=random.Random(1).randbytes)
     first = next(n for n in pair.names if pair.keys[n].initiator)
     return pair, first, pair.other(first)
 
@@ -82,7 +83,7 @@ def test_a_late_letter_leaves_held_keys_that_are_used_or_expire() -> None:
 
 
 def test_held_keys_past_the_cap_are_evicted() -> None:
-    pair = ChannelPair(limits=Limits(max_skip=2, max_skipped=2))
+    pair = ChannelPair(random=random.Random(2).randbytes, limits=Limits(max_skip=2, max_skipped=2))
     a, b = pair.names
     letters = [pair.send(a, f"m{i}") for i in range(4)]
     pair.deliver(letters[1])  # holds key 0

@@ -19,6 +19,7 @@ from volli_nb.core.crypto import envelope, handshake
 from volli_nb.core.crypto.channel_keys import ChannelKeys
 from volli_nb.core.crypto.envelope_wire import parse_bundle
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.crypto.primitives import Random, random_bytes
 from volli_nb.core.crypto.ratchet import DEFAULT_LIMITS, Header, Limits
 from volli_nb.core.crypto.session_view import SessionSummary
 from volli_nb.core.message_id import new_message_id
@@ -44,18 +45,27 @@ class ChannelPair:
     """Two named sides with one session between them; ``now_ms`` moves only when told."""
 
     def __init__(
-        self, names: tuple[str, str] = ("alice", "bob"), *, limits: Limits = DEFAULT_LIMITS
+        self,
+        names: tuple[str, str] = ("alice", "bob"),
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        random: Random = random_bytes,
     ) -> None:
+        """``random``: every key's randomness (a seeded one makes the session repeatable)."""
         self.now_ms = START_MS
         self.names = names
-        self.identities = {name: Identity.generate() for name in names}
+        self.identities = {name: Identity.generate(random) for name in names}
         a, b = (self.identities[name] for name in names)
         ca, cb = (hashlib.sha256(f"certificate of {name}".encode()).digest() for name in names)
-        pa = handshake.start(a, b.public, local_certificate=ca, remote_certificate=cb)
-        pb = handshake.start(b, a.public, local_certificate=cb, remote_certificate=ca)
+        pa = handshake.start(
+            a, b.public, local_certificate=ca, remote_certificate=cb, random=random
+        )
+        pb = handshake.start(
+            b, a.public, local_certificate=cb, remote_certificate=ca, random=random
+        )
         results = {
-            names[0]: handshake.finish(pa, pb.hello),
-            names[1]: handshake.finish(pb, pa.hello),
+            names[0]: handshake.finish(pa, pb.hello, random=random),
+            names[1]: handshake.finish(pb, pa.hello, random=random),
         }
         self.keys = {
             name: ChannelKeys(
@@ -63,11 +73,13 @@ class ChannelPair:
                 self.identities[name].peer_id,
                 started_ms=self.now_ms,
                 limits=limits,
+                random=random,
                 clock_ms=lambda: self.now_ms,
             )
             for name in names
         }
         self._counter = 0
+        self._random = random
 
     def other(self, name: str) -> str:
         return self.names[1] if name == self.names[0] else self.names[0]
@@ -78,7 +90,7 @@ class ChannelPair:
         me = self.identities[sender]
         sealed = self.keys[sender].seal(
             conversation_id="lab",
-            message_id=new_message_id(me.peer_id),
+            message_id=new_message_id(me.peer_id, self._random),
             counter=self._counter,
             timestamp_ms=self.now_ms,
             plaintext=encode_body(text),
