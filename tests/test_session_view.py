@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 import re
 
+from volli_nb.core.body import encode_body
+from volli_nb.core.crypto import envelope
 from volli_nb.core.crypto.ratchet import Limits
 from volli_nb.core.crypto.session_view import (
     CHAIN,
@@ -19,6 +21,7 @@ from volli_nb.core.crypto.session_view import (
     KeyEvent,
     KeyLog,
 )
+from volli_nb.core.message_id import new_message_id
 from volli_nb.lab.channel_pair import ChannelPair
 
 HOUR = 3600.0
@@ -123,3 +126,21 @@ def test_a_key_log_is_bounded_and_merges_only_contiguous_runs() -> None:
         (USED, 4, 1),
         (CHAIN, 0, 1),
     ]
+
+
+def test_one_frame_of_many_envelopes_records_runs_not_keys() -> None:
+    pair = ChannelPair(random=random.Random(3).randbytes)
+    a, b = pair.names
+    sender, me = pair.keys[a], pair.identities[a]
+    rng = random.Random(4)
+    sealed = [
+        sender.seal(conversation_id="lab", message_id=new_message_id(me.peer_id, rng.randbytes),
+                    counter=i + 1, timestamp_ms=pair.now_ms, plaintext=encode_body(f"m{i}"))
+        for i in range(6)
+    ]  # fmt: skip
+    frame = envelope.bundle(me, [s for i, s in enumerate(sealed) if i != 2])  # 2 never sent
+    receiver = pair.keys[b]
+    receiver.commit(receiver.open(frame, now_ms=pair.now_ms, seen=lambda _m: False))
+    events = kinds(pair.summary(b).events, RECEIVE)
+    assert events[-3:] == [(HELD, 2, 1), (USED, 0, 2), (USED, 3, 3)]
+    assert pair.summary(b).received == 5

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from volli_nb.core.crypto.ratchet import Header, RatchetState
 
@@ -115,7 +115,11 @@ class KeyLog:
                 == (event.kind, event.direction, event.chain, event.until_ms)
                 and event.n == last.n + last.count
             ):
-                self._events[-1] = replace(last, count=last.count + event.count)
+                count = last.count + event.count  # (dataclasses.replace costs 2 us here)
+                self._events[-1] = KeyEvent(
+                    last.kind, last.direction, last.chain, last.n, count, last.at_ms, last.step,
+                    last.until_ms,
+                )  # fmt: skip
             else:
                 self._events.append(event)
 
@@ -177,13 +181,22 @@ def received(
         until = after.skipped[(dh, n)][1] + ttl_ms
         events.append(KeyEvent(HELD, RECEIVE, short(dh), n, at_ms=now_ms, until_ms=until))
     used: set[tuple[bytes, int]] = set()
-    for h in headers:
+    run: tuple[str, bytes, int] | None = None  # (kind, dh, first n) of the run under way
+    count = 0
+    for h in headers:  # one event per run of consecutive keys, not per key
         key = (h.dh, h.n)
         if key in used or not _available(before, *key) or _available(after, *key):
             continue
         used.add(key)
         kind = USED_HELD if key in before.skipped else USED
-        events.append(KeyEvent(kind, RECEIVE, short(h.dh), h.n, at_ms=now_ms))
+        if run is not None and run[0] == kind and run[1] == h.dh and run[2] + count == h.n:
+            count += 1
+            continue
+        if run is not None:
+            events.append(KeyEvent(run[0], RECEIVE, short(run[1]), run[2], count, at_ms=now_ms))
+        run, count = (kind, h.dh, h.n), 1
+    if run is not None:
+        events.append(KeyEvent(run[0], RECEIVE, short(run[1]), run[2], count, at_ms=now_ms))
     for key, (_mk, stored_ms) in before.skipped.items():
         if key not in after.skipped and key not in used:
             kind = EXPIRED if now_ms - stored_ms >= ttl_ms else EVICTED
