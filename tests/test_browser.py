@@ -4,7 +4,8 @@ as a student would have it.  A notebook with two peers and an offline contact: t
 rendered panels show a connected peer, candidate rows with a selected pair, and a pending
 message with a countdown.  Notebooks 00 and 02: every output readable (no column clipped
 or overflowing its cell, no epoch float, no bytes literal), and a screenshot of each
-dashboard tab written to docs/screenshots/ (so the docs show what the code draws now)."""
+dashboard tab written to docs/screenshots/ (so the docs show what the code draws now).
+Notebook 01: the ratchet picture turns as messages are sent."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def test_jupyterlab_renders_live_panels(tmp_path: Path) -> None:
         ["PeersPanel(alice)", "IcePanel(alice)", "QueuePanel(alice)"],
     )
     peers, ice, queue = tables
-    assert "connected" in peers and "yes" in peers  # verified, connected row
+    assert "connected" in peers and "skipped held" in peers  # connected, with a session
     assert "host" in ice and "✔" in ice  # candidate rows, selected pair marked
     assert "pending" in queue and "in " in queue  # the offline contact's message, countdown
 
@@ -179,6 +180,48 @@ def test_message_flow_notebook_draws_the_sequence_diagram(tmp_path: Path) -> Non
         assert_readable(page)
 
 
+def test_key_exchange_notebook_draws_the_ratchet_turning(tmp_path: Path) -> None:
+    """Notebook 01 in JupyterLab: the live ratchet picture changes as the messages go (its
+    counters, a DH step when the direction changes, a new chain's row), every box has its
+    hover text, it fits the output at 1,280 px, and a screenshot goes to docs/screenshots/."""
+    notebook = ROOT / "notebooks" / "01-key-exchange.ipynb"
+    marker = "and it is the hash of both hellos: True"  # the cell before the picture
+    with jupyterlab(tmp_path, notebook, marker, "key-exchange") as page:
+        cell = page.locator(".jp-CodeCell", has_text="ratchet = RatchetPanel(alice_app, peer)")
+        live = cell.first.locator(".widget-html .volli-ratchet").first
+        live.wait_for(timeout=60_000)
+        seen: list[tuple[int, int, int, int]] = []  # (sent, received, DH steps, chain rows)
+        until = time.monotonic() + 60  # six messages, a second apart
+        while time.monotonic() < until:
+            state = live.evaluate(
+                "e => [+e.dataset.sent, +e.dataset.received, +e.dataset.steps,"
+                " e.querySelectorAll('g.chain').length]"
+            )
+            if not seen or tuple(state) != seen[-1]:
+                seen.append(tuple(state))
+            if state[:2] == [3, 3]:
+                break
+            time.sleep(0.2)
+        assert seen[-1][:2] == (3, 3), seen
+        assert len(seen) >= 3, f"the picture did not change as messages were sent: {seen}"
+        assert [s[:2] for s in seen] == sorted(s[:2] for s in seen)  # counters only grow
+        assert seen[-1][2] >= seen[0][2] + 2  # bob answered twice: two DH steps at alice
+        assert seen[-1][3] > seen[0][3]  # and each drew new chains
+        titles = live.locator("g.k > title").all_text_contents()
+        assert titles and all(t.startswith("message key ") for t in titles)
+        drawn = live.locator("svg[viewBox]").first  # not the legend's swatches
+        assert drawn.locator("g.k-used").count() >= 6 and drawn.locator("g.k-next").count() == 2
+        assert_unclipped(page, "the ratchet picture")
+        page.mouse.move(1, 1)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        live.scroll_into_view_if_needed()
+        live.screenshot(path=str(SCREENSHOTS / "ratchet-alice.png"))
+        page.locator(
+            ".jp-OutputArea-output", has_text="in its bundle: "
+        ).first.wait_for()  # all ran
+        assert_readable(page)
+
+
 TABS = ["Peers", "ICE", "Queue", "Chat", "Events", "Sequence"]
 
 
@@ -192,7 +235,7 @@ def test_start_here_dashboard_reads_at_1280_px(tmp_path: Path) -> None:
         tabs.wait_for(timeout=60_000)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         expect = {
-            "Peers": ["bob", "connected", "ICE completed", "yes", "↔ host 127.0.0.1:"],
+            "Peers": ["bob", "connected", "ICE completed", "DH step", "↔ host 127.0.0.1:"],
             "ICE": ["bob", "host", "✔"],
             "Queue": ["nothing waits"],
             "Chat": ["bob (", "me: hello from the first notebook", "bob: hello back"],
@@ -224,7 +267,8 @@ RAW = re.compile(r"\b1[6-9]\d{8}\.\d+\b|\b1[6-9]\d{11}\b|(?<![\w'\"])b['\"]")
 # it sits in), and no cell's text may overflow the cell: the check a reader's eye makes.
 CLIPPED = """() => {
   const problems = [];
-  for (const el of document.querySelectorAll('.volli-table, .volli-seq svg, .volli-seq-details')) {
+  const drawn = '.volli-table, .volli-seq svg, .volli-seq-details, .volli-ratchet svg';
+  for (const el of document.querySelectorAll(drawn)) {
     const r = el.getBoundingClientRect();
     if (r.width === 0) continue;  // hidden: an inactive tab, a static copy
     const area = el.closest('.widget-tab-contents, .jp-OutputArea-output');

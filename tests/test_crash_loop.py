@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from recorded import Recording, key_reuse
 from test_network import arun
 
 from volli_nb.base import faults
 from volli_nb.core.store.database import Database
 from volli_nb.lab.peer_handle import PeerProcess
+from volli_nb.lab.recording import Recording, key_reuse
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 KILLS = int(os.environ.get("VOLLI_KILLS", "40"))

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 from netutil import open_store, pair
-from recorded import Recording, key_reuse
 from test_network import arun
 
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.core.body import encode_body
 from volli_nb.core.message_id import bound_to
 from volli_nb.core.protocol.chunks import Reassembler
+from volli_nb.lab.recording import Recording, key_reuse
 from volli_nb.net.events import Delivered
 
 pytestmark = pytest.mark.network

@@ -102,6 +102,354 @@ names the server and what to fix):
     ),
 ]
 
+# --- Notebook 01, second half (issue 28): the handshake, the ratchet turning, envelope v2 ---
+KEY_EXCHANGE_SESSIONS: list[tuple[str, str]] = [
+    (
+        "md",
+        """## Where forward secrecy comes from: sessions
+The envelope above is the seed's *static-key* envelope, kept in `volli_nb.lab` for teaching.
+Each content key is wrapped to the recipient's long-lived device key, so whoever later
+steals that key unwraps every envelope ever sent to it: **no forward secrecy**.
+
+The wire does it differently.  When a data channel opens, both sides run a **handshake**
+with fresh keys, and a **Double Ratchet** then derives a new key for every message and
+deletes it once used.  Nothing of a session is ever written to disk.  The rest of this
+notebook watches that happen between two real stores (notebook
+[06 forward secrecy](06-forward-secrecy.ipynb) then plays the thief).
+
+### The handshake, from both sides
+Each side sends one **hello** as soon as the channel opens: its keys, two fresh ones (an
+ephemeral key and its first ratchet key), the digests of the two DTLS certificates *this
+connection* uses, and a signature over all of it.  A tap on alice's frame trace records
+what crosses her channel.""",
+    ),
+    (
+        "code",
+        """from volli_nb.core.crypto import handshake
+from volli_nb.lab.recording import Recording
+alice_app, bob_app = MessagesStore.scratch("alice"), MessagesStore.scratch("bob")
+wire = Recording.tap(alice_app)                    # every frame on alice's channel, both ways
+peer = await alice_app.complete_pairing(await bob_app.accept_pairing_code(await alice_app.create_pairing_code()))
+await alice_app.wait_connected(peer); await bob_app.wait_connected(alice_app.peer_id)
+sent = {"out": "alice", "in": "bob"}
+hellos = {sent[d]: handshake.decode_hello(raw) for d, raw in wire.hellos()}
+print(f"{'hello field':22} {'alice → bob':24} {'bob → alice':24}")
+for field in ("identity_key", "device_key", "peer_identity_key", "ephemeral_key", "ratchet_key",
+              "own_certificate", "peer_certificate", "signature"):
+    a, b = (getattr(hellos[who], field).hex()[:16] + "…" for who in ("alice", "bob"))
+    print(f"{field:22} {a:24} {b:24}")
+print(f"each hello: {handshake.HELLO_BYTES} bytes")""",
+    ),
+    (
+        "md",
+        """**What each side checks** before it derives anything (the order of
+`handshake.finish`): the hello comes from the pinned identity with the pinned device key,
+its signature verifies, it is addressed to me, and — the **channel binding** — the two
+certificate digests it signed are exactly the two certificates my own DTLS handshake
+saw.  A relay in the middle would have shown each side a certificate of its own.""",
+    ),
+    (
+        "code",
+        """from volli_nb.core.crypto.identity import verify
+from volli_nb.net.aiortc_compat import certificate_digests
+apps = {"alice": alice_app, "bob": bob_app}
+for me, other in (("alice", "bob"), ("bob", "alice")):
+    app, theirs = apps[me], hellos[other]
+    local, remote = certificate_digests(app.network_store.peers[apps[other].peer_id])
+    pinned = app.contact(apps[other].peer_id)
+    verify(theirs.identity_key, handshake.SIGN_DOMAIN, theirs.signed_part(), theirs.signature)
+    checks = {
+        "identity key = the pinned one": theirs.identity_key == pinned.identity_key,
+        "device key = the pinned one": theirs.device_key == pinned.device_key,
+        "signature verifies": True,   # verify() above raised nothing
+        "addressed to me": theirs.peer_identity_key == app.identity.public.identity_key,
+        "their certificate = the one my DTLS saw": theirs.own_certificate == remote,
+        "my certificate = the one my DTLS used": theirs.peer_certificate == local,
+    }
+    print(f"{me} checks {other}'s hello: " + ", ".join(f"{k} {'✓' if ok else '✗'}" for k, ok in checks.items()))""",
+    ),
+    (
+        "md",
+        """Both sides then hash the two hellos into the **session id**, mix three Diffie-Hellman
+results (two with the device keys, one between the two ephemeral keys) into the first root
+key, and start the ratchet.  The ephemeral secrets are dropped at once: that is what a later
+thief can never get back.  And the binding at work: a hello naming another certificate is
+refused.""",
+    ),
+    (
+        "code",
+        """import hashlib
+ids = [app.sessions.get(apps[o].peer_id).session_id for app, o in ((alice_app, "bob"), (bob_app, "alice"))]
+first, second = sorted(hellos.values(), key=lambda h: (h.identity_key, h.device_key))
+transcript = hashlib.sha256(handshake.TRANSCRIPT_PREFIX + first.encode() + second.encode()).digest()
+print("both sides derived the same session id:", ids[0] == ids[1], ids[0].hex()[:16], "…")
+print("and it is the hash of both hellos:", ids[0] == transcript)
+
+mine = handshake.start(alice, bob.public, local_certificate=hashlib.sha256(b"alice's").digest(),
+                       remote_certificate=hashlib.sha256(b"bob's").digest())
+relayed = handshake.start(bob, alice.public, local_certificate=hashlib.sha256(b"a relay's").digest(),
+                          remote_certificate=hashlib.sha256(b"alice's").digest())
+try:
+    handshake.finish(mine, relayed.hello)
+except Exception as e:
+    refused("a relayed channel", e)""",
+    ),
+    (
+        "md",
+        """### The ratchet, turning
+Below is alice's side of her session with bob, **live**: a row per chain (→ hers, ← bob's),
+a box per message key.  Run the next cell and watch it: each message takes the next key of
+its chain, uses it once and deletes it (grey, struck through); the dashed box is where the
+chain key stands.  When the direction changes, the receiver takes a **DH ratchet step**:
+new chains both ways, from a fresh key pair.  Hover a box or a chain for what it is.""",
+    ),
+    ("code", "from volli_nb.ui.widgets import RatchetPanel\nratchet = RatchetPanel(alice_app, peer)\nratchet"),
+    (
+        "code",
+        """import asyncio
+steps = alice_app.sessions.summary(peer).dh_steps
+for sender, receiver, text in [(alice_app, bob_app, "hi bob"), (alice_app, bob_app, "are you there?"),
+                               (bob_app, alice_app, "yes!"), (alice_app, bob_app, "good"),
+                               (bob_app, alice_app, "bye"), (bob_app, alice_app, "for now")]:
+    m = await sender.send_message(receiver.peer_id, text)
+    await sender.wait_delivered(m.message_id)
+    s = alice_app.sessions.summary(peer)
+    step = "  ⟳ a DH step at alice" if s.dh_steps > steps else ""
+    steps = s.dh_steps
+    print(f"{sender.name:5} → {receiver.name:5} {text!r:17} alice's keys: sent {s.sent}, received {s.received}{step}")
+    await asyncio.sleep(1)   # time to watch the picture above turn""",
+    ),
+    (
+        "md",
+        """The same session from bob's side: his sending chains are alice's receiving ones, key for
+key.  (The sequence diagram, `SequencePanel(alice_app)`, marks each DH step too.)""",
+    ),
+    ("code", "RatchetPanel(bob_app, alice_app.peer_id).snapshot()"),
+    (
+        "md",
+        """### Keys held, and keys that expire
+A data channel delivers in order, so a receiver never has to wait for a message.  When one
+is lost or late, the receiver derives the keys it skipped and **holds** them (at most
+2,048, each for at most an hour) until their message comes, then deletes them; unused,
+they expire.  `ChannelPair` runs both sides of one session in this kernel, on a virtual
+clock, and lets a letter arrive late, or never:""",
+    ),
+    (
+        "code",
+        """from volli_nb.lab.channel_pair import ChannelPair
+from volli_nb.ui.widgets import ratchet_view
+lab = ChannelPair(("alice", "bob"))
+letters = [lab.send("alice", f"letter {i}") for i in range(4)]
+print("bob opens", repr(lab.deliver(letters[3])), "first: keys 0, 1 and 2 are derived and held")
+ratchet_view(lab.summary("bob"), me="bob", peer="alice")""",
+    ),
+    (
+        "code",
+        """print("bob opens", repr(lab.deliver(letters[0])), "with a held key, then deletes it")
+lab.advance(3600)   # an hour later: the housekeeping timer drops what is left
+print("letter 1, an hour late:", lab.deliver(letters[1]))
+ratchet_view(lab.summary("bob"), me="bob", peer="alice")""",
+    ),
+    (
+        "md",
+        """### The v2 envelope, field by field, beside v1
+The same text sealed both ways.  v2's per-recipient `nonce` is the ratchet header (which
+key of which chain) and its `encryptedKey` is the content key under that single-use message
+key; the signature moved to the bundle (one per frame, however many messages it carries).
+v1 spells everything out in JSON and carries the sender's whole identity.""",
+    ),
+    (
+        "code",
+        """from volli_nb.core.body import encode_body
+from volli_nb.core.crypto.envelope_wire import parse_bundle
+from volli_nb.lab.envelope_bytes import table, v1_fields, v2_fields
+letter = lab.send("alice", "meet at noon")
+v2 = parse_bundle(letter.bundle).envelopes[0].raw
+v1 = seal(lab.identities["alice"], [lab.identities["bob"].public], conversation_id="lab",
+          plaintext=encode_body("meet at noon"), counter=1, timestamp_ms=lab.now_ms)
+print(table("envelope v2 (the wire now)", v2_fields(v2)))
+print(f"in its bundle: {len(letter.bundle)} bytes (+ version, count, length, one 64-byte signature)")
+print()
+print(table("envelope v1 (static keys, retired)", v1_fields(v1), text=True))""",
+    ),
+    ("code", "await alice_app.close(); await bob_app.close()"),
+]
+
+# --- Notebook 06 (issue 28): the recording, the thief of keys and files, the thief of a state ---
+FORWARD_SECRECY: list[tuple[str, str]] = [
+    (
+        "md",
+        """# 06 · Forward secrecy: the recording and the thief
+
+Someone records every frame alice's channel carries — not just the network's view, but
+*inside* DTLS, all the two peers exchange.  Later they steal **both devices**: identity and
+device keys, the profile files, and their passphrases.  What can they read?
+
+1. **The stored history: all of it.**  That is what the files and passphrases are for.
+2. **The recorded frames: none.**  Each was sealed under a session key that lived only in
+   the two processes' memory, from ephemeral keys deleted after the handshake.
+3. The same conversation in the retired **v1** envelope (sealed to the device keys): every
+   message.
+
+Then a different thief: one who copies a **live ratchet state** out of bob's running
+process.  They read along — and lose the thread one round trip later, when fresh
+Diffie-Hellman keys they do not have enter the ratchet.  ([docs/security.md](../docs/security.md)
+gives the exact horizon; `tests/test_forward_secrecy.py` stages the same thefts with two
+OS processes.)""",
+    ),
+    (
+        "code",
+        """import tempfile, time
+from pathlib import Path
+from volli_nb import MessagesStore, NetworkConfig
+from volli_nb.core.body import decode_body, encode_body
+from volli_nb.core.store.database import KDF_MIN
+from volli_nb.lab.recording import Recording
+
+folder = Path(tempfile.mkdtemp(prefix="volli-06-"))
+PASSPHRASES = {"alice": "alice's passphrase", "bob": "bob's passphrase"}
+
+def open_profile(name):   # a profile that stays on disk when closed (KDF_MIN: a quick demo)
+    return MessagesStore.open(folder / f"{name}.sqlite", PASSPHRASES[name], name=name,
+                              kdf=KDF_MIN, config=NetworkConfig(loopback_only=True))
+
+async def say(sender, receiver, text):
+    m = await sender.send_message(receiver.peer_id, text)
+    await sender.wait_delivered(m.message_id)
+
+alice, bob = open_profile("alice"), open_profile("bob")
+wire = Recording.tap(alice)            # the recorder, inside alice's channel
+peer = await alice.complete_pairing(await bob.accept_pairing_code(await alice.create_pairing_code()))
+await alice.wait_connected(peer)
+lines = [(alice, bob, "the vault code is 4711"), (bob, alice, "got it"),
+         (alice, bob, "now delete this chat"), (bob, alice, "done")]
+for sender, receiver, text in lines:
+    await say(sender, receiver, text)
+live = alice.sessions.get(peer).state   # to check the files for it below (no thief has this)
+print(f"recorded {len(wire.frames)} frames; {len(wire.crossed())} carry messages")""",
+    ),
+    (
+        "md",
+        """## 1. Later: the thief takes both devices' keys and files
+Both apps close (their channel, and with it the session, is gone).  The thief copies both
+profile files and opens them with the passphrases: both identities, both device keys, and
+the stored history.""",
+    ),
+    (
+        "code",
+        """from volli_nb.lab.thief import steal, try_frames
+await alice.close(); await bob.close()
+loot = {name: steal(folder / f"{name}.sqlite", PASSPHRASES[name], tempfile.mkdtemp())
+        for name in PASSPHRASES}
+stolen_alice, stolen_bob = loot["alice"].identity, loot["bob"].identity
+print("the thief holds alice's and bob's identity and device keys:",
+      stolen_alice.peer_id == alice.peer_id, stolen_bob.peer_id == bob.peer_id)
+conversation = loot["bob"].database.list_conversations()[0].id
+for m in loot["bob"].database.history(conversation):
+    print("  from bob's file:", decode_body(m.body))""",
+    ),
+    (
+        "md",
+        """**The recorded frames.**  With both key sets and the recorded hellos the thief can
+compute the transcript and two of the handshake's three Diffie-Hellman results.  The third
+needs an ephemeral secret that was never stored; `try_frames` builds every first ratchet
+state the thief *can* (24 guesses) and tries each recorded frame with each, as either side.""",
+    ),
+    (
+        "code",
+        """now_ms = int(time.time() * 1000)
+tried = try_frames(wire, stolen_alice, stolen_bob, now_ms=now_ms)
+for i, t in enumerate(tried, 1):
+    who = "alice → bob" if t.direction == "out" else "bob → alice"
+    print(f"  frame {i} ({who}, {t.envelopes} message): {'OPENED' if t.opened else 'closed'}")
+print(f"opened {sum(1 for t in tried if t.opened)} of {len(tried)} recorded frames")
+files = b"".join(p.read_bytes() for p in folder.glob("*.sqlite*"))
+keys = [k for k in (live.root_key, live.dhs_secret, live.cks, live.ckr) if k]
+print("any key of the live session in either file:", any(k in files for k in keys))""",
+    ),
+    (
+        "md",
+        """**The same conversation in v1**, the seed's static-key envelope: each content key
+wrapped to the recipient's device key.  The same theft opens every one.""",
+    ),
+    (
+        "code",
+        """from volli_nb.lab.static_key_envelope import open_envelope, seal as seal_v1
+thief = {alice.peer_id: stolen_alice, bob.peer_id: stolen_bob}
+pinned = {i.peer_id: i.public for i in thief.values()}
+for i, (sender, receiver, text) in enumerate(lines, 1):
+    v1 = seal_v1(sender.identity, [receiver.identity.public], conversation_id=conversation,
+                 plaintext=encode_body(text), counter=i, timestamp_ms=now_ms)
+    opened = open_envelope(v1, thief[receiver.peer_id], contacts=pinned.get, now_ms=now_ms)
+    print(f"  v1 {sender.name} → {receiver.name}: opened: {decode_body(opened.plaintext)}")""",
+    ),
+    (
+        "md",
+        """## 2. A thief in the running process: a copied ratchet state
+The apps open again; a new channel starts a fresh session.  Five messages go back and
+forth; then the thief copies bob's live ratchet state (what a memory dump would hold),
+and the conversation goes on.  `read_along` plays bob with the copy: his receiving chain
+for alice's frames, his sending chain for his own.""",
+    ),
+    (
+        "code",
+        """from volli_nb.lab.thief import copy_state, read_along
+alice, bob = open_profile("alice"), open_profile("bob")
+wire = Recording.tap(alice)
+peer = await alice.complete_pairing(await bob.accept_pairing_code(await alice.create_pairing_code()))
+await alice.wait_connected(peer)
+turns = [(alice, bob), (bob, alice)] * 2 + [(alice, bob)]
+for i, (sender, receiver) in enumerate(turns):
+    await say(sender, receiver, f"before {i}")
+copy = copy_state(bob, alice.peer_id)   # the theft
+copied_at = len(wire.crossed())
+print("the thief's copy:", copy)
+for i, (sender, receiver) in enumerate([(bob, alice), (alice, bob)] * 2 + [(bob, alice)]):
+    await say(sender, receiver, f"after {i}")
+frames = wire.crossed()
+senders = {"out": alice, "in": bob}
+readable = read_along(copy, [(senders[d].peer_id, b) for d, b in frames],
+                      victim=bob.identity, other=alice.identity, now_ms=int(time.time() * 1000))
+print("before the theft, read:", readable[:copied_at])
+print("after the theft, read: ", readable[copied_at:])""",
+    ),
+    (
+        "md",
+        """**On a timeline.**  Red: the thief read it.  The copy holds bob's chain keys, so it
+reads bob's next message and alice's answer (sealed to a ratchet key whose secret is in the
+copy).  Then bob's ratchet turns: his next message comes under a fresh key pair (⟳) made
+from randomness the thief never saw, and from there on nothing opens — **healed one round
+trip after the theft**.  Nothing from before it opens either: those keys were already
+deleted.""",
+    ),
+    (
+        "code",
+        """from volli_nb.ui.widgets.timeline import Beat, CompromiseTimeline
+seen, beats = set(), []
+for i, ((d, bundle), ok) in enumerate(zip(frames, readable)):
+    sender, receiver = (alice, bob) if d == "out" else (bob, alice)
+    key = bundle.envelopes[0].envelope.recipients[receiver.peer_id].header.dh
+    beats.append(Beat(sender.name, f"{sender.name[0]}{i}", ok, new_key=key not in seen))
+    seen.add(key)
+CompromiseTimeline(beats, names=("alice", "bob"), victim="bob", copied_at=copied_at)""",
+    ),
+    (
+        "md",
+        """What this shows, and what it does not: the thief of a *running* process reads what
+that channel carries until the victim's next DH step reaches the peer, plus whatever
+skipped keys the copy held (at most 2,048, each at most an hour); never anything before
+the theft, never another channel, and it cannot forge (every frame is signed with the
+identity key).  An *active* attacker holding a side's identity and device keys could run a
+handshake as that side, as with any authenticated key exchange.""",
+    ),
+    (
+        "code",
+        """await alice.close(); await bob.close()
+for item in loot.values():
+    item.close()""",
+    ),
+]
+
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "00-start-here.ipynb": [
         (
@@ -116,12 +464,13 @@ and in a shell.
 
 | notebook | what it teaches |
 |---|---|
-| [01 key exchange](01-key-exchange.ipynb) | identities, safety numbers, how two peers exchange keys when they pair, the anatomy of an envelope, tampering, and where forward secrecy comes from |
+| [01 key exchange](01-key-exchange.ipynb) | identities, safety numbers, how two peers exchange keys when they pair, the anatomy of an envelope, tampering; then the session handshake from both sides, the Double Ratchet turning live, and envelope v2 beside v1 |
 | [02 message flow](02-message-flow.ipynb) | the seed's two sequence diagrams, live: online → ACK, offline → retries → stuck → retried on return |
 | [03 pairing two kernels](03-pairing-two-kernels.ipynb) | pairing by pasted (or scanned) codes, through the signaling server, and across two Binder sessions through TURN on 443, then chat |
 | [03b pairing by hand](03b-pairing-by-hand.ipynb) | open it twice (two tabs, or two students): pair the two notebooks by pasting codes, compare safety numbers, chat |
 | [04 debugging](04-debugging.ipynb) | every debug command of the seed, beside its panel |
 | [05 network conditions](05-network-conditions.ipynb) | delivery under latency and loss, with plots |
+| [06 forward secrecy](06-forward-secrecy.ipynb) | a recorded conversation a thief of both devices' keys and files cannot open (v1 envelopes they can), and a stolen live ratchet state that stops working one round trip later |
 
 **A shell**: open a terminal (File → New → Terminal) and run `volli-shell`.  It preloads
 `messagesStore`; top-level `await` works there as it does here.
@@ -252,12 +601,14 @@ identity key signs everything.""",
         (
             "code",
             """import time
+from volli_nb.core.eventlog import wall_clock
 now_ms = int(time.time() * 1000)
 data = seal(alice, [bob.public, carol.public], conversation_id="demo", plaintext=b"meet at noon",
             counter=1, timestamp_ms=now_ms)
 env = parse_envelope(data)
-for field in ("version", "conversation_id", "counter", "timestamp_ms"):
+for field in ("version", "conversation_id", "counter"):
     print(f"{field:16}", getattr(env, field))
+print(f"{'timestamp_ms':16}", wall_clock(env.timestamp_ms / 1000), "(milliseconds since 1970, shown as a time)")
 print(f"{'message_id':16}", env.message_id.hex())
 print(f"{'sender':16}", env.sender.peer_id)
 for peer_id, wrap in env.recipients.items():
@@ -327,20 +678,7 @@ try:
 except Exception as e:
     refused("replay", e)""",
         ),
-        (
-            "md",
-            """## Forward secrecy — honestly
-The envelope above is the seed's *static-key* envelope, kept in `volli_nb.lab` for teaching.
-The seed says "each message uses unique keys" gives forward secrecy.  **For this envelope it
-does not.**  Each content key is wrapped to the recipient's long-lived device key: whoever
-later steals that device key can unwrap every stored envelope ever sent to it.
-
-Forward secrecy needs keys that are *deleted*, and that is what volli_nb's wire does: each
-data channel starts a session with fresh X25519 keys on both sides, and a Double Ratchet
-advances a key chain with every message and forgets the keys behind it.  A thief who later
-takes a device's keys and files cannot open what was recorded earlier
-(`docs/sessions.md`; `tests/test_forward_secrecy.py` stages exactly that theft).""",
-        ),
+        *KEY_EXCHANGE_SESSIONS,
     ],
     "02-message-flow.ipynb": [
         (
@@ -889,6 +1227,7 @@ ax.set_title("the price of encryption, signatures, a durable outbox and signed A
 fig.tight_layout()""",
         ),
     ],
+    "06-forward-secrecy.ipynb": FORWARD_SECRECY,
 }
 
 

@@ -8,6 +8,8 @@ session is forgotten (:meth:`ended`): sessions live in memory only, never in the
 file (docs/sessions.md says why), and whatever they left unacknowledged is sealed again
 from the outbox under the next one.  Skipped message keys expire on a timer too
 (:meth:`expire`, called by the housekeeping loop), so an idle channel does not keep them.
+Each DH ratchet step is written to the event log (``session.dh_step``: the sequence
+diagram marks it), and :meth:`summary` is what the panels read: no key material.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from volli_nb.core.crypto.channel_keys import ChannelKeys, seal_for
 from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.crypto.handshake import HandshakeResult
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.crypto.session_view import KeyEvent, SessionSummary
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.protocol.events import FrameReceived, Verdict
 
@@ -39,8 +42,22 @@ class PeerSessions:
     # --- what the network tells us (SessionKeys) ----------------------------------------
 
     def started(self, peer_id: str, handshake: HandshakeResult) -> None:
-        self._live[peer_id] = ChannelKeys(
-            handshake, self.identity.peer_id, started_ms=self.now_ms()
+        keys = ChannelKeys(
+            handshake, self.identity.peer_id, started_ms=self.now_ms(), clock_ms=self.now_ms
+        )
+        keys.on_step = lambda event: self._stepped(peer_id, keys, event)
+        self._live[peer_id] = keys
+
+    def _stepped(self, peer_id: str, keys: ChannelKeys, event: KeyEvent) -> None:
+        self.log.add(
+            "dtls",
+            f"DH ratchet step {event.step} (session {keys.session_id[:4].hex()}): the peer's "
+            f"new ratchet key {event.chain}, our new sending chain {keys.sending_chain}",
+            peer_id=peer_id,
+            kind="session.dh_step",
+            session=keys.session_id[:4].hex(),
+            step=event.step,
+            chain=event.chain,
         )
 
     def ended(self, peer_id: str, session_id: bytes) -> None:
@@ -89,10 +106,10 @@ class PeerSessions:
         now_ms = self.now_ms()
         return sum(channel.expire(now_ms) for channel in self._live.values())
 
-    def info(self, peer_id: str) -> dict[str, object] | None:
-        """A panel's view of ``peer_id``'s session (no key material), or None."""
+    def summary(self, peer_id: str) -> SessionSummary | None:
+        """A panel's view of ``peer_id``'s live session (no key material), or None."""
         live = self._live.get(peer_id)
-        return live.info(self.now_ms()) if live is not None else None
+        return live.summary(self.now_ms()) if live is not None else None
 
     def __contains__(self, peer_id: object) -> bool:
         return peer_id in self._live

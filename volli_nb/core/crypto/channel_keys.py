@@ -20,6 +20,9 @@ The rules that keep every message key single-use, all enforced here:
 - **bounded work and memory**: a frame's decrypts share a
   :class:`~volli_nb.core.crypto.ratchet.WorkBudget`; skipped keys expire on
   :meth:`expire` (the owner's timer) as well as on every open.
+
+What each seal, commit and expiry did to the message keys is recorded (bounded, no key:
+:mod:`.session_view`), so :meth:`summary` can show the ratchet turning.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from volli_nb.base.errors import UsageError
-from volli_nb.core.crypto import envelope, ratchet
+from volli_nb.core.crypto import envelope, ratchet, session_view
 from volli_nb.core.crypto.envelope import OpenedBundle, Sealed
-from volli_nb.core.crypto.envelope_wire import ParsedBundle
+from volli_nb.core.crypto.envelope_wire import ParsedBundle, parse_bundle
 from volli_nb.core.crypto.handshake import HandshakeResult
 from volli_nb.core.crypto.identity import PublicIdentity
 from volli_nb.core.crypto.primitives import Random, random_bytes
+from volli_nb.core.crypto.session_view import HeldKey, KeyEvent, SessionSummary
 
 TAG_BYTES = 8  # the session tag frames carry: the first bytes of the session id
 
@@ -49,6 +53,8 @@ class Opening:
 
     result: OpenedBundle
     base: ratchet.RatchetState
+    headers: tuple[ratchet.Header, ...] = ()  # ours in the frame, in order (for the key log)
+    now_ms: int = 0
 
 
 class ChannelKeys:
@@ -62,6 +68,7 @@ class ChannelKeys:
         started_ms: int,
         limits: ratchet.Limits = ratchet.DEFAULT_LIMITS,
         random: Random = random_bytes,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         self.session_id = result.session_id
         self.tag = result.session_id[:TAG_BYTES]
@@ -75,11 +82,21 @@ class ChannelKeys:
         self.dh_steps = 0 if result.initiator else 1  # the responder's first step is taken
         self.sealed = 0
         self.opened = 0
+        self._clock_ms = clock_ms
+        self._keys = session_view.KeyLog()
+        self._keys.add(session_view.started(result.state, self.dh_steps, started_ms))
+        # Told each DH step as it is adopted (the app logs it for the sequence diagram).
+        self.on_step: Callable[[KeyEvent], None] | None = None
 
     @property
     def state(self) -> ratchet.RatchetState:
         """The current state (read-only; for panels, notebooks and tests)."""
         return self._state
+
+    @property
+    def sending_chain(self) -> str:
+        """The current sending chain's name (its ratchet public key, short)."""
+        return session_view.short(self._state.dhs_public)
 
     def __repr__(self) -> str:
         return (
@@ -108,7 +125,9 @@ class ChannelKeys:
             plaintext=plaintext,
         )
 
-    def _sealed(self, state: ratchet.RatchetState) -> None:
+    def _sealed(self, state: ratchet.RatchetState, timestamp_ms: int) -> None:
+        at_ms = self._clock_ms() if self._clock_ms is not None else timestamp_ms
+        self._keys.add((session_view.sent(self._state, at_ms),))
         self._state = state
         self.sealed += 1
 
@@ -125,8 +144,9 @@ class ChannelKeys:
     ) -> Opening:
         """Verify and open one received frame's bundle; nothing is adopted yet."""
         base = self._state
+        parsed = bundle if isinstance(bundle, ParsedBundle) else parse_bundle(bundle)
         result = envelope.open_bundle(
-            bundle,
+            parsed,
             me=self.me,
             peer=self.peer,
             state=base,
@@ -137,7 +157,8 @@ class ChannelKeys:
             limits=self.limits,
             random=self._random,
         )
-        return Opening(result, base)
+        mine = [e.envelope.recipients.get(self.me) for e in parsed.envelopes]
+        return Opening(result, base, tuple(w.header for w in mine if w is not None), now_ms)
 
     def commit(self, opening: Opening) -> None:
         """Adopt what ``opening`` computed: its messages are stored now."""
@@ -147,32 +168,52 @@ class ChannelKeys:
                 "(the sender seals its messages again)"
             )
         new = opening.result.state
-        if new.dhs_public != opening.base.dhs_public:
-            self.dh_steps += 1
+        events = session_view.received(
+            opening.base,
+            new,
+            opening.headers,
+            now_ms=opening.now_ms,
+            ttl_ms=self.limits.skipped_ttl_ms,
+            dh_steps=self.dh_steps,
+        )
+        self._keys.add(events)
+        self.dh_steps += session_view.new_steps(events)
         self._state = new
         self.opened += len(opening.result.messages)
+        if self.on_step is not None:
+            for event in events:
+                if event.kind == session_view.CHAIN and event.direction == session_view.RECEIVE:
+                    self.on_step(event)
 
     # --- housekeeping -------------------------------------------------------------------
 
     def expire(self, now_ms: int) -> int:
         """Drop skipped keys past their time; how many were dropped."""
-        before = len(self._state.skipped)
-        self._state = ratchet.expire(self._state, now_ms, self.limits)
-        return before - len(self._state.skipped)
+        before = self._state
+        self._state = ratchet.expire(before, now_ms, self.limits)
+        self._keys.add(session_view.dropped(before, self._state, now_ms))
+        return len(before.skipped) - len(self._state.skipped)
 
-    def info(self, now_ms: int) -> dict[str, object]:
-        """What a panel shows: never a key, only counters and short public ids."""
-        state = self._state
-        return {
-            "session": self.session_id[:4].hex(),
-            "age_s": max(0, now_ms - self.started_ms) / 1000,
-            "dh_steps": self.dh_steps,
-            "sent": self.sealed,
-            "received": self.opened,
-            "skipped_keys": len(state.skipped),
-            "ns": state.ns,
-            "nr": state.nr,
-        }
+    def summary(self, now_ms: int) -> SessionSummary:
+        """What a panel shows (see :mod:`.session_view`): counters, short public ids, the
+        key events; never a key."""
+        state, short = self._state, session_view.short
+        ttl, skipped = self.limits.skipped_ttl_ms, state.skipped.items()
+        return SessionSummary(
+            session=self.session_id[:4].hex(),
+            initiator=self.initiator,
+            started_ms=self.started_ms,
+            now_ms=now_ms,
+            dh_steps=self.dh_steps,
+            sent=self.sealed,
+            received=self.opened,
+            sending_chain=self.sending_chain,
+            ns=state.ns,
+            receiving_chain=None if state.ckr is None or state.dhr is None else short(state.dhr),
+            nr=state.nr,
+            held=tuple(HeldKey(short(dh), n, at + ttl) for (dh, n), (_, at) in skipped),
+            events=self._keys.events(),
+        )
 
 
 def seal_for(
@@ -204,7 +245,7 @@ def seal_for(
         random=random,
     )
     for peer, channel in by_peer.items():
-        channel._sealed(sealed.states[peer])
+        channel._sealed(sealed.states[peer], timestamp_ms)
     return sealed
 
 

@@ -1,5 +1,5 @@
-"""Live panels for notebooks: peers, ICE candidates, pending queue, chat, event log, and
-the sequence diagram."""
+"""Live panels for notebooks: peers, ICE candidates, pending queue, chat, event log, the
+sequence diagram, and a session's Double Ratchet."""
 
 from volli_nb.ui.widgets.dashboard import Dashboard, dashboard
 from volli_nb.ui.widgets.layout import beside
@@ -19,6 +19,7 @@ from volli_nb.ui.widgets.panels import (
     PeersPanel,
     QueuePanel,
 )
+from volli_nb.ui.widgets.ratchet import RatchetPanel, RatchetView, ratchet_view
 from volli_nb.ui.widgets.sequence import SequenceDiagram, SequencePanel
 from volli_nb.ui.widgets.sequence_model import Arrow, SequenceModel
 
@@ -31,6 +32,8 @@ __all__ = [
     "Panel",
     "PeersPanel",
     "QueuePanel",
+    "RatchetPanel",
+    "RatchetView",
     "SequenceDiagram",
     "SequenceModel",
     "SequencePanel",
@@ -42,4 +45,5 @@ __all__ = [
     "events_table",
     "peers_table",
     "queue_table",
+    "ratchet_view",
 ]

@@ -15,6 +15,7 @@ from volli_nb.core.body import decode_body
 from volli_nb.core.eventlog import clip
 from volli_nb.core.store.message_queue import Status
 from volli_nb.ui.widgets.cells import Cell, Names, Table, human_size, plural
+from volli_nb.ui.widgets.ratchet_model import session_cell
 
 __all__ = [
     "Table",
@@ -60,10 +61,10 @@ def _pair(selected: Any) -> Cell:
     return Cell(f"{here} ↔ {there}", (here, f"↔ {there}"), mono=True)
 
 
-def _rtt(rtt: float | None, skew: str) -> Cell:
-    """The round trip, with the clock difference under it (both about timing)."""
+def _rtt(rtt: float | None, skew: str, seen: str) -> Cell:
+    """The round trip, the clock difference and when we last heard (all about timing)."""
     text = "—" if rtt is None else f"{rtt * 1000:.1f} ms"
-    return Cell(text, (text, f"clock {skew}"), sub="⚠" not in skew)
+    return Cell(text, (text, f"clock {skew}", f"seen {seen}"), sub="⚠" not in skew)
 
 
 def _traffic(stats: Any) -> Cell:
@@ -74,14 +75,16 @@ def _traffic(stats: Any) -> Cell:
 
 PEER_NOTES = {
     "peer": "the contact's name over the short peer id (hover: the full id)",
-    "verified": "yes: the channel binding was verified (both DTLS certificates signed)",
     "connection": "RTCPeerConnection.connectionState, and the ICE state under it",
     "selected pair": "the ICE candidate pair in use: ours ↔ theirs",
     "rtt": "round trip of our heartbeat pings; under it, their clock minus ours "
-    "(⚠: far enough apart that messages are refused)",
+    "(⚠: far enough apart that messages are refused), and when we last heard from them",
     "link": "how long we wait for an ACK now, the stall estimate, and how many bundles "
     "and signed ACKs carried the messages we sent",
     "traffic": "messages and bytes received and sent on this connection",
+    "session": "the channel's Double Ratchet session, started by a handshake that verified "
+    "the channel binding (both DTLS certificates signed): its id and age, the DH ratchet "
+    "steps so far, the skipped message keys held",
 }
 
 
@@ -95,6 +98,7 @@ def peers_table(store: Any, now: float) -> Table:
     rows: list[Row] = []
     for peer_id, pc in net.peers.items():
         row = _connected_row(net, peer_id, pc, now, verified=endpoint.get(peer_id, {}))
+        row["session"] = session_cell(store.sessions.summary(peer_id), row["verified"] == "yes")
         rows.append(
             {
                 "peer": names.cell(peer_id),
@@ -152,7 +156,7 @@ def _connected_row(net: Any, peer_id: str, pc: Any, now: float, *, verified: Any
         ),
         "ice": pc.iceConnectionState,
         "selected pair": _pair(net.candidates(peer_id).selected),
-        "rtt": _rtt(stats.rtt, _skew(net, stats.clock_skew)),
+        "rtt": _rtt(stats.rtt, _skew(net, stats.clock_skew), _ago(now, stats.last_seen)),
         "clock": _skew(net, stats.clock_skew),
         "link": _link_summary(net, peer_id),
         "traffic": _traffic(stats),
@@ -170,13 +174,12 @@ def _peers_title(store: Any) -> str:
 
 PEER_COLUMNS = (
     "peer",
-    "verified",
     "connection",
     "selected pair",
     "rtt",
     "link",
     "traffic",
-    "last seen",
+    "session",
 )
 # ``peers()`` in the shell: one short line a peer (the full id, to copy; no link details).
 SHELL_PEER_COLUMNS = ("name", "peer", "verified", "connection", "ice", "rtt", "last seen")

@@ -75,6 +75,8 @@ _DETAIL_KEYS = (
     ("row", "outbox row"),
     ("rows", "outbox rows"),
     ("conversation", "conversation"),
+    ("session", "session"),
+    ("step", "DH ratchet step"),
 )
 
 

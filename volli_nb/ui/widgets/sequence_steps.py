@@ -2,7 +2,8 @@
 
 A step is an arrow before it is numbered and timed: from one lifeline to another, a
 label, a style.  :func:`steps_for` holds the story's vocabulary (a call into the store,
-a frame on the wire, an ACK, a retry timer, a stuck message, a peer going offline), so
+a frame on the wire, an ACK, a retry timer, a stuck message, a peer going offline, the
+session's handshake and DH ratchet steps), so
 the model (:mod:`.sequence_model`) only keeps, numbers and describes arrows.
 """
 
@@ -106,6 +107,10 @@ def _kind_steps(entry: LogEntry) -> list[Step] | None:
         return [Step(UI, QUEUE, f"manual {entry.message}", tone="queue")]
     if kind == "session.rekeyed":
         return [Step(NETWORK, PEER, f"re-keyed: new session {data.get('session', '?')}", "note")]
+    if kind == "session.dh_step":  # a new ratchet key from the peer: new chains both ways
+        step, chain = data.get("step", "?"), data.get("chain", "?")
+        label = f"⟳ DH ratchet step {step}: {NAME}'s new key {chain}"
+        return [Step(NETWORK, PEER, label, "note", "key")]
     if kind == "queue.returned":  # the peer's return releases what went stuck while away
         count = data.get("count", "?")
         return [Step(NETWORK, QUEUE, f"{NAME} is back: {count} stuck → due again", tone="queue")]

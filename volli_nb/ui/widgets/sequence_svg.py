@@ -25,7 +25,14 @@ PAD = 12  # right of the last lifeline's column
 CHAR = 6.6  # px per character of 11 px sans-serif text (DejaVu Sans, the widest common)
 TIP_LINE = 15
 TIP_CHAR = 6.8  # ids and digits run wider than the average label character
-TONES = {"": "#333333", "wire": "#1f5fbf", "queue": "#b35c00", "ok": "#1d7f3a", "bad": "#c0262d"}
+TONES = {
+    "": "#333333",
+    "wire": "#1f5fbf",
+    "queue": "#b35c00",
+    "ok": "#1d7f3a",
+    "bad": "#c0262d",
+    "key": "#6a3d9a",  # the session's keys: DH ratchet steps
+}
 _ids = count(1)
 
 STYLE = """
