@@ -179,7 +179,7 @@ def test_message_flow_notebook_draws_the_sequence_diagram(tmp_path: Path) -> Non
         assert_readable(page)
 
 
-TABS = ["Peers", "ICE", "Queue", "Chat", "Events", "Sequence"]
+TABS = ["Peers", "ICE", "Queue", "Chat", "Groups", "Events", "Sequence"]
 
 
 def test_start_here_dashboard_reads_at_1280_px(tmp_path: Path) -> None:
@@ -196,6 +196,7 @@ def test_start_here_dashboard_reads_at_1280_px(tmp_path: Path) -> None:
             "ICE": ["bob", "host", "✔"],
             "Queue": ["nothing waits"],
             "Chat": ["bob (", "me: hello from the first notebook", "bob: hello back"],
+            "Groups": ["Groups", "none yet"],
             "Events": ["channel binding verified", "bob"],
             "Sequence": ["ACK signature ok", "✓ delivered"],
         }

@@ -892,6 +892,13 @@ fig.tight_layout()""",
 }
 
 
+# --- notebook 06, groups (issue 27): its cells live in notebook_groups.py -------------
+from notebook_groups import GROUPS  # noqa: E402  (a sibling module: tools/ is the path)
+
+NOTEBOOKS["06-groups.ipynb"] = GROUPS
+# --- end of notebook 06 --------------------------------------------------------------------
+
+
 def build() -> dict[str, str]:
     out = {}
     for name, cells in NOTEBOOKS.items():

@@ -243,11 +243,29 @@ class GroupBook:
             group=group_id,
             version=tip.version,
         )
-        await self._send([r for r in rows if r is not None])
+        written = [r for r in rows if r is not None]
+        self._fan_out(message_id, tip.name, written)
+        await self._send(written)
         status = overall_status(
             set(self.sender.delivery_status(message_id).values()), none="pending"
         )
         return ChatMessage(message_id, group_id, self.me, "out", text, now_ms, status)
+
+    def _fan_out(self, message_id: bytes, name: str, rows: list[QueuedMessage]) -> None:
+        """The fan-out, for the event log and the sequence diagram: who gets a key wrap in
+        the one envelope sealed now, and who waits in the outbox (offline, or no session)."""
+        now = [r.recipient for r in rows if self.network.is_connected(r.recipient)]
+        now = [p for p in now if p in self.sender.sessions]
+        later = [r.recipient for r in rows if r.recipient not in now]
+        self.log.add(
+            "group",
+            f"fan-out of {message_id.hex()[:8]} to {name!r}: one body, {len(now)} key wrap(s) "
+            f"now, {len(later)} member(s) waiting in the outbox",
+            kind="group.fanout",
+            message_id=message_id.hex(),
+            now=now,
+            waiting=later,
+        )
 
     async def push(
         self, group_id: str, recipients: list[str], records: list[MembershipRecord]

@@ -1,7 +1,8 @@
-"""Live panels for notebooks: peers, ICE candidates, pending queue, chat, event log, and
-the sequence diagram."""
+"""Live panels for notebooks: peers, ICE candidates, pending queue, chat, groups, event log,
+and the sequence diagram."""
 
 from volli_nb.ui.widgets.dashboard import Dashboard, dashboard
+from volli_nb.ui.widgets.groups_panel import GroupsPanel
 from volli_nb.ui.widgets.layout import beside
 from volli_nb.ui.widgets.models import (
     Table,
@@ -27,6 +28,7 @@ __all__ = [
     "ChatPanel",
     "Dashboard",
     "EventLogPanel",
+    "GroupsPanel",
     "IcePanel",
     "Panel",
     "PeersPanel",
