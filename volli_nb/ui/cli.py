@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_argument("--runs", type=int, help="runs per row (3; 1 with --quick)")
     bench.add_argument("--core", action="store_true", help="the pure core only (no network)")
+    bench.add_argument(
+        "--groups", action="store_true", help="group sends to 3, 10, 50 member processes"
+    )
     sub.add_parser(
         "signal-load", help="many clients against volli-signal processes", add_help=False
     )
@@ -59,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         from volli_nb.lab.demo import run_demo
 
         return asyncio.run(run_demo())
+    if args.command == "bench" and args.groups:
+        from volli_nb.lab.bench.groups import main as groups_main
+
+        return groups_main(args)
     if args.command == "bench":
         from volli_nb.lab.bench.run import main as bench_main
 
