@@ -16,6 +16,7 @@ from volli_nb.base.errors import (
     GroupRecordsMissing,
     MalformedGroupRecord,
     NotGroupAdmin,
+    ReplayedGroupRecord,
     SquattedGroupId,
     StaleGroupRecord,
     UnknownGroup,
@@ -155,10 +156,11 @@ def test_the_chain_refuses_replays_lower_versions_gaps_and_breaks() -> None:
     chain.apply(v2)
     v3 = chain.propose(ALICE, members=everyone(ALICE, BOB, DAVE), admins=[ALICE.peer_id])
     chain.apply(v3)
-    with pytest.raises(StaleGroupRecord):  # the same record again
+    with pytest.raises(ReplayedGroupRecord):  # the same record again
         chain.apply(v2)
-    with pytest.raises(StaleGroupRecord):  # a competitor for a version that is built upon
+    with pytest.raises(StaleGroupRecord) as lower:  # a competitor for a settled version
         chain.apply(signed(ALICE, first, everyone(ALICE, CAROL)))
+    assert type(lower.value) is StaleGroupRecord  # not a replay: its own error
     with pytest.raises(GroupRecordsMissing):  # a version we do not hold the way to
         chain.apply(signed(ALICE, first, everyone(ALICE), version=7, prev_hash=bytes(range(32))))
     with pytest.raises(BrokenGroupChain):  # skips a version

@@ -255,8 +255,12 @@ class GroupRecordsMissing(BrokenGroupChain):
 
 
 class StaleGroupRecord(GroupError):
-    """A membership record already held (a replay), or one for a version that is settled
-    (lower than the current one)."""
+    """A membership record for a version that is settled: lower than the current one, or
+    competing with one that was built upon."""
+
+
+class ReplayedGroupRecord(StaleGroupRecord):
+    """A membership record this member holds already: a replay (or a resend)."""
 
 
 class UnknownGroup(GroupError):

@@ -3,7 +3,7 @@ two concurrent changes wins.
 
 **Accepting a record** (:meth:`GroupChain.apply`), each defect its own typed error:
 
-1. a record already held is :class:`~volli_nb.base.errors.StaleGroupRecord` (a replay);
+1. a record already held is :class:`~volli_nb.base.errors.ReplayedGroupRecord`;
 2. version 1 starts a group (:func:`check_genesis`): signed by a member it lists as admin
    (:class:`NotGroupAdmin`, :class:`ForgedGroupRecord`), its id derived from that
    signer's key and origin (:class:`SquattedGroupId`); any other first record of an
@@ -48,6 +48,7 @@ from volli_nb.base.errors import (
     BrokenGroupChain,
     GroupRecordsMissing,
     NotGroupAdmin,
+    ReplayedGroupRecord,
     SquattedGroupId,
     StaleGroupRecord,
     UnknownGroup,
@@ -224,7 +225,7 @@ class GroupChain:
         if record.group_id != self.group_id:
             raise BrokenGroupChain(f"a {record.group_id} record offered to {self.group_id}'s chain")
         if record.hash in self.records:
-            raise StaleGroupRecord(f"{record.group_id} {record.short()} is already held (a replay)")
+            raise ReplayedGroupRecord(f"{record.group_id} {record.short()} is already held")
         parent = self.records.get(record.prev_hash) if record.version > 1 else None
         if parent is None:
             if record.version > self.tip.version:
