@@ -66,3 +66,14 @@ def test_core_bench_reports_positive_rates() -> None:
     assert result["envelopes"]["100"]["bytes"] > result["envelopes"]["1"]["bytes"]
     assert result["queue"]["enqueue_per_s"] > 0 and result["queue"]["mark_delivered_per_s"] > 0
     assert "recipients" in bench_core.format_table(result)
+
+
+@pytest.mark.network
+def test_group_bench_reports_a_row_per_group_size() -> None:
+    """`volli-nb bench --groups`, small: members in their own processes, both sides timed."""
+    from volli_nb.lab.bench import groups as group_bench
+
+    rows = asyncio.run(asyncio.wait_for(group_bench.run((2, 3), repeats=1), 240))
+    assert [r.metric for r in rows] == ["group send, 2 members", "group send, 3 members"]
+    for row in rows:
+        assert row.volli and row.volli > 0 and row.aiortc and row.aiortc > 0 and row.ratio

@@ -222,7 +222,7 @@ def test_key_exchange_notebook_draws_the_ratchet_turning(tmp_path: Path) -> None
         assert_readable(page)
 
 
-TABS = ["Peers", "ICE", "Queue", "Chat", "Events", "Sequence"]
+TABS = ["Peers", "ICE", "Queue", "Chat", "Groups", "Events", "Sequence"]
 
 
 def test_start_here_dashboard_reads_at_1280_px(tmp_path: Path) -> None:
@@ -239,6 +239,7 @@ def test_start_here_dashboard_reads_at_1280_px(tmp_path: Path) -> None:
             "ICE": ["bob", "host", "✔"],
             "Queue": ["nothing waits"],
             "Chat": ["bob (", "me: hello from the first notebook", "bob: hello back"],
+            "Groups": ["Groups", "none yet"],
             "Events": ["channel binding verified", "bob"],
             "Sequence": ["ACK signature ok", "✓ delivered"],
         }

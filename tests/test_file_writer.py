@@ -26,7 +26,7 @@ from volli_nb.base.clock import VirtualClock
 from volli_nb.base.errors import TamperedRow, TamperedSchema, VolliError
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.message_id import rebound
-from volli_nb.core.store.database import KDF_MIN, Database
+from volli_nb.core.store.database import KDF_MIN, SCHEMA_VERSION, Database
 from volli_nb.core.store.message_queue import OutgoingMessage, PersistentMessageQueue, Status
 from volli_nb.core.store.retention import Pruner
 
@@ -191,7 +191,9 @@ def test_a_table_altered_with_writable_schema_is_refused_on_open(tmp_path: Path)
     )
     with pytest.raises(TamperedSchema) as exc:
         Database.open(path, "pw", kdf=KDF_MIN)
-    assert exc.value.objects == ("table 'contacts' is not as schema 4 defines it: it was altered",)
+    assert exc.value.objects == (
+        f"table 'contacts' is not as schema {SCHEMA_VERSION} defines it: it was altered",
+    )
 
 
 # --- item 2: bookkeeping that is not authenticated ------------------------------------
@@ -343,7 +345,7 @@ def test_a_schema2_profile_is_migrated_with_statuses_records_and_an_index(tmp_pa
     path = tmp_path / "old.sqlite"
     shutil.copy(SCHEMA2, path)
     with Database.open(path, SCHEMA2_PASSPHRASE, kdf=KDF_MIN) as db:
-        assert db.schema_version == 4
+        assert db.schema_version == SCHEMA_VERSION  # 2 to the newest
         queue = PersistentMessageQueue(db)
         statuses = {m: queue.statuses(sent_id(m)) for m in range(0x20, 0x26)}
         assert queue.statuses(b"\x22" * 16) == {}  # every id took its bound form

@@ -197,3 +197,41 @@ def test_without_a_running_loop_or_widgets(
         assert "run `await messagesStore.create_pairing_code()` yourself" in out
     finally:
         asyncio.run(store.close())
+
+
+GROUP_SETUP = """
+from volli_nb import MessagesStore
+from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.store.database import KDF_MIN
+async def paired(name):
+    other = MessagesStore.open(f"{name}.sqlite", "pw", name=name, kdf=KDF_MIN,
+                               config=NetworkConfig(loopback_only=True))
+    answer = await other.accept_pairing_code(await messagesStore.create_pairing_code())
+    await messagesStore.wait_connected(await messagesStore.complete_pairing(answer))
+    return other
+bob, carol = await paired("bob"), await paired("carol")
+"""
+
+
+@pytest.mark.network
+def test_group_magics_in_a_real_kernel(tmp_path: Path) -> None:
+    """``%volli group …``: create by contact names, send, show per-member delivery, remove,
+    and the groups panel, in a real kernel over real channels."""
+    with kernel(str(tmp_path)) as kc:
+        k = Client(kc)
+        k.run("%load_ext volli_nb")
+        assert "%volli group …" in k.text("%volli help")
+        assert "%volli group new NAME" in k.text("%volli group help")
+        k.text("%volli new alice")
+        k.run(GROUP_SETUP)
+        k.later("%volli group new study bob carol", r"Group 'study' grp-[a-z2-7]{24} v1 ")
+        k.later("%volli group send study hello group", r"ChatMessage \w+ out .*'hello group'")
+        k.run("m = messagesStore.history(messagesStore.groups()[0].group_id)[-1]")
+        k.run("await messagesStore.wait_delivered(m.message_id)")
+        shown = k.text("%volli group show study")
+        assert "version 1" in shown and "hello group" in shown and "✓" in shown, shown
+        assert "Groups" in k.text("%volli group") and "study" in k.text("%volli group")
+        k.later("%volli group remove study carol", r"Group 'study' grp-[a-z2-7]{24} v2 ")
+        assert "NotFound" in k.text("%volli group show nosuch")
+        assert "usage:" in k.text("%volli group frobnicate")
+        k.run("await bob.close(); await carol.close()")

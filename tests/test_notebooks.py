@@ -137,6 +137,21 @@ EXPECT = {
         "exactly once, in order: True",
         "flush 500 pending",
     ],
+    "07-groups.ipynb": [
+        "connections before the group: []",
+        "bob holds version 1",
+        "carol holds version 1",
+        "delivery per member: {'bob': 'delivered', 'carol': 'delivered'}",
+        "one body, 2 key wrap(s) now",
+        "carol shows ['hello, study group', 'hi all']",
+        "while carol is away: {'bob': 'delivered', 'carol': 'pending'}",
+        "carol, back online, shows: ['hello, study group', 'hi all', 'carol, you missed this']",
+        "carol is still a member: False",
+        "recipients: ['bob']",
+        "carol shows it: False",
+        "UsageError → not a member of 'study'",
+        "carol's store stored 0 message(s); refused: ['NotARecipient']",
+    ],
 }
 RAW = re.compile(r"\b1[6-9]\d{8}\.\d+\b|\b1[6-9]\d{11}\b|(?<![\w'\"])b['\"]|object at 0x")
 

@@ -84,7 +84,7 @@ def test_the_panel_appends_as_it_happens_pauses_and_clears(tmp_path: Path) -> No
 
         dashboard = Dashboard(alice)
         titles = [dashboard.widget.get_title(i) for i in range(len(dashboard.panels))]
-        assert titles == ["Peers", "ICE", "Queue", "Chat", "Events", "Sequence"]
+        assert titles == ["Peers", "ICE", "Queue", "Chat", "Groups", "Events", "Sequence"]
         assert "volli-seq" in dashboard._repr_html_()
         dashboard.close()
         panel.close()

@@ -109,11 +109,12 @@ def test_peer_ice_chat_and_event_models_for_paired_stores(tmp_path: Path) -> Non
         assert "typed in the panel" in chat.view.value
         dashboard = Dashboard(alice).start()
         dashboard.refresh()
-        assert [dashboard.widget.get_title(i) for i in range(6)] == [
+        assert [dashboard.widget.get_title(i) for i in range(7)] == [
             "Peers",
             "ICE",
             "Queue",
             "Chat",
+            "Groups",
             "Events",
             "Sequence",
         ]

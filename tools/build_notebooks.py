@@ -1231,6 +1231,13 @@ fig.tight_layout()""",
 }
 
 
+# --- notebook 07, groups (issue 27): its cells live in notebook_groups.py -------------
+from notebook_groups import GROUPS  # noqa: E402  (a sibling module: tools/ is the path)
+
+NOTEBOOKS["07-groups.ipynb"] = GROUPS
+# --- end of notebook 07 --------------------------------------------------------------------
+
+
 def build() -> dict[str, str]:
     out = {}
     for name, cells in NOTEBOOKS.items():

@@ -23,6 +23,9 @@ from typing import Any
 
 from volli_nb.app.chat import ChatMessage, SyncReport, chat_message, dm_conversation_id
 from volli_nb.app.contacts import ContactBook
+from volli_nb.app.group_info import GroupInfo
+from volli_nb.app.group_receiving import GroupReceiving
+from volli_nb.app.groups import GroupBook
 from volli_nb.app.housekeeping import Housekeeping
 from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.receiver import Receiver
@@ -33,6 +36,7 @@ from volli_nb.app.storage_health import StorageHealth, StorageStatus
 from volli_nb.base.clock import Clock, system_clock
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
+from volli_nb.core.groups.record import is_group_id
 from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.core.store.database import (
     KDF_MIN,
@@ -99,6 +103,11 @@ class MessagesStore:
             storage=self.storage,
             refusal_pause=refusal_pause,
         )
+        self.group_book = GroupBook(
+            database, identity, self.sender, self.network_store, self.contact_book, self.log,
+            clock=clock,
+        )  # fmt: skip
+        self.receiver.groups = GroupReceiving(self.group_book)
         self.pruner = Pruner(database, retention)
         self.housekeeping = Housekeeping(
             self.pruner, self.storage, self.log, clock=clock, sessions=self.sessions
@@ -182,6 +191,7 @@ class MessagesStore:
         try:
             await self.sender.stop()
             await self.housekeeping.stop()
+            await self.group_book.close()
             if self.room_session is not None:
                 await self.room_session.close()
                 self.room_session = None
@@ -248,6 +258,7 @@ class MessagesStore:
                 ssl=ssl,
             )
             self.room_session = await session.start()
+            self.group_book.watch(self.room_session)
         return await self.room_session.join(room)
 
     async def wait_connected(self, peer_id: str, timeout: float = 15.0) -> None:
@@ -264,10 +275,13 @@ class MessagesStore:
     ) -> ChatMessage:
         """Encrypt, persist, and send now if the peer is online (else it waits in the outbox).
 
-        ``conversation`` is a conversation id or a contact's peer id.  A large text that
+        ``conversation`` is a conversation id, a contact's peer id or a group id (one
+        body ciphertext, a key wrap per member: :mod:`.groups`).  A large text that
         compresses well is deflated before encryption (see :mod:`volli_nb.core.body` for the
         length-leak trade-off); ``compress=False`` keeps it as is."""
         self.start()
+        if is_group_id(conversation):
+            return await self.group_book.send_message(conversation, content, compress=compress)
         return await self.sender.send_message(conversation, content, compress=compress)
 
     async def sync_messages(self) -> SyncReport:
@@ -278,6 +292,40 @@ class MessagesStore:
     async def process_due(self) -> int:
         """Attempt every message whose retry time has come (the retry loop's body)."""
         return await self.sender.process_due()
+
+    # --- groups (docs/groups.md) -------------------------------------------------
+
+    async def create_group(self, name: str, members: list[str]) -> GroupInfo:
+        """A new group of us (its first admin) and these contacts; returns it (its id:
+        ``.group_id``, derived from our key and fresh randomness)."""
+        self.start()
+        return await self.group_book.create_group(name, members)
+
+    async def add_member(self, group_id: str, peer_id: str, *, admin: bool = False) -> GroupInfo:
+        """Add a contact to a group we administer (``admin``: as an admin too)."""
+        self.start()
+        return await self.group_book.add_member(group_id, peer_id, admin=admin)
+
+    async def remove_member(self, group_id: str, peer_id: str) -> GroupInfo:
+        """Remove a member: it receives no key for any later message."""
+        self.start()
+        return await self.group_book.remove_member(group_id, peer_id)
+
+    async def set_admin(self, group_id: str, peer_id: str, admin: bool = True) -> GroupInfo:
+        self.start()
+        return await self.group_book.set_admin(group_id, peer_id, admin)
+
+    async def leave_group(self, group_id: str) -> GroupInfo:
+        self.start()
+        return await self.group_book.leave_group(group_id)
+
+    def groups(self) -> list[GroupInfo]:
+        """Every group this profile holds."""
+        return self.group_book.groups()
+
+    def group(self, group_id: str) -> GroupInfo:
+        """A group's current version: members, admins, version and record hash."""
+        return self.group_book.group(group_id)
 
     # --- receiving and delivery -----------------------------------------------
 
@@ -307,7 +355,10 @@ class MessagesStore:
         return self.sender.delivery_status(message_id)
 
     def history(self, conversation: str, *, limit: int | None = None) -> list[ChatMessage]:
-        conversation_id, _ = self.contact_book.resolve(conversation)
+        if is_group_id(conversation):  # (nothing yet, before its first record came)
+            conversation_id = conversation
+        else:
+            conversation_id, _ = self.contact_book.resolve(conversation)
         rows = self.database.history(conversation_id, limit=limit)
         names = self.contact_book.display_name
         return [chat_message(row, self.delivery_status, names) for row in rows]

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Callable
 
 from volli_nb.app.chat import RECEIVED, ChatMessage, received_members
+from volli_nb.app.group_receiving import GroupPart, GroupReceiving
 from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base import faults
@@ -73,6 +74,7 @@ class Receiver:
         self._clock = clock
         self._handlers = Listeners[[ChatMessage]]("on_message handler", logger)
         self._members: dict[str, tuple[str, ...]] = {}  # conversation id → members, stored
+        self.groups: GroupReceiving | None = None  # group traffic, set by the app
         sessions.on_frame = self.frame
 
     def on_message(self, handler: Callable[[ChatMessage], None]) -> Callable[[], None]:
@@ -102,12 +104,14 @@ class Receiver:
             if isinstance(error, ReplayError):
                 error = DuplicateMessageId(f"{error}, from someone else")
             refused.append((item.message_id, error))
-        rows, messages, created = self._checked(peer_id, opening.result.messages, refused)
+        group = self._group_part(peer_id, opening.result.messages, refused)
+        rows, messages, created = self._checked(peer_id, tuple(group.others), refused)
+        rows, messages = [*rows, *group.rows], [*messages, *group.messages]  # group traffic
         faults.reach("opened")  # a crash test may die here: opened, nothing stored
-        stored = {row.message_id for row in rows}
-        if rows:
+        stored = {row.message_id for row in rows} | set(group.absorbed)
+        if stored:
             try:
-                self._store(rows, created)
+                self._store(rows, created, group)
             except StorageError as exc:  # refused in a signed frame; reported once, as a state
                 self.storage.failed(exc)
                 refused += [(mid, exc) for mid in [*stored, *(d for d in again if d in stored)]]
@@ -116,6 +120,7 @@ class Receiver:
         keys.commit(opening)
         faults.reach("stored")  # a crash test may die here: stored, not yet acknowledged
         self._after(peer_id, received, messages, refused)
+        group.after(self._handlers.emit)
         acked = [*before, *stored, *(d for d in again if d in stored)]
         return Verdict(tuple(acked), tuple(refused))
 
@@ -169,9 +174,20 @@ class Receiver:
             members = self._members[conversation_id] = tuple(found.members)
         return members
 
-    def _store(self, rows: list[ReceivedRow], created: dict[str, tuple[str, ...]]) -> None:
+    def _group_part(
+        self, peer_id: str, opened: tuple[OpenedMessage, ...], refused: list[Refusal]
+    ) -> GroupPart:
+        """Group traffic is decided apart (:mod:`.group_receiving`); the rest goes on here."""
+        if self.groups is None:
+            return GroupPart(others=list(opened))
+        return self.groups.split(peer_id, opened, refused)
+
+    def _store(
+        self, rows: list[ReceivedRow], created: dict[str, tuple[str, ...]], group: GroupPart
+    ) -> None:
         """Every row and its seen entry, and the conversations they create: one commit."""
         with self.database.transaction():
+            group.write()  # records, held messages, seen entries (before the rows)
             for conversation_id, members in created.items():
                 self.database.ensure_conversation(conversation_id, members)
             self.database.insert_received_many(rows)

@@ -112,6 +112,7 @@ class RoomSession:
         self._heard: dict[str, VolliError] = {}  # peer → the last failure it told us about
         self._presence = Listeners[[PresenceChange]]("presence handler", logger)
         self._said: set[str] = set()  # the failures of this outage, logged once each
+        self._wants: set[asyncio.Task[None]] = set()  # asking the smaller id to offer
         self._remove = network.on_event(self._on_network_event)
 
     @property
@@ -151,7 +152,7 @@ class RoomSession:
         self._remove()
         for timer in self._timers.values():
             timer.cancel()
-        tasks = [t for t in self._pairing.values() if not t.done()]
+        tasks = [t for t in [*self._pairing.values(), *self._wants] if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -291,6 +292,25 @@ class RoomSession:
         """Offer a connection to a present peer now (for ``auto_pair=False``)."""
         await self._pair(peer_id)
 
+    def request_pair(self, peer_id: str) -> None:
+        """Connect to a present peer soon, whichever side asks (a group's lazy mesh): the
+        smaller id offers, so the other sends it a ``want`` signal instead of an offer,
+        and two offers never cross."""
+        if self.network.is_connected(peer_id) or peer_id not in self.online:
+            return
+        if self.should_offer(peer_id):
+            self._schedule_pair(peer_id)
+            return
+        task = asyncio.get_running_loop().create_task(self._want(peer_id))
+        self._wants.add(task)
+        task.add_done_callback(self._wants.discard)
+
+    async def _want(self, peer_id: str) -> None:
+        try:
+            await self.client.signal(peer_id, {"kind": "want"})
+        except VolliError as exc:
+            self.log.add("signaling", f"could not ask for a connection: {exc}", peer_id=peer_id)
+
     async def _pair(self, peer_id: str) -> None:
         net = self.network
         if net.is_connected(peer_id) or peer_id not in self.online:
@@ -356,6 +376,8 @@ class RoomSession:
                 await net.accept_answer(sender, str(data.get("sdp")))
             elif data.get("kind") == "failed":
                 self._heard_failure(sender, data)
+            elif data.get("kind") == "want" and self.should_offer(sender) and sender in self.online:
+                self._schedule_pair(sender)  # returns at once if connected or pairing
         except VolliError as exc:
             self.log.add("error", f"signal from {sender} refused: {type(exc).__name__}: {exc}")
             if data.get("kind") == "offer":

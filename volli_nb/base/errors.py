@@ -217,3 +217,56 @@ class TurnRefused(TurnError):
 
 class TurnTimeout(TurnError):
     """No answer from the TURN server in time (often: that transport is blocked)."""
+
+
+# --- groups: signed, chained membership records ------------------------------
+# (appended for core/groups/; one class per defect, so a test and a log name it exactly)
+
+
+class GroupError(PeerError):
+    """A group's membership record, or a message bound to one, was refused."""
+
+
+class MalformedGroupRecord(GroupError):
+    """A membership record does not parse strictly (layout, sizes, order, UTF-8)."""
+
+
+class ForgedGroupRecord(GroupError, CryptoError):
+    """A membership record's signature does not verify for the key of the member it names."""
+
+
+class SquattedGroupId(GroupError, CryptoError):
+    """A group's first record names an id not derived from its creator's key and randomness."""
+
+
+class NotGroupAdmin(GroupError):
+    """A membership record signed by someone who was not an admin of the version before it
+    (a member may only sign its own leaving)."""
+
+
+class BrokenGroupChain(GroupError):
+    """A membership record does not follow the one it names as previous (another group, a
+    version that skips, or built on a change that lost a concurrent one)."""
+
+
+class GroupRecordsMissing(BrokenGroupChain):
+    """A membership record builds on one this member does not hold yet: fetch the chain
+    from whoever sent it, then apply it again."""
+
+
+class StaleGroupRecord(GroupError):
+    """A membership record for a version that is settled: lower than the current one, or
+    competing with one that was built upon."""
+
+
+class ReplayedGroupRecord(StaleGroupRecord):
+    """A membership record this member holds already: a replay (or a resend)."""
+
+
+class UnknownGroup(GroupError):
+    """A membership record for a group this member does not hold, and not its first record."""
+
+
+class NotGroupMember(GroupError):
+    """A group message from (or to) someone the record it was sent under does not list, or
+    from a member the current record has removed."""

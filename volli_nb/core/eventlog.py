@@ -33,6 +33,7 @@ CATEGORIES = (
     "frame",
     "message",
     "queue",
+    "group",
     "error",
 )
 

@@ -13,15 +13,8 @@ OWN_PARSER = {  # commands whose module parses its own options
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] and argv[0] in OWN_PARSER:  # options go straight through
-        tool = importlib.import_module(OWN_PARSER[argv[0]])
-        return int(tool.main(argv[1:]))
-    parser = argparse.ArgumentParser(prog="volli-nb", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="two peers in two processes pair and exchange messages")
-    bench = sub.add_parser("bench", help="volli_nb against plain aiortc, side by side")
+def _bench_options(bench: argparse.ArgumentParser) -> None:
+    """``volli-nb bench``'s options."""
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--messages", type=int, default=2000)
     bench.add_argument("--bulk-mb", type=float, default=8.0)
@@ -37,6 +30,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_argument("--runs", type=int, help="runs per row (3; 1 with --quick)")
     bench.add_argument("--core", action="store_true", help="the pure core only (no network)")
+    bench.add_argument(
+        "--groups", action="store_true", help="group sends to 3, 10, 50 member processes"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in OWN_PARSER:  # options go straight through
+        tool = importlib.import_module(OWN_PARSER[argv[0]])
+        return int(tool.main(argv[1:]))
+    parser = argparse.ArgumentParser(prog="volli-nb", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="two peers in two processes pair and exchange messages")
+    _bench_options(sub.add_parser("bench", help="volli_nb against plain aiortc, side by side"))
     sub.add_parser(
         "signal-load", help="many clients against volli-signal processes", add_help=False
     )
@@ -59,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         from volli_nb.lab.demo import run_demo
 
         return asyncio.run(run_demo())
+    if args.command == "bench" and args.groups:
+        from volli_nb.lab.bench.groups import main as groups_main
+
+        return groups_main(args)
     if args.command == "bench":
         from volli_nb.lab.bench.run import main as bench_main
 

@@ -39,6 +39,7 @@ HELP = """%volli — Volli P2P from IPython
   %volli pair CODE         an offer code: accept it and show the answer code to paste back;
                            an answer code: complete the pairing and wait for the connection
   %volli sync              force a sync attempt now (syncMessages())
+  %volli group …           groups: `%volli group help` lists new, add, remove, leave, send
   %volli close             close every connection and the profile
   %volli help              this text
 
@@ -221,6 +222,8 @@ class VolliMagics(Magics):
             )
         elif command == "pair":
             self._pair(rest[0] if rest else None)
+        elif command == "group":
+            return self._group(rest)
         elif command == "close":
             store = self._store()
             if self._later(store.close(), lambda _: Note("closed"), "await messagesStore.close()"):
@@ -240,6 +243,7 @@ class VolliMagics(Magics):
                 "peers": "PeersPanel",
                 "queue": "QueuePanel",
                 "diagram": "SequencePanel",
+                "groups": "GroupsPanel",
             }
             return getattr(widgets, kind[command])(store)
         if command == "diagram":
@@ -248,7 +252,30 @@ class VolliMagics(Magics):
             return _plain_peers(store)
         if command == "queue":
             return _plain_queue(store)
+        if command == "groups":
+            rows = [
+                {"name": g.name, "version": g.version, "members": len(g.members), "id": g.group_id}
+                for g in store.groups()
+            ]
+            return _plain_table("Groups", ["name", "version", "members", "id"], rows)
         return _html(_plain_peers(store).data + _plain_queue(store).data)
+
+    def _group(self, rest: list[str]) -> Any:
+        """``%volli group …`` (:mod:`volli_nb.ui.group_commands`)."""
+        from volli_nb.ui.group_commands import GROUP_HELP, group_magic
+
+        if rest[:1] == ["help"]:
+            print(GROUP_HELP)
+            return None
+        store = self._store()
+        what, work, shown = group_magic(store, rest)
+        if what == "panel":
+            return self._panel("groups", store)
+        if work is None:
+            _show(Note(str(shown), f"<pre>{html.escape(str(shown), quote=False)}</pre>"))
+            return None
+        self._later(work, lambda result: Note(repr(result)), f"await messagesStore.{what}")
+        return None
 
     def _install(self, store: Any) -> None:
         """Make ``store`` the ``messagesStore``; close the previous one a magic made."""

@@ -26,6 +26,7 @@ from volli_nb.base.errors import UsageError, VolliError, WrongPassphrase
 from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.core.store.database import KDF_MODERATE
 from volli_nb.core.store.keyring import PASSPHRASE_ENV
+from volli_nb.ui.group_commands import group_helpers
 from volli_nb.ui.shell_helpers import (
     Printed,
     Running,
@@ -44,6 +45,8 @@ volli-shell — {name} ({peer_id})  profile: {where}
 Loaded: messagesStore, network_store, message_queue
 Helpers: peers()  pending()  candidates()  history([name])  send(name_or_peer, text)
          pair([code])  offer()  accept(code)  complete(code)  verify()
+Groups: groups()  group(g)  new_group(name, *members)  add(g, m)  remove(g, m)  leave(g)
+        send(group, text)  history(group)
 Pair:   here   code = await offer()          → copy the code line to the other side
         there  await accept("volli2.…")      → prints an answer code; copy it back here
         here   await complete("volli2.…")    (or just `await pair(...)` each time)
@@ -97,6 +100,7 @@ def helpers(store: MessagesStore) -> dict[str, Any]:
         "candidates": view("candidates_table", timed=False),
         **pairing_helpers(store),
         **chat_helpers(store),
+        **group_helpers(store),
         "verify": store.verify,
         **_log_helpers(store),
         "asyncio": asyncio,

@@ -121,8 +121,8 @@ def either_way(
 
 
 def resolve(store: Any, to: str) -> str:
-    """A contact's name (any case, if only one contact has it) as its peer id; anything
-    else (a peer id, a conversation id) as given."""
+    """A contact's name (any case, if only one contact has it) as its peer id, else a
+    group's name as its id; anything else (a peer id, a conversation id) as given."""
     if not isinstance(to, str):
         raise UsageError(f"name a contact, a peer id or a conversation, not {type(to).__name__}")
     contacts = list(store.contacts)
@@ -131,6 +131,8 @@ def resolve(store: Any, to: str) -> str:
     named = [c.peer_id for c in contacts if c.name and c.name.casefold() == to.casefold()]
     if len(named) > 1:
         raise UsageError(f"{len(named)} contacts are named {to!r}; use a peer id: {named}")
+    if not named and hasattr(store, "groups"):  # a group's name: its id
+        named = [g.group_id for g in store.groups() if g.name.casefold() == to.casefold()][:1]
     return named[0] if named else to
 
 

@@ -1,4 +1,5 @@
-"""A profile's schema: identity, pinned contacts, conversations, messages, outbox, seen-set.
+"""A profile's schema: identity, pinned contacts, conversations, messages, outbox, seen-set,
+groups.
 
 One SQLite file per profile (see :mod:`volli_nb.core.store.sealed_db` for opening, keys
 and transactions).  :class:`Database` composes the tables' code (:mod:`.contacts`,
@@ -25,6 +26,13 @@ from volli_nb.core.store.contacts import (
     MARKS_TABLE,
     Contact,
     Contacts,
+)
+from volli_nb.core.store.groups import (
+    GROUP_COLUMNS,
+    HELD_COLUMNS,
+    RECORD_COLUMNS,
+    GroupRows,
+    create_group_tables,
 )
 from volli_nb.core.store.history import (
     CONVERSATION_COLUMNS,
@@ -90,6 +98,9 @@ AUTHENTICATED: dict[str, tuple[str, tuple[str, ...]]] = {
     "messages": ("message_id", MESSAGE_COLUMNS),
     "outbox": ("id", OUTBOX_COLUMNS),
     MARKS_TABLE: ("id", MARKS_COLUMNS),  # from schema 3
+    "groups": ("group_id", GROUP_COLUMNS),  # from schema 5
+    "group_records": ("hash", RECORD_COLUMNS),
+    "group_held": ("message_id", HELD_COLUMNS),
 }
 """Rows whose clear columns carry trust, and the columns their MAC covers."""
 PART_MACS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -141,6 +152,7 @@ MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     _authenticate_rows,
     _authenticate_bookkeeping,
     bind_message_ids,  # schema 4: ids name their sender (:mod:`.bound_ids`)
+    create_group_tables,  # schema 5: groups and their records (:mod:`.groups`)
 )
 """``MIGRATIONS[n]`` takes schema ``n`` to ``n + 1``.  Append; never edit a released step
 (a step names its own tables, so a later table does not change what it does)."""
@@ -153,13 +165,15 @@ SEALED_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "identity": ("id", ("secret",)),
     "messages": ("message_id", ("body",)),
     "outbox": ("id", ("payload",)),
+    "group_held": ("message_id", ("body",)),
 }
 
 
-class Database(Contacts, History):
+class Database(Contacts, History, GroupRows):
     """A profile; ``Database.open(path, passphrase)`` unlocks or creates it.
 
-    Contacts come from :class:`Contacts`, conversations and messages from :class:`History`.
+    Contacts come from :class:`Contacts`, conversations and messages from :class:`History`,
+    groups and their records from :class:`GroupRows`.
     Also inherited: ``change_passphrase``, ``rekey``, ``seal``/``unseal``, ``check_row``,
     ``transaction``,
     ``execute``/``fetch``, ``close``, ``path``, ``clock`` and ``db`` (sqlite_utils).

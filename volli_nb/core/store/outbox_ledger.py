@@ -97,6 +97,8 @@ def statuses(db: Database, message_id: bytes) -> dict[str, Delivery]:
     for recipient in expected:
         if recipient not in result:
             result[recipient] = Status(pruned[recipient]) if recipient in pruned else UNKNOWN
+    for recipient in pruned.keys() - result.keys():  # a group's message: members vary by version
+        result[recipient] = Status(pruned[recipient])
     return result
 
 

@@ -167,10 +167,19 @@ class PlainPeer:
         the last arrival, as the child saw it."""
         return (await self.transfer(count, size)).seconds
 
+    async def expect(self, count: int, size: int) -> None:
+        """Tell the child what to count; it has reset its counters when this returns."""
+        await self._send({"expect": count, "bytes": count * size})
+        await self._read()
+
+    async def arrival(self, timeout: float = TRANSFER_TIMEOUT) -> float:
+        """When (``time.monotonic``: one clock for every process here) the child had all
+        it was told to expect."""
+        return float((await self._read(timeout))["at"])
+
     async def transfer(self, count: int, size: int) -> Transfer:
         """:meth:`throughput`, with the CPU each side spent on it."""
-        await self._send({"expect": count, "bytes": count * size})
-        await self._read()  # the child has reset its counters
+        await self.expect(count, size)
         payload = b"x" * size
         cpu, start = time.process_time(), time.monotonic()
         await send_paced(self.channel, itertools.repeat(payload, count))

@@ -1,7 +1,8 @@
-"""Live panels for notebooks: peers, ICE candidates, pending queue, chat, event log, the
-sequence diagram, and a session's Double Ratchet."""
+"""Live panels for notebooks: peers, ICE candidates, pending queue, chat, groups, event log,
+the sequence diagram, and a session's Double Ratchet."""
 
 from volli_nb.ui.widgets.dashboard import Dashboard, dashboard
+from volli_nb.ui.widgets.groups_panel import GroupsPanel
 from volli_nb.ui.widgets.layout import beside
 from volli_nb.ui.widgets.models import (
     Table,
@@ -28,6 +29,7 @@ __all__ = [
     "ChatPanel",
     "Dashboard",
     "EventLogPanel",
+    "GroupsPanel",
     "IcePanel",
     "Panel",
     "PeersPanel",

@@ -7,6 +7,7 @@ from typing import Any
 import ipywidgets as w
 
 from volli_nb.ui.widgets.cells import CSS
+from volli_nb.ui.widgets.groups_panel import GroupsPanel
 from volli_nb.ui.widgets.panels import (
     ChatPanel,
     EventLogPanel,
@@ -28,6 +29,7 @@ class Dashboard:
             "ICE": IcePanel(store),
             "Queue": QueuePanel(store),
             "Chat": ChatPanel(store),
+            "Groups": GroupsPanel(store),
             "Events": EventLogPanel(store),
             "Sequence": SequencePanel(store),
         }
@@ -57,6 +59,6 @@ class Dashboard:
 
 
 def dashboard(store: Any) -> Dashboard:
-    """All panels (peers, ICE, queue, chat, event log, sequence diagram) of ``store`` in
+    """All panels (peers, ICE, queue, chat, groups, event log, sequence diagram) of ``store`` in
     tabs, updating live."""
     return Dashboard(store)

@@ -13,6 +13,7 @@ from typing import Any
 from volli_nb.base.errors import VolliError
 from volli_nb.core.body import decode_body
 from volli_nb.core.eventlog import clip
+from volli_nb.core.groups.record import is_group_id
 from volli_nb.core.store.message_queue import Status
 from volli_nb.ui.widgets.cells import Cell, Names, Table, human_size, plural
 from volli_nb.ui.widgets.ratchet_model import session_cell
@@ -333,6 +334,8 @@ def chat_lines(store: Any, conversation: str, *, times: bool = False) -> list[st
 
 def conversation_label(store: Any, conversation: Any, names: Names | None = None) -> str:
     """``bob (fboimzj2)`` for a direct conversation; a group's title, or its members."""
+    if is_group_id(conversation.id):  # its members change by version: see the groups panel
+        return f"{conversation.title or conversation.id} (group)"
     names = names or Names(store)
     others = [m for m in conversation.members if m != store.peer_id] or list(conversation.members)
     if len(others) > 1 and conversation.title:

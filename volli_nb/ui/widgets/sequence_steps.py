@@ -75,6 +75,15 @@ def _kind_steps(entry: LogEntry) -> list[Step] | None:
     data = entry.data
     kind = data.get("kind")
     mid = _short(data.get("message_id", ""))
+    if isinstance(kind, str) and kind.startswith("group."):
+        return _group_steps(entry)
+    if kind == "message.queued" and data.get("group"):  # one row per member: the fan-out
+        members = len(data.get("recipients") or ())
+        return [
+            Step(UI, STORE, f"send_message(group) → {mid}"),
+            Step(STORE, QUEUE, f"enqueue {mid} ×{members}, bound to v{data.get('version')}",
+                 tone="queue"),
+        ]  # fmt: skip
     if kind == "message.queued":
         return [
             Step(UI, STORE, f"send_message(…) → {mid}"),
@@ -117,6 +126,31 @@ def _kind_steps(entry: LogEntry) -> list[Step] | None:
     if isinstance(kind, str) and kind.startswith("frame."):
         return _frame_steps(entry)
     return None
+
+
+def _group_steps(entry: LogEntry) -> list[Step]:
+    """A group's story: a membership change, the fan-out (one body, a key wrap per member
+    attempted now), a message held for its record, its release, a lost concurrent change."""
+    data, kind = entry.data, entry.data.get("kind")
+    if kind == "group.changed":
+        return [Step(STORE, STORE, f"record v{data.get('version')}: {entry.message}", "note")]
+    if kind == "group.fanout":
+        now, waiting = len(data.get("now") or ()), len(data.get("waiting") or ())
+        label = f"seal {_short(data.get('message_id'))} once: 1 body, {now} key wrap(s)"
+        steps = [Step(STORE, STORE, label)]
+        if waiting:
+            steps.append(Step(STORE, QUEUE, f"{waiting} member(s) offline: wait", tone="queue"))
+        return steps
+    if kind == "group.held":
+        return [Step(NETWORK, STORE, f"held {_short(data.get('message_id'))}: record not held",
+                     "reply", "queue")]  # fmt: skip
+    if kind == "group.fetch":
+        return [Step(STORE, NETWORK, f"fetch the record from {NAME}")]
+    if kind == "group.released":
+        return [Step(STORE, UI, f"released {ids_text(data)} in order", "reply", "ok")]
+    if kind in ("group.conflict", "group.removed", "group.refused"):
+        return [Step(STORE, UI, entry.message, "note", "bad")]
+    return []
 
 
 # (category, message prefix) → steps, for entries that carry no ``kind``.

@@ -1,0 +1,264 @@
+"""Membership records (pure core): ids nobody can squat, signatures, the chain, and the rule
+for two concurrent changes, each defect with its own typed error."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from volli_nb.base.errors import (
+    BrokenGroupChain,
+    ConversationRefused,
+    ForgedGroupRecord,
+    GroupRecordsMissing,
+    MalformedGroupRecord,
+    NotGroupAdmin,
+    ReplayedGroupRecord,
+    SquattedGroupId,
+    StaleGroupRecord,
+    UnknownGroup,
+    UsageError,
+)
+from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.groups import wire
+from volli_nb.core.groups.chain import GroupChain, rank
+from volli_nb.core.groups.record import (
+    GroupMember,
+    MembershipRecord,
+    decode_record,
+    derive_group_id,
+    encode_record,
+    genesis,
+    is_group_id,
+    sign_record,
+)
+
+
+def ident(n: int) -> Identity:
+    return Identity(bytes([n]) * 32, bytes([n + 100]) * 32)
+
+
+ALICE, BOB, CAROL, DAVE, MALLORY = (ident(i) for i in range(1, 6))
+
+
+def member(who: Identity) -> GroupMember:
+    return GroupMember(who.public.identity_key)
+
+
+def counter_random(first: int) -> Callable[[int], bytes]:
+    counter = itertools.count(first)
+    return lambda n: next(counter).to_bytes(n, "big")
+
+
+def start(name: str = "class", seed: int = 1) -> tuple[GroupChain, MembershipRecord]:
+    first = genesis(ALICE, name, [member(BOB), member(CAROL)], random=counter_random(seed))
+    return GroupChain(first), first
+
+
+def everyone(*who: Identity) -> list[GroupMember]:
+    return [member(w) for w in who]
+
+
+def signed(
+    who: Identity,
+    after: MembershipRecord,
+    members: list[GroupMember],
+    *,
+    version: int | None = None,
+    prev_hash: bytes | None = None,
+    admins: tuple[str, ...] | list[str] | None = None,
+    name: str = "x",
+) -> MembershipRecord:
+    """A record by ``who`` (by default the version after ``after``), not checked."""
+    return sign_record(
+        who,
+        group_id=after.group_id,
+        version=after.version + 1 if version is None else version,
+        prev_hash=after.hash if prev_hash is None else prev_hash,
+        name=name,
+        members=members,
+        admins=[who.peer_id] if admins is None else admins,
+    )
+
+
+def test_a_group_id_comes_from_its_creator_and_randomness() -> None:
+    chain, first = start()
+    assert first.group_id == derive_group_id(ALICE.public.identity_key, first.origin or b"")
+    assert is_group_id(first.group_id) and len(first.group_id) == 28
+    assert first.admins == (ALICE.peer_id,) and ALICE.peer_id in first.member_ids
+    again = genesis(ALICE, "class", [member(BOB)])  # fresh randomness: another id
+    assert again.group_id != first.group_id
+    assert chain.version == 1 and chain.path() == [first]
+
+
+def test_nobody_can_squat_a_group_id() -> None:
+    _, first = start()
+    # Mallory signs a first record under Alice's id (with Alice's origin): not derived from his key.
+    squat = sign_record(
+        MALLORY,
+        group_id=first.group_id,
+        version=1,
+        prev_hash=bytes(32),
+        name="mine now",
+        members=everyone(MALLORY, BOB),
+        admins=[MALLORY.peer_id],
+        origin=first.origin,
+    )
+    with pytest.raises(SquattedGroupId):
+        GroupChain(squat)
+
+
+def test_a_forged_signature_is_refused() -> None:
+    chain, first = start()
+    change = chain.propose(ALICE, members=everyone(ALICE, BOB), admins=[ALICE.peer_id])
+    forged = decode_record(encode_record(change)[:-64] + bytes(64))
+    with pytest.raises(ForgedGroupRecord):
+        chain.apply(forged)
+    tampered = bytearray(change.raw)
+    tampered[20] ^= 1  # inside the version/prev_hash area: still parses
+    with pytest.raises((ForgedGroupRecord, BrokenGroupChain, MalformedGroupRecord)):
+        chain.apply(decode_record(bytes(tampered)))
+    renamed = decode_record(change.raw.replace(b"class", b"clasz"))
+    with pytest.raises(ForgedGroupRecord):
+        chain.apply(renamed)
+    with pytest.raises(ForgedGroupRecord):  # a first record whose signature does not verify
+        GroupChain(decode_record(first.raw[:-1] + bytes([first.raw[-1] ^ 1])))
+    assert chain.version == 1
+
+
+def test_a_non_admin_cannot_change_membership() -> None:
+    chain, first = start()
+    sneaky = signed(BOB, first, everyone(ALICE, BOB, CAROL, MALLORY), name=first.name)
+    with pytest.raises(NotGroupAdmin):
+        chain.apply(sneaky)
+    stranger = signed(MALLORY, first, everyone(ALICE, MALLORY), name=first.name)
+    with pytest.raises(NotGroupAdmin):
+        chain.apply(stranger)
+    with pytest.raises(UsageError):  # the API refuses before signing anything
+        chain.propose(BOB, members=everyone(ALICE, BOB), admins=[ALICE.peer_id])
+    assert chain.version == 1
+
+
+def test_a_member_may_sign_only_its_own_leaving() -> None:
+    chain, _ = start()
+    leave = chain.propose(CAROL, members=everyone(ALICE, BOB), admins=[ALICE.peer_id])
+    assert chain.apply(leave).moved and CAROL.peer_id not in chain.tip.member_ids
+    with pytest.raises(UsageError):  # leaving and renaming at once is a change
+        chain.propose(BOB, members=everyone(ALICE), admins=[ALICE.peer_id], name="gone")
+
+
+def test_the_chain_refuses_replays_lower_versions_gaps_and_breaks() -> None:
+    chain, first = start()
+    v2 = chain.propose(ALICE, members=everyone(ALICE, BOB, CAROL, DAVE), admins=[ALICE.peer_id])
+    chain.apply(v2)
+    v3 = chain.propose(ALICE, members=everyone(ALICE, BOB, DAVE), admins=[ALICE.peer_id])
+    chain.apply(v3)
+    with pytest.raises(ReplayedGroupRecord):  # the same record again
+        chain.apply(v2)
+    with pytest.raises(StaleGroupRecord) as lower:  # a competitor for a settled version
+        chain.apply(signed(ALICE, first, everyone(ALICE, CAROL)))
+    assert type(lower.value) is StaleGroupRecord  # not a replay: its own error
+    with pytest.raises(GroupRecordsMissing):  # a version we do not hold the way to
+        chain.apply(signed(ALICE, first, everyone(ALICE), version=7, prev_hash=bytes(range(32))))
+    with pytest.raises(BrokenGroupChain):  # skips a version
+        chain.apply(signed(ALICE, v3, everyone(ALICE), version=5))
+    other, _ = start("other", seed=99)
+    with pytest.raises(BrokenGroupChain):  # another group's record
+        chain.apply(other.propose(ALICE, members=everyone(ALICE), admins=[ALICE.peer_id]))
+    with pytest.raises(UnknownGroup):  # a chain must start at version 1
+        GroupChain(v3)
+    assert [r.version for r in chain.path()] == [1, 2, 3]
+
+
+def concurrent() -> tuple[MembershipRecord, MembershipRecord, MembershipRecord]:
+    """Version 2 makes Bob an admin; then, both from version 2, Alice removes Carol and
+    Bob adds Dave."""
+    chain, _first = start()
+    v2 = chain.propose(
+        ALICE, members=everyone(ALICE, BOB, CAROL), admins=[ALICE.peer_id, BOB.peer_id]
+    )
+    chain.apply(v2)
+    by_alice = chain.propose(ALICE, members=everyone(ALICE, BOB), admins=v2.admins)
+    by_bob = chain.propose(BOB, members=everyone(ALICE, BOB, CAROL, DAVE), admins=v2.admins)
+    return v2, by_alice, by_bob
+
+
+def test_two_concurrent_changes_end_the_same_on_every_member() -> None:
+    v2, by_alice, by_bob = concurrent()
+    winner = min((by_alice, by_bob), key=lambda r: rank(v2, r))
+    loser = by_bob if winner is by_alice else by_alice
+    tips, losts = set(), set()
+    for order in ((by_alice, by_bob), (by_bob, by_alice)):
+        chain, _ = start()
+        chain.apply(v2)
+        first, second = (chain.apply(r) for r in order)
+        tips.add(chain.tip.hash)
+        losts.add(frozenset(chain.lost))
+        assert first.moved  # the first to arrive is the tip until the second arrives
+        assert (second.lost, second.moved) == ((loser,), second.record is winner)
+    assert tips == {winner.hash} and losts == {frozenset({loser.hash})}
+    chain, _ = start()
+    chain.apply(v2)
+    chain.apply(loser)
+    chain.apply(winner)
+    author = ALICE if loser is by_alice else BOB
+    with pytest.raises(BrokenGroupChain):  # built on the loser: refused
+        chain.apply(signed(author, loser, everyone(ALICE, BOB), admins=v2.admins))
+    # The loser's author applies its change again, on top of the winner: it sticks.
+    redo = chain.propose(author, members=loser.members, admins=loser.admins)
+    assert chain.apply(redo).moved and chain.tip.member_ids == loser.member_ids
+
+
+def test_rank_is_fixed_by_the_parent_and_the_signer_not_the_contents() -> None:
+    v2, by_alice, _ = concurrent()
+    members = list(by_alice.members)
+    tickets = {rank(v2, signed(ALICE, v2, members, name=f"try {i}"))[0] for i in range(20)}
+    assert len(tickets) == 1  # grinding the contents does not move an admin's ticket
+
+
+def test_a_stored_chain_loads_and_verifies_again() -> None:
+    v2, by_alice, by_bob = concurrent()
+    chain, first = start()
+    for record in (v2, by_alice, by_bob):
+        chain.apply(record)
+    loaded = GroupChain.load(chain.records.values(), chain.tip.hash)
+    assert loaded.tip == chain.tip and loaded.lost == chain.lost
+    assert loaded.path_to(first.hash) == [first]
+    with pytest.raises(BrokenGroupChain):  # the tip's way back is missing a record
+        GroupChain.load([first, by_alice], by_alice.hash)
+
+
+def test_records_round_trip_and_refuse_non_canonical_bytes() -> None:
+    _, first = start()
+    assert decode_record(first.raw) == first and encode_record(first) == first.raw
+    with pytest.raises(MalformedGroupRecord):
+        decode_record(first.raw + b"\0")
+    with pytest.raises(MalformedGroupRecord):
+        decode_record(b"\2" + first.raw[1:])
+    with pytest.raises(UsageError):
+        decode_record("text")  # type: ignore[arg-type]
+    unsorted = replace(first, members=first.members[::-1], raw=b"")
+    with pytest.raises(UsageError):
+        encode_record(unsorted)
+
+
+def test_addresses_bind_a_message_to_one_record() -> None:
+    _, first = start()
+    address = wire.message_address(first)
+    parsed = wire.parse_address(address)
+    assert (parsed.group_id, parsed.kind, parsed.version, parsed.record_hash) == (
+        first.group_id, wire.MESSAGE, 1, first.hash,
+    )  # fmt: skip
+    assert wire.parse_address(wire.control_address(first.group_id, wire.FETCH)).kind == wire.FETCH
+    for bad in (first.group_id, address + "x", address.replace(".v1.", ".v01."), "grp-x.records"):
+        with pytest.raises(ConversationRefused):
+            wire.parse_address(bad)
+    chain = wire.encode_chain([first])
+    assert wire.decode_chain(chain, first.group_id) == [first]
+    with pytest.raises(MalformedGroupRecord):
+        wire.decode_chain(chain, derive_group_id(bytes(32), bytes(16)))
+    with pytest.raises(MalformedGroupRecord):
+        wire.decode_fetch(b"short")

@@ -1,0 +1,347 @@
+"""Receiving group traffic: records, fetches and messages, decided per frame before the commit.
+
+The receiver hands each frame's opened messages here first (:meth:`GroupReceiving.split`);
+those with a ``grp-`` conversation id are decided now and the rest go on as before.  The
+decision is pure of side effects: what to store comes back as a :class:`GroupPart` whose
+``write`` runs inside the receiver's one transaction and whose ``after`` runs once it
+committed, so a group's chain in memory moves only with the file.
+
+- **records**: the chain is applied to a copy of the held one (:meth:`GroupChain.apply`);
+  any record refused refuses the whole message, with its typed error.  A group we did not
+  hold is taken only if we are a member of its newest version.  A record of ours that
+  lost a concurrent change is reported (``group.conflict``), to be applied again.
+- **messages** under a record we hold: admitted if its sender and we are members of that
+  record, every recipient too, and the sender is still a member of the current version
+  (:class:`NotGroupMember` otherwise); stored as a chat line of the group.
+- **messages under a record we do not hold**: held (stored, sealed, acknowledged), and
+  the chain fetched from their sender; released in the sender's order, with the same
+  checks, in the frame that brings the record.
+- **fetches**: answered with the chain up to the record asked for, to a member of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from volli_nb.app.chat import RECEIVED, ChatMessage
+from volli_nb.app.group_info import describe_change
+from volli_nb.base.errors import (
+    BrokenGroupChain,
+    NotGroupMember,
+    VolliError,
+)
+from volli_nb.core.body import decode_body
+from volli_nb.core.crypto.envelope import OpenedMessage
+from volli_nb.core.groups import wire
+from volli_nb.core.groups.chain import Applied, GroupChain
+from volli_nb.core.groups.record import MembershipRecord
+from volli_nb.core.store.groups import HeldMessage
+from volli_nb.core.store.history import ReceivedRow
+
+if TYPE_CHECKING:
+    from volli_nb.app.groups import GroupBook
+
+Refusal = tuple[bytes, VolliError]
+FETCH_AGAIN = 30.0  # seconds before the same record is asked of the same peer again
+
+
+@dataclass
+class GroupPart:
+    """A frame's group traffic, decided: rows to store as chat messages, ids consumed
+    otherwise (acknowledged as stored), and what to do in and after the transaction."""
+
+    others: list[OpenedMessage] = field(default_factory=list)
+    rows: list[ReceivedRow] = field(default_factory=list)
+    messages: list[ChatMessage] = field(default_factory=list)
+    absorbed: list[bytes] = field(default_factory=list)
+    writes: list[Callable[[], None]] = field(default_factory=list)
+    afters: list[Callable[[Callable[[ChatMessage], None]], None]] = field(default_factory=list)
+
+    def write(self) -> None:
+        """Inside the receiver's transaction, before its rows are inserted."""
+        for step in self.writes:
+            step()
+
+    def after(self, emit: Callable[[ChatMessage], None]) -> None:
+        """Committed: adopt chains, log, fetch, and show released messages (``emit``)."""
+        for step in self.afters:
+            step(emit)
+
+
+class GroupReceiving:
+    """The receiver's side of :class:`~.groups.GroupBook` (see the module docstring)."""
+
+    def __init__(self, groups: GroupBook) -> None:
+        self.groups = groups
+        self.database = groups.database
+        self._asked: dict[tuple[str, bytes], float] = {}  # (peer, record) → when fetched
+
+    @property
+    def me(self) -> str:
+        return self.groups.me
+
+    def split(
+        self, peer_id: str, opened: tuple[OpenedMessage, ...], refused: list[Refusal]
+    ) -> GroupPart:
+        """Decide this frame's group messages; refusals go to ``refused``, the rest to
+        ``GroupPart.others``."""
+        part = GroupPart()
+        work: dict[str, GroupChain] = {}  # chains as this frame leaves them
+        mine = [m for m in opened if wire.is_group_conversation(m.conversation_id)]
+        part.others = [m for m in opened if not wire.is_group_conversation(m.conversation_id)]
+        mine.sort(key=lambda m: not m.conversation_id.endswith(".records"))  # records first
+        for m in mine:
+            try:
+                address = wire.parse_address(m.conversation_id)
+                if address.kind == wire.RECORDS:
+                    self._records(part, work, peer_id, m, address.group_id)
+                elif address.kind == wire.FETCH:
+                    self._fetch_asked(part, work, peer_id, m, address.group_id)
+                else:
+                    self._message(part, work, peer_id, m, address)
+            except VolliError as exc:
+                refused.append((m.message_id, exc))
+        return part
+
+    def _chain(self, work: dict[str, GroupChain], group_id: str) -> GroupChain | None:
+        return work.get(group_id) or self.groups.chain(group_id)
+
+    # --- records --------------------------------------------------------------------
+
+    def _records(
+        self, part: GroupPart, work: dict[str, GroupChain], peer_id: str, m: OpenedMessage,
+        group_id: str,
+    ) -> None:  # fmt: skip
+        records = wire.decode_chain(m.plaintext, group_id)
+        held = self._chain(work, group_id)
+        chain = held.copy() if held is not None else GroupChain(records[0])
+        new = [] if held is not None else [records[0]]
+        applied: list[Applied] = []
+        for record in records[len(new) :]:
+            if chain.get(record.hash) is None:
+                applied.append(chain.apply(record))  # a typed error refuses the message
+                new.append(record)
+        if held is None and self.me not in chain.tip.member_ids:
+            raise NotGroupMember(f"records of {group_id}, a group whose members do not include us")
+        released, dropped = self._release(chain, group_id)
+        work[group_id] = chain
+        part.absorbed.append(m.message_id)
+        part.rows += [row for row, _ in released]
+
+        def write() -> None:
+            self.database.mark_seen(m.message_id, peer_id)
+            if new:
+                self.database.save_group(chain.tip, new)
+                self.database.ensure_conversation(group_id, [self.me], chain.tip.name)
+            self.database.drop_held([row.message_id for row, _ in released], unsee=True)
+            self.database.drop_held([d.message_id for d, _ in dropped], unsee=False)
+
+        def after(emit: Callable[[ChatMessage], None]) -> None:
+            self.groups.adopt(chain)
+            self._log_applied(peer_id, held, new, applied)
+            self._tell_losers(chain, applied)
+            for held_message, error in dropped:
+                self._log_dropped(held_message, error)
+            if released:
+                self.groups.log.add(
+                    "group",
+                    f"released {len(released)} held message(s) of {group_id}: their record came",
+                    peer_id=peer_id,
+                    kind="group.released",
+                    message_ids=[row.message_id.hex() for row, _ in released],
+                )
+            for _, message in released:
+                emit(message)
+
+        part.writes.append(write)
+        part.afters.append(after)
+
+    def _release(
+        self, chain: GroupChain, group_id: str
+    ) -> tuple[list[tuple[ReceivedRow, ChatMessage]], list[tuple[HeldMessage, VolliError]]]:
+        """Held messages whose record ``chain`` now holds: admitted, in the senders' order
+        (by time, then counter), or dropped with the reason."""
+        released, dropped = [], []
+        for held in self.database.held_messages(group_id):
+            record = chain.get(held.record_hash)
+            if record is None:
+                continue
+            try:
+                self._admit(chain, record, held.sender, held.recipients)
+                text = decode_body(held.body)
+            except VolliError as exc:
+                dropped.append((held, exc))
+                continue
+            row = ReceivedRow(held.message_id, group_id, held.sender, held.counter,
+                              held.timestamp_ms, held.body)  # fmt: skip
+            message = ChatMessage(held.message_id, group_id, held.sender, "in", text,
+                                  held.timestamp_ms, RECEIVED)  # fmt: skip
+            released.append((row, message))
+        return released, dropped
+
+    # --- messages ---------------------------------------------------------------------
+
+    def _message(
+        self, part: GroupPart, work: dict[str, GroupChain], peer_id: str, m: OpenedMessage,
+        address: wire.GroupAddress,
+    ) -> None:  # fmt: skip
+        group_id = address.group_id
+        chain = self._chain(work, group_id)
+        record = chain.get(address.record_hash) if chain is not None else None
+        if record is None:
+            self._hold(part, peer_id, m, address)
+            return
+        if record.version != address.version:
+            raise BrokenGroupChain(
+                f"{m.conversation_id[:40]}… names {record.short()} as another version"
+            )
+        assert chain is not None
+        self._admit(chain, record, m.sender, m.recipients)
+        text = decode_body(m.plaintext)
+        part.rows.append(
+            ReceivedRow(m.message_id, group_id, m.sender, m.counter, m.timestamp_ms, m.plaintext)
+        )
+        part.messages.append(
+            ChatMessage(m.message_id, group_id, peer_id, "in", text, m.timestamp_ms, RECEIVED)
+        )
+
+    def _admit(
+        self, chain: GroupChain, record: MembershipRecord, sender: str, recipients: tuple[str, ...]
+    ) -> None:
+        """:class:`NotGroupMember` unless this message may be shown (module docstring)."""
+        where = f"{record.group_id} {record.short()}"
+        members = set(record.member_ids)
+        if sender not in members:
+            raise NotGroupMember(f"{sender} sent under {where}, which does not list it")
+        if self.me not in members:
+            raise NotGroupMember(f"{sender} sent to us under {where}, which does not list us")
+        if not set(recipients) <= members:
+            raise NotGroupMember(f"{sender} sealed a message of {where} for non-members")
+        if sender not in chain.tip.member_ids:
+            raise NotGroupMember(
+                f"{sender} is no longer a member ({chain.tip.short()} removed it); its message "
+                f"under {where} is refused"
+            )
+
+    def _hold(
+        self, part: GroupPart, peer_id: str, m: OpenedMessage, address: wire.GroupAddress
+    ) -> None:
+        held = HeldMessage(m.message_id, address.group_id, address.record_hash, m.sender,
+                           m.counter, m.timestamp_ms, m.recipients, m.plaintext)  # fmt: skip
+        part.absorbed.append(m.message_id)
+        part.writes.append(lambda: self.database.hold_group_message(held))
+
+        def after(_emit: Callable[[ChatMessage], None]) -> None:
+            self.groups.log.add(
+                "group",
+                f"held {m.message_id.hex()[:8]}: sent under {address.group_id} "
+                f"v{address.version} {address.record_hash.hex()[:8]}, a record not held yet",
+                peer_id=peer_id,
+                kind="group.held",
+                message_id=m.message_id.hex(),
+                group=address.group_id,
+            )
+            self._ask(peer_id, address.group_id, address.record_hash)
+
+        part.afters.append(after)
+
+    def _ask(self, peer_id: str, group_id: str, record_hash: bytes) -> None:
+        now = self.groups.now()
+        key = (peer_id, record_hash)
+        if now - self._asked.get(key, -FETCH_AGAIN) < FETCH_AGAIN:
+            return
+        self._asked[key] = now
+        self.groups.later(self.groups.fetch(group_id, peer_id, record_hash))
+
+    # --- fetches ----------------------------------------------------------------------
+
+    def _fetch_asked(
+        self, part: GroupPart, work: dict[str, GroupChain], peer_id: str, m: OpenedMessage,
+        group_id: str,
+    ) -> None:  # fmt: skip
+        wanted = wire.decode_fetch(m.plaintext)
+        chain = self._chain(work, group_id)
+        record = chain.get(wanted) if chain is not None else None
+        part.absorbed.append(m.message_id)
+        part.writes.append(lambda: self.database.mark_seen(m.message_id, peer_id))
+
+        def after(_emit: Callable[[ChatMessage], None]) -> None:
+            if chain is None or record is None or peer_id not in record.member_ids:
+                self.groups.log.add(
+                    "group",
+                    f"fetch of {group_id} {wanted.hex()[:8]} not answered: not held, or "
+                    "not for a member of it",
+                    peer_id=peer_id,
+                    kind="group.fetch_refused",
+                )
+                return
+            newest = chain.path()  # the whole way to the current version, if it passes there
+            path = newest if record in newest else chain.path_to(wanted)
+            self.groups.later(self.groups.push(group_id, [peer_id], path))
+
+        part.afters.append(after)
+
+    # --- the event log ------------------------------------------------------------------
+
+    def _log_applied(
+        self, peer_id: str, held: GroupChain | None, new: list[MembershipRecord],
+        applied: list[Applied],
+    ) -> None:  # fmt: skip
+        if not new:
+            return
+        names, log = self.groups.name, self.groups.log
+        tip = applied[-1].tip if applied else new[0]
+        group_id = tip.group_id
+        if held is None:
+            log.add("group", f"joined {tip.name!r} ({group_id} {tip.short()})", peer_id=peer_id,
+                    kind="group.joined", group=group_id, version=tip.version)  # fmt: skip
+        for result in applied:
+            parent = self.groups.chain(group_id)
+            before = parent.get(result.record.prev_hash) if parent else None
+            text = describe_change(before, result.record, names)
+            log.add("group", f"{tip.name!r} {result.record.short()}: {text}", peer_id=peer_id,
+                    kind="group.changed", group=group_id, version=result.record.version,
+                    record=result.record.hash.hex(), moved=result.moved)  # fmt: skip
+            for loser in result.lost:
+                self._log_conflict(result, loser)
+        if self.me not in tip.member_ids and (held is None or self.me in held.tip.member_ids):
+            log.add("group", f"removed from {tip.name!r} at {tip.short()}: no later message "
+                    "reaches us", kind="group.removed", group=group_id)  # fmt: skip
+
+    def _tell_losers(self, chain: GroupChain, applied: list[Applied]) -> None:
+        """A change of ours lost: whoever only it listed (a member it added) has heard of
+        it from us alone, so we send them the winning chain (they end where all do)."""
+        for result in applied:
+            for loser in result.lost:
+                only = set(loser.member_ids) - set(chain.tip.member_ids) - {self.me}
+                if loser.signer == self.me and only:
+                    self.groups.later(self.groups.push(chain.group_id, sorted(only), chain.path()))
+
+    def _log_conflict(self, result: Applied, loser: MembershipRecord) -> None:
+        winner = result.tip
+        names = self.groups.name
+        mine = loser.signer == self.me
+        self.groups.log.add(
+            "error" if mine else "group",
+            f"{'our' if mine else names(loser.signer) + chr(39) + 's'} change {loser.short()} "
+            f"lost to {names(winner.signer)}'s concurrent {winner.short()} (the lower rank "
+            f"wins){': apply it again on top' if mine else ''}",
+            kind="group.conflict",
+            group=loser.group_id,
+            lost=loser.hash.hex(),
+            won=winner.hash.hex(),
+        )
+
+    def _log_dropped(self, held: HeldMessage, error: VolliError) -> None:
+        self.groups.log.add(
+            "error",
+            f"held message {held.message_id.hex()[:8]} refused: {type(error).__name__}: {error}",
+            peer_id=held.sender,
+            kind="group.refused",
+            message_id=held.message_id.hex(),
+        )
+
+
+__all__ = ["GroupPart", "GroupReceiving"]

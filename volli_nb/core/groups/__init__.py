@@ -1,0 +1,1 @@
+"""Groups: signed, hash-chained membership records, and how group traffic names them."""
