@@ -96,11 +96,11 @@ def test_the_schedule_hook_fires_when_a_row_may_be_due_sooner(db: Database) -> N
     assert len(calls) == 3
 
 
-def test_a_received_bundle_is_two_batched_statements(db: Database) -> None:
+def test_a_received_bundle_is_two_multi_row_statements(db: Database) -> None:
     rows = [ReceivedRow(bytes([i]) * 16, "c", "alice", i, 1000 + i, b"hi") for i in range(1, 4)]
     with Statements(db) as ran, db.transaction():
         db.insert_received_many(rows)
-    assert [s.split()[0] for s in ran] == ["BEGIN", *["INSERT"] * 6, "COMMIT"]
+    assert [s.split()[0] for s in ran] == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
     assert [m.counter for m in db.history("c")] == [1, 2, 3]
     assert all(db.seen_by(r.message_id) == "alice" for r in rows)
 

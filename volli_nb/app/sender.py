@@ -8,9 +8,12 @@ messages at once (:meth:`Sender.flush`), not at their retry time.  The retry loo
 until the next due time by the injected clock (at most ``retry_tick``), woken early when
 the queue's schedule changes (a row added, retried, released) or a peer comes online.
 
-One way down: a send resolves its recipients once, writes the message, its counter
-and its outbox rows in one transaction, and attempts the rows as written (nothing is
-read back); statuses are read without opening payloads.
+One way down, in bursts (:mod:`.send_burst`): concurrent ``send_message`` calls share
+one transaction (recipients resolved once, counters, messages and outbox rows written
+in a few multi-row statements, nothing read back), and each call returns once it is
+committed and attempted.  A retry pass, a flush chunk and a sync attempt their rows
+together and count all their failures in one statement; an ACK delivers all its ids in
+one.  Statuses are read without opening payloads, and only when something answered.
 
 The outbox keeps the *plaintext* sealed at rest with the storage key, and every attempt
 seals a fresh envelope under the recipient's live session (the channel's ratchet, see
@@ -37,11 +40,12 @@ from volli_nb.app.flush_progress import FlushProgress
 from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.refusals import REFUSAL_PAUSE, RefusalPolicy
 from volli_nb.app.retry_loop import RetryLoop
+from volli_nb.app.send_burst import SendBursts
 from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base import faults
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import (
-    NotFound,
+    StorageError,
     TransportClosed,
     UnknownPeer,
     UsageError,
@@ -51,15 +55,10 @@ from volli_nb.base.listeners import Listeners
 from volli_nb.core.body import encode_body
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.eventlog import EventLog
-from volli_nb.core.message_id import new_message_id
 from volli_nb.core.store import outbox_away
 from volli_nb.core.store.database import Database
-from volli_nb.core.store.message_queue import (
-    OutgoingMessage,
-    PersistentMessageQueue,
-    QueuedMessage,
-    Status,
-)
+from volli_nb.core.store.message_queue import PersistentMessageQueue, QueuedMessage, Status
+from volli_nb.core.store.outbox_batch import Failure
 from volli_nb.net.events import (
     ClockSkew,
     Delivered,
@@ -72,6 +71,8 @@ from volli_nb.net.events import (
 from volli_nb.net.network_store import NetworkStore
 
 logger = logging.getLogger(__name__)
+
+Handed = set[tuple[str, bytes]]  # (recipient, message id) handed to a channel
 
 MAX_TEXT_BYTES = 12 * 1024 * 1024
 FLUSH_CHUNK = 64  # rows a flush attempts at a time (its progress bar moves per chunk)
@@ -102,6 +103,10 @@ class Sender:
         self._in_flight: dict[tuple[str, bytes], int] = {}
         self._delivered = Listeners[[bytes, str]]("on_delivered handler", logger)
         self.storage = storage if storage is not None else StorageHealth(database, log)
+        self.bursts = SendBursts(
+            database, queue, log, identity.peer_id, clock=clock, resolve=self._recipients,
+            attempt=self._attempt, settle=self._settle,
+        )  # fmt: skip
         self.retries = RetryLoop(
             queue, self._attempt_due, self.storage, clock=clock, tick=retry_tick
         )
@@ -125,6 +130,7 @@ class Sender:
         self.retries.start()
 
     async def stop(self) -> None:
+        await self.bursts.drain()
         await self.retries.stop()
 
     def next_wait(self) -> float:
@@ -136,26 +142,24 @@ class Sender:
         return await self.retries.attempt_due()
 
     async def _attempt_due(self, now: float) -> int:
-        """Rows in flight are skipped before their payload is read; rows for offline peers
-        count a failed attempt in one transaction."""
+        """One retry pass: rows in flight are skipped before their payload is read (the
+        others are read in one statement), and every failure of the pass is counted in
+        one statement."""
         attempted = 0
-        offline = []
+        failures: list[Failure] = []
         due = []
         for row_id, recipient, message_id in self.queue.due_keys(now):
             if (recipient, message_id) in self._in_flight:
                 continue
             attempted += 1
-            if not self.network.is_connected(recipient):
-                offline.append(row_id)
-                continue
-            with contextlib.suppress(NotFound):
-                due.append(self.queue.get(row_id))
-        await self.attempt_rows(due)
-        if offline:
-            with self.database.transaction():
-                for row_id in offline:
-                    self._attempt_failed(row_id, "peer offline")
-            self.storage.succeeded()  # that was a write
+            if self.network.is_connected(recipient):
+                due.append(row_id)
+            else:
+                failures.append(Failure(row_id, message_id, recipient, "peer offline"))
+        try:
+            await self._attempt(self.queue.get_many(due), failures)
+        finally:
+            self._count_failures(failures)
         return attempted
 
     # --- sending ----------------------------------------------------------------
@@ -163,47 +167,34 @@ class Sender:
     async def send_message(
         self, conversation: str, content: str, *, compress: bool = True
     ) -> ChatMessage:
+        """Write the message and attempt it; returns once it is committed (see
+        :mod:`.send_burst`: concurrent calls share one transaction)."""
         body = encode_body(content, compress=compress)
         if len(body) > MAX_TEXT_BYTES:
             raise UsageError(f"message is {len(body)} bytes; the limit is {MAX_TEXT_BYTES}")
+        message, status = await self.bursts.send(conversation, body)
+        return ChatMessage(
+            message.message_id, message.conversation_id, self.peer_id, "out", content,
+            message.timestamp_ms, status,
+        )  # fmt: skip
+
+    def _recipients(self, conversation: str) -> tuple[str, tuple[str, ...]]:
+        """(conversation id, the members a message goes to); each must be a contact: one
+        we cannot seal for is the caller's to fix now."""
         found = self.contacts.find_conversation(conversation)
-        conversation_id, members = found.id, self.contacts.others(found)
-        for member in members:  # a member we cannot seal for is the caller's to fix now
+        members = tuple(self.contacts.others(found))
+        for member in members:
             if self.contacts.contact(member) is None:
                 raise UnknownPeer(f"conversation member {member} is not a contact")
-        message_id = new_message_id(self.peer_id)
-        now_ms = int(self._clock() * 1000)
-        with self.database.transaction():
-            counter = self.database.next_counter(conversation_id)
-            self.database.store_sent(
-                message_id, conversation_id, self.peer_id, counter, now_ms, body
-            )
-            rows = [
-                self.queue.add(
-                    OutgoingMessage(message_id, conversation_id, peer, body, counter),
-                    in_history=True,  # the body just stored: sealed once, pointed at
-                )
-                for peer in members
-            ]
-        self.log.add(
-            "queue",
-            f"queued {message_id.hex()[:8]} for {len(rows)} recipient(s)",
-            kind="message.queued",
-            message_id=message_id.hex(),
-            conversation=conversation_id,
-            recipients=members,
-            bytes=len(body),
-        )
-        settled = None in rows  # a fresh id makes fresh rows, unless a member is listed twice
-        written = [row for row in rows if row is not None]
-        await self.attempt_rows(written)
-        settled = settled or any((r.recipient, message_id) not in self._in_flight for r in written)
-        # Rows still in flight (or failed once) are pending: read only if something answered.
-        statuses = set(self.delivery_status(message_id).values()) if settled else {"pending"}
-        status = overall_status(statuses, none="mixed")
-        return ChatMessage(
-            message_id, conversation_id, self.peer_id, "out", content, now_ms, status
-        )
+        return found.id, members
+
+    def _settle(self, message_id: bytes, rows: list[QueuedMessage], handed: Handed) -> str:
+        """A fresh message's status after its first attempt: pending, unless a row handed
+        to a channel was answered meanwhile (only then are the statuses read)."""
+        keys = [(row.recipient, message_id) for row in rows]
+        if not any(key in handed and key not in self._in_flight for key in keys):
+            return "pending"
+        return overall_status(set(self.delivery_status(message_id).values()), none="mixed")
 
     async def attempt(self, row: QueuedMessage) -> bool:
         """One delivery attempt of one row (see :meth:`attempt_rows`)."""
@@ -211,17 +202,29 @@ class Sender:
 
     async def attempt_rows(self, rows: list[QueuedMessage]) -> int:
         """Delivery attempts for a burst of rows: each message sealed once, under the live
-        sessions of the recipients attempted now, and handed to each of their channels.
-        How many were handed over."""
-        sent = 0
+        sessions of the recipients attempted now, and handed to each of their channels;
+        the failures counted in one statement.  How many were handed over."""
+        return len(await self._attempt(rows))
+
+    async def _attempt(
+        self, rows: list[QueuedMessage], failures: list[Failure] | None = None
+    ) -> Handed:
+        """:meth:`attempt_rows`; failures go to ``failures`` if given (the caller counts
+        them), else are counted here.  The (recipient, message id) handed over."""
+        failed: list[Failure] = [] if failures is None else failures
+        handed: Handed = set()
         by_message: dict[bytes, list[QueuedMessage]] = {}
         for row in rows:
             by_message.setdefault(row.message_id, []).append(row)
-        for group in by_message.values():
-            sent += await self._attempt_message(group)
-        return sent
+        try:
+            for group in by_message.values():
+                handed |= await self._attempt_message(group, failed)
+        finally:
+            if failures is None:
+                self._count_failures(failed)
+        return handed
 
-    async def _attempt_message(self, rows: list[QueuedMessage]) -> int:
+    async def _attempt_message(self, rows: list[QueuedMessage], failed: list[Failure]) -> Handed:
         ready = []
         for row in rows:
             if (row.recipient, row.message_id) in self._in_flight:
@@ -229,9 +232,9 @@ class Sender:
             if self.network.is_connected(row.recipient) and row.recipient in self.sessions:
                 ready.append(row)
             else:
-                self._attempt_failed(row.id, "peer offline")
+                failed.append(Failure(row.id, row.message_id, row.recipient, "peer offline"))
         if not ready:
-            return 0
+            return set()
         first = ready[0]
         for row in ready:
             self.network.trace.sealing(row.recipient, row.message_id, len(row.payload))
@@ -246,10 +249,10 @@ class Sender:
             )
         except VolliError as exc:
             for row in ready:
-                self._failed(row, exc)
-            return 0
+                self._failed(row, exc, failed)
+            return set()
         faults.reach("sealed")  # a crash test may die here: sealed, not yet handed over
-        sent = 0
+        handed: Handed = set()
         for row in ready:
             key = (row.recipient, row.message_id)
             self._in_flight[key] = row.id
@@ -257,9 +260,9 @@ class Sender:
                 await self.network.send_sealed(row.recipient, sessions[row.recipient], sealed)
             except VolliError as exc:  # closed, or its session replaced: tried again later
                 self._in_flight.pop(key, None)
-                self._failed(row, exc)
+                self._failed(row, exc, failed)
                 continue
-            sent += 1
+            handed.add(key)
             self.log.add(
                 "message",
                 f"sent {row.message_id.hex()[:8]}",
@@ -269,16 +272,23 @@ class Sender:
                 bytes=len(sealed.envelope),
                 attempt=row.attempts + 1,
             )
-        return sent
+        return handed
 
-    def _failed(self, row: QueuedMessage, exc: VolliError) -> None:
+    def _failed(self, row: QueuedMessage, exc: VolliError, failed: list[Failure]) -> None:
         self.network.trace.gave_up(row.recipient, row.message_id, str(exc))
-        self._attempt_failed(row.id, f"{type(exc).__name__}: {exc}")
+        reason = f"{type(exc).__name__}: {exc}"
+        failed.append(Failure(row.id, row.message_id, row.recipient, reason))
 
-    def _attempt_failed(self, row_id: int, reason: str) -> None:
-        """Count a failed attempt, unless an ACK (or a discard) settled the row meanwhile."""
-        with contextlib.suppress(UsageError, NotFound):
-            self.queue.mark_failed(row_id, reason)
+    def _count_failures(self, failures: list[Failure]) -> None:
+        """One statement for a pass's failed attempts; a failed write is a storage state."""
+        if not failures:
+            return
+        try:
+            self.queue.fail_many(failures)
+        except StorageError as exc:
+            self.storage.failed(exc)
+            return
+        self.storage.succeeded()
 
     async def sync_messages(self) -> SyncReport:
         """Every pending message to a connected peer goes out now."""
@@ -366,12 +376,9 @@ class Sender:
             self.refusals.clock_reading(event)
 
     def _acknowledged(self, event: Delivered) -> None:
-        newly = []
-        with self.database.transaction():  # one commit for every id the ACK covers
-            for message_id in event.message_ids:
-                self._in_flight.pop((event.peer_id, message_id), None)
-                if self.queue.acknowledge(message_id, event.peer_id):
-                    newly.append(message_id)
+        for message_id in event.message_ids:
+            self._in_flight.pop((event.peer_id, message_id), None)
+        newly = self.queue.acknowledge_many(event.message_ids, event.peer_id)  # one statement
         for message_id in newly:
             self.log.add(
                 "queue",
