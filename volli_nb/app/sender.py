@@ -52,7 +52,7 @@ from volli_nb.base.errors import (
     VolliError,
 )
 from volli_nb.base.listeners import Listeners
-from volli_nb.core.body import encode_body
+from volli_nb.core.body import encode_body, wire_body
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.store import outbox_away
@@ -245,7 +245,7 @@ class Sender:
                 message_id=first.message_id,
                 counter=first.counter,
                 timestamp_ms=int(self._clock() * 1000),
-                plaintext=first.payload,
+                plaintext=wire_body(first.payload),  # a row queued before protocol 3: v2 now
             )
         except VolliError as exc:
             for row in ready:
