@@ -75,7 +75,7 @@ logger = logging.getLogger(__name__)
 Handed = set[tuple[str, bytes]]  # (recipient, message id) handed to a channel
 
 MAX_TEXT_BYTES = 12 * 1024 * 1024
-FLUSH_CHUNK = 64  # rows a flush attempts at a time (its progress bar moves per chunk)
+FLUSH_CHUNK = 64  # rows attempted between turns of the loop (a flush's progress moves per chunk)
 
 
 class Sender:
@@ -101,6 +101,8 @@ class Sender:
         self.sessions = sessions
         self._clock = clock
         self._in_flight: dict[tuple[str, bytes], int] = {}
+        self._claimed: Handed = set()  # rows a burst, a sync or a flush is attempting now
+        self._flushing: dict[str, int] = {}  # peers whose backlog a flush is sending
         self._delivered = Listeners[[bytes, str]]("on_delivered handler", logger)
         self.storage = storage if storage is not None else StorageHealth(database, log)
         self.bursts = SendBursts(
@@ -149,8 +151,9 @@ class Sender:
         failures: list[Failure] = []
         due = []
         for row_id, recipient, message_id in self.queue.due_keys(now):
-            if (recipient, message_id) in self._in_flight:
-                continue
+            key = (recipient, message_id)
+            if key in self._in_flight or key in self._claimed or recipient in self._flushing:
+                continue  # attempted already, or by a burst or a flush under way
             attempted += 1
             if self.network.is_connected(recipient):
                 due.append(row_id)
@@ -214,12 +217,20 @@ class Sender:
         failed: list[Failure] = [] if failures is None else failures
         handed: Handed = set()
         by_message: dict[bytes, list[QueuedMessage]] = {}
+        claimed = {(row.recipient, row.message_id) for row in rows} - self._claimed
+        self._claimed |= claimed  # the retry loop leaves them to us
         for row in rows:
             by_message.setdefault(row.message_id, []).append(row)
         try:
+            since_yield = 0
             for group in by_message.values():
                 handed |= await self._attempt_message(group, failed)
+                since_yield += len(group)
+                if since_yield >= FLUSH_CHUNK:  # the channel sends what is sealed so far,
+                    since_yield = 0  # while we seal the rest: both sides work at once
+                    await asyncio.sleep(0)
         finally:
+            self._claimed -= claimed
             if failures is None:
                 self._count_failures(failed)
         return handed
@@ -308,24 +319,41 @@ class Sender:
         sent = await self.attempt_rows(ready)
         return SyncReport(sent, len(self._in_flight), waiting, stuck)
 
+    async def _flushed(self, peer_id: str) -> None:
+        """:meth:`flush`, for a peer already counted as flushing."""
+        try:
+            await self._flush(peer_id)
+        finally:
+            self._flushing[peer_id] -= 1
+            if not self._flushing[peer_id]:
+                del self._flushing[peer_id]
+
     async def flush(self, peer_id: str) -> None:
-        """A peer came online: its pending messages go out at once, not at their retry time."""
-        rows = [r for r in self.queue.for_recipient(peer_id) if r.status == Status.PENDING]
+        """A peer came online: its pending messages go out at once, not at their retry time.
+
+        A chunk at a time, read (one statement), attempted (its failures one statement)
+        and left to the channel while the next is sealed, so the peer starts storing the
+        first while we seal the rest; the retry loop leaves this peer's rows alone."""
+        self._flushing[peer_id] = self._flushing.get(peer_id, 0) + 1
+        await self._flushed(peer_id)
+
+    async def _flush(self, peer_id: str) -> None:
+        keys = self.queue.pending_keys(peer_id)
         progress = FlushProgress.maybe(
             self.network.progress,
             peer_id,
             self.contacts.display_name(peer_id),
-            [r.message_id for r in rows],
+            [message_id for _, message_id in keys],
             self.network.on_event,
         )
-        for start in range(0, len(rows), FLUSH_CHUNK):
-            chunk = rows[start : start + FLUSH_CHUNK]
-            await self.attempt_rows(chunk)
+        for start in range(0, len(keys), FLUSH_CHUNK):
+            chunk = [row_id for row_id, _ in keys[start : start + FLUSH_CHUNK]]
+            rows = [r for r in self.queue.get_many(chunk) if r.status == Status.PENDING]
+            await self.attempt_rows(rows)
             if progress is not None:
-                for _ in chunk:
-                    progress.sent()
-        if rows:
-            self.log.add("queue", f"flushed {len(rows)} pending message(s)", peer_id=peer_id)
+                progress.sent(len(chunk))
+        if keys:
+            self.log.add("queue", f"flushed {len(keys)} pending message(s)", peer_id=peer_id)
 
     # --- delivery ---------------------------------------------------------------
 
@@ -363,8 +391,9 @@ class Sender:
                 with contextlib.suppress(VolliError):
                     self.queue.mark_failed(row_id, event.reason)
         elif isinstance(event, PeerOnline):
-            self.retries.wake_up()
-            asyncio.get_running_loop().create_task(self.flush(event.peer_id))
+            self._flushing[event.peer_id] = self._flushing.get(event.peer_id, 0) + 1  # at once:
+            asyncio.get_running_loop().create_task(self._flushed(event.peer_id))  # the retry
+            self.retries.wake_up()  # loop's next pass leaves this peer's rows to the flush
             outbox_away.release_returned(self.queue, event.peer_id)  # before flush reads
         elif isinstance(event, PeerOffline):
             self.log.add("queue", f"{event.peer_id} offline: messages wait in the outbox")

@@ -199,6 +199,15 @@ class PersistentMessageQueue:
         """Pending (not stuck) rows for one peer: what to flush when it comes online."""
         return self._select("status = ? AND recipient = ?", (Status.PENDING, peer_id))
 
+    def pending_keys(self, peer_id: str) -> list[tuple[int, bytes]]:
+        """``(row id, message id)`` of one peer's pending rows, oldest first, no payload
+        opened: a flush reads them a chunk at a time (:meth:`get_many`)."""
+        rows = self.db.fetch(
+            "SELECT id, message_id FROM outbox WHERE status = ? AND recipient = ? ORDER BY id",
+            (Status.PENDING, peer_id),
+        )
+        return [(int(r["id"]), bytes.fromhex(r["message_id"])) for r in rows]
+
     def for_message(self, message_id: bytes) -> list[QueuedMessage]:
         """Every row of one message, any state: its delivery status per recipient."""
         return self._select("message_id = ?", (message_id.hex(),))
