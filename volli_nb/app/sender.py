@@ -16,12 +16,9 @@ together and count all their failures in one statement; an ACK delivers all its 
 one.  Statuses are read without opening payloads, and only when something answered.
 
 The outbox keeps the *plaintext* sealed at rest with the storage key, and every attempt
-seals a fresh envelope under the recipient's live session (the channel's ratchet, see
-:mod:`.peer_sessions`) with the same message id, so the receiver deduplicates.  Only the
-recipients attempted now are sealed for (sealing for an offline member would advance its
-chain for nothing), and a burst seals each message once for all of them: one body, a key
-wrap per member.  An envelope whose session ended before it left is discarded, never
-sent (:class:`~volli_nb.core.protocol.session.StaleSession`); the row is tried again.
+(:mod:`.attempts`) seals a fresh envelope under the recipients' live sessions (the
+channels' ratchets, see :mod:`.peer_sessions`) with the same message id, so the receiver
+deduplicates.
 
 A signed refusal from the recipient is not a failed attempt: :mod:`.refusals` holds or
 pauses the row and says why, and clock readings release held rows.
@@ -34,6 +31,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from volli_nb.app.attempts import FLUSH_CHUNK, Attempts, Handed
 from volli_nb.app.chat import ChatMessage, SyncReport, overall_status
 from volli_nb.app.contacts import ContactBook
 from volli_nb.app.flush_progress import FlushProgress
@@ -42,17 +40,15 @@ from volli_nb.app.refusals import REFUSAL_PAUSE, RefusalPolicy
 from volli_nb.app.retry_loop import RetryLoop
 from volli_nb.app.send_burst import SendBursts
 from volli_nb.app.storage_health import StorageHealth
-from volli_nb.base import faults
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import (
-    StorageError,
     TransportClosed,
     UnknownPeer,
     UsageError,
     VolliError,
 )
 from volli_nb.base.listeners import Listeners
-from volli_nb.core.body import encode_body, wire_body
+from volli_nb.core.body import encode_body
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.store import outbox_away
@@ -72,10 +68,7 @@ from volli_nb.net.network_store import NetworkStore
 
 logger = logging.getLogger(__name__)
 
-Handed = set[tuple[str, bytes]]  # (recipient, message id) handed to a channel
-
 MAX_TEXT_BYTES = 12 * 1024 * 1024
-FLUSH_CHUNK = 64  # rows attempted between turns of the loop (a flush's progress moves per chunk)
 
 
 class Sender:
@@ -100,14 +93,14 @@ class Sender:
         self.network, self.contacts, self.log = network, contacts, log
         self.sessions = sessions
         self._clock = clock
-        self._in_flight: dict[tuple[str, bytes], int] = {}
-        self._claimed: Handed = set()  # rows a burst, a sync or a flush is attempting now
         self._flushing: dict[str, int] = {}  # peers whose backlog a flush is sending
         self._delivered = Listeners[[bytes, str]]("on_delivered handler", logger)
         self.storage = storage if storage is not None else StorageHealth(database, log)
+        self.attempts = Attempts(queue, network, sessions, log, self.storage, clock=clock)
+        self._in_flight = self.attempts.in_flight  # handed over, not answered yet
         self.bursts = SendBursts(
             database, queue, log, identity.peer_id, clock=clock, resolve=self._recipients,
-            attempt=self._attempt, settle=self._settle,
+            attempt=self.attempts.rows, settle=self._settle,
         )  # fmt: skip
         self.retries = RetryLoop(
             queue, self._attempt_due, self.storage, clock=clock, tick=retry_tick
@@ -152,7 +145,7 @@ class Sender:
         due = []
         for row_id, recipient, message_id in self.queue.due_keys(now):
             key = (recipient, message_id)
-            if key in self._in_flight or key in self._claimed or recipient in self._flushing:
+            if self.attempts.busy(key) or recipient in self._flushing:
                 continue  # attempted already, or by a burst or a flush under way
             attempted += 1
             if self.network.is_connected(recipient):
@@ -160,9 +153,9 @@ class Sender:
             else:
                 failures.append(Failure(row_id, message_id, recipient, "peer offline"))
         try:
-            await self._attempt(self.queue.get_many(due), failures)
+            await self.attempts.rows(self.queue.get_many(due), failures)
         finally:
-            self._count_failures(failures)
+            self.attempts.count_failures(failures)
         return attempted
 
     # --- sending ----------------------------------------------------------------
@@ -207,99 +200,7 @@ class Sender:
         """Delivery attempts for a burst of rows: each message sealed once, under the live
         sessions of the recipients attempted now, and handed to each of their channels;
         the failures counted in one statement.  How many were handed over."""
-        return len(await self._attempt(rows))
-
-    async def _attempt(
-        self, rows: list[QueuedMessage], failures: list[Failure] | None = None
-    ) -> Handed:
-        """:meth:`attempt_rows`; failures go to ``failures`` if given (the caller counts
-        them), else are counted here.  The (recipient, message id) handed over."""
-        failed: list[Failure] = [] if failures is None else failures
-        handed: Handed = set()
-        by_message: dict[bytes, list[QueuedMessage]] = {}
-        claimed = {(row.recipient, row.message_id) for row in rows} - self._claimed
-        self._claimed |= claimed  # the retry loop leaves them to us
-        for row in rows:
-            by_message.setdefault(row.message_id, []).append(row)
-        try:
-            since_yield = 0
-            for group in by_message.values():
-                handed |= await self._attempt_message(group, failed)
-                since_yield += len(group)
-                if since_yield >= FLUSH_CHUNK:  # the channel sends what is sealed so far,
-                    since_yield = 0  # while we seal the rest: both sides work at once
-                    await asyncio.sleep(0)
-        finally:
-            self._claimed -= claimed
-            if failures is None:
-                self._count_failures(failed)
-        return handed
-
-    async def _attempt_message(self, rows: list[QueuedMessage], failed: list[Failure]) -> Handed:
-        ready = []
-        for row in rows:
-            if (row.recipient, row.message_id) in self._in_flight:
-                continue
-            if self.network.is_connected(row.recipient) and row.recipient in self.sessions:
-                ready.append(row)
-            else:
-                failed.append(Failure(row.id, row.message_id, row.recipient, "peer offline"))
-        if not ready:
-            return set()
-        first = ready[0]
-        for row in ready:
-            self.network.trace.sealing(row.recipient, row.message_id, len(row.payload))
-        try:
-            sealed, sessions = self.sessions.seal(
-                [row.recipient for row in ready],
-                conversation_id=first.conversation_id,
-                message_id=first.message_id,
-                counter=first.counter,
-                timestamp_ms=int(self._clock() * 1000),
-                plaintext=wire_body(first.payload),  # a row queued before protocol 3: v2 now
-            )
-        except VolliError as exc:
-            for row in ready:
-                self._failed(row, exc, failed)
-            return set()
-        faults.reach("sealed")  # a crash test may die here: sealed, not yet handed over
-        handed: Handed = set()
-        for row in ready:
-            key = (row.recipient, row.message_id)
-            self._in_flight[key] = row.id
-            try:
-                await self.network.send_sealed(row.recipient, sessions[row.recipient], sealed)
-            except VolliError as exc:  # closed, or its session replaced: tried again later
-                self._in_flight.pop(key, None)
-                self._failed(row, exc, failed)
-                continue
-            handed.add(key)
-            self.log.add(
-                "message",
-                f"sent {row.message_id.hex()[:8]}",
-                peer_id=row.recipient,
-                kind="message.sent",
-                message_id=row.message_id.hex(),
-                bytes=len(sealed.envelope),
-                attempt=row.attempts + 1,
-            )
-        return handed
-
-    def _failed(self, row: QueuedMessage, exc: VolliError, failed: list[Failure]) -> None:
-        self.network.trace.gave_up(row.recipient, row.message_id, str(exc))
-        reason = f"{type(exc).__name__}: {exc}"
-        failed.append(Failure(row.id, row.message_id, row.recipient, reason))
-
-    def _count_failures(self, failures: list[Failure]) -> None:
-        """One statement for a pass's failed attempts; a failed write is a storage state."""
-        if not failures:
-            return
-        try:
-            self.queue.fail_many(failures)
-        except StorageError as exc:
-            self.storage.failed(exc)
-            return
-        self.storage.succeeded()
+        return len(await self.attempts.rows(rows))
 
     async def sync_messages(self) -> SyncReport:
         """Every pending message to a connected peer goes out now."""
