@@ -7,20 +7,57 @@ import zlib
 
 import pytest
 
-from volli_nb.base.errors import MalformedEnvelope, OversizedInput
-from volli_nb.core.body import COMPRESS_MIN, check_body, decode_body, encode_body, is_compressed
+from volli_nb.base.errors import MalformedBody, MalformedEnvelope, OversizedInput, UsageError
+from volli_nb.core.body import (
+    COMPRESS_MIN,
+    check_body,
+    decode_body,
+    encode_body,
+    is_compressed,
+    is_legacy,
+    wire_body,
+)
 from volli_nb.lab import static_key_envelope as envelope
 
 
-def deflate(data: bytes) -> bytes:
+def deflate(data: bytes, prefix: bytes = b"\x00z") -> bytes:
     packer = zlib.compressobj(9, zlib.DEFLATED, -15)
-    return b"\x00z" + packer.compress(data) + packer.flush()
+    return prefix + packer.compress(data) + packer.flush()
 
 
-def test_short_texts_stay_plain_json() -> None:
-    body = encode_body("hello")
-    assert json.loads(body) == {"type": "text", "text": "hello"}
-    assert decode_body(body) == "hello"
+def v1(text: str) -> bytes:
+    """A version-1 body, as history stored before protocol 3 holds it."""
+    return json.dumps({"type": "text", "text": text}, separators=(",", ":")).encode()
+
+
+def test_a_short_text_is_a_kind_byte_and_its_utf8() -> None:
+    body = encode_body("héllo")
+    assert body == b"\x01" + "héllo".encode() and not is_legacy(body)
+    assert decode_body(body, legacy=False) == "héllo"
+    assert len(encode_body("x" * 126)) + 1 <= 128  # a 126-character line: the first bucket
+    assert decode_body(b"\x01") == ""
+
+
+def test_version_1_bodies_still_read_and_are_sent_as_version_2() -> None:
+    old, packed = v1("from before"), deflate(v1("the same line\n" * 2000))
+    assert is_legacy(old) and is_legacy(packed)
+    assert decode_body(old) == "from before"  # stored history reads
+    assert decode_body(packed) == "the same line\n" * 2000
+    assert wire_body(old) == encode_body("from before")  # a queued row goes out as v2
+    assert wire_body(packed) == encode_body("the same line\n" * 2000)
+    assert is_compressed(wire_body(packed))
+    body = encode_body("new")
+    assert wire_body(body) is body
+    for legacy in (old, packed):
+        with pytest.raises(MalformedBody, match="upgrade both sides"):
+            decode_body(legacy, legacy=False)  # the wire carries version 2 only
+
+
+def test_text_that_is_not_unicode_is_the_callers_to_fix() -> None:
+    with pytest.raises(UsageError, match="lone surrogate"):
+        encode_body("half a pair \ud800")
+    with pytest.raises(MalformedBody, match="UTF-8"):
+        decode_body(b"\x01\xff\xfe")
 
 
 def test_a_large_repetitive_text_is_deflated_into_a_smaller_bucket() -> None:
@@ -41,8 +78,9 @@ def test_compression_is_skipped_when_it_would_not_change_the_bucket() -> None:
     assert not is_compressed(encode_body(text))  # deflates to ~75 %: still the 8 KiB bucket
 
 
-def test_a_decompression_bomb_is_refused_without_inflating_it_all() -> None:
-    bomb = deflate(b"{" + b" " * (64 * 1024 * 1024))
+@pytest.mark.parametrize("prefix", [b"\x00z", b"\x02"])
+def test_a_decompression_bomb_is_refused_without_inflating_it_all(prefix: bytes) -> None:
+    bomb = deflate(b"{" + b" " * (64 * 1024 * 1024), prefix)
     with pytest.raises(OversizedInput):
         check_body(bomb)
 
@@ -54,6 +92,8 @@ def test_a_decompression_bomb_is_refused_without_inflating_it_all() -> None:
         deflate(b'{"type":"text","text":"cut"}')[:-3],
         deflate(b'{"type":"text","text":"x"}') + b"trailing",
         deflate(b"\xff\xfe not utf-8"),
+        b"\x02" + b"not deflate at all",
+        deflate(b"cut short", b"\x02")[:-3],
     ],
 )
 def test_broken_compressed_bodies_get_a_typed_error(body: bytes) -> None:

@@ -26,7 +26,8 @@ def test_a_burst_of_small_messages_shares_frames_and_acks(tmp_path: Path) -> Non
             got: list[str] = []
             bob.on_message(lambda m: got.append(m.text))
             texts = [f"message {i:03d} " + "x" * 90 for i in range(60)]
-            sent = [await alice.send_message(bob.peer_id, t) for t in texts]
+            sends = [alice.send_message(bob.peer_id, t) for t in texts]
+            sent = await asyncio.gather(*sends)  # a burst: concurrent calls
             async with asyncio.timeout(20):
                 for message in sent:
                     await alice.wait_delivered(message.message_id)

@@ -7,14 +7,20 @@ deterministic, and each bound below is derived from what the path must write.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import nacl.bindings
+import nacl.utils
 import pytest
 from netutil import open_store, pair
 
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.clock import VirtualClock
 from volli_nb.base.errors import StorageError, TamperedRow
+from volli_nb.core.crypto import primitives
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.store.database import KDF_MIN, Database
 from volli_nb.core.store.history import ReceivedRow
@@ -96,11 +102,11 @@ def test_the_schedule_hook_fires_when_a_row_may_be_due_sooner(db: Database) -> N
     assert len(calls) == 3
 
 
-def test_a_received_bundle_is_two_batched_statements(db: Database) -> None:
+def test_a_received_bundle_is_two_multi_row_statements(db: Database) -> None:
     rows = [ReceivedRow(bytes([i]) * 16, "c", "alice", i, 1000 + i, b"hi") for i in range(1, 4)]
     with Statements(db) as ran, db.transaction():
         db.insert_received_many(rows)
-    assert [s.split()[0] for s in ran] == ["BEGIN", *["INSERT"] * 6, "COMMIT"]
+    assert [s.split()[0] for s in ran] == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
     assert [m.counter for m in db.history("c")] == [1, 2, 3]
     assert all(db.seen_by(r.message_id) == "alice" for r in rows)
 
@@ -175,3 +181,92 @@ def test_a_received_message_costs_three_statements(tmp_path: Path) -> None:
             await asyncio.gather(alice.close(), bob.close())
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+class Sodium:
+    """Counts every libsodium call volli_nb makes: all go through ``primitives``, by
+    PyNaCl's cffi handle (``_lib``), its bindings, or its random generator."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: Counter[str] = Counter()
+        monkeypatch.setattr(primitives, "_lib", self._counting(primitives._lib))
+        monkeypatch.setattr(nacl, "bindings", self._counting(nacl.bindings))
+        monkeypatch.setattr(nacl.utils, "random", self._wrap("random", nacl.utils.random))
+
+    def _wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return function(*args, **kwargs)
+
+        return counted
+
+    def _counting(self, target: Any) -> Any:
+        sodium = self
+
+        class Proxy:
+            def __getattr__(self, name: str) -> Any:
+                value = getattr(target, name)
+                return sodium._wrap(name, value) if callable(value) else value
+
+        return Proxy()
+
+
+@pytest.mark.network
+@pytest.mark.clean_link("counts a burst's frames")
+def test_a_burst_of_1000_costs_a_few_statements_and_ten_sodium_calls_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The regression bound of issue 24, in counts (never in time).  A burst of 1,000
+    100-byte messages, both sides together.  SQL: per burst the sender's reads (the
+    conversation and its contact, twice each), BEGIN, the counters, the largest outbox id,
+    two multi-row INSERTs per 500 rows, COMMIT; per ACK one UPDATE; per received frame the
+    seen-set read, BEGIN, two INSERTs, COMMIT; once the receiver's conversation check.
+    libsodium: per message at the sender a random id, a random content key, the body's
+    AEAD, the key wrap's AEAD, and the stored body's nonce and AEAD; at the receiver the
+    wrap's and the body's AEAD and the stored body's nonce and AEAD; per frame one
+    signature and one verification each way (the bundle, its ACK)."""
+
+    async def main() -> None:
+        alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+        try:
+            await pair(alice, bob)
+            await asyncio.gather(alice.sender.stop(), bob.sender.stop())  # no retry passes
+            warm = await alice.send_message(bob.peer_id, "conversations exist now")
+            await alice.wait_delivered(warm.message_id)
+            n, done, delivered = 1000, asyncio.Event(), set[bytes]()
+            a0 = alice.network_store.session_stats(bob.peer_id)
+            b0 = bob.network_store.session_stats(alice.peer_id)
+            assert a0 is not None and b0 is not None
+            acks, bundles = a0.acks_in, b0.bundles_in
+
+            def on_delivered(message_id: bytes, _peer: str) -> None:
+                delivered.add(message_id)
+                if len(delivered) == n:
+                    done.set()
+
+            alice.on_delivered(on_delivered)
+            sodium = Sodium(monkeypatch)
+            with Statements(alice.database) as sent_sql, Statements(bob.database) as got_sql:
+                texts = [f"{i:04d} " + "y" * 95 for i in range(n)]
+                await asyncio.gather(*(alice.send_message(bob.peer_id, t) for t in texts))
+                await asyncio.wait_for(done.wait(), 60)
+            monkeypatch.undo()
+            acks, frames = a0.acks_in - acks, b0.bundles_in - bundles
+            assert frames <= n // 64 + 2  # bundles of 64 or more: the sender yields per 64
+            assert len(sent_sql) <= 4 + 8 + acks, sent_sql[:14]
+            assert len(got_sql) <= 5 * frames, got_sql[:12]
+            per_message = (len(sent_sql) + len(got_sql)) / n
+            assert per_message <= 0.15, per_message  # the aim was 3
+            random = sodium.calls["random"]  # ids, content keys, both stored bodies' nonces,
+            assert 4 * n <= random <= 4 * n + 10  # and now and then a heartbeat's nonce
+            aead = "crypto_aead_xchacha20poly1305_ietf_"
+            assert sodium.calls[aead + "encrypt"] == 3 * n + n, sodium.calls  # the body, the
+            assert sodium.calls[aead + "decrypt"] == 2 * n  # wrap, both stored; opened: 2
+            signed = sodium.calls["crypto_sign"] + sodium.calls["crypto_sign_open"]
+            assert signed <= 2 * (frames + acks)
+            assert sum(sodium.calls.values()) <= 10 * n + 10 + 2 * (frames + acks), sodium.calls
+            assert len(bob.history(alice.peer_id)) == n + 1
+        finally:
+            await asyncio.gather(alice.close(), bob.close())
+
+    asyncio.run(asyncio.wait_for(main(), 120))

@@ -61,7 +61,7 @@ def craft(
     sender: MessagesStore,
     to: MessagesStore,
     conversation_id: str,
-    plaintext: bytes = b'{"type":"text","text":"crafted"}',
+    plaintext: bytes = b"\x01crafted",  # a text body (version 2)
     message_id: bytes | None = None,
     also: Sequence[Identity] = (),
 ) -> tuple[bytes, Sealed]:
@@ -196,6 +196,8 @@ def test_a_body_that_inflates_to_deep_json_is_refused_and_history_survives(
                 craft(mallory, bob, ours, nested_json_bomb()),
                 craft(mallory, bob, ours, b'{"type":"text","text":1}'),
                 craft(mallory, bob, ours, b'{"type":"html","text":"x"}'),
+                craft(mallory, bob, ours, b"\x01\xff\xfe not UTF-8"),
+                craft(mallory, bob, ours, b"\x03 an unknown kind"),
             ]
             for _, sealed in bad:
                 await send(mallory, bob, sealed)

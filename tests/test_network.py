@@ -201,7 +201,7 @@ def test_protocol_errors_are_the_typed_ones() -> None:
     # The classes the live test above looks for in the log.
     assert issubclass(MalformedFrame, Exception) and issubclass(OversizedInput, Exception)
     assert issubclass(UnknownPeer, Exception) and issubclass(ChannelBindingFailed, Exception)
-    assert frames.PROTOCOL_VERSION == 2
+    assert frames.PROTOCOL_VERSION == 3
 
 
 def test_unknown_peer_cannot_answer(tmp_path: Path) -> None:

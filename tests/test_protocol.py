@@ -48,7 +48,7 @@ def test_every_frame_type_round_trips() -> None:
         f.make_pong(b"87654321"),
         f.make_bye("done ✓"),
         refuse,
-        *ch.make_chunks(b"\x02\x04" + bytes(16), 9, 20),
+        *ch.make_chunks(b"\x03\x04" + bytes(16), 9, 20),
     ]
     kinds = [f.HELLO, f.BUNDLE, f.ACK, f.PING, f.PONG, f.BYE, f.REFUSE, f.CHUNK]
     assert [s[1] for s in samples[:8]] == kinds
@@ -100,18 +100,18 @@ def test_bye_reason_is_cut_on_a_character_boundary() -> None:
         (b"\x02", MalformedFrame),
         (b"\x01\x02" + bytes(20), MalformedFrame),  # version 1: upgrade both sides
         (b"\x02\x63abc", MalformedFrame),  # unknown type
-        (b"\x02\x02" + bytes(8), MalformedFrame),  # BUNDLE: a tag and no bundle
-        (b"\x02\x02" + bytes(8) + b"\x02\x00", MalformedEnvelope),  # a bundle of none
-        (b"\x02\x01" + bytes(288), MalformedFrame),  # HELLO one byte short
-        (b"\x02\x04", MalformedFrame),  # PING without a nonce
-        (b"\x02\x05" + bytes(9), MalformedFrame),  # PONG with a 9-byte nonce
-        (b"\x02\x06\xff\xfe", MalformedFrame),  # BYE not UTF-8
-        (b"\x02\x06" + b"x" * 1025, MalformedFrame),
-        (b"\x02\x07" + bytes(9), MalformedFrame),  # CHUNK without data
-        (b"\x02\x07" + bytes(8) + b"\x02z", MalformedFrame),  # final flag 2
-        (b"\x02\x03" + bytes(22), MalformedFrame),  # ACK of no ids
-        (b"\x02\x03" + b" " * (70 * 1024), OversizedInput),
-        ("\x02\x02text", MalformedFrame),
+        (b"\x03\x02" + bytes(8), MalformedFrame),  # BUNDLE: a tag and no bundle
+        (b"\x03\x02" + bytes(8) + b"\x02\x00", MalformedEnvelope),  # a bundle of none
+        (b"\x03\x01" + bytes(288), MalformedFrame),  # HELLO one byte short
+        (b"\x03\x04", MalformedFrame),  # PING without a nonce
+        (b"\x03\x05" + bytes(9), MalformedFrame),  # PONG with a 9-byte nonce
+        (b"\x03\x06\xff\xfe", MalformedFrame),  # BYE not UTF-8
+        (b"\x03\x06" + b"x" * 1025, MalformedFrame),
+        (b"\x03\x07" + bytes(9), MalformedFrame),  # CHUNK without data
+        (b"\x03\x07" + bytes(8) + b"\x02z", MalformedFrame),  # final flag 2
+        (b"\x03\x03" + bytes(22), MalformedFrame),  # ACK of no ids
+        (b"\x03\x03" + b" " * (70 * 1024), OversizedInput),
+        ("\x03\x02text", MalformedFrame),
     ],
 )
 def test_malformed_frames_raise_typed_errors(data: bytes, error: type[Exception]) -> None:
@@ -391,12 +391,12 @@ def test_ten_megabyte_envelope_is_chunked_and_reassembled() -> None:
 
 def test_reassembly_caps_are_oversized_input() -> None:
     _, b = pair(max_frame_bytes=50_000)
-    chunks = ch.make_chunks(b"\x02\x02" + bytes(100_000), 5, 16 * 1024)
+    chunks = ch.make_chunks(b"\x03\x02" + bytes(100_000), 5, 16 * 1024)
     with pytest.raises(OversizedInput):
         for chunk in chunks:
             b.session.receive(chunk, 0.0)
     with pytest.raises(OversizedInput):  # a whole frame over the cap
-        b.session.receive(b"\x02\x02" + bytes(50_000), 0.0)
+        b.session.receive(b"\x03\x02" + bytes(50_000), 0.0)
     # Too many half-received frames at once.
     for stream in range(ch.MAX_STREAMS):
         b.session.receive(ch.make_chunks(f.make_bye("x" * 100), 100 + stream, 64)[0], 0.0)

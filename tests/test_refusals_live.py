@@ -145,9 +145,8 @@ def test_a_receiver_whose_disk_fills_refuses_once_and_everything_arrives_after(
             await pair(alice, bob)
             filler = fill(disk)
             caplog.clear()
-            sent = [
-                await alice.send_message(bob.peer_id, f"n{i:02} " + "x" * 200) for i in range(30)
-            ]
+            sends = [alice.send_message(bob.peer_id, f"n{i:02} " + "x" * 200) for i in range(30)]
+            sent = await asyncio.gather(*sends)  # one burst: one frame the full disk refuses
             queue = alice.message_queue
 
             def all_refused() -> bool:

@@ -21,6 +21,7 @@ from volli_nb.core.crypto import envelope as v2
 from volli_nb.core.crypto import handshake as hs
 from volli_nb.core.crypto import ratchet
 from volli_nb.core.crypto.ratchet_state import decode_state, encode_state, open_state, seal_state
+from volli_nb.core.message_id import new_message_id
 
 NOW = 1_800_000_000_000
 TEXT = b"x" * 100
@@ -126,7 +127,7 @@ def envelopes(repeat: int) -> None:
 
         def op() -> None:
             item = v2.seal(states[0], sender=a.peer_id, conversation_id=cid,
-                           message_id=os.urandom(16), counter=1, timestamp_ms=NOW,
+                           message_id=new_message_id(a.peer_id), counter=1, timestamp_ms=NOW,
                            plaintext=TEXT)
             states[0] = dict(item.states)
 
@@ -137,7 +138,7 @@ def envelopes(repeat: int) -> None:
         items, states = [], {b.peer_id: ra.state}
         for i in range(count):
             item = v2.seal(states, sender=a.peer_id, conversation_id=cid,
-                           message_id=os.urandom(16), counter=i + 1, timestamp_ms=NOW,
+                           message_id=new_message_id(a.peer_id), counter=i + 1, timestamp_ms=NOW,
                            plaintext=TEXT)
             states = dict(item.states)
             items.append(item)

@@ -139,7 +139,7 @@ class Receiver:
         me = self.sessions.identity.peer_id
         for m in opened:
             try:
-                text = decode_body(m.plaintext)
+                text = decode_body(m.plaintext, legacy=False)  # the wire: version 2 only
                 existing = created.get(m.conversation_id) or self._conversation(m.conversation_id)
                 members = tuple(
                     received_members(m.conversation_id, m.sender, me, m.recipients, existing)

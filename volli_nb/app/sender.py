@@ -8,17 +8,17 @@ messages at once (:meth:`Sender.flush`), not at their retry time.  The retry loo
 until the next due time by the injected clock (at most ``retry_tick``), woken early when
 the queue's schedule changes (a row added, retried, released) or a peer comes online.
 
-One way down: a send resolves its recipients once, writes the message, its counter
-and its outbox rows in one transaction, and attempts the rows as written (nothing is
-read back); statuses are read without opening payloads.
+One way down, in bursts (:mod:`.send_burst`): concurrent ``send_message`` calls share
+one transaction (recipients resolved once, counters, messages and outbox rows written
+in a few multi-row statements, nothing read back), and each call returns once it is
+committed and attempted.  A retry pass, a flush chunk and a sync attempt their rows
+together and count all their failures in one statement; an ACK delivers all its ids in
+one.  Statuses are read without opening payloads, and only when something answered.
 
 The outbox keeps the *plaintext* sealed at rest with the storage key, and every attempt
-seals a fresh envelope under the recipient's live session (the channel's ratchet, see
-:mod:`.peer_sessions`) with the same message id, so the receiver deduplicates.  Only the
-recipients attempted now are sealed for (sealing for an offline member would advance its
-chain for nothing), and a burst seals each message once for all of them: one body, a key
-wrap per member.  An envelope whose session ended before it left is discarded, never
-sent (:class:`~volli_nb.core.protocol.session.StaleSession`); the row is tried again.
+(:mod:`.attempts`) seals a fresh envelope under the recipients' live sessions (the
+channels' ratchets, see :mod:`.peer_sessions`) with the same message id, so the receiver
+deduplicates.
 
 A signed refusal from the recipient is not a failed attempt: :mod:`.refusals` holds or
 pauses the row and says why, and clock readings release held rows.
@@ -31,17 +31,17 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from volli_nb.app.attempts import FLUSH_CHUNK, Attempts, Handed
 from volli_nb.app.chat import ChatMessage, SyncReport, overall_status
 from volli_nb.app.contacts import ContactBook
 from volli_nb.app.flush_progress import FlushProgress
 from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.refusals import REFUSAL_PAUSE, RefusalPolicy
 from volli_nb.app.retry_loop import RetryLoop
+from volli_nb.app.send_burst import SendBursts
 from volli_nb.app.storage_health import StorageHealth
-from volli_nb.base import faults
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import (
-    NotFound,
     TransportClosed,
     UnknownPeer,
     UsageError,
@@ -51,15 +51,10 @@ from volli_nb.base.listeners import Listeners
 from volli_nb.core.body import encode_body
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.eventlog import EventLog
-from volli_nb.core.message_id import new_message_id
 from volli_nb.core.store import outbox_away
 from volli_nb.core.store.database import Database
-from volli_nb.core.store.message_queue import (
-    OutgoingMessage,
-    PersistentMessageQueue,
-    QueuedMessage,
-    Status,
-)
+from volli_nb.core.store.message_queue import PersistentMessageQueue, QueuedMessage, Status
+from volli_nb.core.store.outbox_batch import Failure
 from volli_nb.net.events import (
     ClockSkew,
     Delivered,
@@ -74,7 +69,6 @@ from volli_nb.net.network_store import NetworkStore
 logger = logging.getLogger(__name__)
 
 MAX_TEXT_BYTES = 12 * 1024 * 1024
-FLUSH_CHUNK = 64  # rows a flush attempts at a time (its progress bar moves per chunk)
 
 
 class Sender:
@@ -99,9 +93,15 @@ class Sender:
         self.network, self.contacts, self.log = network, contacts, log
         self.sessions = sessions
         self._clock = clock
-        self._in_flight: dict[tuple[str, bytes], int] = {}
+        self._flushing: dict[str, int] = {}  # peers whose backlog a flush is sending
         self._delivered = Listeners[[bytes, str]]("on_delivered handler", logger)
         self.storage = storage if storage is not None else StorageHealth(database, log)
+        self.attempts = Attempts(queue, network, sessions, log, self.storage, clock=clock)
+        self._in_flight = self.attempts.in_flight  # handed over, not answered yet
+        self.bursts = SendBursts(
+            database, queue, log, identity.peer_id, clock=clock, resolve=self._recipients,
+            attempt=self.attempts.rows, settle=self._settle,
+        )  # fmt: skip
         self.retries = RetryLoop(
             queue, self._attempt_due, self.storage, clock=clock, tick=retry_tick
         )
@@ -125,6 +125,7 @@ class Sender:
         self.retries.start()
 
     async def stop(self) -> None:
+        await self.bursts.drain()
         await self.retries.stop()
 
     def next_wait(self) -> float:
@@ -136,26 +137,25 @@ class Sender:
         return await self.retries.attempt_due()
 
     async def _attempt_due(self, now: float) -> int:
-        """Rows in flight are skipped before their payload is read; rows for offline peers
-        count a failed attempt in one transaction."""
+        """One retry pass: rows in flight are skipped before their payload is read (the
+        others are read in one statement), and every failure of the pass is counted in
+        one statement."""
         attempted = 0
-        offline = []
+        failures: list[Failure] = []
         due = []
         for row_id, recipient, message_id in self.queue.due_keys(now):
-            if (recipient, message_id) in self._in_flight:
-                continue
+            key = (recipient, message_id)
+            if self.attempts.busy(key) or recipient in self._flushing:
+                continue  # attempted already, or by a burst or a flush under way
             attempted += 1
-            if not self.network.is_connected(recipient):
-                offline.append(row_id)
-                continue
-            with contextlib.suppress(NotFound):
-                due.append(self.queue.get(row_id))
-        await self.attempt_rows(due)
-        if offline:
-            with self.database.transaction():
-                for row_id in offline:
-                    self._attempt_failed(row_id, "peer offline")
-            self.storage.succeeded()  # that was a write
+            if self.network.is_connected(recipient):
+                due.append(row_id)
+            else:
+                failures.append(Failure(row_id, message_id, recipient, "peer offline"))
+        try:
+            await self.attempts.rows(self.queue.get_many(due), failures)
+        finally:
+            self.attempts.count_failures(failures)
         return attempted
 
     # --- sending ----------------------------------------------------------------
@@ -163,47 +163,34 @@ class Sender:
     async def send_message(
         self, conversation: str, content: str, *, compress: bool = True
     ) -> ChatMessage:
+        """Write the message and attempt it; returns once it is committed (see
+        :mod:`.send_burst`: concurrent calls share one transaction)."""
         body = encode_body(content, compress=compress)
         if len(body) > MAX_TEXT_BYTES:
             raise UsageError(f"message is {len(body)} bytes; the limit is {MAX_TEXT_BYTES}")
+        message, status = await self.bursts.send(conversation, body)
+        return ChatMessage(
+            message.message_id, message.conversation_id, self.peer_id, "out", content,
+            message.timestamp_ms, status,
+        )  # fmt: skip
+
+    def _recipients(self, conversation: str) -> tuple[str, tuple[str, ...]]:
+        """(conversation id, the members a message goes to); each must be a contact: one
+        we cannot seal for is the caller's to fix now."""
         found = self.contacts.find_conversation(conversation)
-        conversation_id, members = found.id, self.contacts.others(found)
-        for member in members:  # a member we cannot seal for is the caller's to fix now
+        members = tuple(self.contacts.others(found))
+        for member in members:
             if self.contacts.contact(member) is None:
                 raise UnknownPeer(f"conversation member {member} is not a contact")
-        message_id = new_message_id(self.peer_id)
-        now_ms = int(self._clock() * 1000)
-        with self.database.transaction():
-            counter = self.database.next_counter(conversation_id)
-            self.database.store_sent(
-                message_id, conversation_id, self.peer_id, counter, now_ms, body
-            )
-            rows = [
-                self.queue.add(
-                    OutgoingMessage(message_id, conversation_id, peer, body, counter),
-                    in_history=True,  # the body just stored: sealed once, pointed at
-                )
-                for peer in members
-            ]
-        self.log.add(
-            "queue",
-            f"queued {message_id.hex()[:8]} for {len(rows)} recipient(s)",
-            kind="message.queued",
-            message_id=message_id.hex(),
-            conversation=conversation_id,
-            recipients=members,
-            bytes=len(body),
-        )
-        settled = None in rows  # a fresh id makes fresh rows, unless a member is listed twice
-        written = [row for row in rows if row is not None]
-        await self.attempt_rows(written)
-        settled = settled or any((r.recipient, message_id) not in self._in_flight for r in written)
-        # Rows still in flight (or failed once) are pending: read only if something answered.
-        statuses = set(self.delivery_status(message_id).values()) if settled else {"pending"}
-        status = overall_status(statuses, none="mixed")
-        return ChatMessage(
-            message_id, conversation_id, self.peer_id, "out", content, now_ms, status
-        )
+        return found.id, members
+
+    def _settle(self, message_id: bytes, rows: list[QueuedMessage], handed: Handed) -> str:
+        """A fresh message's status after its first attempt: pending, unless a row handed
+        to a channel was answered meanwhile (only then are the statuses read)."""
+        keys = [(row.recipient, message_id) for row in rows]
+        if not any(key in handed and key not in self._in_flight for key in keys):
+            return "pending"
+        return overall_status(set(self.delivery_status(message_id).values()), none="mixed")
 
     async def attempt(self, row: QueuedMessage) -> bool:
         """One delivery attempt of one row (see :meth:`attempt_rows`)."""
@@ -211,74 +198,9 @@ class Sender:
 
     async def attempt_rows(self, rows: list[QueuedMessage]) -> int:
         """Delivery attempts for a burst of rows: each message sealed once, under the live
-        sessions of the recipients attempted now, and handed to each of their channels.
-        How many were handed over."""
-        sent = 0
-        by_message: dict[bytes, list[QueuedMessage]] = {}
-        for row in rows:
-            by_message.setdefault(row.message_id, []).append(row)
-        for group in by_message.values():
-            sent += await self._attempt_message(group)
-        return sent
-
-    async def _attempt_message(self, rows: list[QueuedMessage]) -> int:
-        ready = []
-        for row in rows:
-            if (row.recipient, row.message_id) in self._in_flight:
-                continue
-            if self.network.is_connected(row.recipient) and row.recipient in self.sessions:
-                ready.append(row)
-            else:
-                self._attempt_failed(row.id, "peer offline")
-        if not ready:
-            return 0
-        first = ready[0]
-        for row in ready:
-            self.network.trace.sealing(row.recipient, row.message_id, len(row.payload))
-        try:
-            sealed, sessions = self.sessions.seal(
-                [row.recipient for row in ready],
-                conversation_id=first.conversation_id,
-                message_id=first.message_id,
-                counter=first.counter,
-                timestamp_ms=int(self._clock() * 1000),
-                plaintext=first.payload,
-            )
-        except VolliError as exc:
-            for row in ready:
-                self._failed(row, exc)
-            return 0
-        faults.reach("sealed")  # a crash test may die here: sealed, not yet handed over
-        sent = 0
-        for row in ready:
-            key = (row.recipient, row.message_id)
-            self._in_flight[key] = row.id
-            try:
-                await self.network.send_sealed(row.recipient, sessions[row.recipient], sealed)
-            except VolliError as exc:  # closed, or its session replaced: tried again later
-                self._in_flight.pop(key, None)
-                self._failed(row, exc)
-                continue
-            sent += 1
-            self.log.add(
-                "message",
-                f"sent {row.message_id.hex()[:8]}",
-                peer_id=row.recipient,
-                kind="message.sent",
-                message_id=row.message_id.hex(),
-                bytes=len(sealed.envelope),
-                attempt=row.attempts + 1,
-            )
-        return sent
-
-    def _failed(self, row: QueuedMessage, exc: VolliError) -> None:
-        self.network.trace.gave_up(row.recipient, row.message_id, str(exc))
-        self._attempt_failed(row.id, f"{type(exc).__name__}: {exc}")
-
-    def _attempt_failed(self, row_id: int, reason: str) -> None:
-        """Count a failed attempt, unless an ACK (or a discard) settled the row meanwhile."""
-        with contextlib.suppress(UsageError, NotFound):
-            self.queue.mark_failed(row_id, reason)
+        sessions of the recipients attempted now, and handed to each of their channels;
+        the failures counted in one statement.  How many were handed over."""
+        return len(await self.attempts.rows(rows))
 
     async def sync_messages(self) -> SyncReport:
         """Every pending message to a connected peer goes out now."""
@@ -298,24 +220,41 @@ class Sender:
         sent = await self.attempt_rows(ready)
         return SyncReport(sent, len(self._in_flight), waiting, stuck)
 
+    async def _flushed(self, peer_id: str) -> None:
+        """:meth:`flush`, for a peer already counted as flushing."""
+        try:
+            await self._flush(peer_id)
+        finally:
+            self._flushing[peer_id] -= 1
+            if not self._flushing[peer_id]:
+                del self._flushing[peer_id]
+
     async def flush(self, peer_id: str) -> None:
-        """A peer came online: its pending messages go out at once, not at their retry time."""
-        rows = [r for r in self.queue.for_recipient(peer_id) if r.status == Status.PENDING]
+        """A peer came online: its pending messages go out at once, not at their retry time.
+
+        A chunk at a time, read (one statement), attempted (its failures one statement)
+        and left to the channel while the next is sealed, so the peer starts storing the
+        first while we seal the rest; the retry loop leaves this peer's rows alone."""
+        self._flushing[peer_id] = self._flushing.get(peer_id, 0) + 1
+        await self._flushed(peer_id)
+
+    async def _flush(self, peer_id: str) -> None:
+        keys = self.queue.pending_keys(peer_id)
         progress = FlushProgress.maybe(
             self.network.progress,
             peer_id,
             self.contacts.display_name(peer_id),
-            [r.message_id for r in rows],
+            [message_id for _, message_id in keys],
             self.network.on_event,
         )
-        for start in range(0, len(rows), FLUSH_CHUNK):
-            chunk = rows[start : start + FLUSH_CHUNK]
-            await self.attempt_rows(chunk)
+        for start in range(0, len(keys), FLUSH_CHUNK):
+            chunk = [row_id for row_id, _ in keys[start : start + FLUSH_CHUNK]]
+            rows = [r for r in self.queue.get_many(chunk) if r.status == Status.PENDING]
+            await self.attempt_rows(rows)
             if progress is not None:
-                for _ in chunk:
-                    progress.sent()
-        if rows:
-            self.log.add("queue", f"flushed {len(rows)} pending message(s)", peer_id=peer_id)
+                progress.sent(len(chunk))
+        if keys:
+            self.log.add("queue", f"flushed {len(keys)} pending message(s)", peer_id=peer_id)
 
     # --- delivery ---------------------------------------------------------------
 
@@ -353,8 +292,9 @@ class Sender:
                 with contextlib.suppress(VolliError):
                     self.queue.mark_failed(row_id, event.reason)
         elif isinstance(event, PeerOnline):
-            self.retries.wake_up()
-            asyncio.get_running_loop().create_task(self.flush(event.peer_id))
+            self._flushing[event.peer_id] = self._flushing.get(event.peer_id, 0) + 1  # at once:
+            asyncio.get_running_loop().create_task(self._flushed(event.peer_id))  # the retry
+            self.retries.wake_up()  # loop's next pass leaves this peer's rows to the flush
             outbox_away.release_returned(self.queue, event.peer_id)  # before flush reads
         elif isinstance(event, PeerOffline):
             self.log.add("queue", f"{event.peer_id} offline: messages wait in the outbox")
@@ -366,12 +306,9 @@ class Sender:
             self.refusals.clock_reading(event)
 
     def _acknowledged(self, event: Delivered) -> None:
-        newly = []
-        with self.database.transaction():  # one commit for every id the ACK covers
-            for message_id in event.message_ids:
-                self._in_flight.pop((event.peer_id, message_id), None)
-                if self.queue.acknowledge(message_id, event.peer_id):
-                    newly.append(message_id)
+        for message_id in event.message_ids:
+            self._in_flight.pop((event.peer_id, message_id), None)
+        newly = self.queue.acknowledge_many(event.message_ids, event.peer_id)  # one statement
         for message_id in newly:
             self.log.add(
                 "queue",

@@ -50,7 +50,8 @@ class ConversationRefused(PeerError):
 
 
 class MalformedBody(MalformedEnvelope):
-    """A decrypted body is not exactly ``{"type": "text", "text": str}`` (or nests deeper)."""
+    """A decrypted body is not a text body (``0x01`` + UTF-8, or deflated), or a stored
+    version-1 body is not exactly ``{"type": "text", "text": str}`` (or nests deeper)."""
 
 
 class DuplicateMessageId(PeerError):

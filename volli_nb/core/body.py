@@ -1,13 +1,23 @@
 """Message bodies: the bytes a text becomes before it is sealed, deflated when that pays.
 
-A body is UTF-8 JSON ``{"type": "text", "text": ...}``, or, for a large body that
-compresses well, ``b"\\x00z"`` + raw DEFLATE of that JSON (JSON never starts with NUL).
+**Version 2** (protocol 3 on), binary like the envelope around it: one kind byte, then
+the data, so a 126-character line fits the first 128-byte padding bucket::
 
-One decoder, :func:`decode_body`, serves the receiver (before a message is stored or
-acknowledged) and the display, so what was accepted can always be shown: it takes exactly
-that schema and nothing deeper.  The text is checked to be one flat JSON object of
-string keys and string values (a linear regular expression) *before* ``json`` parses it,
-so a body that inflates to deeply nested JSON is refused without recursing at all.
+    0x01 | UTF-8 text
+    0x02 | raw DEFLATE of the UTF-8 text (only when that lands in a smaller bucket)
+
+**Version 1** (history stored before protocol 3, and outbox rows queued then): UTF-8 JSON
+``{"type": "text", "text": ...}``, or ``b"\\x00z"`` + raw DEFLATE of that JSON.  JSON
+starts with ``{`` or white space and a v1 deflated body with NUL, so the first byte
+tells every version apart.  The wire carries version 2 only (:func:`decode_body` with
+``legacy=False``, the receiver's check; :func:`wire_body` re-encodes a v1 body when the
+sender seals it); the display reads both.
+
+One decoder serves the receiver (before a message is stored or acknowledged) and the
+display, so what was accepted can always be shown.  A v1 text is checked to be one flat
+JSON object of string keys and string values (a linear regular expression) *before*
+``json`` parses it, so a body that inflates to deeply nested JSON is refused without
+recursing at all; inflation is capped in both versions (no decompression bombs).
 
 Length leak: padding already rounds a sealed body up to a size bucket (a power of
 two up to 1 MiB, then whole MiB), so an observer learns the bucket, not the length.
@@ -20,18 +30,19 @@ only when it saves at least a whole bucket, and it can be turned off per message
 
 from __future__ import annotations
 
-import json
 import re
 import zlib
 
-from volli_nb.base.errors import MalformedBody, MalformedEnvelope, OversizedInput
+from volli_nb.base.errors import MalformedBody, MalformedEnvelope, OversizedInput, UsageError
 from volli_nb.core.crypto.envelope_wire import MIN_BUCKET
 from volli_nb.core.crypto.padding import bucket_size
 from volli_nb.core.encoding import require_fields, strict_loads
 
-COMPRESSED = b"\x00z"
-COMPRESS_MIN = 4096  # bytes of JSON before compression is considered
-MAX_BODY_BYTES = 12 * 1024 * 1024 + 1024  # a 12 MiB text plus its JSON wrapping
+TEXT = b"\x01"  # version 2: UTF-8 text
+DEFLATED = b"\x02"  # version 2: raw DEFLATE of UTF-8 text
+COMPRESSED = b"\x00z"  # version 1: raw DEFLATE of the JSON
+COMPRESS_MIN = 4096  # bytes of text before compression is considered
+MAX_BODY_BYTES = 12 * 1024 * 1024 + 1024  # a 12 MiB text plus its wrapping
 
 _STRING = r'"(?:[^"\\]++|\\.)*+"'
 _PAIR = rf"{_STRING}\s*+:\s*+{_STRING}"
@@ -39,29 +50,42 @@ _FLAT_OBJECT = re.compile(rf"\s*+\{{\s*+(?:{_PAIR}(?:\s*+,\s*+{_PAIR})*+)?\s*+\}
 
 
 def encode_body(text: str, *, compress: bool = True) -> bytes:
-    """The body for ``text`` (compact JSON: a 100-character line fits the first 128-byte
-    bucket); deflated only when that lands in a smaller padding bucket."""
-    body = {"type": "text", "text": text}
-    plain = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    """The version-2 body for ``text``; deflated only when that lands in a smaller
+    padding bucket."""
+    try:
+        plain = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("the text is not valid Unicode (a lone surrogate); fix it") from None
     if not compress or len(plain) < COMPRESS_MIN:
-        return plain
+        return TEXT + plain
     packer = zlib.compressobj(6, zlib.DEFLATED, -15)
-    packed = COMPRESSED + packer.compress(plain) + packer.flush()
-    smaller = bucket_size(len(packed), MIN_BUCKET) < bucket_size(len(plain), MIN_BUCKET)
-    return packed if smaller else plain
+    packed = DEFLATED + packer.compress(plain) + packer.flush()
+    smaller = bucket_size(len(packed), MIN_BUCKET) < bucket_size(len(plain) + 1, MIN_BUCKET)
+    return packed if smaller else TEXT + plain
 
 
 def is_compressed(body: bytes) -> bool:
-    return body.startswith(COMPRESSED)
+    return body[:1] == DEFLATED or body.startswith(COMPRESSED)
 
 
-def inflate(body: bytes, max_size: int = MAX_BODY_BYTES) -> bytes:
-    """The JSON of a body; a deflated one is inflated with a cap (no decompression bombs)."""
-    if not is_compressed(body):
+def is_legacy(body: bytes) -> bool:
+    """A version-1 body (JSON, or deflated JSON)."""
+    return body[:1] not in (TEXT, DEFLATED)
+
+
+def wire_body(body: bytes) -> bytes:
+    """The body as the wire carries it: version 2 as is, a stored version-1 body
+    re-encoded (its compression kept or not, as the new rule decides)."""
+    if not is_legacy(body):
         return body
+    return encode_body(decode_body(body), compress=is_compressed(body))
+
+
+def _inflate(data: bytes, max_size: int = MAX_BODY_BYTES) -> bytes:
+    """Raw DEFLATE, inflated with a cap."""
     unpacker = zlib.decompressobj(-15)
     try:
-        plain = unpacker.decompress(body[len(COMPRESSED) :], max_size + 1)
+        plain = unpacker.decompress(data, max_size + 1)
     except zlib.error as exc:
         raise MalformedEnvelope(f"compressed body does not inflate: {exc}") from None
     if len(plain) > max_size or unpacker.unconsumed_tail:
@@ -71,16 +95,33 @@ def inflate(body: bytes, max_size: int = MAX_BODY_BYTES) -> bytes:
     return plain
 
 
-def check_body(body: bytes) -> None:
+def check_body(body: bytes, *, legacy: bool = True) -> None:
     """Refuse a body :func:`decode_body` would refuse (the receiver, before storing it)."""
-    decode_body(body)
+    decode_body(body, legacy=legacy)
 
 
-def decode_body(body: bytes) -> str:
-    """The text of a body: exactly ``{"type": "text", "text": str}``, or a typed error
-    (:class:`MalformedBody`, or :class:`OversizedInput` for a deflated one that inflates
-    too far)."""
-    plain = inflate(body)
+def decode_body(body: bytes, *, legacy: bool = True) -> str:
+    """The text of a body, or a typed error (:class:`MalformedBody`, or
+    :class:`OversizedInput` for a deflated one that inflates too far).  ``legacy=False``
+    (what arrives on the wire) refuses version 1."""
+    kind = body[:1]
+    if kind in (TEXT, DEFLATED):
+        data = body[1:] if kind == TEXT else _inflate(body[1:])
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedBody("message body is not UTF-8") from None
+    if not legacy:
+        raise MalformedBody(
+            "a version-1 (JSON) body on the wire: the sender runs an older volli_nb; "
+            "upgrade both sides"
+        )
+    return _decode_v1(body)
+
+
+def _decode_v1(body: bytes) -> str:
+    """Exactly ``{"type": "text", "text": str}``, inflated first if deflated."""
+    plain = _inflate(body[len(COMPRESSED) :]) if body.startswith(COMPRESSED) else body
     try:
         text = plain.decode("utf-8")
     except UnicodeDecodeError:
@@ -97,4 +138,12 @@ def decode_body(body: bytes) -> str:
     return result
 
 
-__all__ = ["COMPRESS_MIN", "check_body", "decode_body", "encode_body", "inflate", "is_compressed"]
+__all__ = [
+    "COMPRESS_MIN",
+    "check_body",
+    "decode_body",
+    "encode_body",
+    "is_compressed",
+    "is_legacy",
+    "wire_body",
+]

@@ -61,23 +61,35 @@ def _open(args: argparse.Namespace) -> MessagesStore:
     )
 
 
+class _Quiet:
+    """While a benchmark measures, messages and ACKs are not reported: a JSON line per
+    message, written here and read by the parent, would count as the peer's own cost."""
+
+    on = False
+
+
 def _report(store: MessagesStore) -> None:
     """Unsolicited event lines: messages received, ACKs, and network events."""
-    store.on_message(
-        lambda m: _emit(
-            {
-                "event": "received",
-                "message_id": m.message_id.hex(),
-                "text": m.text[:EVENT_TEXT],  # an 8 MB text would overflow the parent's reader
-                "length": len(m.text),
-                "from": m.sender,
-                "conversation": m.conversation_id,
-            }
-        )
-    )
-    store.on_delivered(
-        lambda mid, peer: _emit({"event": "delivered", "message_id": mid.hex(), "to": peer})
-    )
+
+    def on_message(m: Any) -> None:
+        if not _Quiet.on:
+            _emit(
+                {
+                    "event": "received",
+                    "message_id": m.message_id.hex(),
+                    "text": m.text[:EVENT_TEXT],  # an 8 MB text would overflow the parent
+                    "length": len(m.text),
+                    "from": m.sender,
+                    "conversation": m.conversation_id,
+                }
+            )
+
+    def on_delivered(mid: bytes, peer: str) -> None:
+        if not _Quiet.on:
+            _emit({"event": "delivered", "message_id": mid.hex(), "to": peer})
+
+    store.on_message(on_message)
+    store.on_delivered(on_delivered)
 
     def on_net(event: Any) -> None:
         _emit({"event": type(event).__name__, "peer_id": getattr(event, "peer_id", None)})
@@ -182,7 +194,9 @@ class _Operations:
         return {"released": self.store.message_queue.retry_all_stuck()}
 
     async def measure(self, start: bool) -> dict[str, Any]:
-        """Benchmark counters (CPU, SQL statements): on at ``start``, read and off after."""
+        """Benchmark counters (CPU, SQL statements): on at ``start``, read and off after;
+        messages and ACKs are not reported meanwhile (:class:`_Quiet`)."""
+        _Quiet.on = start
         if start:
             self.counters.start()
             return {}

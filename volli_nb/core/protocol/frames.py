@@ -28,8 +28,9 @@ The session tag is the first 8 bytes of the session id (the handshake transcript
 hash): a frame sealed under a session that has since been replaced is recognised and
 dropped before any key is tried.  The envelopes are bound to their session anyway (the
 session id is every key wrap's associated data).  CHUNKs are joined back by
-:mod:`volli_nb.core.protocol.chunks`.  Protocol version 2 is the first with sessions; a
-peer speaking version 1 gets a clear "upgrade" error, not a misparse.
+:mod:`volli_nb.core.protocol.chunks`.  Protocol version 2 was the first with sessions;
+version 3 carries binary message bodies (:mod:`volli_nb.core.body`, version 2).  A peer
+speaking an older version gets a clear "upgrade" error, not a misparse.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from volli_nb.core.crypto.wire import Reader
 from volli_nb.core.message_id import id_list, read_device_id, read_id_list
 from volli_nb.core.protocol.refusal import RefuseFrame, decode_refuse_body, encode_refuse_body
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 class FrameType(IntEnum):

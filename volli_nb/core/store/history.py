@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from volli_nb.base.errors import UsageError
 from volli_nb.core.message_id import check_message_id
+from volli_nb.core.store.multirow import insert_rows
 from volli_nb.core.store.row_macs import RowMacs
 from volli_nb.core.store.sealed_db import Row
 
@@ -28,10 +29,11 @@ MESSAGE_COLUMNS = (
     "counter",
     "timestamp_ms",
 )
-_MESSAGE_ROW = (*MESSAGE_COLUMNS, "stored_at", "body", "mac")
+STORED_COLUMNS = (*MESSAGE_COLUMNS, "stored_at", "body", "mac")
+"""What a message row is written with (:meth:`History.message_row`), in this order."""
 _INSERT_MESSAGE = (
-    f"INSERT INTO messages ({', '.join(_MESSAGE_ROW)}) "
-    f"VALUES ({', '.join(':' + c for c in _MESSAGE_ROW)})"
+    f"INSERT INTO messages ({', '.join(STORED_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in STORED_COLUMNS)})"
 )
 _CONVERSATION_ID = re.compile(r"[\x21-\x7e]{1,256}\Z")  # no look-alikes of another id
 
@@ -163,16 +165,19 @@ class History(RowMacs):
 
     def insert_received_many(self, rows: Sequence[ReceivedRow]) -> None:
         """:meth:`store_received` for a caller that checked the seen-set itself and holds
-        the transaction (a received bundle): two batched statements (``executemany``),
-        all or nothing, nothing read back."""
+        the transaction (a received bundle): two multi-row statements (one per 500
+        rows), all or nothing, nothing read back."""
         values = [
-            self._message_row(_message_hex(r.message_id), r.conversation_id, r.sender, "in",
-                              r.counter, r.timestamp_ms, r.body)
+            self.message_row(_message_hex(r.message_id), r.conversation_id, r.sender, "in",
+                             r.counter, r.timestamp_ms, r.body)
             for r in rows
         ]  # fmt: skip
-        self.execute_many(_INSERT_MESSAGE, values)
-        self.execute_many(
-            "INSERT INTO seen VALUES (?, ?, ?)",
+        stored = [[v[c] for c in STORED_COLUMNS] for v in values]
+        insert_rows(self, "messages", STORED_COLUMNS, stored)
+        insert_rows(
+            self,
+            "seen",
+            ("message_id", "sender", "seen_at"),
             [(v["message_id"], v["sender"], v["stored_at"]) for v in values],
         )
 
@@ -187,12 +192,12 @@ class History(RowMacs):
     ) -> None:
         """Store a message we send (the outbox holds its delivery state)."""
         mid = _message_hex(message_id)
-        row = self._message_row(mid, conversation_id, sender, "out", counter, timestamp_ms, body)
+        row = self.message_row(mid, conversation_id, sender, "out", counter, timestamp_ms, body)
         new = self.execute(_INSERT_MESSAGE + " ON CONFLICT (message_id) DO NOTHING", row)
         if not new.rowcount:  # one statement: SQLite checks the id, no read first
             raise UsageError(f"message {mid} is already stored; a new message needs a new id")
 
-    def _message_row(
+    def message_row(
         self,
         mid: str,
         conversation_id: str,

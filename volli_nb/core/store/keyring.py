@@ -148,7 +148,7 @@ def _tagged(value: object) -> bytes:
     elif isinstance(value, int):  # bool too: SQLite stores it as 0 or 1
         tag, data = b"I", str(int(value)).encode()
     elif value is None:
-        tag, data = b"N", b""
+        return b"N" + bytes(8)
     else:
         raise UsageError(f"a MAC'd column holds text, an integer, bytes or NULL, not {value!r}")
     return tag + len(data).to_bytes(8, "big") + data
@@ -159,11 +159,16 @@ def _tagged_name(name: str) -> bytes:
     return _tagged(name)
 
 
+@functools.lru_cache(maxsize=256)
+def _prefix(table: str, schema_version: int) -> bytes:
+    return _tagged(table) + _tagged(schema_version)
+
+
 def row_mac(
     mac_key: bytes, table: str, schema_version: int, columns: Sequence[tuple[str, object]]
 ) -> bytes:
     """MAC of one row's covered ``(column, value)`` pairs, bound to table and schema."""
-    parts = [_tagged_name(table), _tagged(schema_version)]
+    parts = [_prefix(table, schema_version)]
     for name, value in columns:
         parts.append(_tagged_name(name))
         parts.append(_tagged(value))

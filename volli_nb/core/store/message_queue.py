@@ -27,7 +27,10 @@ from collections.abc import Callable, Sequence
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import NotFound, StorageError, UsageError
 from volli_nb.core.eventlog import EventLog
+from volli_nb.core.store import outbox_batch, outbox_notes
 from volli_nb.core.store.database import Database
+from volli_nb.core.store.multirow import chunks, flat
+from volli_nb.core.store.outbox_batch import MAX_ERROR_CHARS, Failure
 from volli_nb.core.store.outbox_ledger import Delivery, check_outbox_row, status_mac
 from volli_nb.core.store.outbox_ledger import statuses as ledger_statuses
 from volli_nb.core.store.outbox_rows import OutgoingMessage, QueuedMessage, Status
@@ -38,7 +41,6 @@ _HISTORY_BODY = (  # what a row without its own copy points at (only read for su
     "(SELECT body FROM messages WHERE messages.message_id = outbox.message_id "
     "AND outbox.payload IS NULL AND direction = 'out') AS history_body"
 )
-MAX_ERROR_CHARS = 1000
 
 
 def next_attempt_after(
@@ -152,6 +154,13 @@ class PersistentMessageQueue:
             raise NotFound(f"no outbox row {row_id}; see get_pending() or counts()")
         return rows[0]
 
+    def get_many(self, row_ids: Sequence[int]) -> list[QueuedMessage]:
+        """The rows with these ids that exist, by id, in one statement per 500."""
+        found: list[QueuedMessage] = []
+        for piece in chunks([(i,) for i in row_ids], 1):
+            found += self._select(f"id IN ({','.join('?' * len(piece))})", flat(piece))
+        return found
+
     def get_pending(self) -> list[QueuedMessage]:
         """Everything still awaiting delivery, pending, held and stuck, oldest first."""
         return self._select("status IN (?, ?, ?)", (Status.PENDING, Status.HELD, Status.STUCK))
@@ -189,6 +198,15 @@ class PersistentMessageQueue:
     def for_recipient(self, peer_id: str) -> list[QueuedMessage]:
         """Pending (not stuck) rows for one peer: what to flush when it comes online."""
         return self._select("status = ? AND recipient = ?", (Status.PENDING, peer_id))
+
+    def pending_keys(self, peer_id: str) -> list[tuple[int, bytes]]:
+        """``(row id, message id)`` of one peer's pending rows, oldest first, no payload
+        opened: a flush reads them a chunk at a time (:meth:`get_many`)."""
+        rows = self.db.fetch(
+            "SELECT id, message_id FROM outbox WHERE status = ? AND recipient = ? ORDER BY id",
+            (Status.PENDING, peer_id),
+        )
+        return [(int(r["id"]), bytes.fromhex(r["message_id"])) for r in rows]
 
     def for_message(self, message_id: bytes) -> list[QueuedMessage]:
         """Every row of one message, any state: its delivery status per recipient."""
@@ -231,15 +249,17 @@ class PersistentMessageQueue:
     def acknowledge(self, message_id: bytes, recipient: str) -> bool:
         """A signed ACK from ``recipient``: delivered and payload erased, in one statement.
         True if this ACK delivered it (False: already delivered, or never queued)."""
-        mid = message_id.hex()  # the status MAC needs nothing read: one statement still
-        cursor = self.db.execute(
-            "UPDATE outbox SET status = ?, status_mac = ?, next_attempt_at = NULL, "
-            "updated_at = ?, payload = NULL WHERE message_id = ? AND recipient = ? "
-            "AND status != ?",
-            (Status.DELIVERED, status_mac(self.db, mid, recipient, Status.DELIVERED),
-             self.clock(), mid, recipient, Status.DELIVERED),
-        )  # fmt: skip
-        return cursor.rowcount > 0
+        return bool(outbox_batch.acknowledge_many(self, [message_id], recipient))
+
+    def acknowledge_many(self, message_ids: Sequence[bytes], recipient: str) -> list[bytes]:
+        """:meth:`acknowledge` for every id of one ACK, in one statement; the ids it
+        delivered (see :func:`.outbox_batch.acknowledge_many`)."""
+        return outbox_batch.acknowledge_many(self, message_ids, recipient)
+
+    def fail_many(self, failures: Sequence[Failure]) -> int:
+        """:meth:`mark_failed` for a pass's failed attempts, in one statement; rows no
+        longer pending are left (see :func:`.outbox_batch.fail_many`)."""
+        return outbox_batch.fail_many(self, failures)
 
     def mark_failed(self, row_id: int, error: str) -> QueuedMessage:
         """One attempt failed: schedule the next per the policy, or mark the row stuck."""
@@ -261,7 +281,8 @@ class PersistentMessageQueue:
                 error=str(error)[:MAX_ERROR_CHARS],
             )
             failed = self.get(row_id)
-        self._note_failure(failed, str(error))
+        if self.log is not None:
+            outbox_notes.failure(self.log, failed, str(error), self.delays, self.clock())
         return failed
 
     def retry_now(self, row_id: int) -> QueuedMessage:
@@ -310,32 +331,9 @@ class PersistentMessageQueue:
             if row.status != Status.DISCARDED:
                 self._set(row, Status.DISCARDED, next_attempt_at=None, erase=True)
 
-    # --- what the event log hears ---------------------------------------------
-
-    def _note_failure(self, row: QueuedMessage, error: str) -> None:
-        if row.status == Status.STUCK:
-            text = f"attempt {row.attempts} failed ({error}): stuck, retry by hand"
-            self._note("queue.stuck", text, row, reason=error)
-        else:
-            wait = self.delays[row.attempts - 1]  # the policy's wait, not a clock difference
-            text = f"attempt {row.attempts} failed ({error}): retry in {wait:g} s"
-            self._note("queue.retry", text, row, reason=error, wait=wait)
-
-    def _note(self, kind: str, text: str, row: QueuedMessage, **data: object) -> None:
-        if self.log is None:
-            return
-        self.log.add(
-            "queue",
-            text,
-            peer_id=row.recipient,
-            kind=kind,
-            row=row.id,
-            message_id=row.message_id.hex(),
-            attempts=row.attempts,
-            due_at=row.next_attempt_at,
-            clock=self.clock(),
-            **data,
-        )
+    def _note(self, kind: str, text: str, row: QueuedMessage) -> None:
+        if self.log is not None:
+            outbox_notes.note(self.log, kind, text, row, self.clock())
 
     # --- rows -----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ offer, echoes messages starting with ``E``, and reports when it has received wha
 was told to expect.  Protocol on stdin/stdout (JSON lines): ``{"offer": sdp}`` →
 ``{"answer": sdp}``; ``{"expect": n_messages, "bytes": n_bytes}`` → later
 ``{"done": n, "bytes": b, "at": monotonic time of the last arrival, "cpu": seconds of
-CPU since the expect}``.
+CPU since the expect}`` (an optional ``"busy": seconds`` blocks the child's loop first).
 
 The baseline sends as a real sender would: with ``bufferedAmount`` back-pressure
 (:func:`send_paced`), and the figure is taken at the receiver when the last message
@@ -167,9 +167,11 @@ class PlainPeer:
         the last arrival, as the child saw it."""
         return (await self.transfer(count, size)).seconds
 
-    async def expect(self, count: int, size: int) -> None:
-        """Tell the child what to count; it has reset its counters when this returns."""
-        await self._send({"expect": count, "bytes": count * size})
+    async def expect(self, count: int, size: int, *, busy: float = 0.0) -> None:
+        """Tell the child what to count; it has reset its counters when this returns.
+        ``busy``: the child blocks its event loop that long first (a receiver storing a
+        large frame), so what is sent meanwhile waits in its UDP socket."""
+        await self._send({"expect": count, "bytes": count * size, "busy": busy})
         await self._read()
 
     async def arrival(self, timeout: float = TRANSFER_TIMEOUT) -> float:
@@ -177,9 +179,10 @@ class PlainPeer:
         it was told to expect."""
         return float((await self._read(timeout))["at"])
 
-    async def transfer(self, count: int, size: int) -> Transfer:
-        """:meth:`throughput`, with the CPU each side spent on it."""
-        await self.expect(count, size)
+    async def transfer(self, count: int, size: int, *, busy: float = 0.0) -> Transfer:
+        """:meth:`throughput`, with the CPU each side spent on it (``busy``: see
+        :meth:`expect`)."""
+        await self.expect(count, size, busy=busy)
         payload = b"x" * size
         cpu, start = time.process_time(), time.monotonic()
         await send_paced(self.channel, itertools.repeat(payload, count))
@@ -255,6 +258,7 @@ async def serve() -> None:
             state.update(expect=request["expect"], bytes=request["bytes"], got=0, got_bytes=0)
             state["cpu"] = time.process_time()
             _emit({"expecting": request["expect"]})
+            time.sleep(request.get("busy", 0.0))  # blocks the loop: nothing reads the socket
             check()
     await pc.close()
 

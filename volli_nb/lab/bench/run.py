@@ -92,8 +92,11 @@ async def _flush_after_reconnect(
     await child.quit()
     while store.network_store.is_connected(peer):
         await asyncio.sleep(0.05)
-    for i in range(count):
-        await store.send_message(peer, f"queued {i:05d} " + "q" * 86)
+    for start in range(0, count, 500):  # in bursts of 500: setting up, not measured
+        end = min(count, start + 500)
+        await asyncio.gather(
+            *(store.send_message(peer, f"queued {i:05d} " + "q" * 86) for i in range(start, end))
+        )
     delivered = 0
     done = asyncio.Event()
     online_at: list[float] = []
