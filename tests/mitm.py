@@ -18,7 +18,7 @@ import re
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from volli_nb.net import aiortc_compat
-from volli_nb.net.link import CHANNEL_LABEL
+from volli_nb.net.connection import CHANNEL_LABEL
 
 LONG_S = "\u017f"  # LATIN SMALL LETTER LONG S: casefold() and re.I make it "s"
 

@@ -1,26 +1,38 @@
-"""One peer connection: its RTCPeerConnection, data channel and sans-IO session.
+"""One peer connection, from offer to close: a :class:`Link`.
 
-A :class:`Link` owns everything that lives and dies with one connection: the aiortc
-callbacks, the channel binding, the task that runs the session (its
-:class:`~volli_nb.net.traffic.Traffic`, from the moment the channel opens: receiving,
-sending with back-pressure, timers and heartbeat), and closing.
-:class:`~volli_nb.net.network_store.NetworkStore` keeps the links by peer id and hands
-each the :class:`LinkContext` they share.
+A link owns everything that lives and dies with one connection: the channel binding,
+the sans-IO :class:`~volli_nb.core.protocol.session.Session` (from the moment the
+channel opens), the frames in and out, the task that runs the session's timers and
+heartbeat, and closing.  It is made with its store's
+:class:`~volli_nb.net.link_host.LinkSetup`, talks upward only to its
+:class:`~volli_nb.net.link_host.LinkOwner`, and leaves three things to parts that know
+nothing of sessions or of it: aiortc's side (:class:`~volli_nb.net.connection.Connection`:
+states, the channel, why it is not up), what it tells
+(:class:`~volli_nb.net.link_report.LinkReport`: log, trace, counters, events), and
+writing with back-pressure (:class:`~volli_nb.net.channel_writer.ChannelWriter`).
 
-The session handshake binds the channel: once it opens, each side sends a hello
-signed by its identity key over the digests of both certificates its DTLS handshake used
-(its own and the peer's, read from the DTLS session, not from SDP text); nothing else is
-sent before that verifies, and a mismatch (or no finished handshake within
-``verify_timeout``) closes the connection.  The handshake's ratchet goes to the app
-(:class:`SessionKeys`), which seals and opens every message; the link only moves frames.
-Counters are our own (:class:`~volli_nb.net.events.PeerStats`): ``getStats()`` is empty
-for data channels.
+- **Binding**: once the channel opens, each side sends a hello signed by its identity
+  key over the digests of both certificates its DTLS handshake used (read from the DTLS
+  session, not from SDP text); nothing else is sent before that verifies, and a mismatch
+  (or no finished handshake within ``verify_timeout``) closes the connection.  A
+  finished handshake (the first, or a re-key) goes to the owner before ``PeerOnline``.
+- **One frame up, one verdict down**: each received bundle goes to the owner as one
+  ``FrameReceived``; the app opens and stores it in one transaction and answers once
+  (``Verdict``), and the session acknowledges and refuses accordingly.  Bad input refuses
+  its frame with a log line, never ends the transport, except a HELLO that does not verify.
+- **Sending**: the task lets the session bundle what was queued, control frames first,
+  and holds the channel's buffer to about a second of measured goodput.
+- **Heartbeat**: a ping every ``heartbeat_interval``; dead after the session's silence
+  limit, counted only while our own loop listened (a notebook cell computing is not the
+  peer's silence); any SCTP packet counts as life, because aiortc alone notices a
+  vanished peer only after ~30 s, and then says ``closed``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
@@ -28,25 +40,24 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 
 from volli_nb.base.errors import (
     ChannelBindingFailed,
+    PeerError,
     TransportClosed,
     UnknownPeer,
     VolliError,
 )
-from volli_nb.core import sdp
 from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.crypto.identity import PublicIdentity
+from volli_nb.core.protocol import events as ev
+from volli_nb.core.protocol.frames import HELLO
 from volli_nb.core.protocol.session import Session
 from volli_nb.net import aiortc_compat
-from volli_nb.net.events import (
-    CandidateView,
-    PeerOffline,
-    PeerStats,
-    Undelivered,
-)
-from volli_nb.net.link_context import LinkContext
-from volli_nb.net.traffic import Traffic
+from volli_nb.net.channel_writer import ChannelWriter
+from volli_nb.net.connection import Connection
+from volli_nb.net.events import CandidateView, PeerStats
+from volli_nb.net.link_host import LinkOwner, LinkSetup
+from volli_nb.net.link_report import LinkReport
 
-CHANNEL_LABEL = "volli"
+log = logging.getLogger(__name__)
 
 
 class Link:
@@ -54,24 +65,24 @@ class Link:
 
     def __init__(
         self,
-        ctx: LinkContext,
+        setup: LinkSetup,
+        owner: LinkOwner,
         peer_id: str,
         peer: PublicIdentity | None,
         pc: RTCPeerConnection,
         role: str,
     ) -> None:
-        self.ctx = ctx
-        self.peer_id = peer_id  # a provisional "pair-…" token until the answer names the peer
+        self.setup, self.owner = setup, owner
+        self.report = LinkReport(setup, owner, peer_id)
         self.peer = peer
-        self.pc = pc
-        self.role = role  # "offer" or "answer"
-        self.channel: RTCDataChannel | None = None
-        self.traffic: Traffic | None = None  # once the channel is open
+        self.session: Session | None = None  # once the channel is open
+        self.writer: ChannelWriter | None = None  # likewise
+        self.wake = asyncio.Event()  # something to send, or a timer to re-read
         self.verified = False
-        self.stats = PeerStats()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.error: VolliError | None = None
         self.closed = False
+        self.connection = Connection(pc, role, setup, self)  # follows its states from now
 
     @property
     def connected(self) -> bool:
@@ -84,21 +95,41 @@ class Link:
         )
 
     @property
-    def session(self) -> Session | None:
-        """The sans-IO session, from the moment the channel opened."""
-        return self.traffic.session if self.traffic is not None else None
+    def peer_id(self) -> str:
+        """A provisional "pair-…" token until the answer names the peer."""
+        return self.report.peer_id
+
+    @peer_id.setter
+    def peer_id(self, peer_id: str) -> None:
+        self.report.peer_id = peer_id
+
+    @property
+    def stats(self) -> PeerStats:
+        return self.report.stats
 
     def log(self, category: str, message: str, **data: Any) -> None:
-        self.ctx.log.add(category, message, peer_id=self.peer_id, **data)
+        self.report.log(category, message, **data)
 
     # --- what the panels read -------------------------------------------------------
 
+    @property
+    def pc(self) -> RTCPeerConnection:
+        return self.connection.pc
+
+    @property
+    def role(self) -> str:
+        """Either "offer" or "answer"."""
+        return self.connection.role
+
+    @property
+    def channel(self) -> RTCDataChannel | None:
+        return self.connection.channel
+
     def candidates(self) -> CandidateView:
-        local = self.pc.localDescription.sdp if self.pc.localDescription else None
-        remote = self.pc.remoteDescription.sdp if self.pc.remoteDescription else None
-        return CandidateView(
-            sdp.candidates(local), sdp.candidates(remote), aiortc_compat.selected_pair(self.pc)
-        )
+        return self.connection.candidates()
+
+    def diagnose(self) -> str:
+        return self.connection.diagnose(self.verified)
 
     def endpoint(self) -> dict[str, Any]:
         """Whether synchronisation can reach the peer now, and over which channel."""
@@ -112,134 +143,14 @@ class Link:
             "in_flight": len(self.session.in_flight) if self.session else 0,
         }
 
-    def diagnose(self) -> str:
-        ice = self.pc.iceConnectionState
-        if ice in ("new", "checking", "failed"):
-            return f"ICE state is {ice!r}. " + self.failure_hint()
-        if not self.verified:
-            return f"ICE is {ice!r} but the channel binding has not verified yet"
-        return "connected"
+    # --- the channel opens ----------------------------------------------------------
 
-    def failure_hint(self) -> str:
-        """Why ICE has not connected, in words that say what to try next.
+    def data(self, data: bytes | str) -> None:
+        if self.session is not None and not self.closed:
+            self.on_data(data)
 
-        ICE that never tried a candidate pair is a signaling or pairing problem, and TURN
-        would not help; only ICE that tried pairs and got no answer is one of NATs,
-        firewalls and TURN."""
-        description = self.pc.localDescription
-        local = sdp.candidates(description.sdp if description else None)
-        never = self.never_started() if local else None  # no candidate: gathering failed
-        if never is not None:
-            return never
-        config = self.ctx.config
-        turn = [u for s in config.ice_servers for u in s.url_list() if u.startswith("turn")]
-        report = self.ctx.turn_report()
-        if turn and report is not None and report.chosen is None:
-            return f"ICE failed: {report.failure()}"
-        if turn and not any(c.type == "relay" for c in local):
-            return (
-                f"ICE failed: no relay candidate from {turn[0]}; check the TURN server's "
-                "address, username and credential"
-            )
-        if not turn:
-            return (
-                "ICE failed: no candidate pair worked. If the peers are behind NATs "
-                "(symmetric NAT especially), configure a TURN server: "
-                "set_configuration([IceServer('turn:HOST:3478', USER, PASSWORD)])"
-            )
-        return "ICE failed: no candidate pair worked, not even through the TURN relay"
-
-    def never_started(self) -> str | None:
-        """Why no candidate pair was tried, if none was (aioice's check list says)."""
-        if self.pc.remoteDescription is None:
-            waiting = "our offer was not answered" if self.role == "offer" else "no offer applied"
-            return (
-                f"ICE never started: {waiting}, so no candidate pair was tried and TURN would "
-                "not help. The offer/answer exchange did not complete: check the signaling "
-                "path (is the server reachable, are both in the room, does the peer's event "
-                "log show its answer or a refused signal?) or, when pairing by codes, that "
-                "the answer code was pasted back"
-            )
-        checks = aiortc_compat.ice_checks(self.pc)
-        if checks is None or checks.tried:
-            return None
-        if checks.pairs == 0:
-            return (
-                f"ICE never started: none of the peer's {checks.remote} candidate(s) pairs "
-                "with ours (address family or protocol), so no check was sent and TURN "
-                "would not help by itself. Compare both sides' candidates (candidates()): "
-                "are both on the same loopback_only setting and IP version?"
-            )
-        return (
-            f"ICE has not tried any of its {checks.pairs} candidate pair(s) yet: the "
-            "offer/answer completed but the checks have not begun; wait, or pair again"
-        )
-
-    # --- aiortc callbacks -----------------------------------------------------------
-
-    def watch(self) -> None:
-        """Follow the peer connection's states; a failed or closed one drops the link."""
-        pc = self.pc
-
-        @pc.on("signalingstatechange")
-        def _sig() -> None:
-            self.log("signaling", f"signaling state {pc.signalingState}")
-
-        @pc.on("icegatheringstatechange")
-        def _gather() -> None:
-            self.log("ice", f"gathering state {pc.iceGatheringState}")
-
-        @pc.on("iceconnectionstatechange")
-        def _ice() -> None:
-            self.log("ice", f"ICE state {pc.iceConnectionState}")
-
-        @pc.on("connectionstatechange")
-        async def _conn() -> None:
-            state = pc.connectionState
-            self.log("connection", f"connection state {state}")
-            pair = aiortc_compat.selected_pair(pc) if state == "connected" else None
-            if pair:
-                local, remote = pair
-                self.log(
-                    "ice",
-                    f"selected pair {local.type} {local.endpoint} ↔ "
-                    f"{remote.type} {remote.endpoint}",
-                )
-            if state in ("failed", "closed"):
-                self.drop(self.failure_hint() if state == "failed" else "connection closed")
-
-        @pc.on("datachannel")
-        def _dc(channel: RTCDataChannel) -> None:
-            if channel.label == CHANNEL_LABEL:
-                self.attach_channel(channel)
-
-    def open_channel(self) -> None:
-        """The offering side creates the one reliable, ordered channel."""
-        self.attach_channel(self.pc.createDataChannel(CHANNEL_LABEL, ordered=True))
-
-    def attach_channel(self, channel: RTCDataChannel) -> None:
-        self.channel = channel
-        channel.bufferedAmountLowThreshold = self.ctx.config.buffer_low
-
-        @channel.on("open")
-        def _open() -> None:
-            self._on_open()
-
-        if channel.readyState == "open":  # the answer side gets it already open
-            self._on_open()
-
-        @channel.on("close")
-        def _close() -> None:
-            self.log("channel", "data channel closed")
-            self.drop("data channel closed")
-
-        @channel.on("message")
-        def _message(data: bytes | str) -> None:
-            if self.traffic is not None and not self.closed:
-                self.traffic.on_data(data)
-
-    def _on_open(self) -> None:
-        if self.traffic is not None or self.channel is None:
+    def channel_open(self) -> None:
+        if self.session is not None or self.channel is None:
             return
         certificates = self.channel_certificates()
         if certificates is None:
@@ -248,10 +159,10 @@ class Link:
         if self.peer is None:
             self.fail(UnknownPeer("channel opened before the answer named the peer"))
             return
-        config = self.ctx.config
+        config = self.setup.config
         local, remote = certificates
-        session = Session(
-            self.ctx.identity,
+        self.session = session = Session(
+            self.setup.identity,
             self.peer,
             local_certificate=local,
             remote_certificate=remote,
@@ -262,12 +173,12 @@ class Link:
             bundle=config.bundle,
             max_frame_bytes=config.max_frame_bytes,
         )
-        self.traffic = traffic = Traffic(self, session, self.channel)
+        self.writer = ChannelWriter(self.channel)
         self.log("channel", "data channel open; sending the session handshake")
-        self.stats.last_seen = self.ctx.clock()
+        self.stats.last_seen = self.setup.clock()
         for frame in session.hello():
-            traffic.send_now(frame)
-        self.spawn(traffic._run())  # the link's task; cancelled when it drops
+            self.send_now(frame)
+        self.spawn(self._run(session))  # the link's task; cancelled when it drops
         self.spawn(self._verify_deadline())
 
     def channel_certificates(self) -> tuple[bytes, bytes] | None:
@@ -284,7 +195,7 @@ class Link:
         task.add_done_callback(self.tasks.discard)
 
     async def _verify_deadline(self) -> None:
-        timeout = self.ctx.config.verify_timeout
+        timeout = self.setup.config.verify_timeout
         await asyncio.sleep(timeout)
         if not self.verified and not self.closed:
             self.fail(
@@ -293,13 +204,151 @@ class Link:
                 )
             )
 
-    # --- the data path (once open) -------------------------------------------------------
+    # --- receiving ------------------------------------------------------------------
+
+    def on_data(self, data: bytes | str) -> None:
+        session = self.session
+        assert session is not None  # the channel's message handler checks
+        raw = data.encode() if isinstance(data, str) else data
+        self.report.received(raw)
+        try:
+            events = session.receive(raw, self.setup.monotonic())
+        except (ChannelBindingFailed, UnknownPeer) as exc:
+            self.fail(exc)
+            return
+        except PeerError as exc:
+            if raw[1:2] == bytes((HELLO,)) or not session.verified:
+                self.fail(exc)  # a hello that does not verify: not who it claims to be
+                return
+            # Malformed or forged frames are dropped and logged; nothing is stored.
+            self.error = exc
+            self.log("error", f"rejected frame: {type(exc).__name__}: {exc}")
+            return
+        except VolliError as exc:
+            self.fail(exc)
+            return
+        except Exception as exc:  # a bug, never the transport's end: the frame is dropped
+            log.exception("receiving a frame failed")
+            self.log("error", f"rejected frame (internal error): {type(exc).__name__}: {exc}")
+            return
+        for event in events:
+            self._dispatch(session, event)
+        self.wake.set()
+
+    def _dispatch(self, session: Session, event: ev.Event) -> None:
+        if isinstance(event, ev.FrameReceived):
+            self._frame(session, event)
+        elif isinstance(event, ev.PeerVerified):
+            self.owner.started(self.peer_id, event.handshake)  # before PeerOnline
+            self.verified = True
+            self.report.verified(event.handshake)
+        elif isinstance(event, ev.Rekeyed):
+            self.owner.started(self.peer_id, event.handshake)
+            self.report.rekeyed(event)
+        elif isinstance(event, ev.PeerClosed):
+            self.log("channel", f"peer said bye: {event.reason}")
+            self.spawn(self.close(f"peer closed: {event.reason}"))
+        else:
+            self.report.told(event)
+
+    def _frame(self, session: Session, event: ev.FrameReceived) -> None:
+        """One frame up, one verdict down."""
+        self.stats.messages_in += len(event.bundle.envelopes)
+        try:
+            verdict = self.owner.frame(self.peer_id, event)
+        except Exception as exc:  # the app answers every frame; a bug refuses it, unacked
+            log.exception("the app failed on a received frame")
+            self.log("error", f"received frame not stored: {type(exc).__name__}: {exc}")
+            verdict = ev.Verdict()
+        session.settle(verdict, clock_ms=self.clock_ms())
+
+    def clock_ms(self) -> int:
+        return int(self.setup.clock() * 1000)
+
+    # --- sending --------------------------------------------------------------------
 
     async def send_sealed(self, session_id: bytes, item: Sealed) -> None:
-        """Queue an envelope sealed under ``session_id`` (see :meth:`Traffic.send_sealed`)."""
-        if self.traffic is None or not self.connected:
+        """Queue an envelope sealed under ``session_id``; wait while more than
+        ``buffer_high`` bytes are queued (back-pressure).  :class:`StaleSession` if the
+        channel runs another session now (nothing queued: seal it again)."""
+        session, writer = self.session, self.writer
+        if session is None or writer is None or not self.connected:
             raise TransportClosed("data channel is not open")
-        await self.traffic.send_sealed(session_id, item)
+        self.report.queued(item)
+        session.queue_sealed(session_id, item, self.setup.monotonic())
+        self.wake.set()
+        while session.queued_bytes > self.setup.config.buffer_high:
+            await writer.wait_room()
+            if self.closed:
+                raise TransportClosed("connection closed while the message waited to be sent")
+
+    def send_now(self, frame: bytes) -> None:
+        """Write ``frame`` at once (a hello, a bye), whatever the channel's buffer holds."""
+        if self.writer is None:
+            raise TransportClosed("data channel is not open")
+        self.writer.write(frame)
+        self.report.sent(frame)
+
+    async def _send(self, session: Session, writer: ChannelWriter, frame: bytes) -> None:
+        config = self.setup.config
+        # About a second of goodput in the buffer: pongs and ACKs wait less behind it.
+        await writer.wait_below(session.quality.send_buffer(config.buffer_low, config.buffer_high))
+        self.send_now(frame)
+
+    # --- the link's task ----------------------------------------------------------------
+
+    async def _run(self, session: Session) -> None:
+        """Timers of one link: retransmissions, ACK batching, heartbeat, liveness."""
+        monotonic, writer = self.setup.monotonic, self.writer
+        assert writer is not None  # made with the session
+        next_ping = listening_since = monotonic()  # since our own loop last stalled
+        try:
+            while not self.closed:
+                now = monotonic()
+                deadline = session.next_deadline()
+                wake_at = min(next_ping, deadline) if deadline is not None else next_ping
+                if wake_at > now:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), wake_at - now)
+                self.wake.clear()
+                now = monotonic()
+                for event in session.handle_timer(now):
+                    self._dispatch(session, event)
+                if now >= next_ping:
+                    interval = self.setup.config.heartbeat_interval
+                    if now - next_ping > interval:  # this loop was blocked, not the peer silent
+                        listening_since = now
+                    next_ping = now + interval
+                    if not await self._heartbeat(session, writer, now, listening_since):
+                        return
+                await self._flush(session, writer)
+        except TransportClosed:
+            return
+
+    async def _heartbeat(
+        self, session: Session, writer: ChannelWriter, now: float, listening_since: float
+    ) -> bool:
+        """A ping, unless the peer was silent too long while we listened: then close the
+        link (False)."""
+        limit = session.silence_limit(self.setup.config.dead_after)
+        age = aiortc_compat.seconds_since_received(self.pc.sctp)
+        if age is not None:  # SCTP packets count even while frames wait
+            session.heard_from_transport(now - age)
+        if session.is_dead(now, limit) and now - listening_since > limit:
+            await self.close(f"no heartbeat for {limit:.3g} s (peer presumed dead)")
+            return False
+        await self._send(session, writer, session.ping(now, self.clock_ms()))
+        return True
+
+    async def _flush(self, session: Session, writer: ChannelWriter) -> None:
+        """Send what the session has; control frames get a turn every ``burst_bytes``."""
+        while True:
+            out = session.data_to_send(self.setup.monotonic(), self.setup.config.burst_bytes)
+            for frame in out:
+                await self._send(session, writer, frame)
+            writer.made_room()  # wakes senders waiting on the session's queue
+            if not out or not session.has_output:
+                break
 
     # --- closing ------------------------------------------------------------------------
 
@@ -313,22 +362,19 @@ class Link:
         if self.closed:
             return
         self.closed = True
-        if self.traffic is not None:
-            self.traffic.stop()
-        self.ctx.dropped(self, reason)
+        self.wake.set()
+        if self.writer is not None:
+            self.writer.stop()
+        self.owner.dropped(self, reason)
         session = self.session
         if session is not None and session.session_id is not None:
-            self.ctx.keys.ended(self.peer_id, session.session_id)
+            self.owner.ended(self.peer_id, session.session_id)
         in_flight = tuple(session.in_flight) if session else ()
         current = asyncio.current_task()
         for task in list(self.tasks):
             if task is not current:
                 task.cancel()
-        self.log("connection", f"peer offline: {reason}")
-        self.ctx.trace.dropped(self.peer_id, reason)
-        for message_id in in_flight:
-            self.ctx.emit(Undelivered(self.peer_id, message_id, reason))
-        self.ctx.emit(PeerOffline(self.peer_id, reason, in_flight))
+        self.report.offline(reason, in_flight)
 
     async def close(self, reason: str) -> None:
         """Say bye if we can, drop the link, and close the connection (bounded)."""
@@ -337,12 +383,7 @@ class Link:
                 if self.channel.readyState == "open":
                     self.channel.send(self.session.close(reason[:200]))
         self.drop(reason)
-        try:
-            await asyncio.wait_for(asyncio.shield(self.pc.close()), self.ctx.config.close_timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            self.log("connection", "close timed out; abandoned")
-        except Exception as exc:
-            self.log("error", f"close failed: {exc}")
+        await self.connection.close()
 
     async def cancel_tasks(self, timeout: float = 0.2) -> None:
         for task in list(self.tasks):
@@ -351,4 +392,4 @@ class Link:
             await asyncio.wait(list(self.tasks), timeout=timeout)
 
 
-__all__ = ["CHANNEL_LABEL", "Link"]
+__all__ = ["Link"]

@@ -29,17 +29,18 @@ from volli_nb.base.errors import TransportClosed, UnknownPeer, UsageError, Volli
 from volli_nb.base.listeners import Listeners
 from volli_nb.core import sdp
 from volli_nb.core.crypto.envelope import Sealed
+from volli_nb.core.crypto.handshake import HandshakeResult
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer, NetworkConfig, server_notes
 from volli_nb.core.progress import ProgressFeed
-from volli_nb.core.protocol.events import FrameReceived, SessionStats
+from volli_nb.core.protocol.events import FrameReceived, SessionStats, Verdict
 from volli_nb.core.protocol.link_quality import LinkQuality
 from volli_nb.net import aiortc_compat
 from volli_nb.net.events import CandidateView, IncomingEnvelope, NetworkEvent, PeerOnline, PeerStats
 from volli_nb.net.frame_trace import FrameTrace
 from volli_nb.net.link import Link
-from volli_nb.net.link_context import LinkContext, NoKeys, SessionKeys
+from volli_nb.net.link_host import LinkSetup, NoKeys, SessionKeys
 from volli_nb.net.turn_preflight import PreflightReport, TurnPlanner
 
 logger = logging.getLogger(__name__)
@@ -76,21 +77,12 @@ class NetworkStore:
         self.pairing_errors: dict[str, VolliError] = {}
         self._messages = Listeners[[IncomingEnvelope]]("message handler", logger)
         self._events = Listeners[[NetworkEvent]]("network event handler", logger)
-        self._context = LinkContext(
-            identity=identity,
-            config=self.config,
-            log=self.log,
-            trace=self.trace,
-            clock=clock,
-            monotonic=monotonic,
-            emit=self._events.emit,
-            keys=NoKeys(),
-            observe=self._observe,
-            dropped=self._dropped,
-        )
+        self._keys: SessionKeys = NoKeys()
         self.turn = TurnPlanner(self.config, self.log, clock=clock, monotonic=monotonic)
+        self._setup = LinkSetup(
+            identity, self.config, clock, monotonic, self.log, self.trace, self.turn
+        )
         self._events.add(self._forget_pairing_error)
-        self._context.turn_report = lambda: self.turn_report
         self._warn_about_servers()
 
     # --- the seed's debug surface -------------------------------------------
@@ -203,18 +195,29 @@ class NetworkStore:
     def attach(self, keys: SessionKeys) -> None:
         """The app that owns the sessions: it keeps each channel's ratchet and answers
         every received frame (until then frames are refused unopened)."""
-        self._context.keys = keys
+        self._keys = keys
+
+    # --- what links tell (LinkOwner) -----------------------------------------
+
+    def started(self, peer_id: str, handshake: HandshakeResult) -> None:
+        self._keys.started(peer_id, handshake)
+
+    def ended(self, peer_id: str, session_id: bytes) -> None:
+        self._keys.ended(peer_id, session_id)
+
+    def report(self, event: NetworkEvent) -> None:
+        self._events.emit(event)
 
     def on_message(self, handler: Callable[[IncomingEnvelope], None]) -> Callable[[], None]:
         """Call ``handler`` for each envelope as it arrives, still sealed (a debug hook:
         the app opens and stores it next); returns the remover."""
         return self._messages.add(handler)
 
-    def _observe(self, peer_id: str, received: FrameReceived) -> None:
-        if self._messages:
-            for item in received.bundle.envelopes:
-                envelope = item.envelope
-                self._messages.emit(IncomingEnvelope(peer_id, envelope.message_id, item.raw))
+    def frame(self, peer_id: str, received: FrameReceived) -> Verdict:
+        """``on_message`` handlers see it first (still sealed), then the app opens it."""
+        for item in received.bundle.envelopes if self._messages else ():
+            self._messages.emit(IncomingEnvelope(peer_id, item.envelope.message_id, item.raw))
+        return self._keys.frame(peer_id, received)
 
     def on_event(self, handler: Callable[[NetworkEvent], None]) -> Callable[[], None]:
         """Call ``handler`` for each peer event (online, offline, delivered…); returns the
@@ -238,7 +241,7 @@ class NetworkStore:
             raise UsageError(f"no connection to peer {peer_id!r}; call connect_to_peer() first")
         return link
 
-    def _dropped(self, link: Link, reason: str) -> None:
+    def dropped(self, link: Link, reason: str) -> None:
         if self._links.get(link.peer_id) is link:
             del self._links[link.peer_id]
         self.failures[link.peer_id] = reason
@@ -259,13 +262,12 @@ class NetworkStore:
         servers = await self.turn.servers()  # the preflight's choice (relay-only: or raise)
         pc = RTCPeerConnection(aiortc_compat.rtc_configuration(self.config, servers))
         role = "answer" if offer is not None else "offer"
-        link = self.link_class(self._context, peer_id, peer, pc, role)
+        link = self.link_class(self._setup, self, peer_id, peer, pc, role)
         self._links[peer_id] = link
-        link.watch()
         trust = self.turn.tls_contexts(self.config.ice_servers if servers is None else servers)
         with aiortc_compat.loopback_only(self.config.loopback_only), aiortc_compat.turn_tls(trust):
             if offer is None:
-                link.open_channel()
+                link.connection.open_channel()
                 await pc.setLocalDescription(await pc.createOffer())
             else:
                 await pc.setRemoteDescription(aiortc_compat.as_description(offer, "offer"))
@@ -280,7 +282,7 @@ class NetworkStore:
             self.log.add("error", "the TURN server passed the preflight but gave no relay now")
             self.turn.forget()  # check again next time
         if not gathered:
-            hint = link.failure_hint()
+            hint = link.connection.failure_hint()
             await link.close(hint)
             raise TransportClosed(f"gathered no ICE candidate: {hint}")
         description: RTCSessionDescription = pc.localDescription
@@ -375,8 +377,7 @@ class NetworkStore:
         link = self._links.get(peer_id)
         if link is not None and link.session is not None:
             link.session.rekey()
-            if link.traffic is not None:
-                link.traffic.wake.set()
+            link.wake.set()
 
     # --- closing ------------------------------------------------------------
 
