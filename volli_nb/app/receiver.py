@@ -136,14 +136,18 @@ class Receiver:
         rows: list[ReceivedRow] = []
         messages: list[ChatMessage] = []
         created: dict[str, tuple[str, ...]] = {}
-        me = self.sessions.identity.peer_id
+        allowed: dict[tuple[object, ...], tuple[str, ...]] = {}  # a bundle is one burst:
+        me = self.sessions.identity.peer_id  # its messages share a few checks
         for m in opened:
             try:
                 text = decode_body(m.plaintext, legacy=False)  # the wire: version 2 only
                 existing = created.get(m.conversation_id) or self._conversation(m.conversation_id)
-                members = tuple(
-                    received_members(m.conversation_id, m.sender, me, m.recipients, existing)
-                )
+                key = (m.conversation_id, m.sender, tuple(m.recipients), existing)
+                members = allowed.get(key)
+                if members is None:
+                    members = allowed[key] = tuple(
+                        received_members(m.conversation_id, m.sender, me, m.recipients, existing)
+                    )
             except VolliError as exc:
                 refused.append((m.message_id, exc))
                 continue
