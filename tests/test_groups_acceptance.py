@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from recorded import Recording
 from test_network import arun
 
 from volli_nb.core.protocol import frames as frames_mod
 from volli_nb.lab.peer_handle import PeerProcess
+from volli_nb.lab.recording import Recording
 from volli_nb.net.signaling.server import SignalingServer
 
 pytestmark = pytest.mark.network
