@@ -8,6 +8,7 @@ import struct
 import time
 from pathlib import Path
 
+import aioice.ice
 import pytest
 from aiortc import rtcsctptransport as sctp
 from conftest import require
@@ -128,6 +129,32 @@ def test_a_busy_receiver_loses_no_datagram() -> None:
             before = udp_receive_drops()
             await plain.transfer(20_000, 100, busy=0.5)
             assert udp_receive_drops() - before == 0
+        finally:
+            await plain.close()
+
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_a_peer_whose_loop_is_busy_for_seconds_keeps_its_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aioice gave each consent check (RFC 7675) one try of 0.5 s and closed ICE after six
+    misses in a row, so a peer whose loop was busy for a while (a large transfer on a
+    loaded machine, a long cell) lost its connection mid-transfer, and the association
+    closed with both sides idle: the bench's baseline once waited 8 minutes on it.  Here
+    checks come every 0.1 s (six misses take ~4 s) and the receiver blocks 6 s: the
+    connection must stay up and deliver every message (without the fix: ICE closes at
+    ~4 s and 1,000 messages never arrive).  Counted, not timed."""
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.1)  # this process's checks only
+
+    async def main() -> None:
+        plain = PlainPeer()
+        states: list[str] = []
+        try:
+            await plain.start()
+            plain.pc.on("connectionstatechange", lambda: states.append(plain.pc.connectionState))
+            transfer = await asyncio.wait_for(plain.transfer(1000, 100, busy=6.0), 60)
+            assert transfer.seconds > 0 and states == [] and plain.pc.connectionState == "connected"
         finally:
             await plain.close()
 

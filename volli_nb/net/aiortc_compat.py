@@ -38,13 +38,23 @@ What lives here, and why:
   which copy the context), so :func:`turn_tls` around it scopes the trust to that
   connection (``tests/test_turn_tls.py``).
 
+- **Consent that a busy loop does not revoke** (aioice 0.13): every ~5 s aioice sends one
+  STUN check with no retransmission and gives it 0.5 s; six misses in a row close ICE, and
+  with it the connection.  A loop busy with a large transfer (or a peer's loop, or a deep
+  socket queue ahead of the answer) misses all six within 30 s, and the association
+  closes mid-transfer while both sides sit idle: the bench's aiortc baseline once waited
+  8 minutes that way.  Checks now retransmit (0.5 + 1 + 2 s), and consent expires 30 s
+  after the last answer (RFC 7675 §5.1), as before for a peer that is really gone.
+
 The patches apply once, at import.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import random
 import socket
 import ssl
 import time
@@ -54,6 +64,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
+import aioice.stun
 import aioice.turn
 from aiortc import (
     RTCConfiguration,
@@ -222,6 +233,34 @@ def apply() -> None:
 
     cls._handle_data = _handle_data
     _flow_control(cls)
+    connection: Any = aioice.ice.Connection
+    connection.query_consent = _query_consent
+
+
+CONSENT_EXPIRY = 30.0  # seconds after the last answer (RFC 7675 section 5.1)
+CONSENT_RETRANSMISSIONS = 2  # a check waits 0.5 + 1 + 2 s for its answer
+
+
+async def _query_consent(self: Any) -> None:
+    """aioice's consent freshness (RFC 7675), with retransmitted checks and an expiry
+    counted from the last answer instead of six single 0.5 s tries in a row."""
+    assert self.remote_password is not None
+    answered = time.monotonic()
+    while True:
+        await asyncio.sleep(aioice.ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+        for pair in self._nominated.values():
+            request = self.build_request(pair, nominate=False)
+            key = self.remote_password.encode("utf8")
+            with contextlib.suppress(aioice.stun.TransactionError):
+                await pair.protocol.request(
+                    request, pair.remote_addr, integrity_key=key,
+                    retransmissions=CONSENT_RETRANSMISSIONS,
+                )  # fmt: skip
+                answered = time.monotonic()
+        if time.monotonic() - answered >= CONSENT_EXPIRY:
+            self._query_consent_task = None
+            await self.close()
+            return
 
 
 RECEIVE_BUFFER = 4 * 1024 * 1024  # asked for each ICE socket (aioice's 256 KiB before); the
