@@ -94,9 +94,11 @@ class SendBursts:
         return self._open
 
     async def drain(self) -> None:
-        """Wait for the bursts under way (before the database closes)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait for the bursts under way (before the database closes).  A finished task
+        stays in the set until its done callback runs; on Python 3.12+ gathering only
+        finished tasks does not yield, so waiting on the whole set would spin for ever."""
+        while pending := [task for task in self._tasks if not task.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run(self, burst: _Burst) -> None:
         if self._open is burst:
