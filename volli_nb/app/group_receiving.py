@@ -326,8 +326,8 @@ class GroupReceiving:
         self.groups.log.add(
             "error" if mine else "group",
             f"{'our' if mine else names(loser.signer) + chr(39) + 's'} change {loser.short()} "
-            f"lost to {names(winner.signer)}'s concurrent {winner.short()} (the lower rank "
-            f"wins){': apply it again on top' if mine else ''}",
+            f"lost to {names(winner.signer)}'s concurrent {winner.short()} (the senior admin, "
+            f"or the lower ticket, wins){': apply it again on top' if mine else ''}",
             kind="group.conflict",
             group=loser.group_id,
             lost=loser.hash.hex(),

@@ -264,6 +264,11 @@ class ReplayedGroupRecord(StaleGroupRecord):
     """A membership record this member holds already: a replay (or a resend)."""
 
 
+class RevokedGroupRecord(StaleGroupRecord):
+    """A membership record competing with the version that removed or demoted its signer:
+    a removed admin cannot take its group back with a record made on the version before."""
+
+
 class UnknownGroup(GroupError):
     """A membership record for a group this member does not hold, and not its first record."""
 
