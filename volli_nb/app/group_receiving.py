@@ -15,7 +15,8 @@ committed, so a group's chain in memory moves only with the file.
   (:class:`NotGroupMember` otherwise); stored as a chat line of the group.
 - **messages under a record we do not hold**: held (stored, sealed, acknowledged), and
   the chain fetched from their sender; released in the sender's order, with the same
-  checks, in the frame that brings the record.
+  checks, in the frame that brings the record (once per group, after all the frame's
+  records of it: two records messages in one frame must not release a message twice).
 - **fetches**: answered with the chain up to the record asked for, to a member of it.
 """
 
@@ -91,19 +92,30 @@ class GroupReceiving:
         work: dict[str, GroupChain] = {}  # chains as this frame leaves them
         mine = [m for m in opened if wire.is_group_conversation(m.conversation_id)]
         part.others = [m for m in opened if not wire.is_group_conversation(m.conversation_id)]
-        mine.sort(key=lambda m: not m.conversation_id.endswith(".records"))  # records first
-        for m in mine:
-            try:
-                address = wire.parse_address(m.conversation_id)
-                if address.kind == wire.RECORDS:
-                    self._records(part, work, peer_id, m, address.group_id)
-                elif address.kind == wire.FETCH:
-                    self._fetch_asked(part, work, peer_id, m, address.group_id)
-                else:
-                    self._message(part, work, peer_id, m, address)
-            except VolliError as exc:
-                refused.append((m.message_id, exc))
+        records = [m for m in mine if m.conversation_id.endswith(".records")]
+        rest = [m for m in mine if not m.conversation_id.endswith(".records")]
+        for m in records:  # first: the frame's other messages may be sent under them
+            self._decide(part, work, peer_id, m, refused)
+        for group_id, chain in work.items():  # once a group, after all its records
+            self._release(part, chain, group_id, peer_id)
+        for m in rest:
+            self._decide(part, work, peer_id, m, refused)
         return part
+
+    def _decide(
+        self, part: GroupPart, work: dict[str, GroupChain], peer_id: str, m: OpenedMessage,
+        refused: list[Refusal],
+    ) -> None:  # fmt: skip
+        try:
+            address = wire.parse_address(m.conversation_id)
+            if address.kind == wire.RECORDS:
+                self._records(part, work, peer_id, m, address.group_id)
+            elif address.kind == wire.FETCH:
+                self._fetch_asked(part, work, peer_id, m, address.group_id)
+            else:
+                self._message(part, work, peer_id, m, address)
+        except VolliError as exc:
+            refused.append((m.message_id, exc))
 
     def _chain(self, work: dict[str, GroupChain], group_id: str) -> GroupChain | None:
         return work.get(group_id) or self.groups.chain(group_id)
@@ -125,23 +137,35 @@ class GroupReceiving:
                 new.append(record)
         if held is None and self.me not in chain.tip.member_ids:
             raise NotGroupMember(f"records of {group_id}, a group whose members do not include us")
-        released, dropped = self._release(chain, group_id)
         work[group_id] = chain
         part.absorbed.append(m.message_id)
-        part.rows += [row for row, _ in released]
 
         def write() -> None:
             self.database.mark_seen(m.message_id, peer_id)
             if new:
                 self.database.save_group(chain.tip, new)
                 self.database.ensure_conversation(group_id, [self.me], chain.tip.name)
+
+        def after(_emit: Callable[[ChatMessage], None]) -> None:
+            self.groups.adopt(chain)
+            self._log_applied(peer_id, held, new, applied)
+            self._tell_losers(chain, applied)
+
+        part.writes.append(write)
+        part.afters.append(after)
+
+    def _release(self, part: GroupPart, chain: GroupChain, group_id: str, peer_id: str) -> None:
+        """Held messages whose record ``chain`` (as this frame's records leave it) holds:
+        admitted, in the senders' order (by time, then counter), or dropped with the
+        reason; once a group and frame, so no held message is released twice."""
+        released, dropped = self._releasable(chain, group_id)
+        part.rows += [row for row, _ in released]
+
+        def write() -> None:
             self.database.drop_held([row.message_id for row, _ in released], unsee=True)
             self.database.drop_held([d.message_id for d, _ in dropped], unsee=False)
 
         def after(emit: Callable[[ChatMessage], None]) -> None:
-            self.groups.adopt(chain)
-            self._log_applied(peer_id, held, new, applied)
-            self._tell_losers(chain, applied)
             for held_message, error in dropped:
                 self._log_dropped(held_message, error)
             if released:
@@ -158,11 +182,9 @@ class GroupReceiving:
         part.writes.append(write)
         part.afters.append(after)
 
-    def _release(
+    def _releasable(
         self, chain: GroupChain, group_id: str
     ) -> tuple[list[tuple[ReceivedRow, ChatMessage]], list[tuple[HeldMessage, VolliError]]]:
-        """Held messages whose record ``chain`` now holds: admitted, in the senders' order
-        (by time, then counter), or dropped with the reason."""
         released, dropped = [], []
         for held in self.database.held_messages(group_id):
             record = chain.get(held.record_hash)

@@ -1,0 +1,40 @@
+"""Receiving group traffic, where the review of issue 27 found it wrong: held messages
+released twice, fetch answers that told a removed member too much, bodies and versions
+not checked as the wire checks them (real stores, sessions and receivers; the courier
+carries the frames)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from group_courier import Courier
+from test_groups_app import run, texts
+
+
+def test_two_records_messages_in_one_frame_release_a_held_message_once(tmp_path: Path) -> None:
+    """Dave holds Bob's message for version 2; Alice's versions 2 and 3 reach him as two
+    records messages in one frame: the message is released once, the frame stored."""
+
+    async def body(c: Courier) -> None:
+        alice, bob, dave = c["alice"], c["bob"], c["dave"]
+        gid = (await alice.create_group("study", [bob.peer_id])).group_id
+        await c.deliver("alice", "bob")
+        await alice.add_member(gid, dave.peer_id)  # records v2 for bob and dave
+        await c.deliver("alice", "bob")
+        await bob.send_message(gid, "hi dave")
+        held = await c.deliver("bob", "dave")  # dave does not hold v2 yet: held
+        assert len(held.stored) == 1 and len(dave.database.held_messages(gid)) == 1
+        await alice.set_admin(gid, bob.peer_id)  # records v3 for bob and dave
+        assert [r.conversation_id.endswith(".records") for r in c.waiting("alice", "dave")] == [
+            True,
+            True,
+        ]
+        verdict = await c.deliver("alice", "dave")  # both records messages in one frame
+        assert not verdict.refused and len(verdict.stored) == 3  # two records, one released
+        assert texts(c, "dave", gid) == ["hi dave"]
+        assert dave.group(gid).version == 3 and dave.database.held_messages(gid) == []
+        assert dave.storage.state == "ok"
+        released = [e for e in dave.log.entries() if e.data.get("kind") == "group.released"]
+        assert len(released) == 1
+
+    run(tmp_path, ("alice", "bob", "dave"), body)
