@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from group_courier import Courier
-from test_groups_app import run, texts
+from test_groups_app import queue_raw, run, texts
+
+from volli_nb.core.groups import wire
 
 
 def test_two_records_messages_in_one_frame_release_a_held_message_once(tmp_path: Path) -> None:
@@ -38,3 +40,35 @@ def test_two_records_messages_in_one_frame_release_a_held_message_once(tmp_path:
         assert len(released) == 1
 
     run(tmp_path, ("alice", "bob", "dave"), body)
+
+
+def test_a_fetch_never_answers_past_the_askers_removal(tmp_path: Path) -> None:
+    """Carol, removed at version 2, asks Bob for version 1 (which lists her): the answer
+    stops at her removal, so she never learns that Dave joined at version 3."""
+
+    async def body(c: Courier) -> None:
+        alice, bob, carol, dave = c["alice"], c["bob"], c["carol"], c["dave"]
+        gid = (await alice.create_group("study", [bob.peer_id, carol.peer_id])).group_id
+        await c.flood()
+        chain = carol.group_book.chain(gid)
+        assert chain is not None
+        v1 = chain.tip
+        await alice.remove_member(gid, carol.peer_id)  # v2
+        await c.flood()
+        await alice.add_member(gid, dave.peer_id)  # v3: carol is not told
+        await c.deliver("alice", "bob")
+        assert (carol.group(gid).version, bob.group(gid).version) == (2, 3)
+        await queue_raw(c, "carol", "bob", wire.control_address(gid, wire.FETCH), v1.hash)
+        await c.deliver("carol", "bob")
+        answers = c.waiting("bob", "carol")
+        assert len(answers) == 1
+        chain_sent = wire.decode_chain(answers[0].payload, gid)
+        assert [r.version for r in chain_sent] == [1, 2]  # up to her removal, not v3
+        assert all(dave.peer_id not in r.member_ids for r in chain_sent)
+        # a member still in the group is answered the whole way to the current version
+        await queue_raw(c, "alice", "bob", wire.control_address(gid, wire.FETCH), v1.hash)
+        await c.deliver("alice", "bob")
+        full = wire.decode_chain(c.waiting("bob", "alice")[-1].payload, gid)
+        assert [r.version for r in full] == [1, 2, 3]
+
+    run(tmp_path, ("alice", "bob", "carol", "dave"), body)

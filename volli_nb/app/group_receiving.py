@@ -17,7 +17,8 @@ committed, so a group's chain in memory moves only with the file.
   the chain fetched from their sender; released in the sender's order, with the same
   checks, in the frame that brings the record (once per group, after all the frame's
   records of it: two records messages in one frame must not release a message twice).
-- **fetches**: answered with the chain up to the record asked for, to a member of it.
+- **fetches**: answered, to a member of the record asked for, with the chain up to it and
+  on while it lists the asker (:func:`answer`): never past the asker's removal.
 """
 
 from __future__ import annotations
@@ -299,9 +300,7 @@ class GroupReceiving:
                     kind="group.fetch_refused",
                 )
                 return
-            newest = chain.path()  # the whole way to the current version, if it passes there
-            path = newest if record in newest else chain.path_to(wanted)
-            self.groups.later(self.groups.push(group_id, [peer_id], path))
+            self.groups.later(self.groups.push(group_id, [peer_id], answer(chain, record, peer_id)))
 
         part.afters.append(after)
 
@@ -366,4 +365,17 @@ class GroupReceiving:
         )
 
 
-__all__ = ["GroupPart", "GroupReceiving"]
+def answer(chain: GroupChain, record: MembershipRecord, peer_id: str) -> list[MembershipRecord]:
+    """A fetch's answer: the chain up to ``record``, and on along the current path while
+    it lists ``peer_id`` (a member catches up), up to the record that removed it at the
+    most: a removed member learns of its removal, never of a later membership."""
+    newest = chain.path()
+    if record not in newest:
+        return chain.path_to(record.hash)
+    end = newest.index(record) + 1
+    while end < len(newest) and peer_id in newest[end - 1].member_ids:
+        end += 1
+    return newest[:end]
+
+
+__all__ = ["GroupPart", "GroupReceiving", "answer"]
