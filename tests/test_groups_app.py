@@ -16,6 +16,7 @@ from volli_nb.base.errors import (
     NotGroupMember,
     UsageError,
 )
+from volli_nb.core.body import encode_body
 from volli_nb.core.groups import wire
 from volli_nb.core.groups.record import GroupMember, decode_record, sign_record
 from volli_nb.core.store.message_queue import OutgoingMessage
@@ -84,7 +85,7 @@ def test_a_removed_member_gets_no_key_for_later_messages(tmp_path: Path) -> None
             await carol.send_message(gid, "still here?")
         # and a receiver refuses a message sealed by a removed member under an old version
         v1 = alice.group_book.chain(gid).path()[0]  # type: ignore[union-attr]
-        await queue_raw(c, "carol", "bob", wire.message_address(v1), b'{"type":"text","text":"x"}')
+        await queue_raw(c, "carol", "bob", wire.message_address(v1), encode_body("x"))
         verdict = await c.deliver("carol", "bob")
         assert [type(e) for _, e in verdict.refused] == [NotGroupMember]
 

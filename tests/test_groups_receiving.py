@@ -10,7 +10,9 @@ from pathlib import Path
 from group_courier import Courier
 from test_groups_app import queue_raw, run, texts
 
+from volli_nb.base.errors import MalformedBody
 from volli_nb.core.groups import wire
+from volli_nb.core.groups.record import sign_record
 
 
 def test_two_records_messages_in_one_frame_release_a_held_message_once(tmp_path: Path) -> None:
@@ -72,3 +74,29 @@ def test_a_fetch_never_answers_past_the_askers_removal(tmp_path: Path) -> None:
         assert [r.version for r in full] == [1, 2, 3]
 
     run(tmp_path, ("alice", "bob", "carol", "dave"), body)
+
+
+def test_a_version_1_body_is_refused_in_a_group_as_on_the_wire(tmp_path: Path) -> None:
+    """The receiver refuses version-1 (JSON) bodies on the wire; group messages too, under
+    a record held (refused) or not (refused instead of held)."""
+
+    async def body(c: Courier) -> None:
+        alice, bob = c["alice"], c["bob"]
+        gid = (await alice.create_group("study", [bob.peer_id])).group_id
+        await c.flood()
+        chain = alice.group_book.chain(gid)
+        assert chain is not None
+        legacy = b'{"type":"text","text":"old"}'
+        await queue_raw(c, "alice", "bob", wire.message_address(chain.tip), legacy)
+        verdict = await c.deliver("alice", "bob")
+        assert [type(e) for _, e in verdict.refused] == [MalformedBody]
+        unheard = sign_record(
+            alice.identity, group_id=gid, version=2, prev_hash=chain.tip.hash,
+            name="study", members=chain.tip.members, admins=chain.tip.admins,
+        )  # fmt: skip
+        await queue_raw(c, "alice", "bob", wire.message_address(unheard), legacy)
+        verdict = await c.deliver("alice", "bob", c.waiting("alice", "bob")[-1:])
+        assert [type(e) for _, e in verdict.refused] == [MalformedBody]
+        assert bob.database.held_messages(gid) == [] and texts(c, "bob", gid) == []
+
+    run(tmp_path, ("alice", "bob"), body)

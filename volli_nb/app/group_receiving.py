@@ -34,7 +34,7 @@ from volli_nb.base.errors import (
     NotGroupMember,
     VolliError,
 )
-from volli_nb.core.body import decode_body
+from volli_nb.core.body import check_body, decode_body
 from volli_nb.core.crypto.envelope import OpenedMessage
 from volli_nb.core.groups import wire
 from volli_nb.core.groups.chain import Applied, GroupChain
@@ -193,7 +193,7 @@ class GroupReceiving:
                 continue
             try:
                 self._admit(chain, record, held.sender, held.recipients)
-                text = decode_body(held.body)
+                text = decode_body(held.body, legacy=False)  # it came from the wire
             except VolliError as exc:
                 dropped.append((held, exc))
                 continue
@@ -214,6 +214,7 @@ class GroupReceiving:
         chain = self._chain(work, group_id)
         record = chain.get(address.record_hash) if chain is not None else None
         if record is None:
+            check_body(m.plaintext, legacy=False)  # hold nothing the release would refuse
             self._hold(part, peer_id, m, address)
             return
         if record.version != address.version:
@@ -222,7 +223,7 @@ class GroupReceiving:
             )
         assert chain is not None
         self._admit(chain, record, m.sender, m.recipients)
-        text = decode_body(m.plaintext)
+        text = decode_body(m.plaintext, legacy=False)  # the wire: version 2 only
         part.rows.append(
             ReceivedRow(m.message_id, group_id, m.sender, m.counter, m.timestamp_ms, m.plaintext)
         )
