@@ -10,7 +10,8 @@ from pathlib import Path
 from group_courier import Courier
 from test_groups_app import queue_raw, run, texts
 
-from volli_nb.base.errors import MalformedBody
+from volli_nb.base.errors import BrokenGroupChain, MalformedBody
+from volli_nb.core.body import encode_body
 from volli_nb.core.groups import wire
 from volli_nb.core.groups.record import sign_record
 
@@ -100,3 +101,32 @@ def test_a_version_1_body_is_refused_in_a_group_as_on_the_wire(tmp_path: Path) -
         assert bob.database.held_messages(gid) == [] and texts(c, "bob", gid) == []
 
     run(tmp_path, ("alice", "bob"), body)
+
+
+def test_a_held_message_naming_another_version_is_refused_on_release(tmp_path: Path) -> None:
+    """Bob's message names version 2's hash as version 7: held by Dave (who does not hold
+    version 2 yet), it is refused when the record comes, as it would be on arrival."""
+
+    async def body(c: Courier) -> None:
+        alice, bob, dave = c["alice"], c["bob"], c["dave"]
+        gid = (await alice.create_group("study", [bob.peer_id])).group_id
+        await c.deliver("alice", "bob")
+        await alice.add_member(gid, dave.peer_id)  # v2, for bob now and dave later
+        await c.deliver("alice", "bob")
+        v2 = bob.group_book.chain(gid).tip  # type: ignore[union-attr]
+        wrong = wire.message_address(v2).replace(".v2.", ".v7.")
+        await queue_raw(c, "bob", "dave", wrong, encode_body("mislabelled"))
+        await bob.send_message(gid, "labelled right")
+        assert len((await c.deliver("bob", "dave")).stored) == 2  # both held
+        assert len(dave.database.held_messages(gid)) == 2
+        verdict = await c.deliver("alice", "dave")
+        assert not verdict.refused and dave.group(gid).version == 2
+        assert texts(c, "dave", gid) == ["labelled right"]
+        assert dave.database.held_messages(gid) == []
+        refused = [e.message for e in dave.log.entries() if e.data.get("kind") == "group.refused"]
+        assert len(refused) == 1 and "BrokenGroupChain" in refused[0]
+        await queue_raw(c, "bob", "dave", wrong, encode_body("again, on arrival"))
+        verdict = await c.deliver("bob", "dave")
+        assert [type(e) for _, e in verdict.refused] == [BrokenGroupChain]
+
+    run(tmp_path, ("alice", "bob", "dave"), body)

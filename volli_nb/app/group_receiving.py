@@ -192,7 +192,7 @@ class GroupReceiving:
             if record is None:
                 continue
             try:
-                self._admit(chain, record, held.sender, held.recipients)
+                self._admit(chain, record, held.version, held.sender, held.recipients)
                 text = decode_body(held.body, legacy=False)  # it came from the wire
             except VolliError as exc:
                 dropped.append((held, exc))
@@ -217,12 +217,8 @@ class GroupReceiving:
             check_body(m.plaintext, legacy=False)  # hold nothing the release would refuse
             self._hold(part, peer_id, m, address)
             return
-        if record.version != address.version:
-            raise BrokenGroupChain(
-                f"{m.conversation_id[:40]}… names {record.short()} as another version"
-            )
         assert chain is not None
-        self._admit(chain, record, m.sender, m.recipients)
+        self._admit(chain, record, address.version, m.sender, m.recipients)
         text = decode_body(m.plaintext, legacy=False)  # the wire: version 2 only
         part.rows.append(
             ReceivedRow(m.message_id, group_id, m.sender, m.counter, m.timestamp_ms, m.plaintext)
@@ -232,10 +228,14 @@ class GroupReceiving:
         )
 
     def _admit(
-        self, chain: GroupChain, record: MembershipRecord, sender: str, recipients: tuple[str, ...]
-    ) -> None:
-        """:class:`NotGroupMember` unless this message may be shown (module docstring)."""
+        self, chain: GroupChain, record: MembershipRecord, version: int, sender: str,
+        recipients: tuple[str, ...],
+    ) -> None:  # fmt: skip
+        """:class:`NotGroupMember` unless this message may be shown (module docstring);
+        :class:`BrokenGroupChain` if its address names ``record`` with another version."""
         where = f"{record.group_id} {record.short()}"
+        if record.version != version:
+            raise BrokenGroupChain(f"a message names {where} as version {version}")
         members = set(record.member_ids)
         if sender not in members:
             raise NotGroupMember(f"{sender} sent under {where}, which does not list it")
@@ -252,8 +252,9 @@ class GroupReceiving:
     def _hold(
         self, part: GroupPart, peer_id: str, m: OpenedMessage, address: wire.GroupAddress
     ) -> None:
-        held = HeldMessage(m.message_id, address.group_id, address.record_hash, m.sender,
-                           m.counter, m.timestamp_ms, m.recipients, m.plaintext)  # fmt: skip
+        held = HeldMessage(m.message_id, address.group_id, address.record_hash, address.version,
+                           m.sender, m.counter, m.timestamp_ms, m.recipients,
+                           m.plaintext)  # fmt: skip
         part.absorbed.append(m.message_id)
         part.writes.append(lambda: self.database.hold_group_message(held))
 
