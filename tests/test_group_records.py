@@ -268,6 +268,27 @@ def test_a_removed_admin_cannot_take_the_group_back() -> None:
         demoted.apply(signed(BOB, v2, list(v2.members), admins=v2.admins, name="mine"))
 
 
+def test_losing_changes_do_not_pile_up() -> None:
+    """Bob, junior to Alice, floods siblings of her version 3: one is kept as lost, the
+    others are refused (a pile would grow every member's store for ever)."""
+    chain, _ = start()
+    v2 = chain.propose(
+        ALICE, members=everyone(ALICE, BOB, CAROL), admins=[ALICE.peer_id, BOB.peer_id]
+    )
+    chain.apply(v2)
+    v3 = chain.propose(ALICE, members=everyone(ALICE, BOB, CAROL, DAVE), admins=v2.admins)
+    chain.apply(v3)
+    siblings = [
+        signed(BOB, v2, everyone(ALICE, BOB, CAROL), admins=v2.admins, name=f"mine {n}")
+        for n in range(5)
+    ]
+    assert chain.apply(siblings[0]).lost == (siblings[0],)
+    for sibling in siblings[1:]:
+        with pytest.raises(StaleGroupRecord):
+            chain.apply(sibling)
+    assert chain.tip is v3 and len(chain.records) == 4 and len(chain.lost) == 1
+
+
 def test_an_admin_removes_or_demotes_only_admins_promoted_after_it() -> None:
     chain, _ = start()
     admins = [ALICE.peer_id, BOB.peer_id, CAROL.peer_id]

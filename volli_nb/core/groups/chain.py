@@ -18,8 +18,9 @@ two concurrent changes wins.
 4. it must extend the current version, or compete with it (below); a record for a
    version that is already built upon is :class:`StaleGroupRecord` (settled), one
    competing with the version that removed or demoted its signer is
-   :class:`RevokedGroupRecord`, and one built on a change that lost is
-   :class:`BrokenGroupChain`.
+   :class:`RevokedGroupRecord`, a second losing one by the same signer is
+   :class:`StaleGroupRecord` (one lost record is kept per signer and version, not a
+   pile), and one built on a change that lost is :class:`BrokenGroupChain`.
 
 **Seniority.**  An admin's seniority is the version since which it has been an admin
 without a break (the creator: 1); a member promoted, demoted and promoted again starts
@@ -322,6 +323,12 @@ class GroupChain:
                 f"{record.group_id} {record.short()} by {record.signer} competes with "
                 f"{tip.short()}, which removed or demoted its signer: a removed admin cannot "
                 "take the group back"
+            )
+        if any(self.records[h].signer == record.signer and self.records[h].prev_hash == parent.hash
+               for h in self.lost):  # fmt: skip
+            raise StaleGroupRecord(
+                f"{record.group_id} {record.short()}: {record.signer} already has a change of "
+                f"v{parent.version} that lost to {tip.short()}; one is kept, not a pile"
             )
         self.records[record.hash] = record
         self.lost.add(record.hash)
