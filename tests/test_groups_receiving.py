@@ -10,6 +10,7 @@ from pathlib import Path
 from group_courier import Courier
 from test_groups_app import queue_raw, run, texts
 
+from volli_nb.app.group_fetches import Recently
 from volli_nb.base.errors import BrokenGroupChain, MalformedBody
 from volli_nb.core.body import encode_body
 from volli_nb.core.groups import wire
@@ -130,3 +131,36 @@ def test_a_held_message_naming_another_version_is_refused_on_release(tmp_path: P
         assert [type(e) for _, e in verdict.refused] == [BrokenGroupChain]
 
     run(tmp_path, ("alice", "bob", "dave"), body)
+
+
+def test_repeated_fetches_are_answered_once(tmp_path: Path) -> None:
+    """A member's twenty fetches of one record (in one frame, and again in another) queue
+    one answer, not twenty-one: a member cannot make us fill our outbox."""
+
+    async def body(c: Courier) -> None:
+        alice, bob, mallory = c["alice"], c["bob"], c["mallory"]
+        gid = (await alice.create_group("study", [bob.peer_id, mallory.peer_id])).group_id
+        await c.flood()
+        chain = bob.group_book.chain(gid)
+        assert chain is not None
+        for _ in range(20):
+            await queue_raw(
+                c, "mallory", "bob", wire.control_address(gid, wire.FETCH), chain.tip.hash
+            )
+        assert len((await c.deliver("mallory", "bob")).stored) == 20
+        await queue_raw(c, "mallory", "bob", wire.control_address(gid, wire.FETCH), chain.tip.hash)
+        await c.deliver("mallory", "bob")
+        assert len(c.waiting("bob", "mallory")) == 1
+        await queue_raw(c, "alice", "bob", wire.control_address(gid, wire.FETCH), chain.tip.hash)
+        await c.deliver("alice", "bob")
+        assert len(c.waiting("bob", "alice")) == 1  # another member is answered on its own
+
+    run(tmp_path, ("alice", "bob", "mallory"), body)
+
+
+def test_what_was_asked_lately_is_remembered_within_bounds() -> None:
+    recently = Recently(window=30.0, limit=3)
+    assert recently.first("a", 0.0) and not recently.first("a", 29.0) and recently.first("a", 30.0)
+    assert recently.first("b", 31.0) and recently.first("c", 32.0)
+    assert not recently.first("d", 33.0)  # three recent keys: nothing more until one ages
+    assert recently.first("d", 60.5) and len(recently) <= 3  # "a" (at 30) aged out

@@ -18,7 +18,8 @@ committed, so a group's chain in memory moves only with the file.
   checks, in the frame that brings the record (once per group, after all the frame's
   records of it: two records messages in one frame must not release a message twice).
 - **fetches**: answered, to a member of the record asked for, with the chain up to it and
-  on while it lists the asker (:func:`answer`): never past the asker's removal.
+  on while it lists the asker: never past the asker's removal; the same answer to the
+  same peer once in 30 s (:mod:`.group_fetches`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from volli_nb.app.chat import RECEIVED, ChatMessage
+from volli_nb.app.group_fetches import Recently, answer
 from volli_nb.app.group_info import describe_change
 from volli_nb.base.errors import (
     BrokenGroupChain,
@@ -46,7 +48,6 @@ if TYPE_CHECKING:
     from volli_nb.app.groups import GroupBook
 
 Refusal = tuple[bytes, VolliError]
-FETCH_AGAIN = 30.0  # seconds before the same record is asked of the same peer again
 
 
 @dataclass
@@ -78,7 +79,8 @@ class GroupReceiving:
     def __init__(self, groups: GroupBook) -> None:
         self.groups = groups
         self.database = groups.database
-        self._asked: dict[tuple[str, bytes], float] = {}  # (peer, record) → when fetched
+        self._asked = Recently()  # (peer, record): fetched lately
+        self._answered = Recently()  # (peer, the answer's last record): answered lately
 
     @property
     def me(self) -> str:
@@ -273,11 +275,8 @@ class GroupReceiving:
         part.afters.append(after)
 
     def _ask(self, peer_id: str, group_id: str, record_hash: bytes) -> None:
-        now = self.groups.now()
-        key = (peer_id, record_hash)
-        if now - self._asked.get(key, -FETCH_AGAIN) < FETCH_AGAIN:
+        if not self._asked.first((peer_id, record_hash), self.groups.now()):
             return
-        self._asked[key] = now
         self.groups.later(self.groups.fetch(group_id, peer_id, record_hash))
 
     # --- fetches ----------------------------------------------------------------------
@@ -302,7 +301,9 @@ class GroupReceiving:
                     kind="group.fetch_refused",
                 )
                 return
-            self.groups.later(self.groups.push(group_id, [peer_id], answer(chain, record, peer_id)))
+            path = answer(chain, record, peer_id)
+            if self._answered.first((peer_id, path[-1].hash), self.groups.now()):
+                self.groups.later(self.groups.push(group_id, [peer_id], path))
 
         part.afters.append(after)
 
@@ -367,17 +368,4 @@ class GroupReceiving:
         )
 
 
-def answer(chain: GroupChain, record: MembershipRecord, peer_id: str) -> list[MembershipRecord]:
-    """A fetch's answer: the chain up to ``record``, and on along the current path while
-    it lists ``peer_id`` (a member catches up), up to the record that removed it at the
-    most: a removed member learns of its removal, never of a later membership."""
-    newest = chain.path()
-    if record not in newest:
-        return chain.path_to(record.hash)
-    end = newest.index(record) + 1
-    while end < len(newest) and peer_id in newest[end - 1].member_ids:
-        end += 1
-    return newest[:end]
-
-
-__all__ = ["GroupPart", "GroupReceiving", "answer"]
+__all__ = ["GroupPart", "GroupReceiving"]
