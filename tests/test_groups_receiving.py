@@ -11,10 +11,11 @@ from group_courier import Courier
 from test_groups_app import queue_raw, run, texts
 
 from volli_nb.app.group_fetches import Recently
-from volli_nb.base.errors import BrokenGroupChain, MalformedBody
+from volli_nb.app.group_receiving import HOLD_MESSAGES
+from volli_nb.base.errors import BrokenGroupChain, MalformedBody, NotGroupMember, TooManyHeld
 from volli_nb.core.body import encode_body
 from volli_nb.core.groups import wire
-from volli_nb.core.groups.record import sign_record
+from volli_nb.core.groups.record import derive_group_id, sign_record
 
 
 def test_two_records_messages_in_one_frame_release_a_held_message_once(tmp_path: Path) -> None:
@@ -159,8 +160,41 @@ def test_repeated_fetches_are_answered_once(tmp_path: Path) -> None:
 
 
 def test_what_was_asked_lately_is_remembered_within_bounds() -> None:
-    recently = Recently(window=30.0, limit=3)
-    assert recently.first("a", 0.0) and not recently.first("a", 29.0) and recently.first("a", 30.0)
-    assert recently.first("b", 31.0) and recently.first("c", 32.0)
-    assert not recently.first("d", 33.0)  # three recent keys: nothing more until one ages
-    assert recently.first("d", 60.5) and len(recently) <= 3  # "a" (at 30) aged out
+    recently = Recently(window=30.0, per_peer=3, peers=2)
+    assert recently.first("p", "a", 0.0) and not recently.first("p", "a", 29.0)
+    assert recently.first("p", "a", 30.0)
+    assert recently.first("p", "b", 31.0) and recently.first("p", "c", 32.0)
+    assert not recently.first("p", "d", 33.0)  # three recent keys: no more until one ages
+    assert recently.first("p", "d", 60.5) and len(recently) == 3  # "a" (at 30) aged out
+    assert recently.first("q", "a", 61.0)  # another peer has its own room
+    assert not recently.first("r", "a", 62.0)  # two peers with recent keys: no third
+    assert recently.first("r", "a", 120.0)
+
+
+def test_a_contact_cannot_fill_our_store_with_held_messages(tmp_path: Path) -> None:
+    """Mallory, a contact in no group, sends 300 messages under records nobody has: 256
+    are held, the rest refused (TooManyHeld) until those go; a few fetches are queued, not
+    one each.  Under a group we hold, a non-member's message for a version we are past is
+    not held at all."""
+
+    async def body(c: Courier) -> None:
+        alice, mallory, victim = c["alice"], c["mallory"], c["victim"]
+        for n in range(300):
+            gid = derive_group_id(bytes(32), n.to_bytes(16, "big"))
+            address = f"{gid}.v1.{(bytes([n % 256]) * 32).hex()}"  # a record nobody has
+            await queue_raw(c, "mallory", "victim", address, encode_body("x" * 100))
+        verdict = await c.deliver("mallory", "victim")
+        assert len(verdict.stored) == HOLD_MESSAGES == 256
+        assert {type(e) for _, e in verdict.refused} == {TooManyHeld}
+        assert len(verdict.refused) == 300 - HOLD_MESSAGES
+        assert victim.database.held_from(mallory.peer_id)[0] == HOLD_MESSAGES
+        assert len(c.waiting("victim", "mallory")) <= 16  # fetches: a few, not 256
+        gid = (await alice.create_group("study", [victim.peer_id])).group_id
+        await c.flood()
+        stranger = f"{gid}.v1.{bytes(32).hex()}"  # v1, but not the v1 victim holds
+        await queue_raw(c, "mallory", "victim", stranger, encode_body("let me in"))
+        verdict = await c.deliver("mallory", "victim", c.waiting("mallory", "victim")[-1:])
+        assert [type(e) for _, e in verdict.refused] == [NotGroupMember]
+        assert victim.database.held_messages(gid) == []
+
+    run(tmp_path, ("alice", "mallory", "victim"), body)

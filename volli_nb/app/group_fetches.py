@@ -16,7 +16,8 @@ from volli_nb.core.groups.chain import GroupChain
 from volli_nb.core.groups.record import MembershipRecord
 
 AGAIN = 30.0  # seconds before the same fetch is asked, or answered, again
-REMEMBERED = 4096  # (peer, record) pairs remembered at most, per direction
+PER_PEER = 16  # records asked of (or answered to) one peer within the window, at most
+PEERS = 1024  # peers remembered at most
 
 
 def answer(chain: GroupChain, record: MembershipRecord, peer_id: str) -> list[MembershipRecord]:
@@ -31,26 +32,37 @@ def answer(chain: GroupChain, record: MembershipRecord, peer_id: str) -> list[Me
 
 
 class Recently:
-    """What was done within the last ``window`` seconds, by key, bounded: once ``limit``
-    keys are all recent, nothing more is done until some age out."""
+    """What was done for each peer within the last ``window`` seconds, by key, bounded:
+    once a peer has ``per_peer`` recent keys (or ``peers`` peers have some), nothing more
+    is done for it until some age out."""
 
-    def __init__(self, window: float = AGAIN, limit: int = REMEMBERED) -> None:
-        self.window, self.limit = window, limit
-        self._at: dict[Hashable, float] = {}
+    def __init__(self, window: float = AGAIN, per_peer: int = PER_PEER, peers: int = PEERS) -> None:
+        self.window, self.per_peer, self.peers = window, per_peer, peers
+        self._at: dict[str, dict[Hashable, float]] = {}
 
-    def first(self, key: Hashable, now: float) -> bool:
-        """Whether to do ``key`` now (not done within the window, and room to remember it)."""
-        if now - self._at.get(key, now - self.window) < self.window:
+    def first(self, peer: str, key: Hashable, now: float) -> bool:
+        """Whether to do ``key`` for ``peer`` now (not done within the window, and room)."""
+        mine = self._at.get(peer)
+        if mine is None:
+            if len(self._at) >= self.peers:
+                self._at = {p: k for p, k in self._at.items() if self._fresh(k, now)}
+                if len(self._at) >= self.peers:
+                    return False
+            mine = self._at[peer] = {}
+        if now - mine.get(key, now - self.window) < self.window:
             return False
-        if len(self._at) >= self.limit:
-            self._at = {k: t for k, t in self._at.items() if now - t < self.window}
-            if len(self._at) >= self.limit:
+        if len(mine) >= self.per_peer:
+            mine = self._at[peer] = self._fresh(mine, now)
+            if len(mine) >= self.per_peer:
                 return False
-        self._at[key] = now
+        mine[key] = now
         return True
 
+    def _fresh(self, keys: dict[Hashable, float], now: float) -> dict[Hashable, float]:
+        return {k: t for k, t in keys.items() if now - t < self.window}
+
     def __len__(self) -> int:
-        return len(self._at)
+        return sum(len(k) for k in self._at.values())
 
 
 __all__ = ["AGAIN", "Recently", "answer"]

@@ -13,8 +13,9 @@ committed, so a group's chain in memory moves only with the file.
 - **messages** under a record we hold: admitted if its sender and we are members of that
   record, every recipient too, and the sender is still a member of the current version
   (:class:`NotGroupMember` otherwise); stored as a chat line of the group.
-- **messages under a record we do not hold**: held (stored, sealed, acknowledged), and
-  the chain fetched from their sender; released in the sender's order, with the same
+- **messages under a record we do not hold**: held (stored, sealed, acknowledged; at
+  most 256 messages and 32 MiB a sender, and not from a non-member under a version we
+  are past), and the chain fetched from their sender; released in the sender's order, with the same
   checks, in the frame that brings the record (once per group, after all the frame's
   records of it: two records messages in one frame must not release a message twice).
 - **fetches**: answered, to a member of the record asked for, with the chain up to it and
@@ -34,6 +35,7 @@ from volli_nb.app.group_info import describe_change
 from volli_nb.base.errors import (
     BrokenGroupChain,
     NotGroupMember,
+    TooManyHeld,
     VolliError,
 )
 from volli_nb.core.body import check_body, decode_body
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
     from volli_nb.app.groups import GroupBook
 
 Refusal = tuple[bytes, VolliError]
+HOLD_MESSAGES = 256  # held at most per sender, all groups together (its retries bring more)
+HOLD_BYTES = 32 * 2**20  # and their bodies at most
 
 
 @dataclass
@@ -61,6 +65,7 @@ class GroupPart:
     absorbed: list[bytes] = field(default_factory=list)
     writes: list[Callable[[], None]] = field(default_factory=list)
     afters: list[Callable[[Callable[[ChatMessage], None]], None]] = field(default_factory=list)
+    holding: dict[str, tuple[int, int]] = field(default_factory=dict)  # sender → held now
 
     def write(self) -> None:
         """Inside the receiver's transaction, before its rows are inserted."""
@@ -79,8 +84,8 @@ class GroupReceiving:
     def __init__(self, groups: GroupBook) -> None:
         self.groups = groups
         self.database = groups.database
-        self._asked = Recently()  # (peer, record): fetched lately
-        self._answered = Recently()  # (peer, the answer's last record): answered lately
+        self._asked = Recently()  # peer → records fetched from it lately
+        self._answered = Recently()  # peer → last records of the answers it got lately
 
     @property
     def me(self) -> str:
@@ -217,6 +222,7 @@ class GroupReceiving:
         record = chain.get(address.record_hash) if chain is not None else None
         if record is None:
             check_body(m.plaintext, legacy=False)  # hold nothing the release would refuse
+            self._may_hold(part, chain, m, address)
             self._hold(part, peer_id, m, address)
             return
         assert chain is not None
@@ -251,6 +257,27 @@ class GroupReceiving:
                 f"under {where} is refused"
             )
 
+    def _may_hold(
+        self, part: GroupPart, chain: GroupChain | None, m: OpenedMessage,
+        address: wire.GroupAddress,
+    ) -> None:  # fmt: skip
+        """A stranger's (or anyone's) messages must not fill our store: :class:`NotGroupMember`
+        for a version we are past from a non-member, :class:`TooManyHeld` past the limits."""
+        past = chain is not None and address.version <= chain.version
+        if past and chain is not None and m.sender not in chain.tip.member_ids:
+            raise NotGroupMember(
+                f"{m.sender} sent under a v{address.version} record of {address.group_id} "
+                f"we do not hold, and is not a member of v{chain.version}: not held"
+            )
+        count, size = part.holding.get(m.sender) or self.database.held_from(m.sender)
+        count, size = count + 1, size + len(m.plaintext)
+        if count > HOLD_MESSAGES or size > HOLD_BYTES:
+            raise TooManyHeld(
+                f"{m.sender} has {count - 1} message(s) held for group records not held yet "
+                f"(at most {HOLD_MESSAGES}, {HOLD_BYTES // 2**20} MiB): refused until released"
+            )
+        part.holding[m.sender] = (count, size)
+
     def _hold(
         self, part: GroupPart, peer_id: str, m: OpenedMessage, address: wire.GroupAddress
     ) -> None:
@@ -275,7 +302,7 @@ class GroupReceiving:
         part.afters.append(after)
 
     def _ask(self, peer_id: str, group_id: str, record_hash: bytes) -> None:
-        if not self._asked.first((peer_id, record_hash), self.groups.now()):
+        if not self._asked.first(peer_id, record_hash, self.groups.now()):
             return
         self.groups.later(self.groups.fetch(group_id, peer_id, record_hash))
 
@@ -302,7 +329,7 @@ class GroupReceiving:
                 )
                 return
             path = answer(chain, record, peer_id)
-            if self._answered.first((peer_id, path[-1].hash), self.groups.now()):
+            if self._answered.first(peer_id, path[-1].hash, self.groups.now()):
                 self.groups.later(self.groups.push(group_id, [peer_id], path))
 
         part.afters.append(after)

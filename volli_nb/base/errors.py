@@ -273,6 +273,11 @@ class UnknownGroup(GroupError):
     """A membership record for a group this member does not hold, and not its first record."""
 
 
+class TooManyHeld(GroupError):
+    """A contact has as many group messages held (waiting for records not held yet) as one
+    may: its later ones are refused, and come again on its retries once those are released."""
+
+
 class NotGroupMember(GroupError):
     """A group message from (or to) someone the record it was sent under does not list, or
     from a member the current record has removed."""

@@ -158,6 +158,15 @@ class GroupRows(RowMacs):
         )
         return [self._held(r) for r in rows]
 
+    def held_from(self, sender: str) -> tuple[int, int]:
+        """How many messages from ``sender`` are held, and their stored bytes."""
+        row = self.fetch(
+            "SELECT count(*) AS n, coalesce(sum(length(body)), 0) AS size FROM group_held "
+            "WHERE sender = ?",
+            (sender,),
+        )[0]
+        return int(row["n"]), int(row["size"])
+
     def drop_held(self, message_ids: Sequence[bytes], *, unsee: bool) -> None:
         """Forget held messages (released or refused); ``unsee`` also takes their ids out
         of the seen-set, as storing them as messages puts them back in."""
