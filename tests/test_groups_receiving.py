@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from group_courier import Courier
 from test_groups_app import queue_raw, run, texts
 
 from volli_nb.app.group_fetches import Recently
 from volli_nb.app.group_receiving import HOLD_MESSAGES
-from volli_nb.base.errors import BrokenGroupChain, MalformedBody, NotGroupMember, TooManyHeld
+from volli_nb.base.errors import (
+    BrokenGroupChain,
+    MalformedBody,
+    NotGroupMember,
+    TooManyHeld,
+    UsageError,
+)
 from volli_nb.core.body import encode_body
 from volli_nb.core.groups import wire
 from volli_nb.core.groups.record import derive_group_id, sign_record
@@ -198,3 +205,31 @@ def test_a_contact_cannot_fill_our_store_with_held_messages(tmp_path: Path) -> N
         assert victim.database.held_messages(gid) == []
 
     run(tmp_path, ("alice", "mallory", "victim"), body)
+
+
+def test_a_chain_longer_than_one_records_message_keeps_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A records message carries MAX_CHAIN records (512; 4 here): past that, a change goes
+    to the members as several, in order, and the group keeps working; a new member could
+    not take it (its chain starts at version 1), so adding one is a UsageError, before
+    anything is signed."""
+    monkeypatch.setattr(wire, "MAX_CHAIN", 4)
+
+    async def body(c: Courier) -> None:
+        alice, bob, dave = c["alice"], c["bob"], c["dave"]
+        gid = (await alice.create_group("study", [bob.peer_id])).group_id
+        for n in range(6):  # versions 2..7
+            await alice.set_admin(gid, bob.peer_id, admin=n % 2 == 0)
+        sizes = [len(wire.decode_chain(r.payload, gid)) for r in c.waiting("alice", "bob")]
+        assert sizes[-2:] == [4, 3]  # version 7's chain: two records messages
+        await c.flood()
+        assert (alice.group(gid).version, bob.group(gid).version) == (7, 7)
+        await bob.send_message(gid, "still here")
+        await c.flood()
+        assert texts(c, "alice", gid) == ["still here"]
+        with pytest.raises(UsageError):
+            await alice.add_member(gid, dave.peer_id)
+        assert alice.group(gid).version == 7 and c.waiting("alice", "dave") == []
+
+    run(tmp_path, ("alice", "bob", "dave"), body)
