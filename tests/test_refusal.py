@@ -187,7 +187,7 @@ def test_pings_carry_the_clock_once_the_channel_is_bound() -> None:
     frame = f.decode_frame(f.make_ping(b"12345678", NOW_MS))
     assert frame == f.PingFrame(b"12345678", NOW_MS)
     with pytest.raises(MalformedFrame, match="u64 clock"):
-        f.decode_frame(bytes([2, f.PING]) + b"12345678")  # the old 8-byte PING
+        f.decode_frame(bytes([f.PROTOCOL_VERSION, f.PING]) + b"12345678")  # the old 8-byte PING
 
 
 def test_the_refusal_in_words() -> None:

@@ -30,9 +30,9 @@ from volli_nb.base.errors import VolliError
 from volli_nb.core.netconfig import IceServer, NetworkConfig
 from volli_nb.core.store.database import KDF_MIN, KDF_MODERATE, KdfCost
 from volli_nb.core.store.keyring import PASSPHRASE_ENV
+from volli_nb.lab.peer_group_ops import GroupOperations
 
 if TYPE_CHECKING:  # imported when a peer starts: the parent side stays light
-    from volli_nb.app.group_info import GroupInfo
     from volli_nb.app.messages_store import MessagesStore
 
 KDFS: dict[str, KdfCost] = {"min": KDF_MIN, "moderate": KDF_MODERATE}
@@ -128,45 +128,9 @@ class _Operations:
             "snapshot": self.snapshot,
             "retry_stuck": self.retry_stuck,
             "contacts": lambda: _done({"peer_ids": [c.peer_id for c in store.contacts]}),
-            "create_group": self.create_group,
-            "group_change": self.group_change,
-            "group": lambda group_id: _done(_group(store.group(group_id))),
-            "wait_delivered": self.wait_delivered,
             "replay": self.replay,
+            **GroupOperations(store).table(),
         }
-
-    async def create_group(self, name: str, members: list[str]) -> dict[str, Any]:
-        return _group(await self.store.create_group(name, members))
-
-    async def group_change(self, change: str, group_id: str, peer_id: str = "") -> dict[str, Any]:
-        """``add``, ``remove``, ``admin`` (a member) or ``leave``."""
-        store = self.store
-        if change == "leave":
-            return _group(await store.leave_group(group_id))
-        how = {"add": store.add_member, "remove": store.remove_member, "admin": store.set_admin}
-        return _group(await how[change](group_id, peer_id))
-
-    async def wait_delivered(
-        self, message_id: str, to: list[str] | None = None, timeout: float = 15.0
-    ) -> dict[str, Any]:
-        """Until ``to`` (default: every recipient) acknowledged; then, or at ``timeout``
-        (``late``), where each recipient stands."""
-        mid, store = bytes.fromhex(message_id), self.store
-        changed = asyncio.Event()
-        remove = store.on_delivered(lambda m, _peer: changed.set() if m == mid else None)
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    status = store.delivery_status(mid)
-                    wanted = set(status) if to is None else set(to)
-                    if wanted and all(status.get(p) == "delivered" for p in wanted):
-                        return {"status": status}
-                    changed.clear()
-                    await changed.wait()
-        except TimeoutError:
-            return {"status": store.delivery_status(mid), "late": True}
-        finally:
-            remove()
 
     async def replay(self, peer_id: str, frames: list[str]) -> dict[str, Any]:
         """Hand recorded BUNDLE frames to this store's receiver, as if they arrived on its
@@ -362,17 +326,6 @@ async def _serve(args: argparse.Namespace) -> None:
                 _emit({"id": rid, "error": f"{type(exc).__name__}: {exc}"})
     finally:
         await store.close()
-
-
-def _group(info: GroupInfo) -> dict[str, Any]:
-    return {
-        "group_id": info.group_id,
-        "version": info.version,
-        "record_hash": info.record_hash,
-        "members": list(info.members),
-        "admins": list(info.admins),
-        "is_member": info.is_member,
-    }
 
 
 async def _done(result: dict[str, Any]) -> dict[str, Any]:
