@@ -15,9 +15,10 @@ committed, so a group's chain in memory moves only with the file.
   (:class:`NotGroupMember` otherwise); stored as a chat line of the group.
 - **messages under a record we do not hold**: held (stored, sealed, acknowledged; at
   most 256 messages and 32 MiB a sender, and not from a non-member under a version we
-  are past), and the chain fetched from their sender; released in the sender's order, with the same
-  checks, in the frame that brings the record (once per group, after all the frame's
-  records of it: two records messages in one frame must not release a message twice).
+  are past), and the chain fetched from their sender; released in the sender's order,
+  with the same checks, in the frame that brings the record (once per group, after all
+  the frame's records of it: two records messages in one frame must not release a
+  message twice).
 - **fetches**: answered, to a member of the record asked for, with the chain up to it and
   on while it lists the asker: never past the asker's removal; the same answer to the
   same peer once in 30 s (:mod:`.group_fetches`).
