@@ -1,6 +1,8 @@
 """Fetches of a group's records: what a fetch is answered with, and how often a peer is
-asked or answered (a member's fetch must not make us queue one answer per fetch, nor a
-stranger's messages one fetch each).
+asked or answered.
+
+A member's fetches must not make us queue one answer each, nor a stranger's messages one
+fetch each: :class:`Recently` bounds both.
 
 A member holding a message under a record it does not hold asks the message's sender for
 the chain up to that record (``grp-<id>.fetch``).  The answer (:func:`answer`) goes up to
