@@ -33,6 +33,7 @@ from volli_nb.lab.recording import Recording, key_reuse
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 KILLS = int(os.environ.get("VOLLI_KILLS", "40"))
+BUDGET = max(300, KILLS * 6)  # seconds; a kill takes about 2.5 s (make crash-soak: 200 kills)
 PASSPHRASE = "demo passphrase"
 
 
@@ -143,6 +144,7 @@ def _messages(db_path: Path) -> tuple[list[tuple[str, str]], str]:
         db.close()
 
 
+@pytest.mark.timeout(BUDGET)
 def test_sigkill_at_every_step_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("VOLLI_KILL_SEED", "7")))
     sides = [
@@ -188,7 +190,7 @@ def test_sigkill_at_every_step_loses_and_duplicates_nothing(tmp_path: Path) -> N
         print(f"\n{kills} kills in {runs} runs: {by_point}; {counter[0]} sends asked")
         assert all(by_point.values()), by_point  # every point was hit
 
-    arun(main, timeout=1800)
+    arun(main, timeout=BUDGET - 30)
     (a_rows, _), (b_rows, _) = (_messages(s.db) for s in sides)
     a_out = {m for m, d in a_rows if d == "out"}
     b_out = {m for m, d in b_rows if d == "out"}
