@@ -17,6 +17,7 @@ from volli_nb.base.errors import (
     MalformedGroupRecord,
     NotGroupAdmin,
     ReplayedGroupRecord,
+    RevokedGroupRecord,
     SquattedGroupId,
     StaleGroupRecord,
     UnknownGroup,
@@ -173,10 +174,18 @@ def test_the_chain_refuses_replays_lower_versions_gaps_and_breaks() -> None:
     assert [r.version for r in chain.path()] == [1, 2, 3]
 
 
-def concurrent() -> tuple[MembershipRecord, MembershipRecord, MembershipRecord]:
+def concurrent(equals: bool = False) -> tuple[MembershipRecord, MembershipRecord, MembershipRecord]:
     """Version 2 makes Bob an admin; then, both from version 2, Alice removes Carol and
-    Bob adds Dave."""
+    Bob adds Dave.  With ``equals``, version 2 makes Bob and Carol admins, and they are
+    the two who change it (equal seniority: the ticket decides)."""
     chain, _first = start()
+    if equals:
+        admins = [ALICE.peer_id, BOB.peer_id, CAROL.peer_id]
+        v2 = chain.propose(ALICE, members=everyone(ALICE, BOB, CAROL), admins=admins)
+        chain.apply(v2)
+        by_one = chain.propose(CAROL, members=everyone(ALICE, BOB, CAROL), admins=admins[:2])
+        by_other = chain.propose(BOB, members=everyone(ALICE, BOB, CAROL, DAVE), admins=admins)
+        return v2, by_one, by_other
     v2 = chain.propose(
         ALICE, members=everyone(ALICE, BOB, CAROL), admins=[ALICE.peer_id, BOB.peer_id]
     )
@@ -186,12 +195,19 @@ def concurrent() -> tuple[MembershipRecord, MembershipRecord, MembershipRecord]:
     return v2, by_alice, by_bob
 
 
-def test_two_concurrent_changes_end_the_same_on_every_member() -> None:
-    v2, by_alice, by_bob = concurrent()
-    winner = min((by_alice, by_bob), key=lambda r: rank(v2, r))
-    loser = by_bob if winner is by_alice else by_alice
+@pytest.mark.parametrize("equals", [False, True], ids=["senior-wins", "equals-by-ticket"])
+def test_two_concurrent_changes_end_the_same_on_every_member(equals: bool) -> None:
+    v2, one, other = concurrent(equals)
+    chain, _ = start()
+    chain.apply(v2)
+    winner = min((one, other), key=chain.precedence)
+    loser = other if winner is one else one
+    if equals:
+        assert winner is min((one, other), key=lambda r: rank(v2, r))
+    else:
+        assert winner is one  # Alice, an admin since version 1, over Bob, since version 2
     tips, losts = set(), set()
-    for order in ((by_alice, by_bob), (by_bob, by_alice)):
+    for order in ((one, other), (other, one)):
         chain, _ = start()
         chain.apply(v2)
         first, second = (chain.apply(r) for r in order)
@@ -204,12 +220,108 @@ def test_two_concurrent_changes_end_the_same_on_every_member() -> None:
     chain.apply(v2)
     chain.apply(loser)
     chain.apply(winner)
-    author = ALICE if loser is by_alice else BOB
+    author = next(w for w in (ALICE, BOB, CAROL) if w.peer_id == loser.signer)
     with pytest.raises(BrokenGroupChain):  # built on the loser: refused
-        chain.apply(signed(author, loser, everyone(ALICE, BOB), admins=v2.admins))
+        chain.apply(signed(ALICE, loser, list(loser.members), admins=loser.admins))
     # The loser's author applies its change again, on top of the winner: it sticks.
     redo = chain.propose(author, members=loser.members, admins=loser.admins)
     assert chain.apply(redo).moved and chain.tip.member_ids == loser.member_ids
+
+
+def removal(seed: int = 1) -> tuple[GroupChain, MembershipRecord, MembershipRecord]:
+    """Alice makes Bob an admin (version 2), then removes him (version 3)."""
+    chain, _ = start(seed=seed)
+    v2 = chain.propose(
+        ALICE, members=everyone(ALICE, BOB, CAROL), admins=[ALICE.peer_id, BOB.peer_id]
+    )
+    chain.apply(v2)
+    v3 = chain.propose(ALICE, members=everyone(ALICE, CAROL), admins=[ALICE.peer_id])
+    chain.apply(v3)
+    return chain, v2, v3
+
+
+def test_a_removed_admin_cannot_take_the_group_back() -> None:
+    """Bob, removed at version 3, signs a competitor of it on version 2 (where he was an
+    admin), later: whatever it says and whatever its ticket, it never wins."""
+    favoured = 0
+    for seed in range(1, 9):  # groups where the ticket alone would favour him, and not
+        chain, v2, v3 = removal(seed)
+        with pytest.raises(NotGroupAdmin):  # taking admin from Alice, his senior: never valid
+            chain.apply(signed(BOB, v2, everyone(ALICE, BOB, CAROL), admins=[BOB.peer_id]))
+        # contents that keep Alice: a competitor of version 3, decided by the rule
+        evil = signed(BOB, v2, everyone(ALICE, BOB, CAROL, DAVE), admins=v2.admins)
+        favoured += rank(v2, evil) < rank(v2, v3)
+        with pytest.raises(RevokedGroupRecord):
+            chain.apply(evil)
+        assert chain.tip is v3 and evil.hash not in chain.records
+        other, _ = start(seed=seed)  # arriving first, it is the tip only until the removal
+        other.apply(v2)
+        assert other.apply(evil).moved
+        assert other.apply(v3).lost == (evil,) and other.tip is v3
+    assert 0 < favoured < 8
+    _, v2, _ = removal()
+    demoted, _ = start()
+    demoted.apply(v2)
+    v3 = demoted.propose(ALICE, members=v2.members, admins=[ALICE.peer_id])
+    demoted.apply(v3)
+    with pytest.raises(RevokedGroupRecord):  # demoted, not removed: the same
+        demoted.apply(signed(BOB, v2, list(v2.members), admins=v2.admins, name="mine"))
+
+
+def test_losing_changes_do_not_pile_up() -> None:
+    """Bob, junior to Alice, floods siblings of her version 3: one is kept as lost, the
+    others are refused (a pile would grow every member's store for ever)."""
+    chain, _ = start()
+    v2 = chain.propose(
+        ALICE, members=everyone(ALICE, BOB, CAROL), admins=[ALICE.peer_id, BOB.peer_id]
+    )
+    chain.apply(v2)
+    v3 = chain.propose(ALICE, members=everyone(ALICE, BOB, CAROL, DAVE), admins=v2.admins)
+    chain.apply(v3)
+    siblings = [
+        signed(BOB, v2, everyone(ALICE, BOB, CAROL), admins=v2.admins, name=f"mine {n}")
+        for n in range(5)
+    ]
+    assert chain.apply(siblings[0]).lost == (siblings[0],)
+    for sibling in siblings[1:]:
+        with pytest.raises(StaleGroupRecord):
+            chain.apply(sibling)
+    assert chain.tip is v3 and len(chain.records) == 4 and len(chain.lost) == 1
+
+
+def test_an_admin_removes_or_demotes_only_admins_promoted_after_it() -> None:
+    chain, _ = start()
+    admins = [ALICE.peer_id, BOB.peer_id, CAROL.peer_id]
+    v2 = chain.propose(ALICE, members=everyone(ALICE, BOB, CAROL), admins=admins)
+    chain.apply(v2)
+    assert chain.seniority(v2) == {ALICE.peer_id: 1, BOB.peer_id: 2, CAROL.peer_id: 2}
+    with pytest.raises(UsageError):  # Bob may not demote Alice (the API says so first)
+        chain.propose(BOB, members=v2.members, admins=admins[1:])
+    with pytest.raises(NotGroupAdmin):  # nor remove Carol, promoted with him: equals
+        chain.apply(signed(BOB, v2, everyone(ALICE, BOB), admins=admins[:2]))
+    v3 = chain.propose(BOB, members=v2.members, admins=[ALICE.peer_id, CAROL.peer_id])
+    assert chain.apply(v3).moved  # stepping down himself is his to do
+    v4 = chain.propose(ALICE, members=v2.members, admins=admins)
+    chain.apply(v4)  # promoted again, Bob starts over: junior to Carol now
+    assert chain.seniority(v4)[BOB.peer_id] == 4
+    v5 = chain.propose(CAROL, members=everyone(ALICE, CAROL), admins=[ALICE.peer_id, CAROL.peer_id])
+    assert chain.apply(v5).moved
+
+
+def test_a_members_leaving_never_cancels_an_admins_change() -> None:
+    chain, first = start()
+    leave = chain.propose(CAROL, members=everyone(ALICE, BOB), admins=[ALICE.peer_id])
+    add = chain.propose(ALICE, members=everyone(ALICE, BOB, CAROL, DAVE), admins=[ALICE.peer_id])
+    for order in ((leave, add), (add, leave)):
+        other, _ = start()
+        for record in order:
+            other.apply(record)
+        assert other.tip is add and other.lost == {leave.hash}  # Carol leaves again on top
+    remove = chain.propose(ALICE, members=everyone(ALICE, BOB), admins=[ALICE.peer_id])
+    chain.apply(remove)
+    with pytest.raises(RevokedGroupRecord):  # removed already: its leaving is moot
+        chain.apply(leave)
+    assert chain.tip is remove and first.hash in chain.records
 
 
 def test_rank_is_fixed_by_the_parent_and_the_signer_not_the_contents() -> None:

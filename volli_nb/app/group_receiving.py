@@ -13,10 +13,15 @@ committed, so a group's chain in memory moves only with the file.
 - **messages** under a record we hold: admitted if its sender and we are members of that
   record, every recipient too, and the sender is still a member of the current version
   (:class:`NotGroupMember` otherwise); stored as a chat line of the group.
-- **messages under a record we do not hold**: held (stored, sealed, acknowledged), and
-  the chain fetched from their sender; released in the sender's order, with the same
-  checks, in the frame that brings the record.
-- **fetches**: answered with the chain up to the record asked for, to a member of it.
+- **messages under a record we do not hold**: held (stored, sealed, acknowledged; at
+  most 256 messages and 32 MiB a sender, and not from a non-member under a version we
+  are past), and the chain fetched from their sender; released in the sender's order,
+  with the same checks, in the frame that brings the record (once per group, after all
+  the frame's records of it: two records messages in one frame must not release a
+  message twice).
+- **fetches**: answered, to a member of the record asked for, with the chain up to it and
+  on while it lists the asker: never past the asker's removal; the same answer to the
+  same peer once in 30 s (:mod:`.group_fetches`).
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from volli_nb.app.chat import RECEIVED, ChatMessage
+from volli_nb.app.group_fetches import Recently, answer
 from volli_nb.app.group_info import describe_change
 from volli_nb.base.errors import (
     BrokenGroupChain,
     NotGroupMember,
+    TooManyHeld,
     VolliError,
 )
-from volli_nb.core.body import decode_body
+from volli_nb.core.body import check_body, decode_body
 from volli_nb.core.crypto.envelope import OpenedMessage
 from volli_nb.core.groups import wire
 from volli_nb.core.groups.chain import Applied, GroupChain
@@ -44,7 +51,8 @@ if TYPE_CHECKING:
     from volli_nb.app.groups import GroupBook
 
 Refusal = tuple[bytes, VolliError]
-FETCH_AGAIN = 30.0  # seconds before the same record is asked of the same peer again
+HOLD_MESSAGES = 256  # held at most per sender, all groups together (its retries bring more)
+HOLD_BYTES = 32 * 2**20  # and their bodies at most
 
 
 @dataclass
@@ -58,6 +66,7 @@ class GroupPart:
     absorbed: list[bytes] = field(default_factory=list)
     writes: list[Callable[[], None]] = field(default_factory=list)
     afters: list[Callable[[Callable[[ChatMessage], None]], None]] = field(default_factory=list)
+    holding: dict[str, tuple[int, int]] = field(default_factory=dict)  # sender → held now
 
     def write(self) -> None:
         """Inside the receiver's transaction, before its rows are inserted."""
@@ -76,7 +85,8 @@ class GroupReceiving:
     def __init__(self, groups: GroupBook) -> None:
         self.groups = groups
         self.database = groups.database
-        self._asked: dict[tuple[str, bytes], float] = {}  # (peer, record) → when fetched
+        self._asked = Recently()  # peer → records fetched from it lately
+        self._answered = Recently()  # peer → last records of the answers it got lately
 
     @property
     def me(self) -> str:
@@ -91,19 +101,30 @@ class GroupReceiving:
         work: dict[str, GroupChain] = {}  # chains as this frame leaves them
         mine = [m for m in opened if wire.is_group_conversation(m.conversation_id)]
         part.others = [m for m in opened if not wire.is_group_conversation(m.conversation_id)]
-        mine.sort(key=lambda m: not m.conversation_id.endswith(".records"))  # records first
-        for m in mine:
-            try:
-                address = wire.parse_address(m.conversation_id)
-                if address.kind == wire.RECORDS:
-                    self._records(part, work, peer_id, m, address.group_id)
-                elif address.kind == wire.FETCH:
-                    self._fetch_asked(part, work, peer_id, m, address.group_id)
-                else:
-                    self._message(part, work, peer_id, m, address)
-            except VolliError as exc:
-                refused.append((m.message_id, exc))
+        records = [m for m in mine if m.conversation_id.endswith(".records")]
+        rest = [m for m in mine if not m.conversation_id.endswith(".records")]
+        for m in records:  # first: the frame's other messages may be sent under them
+            self._decide(part, work, peer_id, m, refused)
+        for group_id, chain in work.items():  # once a group, after all its records
+            self._release(part, chain, group_id, peer_id)
+        for m in rest:
+            self._decide(part, work, peer_id, m, refused)
         return part
+
+    def _decide(
+        self, part: GroupPart, work: dict[str, GroupChain], peer_id: str, m: OpenedMessage,
+        refused: list[Refusal],
+    ) -> None:  # fmt: skip
+        try:
+            address = wire.parse_address(m.conversation_id)
+            if address.kind == wire.RECORDS:
+                self._records(part, work, peer_id, m, address.group_id)
+            elif address.kind == wire.FETCH:
+                self._fetch_asked(part, work, peer_id, m, address.group_id)
+            else:
+                self._message(part, work, peer_id, m, address)
+        except VolliError as exc:
+            refused.append((m.message_id, exc))
 
     def _chain(self, work: dict[str, GroupChain], group_id: str) -> GroupChain | None:
         return work.get(group_id) or self.groups.chain(group_id)
@@ -125,23 +146,35 @@ class GroupReceiving:
                 new.append(record)
         if held is None and self.me not in chain.tip.member_ids:
             raise NotGroupMember(f"records of {group_id}, a group whose members do not include us")
-        released, dropped = self._release(chain, group_id)
         work[group_id] = chain
         part.absorbed.append(m.message_id)
-        part.rows += [row for row, _ in released]
 
         def write() -> None:
             self.database.mark_seen(m.message_id, peer_id)
             if new:
                 self.database.save_group(chain.tip, new)
                 self.database.ensure_conversation(group_id, [self.me], chain.tip.name)
+
+        def after(_emit: Callable[[ChatMessage], None]) -> None:
+            self.groups.adopt(chain)
+            self._log_applied(peer_id, held, new, applied)
+            self._tell_losers(chain, applied)
+
+        part.writes.append(write)
+        part.afters.append(after)
+
+    def _release(self, part: GroupPart, chain: GroupChain, group_id: str, peer_id: str) -> None:
+        """Held messages whose record ``chain`` (as this frame's records leave it) holds:
+        admitted, in the senders' order (by time, then counter), or dropped with the
+        reason; once a group and frame, so no held message is released twice."""
+        released, dropped = self._releasable(chain, group_id)
+        part.rows += [row for row, _ in released]
+
+        def write() -> None:
             self.database.drop_held([row.message_id for row, _ in released], unsee=True)
             self.database.drop_held([d.message_id for d, _ in dropped], unsee=False)
 
         def after(emit: Callable[[ChatMessage], None]) -> None:
-            self.groups.adopt(chain)
-            self._log_applied(peer_id, held, new, applied)
-            self._tell_losers(chain, applied)
             for held_message, error in dropped:
                 self._log_dropped(held_message, error)
             if released:
@@ -158,19 +191,17 @@ class GroupReceiving:
         part.writes.append(write)
         part.afters.append(after)
 
-    def _release(
+    def _releasable(
         self, chain: GroupChain, group_id: str
     ) -> tuple[list[tuple[ReceivedRow, ChatMessage]], list[tuple[HeldMessage, VolliError]]]:
-        """Held messages whose record ``chain`` now holds: admitted, in the senders' order
-        (by time, then counter), or dropped with the reason."""
         released, dropped = [], []
         for held in self.database.held_messages(group_id):
             record = chain.get(held.record_hash)
             if record is None:
                 continue
             try:
-                self._admit(chain, record, held.sender, held.recipients)
-                text = decode_body(held.body)
+                self._admit(chain, record, held.version, held.sender, held.recipients)
+                text = decode_body(held.body, legacy=False)  # it came from the wire
             except VolliError as exc:
                 dropped.append((held, exc))
                 continue
@@ -191,15 +222,13 @@ class GroupReceiving:
         chain = self._chain(work, group_id)
         record = chain.get(address.record_hash) if chain is not None else None
         if record is None:
+            check_body(m.plaintext, legacy=False)  # hold nothing the release would refuse
+            self._may_hold(part, chain, m, address)
             self._hold(part, peer_id, m, address)
             return
-        if record.version != address.version:
-            raise BrokenGroupChain(
-                f"{m.conversation_id[:40]}… names {record.short()} as another version"
-            )
         assert chain is not None
-        self._admit(chain, record, m.sender, m.recipients)
-        text = decode_body(m.plaintext)
+        self._admit(chain, record, address.version, m.sender, m.recipients)
+        text = decode_body(m.plaintext, legacy=False)  # the wire: version 2 only
         part.rows.append(
             ReceivedRow(m.message_id, group_id, m.sender, m.counter, m.timestamp_ms, m.plaintext)
         )
@@ -208,10 +237,14 @@ class GroupReceiving:
         )
 
     def _admit(
-        self, chain: GroupChain, record: MembershipRecord, sender: str, recipients: tuple[str, ...]
-    ) -> None:
-        """:class:`NotGroupMember` unless this message may be shown (module docstring)."""
+        self, chain: GroupChain, record: MembershipRecord, version: int, sender: str,
+        recipients: tuple[str, ...],
+    ) -> None:  # fmt: skip
+        """:class:`NotGroupMember` unless this message may be shown (module docstring);
+        :class:`BrokenGroupChain` if its address names ``record`` with another version."""
         where = f"{record.group_id} {record.short()}"
+        if record.version != version:
+            raise BrokenGroupChain(f"a message names {where} as version {version}")
         members = set(record.member_ids)
         if sender not in members:
             raise NotGroupMember(f"{sender} sent under {where}, which does not list it")
@@ -225,11 +258,33 @@ class GroupReceiving:
                 f"under {where} is refused"
             )
 
+    def _may_hold(
+        self, part: GroupPart, chain: GroupChain | None, m: OpenedMessage,
+        address: wire.GroupAddress,
+    ) -> None:  # fmt: skip
+        """A stranger's (or anyone's) messages must not fill our store: :class:`NotGroupMember`
+        for a version we are past from a non-member, :class:`TooManyHeld` past the limits."""
+        past = chain is not None and address.version <= chain.version
+        if past and chain is not None and m.sender not in chain.tip.member_ids:
+            raise NotGroupMember(
+                f"{m.sender} sent under a v{address.version} record of {address.group_id} "
+                f"we do not hold, and is not a member of v{chain.version}: not held"
+            )
+        count, size = part.holding.get(m.sender) or self.database.held_from(m.sender)
+        count, size = count + 1, size + len(m.plaintext)
+        if count > HOLD_MESSAGES or size > HOLD_BYTES:
+            raise TooManyHeld(
+                f"{m.sender} has {count - 1} message(s) held for group records not held yet "
+                f"(at most {HOLD_MESSAGES}, {HOLD_BYTES // 2**20} MiB): refused until released"
+            )
+        part.holding[m.sender] = (count, size)
+
     def _hold(
         self, part: GroupPart, peer_id: str, m: OpenedMessage, address: wire.GroupAddress
     ) -> None:
-        held = HeldMessage(m.message_id, address.group_id, address.record_hash, m.sender,
-                           m.counter, m.timestamp_ms, m.recipients, m.plaintext)  # fmt: skip
+        held = HeldMessage(m.message_id, address.group_id, address.record_hash, address.version,
+                           m.sender, m.counter, m.timestamp_ms, m.recipients,
+                           m.plaintext)  # fmt: skip
         part.absorbed.append(m.message_id)
         part.writes.append(lambda: self.database.hold_group_message(held))
 
@@ -248,11 +303,8 @@ class GroupReceiving:
         part.afters.append(after)
 
     def _ask(self, peer_id: str, group_id: str, record_hash: bytes) -> None:
-        now = self.groups.now()
-        key = (peer_id, record_hash)
-        if now - self._asked.get(key, -FETCH_AGAIN) < FETCH_AGAIN:
+        if not self._asked.first(peer_id, record_hash, self.groups.now()):
             return
-        self._asked[key] = now
         self.groups.later(self.groups.fetch(group_id, peer_id, record_hash))
 
     # --- fetches ----------------------------------------------------------------------
@@ -277,9 +329,9 @@ class GroupReceiving:
                     kind="group.fetch_refused",
                 )
                 return
-            newest = chain.path()  # the whole way to the current version, if it passes there
-            path = newest if record in newest else chain.path_to(wanted)
-            self.groups.later(self.groups.push(group_id, [peer_id], path))
+            path = answer(chain, record, peer_id)
+            if self._answered.first(peer_id, path[-1].hash, self.groups.now()):
+                self.groups.later(self.groups.push(group_id, [peer_id], path))
 
         part.afters.append(after)
 
@@ -326,8 +378,8 @@ class GroupReceiving:
         self.groups.log.add(
             "error" if mine else "group",
             f"{'our' if mine else names(loser.signer) + chr(39) + 's'} change {loser.short()} "
-            f"lost to {names(winner.signer)}'s concurrent {winner.short()} (the lower rank "
-            f"wins){': apply it again on top' if mine else ''}",
+            f"lost to {names(winner.signer)}'s concurrent {winner.short()} (the senior admin, "
+            f"or the lower ticket, wins){': apply it again on top' if mine else ''}",
             kind="group.conflict",
             group=loser.group_id,
             lost=loser.hash.hex(),

@@ -125,6 +125,12 @@ class GroupBook:
         tip = self._held(group_id).tip
         if peer_id in tip.member_ids and (not admin or peer_id in tip.admins):
             raise UsageError(f"{self.name(peer_id)} is already a member of {tip.name!r}")
+        if peer_id not in tip.member_ids and tip.version >= wire.MAX_CHAIN:
+            raise UsageError(
+                f"{tip.name!r} has {tip.version} versions: a new member takes the chain from "
+                f"version 1 in one records message (at most {wire.MAX_CHAIN}); create a new "
+                "group for them"
+            )
         members = {m.peer_id: m for m in tip.members}
         members[peer_id] = members.get(peer_id) or self._member(peer_id)
         admins = {*tip.admins, peer_id} if admin else set(tip.admins)
@@ -270,8 +276,10 @@ class GroupBook:
     async def push(
         self, group_id: str, recipients: list[str], records: list[MembershipRecord]
     ) -> None:
-        """A records control message (the chain ``records``) to each of ``recipients``."""
-        await self._control(group_id, wire.RECORDS, recipients, wire.encode_chain(records))
+        """Records control messages (the chain ``records``, in as many as it takes) to each
+        of ``recipients``."""
+        for body in wire.encode_chains(records):
+            await self._control(group_id, wire.RECORDS, recipients, body)
 
     async def fetch(self, group_id: str, peer_id: str, record_hash: bytes) -> None:
         """Ask ``peer_id`` for the chain up to the record a held message names."""

@@ -264,8 +264,18 @@ class ReplayedGroupRecord(StaleGroupRecord):
     """A membership record this member holds already: a replay (or a resend)."""
 
 
+class RevokedGroupRecord(StaleGroupRecord):
+    """A membership record competing with the version that removed or demoted its signer:
+    a removed admin cannot take its group back with a record made on the version before."""
+
+
 class UnknownGroup(GroupError):
     """A membership record for a group this member does not hold, and not its first record."""
+
+
+class TooManyHeld(GroupError):
+    """A contact has as many group messages held (waiting for records not held yet) as one
+    may: its later ones are refused, and come again on its retries once those are released."""
 
 
 class NotGroupMember(GroupError):

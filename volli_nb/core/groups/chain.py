@@ -13,29 +13,44 @@ two concurrent changes wins.
    :class:`StaleGroupRecord`), be exactly one version above it, in the same group
    (:class:`BrokenGroupChain`), be signed (:class:`ForgedGroupRecord`) by an admin of
    that previous version (:class:`NotGroupAdmin`); the one exception: a member may sign
-   the record that removes exactly itself and changes nothing else (leaving);
+   the record that removes exactly itself and changes nothing else (leaving).  An admin
+   removes or demotes only itself or admins **junior** to it (:class:`NotGroupAdmin`);
 4. it must extend the current version, or compete with it (below); a record for a
-   version that is already built upon is :class:`StaleGroupRecord` (settled), and one
-   built on a change that lost is :class:`BrokenGroupChain`.
+   version that is already built upon is :class:`StaleGroupRecord` (settled), one
+   competing with the version that removed or demoted its signer is
+   :class:`RevokedGroupRecord`, a second losing one by the same signer is
+   :class:`StaleGroupRecord` (one lost record is kept per signer and version, not a
+   pile), and one built on a change that lost is :class:`BrokenGroupChain`.
 
-**Two changes made from the same version** (two admins at once: both records name the
-current version *n* as previous).  The winner has the lower rank, where::
+**Seniority.**  An admin's seniority is the version since which it has been an admin
+without a break (the creator: 1); a member promoted, demoted and promoted again starts
+over.  Admins promoted by the same record are equals: neither may remove the other.
 
-    rank = (BLAKE2b-256(prev_hash ‖ signer's identity key, person "volli-group-rank"),
-            the record's hash)
+**Two changes made from the same version** (both records name version *n* as previous).
+The winner has the lower :meth:`GroupChain.precedence`::
 
-Every member computes the same rank from the two records alone, so whichever arrives
-first, all end on the same membership.  The first component is fixed by the shared
-parent and the signer's key, so an admin cannot grind its record's contents to win a
-conflict (only its own two siblings fall back to the hash).  The loser is kept as a
-*lost* record (messages sent under it still open, if their sender is still a member)
-and reported (:attr:`Applied.lost`), so its author can apply the change again on top.
+    (0 for an admin's change, 1 for a member's own leaving,
+     the version since which its signer has been an admin,
+     BLAKE2b-256(prev_hash ‖ signer's identity key, person "volli-group-rank"),
+     the record's hash)
+
+so the senior admin's change wins, a member's leaving never cancels an admin's change,
+and between equals the ticket decides, which the shared parent and the signer's key fix
+(an admin cannot grind its record's contents to win; only its own two siblings fall
+back to the hash).  It is a total order computed from the records and the path to *n*
+alone, so whichever order they arrive in, every member ends on the same version.  As
+only a senior admin may remove or demote one, the record that removes or demotes the
+signer of its competitor always wins: **a removed or demoted admin cannot take the
+group back** with a record made on the version before its removal (arriving after it,
+that record is refused as :class:`RevokedGroupRecord`).  The loser is kept as a *lost*
+record (messages sent under it still open, if their sender is still a member) and
+reported (:attr:`Applied.lost`), so its author can apply the change again on top.
 
 **Settled.**  Once a record builds on version *n + 1*, a competitor for *n + 1* that
 arrives later is refused as stale: the rule decides between changes made at the same
-time, it never rewrites history that has been built upon.  (So an admin who changes
-membership twice before hearing of another admin's concurrent change can leave
-members disagreeing; docs/groups.md says what then.)
+time, it never rewrites history that has been built upon.  (So a change built on
+version *n + 1* before every member has heard of a winning competitor of *n + 1* can
+leave members disagreeing; docs/groups.md says what then.)
 """
 
 from __future__ import annotations
@@ -49,6 +64,7 @@ from volli_nb.base.errors import (
     GroupRecordsMissing,
     NotGroupAdmin,
     ReplayedGroupRecord,
+    RevokedGroupRecord,
     SquattedGroupId,
     StaleGroupRecord,
     UnknownGroup,
@@ -123,8 +139,15 @@ def check_follows(parent: MembershipRecord, record: MembershipRecord) -> None:
         )
 
 
+def strikes(parent: MembershipRecord, record: MembershipRecord) -> set[str]:
+    """The members of ``parent`` that ``record`` removes, and its admins it demotes."""
+    kept, admins = set(record.member_ids), set(record.admins)
+    gone = {p for p in parent.member_ids if p not in kept}
+    return gone | {a for a in parent.admins if a not in admins}
+
+
 def rank(parent: MembershipRecord, record: MembershipRecord) -> tuple[bytes, bytes]:
-    """The concurrent-change rule's order: the lower rank wins (module docstring)."""
+    """Between equal admins, the concurrent-change rule's tie-break (module docstring)."""
     key = parent.key_of(record.signer) or b""
     ticket = hashlib.blake2b(record.prev_hash + key, digest_size=32, person=RANK_PERSON)
     return ticket.digest(), record.hash
@@ -155,6 +178,7 @@ class GroupChain:
         self.records: dict[bytes, MembershipRecord] = {first.hash: first}
         self.lost: set[bytes] = set()
         self.tip = first
+        self._seniority: dict[bytes, dict[str, int]] = {}  # record hash → admin → since
 
     @classmethod
     def load(cls, records: Iterable[MembershipRecord], tip: bytes) -> GroupChain:
@@ -170,14 +194,14 @@ class GroupChain:
             raise BrokenGroupChain("a stored group chain does not lead back to its version 1")
         chain = cls(path[-1])
         for record in reversed(path[:-1]):
-            check_follows(chain.tip, record)
+            chain.check_follows(chain.tip, record)
             chain.records[record.hash], chain.tip = record, record
         for record in sorted(by_hash.values(), key=lambda r: r.version):
             if record.hash not in chain.records:
                 parent = chain.records.get(record.prev_hash)
                 if parent is None or parent.hash in chain.lost:
                     raise BrokenGroupChain(f"stored record {record.short()} follows nothing held")
-                check_follows(parent, record)
+                chain.check_follows(parent, record)
                 chain.records[record.hash] = record
                 chain.lost.add(record.hash)
         return chain
@@ -186,6 +210,7 @@ class GroupChain:
         other = object.__new__(GroupChain)
         other.group_id, other.tip = self.group_id, self.tip
         other.records, other.lost = dict(self.records), set(self.lost)
+        other._seniority = self._seniority  # keyed by immutable records: shared safely
         return other
 
     # --- reading -----------------------------------------------------------------
@@ -218,6 +243,45 @@ class GroupChain:
     def is_current_path(self, record_hash: bytes) -> bool:
         return record_hash in self.records and record_hash not in self.lost
 
+    def seniority(self, record: MembershipRecord) -> dict[str, int]:
+        """Each admin of the held ``record``: the version since which it has been an admin
+        without a break (module docstring)."""
+        todo = [record]  # back to a record already known (a loop: chains are long)
+        while todo[-1].hash not in self._seniority and todo[-1].version > 1:
+            todo.append(self.records[todo[-1].prev_hash])
+        before = self._seniority.get(todo[-1].hash, {})
+        for step in reversed(todo):
+            if step.hash not in self._seniority:
+                self._seniority[step.hash] = {a: before.get(a, step.version) for a in step.admins}
+            before = self._seniority[step.hash]
+        return before
+
+    def precedence(self, record: MembershipRecord) -> tuple[int, int, bytes, bytes]:
+        """The concurrent-change rule's order for a record on a held parent: the lower
+        wins (module docstring)."""
+        parent = self.records[record.prev_hash]
+        since = self.seniority(parent).get(record.signer)
+        ticket, digest = rank(parent, record)
+        return (0, since, ticket, digest) if since is not None else (1, 0, ticket, digest)
+
+    def check_follows(self, parent: MembershipRecord, record: MembershipRecord) -> None:
+        """:func:`check_follows`, and an admin removes or demotes only itself or admins
+        junior to it (:class:`NotGroupAdmin`)."""
+        check_follows(parent, record)
+        seniority = self.seniority(parent)
+        mine = seniority.get(record.signer)
+        senior = sorted(
+            p
+            for p in strikes(parent, record) - {record.signer}
+            if p in seniority and (mine is None or seniority[p] <= mine)
+        )
+        if senior:
+            raise NotGroupAdmin(
+                f"{record.group_id} {record.short()}: {record.signer} removes or demotes "
+                f"{', '.join(senior)}, admin(s) since a version no later than its own; an "
+                "admin removes or demotes only admins promoted after it"
+            )
+
     # --- accepting -----------------------------------------------------------------
 
     def apply(self, record: MembershipRecord) -> Applied:
@@ -237,7 +301,7 @@ class GroupChain:
                 f"{record.group_id}: version {record.version} is settled (this member holds "
                 f"v{self.tip.version})"
             )
-        check_follows(parent, record)
+        self.check_follows(parent, record)
         if parent.hash in self.lost:
             raise BrokenGroupChain(
                 f"{record.group_id} {record.short()} builds on {parent.short()}, a change that "
@@ -251,9 +315,21 @@ class GroupChain:
                 f"{record.group_id}: version {record.version} is settled (v{tip.version} "
                 "builds on it); make the change again on the current version"
             )
-        if rank(parent, record) < rank(parent, tip):
+        if self.precedence(record) < self.precedence(tip):
             self.lost.add(tip.hash)
             return self._adopt(record, lost=(tip,))
+        if record.signer in strikes(parent, tip):
+            raise RevokedGroupRecord(
+                f"{record.group_id} {record.short()} by {record.signer} competes with "
+                f"{tip.short()}, which removed or demoted its signer: a removed admin cannot "
+                "take the group back"
+            )
+        if any(self.records[h].signer == record.signer and self.records[h].prev_hash == parent.hash
+               for h in self.lost):  # fmt: skip
+            raise StaleGroupRecord(
+                f"{record.group_id} {record.short()}: {record.signer} already has a change of "
+                f"v{parent.version} that lost to {tip.short()}; one is kept, not a pile"
+            )
         self.records[record.hash] = record
         self.lost.add(record.hash)
         return Applied(record, tip, False, (record,))
@@ -285,7 +361,7 @@ class GroupChain:
             admins=list(admins),
         )
         try:
-            check_follows(self.tip, record)
+            self.check_follows(self.tip, record)
         except NotGroupAdmin as exc:
             raise UsageError(f"{exc}") from None
         return record
@@ -298,4 +374,5 @@ __all__ = [
     "check_genesis",
     "is_leaving",
     "rank",
+    "strikes",
 ]

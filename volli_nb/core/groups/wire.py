@@ -7,7 +7,8 @@ the associated data of every pairwise key wrap) says what it is:
 - ``grp-<id>.v<version>.<record hash, 64 hex>``: a chat message, bound to the record it
   was sent under; the body is an ordinary text body (:mod:`volli_nb.core.body`);
 - ``grp-<id>.records``: a chain of records (a change, or the answer to a fetch); body:
-  ``varint count (1..MAX_CHAIN) | (varint length + record) each``, in version order;
+  ``varint count (1..MAX_CHAIN) | (varint length + record) each``, in version order (a
+  longer chain goes as several, :func:`encode_chains`);
 - ``grp-<id>.fetch``: "send me the chain up to this record"; body: its 32-byte hash.
 
 So a message is bound by hash to one membership version without a new envelope format,
@@ -20,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from volli_nb.base.errors import ConversationRefused, MalformedGroupRecord
+from volli_nb.base.errors import ConversationRefused, MalformedGroupRecord, UsageError
 from volli_nb.core.crypto.wire import Reader, as_bytes, uvarint
 from volli_nb.core.groups.record import (
     GROUP_PREFIX,
@@ -77,13 +78,21 @@ def parse_address(conversation_id: str) -> GroupAddress:
 
 
 def encode_chain(records: list[MembershipRecord]) -> bytes:
+    """One records message (:class:`UsageError` past ``MAX_CHAIN``: see :func:`encode_chains`)."""
     if not 1 <= len(records) <= MAX_CHAIN:
-        raise ValueError(f"a records message carries 1 to {MAX_CHAIN} records")
+        raise UsageError(f"a records message carries 1 to {MAX_CHAIN} records")
     out = [uvarint(len(records))]
     for record in records:
         raw = record.raw
         out += [uvarint(len(raw)), raw]
     return b"".join(out)
+
+
+def encode_chains(records: list[MembershipRecord]) -> list[bytes]:
+    """``records`` as records messages of at most ``MAX_CHAIN`` each, in order: a receiver
+    applies them one after another (one that comes before its predecessor is refused and
+    comes again), so a chain of any length still reaches a new member."""
+    return [encode_chain(records[i : i + MAX_CHAIN]) for i in range(0, len(records), MAX_CHAIN)]
 
 
 def decode_chain(data: bytes, group_id: str) -> list[MembershipRecord]:
@@ -119,6 +128,7 @@ __all__ = [
     "decode_chain",
     "decode_fetch",
     "encode_chain",
+    "encode_chains",
     "is_group_conversation",
     "message_address",
     "parse_address",

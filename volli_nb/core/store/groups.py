@@ -32,8 +32,8 @@ from volli_nb.core.store.sealed_db import Row
 
 GROUP_COLUMNS = ("group_id", "tip", "version")
 RECORD_COLUMNS = ("hash", "group_id", "version", "record")
-HELD_COLUMNS = ("message_id", "group_id", "record_hash", "sender", "counter", "timestamp_ms",
-                "recipients")  # fmt: skip
+HELD_COLUMNS = ("message_id", "group_id", "record_hash", "version", "sender", "counter",
+                "timestamp_ms", "recipients")  # fmt: skip
 
 SCHEMA5 = [
     """CREATE TABLE groups (group_id TEXT PRIMARY KEY, tip TEXT NOT NULL,
@@ -42,7 +42,8 @@ SCHEMA5 = [
        version INTEGER NOT NULL, record BLOB NOT NULL, stored_at REAL NOT NULL, mac BLOB)""",
     "CREATE INDEX group_records_by_group ON group_records (group_id, version)",
     """CREATE TABLE group_held (message_id TEXT PRIMARY KEY, group_id TEXT NOT NULL,
-       record_hash TEXT NOT NULL, sender TEXT NOT NULL, counter INTEGER NOT NULL,
+       record_hash TEXT NOT NULL, version INTEGER NOT NULL, sender TEXT NOT NULL,
+       counter INTEGER NOT NULL,
        timestamp_ms INTEGER NOT NULL, recipients TEXT NOT NULL, held_at REAL NOT NULL,
        body BLOB NOT NULL, mac BLOB)""",
     "CREATE INDEX group_held_by_group ON group_held (group_id, record_hash)",
@@ -56,6 +57,7 @@ class HeldMessage:
     message_id: bytes
     group_id: str
     record_hash: bytes
+    version: int  # as its address names it: checked against the record on release
     sender: str
     counter: int
     timestamp_ms: int
@@ -135,6 +137,7 @@ class GroupRows(RowMacs):
             "message_id": mid,
             "group_id": held.group_id,
             "record_hash": held.record_hash.hex(),
+            "version": held.version,
             "sender": held.sender,
             "counter": held.counter,
             "timestamp_ms": held.timestamp_ms,
@@ -154,6 +157,15 @@ class GroupRows(RowMacs):
             (group_id,),
         )
         return [self._held(r) for r in rows]
+
+    def held_from(self, sender: str) -> tuple[int, int]:
+        """How many messages from ``sender`` are held, and their stored bytes."""
+        row = self.fetch(
+            "SELECT count(*) AS n, coalesce(sum(length(body)), 0) AS size FROM group_held "
+            "WHERE sender = ?",
+            (sender,),
+        )[0]
+        return int(row["n"]), int(row["size"])
 
     def drop_held(self, message_ids: Sequence[bytes], *, unsee: bool) -> None:
         """Forget held messages (released or refused); ``unsee`` also takes their ids out
@@ -179,6 +191,7 @@ class GroupRows(RowMacs):
             bytes.fromhex(mid),
             row["group_id"],
             bytes.fromhex(row["record_hash"]),
+            row["version"],
             row["sender"],
             row["counter"],
             row["timestamp_ms"],
