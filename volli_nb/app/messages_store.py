@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -337,9 +337,12 @@ class MessagesStore:
         """Call ``handler(message_id, recipient)`` on each signed ACK; returns the remover."""
         return self.sender.on_delivered(handler)
 
-    async def wait_delivered(self, message_id: bytes, timeout: float = 15.0) -> dict[str, str]:
-        """Wait until every recipient acknowledged ``message_id``; returns the statuses."""
-        return await self.sender.wait_delivered(message_id, timeout)
+    async def wait_delivered(
+        self, message_id: bytes, timeout: float = 15.0, *, to: Collection[str] | None = None
+    ) -> dict[str, str]:
+        """Wait until every recipient (or those in ``to``) acknowledged ``message_id``;
+        returns the statuses."""
+        return await self.sender.wait_delivered(message_id, timeout, to)
 
     # --- what the UI reads --------------------------------------------------
 

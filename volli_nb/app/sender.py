@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from volli_nb.app.attempts import FLUSH_CHUNK, Attempts, Handed
 from volli_nb.app.chat import ChatMessage, SyncReport, overall_status
@@ -264,14 +264,17 @@ class Sender:
     def delivery_status(self, message_id: bytes) -> dict[str, str]:
         return {peer: str(status) for peer, status in self.queue.statuses(message_id).items()}
 
-    async def wait_delivered(self, message_id: bytes, timeout: float) -> dict[str, str]:
+    async def wait_delivered(
+        self, message_id: bytes, timeout: float, to: Collection[str] | None = None
+    ) -> dict[str, str]:
         changed = asyncio.Event()
         remove = self.on_delivered(lambda mid, _peer: changed.set() if mid == message_id else None)
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     status = self.delivery_status(message_id)
-                    if status and all(s == Status.DELIVERED for s in status.values()):
+                    wanted = status.keys() if to is None else to
+                    if wanted and all(status.get(p) == Status.DELIVERED for p in wanted):
                         return status
                     changed.clear()
                     await changed.wait()

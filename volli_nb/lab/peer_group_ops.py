@@ -3,9 +3,10 @@ its record as JSON, and wait until chosen members acknowledged a message."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from volli_nb.base.errors import TransportClosed
 
 if TYPE_CHECKING:
     from volli_nb.app.group_info import GroupInfo
@@ -45,22 +46,11 @@ class GroupOperations:
     ) -> dict[str, Any]:
         """Until ``to`` (default: every recipient) acknowledged; then, or at ``timeout``
         (``late``), where each recipient stands."""
-        mid, store = bytes.fromhex(message_id), self.store
-        changed = asyncio.Event()
-        remove = store.on_delivered(lambda m, _peer: changed.set() if m == mid else None)
+        mid = bytes.fromhex(message_id)
         try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    status = store.delivery_status(mid)
-                    wanted = set(status) if to is None else set(to)
-                    if wanted and all(status.get(p) == "delivered" for p in wanted):
-                        return {"status": status}
-                    changed.clear()
-                    await changed.wait()
-        except TimeoutError:
-            return {"status": store.delivery_status(mid), "late": True}
-        finally:
-            remove()
+            return {"status": await self.store.wait_delivered(mid, timeout, to=to)}
+        except TransportClosed:  # not acknowledged within ``timeout``
+            return {"status": self.store.delivery_status(mid), "late": True}
 
 
 def _group(info: GroupInfo) -> dict[str, Any]:
