@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from netutil import open_store
+from netutil import open_store, pair
 
 from volli_nb.app.chat import dm_conversation_id
 from volli_nb.app.messages_store import MessagesStore
@@ -409,5 +410,78 @@ def test_a_contact_deleted_in_the_file_is_not_pinned_again_from_an_old_record(
             assert alice.contact(bob.peer_id) == bob.public
         finally:
             await alice.close()
+
+    run(main)
+
+
+# --- the seen-set: an id taken for a duplicate is acknowledged without being stored -----
+
+
+def plant_seen(path: Path, message_id: bytes, sender: str) -> None:
+    write(
+        path,
+        "INSERT INTO seen (message_id, sender, seen_at) VALUES (?, ?, ?)",
+        params=(message_id.hex(), sender, time.time()),  # fresh: old entries are pruned
+    )
+
+
+def test_a_seen_row_planted_in_the_file_is_refused_and_named(tmp_path: Path) -> None:
+    """Attack: plant the id of a message bob will send (ids are in clear in its outbox)
+    as seen; it would be acknowledged as a duplicate and never stored.  A planted
+    message row (no MAC) would do the same through the other half of the seen-set."""
+    db = Database.open(tmp_path / "p.sqlite", "pw", kdf=KDF_MIN, clock=VirtualClock(100.0))
+    bob = Identity.generate().peer_id
+    future, other = rebound(b"\x01" * 16, bob), rebound(b"\x02" * 16, bob)
+    with db.transaction():
+        db.mark_seen(rebound(b"\x03" * 16, bob), bob)  # a real entry still reads
+    assert db.seen_among([rebound(b"\x03" * 16, bob)]) == {rebound(b"\x03" * 16, bob): bob}
+    plant_seen(db.path, future, bob)
+    with pytest.raises(TamperedRow) as exc:
+        db.seen_among([future, other])
+    assert (exc.value.table, exc.value.key) == ("seen", future.hex())
+    with pytest.raises(TamperedRow):
+        db.seen_by(future)
+    assert any(future.hex() in p for p in db.verify().problems)
+    write(db.path, "DELETE FROM seen WHERE message_id = ?", params=(future.hex(),))
+    write(
+        db.path,
+        "INSERT INTO messages (message_id, conversation_id, sender, direction, counter, "
+        "timestamp_ms, stored_at, body) VALUES (?, 'c', ?, 'in', 1, 0, 0, X'00')",
+        params=(other.hex(), bob),
+    )
+    with pytest.raises(TamperedRow) as exc:
+        db.seen_among([other])
+    assert (exc.value.table, exc.value.key) == ("messages", other.hex())
+    db.close()
+
+
+@pytest.mark.network
+def test_a_message_whose_id_was_planted_as_seen_is_not_acknowledged(tmp_path: Path) -> None:
+    """End to end: alice's message, queued while bob is away, has its id planted in bob's
+    seen-set.  Bob refuses the frame (storage failing, typed) rather than acknowledging a
+    message it does not store; alice keeps it, and it is delivered once the row is gone."""
+
+    async def main() -> None:
+        alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+        try:
+            await pair(alice, bob)
+            await bob.close()
+            sent = await alice.send_message(bob.peer_id, "planted as seen at bob's")
+            plant_seen(tmp_path / "bob.sqlite", sent.message_id, alice.peer_id)
+            bob = open_store(tmp_path, "bob")
+            states: list[str] = []
+            bob.storage.on_change(lambda status: states.append(status.state))
+            await pair(alice, bob)
+            async with asyncio.timeout(20):
+                while "failing" not in states:
+                    await asyncio.sleep(0.02)
+            assert f"seen row {sent.message_id.hex()!r}" in bob.storage.reason, bob.storage.reason
+            assert alice.delivery_status(sent.message_id) != {bob.peer_id: "delivered"}
+            assert bob.history(alice.peer_id) == []
+            write(tmp_path / "bob.sqlite", "DELETE FROM seen WHERE mac IS NULL")
+            await alice.wait_delivered(sent.message_id, timeout=20)
+            assert [m.text for m in bob.history(alice.peer_id)] == ["planted as seen at bob's"]
+        finally:
+            await asyncio.gather(alice.close(), bob.close())
 
     run(main)

@@ -70,7 +70,7 @@ def populate(db: Database, me: Identity) -> None:
 def test_create_then_reopen_reads_everything_back(path: Path, clock: VirtualClock) -> None:
     me = Identity.generate()
     with open_db(path, clock) as db:
-        assert db.schema_version == SCHEMA_VERSION == 5
+        assert db.schema_version == SCHEMA_VERSION == 6
         assert db.load_identity_secret() is None
         populate(db, me)
     with open_db(path, clock) as db:

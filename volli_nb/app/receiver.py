@@ -85,7 +85,11 @@ class Receiver:
         keys = self.sessions.get(peer_id, received.session_id)
         if keys is None:  # the channel's session ended meanwhile: the sender seals again
             return Verdict()
-        used_by = self.database.seen_among(received.message_ids)
+        try:
+            used_by = self.database.seen_among(received.message_ids)
+        except StorageError as exc:  # a tampered seen-set row: no id is taken for a duplicate
+            self.storage.failed(exc)
+            return Verdict((), tuple((mid, exc) for mid in received.message_ids))
         try:
             opening = keys.open(
                 received.bundle, now_ms=self._now_ms(), seen=lambda mid: mid in used_by

@@ -37,6 +37,7 @@ from volli_nb.core.store.groups import (
 from volli_nb.core.store.history import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
+    SEEN_COLUMNS,
     Conversation,
     History,
     StoredMessage,
@@ -101,6 +102,7 @@ AUTHENTICATED: dict[str, tuple[str, tuple[str, ...]]] = {
     "groups": ("group_id", GROUP_COLUMNS),  # from schema 5
     "group_records": ("hash", RECORD_COLUMNS),
     "group_held": ("message_id", HELD_COLUMNS),
+    "seen": ("message_id", SEEN_COLUMNS),  # from schema 6
 }
 """Rows whose clear columns carry trust, and the columns their MAC covers."""
 PART_MACS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -147,12 +149,22 @@ def _authenticate_bookkeeping(db: Database) -> None:
     db.index_contacts()
 
 
+def _authenticate_seen(db: Database) -> None:
+    """Schema 6: a MAC on each seen-set row.  A row planted without the passphrase made
+    the receiver acknowledge, as a duplicate, a message it never stored (and the sender
+    mark it delivered).  The rows the file holds now are MAC'd as they are: nothing tells
+    a planted one from a real one before this step (as with schema 2's MACs)."""
+    db.execute(f"ALTER TABLE seen ADD COLUMN {MAC_COLUMN} BLOB")
+    db.authenticate_all(("seen",))
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     _create_v1_tables,
     _authenticate_rows,
     _authenticate_bookkeeping,
     bind_message_ids,  # schema 4: ids name their sender (:mod:`.bound_ids`)
     create_group_tables,  # schema 5: groups and their records (:mod:`.groups`)
+    _authenticate_seen,  # schema 6: seen-set rows MAC'd
 )
 """``MIGRATIONS[n]`` takes schema ``n`` to ``n + 1``.  Append; never edit a released step
 (a step names its own tables, so a later table does not change what it does)."""

@@ -179,9 +179,12 @@ class GroupRows(RowMacs):
     def mark_seen(self, message_id: bytes, sender: str) -> None:
         """An id that was consumed without becoming a message (group records, a fetch, a
         held message): a resend is a duplicate, acknowledged again to its sender."""
+        mid = check_message_id(message_id).hex()
+        mac = self.row_mac("seen", {"message_id": mid, "sender": sender})
         self.execute(
-            "INSERT INTO seen VALUES (?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
-            (check_message_id(message_id).hex(), sender, self.clock()),
+            "INSERT INTO seen (message_id, sender, seen_at, mac) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (message_id) DO NOTHING",
+            (mid, sender, self.clock(), mac),
         )
 
     def _held(self, row: Row) -> HeldMessage:

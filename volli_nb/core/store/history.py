@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from volli_nb.base.errors import UsageError
@@ -30,6 +30,10 @@ MESSAGE_COLUMNS = (
     "timestamp_ms",
 )
 STORED_COLUMNS = (*MESSAGE_COLUMNS, "stored_at", "body", "mac")
+SEEN_COLUMNS = ("message_id", "sender")
+"""What a seen-set row's MAC covers: an id used, and by whom (its time is bookkeeping)."""
+_SEEN_AS_MESSAGE = ", ".join(c if c in SEEN_COLUMNS else f"NULL AS {c}" for c in MESSAGE_COLUMNS)
+_SEEN_AS_MESSAGE += ", mac"  # a seen row in the columns of a message row, for one query
 """What a message row is written with (:meth:`History.message_row`), in this order."""
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(STORED_COLUMNS)}) "
@@ -177,9 +181,13 @@ class History(RowMacs):
         insert_rows(
             self,
             "seen",
-            ("message_id", "sender", "seen_at"),
-            [(v["message_id"], v["sender"], v["stored_at"]) for v in values],
+            ("message_id", "sender", "seen_at", "mac"),
+            [(v["message_id"], v["sender"], v["stored_at"], self.seen_mac(v)) for v in values],
         )
+
+    def seen_mac(self, row: Mapping[str, object]) -> bytes:
+        """The MAC of a seen-set row (id and sender)."""
+        return self.row_mac("seen", {"message_id": row["message_id"], "sender": row["sender"]})
 
     def store_sent(
         self,
@@ -223,27 +231,25 @@ class History(RowMacs):
 
     def is_seen(self, message_id: bytes) -> bool:
         """True if this id is in the seen-set or stored as a message (both survive restarts)."""
-        mid = _message_hex(message_id)
-        return bool(
-            self.fetch(
-                "SELECT 1 FROM seen WHERE message_id = ?1 "
-                "UNION ALL SELECT 1 FROM messages WHERE message_id = ?1",
-                (mid,),
-            )
-        )
+        return bool(self.seen_among([message_id]))
 
     def seen_among(self, message_ids: Sequence[bytes]) -> dict[bytes, str]:
-        """:meth:`seen_by` for a received frame's ids, in one query: id → its sender, for
-        the ids used before."""
+        """:meth:`seen_by` for a received frame's ids: id → its sender, for the ids used
+        before.  Each row found is checked against its MAC first (:class:`TamperedRow`): an
+        id is acknowledged as a duplicate on the strength of it, so a row planted without
+        the passphrase must never pass for one."""
         if not message_ids:
             return {}
         hexes = [_message_hex(m) for m in message_ids]
         marks = ",".join("?" * len(hexes))
         rows = self.fetch(
-            f"SELECT message_id, sender FROM seen WHERE message_id IN ({marks}) "
-            f"UNION ALL SELECT message_id, sender FROM messages WHERE message_id IN ({marks})",
+            f"SELECT 'seen' AS source, {_SEEN_AS_MESSAGE} FROM seen "
+            f"WHERE message_id IN ({marks}) UNION ALL SELECT 'messages', "
+            f"{', '.join(MESSAGE_COLUMNS)}, mac FROM messages WHERE message_id IN ({marks})",
             [*hexes, *hexes],
-        )
+        )  # one statement a frame
+        for row in rows:
+            self.check_row(row["source"], row)
         return {bytes.fromhex(row["message_id"]): str(row["sender"]) for row in rows}
 
     def seen_by(self, message_id: bytes) -> str | None:
@@ -252,13 +258,7 @@ class History(RowMacs):
         A replay is acknowledged again only on its own sender's channel; the same id
         from anyone else is refused, so nobody learns (or gets a signed ACK for) another
         peer's message ids."""
-        mid = _message_hex(message_id)
-        rows = self.fetch(
-            "SELECT sender FROM seen WHERE message_id = ?1 "
-            "UNION ALL SELECT sender FROM messages WHERE message_id = ?1 LIMIT 1",
-            (mid,),
-        )
-        return str(rows[0]["sender"]) if rows else None
+        return self.seen_among([message_id]).get(message_id)
 
     def prune_seen(self, before: float) -> int:
         """Forget seen-set entries older than ``before``; only safe past the freshness window."""
