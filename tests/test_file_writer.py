@@ -24,7 +24,7 @@ from netutil import open_store, pair
 from volli_nb.app.chat import dm_conversation_id
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.clock import VirtualClock
-from volli_nb.base.errors import TamperedRow, TamperedSchema, VolliError
+from volli_nb.base.errors import StorageError, TamperedRow, TamperedSchema, VolliError
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.message_id import rebound
 from volli_nb.core.store.database import KDF_MIN, SCHEMA_VERSION, Database
@@ -485,3 +485,17 @@ def test_a_message_whose_id_was_planted_as_seen_is_not_acknowledged(tmp_path: Pa
             await asyncio.gather(alice.close(), bob.close())
 
     run(main)
+
+
+def test_a_schema_name_that_is_not_utf8_is_refused_typed(tmp_path: Path) -> None:
+    """SQLite quotes the bad name in its error, which Python cannot decode: that was a
+    bare UnicodeDecodeError out of ``Database.open``."""
+    db = Database.open(tmp_path / "p.sqlite", "pw", kdf=KDF_MIN)
+    db.close()
+    conn = sqlite3.connect(tmp_path / "p.sqlite")
+    conn.execute("PRAGMA writable_schema=ON")
+    conn.execute("INSERT INTO sqlite_master VALUES ('table', CAST(X'87' AS TEXT), 'x', 0, 'x')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StorageError, match="not a readable volli profile"):
+        Database.open(tmp_path / "p.sqlite", "pw", kdf=KDF_MIN)

@@ -107,6 +107,11 @@ def read_header(path: Path, cls: type[SealedDatabase]) -> tuple[int, WrappedKey]
         row = cursor.fetchone()
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path} is not a readable volli profile ({exc})") from exc
+    except UnicodeDecodeError as exc:  # a name (or SQLite's message quoting it) not UTF-8
+        raise StorageError(
+            f"{path} is not a readable volli profile (its schema holds bytes that are not "
+            f"UTF-8, at {exc.start}); restore it from a backup"
+        ) from exc
     finally:
         conn.close()
     version = str(meta.get("schema_version", ""))
