@@ -13,7 +13,13 @@ from netutil import open_store, pair
 from session_pairs import stranger_frame
 
 from volli_nb.app.messages_store import MessagesStore
-from volli_nb.base.errors import ChannelBindingFailed, MalformedFrame, OversizedInput, UnknownPeer
+from volli_nb.base.errors import (
+    ChannelBindingFailed,
+    MalformedFrame,
+    OversizedInput,
+    UnknownPeer,
+    UsageError,
+)
 from volli_nb.core import sdp
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.protocol import frames
@@ -209,6 +215,36 @@ def test_unknown_peer_cannot_answer(tmp_path: Path) -> None:
         store = open_store(tmp_path, "solo")
         with pytest.raises(UnknownPeer):
             await store.network_store.connect_to_peer("nobodynobodynobo", "v=0\r\n")
+        await store.close()
+
+    arun(main)
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        "a=sctp-port:abc\r\n",  # aiortc: ValueError
+        "m=application x UDP/DTLS/SCTP webrtc-datachannel\r\n",  # aiortc: AssertionError
+    ],
+)
+def test_an_offer_aiortc_cannot_parse_is_refused_typed_and_leaves_no_link(
+    tmp_path: Path, section: str
+) -> None:
+    """A hostile room member's offer used to escape as aiortc's own error and leave a
+    half-built connection registered for that peer."""
+    head = "v=0\r\no=- 1 1 IN IP4 0\r\ns=-\r\nt=0 0\r\n"
+    if not section.startswith("m="):
+        section = "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n" + (
+            section
+        )
+    mallory = Identity.generate()
+
+    async def main() -> None:
+        store = open_store(tmp_path, "solo")
+        store.add_contact(mallory.public, name="mallory")
+        with pytest.raises(UsageError, match="the offer cannot be answered"):
+            await store.network_store.connect_to_peer(mallory.peer_id, head + section)
+        assert mallory.peer_id not in store.network_store.peers
         await store.close()
 
     arun(main)

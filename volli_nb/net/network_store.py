@@ -270,8 +270,15 @@ class NetworkStore:
                 link.connection.open_channel()
                 await pc.setLocalDescription(await pc.createOffer())
             else:
-                await pc.setRemoteDescription(aiortc_compat.as_description(offer, "offer"))
-                await pc.setLocalDescription(await pc.createAnswer())
+                try:
+                    await pc.setRemoteDescription(aiortc_compat.as_description(offer, "offer"))
+                    await pc.setLocalDescription(await pc.createAnswer())
+                except VolliError:
+                    await link.close("the offer was refused")
+                    raise
+                except Exception as exc:  # aiortc on a bad SDP: ValueError, AssertionError, …
+                    await link.close("the offer does not parse")  # no half-built link kept
+                    raise UsageError(f"the offer cannot be answered: {exc!r}") from None
         gathered = sdp.candidates(pc.localDescription.sdp)
         self.log.add("signaling", f"created {role}", peer_id=peer_id, candidates=len(gathered))
         if (
