@@ -543,3 +543,23 @@ def test_stats_count_both_directions() -> None:
     assert sa.acks_in == 1 and sb.acks_out == 1
     assert sa.frames_out == 2 and sa.bytes_out > 0  # HELLO + BUNDLE
     assert sb.frames_in == 2 and sb.bytes_in == sa.bytes_out
+
+
+def test_a_partial_frame_of_tiny_chunks_costs_its_bytes_not_an_object_each() -> None:
+    """A peer's 2-byte chunks were kept as one ``bytes`` object each: 28 times what the
+    budget counted (about 700 MB held under the 24 MiB cap)."""
+    import tracemalloc
+
+    reassembler = ch.Reassembler()
+    head = bytes([f.PROTOCOL_VERSION, f.CHUNK])
+    raw = [head + f.CHUNK_HEADER.pack(7, i, 0) + b"xy" for i in range(50_000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for data in raw:  # as received: each chunk decoded from its own datagram
+            assert reassembler.add(f.decode_frame(data)) is None  # type: ignore[arg-type]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert reassembler.buffered == 100_000
+    assert held < 2 * reassembler.buffered, f"{held} bytes held for {reassembler.buffered} counted"
