@@ -142,6 +142,9 @@ def test_shell_debug_commands_pairing_and_ctrl_d(tmp_path: Path) -> None:
                 r"SyncReport\(sent=0, in_flight=0, waiting_offline=0, stuck=0\)",
             )
             await term.run("messagesStore.network_store.peers", r"\n\{\}\n")
+            # The first thing the banner names: its repr reads the profile (pending), and
+            # ptpython prints results from a worker thread, where SQLite may not be used.
+            await term.run("messagesStore", r"<MessagesStore shelly peer_id=\w{16} .*pending=0>")
             await term.run(
                 "peers()", r"name +peer +verified +connection +ice +rtt +last seen\n\(none\)"
             )

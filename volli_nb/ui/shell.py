@@ -189,6 +189,20 @@ def _configure(repl: Any) -> None:
     repl.confirm_exit = False  # Ctrl-D means: close the connections and go
 
 
+class _Text:
+    """A repr made already (on the loop's thread), for ptpython's printer."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+async def _repr(value: object) -> str:
+    return repr(value)
+
+
 async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
     """ptpython on this loop, with a progress toolbar that shows only while work runs."""
     from prompt_toolkit.filters import Condition
@@ -215,12 +229,19 @@ async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
         filter=Condition(lambda: bool(feed.active)),
     )
 
+    loop = asyncio.get_running_loop()
+
     class Repl(PythonRepl):
         def _show_result(self, result: object) -> None:
             # A code already printed on its own line, or work that prints its own line
             # when done (a helper typed without ``await``): nothing to echo.
-            if not isinstance(result, Shown | Running):
-                super()._show_result(result)
+            if isinstance(result, Shown | Running):
+                return
+            # ptpython calls this on a worker thread; a repr may read the profile, and
+            # SQLite is the loop thread's: the text is made there, ptpython formats it.
+            if not hasattr(result, "__pt_repr__"):
+                result = _Text(asyncio.run_coroutine_threadsafe(_repr(result), loop).result())
+            super()._show_result(result)
 
     repl = Repl(
         get_globals=lambda: namespace, get_locals=lambda: namespace, _extra_toolbars=[toolbar]
