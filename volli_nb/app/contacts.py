@@ -144,9 +144,17 @@ class ContactBook:
         return found.id, self.others(found)
 
     def find_conversation(self, conversation: str) -> Conversation:
-        """A conversation id or a contact's peer id → the conversation (a contact's direct
-        conversation is created on first use); read once, not re-read after a check."""
+        """A conversation id, a contact's peer id or a contact's name (any case, if only
+        one contact has it) → the conversation (a contact's direct conversation is created
+        on first use); read once, not re-read after a check."""
+        if not isinstance(conversation, str):
+            raise UsageError(
+                "name a conversation, a contact's peer id or a contact's name (a str), not "
+                f"{type(conversation).__name__}"
+            )
         found = self.database.get_conversation(conversation)
+        if found is None and self.database.get_contact(conversation) is None:
+            conversation = self._named(conversation)
         if found is None and self.database.get_contact(conversation) is not None:
             dm = dm_conversation_id(self.peer_id, conversation)
             found = self.database.get_conversation(dm)
@@ -154,9 +162,22 @@ class ContactBook:
                 found = self.database.get_conversation(self.conversation_with(conversation))
         if found is None:
             raise NotFound(
-                f"no conversation or contact {conversation!r}; see conversations() or contacts"
+                f"no conversation, contact or contact name {conversation!r}; see "
+                "store.contacts and store.conversations()"
             )
         return found
+
+    def _named(self, name: str) -> str:
+        """The peer id of the one contact called ``name`` (``name`` itself if none is)."""
+        wanted = _comparable(name)
+        named = [
+            c.peer_id
+            for c in self.database.list_contacts()
+            if c.name and _comparable(c.name) == wanted
+        ]
+        if len(named) > 1:
+            raise UsageError(f"{len(named)} contacts are called {name!r}; pass a peer id: {named}")
+        return named[0] if named else name
 
     def others(self, conversation: Conversation) -> list[str]:
         """The members a message to ``conversation`` goes to (everyone but us)."""

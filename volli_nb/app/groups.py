@@ -33,10 +33,10 @@ from volli_nb.app.chat import ChatMessage, overall_status
 from volli_nb.app.contacts import ContactBook
 from volli_nb.app.group_info import GroupInfo, describe_change, group_info
 from volli_nb.app.rooms import PresenceChange, RoomSession
-from volli_nb.app.sender import MAX_TEXT_BYTES, Sender
+from volli_nb.app.sender import Sender
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import NotFound, UnknownPeer, UsageError
-from volli_nb.core.body import encode_body
+from volli_nb.core.body import check_text, encode_body
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.crypto.primitives import Random, random_bytes
 from volli_nb.core.eventlog import EventLog
@@ -223,9 +223,7 @@ class GroupBook:
         members = [m for m in tip.member_ids if m != self.me]
         if not members:
             raise UsageError(f"{tip.name!r} has no other member")
-        body = encode_body(text, compress=compress)
-        if len(body) > MAX_TEXT_BYTES:
-            raise UsageError(f"message is {len(body)} bytes; the limit is {MAX_TEXT_BYTES}")
+        body = encode_body(check_text(text), compress=compress)
         message_id = new_message_id(self.me)
         now_ms = int(self._clock() * 1000)
         address = wire.message_address(tip)

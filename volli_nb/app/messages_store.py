@@ -34,9 +34,11 @@ from volli_nb.app.rooms import RoomSession
 from volli_nb.app.sender import MAX_TEXT_BYTES, Sender
 from volli_nb.app.storage_health import StorageHealth, StorageStatus
 from volli_nb.base.clock import Clock, system_clock
+from volli_nb.base.errors import UsageError
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.groups.record import is_group_id
+from volli_nb.core.message_id import as_message_id
 from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.core.store.database import (
     KDF_MIN,
@@ -130,7 +132,7 @@ class MessagesStore:
         """Open (or create) a profile; a new profile gets a fresh identity."""
         database = Database.open(path, passphrase, kdf=kdf, clock=clock)
         try:  # a failed open gives back what it took: the lock, the file, the tasks
-            identity = _own_identity(database)
+            identity = database.own_identity()
             return cls(database, identity, name=name, config=config, clock=clock, **kwargs)
         except BaseException:
             database.close()
@@ -180,14 +182,22 @@ class MessagesStore:
 
     # --- lifecycle ----------------------------------------------------------
 
+    closed = False  # after close(): no more sending, pairing or joining
+
     def start(self) -> None:
         """Start the retry loop and the pruning timer on the running loop (idempotent)."""
+        if self.closed:
+            raise UsageError(
+                f"this MessagesStore ({self.name}) is closed; open the profile again with "
+                "MessagesStore.open(path, passphrase), or make a new one"
+            )
         self.sender.start()
         self.housekeeping.start()
 
     async def close(self) -> None:
         """Close every connection (bounded) and stop the retry loop; the file stays
         (unless this is a :meth:`scratch` profile, whose folder is deleted)."""
+        self.closed = True
         try:
             await self.sender.stop()
             await self.housekeeping.stop()
@@ -275,7 +285,7 @@ class MessagesStore:
     ) -> ChatMessage:
         """Encrypt, persist, and send now if the peer is online (else it waits in the outbox).
 
-        ``conversation`` is a conversation id, a contact's peer id or a group id (one
+        ``conversation`` is a conversation id, a contact's peer id or name, or a group id (one
         body ciphertext, a key wrap per member: :mod:`.groups`).  A large text that
         compresses well is deflated before encryption (see :mod:`volli_nb.core.body` for the
         length-leak trade-off); ``compress=False`` keeps it as is."""
@@ -338,11 +348,15 @@ class MessagesStore:
         return self.sender.on_delivered(handler)
 
     async def wait_delivered(
-        self, message_id: bytes, timeout: float = 15.0, *, to: Collection[str] | None = None
+        self,
+        message_id: bytes | str,
+        timeout: float = 15.0,
+        *,
+        to: Collection[str] | None = None,
     ) -> dict[str, str]:
-        """Wait until every recipient (or those in ``to``) acknowledged ``message_id``;
-        returns the statuses."""
-        return await self.sender.wait_delivered(message_id, timeout, to)
+        """Wait until every recipient (or those in ``to``) acknowledged ``message_id`` (its
+        bytes, or their 32 hex digits); returns the statuses."""
+        return await self.sender.wait_delivered(as_message_id(message_id), timeout, to)
 
     # --- what the UI reads --------------------------------------------------
 
@@ -354,8 +368,9 @@ class MessagesStore:
         """Call ``handler`` when storage starts or stops failing (a full disk)."""
         return self.storage.on_change(handler)
 
-    def delivery_status(self, message_id: bytes) -> dict[str, str]:
-        return self.sender.delivery_status(message_id)
+    def delivery_status(self, message_id: bytes | str) -> dict[str, str]:
+        """Recipient → status of ``message_id`` (its bytes, or their 32 hex digits)."""
+        return self.sender.delivery_status(as_message_id(message_id))
 
     def history(self, conversation: str, *, limit: int | None = None) -> list[ChatMessage]:
         if is_group_id(conversation):  # (nothing yet, before its first record came)
@@ -372,21 +387,6 @@ class MessagesStore:
     @property
     def contacts(self) -> list[Contact]:
         return self.database.list_contacts()
-
-
-def _own_identity(database: Database) -> Identity:
-    """The profile's identity; a new profile gets a fresh one, saved at once."""
-    secret = database.load_identity_secret()
-    if secret is not None:
-        return Identity.from_secret_bytes(secret)
-    identity = Identity.generate()
-    database.save_identity(
-        identity.to_secret_bytes(),
-        identity.peer_id,
-        identity.public.identity_key,
-        identity.public.device_key,
-    )
-    return identity
 
 
 __all__ = [

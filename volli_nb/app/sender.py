@@ -44,11 +44,10 @@ from volli_nb.base.clock import Clock
 from volli_nb.base.errors import (
     TransportClosed,
     UnknownPeer,
-    UsageError,
     VolliError,
 )
 from volli_nb.base.listeners import Listeners
-from volli_nb.core.body import encode_body
+from volli_nb.core.body import MAX_TEXT_BYTES, check_text, encode_body
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.store import outbox_away
@@ -67,8 +66,6 @@ from volli_nb.net.events import (
 from volli_nb.net.network_store import NetworkStore
 
 logger = logging.getLogger(__name__)
-
-MAX_TEXT_BYTES = 12 * 1024 * 1024
 
 
 class Sender:
@@ -165,9 +162,7 @@ class Sender:
     ) -> ChatMessage:
         """Write the message and attempt it; returns once it is committed (see
         :mod:`.send_burst`: concurrent calls share one transaction)."""
-        body = encode_body(content, compress=compress)
-        if len(body) > MAX_TEXT_BYTES:
-            raise UsageError(f"message is {len(body)} bytes; the limit is {MAX_TEXT_BYTES}")
+        body = encode_body(check_text(content), compress=compress)
         message, status = await self.bursts.send(conversation, body)
         return ChatMessage(
             message.message_id, message.conversation_id, self.peer_id, "out", content,

@@ -42,20 +42,41 @@ TEXT = b"\x01"  # version 2: UTF-8 text
 DEFLATED = b"\x02"  # version 2: raw DEFLATE of UTF-8 text
 COMPRESSED = b"\x00z"  # version 1: raw DEFLATE of the JSON
 COMPRESS_MIN = 4096  # bytes of text before compression is considered
-MAX_BODY_BYTES = 12 * 1024 * 1024 + 1024  # a 12 MiB text plus its wrapping
+MAX_TEXT_BYTES = 12 * 1024 * 1024  # of UTF-8: what a receiver inflates a body to at most
+MAX_BODY_BYTES = MAX_TEXT_BYTES + 1024  # a 12 MiB text plus its wrapping
 
 _STRING = r'"(?:[^"\\]++|\\.)*+"'
 _PAIR = rf"{_STRING}\s*+:\s*+{_STRING}"
 _FLAT_OBJECT = re.compile(rf"\s*+\{{\s*+(?:{_PAIR}(?:\s*+,\s*+{_PAIR})*+)?\s*+\}}\s*+", re.DOTALL)
 
 
+def check_text(text: object) -> str:
+    """A chat message as a person sends it: text with something in it."""
+    if not isinstance(text, str):
+        raise UsageError(
+            f"a message is text (a str), not {type(text).__name__}; decode bytes, or format "
+            "other values, first"
+        )
+    if not text.strip():
+        raise UsageError("the message is empty (or only spaces); type some text")
+    return text
+
+
 def encode_body(text: str, *, compress: bool = True) -> bytes:
     """The version-2 body for ``text``; deflated only when that lands in a smaller
-    padding bucket."""
+    padding bucket.  The limit is on the text, before compression: a receiver refuses a
+    body that inflates past it, however small it travels."""
+    if not isinstance(text, str):
+        raise UsageError(f"a message body is made of text (a str), not {type(text).__name__}")
     try:
         plain = text.encode("utf-8")
     except UnicodeEncodeError:
         raise UsageError("the text is not valid Unicode (a lone surrogate); fix it") from None
+    if len(plain) > MAX_TEXT_BYTES:
+        raise UsageError(
+            f"the text is {len(plain) / 2**20:.1f} MiB of UTF-8; a message holds at most "
+            f"{MAX_TEXT_BYTES // 2**20} MiB (receivers refuse more): split it"
+        )
     if not compress or len(plain) < COMPRESS_MIN:
         return TEXT + plain
     packer = zlib.compressobj(6, zlib.DEFLATED, -15)
@@ -140,7 +161,9 @@ def _decode_v1(body: bytes) -> str:
 
 __all__ = [
     "COMPRESS_MIN",
+    "MAX_TEXT_BYTES",
     "check_body",
+    "check_text",
     "decode_body",
     "encode_body",
     "is_compressed",

@@ -71,6 +71,21 @@ def check_message_id(value: object) -> bytes:
     return value
 
 
+def as_message_id(value: object) -> bytes:
+    """A message id as a person may pass it: the 16 bytes (``sent.message_id``) or their
+    32 hex digits.  The 8-digit short id that lists and logs show names a message for
+    people only (it is not unique across senders): refused with that said."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if len(text) == 2 * MESSAGE_ID_BYTES and all(c in "0123456789abcdef" for c in text):
+            return bytes.fromhex(text)
+        raise UsageError(
+            f"{value!r} is not a message id: pass the message's ``message_id`` (16 bytes) or "
+            f"its 32 hex digits; a short id like {value[:8]!r} only names it in lists and logs"
+        )
+    return check_message_id(value)
+
+
 def id_list(message_ids: list[bytes] | tuple[bytes, ...], limit: int, what: str) -> bytes:
     """u16 count + the ids: 1 to ``limit`` distinct 16-byte ids (a caller's mistake else)."""
     ids = tuple(dict.fromkeys(message_ids))
@@ -100,6 +115,7 @@ def read_device_id(reader: Reader, field: str) -> str:
 
 __all__ = [
     "MESSAGE_ID_BYTES",
+    "as_message_id",
     "bound_to",
     "check_message_id",
     "id_list",

@@ -273,21 +273,14 @@ class NetworkStore:
                 try:
                     await pc.setRemoteDescription(aiortc_compat.as_description(offer, "offer"))
                     await pc.setLocalDescription(await pc.createAnswer())
-                except VolliError:
-                    await link.close("the offer was refused")
-                    raise
-                except Exception as exc:  # aiortc on a bad SDP: ValueError, AssertionError, …
-                    await link.close("the offer does not parse")  # no half-built link kept
+                except Exception as exc:  # aiortc on a bad SDP: ValueError, AssertionError…
+                    await link.close("the offer was refused")  # no half-built link kept
+                    if isinstance(exc, VolliError):
+                        raise
                     raise UsageError(f"the offer cannot be answered: {exc!r}") from None
         gathered = sdp.candidates(pc.localDescription.sdp)
         self.log.add("signaling", f"created {role}", peer_id=peer_id, candidates=len(gathered))
-        if (
-            self.turn.report
-            and self.turn.report.chosen
-            and all(c.type != "relay" for c in gathered)
-        ):
-            self.log.add("error", "the TURN server passed the preflight but gave no relay now")
-            self.turn.forget()  # check again next time
+        self.turn.gathered(gathered)
         if not gathered:
             hint = link.connection.failure_hint()
             await link.close(hint)

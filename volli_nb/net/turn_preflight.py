@@ -35,6 +35,7 @@ from volli_nb.base.errors import (
 )
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer, IceUrl, NetworkConfig, turn_urls
+from volli_nb.core.sdp import CandidateInfo
 from volli_nb.net.tls import trust_context
 
 ALLOCATION_LIFETIME = 60  # seconds; the preflight deletes it anyway
@@ -305,6 +306,13 @@ class TurnPlanner:
 
     def forget(self) -> None:
         self.report, self._key = None, None
+
+    def gathered(self, candidates: Sequence[CandidateInfo]) -> None:
+        """What a connection gathered: no relay after a preflight that chose a TURN
+        server means the server stopped working since; check again next time."""
+        if self.report and self.report.chosen and all(c.type != "relay" for c in candidates):
+            self.log.add("error", "the TURN server passed the preflight but gave no relay now")
+            self.forget()
 
     async def check(self) -> PreflightReport | None:
         """Run the preflight now (None when no TURN server is configured)."""

@@ -203,6 +203,18 @@ async def _repr(value: object) -> str:
     return repr(value)
 
 
+def _printable(result: object, loop: asyncio.AbstractEventLoop) -> object | None:
+    """What ptpython prints for ``result``, on its worker thread.  Nothing for a code
+    already printed on its own line, or work that prints its own line when done (a helper
+    typed without ``await``).  Else the repr, made on the loop's thread: it may read the
+    profile, and SQLite is that thread's."""
+    if isinstance(result, Shown | Running):
+        return None
+    if hasattr(result, "__pt_repr__"):
+        return result
+    return _Text(asyncio.run_coroutine_threadsafe(_repr(result), loop).result())
+
+
 async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
     """ptpython on this loop, with a progress toolbar that shows only while work runs."""
     from prompt_toolkit.filters import Condition
@@ -233,15 +245,9 @@ async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
 
     class Repl(PythonRepl):
         def _show_result(self, result: object) -> None:
-            # A code already printed on its own line, or work that prints its own line
-            # when done (a helper typed without ``await``): nothing to echo.
-            if isinstance(result, Shown | Running):
-                return
-            # ptpython calls this on a worker thread; a repr may read the profile, and
-            # SQLite is the loop thread's: the text is made there, ptpython formats it.
-            if not hasattr(result, "__pt_repr__"):
-                result = _Text(asyncio.run_coroutine_threadsafe(_repr(result), loop).result())
-            super()._show_result(result)
+            shown = _printable(result, loop)
+            if shown is not None:
+                super()._show_result(shown)
 
     repl = Repl(
         get_globals=lambda: namespace, get_locals=lambda: namespace, _extra_toolbars=[toolbar]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from volli_nb.base.errors import StorageError, UsageError
+from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.store.bound_ids import bind_message_ids
 from volli_nb.core.store.contacts import (
     CONTACT_COLUMNS,
@@ -229,6 +230,18 @@ class Database(Contacts, History, GroupRows):
         """SQLite's ``quick_check``, the schema, every sealed value opened and every MAC
         checked (see :mod:`.integrity`)."""
         return check_integrity(self)
+
+    def own_identity(self) -> Identity:
+        """The profile's identity; a new profile gets a fresh one, saved at once."""
+        secret = self.load_identity_secret()
+        if secret is not None:
+            return Identity.from_secret_bytes(secret)
+        identity = Identity.generate()
+        public = identity.public
+        self.save_identity(
+            identity.to_secret_bytes(), identity.peer_id, public.identity_key, public.device_key
+        )
+        return identity
 
     def load_identity_secret(self) -> bytes | None:
         rows = self.fetch("SELECT secret FROM identity WHERE id = 1")
