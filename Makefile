@@ -13,9 +13,11 @@ LOCK       = requirements/lock.txt
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off uv==$(UV_VERSION)
-	$(BIN)/uv pip install --python $(BIN)/python -r $(LOCK)
-	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m pip install -q --disable-pip-version-check --progress-bar off uv==$(UV_VERSION)
+	@echo "installing the locked packages ($(LOCK)) into $(VENV) ..."
+	$(BIN)/uv pip install -q --python $(BIN)/python -r $(LOCK)
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@echo "installed: $$($(BIN)/uv pip list --python $(BIN)/python 2>/dev/null | tail -n +3 | wc -l) packages"
 	touch $(STAMP)
 
 ## Two peers in two processes pair on this machine and exchange messages.

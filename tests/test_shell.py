@@ -145,6 +145,9 @@ def test_shell_debug_commands_pairing_and_ctrl_d(tmp_path: Path) -> None:
             # The first thing the banner names: its repr reads the profile (pending), and
             # ptpython prints results from a worker thread, where SQLite may not be used.
             await term.run("messagesStore", r"<MessagesStore shelly peer_id=\w{16} .*pending=0>")
+            await term.run(  # a method, not a helper: without await it cannot run, and says so
+                "messagesStore.sync_messages()", r"sync_messages\(…\) did not run: put `await`"
+            )
             await term.run(
                 "peers()", r"name +peer +verified +connection +ice +rtt +last seen\n\(none\)"
             )

@@ -135,7 +135,7 @@ print("carol shows it:", "only bob and me now" in [m.text for m in carol.history
 try:
     await carol.send_message(gid, "am I still here?")
 except Exception as exc:
-    print(type(exc).__name__, "→", str(exc)[:80])""",
+    print(type(exc).__name__, "→", exc)""",
     ),
     (
         "md",

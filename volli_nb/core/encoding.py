@@ -143,9 +143,10 @@ def require_fields(
     """Exactly these keys, each of the given JSON type (bool is never an int)."""
     keys = set(obj)
     if keys != set(fields):
-        missing = sorted(set(fields) - keys)
-        unknown = sorted(keys - set(fields))
-        raise error(f"{what}: missing fields {missing}, unknown fields {unknown}")
+        missing = ", ".join(sorted(set(fields) - keys))
+        unknown = ", ".join(sorted(keys - set(fields)))
+        wrong = [f"missing {missing}" if missing else "", f"unknown {unknown}" if unknown else ""]
+        raise error(f"{what}: fields {'; '.join(w for w in wrong if w)} (exact fields only)")
     for name, kind in fields.items():
         value = obj[name]
         if isinstance(value, bool) and kind is not bool:

@@ -45,13 +45,16 @@ def _arrow(label: str, to_right: bool) -> str:
 
 
 def _show_queue(alice: MessagesStore, say: _Printer) -> None:
+    delays = alice.message_queue.delays
     for row in alice.message_queue.get_pending():
         wait = (row.next_attempt_at or 0) - alice.clock()
+        step = delays[min(row.attempts, len(delays)) - 1] if row.attempts else 0
         say(
             "alice",
             f"  outbox #{row.id} {row.message_id.hex()[:8]} {row.status}",
             "",
-            f"failed attempts {row.attempts}, next retry in {wait:.1f} s ({row.last_error})",
+            f"failed attempts {row.attempts}, next retry in {wait:.1f} s (of the {step:g} s "
+            f"step; {row.last_error})",
         )
 
 

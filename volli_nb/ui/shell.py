@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import inspect
 import os
 import shutil
 import socket
@@ -210,6 +211,9 @@ def _printable(result: object, loop: asyncio.AbstractEventLoop) -> object | None
     profile, and SQLite is that thread's."""
     if isinstance(result, Shown | Running):
         return None
+    if inspect.iscoroutine(result):  # an async method called without ``await``
+        result.close()
+        return _Text(f"{result.__qualname__}(…) did not run: put `await` before it")
     if hasattr(result, "__pt_repr__"):
         return result
     return _Text(asyncio.run_coroutine_threadsafe(_repr(result), loop).result())
