@@ -160,3 +160,16 @@ def test_any_payload_with_a_valid_checksum_is_a_code_or_bad_pairing_code(
 
 
 CODE_TEXT = code()[0]
+
+
+def test_a_code_made_by_a_hostile_client_cannot_put_escapes_in_a_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Our encoder strips them; a code from someone else's is stripped when read (a name
+    is printed in terminals: an escape sequence there rewrites the screen)."""
+    import volli_nb.core.pairing_code as pairing_code
+
+    monkeypatch.setattr(pairing_code, "claimed_name", lambda name: name)  # a raw encoder
+    code = encode_code("offer", SDP, Identity.generate().public, "\x1b[2J\x1b[1;1Hbob\u202e")
+    monkeypatch.undo()
+    assert decode_code(code).name == "[2J[1;1Hbob"

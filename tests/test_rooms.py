@@ -25,7 +25,11 @@ def test_two_stores_pair_through_the_server_and_chat(tmp_path: Path) -> None:
                 alice.wait_connected(bob.peer_id), bob.wait_connected(alice.peer_id)
             )
             assert alice.room_session.presence["lab"] == {bob.peer_id}
-            one = await alice.send_message(bob.peer_id, "via the room")
+            # Each knows the other by the name it gave (a student sees "bob", not an id),
+            # and can send by it.
+            assert alice.contact_book.display_name(bob.peer_id) == "bob"
+            assert bob.contact_book.display_name(alice.peer_id) == "alice"
+            one = await alice.send_message("bob", "via the room")
             two = await bob.send_message(alice.peer_id, "right back")
             await alice.wait_delivered(one.message_id)
             await bob.wait_delivered(two.message_id)
@@ -75,3 +79,32 @@ def test_broken_connection_re_pairs_and_queued_messages_flow_once(tmp_path: Path
             await asyncio.gather(alice.close(), bob.close())
 
     arun(main, timeout=90)
+
+
+def test_a_members_name_is_shown_harmless_and_never_renames_a_contact(tmp_path: Path) -> None:
+    """Names in presence are claims: a terminal escape or a bidi override is stripped, and
+    a contact someone already named keeps its name."""
+    from volli_nb.core.crypto.identity import Identity
+    from volli_nb.net.signaling.client import SignalingClient
+
+    async def main() -> None:
+        async with SignalingServer(port=0) as server:
+            alice = open_store(tmp_path, "alice")
+            mallory, known = Identity.generate(), Identity.generate()
+            alice.add_contact(known.public, name="Known")
+            await alice.join("lab", server.url, auto_pair=False)
+            clients = [
+                SignalingClient(mallory, server.url, lambda _f: None, name="\x1b[2Jbob\u202e"),
+                SignalingClient(known, server.url, lambda _f: None, name="someone else"),
+            ]
+            for client in clients:
+                await client.connect()
+                await client.join("lab")
+            await until(lambda: len(alice.room_session.presence["lab"]) == 2)
+            assert alice.contact_book.display_name(mallory.peer_id) == "[2Jbob"
+            assert alice.contact_book.display_name(known.peer_id) == "Known"
+            for client in clients:
+                await client.close()
+            await alice.close()
+
+    arun(main)

@@ -8,9 +8,12 @@ import ssl
 from pathlib import Path
 
 import pytest
+from sample_sdp import SDP
 
 from volli_nb.base.errors import MalformedFrame, UsageError
+from volli_nb.core.claimed_name import MAX_NAME_BYTES, claimed_name
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.pairing_code import decode_code, encode_code
 from volli_nb.net.signaling.backend import Limits
 from volli_nb.net.signaling.cli import tls_context
 from volli_nb.net.signaling.memory import MemoryBackend
@@ -61,6 +64,36 @@ def test_signal_to_must_be_a_peer_id() -> None:
         with pytest.raises(SignalingError) as refused:
             parse_client_frame(json.dumps({**frame, "to": bad}))
         assert refused.value.code == "bad-peer-id"
+
+
+def test_a_register_frame_may_carry_a_showable_name_and_nothing_else() -> None:
+    frame = {"type": "register", "identity": {}, "signature": "x"}
+    assert "name" not in parse_client_frame(json.dumps(frame))
+    assert parse_client_frame(json.dumps({**frame, "name": "Ada L."}))["name"] == "Ada L."
+    for bad, code in [
+        ("\x1b[2Jbob", "bad-name"),  # a terminal escape
+        ("bob\u202e", "bad-name"),  # a bidi override
+        (" bob", "bad-name"),
+        ("", "bad-name"),
+        ("b" * 65, "bad-name"),
+        (7, "malformed"),
+    ]:
+        with pytest.raises(SignalingError) as refused:
+            parse_client_frame(json.dumps({**frame, "name": bad}))
+        assert refused.value.code == code, bad
+    with pytest.raises(SignalingError, match="optionally"):
+        parse_client_frame(json.dumps({**frame, "nick": "bob"}))
+
+
+def test_a_claimed_name_keeps_only_what_is_harmless_to_show() -> None:
+    assert claimed_name("  Ada  ") == "Ada"
+    assert claimed_name("\x1b[2Jbob\u202e\n") == "[2Jbob"
+    assert claimed_name("\u200b \t") is None and claimed_name(None) is None
+    assert claimed_name(b"bob") is None
+    long = claimed_name("é" * 40)  # 80 bytes of UTF-8: cut at a character, not a byte
+    assert long == "é" * 32 and len(long.encode()) == MAX_NAME_BYTES
+    code = encode_code("offer", SDP, Identity.generate().public, name="\x1b]0;pwned\x07eve")
+    assert decode_code(code).name == "]0;pwnedeve"
 
 
 def test_tls_options_are_checked_before_connecting(tmp_path: Path) -> None:

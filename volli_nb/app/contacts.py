@@ -106,6 +106,12 @@ class ContactBook:
             )
         return peer.peer_id
 
+    def add_member(self, peer: PublicIdentity, name: str | None) -> str:
+        """Pin a room member; the name it gives itself names it only until someone (us,
+        or a pairing code) named it otherwise."""
+        row = self.database.get_contact(peer.peer_id)
+        return self.add(peer, name=name if row is None or not row.name else None)
+
     def warn(self, peer_id: str, message: str, *, kind: str) -> None:
         """A warning a person should see: in the event log and the peers panel."""
         self.warnings[peer_id] = message

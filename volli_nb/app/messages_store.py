@@ -262,10 +262,11 @@ class MessagesStore:
                 self.network_store,
                 self.log,
                 url,
-                add_contact=self.add_contact,
+                add_contact=self.contact_book.add_member,
                 wait_connected=self.wait_connected,
                 auto_pair=auto_pair,
                 ssl=ssl,
+                name=self.name,
             )
             self.room_session = await session.start()
             self.group_book.watch(self.room_session)

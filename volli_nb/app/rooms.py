@@ -27,6 +27,7 @@ from typing import Any
 from volli_nb.base import errors
 from volli_nb.base.errors import KeyMismatch, TransportClosed, VolliError
 from volli_nb.base.listeners import Listeners
+from volli_nb.core.claimed_name import claimed_name
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer
@@ -81,11 +82,12 @@ class RoomSession:
         log: EventLog,
         url: str,
         *,
-        add_contact: Callable[[PublicIdentity], str],
+        add_contact: Callable[[PublicIdentity, str | None], str],
         wait_connected: Callable[[str, float], Awaitable[None]],
         auto_pair: bool = True,
         pair_timeout: float = 20.0,
         ssl: TlsTrust = None,
+        name: str | None = None,
     ) -> None:
         self.identity, self.network, self.log = identity, network, log
         self.url = url
@@ -101,6 +103,7 @@ class RoomSession:
             on_turn=self._use_turn,
             turn_hosts=network.config.trusted_turn_hosts(),
             on_status=self._on_status,
+            name=name,
         )
         self._turn_server: IceServer | None = None  # the one the server handed us
         self._shown_turn: tuple[str, ...] = ()  # its URLs as last shown (when not pinned)
@@ -164,11 +167,14 @@ class RoomSession:
     # --- presence -------------------------------------------------------------------
 
     def _seen(self, room: str, identity_json: Any, *, resync: bool = False) -> str | None:
+        """A member: its identity, and the name it gives itself (sanitised, a claim)."""
+        entry = dict(identity_json) if isinstance(identity_json, dict) else identity_json
+        name = claimed_name(entry.pop("name", None)) if isinstance(entry, dict) else None
         try:
-            identity = PublicIdentity.from_json(identity_json)
+            identity = PublicIdentity.from_json(entry)
             if identity.peer_id == self.identity.peer_id:
                 return None
-            self._add_contact(identity)
+            self._add_contact(identity, name)
         except KeyMismatch as exc:
             self.log.add("error", f"presence with a changed key refused: {exc}")
             return None

@@ -24,13 +24,13 @@ from typing import Literal
 
 from volli_nb.base.errors import BadPairingCode, PeerError, UsageError
 from volli_nb.core import compact_sdp
+from volli_nb.core.claimed_name import MAX_NAME_BYTES, claimed_name
 from volli_nb.core.crypto.identity import MAX_DEVICE_EPOCH, PublicIdentity
 from volli_nb.core.crypto.wire import Reader, uvarint
 
 PREFIX = "volli2"
 RETIRED = ("volli1",)
 MAX_CODE_CHARS = 4096
-MAX_NAME_BYTES = 64
 Kind = Literal["offer", "answer"]
 KINDS: tuple[Kind, Kind] = ("offer", "answer")
 _TOKEN = re.compile(r"^pair-([0-9a-f]{12})$")  # ContactBook's offer tokens: 6 raw bytes
@@ -82,7 +82,7 @@ def encode_code(
     """The code for our ``sdp`` (an aiortc data-channel offer or answer)."""
     if kind not in KINDS:
         raise UsageError(f"a pairing code is an offer or an answer, not {kind!r}")
-    label = (name or "").encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore").encode()
+    label = (claimed_name(name) or "").encode()
     essentials = compact_sdp.pack(compact_sdp.essentials(sdp))
     body = (
         bytes([essentials[0] | (_ANSWER if kind == "answer" else 0)])
@@ -145,7 +145,7 @@ def _read(payload: str) -> PairingCode:
         identity.verify()
     except PeerError as exc:
         raise _CodeError(str(exc)) from None
-    name = reader.sized("name", 0, MAX_NAME_BYTES).decode("utf-8", "replace") or None
+    name = claimed_name(reader.sized("name", 0, MAX_NAME_BYTES).decode("utf-8", "replace"))
     ref_kind = reader.byte("reference")
     ref: str | None = None
     if ref_kind == _REF_TOKEN:

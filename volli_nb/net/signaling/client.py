@@ -35,6 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from volli_nb.base.errors import MalformedFrame, TransportClosed, UsageError, VolliError
+from volli_nb.core.claimed_name import claimed_name
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.net.signaling import reconnect as rc
 from volli_nb.net.signaling.turn import TurnCredentials, vet_turn_urls
@@ -84,8 +85,10 @@ class SignalingClient:
         on_status: StatusHandler | None = None,
         random: Callable[[], float] = random_module.random,
         monotonic: Callable[[], float] = time.monotonic,
+        name: str | None = None,
     ) -> None:
         self.identity, self.url, self.on_frame = identity, url, on_frame
+        self.name = claimed_name(name)  # what others in our rooms see us called
         self.reconnect, self.max_backoff = reconnect, max_backoff
         self.tls = client_tls(url, ssl)
         self.on_turn, self.on_status = on_turn, on_status
@@ -134,9 +137,10 @@ class SignalingClient:
             nonce, server = parse_challenge(parse_server_frame(await ws.recv()))
             signature = sign_challenge(self.identity, nonce, server)
             identity = self.identity.public.to_json()
-            await ws.send(
-                json.dumps({"type": "register", "identity": identity, "signature": signature})
-            )
+            register = {"type": "register", "identity": identity, "signature": signature}
+            if self.name is not None:
+                register["name"] = self.name
+            await ws.send(json.dumps(register))
             reply = parse_server_frame(await ws.recv())
             if reply["type"] != "registered":
                 raise TransportClosed(f"registration refused: {reply.get('message', reply)}")

@@ -17,7 +17,8 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from volli_nb.net.signaling.wire import encode, error_frame
+from volli_nb.core.crypto.identity import PublicIdentity
+from volli_nb.net.signaling.wire import encode, error_frame, presence_entry
 
 MAX_OUTBOX = 1024
 CLOSE_REPLACED, CLOSE_REFUSED, CLOSE_TOO_SLOW = 4000, 4001, 4008
@@ -42,6 +43,10 @@ class Connection:
     restoring: bool = False  # being registered again after the engine came back
     _outbox: asyncio.Queue[str | tuple[int, str]] = field(default_factory=asyncio.Queue)
     _writer: asyncio.Task[None] | None = None
+
+    def registered(self, identity: PublicIdentity, register: dict[str, Any]) -> None:
+        """Who this connection is, and what its rooms will see of it."""
+        self.peer_id, self.identity = identity.peer_id, presence_entry(identity, register)
 
     def start_writer(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(self._write())

@@ -258,7 +258,7 @@ class SignalingServer:
             if frame["type"] != "register":
                 raise SignalingError("not-registered", "answer the challenge with 'register' first")
             identity = verify_registration(frame, nonce, self.server_id)
-            client.peer_id, client.identity = identity.peer_id, identity.to_json()
+            client.registered(identity, frame)
             await self.backend.claim(client.peer_id, client.conn, client.identity)
         except TimeoutError:
             await self._refuse(client, "timeout", "no registration within the time limit")

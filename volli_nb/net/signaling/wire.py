@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from volli_nb.base.errors import MalformedFrame, PeerError
+from volli_nb.core.claimed_name import MAX_NAME_BYTES, claimed_name
 from volli_nb.core.crypto.identity import Identity, PublicIdentity, verify
 from volli_nb.core.encoding import b64decode, canonical_json, strict_loads
 
@@ -37,6 +38,9 @@ CLIENT_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "list": {"type": str, "room": str},
     "signal": {"type": str, "to": str, "data": dict},
     "ping": {"type": str},
+}
+OPTIONAL_FIELDS: dict[str, dict[str, type]] = {
+    "register": {"name": str},  # the name the client shows in its rooms (a claim)
 }
 
 
@@ -66,6 +70,15 @@ def verify_registration(frame: dict[str, Any], nonce: bytes, server_id: str) -> 
     return identity
 
 
+def presence_entry(identity: PublicIdentity, register: dict[str, Any]) -> dict[str, Any]:
+    """What a room's members see of a registered client: its identity, and the name it
+    gave (a claim, checked by :func:`parse_client_frame`), if any."""
+    entry = identity.to_json()
+    if "name" in register:
+        entry["name"] = register["name"]
+    return entry
+
+
 def parse_client_frame(data: str | bytes) -> dict[str, Any]:
     """Strictly parse one client frame; raise :class:`SignalingError` with a code."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -80,12 +93,19 @@ def parse_client_frame(data: str | bytes) -> dict[str, Any]:
     kind = frame.get("type")
     if not isinstance(kind, str) or kind not in CLIENT_TYPES:
         raise SignalingError("unknown-type", f"unknown frame type {kind!r}")
-    fields = CLIENT_TYPES[kind]
-    if set(frame) != set(fields) or any(
-        not isinstance(frame[k], t) or isinstance(frame[k], bool) for k, t in fields.items()
+    fields, optional = CLIENT_TYPES[kind], OPTIONAL_FIELDS.get(kind, {})
+    present = {**fields, **{k: t for k, t in optional.items() if k in frame}}
+    if set(frame) != set(present) or any(
+        not isinstance(frame[k], t) or isinstance(frame[k], bool) for k, t in present.items()
     ):
+        also = f" (and optionally {sorted(optional)})" if optional else ""
         raise SignalingError(
-            "malformed", f"{kind!r} frames have exactly the fields {sorted(fields)}"
+            "malformed", f"{kind!r} frames have exactly the fields {sorted(fields)}{also}"
+        )
+    if "name" in frame and claimed_name(frame["name"]) != frame["name"]:
+        raise SignalingError(
+            "bad-name",
+            f"a name is 1 to {MAX_NAME_BYTES} bytes of printable UTF-8, without spaces around",
         )
     room = frame.get("room")
     if isinstance(room, str) and not (0 < len(room) <= MAX_ROOM_NAME and room.isprintable()):
