@@ -27,6 +27,7 @@ from volli_nb.base.clock import VirtualClock
 from volli_nb.base.errors import StorageError, TamperedRow, TamperedSchema, VolliError
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.message_id import rebound
+from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.core.store.database import KDF_MIN, SCHEMA_VERSION, Database
 from volli_nb.core.store.message_queue import OutgoingMessage, PersistentMessageQueue, Status
 from volli_nb.core.store.retention import Pruner
@@ -462,7 +463,12 @@ def test_a_message_whose_id_was_planted_as_seen_is_not_acknowledged(tmp_path: Pa
     message it does not store; alice keeps it, and it is delivered once the row is gone."""
 
     async def main() -> None:
-        alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+        # A refusal for storage pauses the row (15 s by default): 0.5 s here.
+        alice = MessagesStore.open(
+            tmp_path / "alice.sqlite", "pw", name="alice", kdf=KDF_MIN, refusal_pause=0.5,
+            config=NetworkConfig(loopback_only=True),
+        )  # fmt: skip
+        bob = open_store(tmp_path, "bob")
         try:
             await pair(alice, bob)
             await bob.close()
@@ -478,6 +484,9 @@ def test_a_message_whose_id_was_planted_as_seen_is_not_acknowledged(tmp_path: Pa
             assert f"seen row {sent.message_id.hex()!r}" in bob.storage.reason, bob.storage.reason
             assert alice.delivery_status(sent.message_id) != {bob.peer_id: "delivered"}
             assert bob.history(alice.peer_id) == []
+            async with asyncio.timeout(10):  # the refusal reaches alice: told why
+                while "storage" not in (alice.message_queue.get_pending()[0].last_error or ""):
+                    await asyncio.sleep(0.02)
             write(tmp_path / "bob.sqlite", "DELETE FROM seen WHERE mac IS NULL")
             await alice.wait_delivered(sent.message_id, timeout=20)
             assert [m.text for m in bob.history(alice.peer_id)] == ["planted as seen at bob's"]
