@@ -68,7 +68,7 @@ def test_the_pruning_timer_keeps_seen_and_delivered_rows_bounded(tmp_path: Path)
 def test_a_seen_id_is_kept_as_long_as_a_replay_could_pass(tmp_path: Path) -> None:
     clock = VirtualClock(1_700_000_000.0)
     with Database.open(tmp_path / "p.sqlite", "pass", kdf=KDF_MIN, clock=clock) as db:
-        db.execute("INSERT INTO seen VALUES (?, 'bob', ?)", ("aa" * 16, clock.now))
+        db.mark_seen(bytes([0xAA]) * 16, "bob")
         pruner = Pruner(db)
         clock.advance(SEEN_WINDOW)
         assert pruner.tick(clock.now) is not None and db.is_seen(bytes([0xAA]) * 16)
@@ -112,3 +112,24 @@ def test_a_sent_message_whose_rows_expired_shows_as_delivered(tmp_path: Path) ->
         assert queue.statuses(b"\x01" * 16) == {"bob": "delivered", "carol": "unknown"}
         assert shown(b"\x01" * 16) == "mixed"
         assert chat_message(db.get_message(bytes(16)), lambda _mid: {}).status == "unknown"
+
+
+def test_a_wall_clock_stepped_back_delays_neither_retries_nor_pruning(tmp_path: Path) -> None:
+    """A row scheduled for 1 s later, then the clock set back an hour (NTP, a VM resumed):
+    it was waiting for the hour to come round again; the pruner too."""
+    clock = VirtualClock(1_700_000_000.0)
+    db = Database.open(tmp_path / "p.sqlite", "pw", kdf=KDF_MIN, clock=clock)
+    queue = PersistentMessageQueue(db, clock=clock)
+    row = queue.enqueue(OutgoingMessage(b"\x01" * 16, "c", "bob", b"x", 1))
+    queue.mark_failed(row, "no ACK before the timeout")  # due again in 1 s
+    pruner = Pruner(db)
+    assert pruner.tick(clock()) is not None and pruner.tick(clock() + 1) is None
+    clock.now -= 3600  # the wall clock steps back
+    clock.advance(2)
+    assert [r.id for r in queue.due()] == [row]
+    assert [key[0] for key in queue.due_keys()] == [row]
+    assert pruner.tick(clock()) is not None  # at once, then every minute again
+    assert pruner.tick(clock() + 1) is None
+    queue.mark_failed(row, "no ACK before the timeout")  # rescheduled 5 s from the new now
+    assert queue.due() == [] and queue.due(clock() + 5) != []
+    db.close()

@@ -165,12 +165,19 @@ class PersistentMessageQueue:
         """Everything still awaiting delivery, pending, held and stuck, oldest first."""
         return self._select("status IN (?, ?, ?)", (Status.PENDING, Status.HELD, Status.STUCK))
 
+    @property
+    def horizon(self) -> float:
+        """No schedule puts a row further ahead than this (the longest delay, a refusal's
+        pause): a row due later than ``now + horizon`` was scheduled before the wall
+        clock stepped back, and is due now rather than after the jump."""
+        return 2 * max(self.delays, default=60.0)
+
     def due(self, now: float | None = None) -> list[QueuedMessage]:
         """Pending rows whose next attempt time has come, soonest first."""
         when = self.clock() if now is None else now
         return self._select(
-            "status = ? AND next_attempt_at <= ?",
-            (Status.PENDING, when),
+            "status = ? AND (next_attempt_at <= ? OR next_attempt_at > ?)",
+            (Status.PENDING, when, when + self.horizon),
             order="next_attempt_at, id",
         )
 
@@ -180,8 +187,8 @@ class PersistentMessageQueue:
         when = self.clock() if now is None else now
         rows = self.db.fetch(
             "SELECT id, recipient, message_id FROM outbox WHERE status = ? "
-            "AND next_attempt_at <= ? ORDER BY next_attempt_at, id",
-            (Status.PENDING, when),
+            "AND (next_attempt_at <= ? OR next_attempt_at > ?) ORDER BY next_attempt_at, id",
+            (Status.PENDING, when, when + self.horizon),
         )
         return [(int(r["id"]), r["recipient"], bytes.fromhex(r["message_id"])) for r in rows]
 
@@ -192,7 +199,7 @@ class PersistentMessageQueue:
             "SELECT MIN(next_attempt_at) AS t FROM outbox WHERE status = ? AND next_attempt_at > ?",
             (Status.PENDING, float("-inf") if after is None else after),
         )
-        value = rows[0]["t"]
+        value = rows[0]["t"]  # (a row past the horizon is due: the loop's tick finds it)
         return None if value is None else float(value)
 
     def for_recipient(self, peer_id: str) -> list[QueuedMessage]:

@@ -67,7 +67,9 @@ class Pruner:
         self.next_at: float | None = None  # the first tick prunes at once
 
     def tick(self, now: float) -> Pruned | None:
-        if self.next_at is not None and now < self.next_at:
+        """Prune if ``every`` seconds passed since the last time (or the wall clock
+        stepped back past it: then at once, not after the jump)."""
+        if self.next_at is not None and self.next_at - self.retention.every <= now < self.next_at:
             return None
         self.next_at = now + self.retention.every
         return self.prune(now)
