@@ -180,3 +180,22 @@ def test_a_receiver_whose_disk_fills_refuses_once_and_everything_arrives_after(
 
     with tiny_tmpfs(tmp_path / "tiny") as disk:
         arun(lambda: main(disk), timeout=90)
+
+
+def test_a_profile_opened_on_a_full_disk_is_storage_full_and_opens_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """It was a bare OSError (the lock's holder note could not be written), and the lock
+    stayed held: every later open in that process said another process had it."""
+    from volli_nb.base.errors import StorageFull
+    from volli_nb.core.store.database import Database
+
+    with tiny_tmpfs(tmp_path / "tiny", size="2m") as disk:
+        path = disk / "p.sqlite"
+        Database.open(path, "pw", kdf=KDF_MIN).close()
+        filler = fill(disk)
+        with pytest.raises(StorageFull, match="free some space"):
+            Database.open(path, "pw", kdf=KDF_MIN)
+        filler.unlink()
+        with Database.open(path, "pw", kdf=KDF_MIN) as db:
+            assert db.verify().ok

@@ -15,7 +15,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from volli_nb.base.errors import StorageError
+from volli_nb.base.errors import StorageError, StorageFull
 from volli_nb.core.store.keyring import WrappedKey
 from volli_nb.core.store.known_schema import SCHEMA_QUERY, check_schema, read_schema
 
@@ -133,7 +133,25 @@ def connect(path: Path, timeout: float) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         if conn is not None:  # a failed open keeps no file handle
             conn.close()
+        if _no_room(path, exc):  # SQLite says "disk I/O error" when -shm cannot grow
+            raise StorageFull(
+                f"cannot open {path}: the disk is full ({exc}); free some space (see "
+                "docs/operations.md for how much a profile needs)"
+            ) from exc
         raise StorageError(
             f"cannot open {path} for writing: {exc}; check the directory exists and is writable"
         ) from exc
     return conn
+
+
+MIN_FREE = 1024 * 1024  # bytes: less than this beside a failed open is a full disk
+
+
+def _no_room(path: Path, exc: sqlite3.Error) -> bool:
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    try:
+        disk = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return disk.f_bavail * disk.f_frsize < MIN_FREE

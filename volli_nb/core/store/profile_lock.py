@@ -101,8 +101,11 @@ class ProfileLock:
             "host": socket.gethostname(),
             "since": clock(),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        try:  # who holds it is advice for the next opener; the flock is the lock
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+        except OSError:  # a full disk: still locked, only the advice is missing
+            pass
         return cls(path, fd, holder)
 
     @property
