@@ -233,3 +233,37 @@ def test_a_chain_longer_than_one_records_message_keeps_working(
         assert alice.group(gid).version == 7 and c.waiting("alice", "dave") == []
 
     run(tmp_path, ("alice", "bob", "dave"), body)
+
+
+def test_a_records_message_that_brings_nothing_new_reads_no_held_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone may resend a group's records; one that adds nothing made the receiver read,
+    check and open every held message of the group again (255 held bodies of 128 KiB:
+    ~150 ms a 247-byte message, without end).  Only records new to us release anything,
+    and then only the messages held under them."""
+
+    async def body(c: Courier) -> None:
+        alice, mallory, victim = c["alice"], c["mallory"], c["victim"]
+        gid = (await alice.create_group("study", [mallory.peer_id, victim.peer_id])).group_id
+        await c.flood()
+        chain = victim.group_book.chain(gid)
+        future = f"{gid}.v{chain.version + 1}.{'07' * 32}"  # a record nobody has
+        for _ in range(3):
+            await queue_raw(c, "mallory", "victim", future, encode_body("held"))
+        assert len((await c.deliver("mallory", "victim")).stored) == 3
+        reads: list[object] = []
+        real = type(victim.database).held_messages
+
+        def counted(db: object, group_id: str, **kwargs: object) -> object:
+            reads.append(kwargs.get("under"))
+            return real(db, group_id, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(type(victim.database), "held_messages", counted)
+        records = wire.control_address(gid, wire.RECORDS)
+        await queue_raw(c, "mallory", "victim", records, wire.encode_chain(chain.path()))
+        verdict = await c.deliver("mallory", "victim")
+        assert len(verdict.stored) == 1 and reads == []  # absorbed; nothing held was read
+        assert len(victim.database.held_messages(gid)) == 3
+
+    run(tmp_path, ("alice", "mallory", "victim"), body)

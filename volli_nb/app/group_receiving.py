@@ -30,9 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from volli_nb.app import group_log
 from volli_nb.app.chat import RECEIVED, ChatMessage
 from volli_nb.app.group_fetches import Recently, answer
-from volli_nb.app.group_info import describe_change
 from volli_nb.base.errors import (
     BrokenGroupChain,
     NotGroupMember,
@@ -67,6 +67,7 @@ class GroupPart:
     writes: list[Callable[[], None]] = field(default_factory=list)
     afters: list[Callable[[Callable[[ChatMessage], None]], None]] = field(default_factory=list)
     holding: dict[str, tuple[int, int]] = field(default_factory=dict)  # sender → held now
+    grown: dict[str, list[bytes]] = field(default_factory=dict)  # group → records new here
 
     def write(self) -> None:
         """Inside the receiver's transaction, before its rows are inserted."""
@@ -105,8 +106,8 @@ class GroupReceiving:
         rest = [m for m in mine if not m.conversation_id.endswith(".records")]
         for m in records:  # first: the frame's other messages may be sent under them
             self._decide(part, work, peer_id, m, refused)
-        for group_id, chain in work.items():  # once a group, after all its records
-            self._release(part, chain, group_id, peer_id)
+        for group_id, hashes in part.grown.items():  # once a group, after all its records
+            self._release(part, work[group_id], group_id, peer_id, hashes)
         for m in rest:
             self._decide(part, work, peer_id, m, refused)
         return part
@@ -148,6 +149,8 @@ class GroupReceiving:
             raise NotGroupMember(f"records of {group_id}, a group whose members do not include us")
         work[group_id] = chain
         part.absorbed.append(m.message_id)
+        if new:  # only records new to us can release a held message: nothing else reads them
+            part.grown.setdefault(group_id, []).extend(record.hash for record in new)
 
         def write() -> None:
             self.database.mark_seen(m.message_id, peer_id)
@@ -157,17 +160,22 @@ class GroupReceiving:
 
         def after(_emit: Callable[[ChatMessage], None]) -> None:
             self.groups.adopt(chain)
-            self._log_applied(peer_id, held, new, applied)
+            group_log.applied(self.groups, peer_id, held, new, applied)
             self._tell_losers(chain, applied)
 
         part.writes.append(write)
         part.afters.append(after)
 
-    def _release(self, part: GroupPart, chain: GroupChain, group_id: str, peer_id: str) -> None:
-        """Held messages whose record ``chain`` (as this frame's records leave it) holds:
-        admitted, in the senders' order (by time, then counter), or dropped with the
-        reason; once a group and frame, so no held message is released twice."""
-        released, dropped = self._releasable(chain, group_id)
+    def _release(
+        self, part: GroupPart, chain: GroupChain, group_id: str, peer_id: str,
+        hashes: list[bytes],
+    ) -> None:  # fmt: skip
+        """Held messages under the records (``hashes``) this frame brought, as ``chain``
+        leaves them: admitted, in the senders' order (by time, then counter), or dropped
+        with the reason; once a group and frame, so no held message is released twice.
+        Only the new records' messages are read: a records message that brings nothing
+        new (anyone may resend one) must not make us open every held message again."""
+        released, dropped = self._releasable(chain, group_id, hashes)
         part.rows += [row for row, _ in released]
 
         def write() -> None:
@@ -176,7 +184,7 @@ class GroupReceiving:
 
         def after(emit: Callable[[ChatMessage], None]) -> None:
             for held_message, error in dropped:
-                self._log_dropped(held_message, error)
+                group_log.dropped(self.groups, held_message, error)
             if released:
                 self.groups.log.add(
                     "group",
@@ -192,10 +200,10 @@ class GroupReceiving:
         part.afters.append(after)
 
     def _releasable(
-        self, chain: GroupChain, group_id: str
+        self, chain: GroupChain, group_id: str, hashes: list[bytes]
     ) -> tuple[list[tuple[ReceivedRow, ChatMessage]], list[tuple[HeldMessage, VolliError]]]:
         released, dropped = [], []
-        for held in self.database.held_messages(group_id):
+        for held in self.database.held_messages(group_id, under=hashes):
             record = chain.get(held.record_hash)
             if record is None:
                 continue
@@ -335,33 +343,6 @@ class GroupReceiving:
 
         part.afters.append(after)
 
-    # --- the event log ------------------------------------------------------------------
-
-    def _log_applied(
-        self, peer_id: str, held: GroupChain | None, new: list[MembershipRecord],
-        applied: list[Applied],
-    ) -> None:  # fmt: skip
-        if not new:
-            return
-        names, log = self.groups.name, self.groups.log
-        tip = applied[-1].tip if applied else new[0]
-        group_id = tip.group_id
-        if held is None:
-            log.add("group", f"joined {tip.name!r} ({group_id} {tip.short()})", peer_id=peer_id,
-                    kind="group.joined", group=group_id, version=tip.version)  # fmt: skip
-        for result in applied:
-            parent = self.groups.chain(group_id)
-            before = parent.get(result.record.prev_hash) if parent else None
-            text = describe_change(before, result.record, names)
-            log.add("group", f"{tip.name!r} {result.record.short()}: {text}", peer_id=peer_id,
-                    kind="group.changed", group=group_id, version=result.record.version,
-                    record=result.record.hash.hex(), moved=result.moved)  # fmt: skip
-            for loser in result.lost:
-                self._log_conflict(result, loser)
-        if self.me not in tip.member_ids and (held is None or self.me in held.tip.member_ids):
-            log.add("group", f"removed from {tip.name!r} at {tip.short()}: no later message "
-                    "reaches us", kind="group.removed", group=group_id)  # fmt: skip
-
     def _tell_losers(self, chain: GroupChain, applied: list[Applied]) -> None:
         """A change of ours lost: whoever only it listed (a member it added) has heard of
         it from us alone, so we send them the winning chain (they end where all do)."""
@@ -370,30 +351,6 @@ class GroupReceiving:
                 only = set(loser.member_ids) - set(chain.tip.member_ids) - {self.me}
                 if loser.signer == self.me and only:
                     self.groups.later(self.groups.push(chain.group_id, sorted(only), chain.path()))
-
-    def _log_conflict(self, result: Applied, loser: MembershipRecord) -> None:
-        winner = result.tip
-        names = self.groups.name
-        mine = loser.signer == self.me
-        self.groups.log.add(
-            "error" if mine else "group",
-            f"{'our' if mine else names(loser.signer) + chr(39) + 's'} change {loser.short()} "
-            f"lost to {names(winner.signer)}'s concurrent {winner.short()} (the senior admin, "
-            f"or the lower ticket, wins){': apply it again on top' if mine else ''}",
-            kind="group.conflict",
-            group=loser.group_id,
-            lost=loser.hash.hex(),
-            won=winner.hash.hex(),
-        )
-
-    def _log_dropped(self, held: HeldMessage, error: VolliError) -> None:
-        self.groups.log.add(
-            "error",
-            f"held message {held.message_id.hex()[:8]} refused: {type(error).__name__}: {error}",
-            peer_id=held.sender,
-            kind="group.refused",
-            message_id=held.message_id.hex(),
-        )
 
 
 __all__ = ["GroupPart", "GroupReceiving"]

@@ -151,10 +151,20 @@ class GroupRows(RowMacs):
         )  # fmt: skip
         self.mark_seen(held.message_id, held.sender)
 
-    def held_messages(self, group_id: str) -> list[HeldMessage]:
+    def held_messages(
+        self, group_id: str, *, under: Sequence[bytes] | None = None
+    ) -> list[HeldMessage]:
+        """A group's held messages (only those under the records ``under``, if given),
+        in their senders' order."""
+        if under is None:
+            where, params = "", [group_id]
+        else:
+            where = f" AND record_hash IN ({','.join('?' * len(under))})"
+            params = [group_id, *(h.hex() for h in under)]
         rows = self.fetch(
-            "SELECT * FROM group_held WHERE group_id = ? ORDER BY timestamp_ms, counter, rowid",
-            (group_id,),
+            f"SELECT * FROM group_held WHERE group_id = ?{where} "
+            "ORDER BY timestamp_ms, counter, rowid",
+            params,
         )
         return [self._held(r) for r in rows]
 
