@@ -235,6 +235,11 @@ def test_newest_connection_wins_across_processes(real_engine: Engine) -> None:
                     frames.append(json.loads(await first.recv()))
             assert frames[-1]["code"] == "replaced"
             assert first.close_code == 4000
+            # Process 0 lets go of the id's channel: it kept one per replaced id, and a
+            # signal published while process 1 was gone counted it as delivered (lost).
+            engine_client = redis.Redis.from_url(real_engine.url, decode_responses=True)
+            await wait_numsub(engine_client, f"volli:ch:{victim.peer_id}", 1)
+            await engine_client.aclose()
             await second.send(json.dumps({"type": "ping"}))
             assert json.loads(await second.recv()) == {"type": "pong"}
             # the id kept its room membership: nobody saw it leave

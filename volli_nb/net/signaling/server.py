@@ -378,14 +378,14 @@ class SignalingServer:
     async def _disconnect(self, client: Connection) -> None:
         await client.stop()
         self.stats.too_slow += client.close_code == CLOSE_TOO_SLOW
-        if not client.peer_id or self._conns.pop(client.conn, None) is None:
-            return  # never registered, or replaced by a newer connection
-        if self._clients.get(client.peer_id) is client:
-            del self._clients[client.peer_id]
-            with contextlib.suppress(BackplaneUnavailable):
-                await self.backend.unsubscribe(client.peer_id)
-        with contextlib.suppress(BackplaneUnavailable):  # else its deadline runs out there
-            await self.backend.release(client.peer_id, client.conn)
+        current = self._conns.pop(client.conn, None) is not None  # else: replaced
+        if not client.peer_id or self._clients.get(client.peer_id, client) is not client:
+            return  # never registered, or a newer connection here holds its id
+        self._clients.pop(client.peer_id, None)
+        with contextlib.suppress(BackplaneUnavailable):  # also when replaced from elsewhere:
+            await self.backend.unsubscribe(client.peer_id)  # its signals go there, not here
+            if current:  # (else, or with the engine away, its deadline runs out there)
+                await self.backend.release(client.peer_id, client.conn)
 
 
 async def _send_now(client: Connection, frame: dict[str, Any]) -> None:
