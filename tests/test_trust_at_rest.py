@@ -25,6 +25,7 @@ from volli_nb.app.chat import dm_conversation_id
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base import errors
 from volli_nb.base.errors import KeyMismatch, StorageError, VolliError
+from volli_nb.core.claimed_name import claimed_name
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.store import keyring
 from volli_nb.core.store.database import KDF_MIN, SCHEMA_VERSION, Database
@@ -371,5 +372,38 @@ def test_a_name_clash_and_a_key_change_are_visible_warnings(tmp_path: Path) -> N
             assert "warning" in table.columns
         finally:
             await alice.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    "claimed",
+    [
+        "Alice\u3164",  # a Hangul filler: printable, drawn as nothing
+        "\u2800Alice",  # a blank Braille pattern
+        "\u0410lice",  # a Cyrillic capital A
+        "Αlicе",  # a Greek capital alpha and a Cyrillic e
+    ],
+)
+def test_a_name_that_only_looks_like_a_contacts_is_a_warning_however_it_arrives(
+    tmp_path: Path, claimed: str
+) -> None:
+    """A room member that another pairing or room pinned without a name, then names
+    "Alice", or a new one whose name passes for Alice's: both are name clashes."""
+
+    async def main() -> None:
+        alice_store = open_store(tmp_path, "me")
+        alice, mallory, eve = (Identity.generate() for _ in range(3))
+        try:
+            book = alice_store.contact_book
+            book.add(alice.public, name="Alice")
+            book.add_member(mallory.public, None)  # seen first without a name
+            book.add_member(mallory.public, "alice")
+            book.add_member(eve.public, claimed_name(claimed))
+            assert set(book.warnings) == {mallory.peer_id, eve.peer_id}
+            assert "Alice" in book.warnings[eve.peer_id]
+            assert "\u3164" not in book.display_name(eve.peer_id)
+        finally:
+            await alice_store.close()
 
     run(main)

@@ -15,8 +15,6 @@ contact whose name is a known contact's, and a known id offered another key.
 
 from __future__ import annotations
 
-import unicodedata
-
 from volli_nb.app.chat import dm_conversation_id
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import (
@@ -28,6 +26,7 @@ from volli_nb.base.errors import (
     VolliError,
 )
 from volli_nb.core import pairing_code as pairing
+from volli_nb.core.claimed_name import looks_like
 from volli_nb.core.crypto.identity import Identity, PublicIdentity, contact_safety_number
 from volli_nb.core.crypto.primitives import random_bytes
 from volli_nb.core.eventlog import EventLog
@@ -95,9 +94,9 @@ class ContactBook:
         except KeyMismatch as exc:
             self.warn(peer.peer_id, f"key change refused: {exc}", kind="contact.key_changed")
             raise
-        if old is None and name:
+        if name and (old is None or old.name != name):  # newly named: like someone known?
             self._check_name(peer.peer_id, name)
-        elif old is not None and old.device_key != peer.device_key:
+        if old is not None and old.device_key != peer.device_key:
             self.warn(
                 peer.peer_id,
                 f"{peer.peer_id} moved to a new device key (epoch {old.device_epoch} → "
@@ -118,9 +117,9 @@ class ContactBook:
         self.log.add("error", f"warning: {message}", peer_id=peer_id, kind=kind)
 
     def _check_name(self, peer_id: str, name: str) -> None:
-        wanted = _comparable(name)
+        wanted = looks_like(name)
         for contact in self.database.list_contacts():
-            if contact.peer_id != peer_id and contact.name and _comparable(contact.name) == wanted:
+            if contact.peer_id != peer_id and contact.name and looks_like(contact.name) == wanted:
                 self.warn(
                     peer_id,
                     f"new contact {peer_id} calls itself {name!r}, like {contact.name!r} "
@@ -175,11 +174,11 @@ class ContactBook:
 
     def _named(self, name: str) -> str:
         """The peer id of the one contact called ``name`` (``name`` itself if none is)."""
-        wanted = _comparable(name)
+        wanted = looks_like(name)
         named = [
             c.peer_id
             for c in self.database.list_contacts()
-            if c.name and _comparable(c.name) == wanted
+            if c.name and looks_like(c.name) == wanted
         ]
         if len(named) > 1:
             raise UsageError(f"{len(named)} contacts are called {name!r}; pass a peer id: {named}")
@@ -246,11 +245,6 @@ class ContactBook:
     def _on_network_event(self, event: NetworkEvent) -> None:
         if isinstance(event, PeerOnline):
             self.database.touch_contact(event.peer_id, self.clock())
-
-
-def _comparable(name: str) -> str:
-    """Names that look the same compare equal (compatibility forms, case, spaces)."""
-    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
 
 
 __all__ = ["ContactBook"]
