@@ -97,6 +97,4 @@ def test_relative_links_in_readme_and_docs_lead_somewhere() -> None:
     for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
         prose = re.sub(r"`[^`\n]*`", "", page.read_text())  # code is not a link
         for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", prose):
-            if link.startswith("../shared/"):
-                continue  # the seed document beside the repository
             assert (page.parent / link).exists(), f"{page.name} links to missing {link}"
