@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -198,9 +200,14 @@ def test_verify_reports_a_damaged_page(tmp_path: Path) -> None:
             db.store_received(i.to_bytes(16, "big"), "conv", "bob", i, i, b"x" * 200)
         pages = db.fetch("PRAGMA page_count")[0][0]
         page_size = db.fetch("PRAGMA page_size")[0][0]
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # a leaf of the messages table
+        (page,) = conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'messages' AND pagetype = 'leaf' "
+            "ORDER BY pageno LIMIT 1 OFFSET 3"
+        ).fetchone()
     raw = bytearray(path.read_bytes())
     assert len(raw) == pages * page_size
-    start = (pages // 2) * page_size  # a page in the middle of the messages table
+    start = (page - 1) * page_size
     raw[start : start + 64] = b"\xff" * 64
     path.write_bytes(bytes(raw))
     with Database.open(path, PASS, kdf=KDF_MIN) as db:

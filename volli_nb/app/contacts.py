@@ -158,13 +158,13 @@ class ContactBook:
                 f"{type(conversation).__name__}"
             )
         found = self.database.get_conversation(conversation)
-        if found is None and self.database.get_contact(conversation) is None:
-            conversation = self._named(conversation)
-        if found is None and self.database.get_contact(conversation) is not None:
-            dm = dm_conversation_id(self.peer_id, conversation)
-            found = self.database.get_conversation(dm)
-            if found is None:
-                found = self.database.get_conversation(self.conversation_with(conversation))
+        if found is None:
+            known = self.database.get_contact(conversation) is not None
+            peer = conversation if known else self._named(conversation)
+            if peer is not None:
+                found = self.database.get_conversation(dm_conversation_id(self.peer_id, peer))
+                if found is None:
+                    found = self.database.get_conversation(self.conversation_with(peer))
         if found is None:
             raise NotFound(
                 f"no conversation, contact or contact name {conversation!r}; see "
@@ -172,8 +172,8 @@ class ContactBook:
             )
         return found
 
-    def _named(self, name: str) -> str:
-        """The peer id of the one contact called ``name`` (``name`` itself if none is)."""
+    def _named(self, name: str) -> str | None:
+        """The peer id of the one contact called ``name`` (None if none is)."""
         wanted = looks_like(name)
         named = [
             c.peer_id
@@ -182,7 +182,7 @@ class ContactBook:
         ]
         if len(named) > 1:
             raise UsageError(f"{len(named)} contacts are called {name!r}; pass a peer id: {named}")
-        return named[0] if named else name
+        return named[0] if named else None
 
     def others(self, conversation: Conversation) -> list[str]:
         """The members a message to ``conversation`` goes to (everyone but us)."""

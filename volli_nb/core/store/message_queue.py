@@ -81,6 +81,7 @@ class PersistentMessageQueue:
         self.db = db
         self.clock: Clock = clock or db.clock
         self.delays = tuple(delays)
+        self.horizon = max(2 * max(self.delays), 120.0)  # nothing is scheduled further: due()
         self.log = log
         self.on_schedule: Callable[[], None] = lambda: None
         """Called when a row's next attempt time may have moved earlier (added, retried,
@@ -165,15 +166,10 @@ class PersistentMessageQueue:
         """Everything still awaiting delivery, pending, held and stuck, oldest first."""
         return self._select("status IN (?, ?, ?)", (Status.PENDING, Status.HELD, Status.STUCK))
 
-    @property
-    def horizon(self) -> float:
-        """No schedule puts a row further ahead than this (the longest delay, a refusal's
-        pause): a row due later than ``now + horizon`` was scheduled before the wall
-        clock stepped back, and is due now rather than after the jump."""
-        return 2 * max(self.delays, default=60.0)
-
     def due(self, now: float | None = None) -> list[QueuedMessage]:
-        """Pending rows whose next attempt time has come, soonest first."""
+        """Pending rows whose next attempt time has come, soonest first.  A row due later
+        than ``now + horizon`` (further than any delay or refusal pause puts one) was
+        scheduled before the wall clock stepped back: due now, not after the jump."""
         when = self.clock() if now is None else now
         return self._select(
             "status = ? AND (next_attempt_at <= ? OR next_attempt_at > ?)",
