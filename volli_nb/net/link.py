@@ -13,7 +13,8 @@ writing with back-pressure (:class:`~volli_nb.net.channel_writer.ChannelWriter`)
 
 - **Binding**: once the channel opens, each side sends a hello signed by its identity
   key over the digests of both certificates its DTLS handshake used (read from the DTLS
-  session, not from SDP text); nothing else is sent before that verifies, and a mismatch
+  session, not from SDP text); nothing else is sent before that verifies (but PONGs,
+  which answer the peer's PINGs and carry nothing of ours), and a mismatch
   (or no finished handshake within ``verify_timeout``) closes the connection.  A
   finished handshake (the first, or a re-key) goes to the owner before ``PeerOnline``.
 - **One frame up, one verdict down**: each received bundle goes to the owner as one
