@@ -407,3 +407,31 @@ def test_a_name_that_only_looks_like_a_contacts_is_a_warning_however_it_arrives(
             await alice_store.close()
 
     run(main)
+
+
+def test_a_rekey_whose_checkpoint_fails_still_seals_under_the_new_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rekey commits, then folds the WAL in; if that fails (a full disk), the open
+    profile kept sealing under the old key, which the file no longer names: what it wrote
+    next could not be read after a restart."""
+    path = tmp_path / "p.sqlite"
+    db = Database.open(path, "pw", kdf=KDF_MIN)
+    db.store_sent(b"\x01" * 16, "c", "me", 1, 1, b"before")
+    real = type(db).execute
+
+    def failing_checkpoint(self: Database, sql: str, params: Any = ()) -> Any:
+        if sql.startswith("PRAGMA wal_checkpoint"):
+            raise errors.StorageFull("the disk is full (simulated)")
+        return real(self, sql, params)
+
+    monkeypatch.setattr(type(db), "execute", failing_checkpoint)
+    with pytest.raises(errors.StorageFull):
+        db.rekey("pw")
+    monkeypatch.undo()
+    db.store_sent(b"\x02" * 16, "c", "me", 2, 2, b"after")
+    db.close()
+    with Database.open(path, "pw", kdf=KDF_MIN) as again:
+        bodies = [again.get_message(bytes([n]) * 16) for n in (1, 2)]
+        assert [m.body for m in bodies if m is not None] == [b"before", b"after"]
+        assert again.verify().ok

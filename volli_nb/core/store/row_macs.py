@@ -104,7 +104,6 @@ class RowMacs(SealedDatabase):
         self._rewrap(
             passphrase, passphrase, new_key, kdf, lambda: self._reseal(version, version, new_key)
         )
-        self._key = new_key
 
     # --- moving to a new schema version or key ------------------------------------
 

@@ -253,7 +253,8 @@ class SealedDatabase:
         then: Callable[[], None] = lambda: None,
     ) -> None:
         """If ``passphrase`` opens the keyring: wrap ``key`` under ``new_passphrase``, then
-        in one transaction run ``then`` and write the new keyring."""
+        in one transaction run ``then`` and write the new keyring; ``key`` is the open
+        database's key from that commit on (before the checkpoint, which may fail)."""
         current = self._keyring()
         if not hmac.compare_digest(current.unwrap(passphrase), self._key):
             raise StorageError("the keyring does not match the open database; reopen the profile")
@@ -264,6 +265,7 @@ class SealedDatabase:
                 raise StorageError("the passphrase was changed concurrently; try again")
             then()
             self._write_keyring(wrapped)
+        self._key = key  # committed: whatever is sealed next must open with the file's key
         if not self._conn.in_transaction:  # else the caller's commit comes later
             # Drop the old wrap (and old ciphertexts) from the WAL, so they do not linger.
             self.execute("PRAGMA wal_checkpoint(TRUNCATE)")
