@@ -31,6 +31,7 @@ from volli_nb.core.claimed_name import claimed_name
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer
+from volli_nb.core.shown_text import shown
 from volli_nb.net.events import NetworkEvent, PeerOffline, PeerOnline
 from volli_nb.net.network_store import NetworkStore
 from volli_nb.net.signaling.client import SignalingClient
@@ -363,7 +364,7 @@ class RoomSession:
 
     def _heard_failure(self, sender: str, data: dict[str, Any]) -> None:
         """The peer's pairing step failed: its cause, typed, for our waiters too."""
-        name, text = str(data.get("error", "")), str(data.get("message", ""))
+        name, text = shown(str(data.get("error", ""))[:80]), str(data.get("message", ""))
         words = "".join(c for c in text[:500] if c.isprintable())
         cls = TOLD_TYPES.get(name, TransportClosed)
         error = cls(f"{sender} could not pair on its side: {name}: {words}")

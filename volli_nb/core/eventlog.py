@@ -23,6 +23,7 @@ from typing import Any
 
 from volli_nb.base.clock import Clock, system_clock
 from volli_nb.base.listeners import Listeners
+from volli_nb.core.shown_text import shown
 
 CATEGORIES = (
     "signaling",
@@ -44,8 +45,9 @@ def wall_clock(t: float) -> str:
 
 
 def clip(text: str, limit: int) -> str:
-    """``text`` on one line, cut to ``limit`` characters with an ellipsis if longer."""
-    flat = " ".join(text.split())
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis if longer, and
+    harmless to print (:func:`~volli_nb.core.shown_text.shown`)."""
+    flat = shown(" ".join(text[: 4 * limit + 8].split()))  # (a 12 MiB text: its head only)
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -75,8 +77,11 @@ class LogEntry:
         return format_since(self.since)
 
     def format(self) -> str:
+        """One line: a message may quote a peer or a server (a goodbye, an error), so it
+        is shown, never acted on (:func:`~volli_nb.core.shown_text.shown`)."""
         peer = f" [{self.peer_id}]" if self.peer_id else ""
-        return f"{self.wall_clock} {self.since_start:>11} {self.category:<10}{peer} {self.message}"
+        line = f"{self.wall_clock} {self.since_start:>11} {self.category:<10}{peer} {self.message}"
+        return shown(line)
 
     def __str__(self) -> str:
         return self.format()

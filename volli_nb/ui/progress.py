@@ -19,6 +19,7 @@ from tqdm import tqdm as terminal_tqdm
 
 from volli_nb.base.console import Target, progress_target
 from volli_nb.core.progress import ProgressFeed, ProgressUpdate
+from volli_nb.core.shown_text import shown
 
 
 def _feed(source: Any) -> ProgressFeed:
@@ -72,9 +73,11 @@ class ProgressBars:
             from tqdm.notebook import tqdm as notebook_tqdm
 
             kind = notebook_tqdm
+        desc = shown(described(update, self.names))  # may hold a peer's name
         options: dict[str, Any] = {
             "total": update.total,
-            "desc": described(update, self.names),
+            "desc": desc if self.target == "terminal" else "",  # tqdm's notebook bar puts
+            # the first desc into its HTML as is; set_description_str escapes it
             "unit": update.unit,
             "unit_scale": update.unit == "B",
             "leave": True,
@@ -82,7 +85,10 @@ class ProgressBars:
         }
         if self.target == "terminal":
             options.update(file=self.file, dynamic_ncols=True)
-        return kind(**options)
+        bar = kind(**options)
+        if self.target == "notebook":
+            bar.set_description_str(desc)
+        return bar
 
     def _on_update(self, update: ProgressUpdate) -> None:
         bar = self.bars.get(update.key)
@@ -93,10 +99,11 @@ class ProgressBars:
         if update.total is not None and bar.total != update.total:
             bar.reset(total=update.total)  # reset() also resizes a notebook bar
         if update.stage:
-            bar.set_postfix_str(update.stage if not update.finished else update.outcome, False)
+            stage = update.stage if not update.finished else update.outcome
+            bar.set_postfix_str(shown(stage), False)
         bar.update(update.done - bar.n)  # tqdm throttles redraws to ``mininterval``
         if update.finished:
-            bar.set_postfix_str(update.outcome, False)
+            bar.set_postfix_str(shown(update.outcome), False)
             if update.failed and self.target == "notebook":
                 bar.colour = "#c0262d"
             bar.close()
@@ -162,4 +169,5 @@ def outcome_line(update: ProgressUpdate, names: Names | None = None) -> str:
     size = terminal_tqdm.format_sizeof(update.done, "B" if update.unit == "B" else "")
     amount = size if update.unit == "B" else f"{update.done:,.0f} {update.unit}"
     mark = "✗" if update.failed else "✓"
-    return f"{mark} {described(update, names)}: {update.outcome} ({amount}, {seconds:.1f} s)"
+    line = f"{mark} {described(update, names)}: {update.outcome} ({amount}, {seconds:.1f} s)"
+    return shown(line)  # an outcome may quote the peer (its goodbye)

@@ -14,6 +14,7 @@ from volli_nb.base.errors import VolliError
 from volli_nb.core.body import decode_body
 from volli_nb.core.eventlog import clip
 from volli_nb.core.groups.record import is_group_id
+from volli_nb.core.shown_text import shown
 from volli_nb.core.store.message_queue import Status
 from volli_nb.ui.widgets.cells import Cell, Names, Table, human_size, plural
 from volli_nb.ui.widgets.ratchet_model import session_cell
@@ -328,7 +329,7 @@ def chat_lines(store: Any, conversation: str, *, times: bool = False) -> list[st
         who = "me" if m.direction == "out" else names.name(m.sender)
         mark = MARKS.get(m.status, m.status)
         when = f"{m.time} " if times else ""
-        lines.append(f"{when}{who}: {m.text[:500]} {mark}".rstrip())
+        lines.append(f"{when}{who}: {shown(m.text[:500])} {mark}".rstrip())
     return lines
 
 
