@@ -253,7 +253,7 @@ class ChatPanel(Panel):
             for line in lines
         )
         return CSS + (
-            f"<div class='volli-chat' style='line-height:1.5'>"
+            f"<div class='volli-chat tex2jax_ignore mathjax_ignore' style='line-height:1.5'>"
             f"<div class='volli-title' title='{html.escape(conversation)}'>{html.escape(label)}"
             f"</div>{body or '<i>no messages yet</i>'}</div>"
         )
