@@ -18,6 +18,7 @@ from netutil import open_store, pair
 from test_network import arun
 
 from volli_nb.app.messages_store import MessagesStore
+from volli_nb.core.crypto.ratchet_limits import Limits
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.core.store.database import KDF_MIN
@@ -95,6 +96,37 @@ def test_a_sender_three_minutes_ahead_is_told_why_and_delivers_once_the_clock_is
             got = bob.history(alice.peer_id)
             assert [m.text for m in got] == ["m0", "m1", "m2"]  # each exactly once
             assert queue.counts()["delivered"] == 3 and queue.get_pending() == []
+        finally:
+            await asyncio.gather(alice.close(), bob.close())
+
+    arun(main, timeout=90)
+
+
+def test_a_backlog_refused_for_longer_than_the_skip_bound_still_arrives_once(
+    tmp_path: Path,
+) -> None:
+    """Refused envelopes do not move the receiver's chain (the clock is checked first),
+    while every retry seals them anew further up the sender's: past the skip bound every
+    later envelope was TooManySkipped, and the backlog never arrived.  The bound is 20
+    here (1,024 by default) so that 30 messages cross it: the receiver re-keys."""
+
+    async def main() -> None:
+        clock = ShiftedClock(AHEAD)
+        alice, bob = open_store(tmp_path, "alice", clock=clock), open_store(tmp_path, "bob")
+        bob.sessions.limits = Limits(max_skip=20, max_skipped=40)
+        try:
+            await pair(alice, bob)
+            sent = await asyncio.gather(
+                *(alice.send_message(bob.peer_id, f"m{i:02}") for i in range(30))
+            )
+            queue = alice.message_queue
+            await until(lambda: len(queue.get_pending()) == 30 and all(
+                r.status == Status.HELD for r in queue.get_pending()))  # fmt: skip
+            clock.offset = 0.0
+            for message in sent:
+                await alice.wait_delivered(message.message_id, timeout=30)
+            assert [m.text for m in bob.history(alice.peer_id)] == [f"m{i:02}" for i in range(30)]
+            assert any(e.data.get("kind") == "session.rekey" for e in bob.log.entries())
         finally:
             await asyncio.gather(alice.close(), bob.close())
 
@@ -199,3 +231,27 @@ def test_a_profile_opened_on_a_full_disk_is_storage_full_and_opens_once_there_is
         filler.unlink()
         with Database.open(path, "pw", kdf=KDF_MIN) as db:
             assert db.verify().ok
+
+
+def test_an_ack_that_meets_a_full_disk_is_storage_full_not_a_bare_sqlite_error(
+    tmp_path: Path,
+) -> None:
+    """An UPDATE … RETURNING outside a transaction commits as its rows are read: a full
+    disk came out of ``fetchall`` as sqlite3.OperationalError, past the typed errors and
+    the storage state."""
+    from volli_nb.base.errors import StorageFull
+    from volli_nb.core.store.database import Database
+    from volli_nb.core.store.message_queue import OutgoingMessage, PersistentMessageQueue
+
+    with tiny_tmpfs(tmp_path / "tiny", size="8m") as disk:
+        db = Database.open(disk / "p.sqlite", "pw", kdf=KDF_MIN)
+        queue = PersistentMessageQueue(db)
+        ids = [bytes([i]) * 16 for i in range(1, 201)]
+        for n, message_id in enumerate(ids):
+            queue.enqueue(OutgoingMessage(message_id, "c", "bob", b"x" * 200, n + 1))
+        filler = fill(disk)
+        with pytest.raises(StorageFull):
+            queue.acknowledge_many(ids, "bob")
+        filler.unlink()
+        assert len(queue.acknowledge_many(ids, "bob")) == 200  # room again: all of them
+        db.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from volli_nb.base.clock import Clock
+from volli_nb.core.crypto import ratchet
 from volli_nb.core.crypto.channel_keys import ChannelKeys, seal_for
 from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.crypto.handshake import HandshakeResult
@@ -33,6 +34,7 @@ class PeerSessions:
         self.identity, self.log = identity, log
         self._clock = clock
         self._live: dict[str, ChannelKeys] = {}
+        self.limits = ratchet.DEFAULT_LIMITS  # for the sessions started from now on
         # The receiver answers frames; set by the app once both exist.
         self.on_frame: Callable[[str, FrameReceived], Verdict] = lambda _peer, _frame: Verdict()
 
@@ -43,8 +45,9 @@ class PeerSessions:
 
     def started(self, peer_id: str, handshake: HandshakeResult) -> None:
         keys = ChannelKeys(
-            handshake, self.identity.peer_id, started_ms=self.now_ms(), clock_ms=self.now_ms
-        )
+            handshake, self.identity.peer_id, started_ms=self.now_ms(), clock_ms=self.now_ms,
+            limits=self.limits,
+        )  # fmt: skip
         keys.on_step = lambda event: self._stepped(peer_id, keys, event)
         self._live[peer_id] = keys
 

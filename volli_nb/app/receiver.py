@@ -40,6 +40,7 @@ from volli_nb.base.errors import (
     PeerError,
     ReplayError,
     StorageError,
+    TooManySkipped,
     VolliError,
 )
 from volli_nb.base.listeners import Listeners
@@ -119,7 +120,8 @@ class Receiver:
             except StorageError as exc:  # refused in a signed frame; reported once, as a state
                 self.storage.failed(exc)
                 refused += [(mid, exc) for mid in [*stored, *(d for d in again if d in stored)]]
-                return Verdict(tuple(before), tuple(refused))  # the state stays as it was
+                keys.commit(opening)  # their keys are spent: the sender seals them anew, and
+                return Verdict(tuple(before), tuple(refused))  # our chain must keep pace
             self.storage.succeeded()
         keys.commit(opening)
         faults.reach("stored")  # a crash test may die here: stored, not yet acknowledged
@@ -223,10 +225,11 @@ class Receiver:
         if refused:
             for message_id, error in refused:
                 self._log_refused(peer_id, (message_id,), error)
-            if any(isinstance(error, MessageKeyUnavailable) for _, error in refused):
-                self.log.add(
+            if any(isinstance(e, MessageKeyUnavailable | TooManySkipped) for _, e in refused):
+                self.log.add(  # (a chain too far ahead: refusals the sender sealed anew)
                     "dtls",
-                    "a message key was missing for a message never stored: re-keying",
+                    "a message key was missing, or too far ahead, for a message never stored: "
+                    "re-keying",
                     peer_id=peer_id,
                     kind="session.rekey",
                 )

@@ -42,6 +42,7 @@ from volli_nb.app.send_burst import SendBursts
 from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import (
+    StorageError,
     TransportClosed,
     UnknownPeer,
     VolliError,
@@ -306,7 +307,12 @@ class Sender:
     def _acknowledged(self, event: Delivered) -> None:
         for message_id in event.message_ids:
             self._in_flight.pop((event.peer_id, message_id), None)
-        newly = self.queue.acknowledge_many(event.message_ids, event.peer_id)  # one statement
+        try:
+            newly = self.queue.acknowledge_many(event.message_ids, event.peer_id)  # one statement
+        except StorageError as exc:  # a full disk: the rows stay pending, and a later
+            self.storage.failed(exc)  # attempt's duplicate is acknowledged again
+            return
+        self.storage.succeeded()
         for message_id in newly:
             self.log.add(
                 "queue",

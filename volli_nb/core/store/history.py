@@ -137,11 +137,11 @@ class History(RowMacs):
 
     def next_counter(self, conversation_id: str) -> int:
         """Our next message counter in this conversation: 1, 2, 3, … across restarts."""
-        row = self.execute(  # one statement is atomic on its own: no savepoint needed
+        row = self.fetch(  # one statement is atomic on its own: no savepoint needed
             """INSERT INTO counters VALUES (?, 2) ON CONFLICT (conversation_id)
             DO UPDATE SET next_counter = next_counter + 1 RETURNING next_counter - 1""",
             (conversation_id,),
-        ).fetchall()[0]
+        )[0]
         return int(row[0])
 
     # --- messages and the seen-set ----------------------------------------------

@@ -66,21 +66,21 @@ def reserve_counters(db: Database, wanted: dict[str, int]) -> dict[str, int]:
     statement per conversation (the counters go on 1, 2, 3, … across restarts)."""
     first = {}
     for conversation_id, count in wanted.items():
-        row = db.execute(
+        row = db.fetch(  # (fetch: a full disk at the RETURNING step is StorageFull too)
             "INSERT INTO counters VALUES (?, ?) ON CONFLICT (conversation_id) "
             "DO UPDATE SET next_counter = next_counter + ? RETURNING next_counter - ?",
             (conversation_id, 1 + count, count, count),
-        ).fetchall()[0]
+        )[0]
         first[conversation_id] = int(row[0])
     return first
 
 
 def last_outbox_id(db: Database) -> int:
     """The largest outbox row id ever handed out (AUTOINCREMENT never reuses one)."""
-    row = db.execute(
+    row = db.fetch(
         "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0), "
         "COALESCE((SELECT MAX(id) FROM outbox), 0))"
-    ).fetchall()[0]
+    )[0]
     return int(row[0])
 
 
@@ -139,15 +139,15 @@ def acknowledge_many(
     ids = list(dict.fromkeys(message_ids))
     values = [(m.hex(), status_mac(db, m.hex(), recipient, Status.DELIVERED)) for m in ids]
     done: set[str] = set()
-    for piece in chunks(values, 2):
-        cursor = db.execute(
+    for piece in chunks(values, 2):  # fetch: outside a transaction, the commit of an
+        rows = db.fetch(  # UPDATE … RETURNING (and a full disk) comes with its rows
             "UPDATE outbox SET status = ?, status_mac = v.column2, next_attempt_at = NULL, "
             f"updated_at = ?, payload = NULL FROM (VALUES {values_list(len(piece), 2)}) AS v "
             "WHERE outbox.message_id = v.column1 AND outbox.recipient = ? "
             "AND outbox.status != ? RETURNING outbox.message_id",
             [Status.DELIVERED, now, *flat(piece), recipient, Status.DELIVERED],
         )
-        done.update(row[0] for row in cursor.fetchall())
+        done.update(row[0] for row in rows)
     return [m for m in ids if m.hex() in done]
 
 
@@ -167,7 +167,7 @@ def fail_many(queue: PersistentMessageQueue, failures: Sequence[Failure]) -> int
     ]  # fmt: skip
     reasons = {f.row_id: f.reason for f in failures}
     for piece in chunks(values, 4):
-        cursor = db.execute(
+        rows = db.fetch(  # (as in acknowledge_many: errors come with the rows)
             f"UPDATE outbox SET attempts = attempts + 1, "
             f"status = CASE WHEN attempts < ? THEN ? ELSE ? END, "
             f"status_mac = CASE WHEN attempts < ? THEN v.column2 ELSE v.column3 END, "
@@ -181,7 +181,7 @@ def fail_many(queue: PersistentMessageQueue, failures: Sequence[Failure]) -> int
             [len(delays), Status.PENDING, Status.STUCK, len(delays),
              *(now + d for d in delays), now, *flat(piece), Status.PENDING],
         )  # fmt: skip
-        for row in cursor.fetchall():
+        for row in rows:
             moved += 1
             if queue.log is not None:
                 row_id, mid, recipient, status, attempts, due_at = row
