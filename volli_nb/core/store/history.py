@@ -30,11 +30,11 @@ MESSAGE_COLUMNS = (
     "timestamp_ms",
 )
 STORED_COLUMNS = (*MESSAGE_COLUMNS, "stored_at", "body", "mac")
+"""What a message row is written with (:meth:`History.message_row`), in this order."""
 SEEN_COLUMNS = ("message_id", "sender")
 """What a seen-set row's MAC covers: an id used, and by whom (its time is bookkeeping)."""
 _SEEN_AS_MESSAGE = ", ".join(c if c in SEEN_COLUMNS else f"NULL AS {c}" for c in MESSAGE_COLUMNS)
 _SEEN_AS_MESSAGE += ", mac"  # a seen row in the columns of a message row, for one query
-"""What a message row is written with (:meth:`History.message_row`), in this order."""
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(STORED_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in STORED_COLUMNS)})"
