@@ -142,8 +142,9 @@ class SignalingClient:
                 register["name"] = self.name
             await ws.send(json.dumps(register))
             reply = parse_server_frame(await ws.recv())
-            if reply["type"] != "registered":
-                raise TransportClosed(f"registration refused: {reply.get('message', reply)}")
+            if reply["type"] != "registered":  # (a server from before names refuses ours)
+                old = " (a volli-signal older than this client? upgrade it)" * bool(self.name)
+                raise TransportClosed(f"registration refused: {reply.get('message', reply)}{old}")
         except MalformedFrame as exc:
             await rc.abandon(ws)
             raise TransportClosed(f"the signaling server at {self.url} misbehaved: {exc}") from None
