@@ -27,6 +27,7 @@ from volli_nb.base.errors import GroupError, TamperedRow
 from volli_nb.core.groups.chain import GroupChain
 from volli_nb.core.groups.record import MembershipRecord, decode_record
 from volli_nb.core.message_id import check_message_id
+from volli_nb.core.store.history import seen_mac
 from volli_nb.core.store.row_macs import RowMacs
 from volli_nb.core.store.sealed_db import Row
 
@@ -190,7 +191,7 @@ class GroupRows(RowMacs):
         """An id that was consumed without becoming a message (group records, a fetch, a
         held message): a resend is a duplicate, acknowledged again to its sender."""
         mid = check_message_id(message_id).hex()
-        mac = self.row_mac("seen", {"message_id": mid, "sender": sender})
+        mac = seen_mac(self, mid, sender)
         self.execute(
             "INSERT INTO seen (message_id, sender, seen_at, mac) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (message_id) DO NOTHING",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from volli_nb.base.errors import UsageError
@@ -35,6 +35,14 @@ SEEN_COLUMNS = ("message_id", "sender")
 """What a seen-set row's MAC covers: an id used, and by whom (its time is bookkeeping)."""
 _SEEN_AS_MESSAGE = ", ".join(c if c in SEEN_COLUMNS else f"NULL AS {c}" for c in MESSAGE_COLUMNS)
 _SEEN_AS_MESSAGE += ", mac"  # a seen row in the columns of a message row, for one query
+
+
+def seen_mac(db: RowMacs, message_id: str, sender: str) -> bytes:
+    """The MAC of a seen-set row: its id (hex) and who used it.  Every writer of the
+    seen-set (a stored message, a group record or fetch, a held message) uses this."""
+    return db.row_mac("seen", {"message_id": message_id, "sender": sender})
+
+
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(STORED_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in STORED_COLUMNS)})"
@@ -178,16 +186,11 @@ class History(RowMacs):
         ]  # fmt: skip
         stored = [[v[c] for c in STORED_COLUMNS] for v in values]
         insert_rows(self, "messages", STORED_COLUMNS, stored)
-        insert_rows(
-            self,
-            "seen",
-            ("message_id", "sender", "seen_at", "mac"),
-            [(v["message_id"], v["sender"], v["stored_at"], self.seen_mac(v)) for v in values],
-        )
-
-    def seen_mac(self, row: Mapping[str, object]) -> bytes:
-        """The MAC of a seen-set row (id and sender)."""
-        return self.row_mac("seen", {"message_id": row["message_id"], "sender": row["sender"]})
+        seen = []
+        for v in values:
+            mid, sender = str(v["message_id"]), str(v["sender"])
+            seen.append((mid, sender, v["stored_at"], seen_mac(self, mid, sender)))
+        insert_rows(self, "seen", ("message_id", "sender", "seen_at", "mac"), seen)
 
     def store_sent(
         self,
