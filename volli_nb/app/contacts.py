@@ -30,7 +30,7 @@ from volli_nb.core.claimed_name import looks_like
 from volli_nb.core.crypto.identity import Identity, PublicIdentity, contact_safety_number
 from volli_nb.core.crypto.primitives import random_bytes
 from volli_nb.core.eventlog import EventLog
-from volli_nb.core.store.database import Conversation, Database
+from volli_nb.core.store.database import Contact, Conversation, Database
 from volli_nb.net.events import NetworkEvent, PeerOnline
 from volli_nb.net.network_store import NetworkStore
 
@@ -116,10 +116,14 @@ class ContactBook:
         self.warnings[peer_id] = message
         self.log.add("error", f"warning: {message}", peer_id=peer_id, kind=kind)
 
-    def _check_name(self, peer_id: str, name: str) -> None:
+    def _called(self, name: str) -> list[Contact]:
+        """The contacts whose name looks like ``name`` (:func:`looks_like`)."""
         wanted = looks_like(name)
-        for contact in self.database.list_contacts():
-            if contact.peer_id != peer_id and contact.name and looks_like(contact.name) == wanted:
+        return [c for c in self.database.list_contacts() if c.name and looks_like(c.name) == wanted]
+
+    def _check_name(self, peer_id: str, name: str) -> None:
+        for contact in self._called(name):
+            if contact.peer_id != peer_id:
                 self.warn(
                     peer_id,
                     f"new contact {peer_id} calls itself {name!r}, like {contact.name!r} "
@@ -174,12 +178,7 @@ class ContactBook:
 
     def _named(self, name: str) -> str | None:
         """The peer id of the one contact called ``name`` (None if none is)."""
-        wanted = looks_like(name)
-        named = [
-            c.peer_id
-            for c in self.database.list_contacts()
-            if c.name and looks_like(c.name) == wanted
-        ]
+        named = [c.peer_id for c in self._called(name)]
         if len(named) > 1:
             raise UsageError(f"{len(named)} contacts are called {name!r}; pass a peer id: {named}")
         return named[0] if named else None
