@@ -76,18 +76,16 @@ class ProgressBars:
         desc = shown(described(update, self.names))  # may hold a peer's name
         options: dict[str, Any] = {
             "total": update.total,
-            "desc": desc if self.target == "terminal" else "",  # tqdm's notebook bar puts
-            # the first desc into its HTML as is; set_description_str escapes it
             "unit": update.unit,
             "unit_scale": update.unit == "B",
             "leave": True,
             "mininterval": 0.2,
         }
         if self.target == "terminal":
-            options.update(file=self.file, dynamic_ncols=True)
+            options.update(desc=desc, file=self.file, dynamic_ncols=True)
         bar = kind(**options)
-        if self.target == "notebook":
-            bar.set_description_str(desc)
+        if self.target == "notebook":  # tqdm's notebook bar puts a desc given when it is
+            bar.set_description_str(desc)  # made into its HTML as is; this path escapes it
         return bar
 
     def _on_update(self, update: ProgressUpdate) -> None:
