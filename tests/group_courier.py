@@ -71,6 +71,20 @@ class Courier:
         rows = self.waiting(sender, recipient) if rows is None else rows
         if not rows:
             return Verdict()
+        verdict = r.receiver.frame(s.peer_id, self.frame(sender, recipient, rows))
+        with s.database.transaction():
+            for message_id in verdict.stored:
+                s.message_queue.acknowledge(message_id, r.peer_id)
+        await settle()
+        return verdict
+
+    def frame(
+        self, sender: str, recipient: str, rows: list[QueuedMessage] | None = None
+    ) -> FrameReceived:
+        """``rows`` (default: everything waiting) sealed in one bundle, as the recipient
+        would receive it (not handed over)."""
+        s, r = self[sender], self[recipient]
+        rows = self.waiting(sender, recipient) if rows is None else rows
         sealed = []
         for row in rows:
             item, sessions = s.sessions.seal(
@@ -82,14 +96,7 @@ class Courier:
                 plaintext=row.payload,
             )
             sealed.append(item)
-        session_id = sessions[r.peer_id]
-        frame = FrameReceived(session_id, parse_bundle(bundle(s.identity, sealed)))
-        verdict = r.receiver.frame(s.peer_id, frame)
-        with s.database.transaction():
-            for message_id in verdict.stored:
-                s.message_queue.acknowledge(message_id, r.peer_id)
-        await settle()
-        return verdict
+        return FrameReceived(sessions[r.peer_id], parse_bundle(bundle(s.identity, sealed)))
 
     async def flood(self, rounds: int = 6) -> None:
         """Deliver everything waiting, everywhere, until nothing is left (or ``rounds``)."""

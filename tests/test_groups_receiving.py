@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from group_courier import Courier
+from group_courier import Courier, settle
 from test_groups_app import queue_raw, run, texts
 
 from volli_nb.app.group_fetches import Recently
-from volli_nb.app.group_receiving import HOLD_MESSAGES
+from volli_nb.app.group_receiving import HOLD_MESSAGES, GroupPart
 from volli_nb.base.errors import (
     BrokenGroupChain,
     MalformedBody,
@@ -23,6 +23,7 @@ from volli_nb.base.errors import (
 from volli_nb.core.body import encode_body
 from volli_nb.core.groups import wire
 from volli_nb.core.groups.record import derive_group_id, sign_record
+from volli_nb.net.events import PeerOnline
 
 
 def test_two_records_messages_in_one_frame_release_a_held_message_once(tmp_path: Path) -> None:
@@ -267,3 +268,39 @@ def test_a_records_message_that_brings_nothing_new_reads_no_held_message(
         assert len(victim.database.held_messages(gid)) == 3
 
     run(tmp_path, ("alice", "mallory", "victim"), body)
+
+
+def test_a_held_message_whose_fetch_died_with_the_process_is_asked_for_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dave's process dies after holding Bob's message, before it asks Bob for the record
+    (the ``stored`` fault point: committed, not yet acknowledged).  Bob resends it, and
+    Dave, seeing an id he holds, acknowledges it unopened: nothing else would ever ask
+    for the record, so the message would stay held, never shown.  Bob's channel opening
+    again asks for every record a message held from him waits for."""
+
+    async def body(c: Courier) -> None:
+        alice, bob, dave = c["alice"], c["bob"], c["dave"]
+        gid = (await alice.create_group("study", [bob.peer_id])).group_id
+        await c.deliver("alice", "bob")
+        await alice.add_member(gid, dave.peer_id)
+        await c.deliver("alice", "bob")  # bob has v2; dave nothing yet
+        await bob.send_message(gid, "hi dave")
+        with monkeypatch.context() as crash:  # nothing after the commit runs: no fetch, no ACK
+            crash.setattr(GroupPart, "after", lambda _self, _emit: None)
+            frame = c.frame("bob", "dave")
+            assert len(dave.receiver.frame(bob.peer_id, frame).stored) == 1
+        assert len(dave.database.held_messages(gid)) == 1 and not c.waiting("dave", "bob")
+        again = await c.deliver("bob", "dave")  # bob resends; dave has it: acknowledged
+        assert again.stored and not c.waiting("bob", "dave") and not c.waiting("dave", "bob")
+        dave.network_store.report(PeerOnline(bob.peer_id))  # bob's channel opens again
+        await settle()
+        fetch = c.waiting("dave", "bob")
+        assert [r.conversation_id for r in fetch] == [wire.control_address(gid, wire.FETCH)]
+        await c.flood()
+        assert texts(c, "dave", gid) == ["hi dave"] and dave.database.held_messages(gid) == []
+        dave.network_store.report(PeerOnline(bob.peer_id))  # nothing held: nothing asked
+        await settle()
+        assert not c.waiting("dave", "bob")
+
+    run(tmp_path, ("alice", "bob", "dave"), body)

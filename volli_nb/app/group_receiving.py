@@ -46,6 +46,7 @@ from volli_nb.core.groups.chain import Applied, GroupChain
 from volli_nb.core.groups.record import MembershipRecord
 from volli_nb.core.store.groups import HeldMessage
 from volli_nb.core.store.history import ReceivedRow
+from volli_nb.net.events import NetworkEvent, PeerOnline
 
 if TYPE_CHECKING:
     from volli_nb.app.groups import GroupBook
@@ -88,6 +89,23 @@ class GroupReceiving:
         self.database = groups.database
         self._asked = Recently()  # peer → records fetched from it lately
         self._answered = Recently()  # peer → last records of the answers it got lately
+        groups.network.on_event(self._online)
+
+    def _online(self, event: NetworkEvent) -> None:
+        """A peer's channel opened: ask it again for every record its held messages wait
+        for.  A fetch is asked only after the commit that holds the message, so a process
+        that dies in between (and acknowledges the resent message as one it holds) would
+        otherwise never ask: the message would stay held, never shown."""
+        if not isinstance(event, PeerOnline):
+            return
+        try:
+            waiting = self.database.held_records(event.peer_id)
+        except VolliError as exc:  # an edited file: said where the user looks, not raised
+            self.groups.log.add("group", f"held messages not read: {exc}", peer_id=event.peer_id,
+                                kind="group.held_unreadable")  # fmt: skip
+            return
+        for group_id, record_hash in waiting:
+            self._ask(event.peer_id, group_id, record_hash)
 
     @property
     def me(self) -> str:

@@ -178,6 +178,16 @@ class GroupRows(RowMacs):
         )[0]
         return int(row["n"]), int(row["size"])
 
+    def held_records(self, sender: str) -> list[tuple[str, bytes]]:
+        """The (group id, record hash) pairs ``sender``'s held messages wait for (rows
+        checked: a planted row must not make us ask anyone for anything)."""
+        rows = self.fetch("SELECT * FROM group_held WHERE sender = ? ORDER BY rowid", (sender,))
+        waiting: dict[tuple[str, bytes], None] = {}
+        for row in rows:
+            self.check_row("group_held", row)
+            waiting[(row["group_id"], bytes.fromhex(row["record_hash"]))] = None
+        return list(waiting)
+
     def drop_held(self, message_ids: Sequence[bytes], *, unsee: bool) -> None:
         """Forget held messages (released or refused); ``unsee`` also takes their ids out
         of the seen-set, as storing them as messages puts them back in."""
