@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from netutil import open_store, pair
 from test_network import arun
 
 from volli_nb.base.clock import VirtualClock
+from volli_nb.core.eventlog import LogEntry
 from volli_nb.core.store.message_queue import Status
+from volli_nb.net.events import NetworkEvent, PeerOnline
 
 pytestmark = pytest.mark.network
 
@@ -71,6 +74,53 @@ def test_stuck_after_the_fourth_retry_then_one_more_attempt_when_the_peer_return
         await alice.wait_delivered(message.message_id)
         assert [m.text for m in bob.history(alice.peer_id)] == ["nobody home"]
         assert alice.log.entries(text="is back: 1 message(s)")
+        await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)
+
+
+def test_a_retry_pass_leaves_a_returning_peers_backlog_to_its_flush(tmp_path: Path) -> None:
+    """The bench's "fan-out to 1" stall (issue 24, item 3).  A peer returns to a backlog
+    whose retry time has come: its PeerOnline starts a flush and wakes the retry loop.
+    When the pass also attempted the rows the flush was walking, a row one of them had
+    sent and got acknowledged went out again when the other, walking a list it read
+    earlier, reached it: after a 10,000-message flush thousands went out twice, and a
+    new message waited behind them for 0.4-0.9 s (fixed in eb24bef).  The flush owns
+    its peer's backlog, so a pass while it is under way attempts none of those rows,
+    and each message leaves once."""
+
+    async def main() -> None:
+        clock = VirtualClock(1_800_000_000.0)
+        alice = open_store(tmp_path, "alice", clock=clock)
+        bob = open_store(tmp_path, "bob", clock=clock)
+        alice.add_contact(bob.identity.public, name="bob")  # known, and away
+        backlog = [await alice.send_message(bob.peer_id, f"while away {i}") for i in range(500)]
+        sent: Counter[str] = Counter()
+        flushed = asyncio.Event()
+
+        def on_entry(entry: LogEntry) -> None:
+            if entry.data.get("kind") == "message.sent":
+                sent.update([entry.data["message_id"]])
+            elif entry.message.startswith("flushed "):  # the flush has walked its list
+                flushed.set()
+
+        passes: list[asyncio.Task[int]] = []
+
+        def on_event(event: NetworkEvent) -> None:  # after the sender's handler (the flush)
+            if isinstance(event, PeerOnline) and not passes:
+                clock.advance(1)  # every row's first retry is due as bob returns
+                passes.append(asyncio.get_running_loop().create_task(alice.process_due()))
+
+        alice.log.subscribe(on_entry)
+        alice.network_store.on_event(on_event)
+        answer = await alice.accept_pairing_code(await bob.create_pairing_code())
+        await alice.sender.stop()  # so the pass above is the retry loop's only one
+        await bob.complete_pairing(answer)
+        for message in backlog:
+            await alice.wait_delivered(message.message_id)
+        await flushed.wait()
+        assert await passes[0] == 0  # bob's rows were the flush's
+        assert sent == Counter(m.message_id.hex() for m in backlog)  # each sent once
         await asyncio.gather(alice.close(), bob.close())
 
     arun(main)
