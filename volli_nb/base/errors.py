@@ -162,6 +162,11 @@ class TransportClosed(VolliError):
     """The data channel or peer connection is closed; the message stays queued."""
 
 
+class RefusedCandidate(PeerError):
+    """A remote offer or answer names an ICE candidate we will not send checks to (not an
+    IP address; multicast, broadcast or unspecified; port 0), or more than a peer gathers."""
+
+
 # --- sessions: handshake, Double Ratchet, envelope v2 ------------------------
 # (appended for core/crypto/handshake.py, ratchet.py and envelope.py)
 

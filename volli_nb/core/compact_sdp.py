@@ -16,7 +16,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from volli_nb.base.errors import UsageError
+from volli_nb.base.errors import RefusedCandidate, UsageError
 from volli_nb.core import sdp as sdp_text
 from volli_nb.core.crypto.wire import Reader, uvarint
 from volli_nb.core.sdp import CandidateInfo
@@ -185,7 +185,7 @@ def _unpack_candidate(reader: Reader, index: int) -> CandidateInfo:
     kind = TYPES[flags & 0x03]
     explicit = flags & _PRIORITY
     priority = int.from_bytes(reader.take(4, "priority"), "big") if explicit else None
-    return CandidateInfo(
+    candidate = CandidateInfo(
         foundation=str(index + 1),
         component=1,
         protocol="tcp" if flags & _TCP else "udp",
@@ -194,6 +194,9 @@ def _unpack_candidate(reader: Reader, index: int) -> CandidateInfo:
         port=port,
         type=kind,
     )
+    if (problem := sdp_text.candidate_problem(candidate)) is not None:
+        raise RefusedCandidate(f"candidate {index + 1}: {problem}")
+    return candidate
 
 
 __all__ = ["SdpEssentials", "default_priority", "essentials", "pack", "rebuild", "unpack"]

@@ -13,10 +13,14 @@ actually used (:func:`volli_nb.net.aiortc_compat.certificate_digests`), formatte
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
-from volli_nb.base.errors import MalformedFrame
+from volli_nb.base.errors import MalformedFrame, RefusedCandidate
+
+MAX_REMOTE_CANDIDATES = 32  # aiortc gathers one per local address, one srflx and one relay
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host": Linux sends it to itself
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,46 @@ def parse_candidate(line: str) -> CandidateInfo:
 
 
 def candidates(sdp: str | None) -> list[CandidateInfo]:
+    """Every candidate line, split into lines as aiortc splits them (``str.splitlines``,
+    also at NEL and the Unicode line separators): no line hides from us that aiortc uses."""
     if not sdp:
         return []
-    return [parse_candidate(m) for m in re.findall(r"^a=(candidate:.*?)\s*$", sdp, re.M)]
+    return [parse_candidate(line) for line in sdp.splitlines() if line.startswith("a=candidate:")]
+
+
+def candidate_problem(candidate: CandidateInfo) -> str | None:
+    """Why we will not send ICE checks to ``candidate``, or None.  An offer or answer comes
+    from a pairing code or a room member, and aioice checks every candidate in it: a
+    hostname would be looked up (mDNS: multicast), and multicast, broadcast, unspecified
+    (this host) or port-0 addresses are never a peer's.  Loopback and private are fine."""
+    try:
+        address = ipaddress.ip_address(candidate.address)
+    except ValueError:
+        return f"{candidate.address!r} is not an IP address"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    v4_odd = isinstance(address, ipaddress.IPv4Address) and (
+        address.is_reserved or address in _THIS_NETWORK  # 240/4 holds the broadcast address
+    )
+    if address.is_multicast or address.is_unspecified or v4_odd:
+        return f"{address} is not a unicast address a peer can have"
+    if not 0 < candidate.port < 65536:
+        return f"port {candidate.port} is not a UDP or TCP port"
+    return None
+
+
+def check_remote(sdp: str) -> None:
+    """Refuse a remote offer or answer whose candidates we will not check
+    (:class:`RefusedCandidate`), before aiortc is handed it."""
+    found = candidates(sdp)
+    if len(found) > MAX_REMOTE_CANDIDATES:
+        raise RefusedCandidate(
+            f"the peer's description names {len(found)} ICE candidates, more than the "
+            f"{MAX_REMOTE_CANDIDATES} a peer gathers; it was refused"
+        )
+    for candidate in found:
+        if (problem := candidate_problem(candidate)) is not None:
+            raise RefusedCandidate(f"the peer's description was refused: candidate {problem}")
 
 
 _FINGERPRINT_LINE = re.compile(

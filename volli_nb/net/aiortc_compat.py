@@ -79,7 +79,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from volli_nb.base.errors import UsageError
 from volli_nb.core.netconfig import IceServer, NetworkConfig
 from volli_nb.core.protocol.frames import DEFAULT_MAX_MESSAGE_SIZE
-from volli_nb.core.sdp import CandidateInfo
+from volli_nb.core.sdp import CandidateInfo, check_remote
 
 SDP = RTCSessionDescription | str | dict[str, str]
 
@@ -177,13 +177,15 @@ def certificate_digests(pc: RTCPeerConnection) -> tuple[bytes, bytes] | None:
 
 
 def as_description(value: SDP, kind: str) -> RTCSessionDescription:
-    if isinstance(value, RTCSessionDescription):
-        return value
+    """The peer's offer or answer, its candidates checked first (``check_remote``)."""
     if isinstance(value, dict):
-        return RTCSessionDescription(sdp=value["sdp"], type=value.get("type", kind))
-    if isinstance(value, str):
-        return RTCSessionDescription(sdp=value, type=kind)
-    raise UsageError(f"expected an SDP {kind} (string or RTCSessionDescription)")
+        value = RTCSessionDescription(sdp=value["sdp"], type=value.get("type", kind))
+    elif isinstance(value, str):
+        value = RTCSessionDescription(sdp=value, type=kind)
+    elif not isinstance(value, RTCSessionDescription):
+        raise UsageError(f"expected an SDP {kind} (string or RTCSessionDescription)")
+    check_remote(value.sdp)
+    return value
 
 
 def rtc_configuration(
