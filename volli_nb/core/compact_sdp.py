@@ -16,7 +16,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from volli_nb.base.errors import RefusedCandidate, UsageError
+from volli_nb.base.errors import RefusedDescription, UsageError
 from volli_nb.core import sdp as sdp_text
 from volli_nb.core.crypto.wire import Reader, uvarint
 from volli_nb.core.sdp import CandidateInfo
@@ -167,6 +167,8 @@ def unpack(reader: Reader) -> SdpEssentials:
     if first & _SCTP:
         sctp_port = reader.uvarint("SCTP port", 1, 65535)
         size = reader.uvarint("max message size", 0, 2**32)
+        if (problem := sdp_text.message_size_problem(size)) is not None:
+            raise RefusedDescription(problem)
     ufrag, pwd = _unpack_ice(reader, "ufrag"), _unpack_ice(reader, "pwd")
     fingerprint = reader.take(32, "fingerprint")
     count = reader.byte("candidate count")
@@ -195,7 +197,7 @@ def _unpack_candidate(reader: Reader, index: int) -> CandidateInfo:
         type=kind,
     )
     if (problem := sdp_text.candidate_problem(candidate)) is not None:
-        raise RefusedCandidate(f"candidate {index + 1}: {problem}")
+        raise RefusedDescription(f"candidate {index + 1}: {problem}")
     return candidate
 
 

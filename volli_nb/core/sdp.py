@@ -17,8 +17,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from volli_nb.base.errors import MalformedFrame, RefusedCandidate
+from volli_nb.base.errors import MalformedFrame, RefusedDescription
 
+MIN_MESSAGE_SIZE = 16 * 1024  # what a peer must take: aiortc takes 256 KiB, browsers more
 MAX_REMOTE_CANDIDATES = 32  # aiortc gathers one per local address, one srflx and one relay
 _THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host": Linux sends it to itself
 
@@ -105,18 +106,36 @@ def candidate_problem(candidate: CandidateInfo) -> str | None:
     return None
 
 
+def message_size_problem(size: int) -> str | None:
+    """Why we will not send to a peer that takes messages of at most ``size`` bytes, or
+    None (0: any size, RFC 8841).  Below a chunk header no frame can leave at all (the
+    link failed with an untyped error inside aiortc), and a few bytes a message would cut
+    every frame we send that peer into thousands of chunks, each sent and counted."""
+    if size < 0 or 0 < size < MIN_MESSAGE_SIZE:
+        return f"it takes messages of at most {size} bytes, and a channel needs {MIN_MESSAGE_SIZE}"
+    return None
+
+
 def check_remote(sdp: str) -> None:
-    """Refuse a remote offer or answer whose candidates we will not check
-    (:class:`RefusedCandidate`), before aiortc is handed it."""
+    """Refuse a remote offer or answer whose candidates we will not check, or whose
+    message size we will not send in (:class:`RefusedDescription`), before aiortc has it."""
+    for line in sdp.splitlines():  # aiortc reads each such line (the last one counts)
+        if line.startswith("a=max-message-size:"):
+            try:
+                size = int(line.partition(":")[2])
+            except ValueError:
+                raise RefusedDescription(f"the peer's description has a bad {line!r}") from None
+            if (problem := message_size_problem(size)) is not None:
+                raise RefusedDescription(f"the peer's description was refused: {problem}")
     found = candidates(sdp)
     if len(found) > MAX_REMOTE_CANDIDATES:
-        raise RefusedCandidate(
+        raise RefusedDescription(
             f"the peer's description names {len(found)} ICE candidates, more than the "
             f"{MAX_REMOTE_CANDIDATES} a peer gathers; it was refused"
         )
     for candidate in found:
         if (problem := candidate_problem(candidate)) is not None:
-            raise RefusedCandidate(f"the peer's description was refused: candidate {problem}")
+            raise RefusedDescription(f"the peer's description was refused: candidate {problem}")
 
 
 _FINGERPRINT_LINE = re.compile(
