@@ -17,7 +17,8 @@
   without its last fragment (or chunks past a gap that never fills) grew our memory
   without bound, before any channel binding: 10 MB for 10 MB sent.  A peer sends no
   message over the ``a=max-message-size`` we advertise, and keeps at most one window in
-  flight, so more than :data:`MAX_HELD` held aborts the association.
+  flight, so more than :data:`MAX_HELD` bytes (or :data:`MAX_HELD_CHUNKS` chunks) held
+  aborts the association.
 
 The patches apply once, when :mod:`.aiortc_compat` is imported (:func:`apply`).
 """
@@ -115,25 +116,41 @@ def _flow_control(cls: Any) -> None:
 
 # One message as large as we take, and a window of later ones behind a gap, twice over.
 MAX_HELD = 2 * (rtcsctptransport.LOCAL_MAX_MESSAGE_SIZE + WINDOW)
+# In chunks: a held chunk costs ~450 bytes however small, and aiortc walks every chunk of
+# an unfinished message when one more arrives (so n chunks cost n²/2 steps).  A sender
+# fragments at its path MTU: our largest message is ~220 chunks, a window ~440 more.
+MAX_HELD_CHUNKS = 2048
+COUNT_EVERY = 256  # data chunks between two counts (a count walks every stream)
+_COUNT = "_volli_data_chunks"
 
 
 def _bounded_reassembly(cls: Any) -> None:
     """aiortc counts what it holds for reassembly against the window it advertises (the
     window it began with, less what it holds) but never refuses a chunk: past
-    :data:`MAX_HELD` held, the peer is sending what no message and no window allows, and
-    the association is aborted (the data channel closes), what it held dropped."""
+    :data:`MAX_HELD` bytes held (or :data:`MAX_HELD_CHUNKS` chunks, counted every
+    :data:`COUNT_EVERY`: empty or 1-byte chunks hardly move the window), the peer is
+    sending what no message and no window allows, and the association is aborted (the
+    data channel closes), what it held dropped."""
     receive = cls._receive_data_chunk
 
     async def _receive_data_chunk(self: Any, chunk: Any) -> None:
         if self._association_state == self.State.CLOSED:
             return
         await receive(self, chunk)
-        if WINDOW - self._advertised_rwnd > MAX_HELD:
+        count = getattr(self, _COUNT, 0) + 1
+        setattr(self, _COUNT, count)
+        if WINDOW - self._advertised_rwnd > MAX_HELD or (
+            count % COUNT_EVERY == 0 and _chunks_held(self) > MAX_HELD_CHUNKS
+        ):
             self._inbound_streams.clear()
             await self._abort()
             self._set_state(self.State.CLOSED)
 
     cls._receive_data_chunk = _receive_data_chunk
+
+
+def _chunks_held(transport: Any) -> int:
+    return sum(len(stream.reassembly) for stream in transport._inbound_streams.values())
 
 
 def last_received(sctp: Any) -> float | None:
