@@ -166,12 +166,12 @@ def certificate_digests(pc: RTCPeerConnection) -> tuple[bytes, bytes] | None:
 
 
 def as_description(value: SDP, kind: str) -> RTCSessionDescription:
-    """The peer's offer or answer, its candidates checked first (``check_remote``)."""
+    """The peer's offer or answer, checked before aiortc has it (``check_remote``)."""
     if isinstance(value, dict):
         value = RTCSessionDescription(sdp=value["sdp"], type=value.get("type", kind))
     elif isinstance(value, str):
         value = RTCSessionDescription(sdp=value, type=kind)
-    elif not isinstance(value, RTCSessionDescription):
+    if not isinstance(value, RTCSessionDescription) or not isinstance(value.sdp, str):
         raise UsageError(f"expected an SDP {kind} (string or RTCSessionDescription)")
     check_remote(value.sdp)
     return value
