@@ -90,13 +90,13 @@ def test_peers_connect_when_both_init_acks_of_a_collision_are_lost(tmp_path: Pat
 
 
 def test_every_sctp_packet_from_the_peer_is_stamped_for_liveness() -> None:
-    from volli_nb.net import aiortc_compat
+    from volli_nb.net import aiortc_sctp
 
     async def main() -> None:
         transport = sctp.RTCSctpTransport(_Dtls())  # type: ignore[arg-type]
-        assert aiortc_compat.last_received(transport) is None
+        assert aiortc_sctp.last_received(transport) is None
         await transport._handle_data(b"not even a packet")  # stamped before parsing
-        stamp = aiortc_compat.last_received(transport)
+        stamp = aiortc_sctp.last_received(transport)
         assert stamp is not None and abs(stamp - time.monotonic()) < 1.0
 
     asyncio.run(main())
@@ -159,3 +159,67 @@ def test_a_peer_whose_loop_is_busy_for_seconds_keeps_its_connection(
             await plain.close()
 
     asyncio.run(asyncio.wait_for(main(), 120))
+
+
+async def _data(
+    transport: sctp.RTCSctpTransport, first_tsn: int, total: int, *, last: bool, size: int = 1000
+) -> int:
+    """Feed one message of ``total`` bytes in DATA chunks of ``size`` (its last fragment
+    only if ``last``); the next TSN."""
+    count = total // size
+    for i in range(count):
+        flags = (sctp.SCTP_DATA_FIRST_FRAG if i == 0 else 0) | (
+            sctp.SCTP_DATA_LAST_FRAG if last and i == count - 1 else 0
+        )
+        chunk = sctp.DataChunk(flags=flags)
+        chunk.tsn, chunk.stream_id, chunk.protocol = first_tsn + i, 1, 53
+        chunk.stream_seq, chunk.user_data = 0 if first_tsn == 1 else 1, b"x" * size
+        await transport._receive_data_chunk(chunk)
+    return first_tsn + count
+
+
+def _held(transport: sctp.RTCSctpTransport) -> int:
+    return sum(len(c.user_data) for s in transport._inbound_streams.values() for c in s.reassembly)
+
+
+def test_a_message_that_never_ends_aborts_the_association_and_frees_what_it_held() -> None:
+    """Unpatched, aiortc held every chunk of a message whose last fragment never came,
+    whatever window it advertised: 10 MB sent, 10 MB held (before any channel binding)."""
+    from volli_nb.net import aiortc_sctp
+
+    async def main() -> None:
+        dtls = _Dtls()
+        transport = sctp.RTCSctpTransport(dtls)  # type: ignore[arg-type]
+        transport._local_port = transport._remote_port = 5000
+        transport._last_received_tsn = 0
+        transport._set_state(transport.State.ESTABLISHED)
+        largest = sctp.LOCAL_MAX_MESSAGE_SIZE - sctp.LOCAL_MAX_MESSAGE_SIZE % 1000
+        tsn = await _data(transport, 1, largest, last=True)  # the largest we take: delivered
+        assert _held(transport) == 0 and transport.state == "connected"
+        await _data(transport, tsn, 10_000_000, last=False)
+        assert transport.state == "closed"
+        assert _held(transport) == 0
+        assert aiortc_sctp.MAX_HELD < 4 * 1024 * 1024
+        assert dtls.sent  # the ABORT
+
+    asyncio.run(main())
+
+
+def test_a_message_in_one_byte_chunks_is_bounded_by_its_chunks_too() -> None:
+    """A held chunk costs ~450 bytes however small it is, and aiortc walks an unfinished
+    message's chunks on each new one (n²/2 steps), but the window counts only the data:
+    one-byte chunks passed the byte bound (a million: ~450 MB held, and hours of CPU).
+    The chunks held are counted too."""
+    from volli_nb.net import aiortc_sctp
+
+    async def main() -> None:
+        transport = sctp.RTCSctpTransport(_Dtls())  # type: ignore[arg-type]
+        transport._local_port = transport._remote_port = 5000
+        transport._last_received_tsn = 0
+        transport._set_state(transport.State.ESTABLISHED)
+        chunks = aiortc_sctp.MAX_HELD_CHUNKS + 2 * aiortc_sctp.COUNT_EVERY
+        await _data(transport, 1, chunks, last=False, size=1)
+        assert transport.state == "closed"
+        assert _held(transport) == 0
+
+    asyncio.run(main())

@@ -250,6 +250,38 @@ def test_an_offer_aiortc_cannot_parse_is_refused_typed_and_leaves_no_link(
     arun(main)
 
 
+def test_offers_from_one_peer_at_once_leave_one_connection_not_orphans(tmp_path: Path) -> None:
+    """A room member's offers are each answered in a task of their own.  Each answer
+    closed the link it found, then awaited, then registered its own over whatever another
+    answer had registered meanwhile: 8 offers at once left 7 peer connections running,
+    held by no one (their sockets too), not even closed by ``close()``."""
+    made: list[Link] = []
+
+    class Counted(Link):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+    async def main() -> None:
+        alice, mallory = open_store(tmp_path, "alice"), open_store(tmp_path, "mallory")
+        alice.add_contact(mallory.identity.public, name="mallory")
+        mallory.add_contact(alice.identity.public, name="alice")
+        offer = (await mallory.network_store.connect_to_peer(alice.peer_id)).sdp
+        alice.network_store.link_class = Counted
+        net = alice.network_store
+        await asyncio.gather(
+            *(net.connect_to_peer(mallory.peer_id, offer) for _ in range(8)),
+            return_exceptions=True,  # the replaced ones fail: their connection was closed
+        )
+        assert len(made) == 8
+        running = [link for link in made if link.pc.connectionState != "closed"]
+        assert running == [net._links[mallory.peer_id]]
+        await asyncio.gather(alice.close(), mallory.close())
+        assert all(link.pc.connectionState == "closed" for link in made)
+
+    arun(main)
+
+
 def test_set_configuration_warns_that_aiortc_uses_one_stun_and_one_turn(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

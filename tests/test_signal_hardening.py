@@ -264,6 +264,26 @@ def test_attack_signals_do_not_scan_every_room() -> None:
     arun(main)
 
 
+async def flood_one_that_never_reads(server: SignalingServer, rounds: int) -> None:
+    """Three room-mates send 40 KB signals to a member that never reads, ``rounds`` each,
+    until the server drops it as too slow (which the test then waits for)."""
+    victim = Identity.generate()
+    ws, _ = await raw_register(server.url, victim)  # and never reads again
+    await ws.send(json.dumps({"type": "join", "room": "lab"}))
+    senders = [await connected(server.url, "lab") for _ in range(3)]
+    blob = {"kind": "offer", "sdp": "q" * 40_000}
+    for _round in range(rounds):
+        for client, _ in senders:
+            await client.signal(victim.peer_id, blob)
+        if server.stats.too_slow:
+            break
+    await until(lambda: server.stats.too_slow == 1)
+    assert victim.peer_id not in server.online()
+    for client, _ in senders:
+        await client.close()
+    ws.transport.abort()  # it never reads, so it would not finish a close handshake
+
+
 def test_attack_a_client_that_never_reads_is_dropped_not_buffered() -> None:
     """Before: every frame for a client that stopped reading waited in the server's
     memory (one pending send per frame), without bound.  Now its outbox holds at most
@@ -273,20 +293,19 @@ def test_attack_a_client_that_never_reads_is_dropped_not_buffered() -> None:
         async with SignalingServer(
             port=0, max_outbox=16, rate=1000, burst=1000, ping_interval=None
         ) as server:  # no keepalive: the outbox bound, not the ping timeout, must act
-            victim = Identity.generate()
-            ws, _ = await raw_register(server.url, victim)  # and never reads again
-            await ws.send(json.dumps({"type": "join", "room": "lab"}))
-            senders = [await connected(server.url, "lab") for _ in range(3)]
-            blob = {"kind": "offer", "sdp": "q" * 40_000}
-            for _round in range(400):  # up to ~48 MiB: far more than socket buffers hold
-                for client, _ in senders:
-                    await client.signal(victim.peer_id, blob)
-                if server.stats.too_slow:
-                    break
-            await until(lambda: server.stats.too_slow == 1)
-            assert victim.peer_id not in server.online()
-            for client, _ in senders:
-                await client.close()
-            ws.transport.abort()  # it never reads, so it would not finish a close handshake
+            await flood_one_that_never_reads(server, 400)  # ~48 MiB: more than sockets hold
+
+    arun(main)
+
+
+def test_attack_a_client_that_never_reads_is_dropped_after_a_few_mib_not_50_mb() -> None:
+    """Before: the outbox was bounded in frames only, and a frame may be a 48 KiB signal:
+    a client that stopped reading held up to 1,024 of them (50 MB) in the server's memory
+    (here 900 signals, 36 MB, were all kept).  Now also ``MAX_OUTBOX_BYTES`` (4 MiB):
+    it is dropped once what the sockets hold is full and 4 MiB more wait."""
+
+    async def main() -> None:
+        async with SignalingServer(port=0, rate=1000, burst=1000, ping_interval=None) as server:
+            await flood_one_that_never_reads(server, 300)  # 900 signals: under 1,024 frames
 
     arun(main)

@@ -162,6 +162,12 @@ class TransportClosed(VolliError):
     """The data channel or peer connection is closed; the message stays queued."""
 
 
+class RefusedDescription(PeerError):
+    """A remote offer or answer asks for what we will not do: send ICE checks to an address
+    no peer has (not an IP address; multicast, broadcast, unspecified; port 0) or to more
+    candidates than a peer gathers, or send in messages too small for a channel."""
+
+
 # --- sessions: handshake, Double Ratchet, envelope v2 ------------------------
 # (appended for core/crypto/handshake.py, ratchet.py and envelope.py)
 

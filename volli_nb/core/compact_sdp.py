@@ -16,7 +16,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from volli_nb.base.errors import UsageError
+from volli_nb.base.errors import RefusedDescription, UsageError
 from volli_nb.core import sdp as sdp_text
 from volli_nb.core.crypto.wire import Reader, uvarint
 from volli_nb.core.sdp import CandidateInfo
@@ -167,6 +167,8 @@ def unpack(reader: Reader) -> SdpEssentials:
     if first & _SCTP:
         sctp_port = reader.uvarint("SCTP port", 1, 65535)
         size = reader.uvarint("max message size", 0, 2**32)
+        if (problem := sdp_text.message_size_problem(size)) is not None:
+            raise RefusedDescription(problem)
     ufrag, pwd = _unpack_ice(reader, "ufrag"), _unpack_ice(reader, "pwd")
     fingerprint = reader.take(32, "fingerprint")
     count = reader.byte("candidate count")
@@ -185,7 +187,7 @@ def _unpack_candidate(reader: Reader, index: int) -> CandidateInfo:
     kind = TYPES[flags & 0x03]
     explicit = flags & _PRIORITY
     priority = int.from_bytes(reader.take(4, "priority"), "big") if explicit else None
-    return CandidateInfo(
+    candidate = CandidateInfo(
         foundation=str(index + 1),
         component=1,
         protocol="tcp" if flags & _TCP else "udp",
@@ -194,6 +196,9 @@ def _unpack_candidate(reader: Reader, index: int) -> CandidateInfo:
         port=port,
         type=kind,
     )
+    if (problem := sdp_text.candidate_problem(candidate)) is not None:
+        raise RefusedDescription(f"candidate {index + 1}: {problem}")
+    return candidate
 
 
 __all__ = ["SdpEssentials", "default_priority", "essentials", "pack", "rebuild", "unpack"]

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from volli_nb.base.errors import BadPairingCode, PeerError, UsageError
+from volli_nb.base.errors import BadPairingCode, PeerError, RefusedDescription, UsageError
 from volli_nb.core import compact_sdp
 from volli_nb.core.claimed_name import MAX_NAME_BYTES, claimed_name
 from volli_nb.core.crypto.identity import MAX_DEVICE_EPOCH, PublicIdentity
@@ -164,6 +164,8 @@ def decode_code(code: str, *, expect: Kind | None = None) -> PairingCode:
     payload, _ = _split(code)
     try:
         parsed = _read(payload)
+    except RefusedDescription as exc:  # not damage: made so, or from a hostile peer
+        raise BadPairingCode(f"pairing code refused: {exc}; ask for a new code") from None
     except PeerError as exc:
         raise BadPairingCode(f"pairing code is damaged ({exc}); copy it again in full") from None
     if expect is not None and parsed.kind != expect:

@@ -13,10 +13,15 @@ actually used (:func:`volli_nb.net.aiortc_compat.certificate_digests`), formatte
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
-from volli_nb.base.errors import MalformedFrame
+from volli_nb.base.errors import MalformedFrame, RefusedDescription
+
+MIN_MESSAGE_SIZE = 16 * 1024  # what a peer must take: aiortc takes 256 KiB, browsers more
+MAX_REMOTE_CANDIDATES = 32  # aiortc gathers one per local address, one srflx and one relay
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host": Linux sends it to itself
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,64 @@ def parse_candidate(line: str) -> CandidateInfo:
 
 
 def candidates(sdp: str | None) -> list[CandidateInfo]:
+    """Every candidate line, split into lines as aiortc splits them (``str.splitlines``,
+    also at NEL and the Unicode line separators): no line hides from us that aiortc uses."""
     if not sdp:
         return []
-    return [parse_candidate(m) for m in re.findall(r"^a=(candidate:.*?)\s*$", sdp, re.M)]
+    return [parse_candidate(line) for line in sdp.splitlines() if line.startswith("a=candidate:")]
+
+
+def candidate_problem(candidate: CandidateInfo) -> str | None:
+    """Why we will not send ICE checks to ``candidate``, or None.  An offer or answer comes
+    from a pairing code or a room member, and aioice checks every candidate in it: a
+    hostname would be looked up (mDNS: multicast), and multicast, broadcast, unspecified
+    (this host) or port-0 addresses are never a peer's.  Loopback and private are fine."""
+    try:
+        address = ipaddress.ip_address(candidate.address)
+    except ValueError:
+        return f"{candidate.address!r} is not an IP address"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    v4_odd = isinstance(address, ipaddress.IPv4Address) and (
+        address.is_reserved or address in _THIS_NETWORK  # 240/4 holds the broadcast address
+    )
+    if address.is_multicast or address.is_unspecified or v4_odd:
+        return f"{address} is not a unicast address a peer can have"
+    if not 0 < candidate.port < 65536:
+        return f"port {candidate.port} is not a UDP or TCP port"
+    return None
+
+
+def message_size_problem(size: int) -> str | None:
+    """Why we will not send to a peer that takes messages of at most ``size`` bytes, or
+    None (0: any size, RFC 8841).  Below a chunk header no frame can leave at all (the
+    link failed with an untyped error inside aiortc), and a few bytes a message would cut
+    every frame we send that peer into thousands of chunks, each sent and counted."""
+    if size < 0 or 0 < size < MIN_MESSAGE_SIZE:
+        return f"it takes messages of at most {size} bytes, and a channel needs {MIN_MESSAGE_SIZE}"
+    return None
+
+
+def check_remote(sdp: str) -> None:
+    """Refuse a remote offer or answer whose candidates we will not check, or whose
+    message size we will not send in (:class:`RefusedDescription`), before aiortc has it."""
+    for line in sdp.splitlines():  # aiortc reads each such line (the last one counts)
+        if line.startswith("a=max-message-size:"):
+            try:
+                size = int(line.partition(":")[2])
+            except ValueError:
+                raise RefusedDescription(f"the peer's description has a bad {line!r}") from None
+            if (problem := message_size_problem(size)) is not None:
+                raise RefusedDescription(f"the peer's description was refused: {problem}")
+    found = candidates(sdp)
+    if len(found) > MAX_REMOTE_CANDIDATES:
+        raise RefusedDescription(
+            f"the peer's description names {len(found)} ICE candidates, more than the "
+            f"{MAX_REMOTE_CANDIDATES} a peer gathers; it was refused"
+        )
+    for candidate in found:
+        if (problem := candidate_problem(candidate)) is not None:
+            raise RefusedDescription(f"the peer's description was refused: candidate {problem}")
 
 
 _FINGERPRINT_LINE = re.compile(

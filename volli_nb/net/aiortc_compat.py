@@ -1,4 +1,4 @@
-"""Every aiortc/aioice patch and internal access, in one module, so an upgrade breaks one file.
+"""Every aiortc/aioice patch and internal access, here or (SCTP's) in :mod:`.aiortc_sctp`.
 
 What lives here, and why:
 
@@ -8,18 +8,8 @@ What lives here, and why:
   channel binding signs), with safe fallbacks.
 - **Converting** our pure :class:`~volli_nb.core.netconfig.NetworkConfig` into aiortc's
   ``RTCConfiguration``.
-- **INIT retransmission fix** (aiortc 1.16): both ends send an SCTP INIT (RFC 8841 §9.3).
-  An end that has already received the peer's INIT retransmits its own with the peer's
-  verification tag in the packet header instead of 0 (RFC 9260 §8.5.1), and the peer drops
-  it as a bad tag.  If both INIT-ACKs of a collision are lost, neither end ever completes the
-  handshake: ICE and DTLS say connected, the data channel never opens, and after eight T1
-  expiries the association closes.  We send every INIT with tag 0.  Found with the
-  impairment relay (5 % loss, seed 2); see tests/test_aiortc_fixes.py.
-- **Transport-level liveness**: on an ordered channel one lost packet holds back every later
-  message, our heartbeat pongs included, for an SCTP retransmission timeout (1 s, doubling),
-  so "no pong for 2.5 s" misreads a lossy link as a dead peer.  Every SCTP packet that
-  arrives (SACKs for our pings, retransmissions) proves the peer alive, so we stamp the time
-  of the last one on the transport (:func:`last_received`, :func:`seconds_since_received`).
+- **SCTP** (:mod:`volli_nb.net.aiortc_sctp`): INIT retransmissions with tag 0, a liveness
+  stamp on every packet, flow control, and a bound on what a peer's data may hold here.
 - **"This machine only" ICE**: aioice never offers loopback when it gathers host
   candidates, so two peers on one machine pair over its interface addresses, and a machine
   (or namespace) with only loopback cannot pair at all.  aiortc has no hook for this;
@@ -55,7 +45,6 @@ import asyncio
 import contextlib
 import hashlib
 import random
-import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -71,7 +60,6 @@ from aiortc import (
     RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
-    rtcsctptransport,
 )
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -79,7 +67,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from volli_nb.base.errors import UsageError
 from volli_nb.core.netconfig import IceServer, NetworkConfig
 from volli_nb.core.protocol.frames import DEFAULT_MAX_MESSAGE_SIZE
-from volli_nb.core.sdp import CandidateInfo
+from volli_nb.core.sdp import CandidateInfo, check_remote
+from volli_nb.net import aiortc_sctp
 
 SDP = RTCSessionDescription | str | dict[str, str]
 
@@ -177,13 +166,15 @@ def certificate_digests(pc: RTCPeerConnection) -> tuple[bytes, bytes] | None:
 
 
 def as_description(value: SDP, kind: str) -> RTCSessionDescription:
-    if isinstance(value, RTCSessionDescription):
-        return value
+    """The peer's offer or answer, checked before aiortc has it (``check_remote``)."""
     if isinstance(value, dict):
-        return RTCSessionDescription(sdp=value["sdp"], type=value.get("type", kind))
-    if isinstance(value, str):
-        return RTCSessionDescription(sdp=value, type=kind)
-    raise UsageError(f"expected an SDP {kind} (string or RTCSessionDescription)")
+        value = RTCSessionDescription(sdp=value["sdp"], type=value.get("type", kind))
+    elif isinstance(value, str):
+        value = RTCSessionDescription(sdp=value, type=kind)
+    if not isinstance(value, RTCSessionDescription) or not isinstance(value.sdp, str):
+        raise UsageError(f"expected an SDP {kind} (string or RTCSessionDescription)")
+    check_remote(value.sdp)
+    return value
 
 
 def rtc_configuration(
@@ -202,37 +193,12 @@ def rtc_configuration(
     )
 
 
-# --- SCTP fixes ---
-
-_MARK = "_volli_init_tag_fix"
-_STAMP = "_volli_last_received"
+# --- patches applied at import ---
 
 
 def apply() -> None:
-    """Patch ``RTCSctpTransport._send_chunk`` so INIT chunks always carry tag 0 (idempotent)."""
-    cls: Any = rtcsctptransport.RTCSctpTransport
-    original = cls._send_chunk
-    if getattr(original, _MARK, False):
-        return
-
-    async def _send_chunk(self: Any, chunk: Any) -> None:
-        if not isinstance(chunk, rtcsctptransport.InitChunk):
-            await original(self, chunk)
-            return
-        packet = rtcsctptransport.serialize_packet(self._local_port, self._remote_port, 0, chunk)
-        await self._RTCSctpTransport__transport._send_data(packet)
-
-    setattr(_send_chunk, _MARK, True)
-    cls._send_chunk = _send_chunk
-
-    handle = cls._handle_data
-
-    async def _handle_data(self: Any, data: bytes) -> None:
-        setattr(self, _STAMP, time.monotonic())
-        await handle(self, data)
-
-    cls._handle_data = _handle_data
-    _flow_control(cls)
+    """The SCTP patches (:func:`aiortc_sctp.apply`) and consent freshness (idempotent)."""
+    aiortc_sctp.apply()
     connection: Any = aioice.ice.Connection
     connection.query_consent = _query_consent
 
@@ -261,68 +227,6 @@ async def _query_consent(self: Any) -> None:
             self._query_consent_task = None
             await self.close()
             return
-
-
-RECEIVE_BUFFER = 4 * 1024 * 1024  # asked for each ICE socket (aioice's 256 KiB before); the
-# kernel caps it at net.core.rmem_max
-
-
-def _effective_receive_buffer() -> int:
-    """What the kernel grants a UDP socket that asks for :data:`RECEIVE_BUFFER` (Linux
-    doubles the request for its bookkeeping, up to twice ``net.core.rmem_max``)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        with contextlib.suppress(OSError):
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        return int(probe.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
-
-
-# The kernel charges a datagram its size plus about 700 bytes of bookkeeping, so a window
-# of 100-byte messages (one packet each) costs the socket ~8x its bytes: advertise a
-# sixteenth of the buffer, and a full window in flight always fits in it.
-WINDOW = max(16 * 1024, min(1024 * 1024, _effective_receive_buffer() // 16))
-
-
-def _flow_control(cls: Any) -> None:
-    """Flow control aiortc 1.16 leaves out.  Its sender ignores the window the receiver
-    advertises (RFC 9260 §6.1), so on loopback, where nothing else slows it, slow start
-    grows its congestion window past anything the receiving UDP socket holds (212 KiB by
-    default); while the receiving process is busy (storing a bundle, say), the kernel
-    drops the excess, and SCTP recovers by fast retransmit or, for the last packets of a
-    burst, a T3 timeout (at least 1 s).  The baseline's transfers swung from 0.7 to 17 s
-    with tens of thousands of drops each.  Now each ICE socket asks for a 4 MiB receive
-    buffer (aioice asked for 256 KiB), each association advertises at most a sixteenth of
-    what its socket got (:data:`WINDOW`), and a sender's congestion window never passes
-    the window its peer last advertised (plus the one packet slow start adds per SACK)."""
-    init = cls.__init__
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        self._advertised_rwnd = WINDOW
-
-    sack = cls._receive_sack_chunk
-
-    async def _receive_sack_chunk(self: Any, chunk: Any) -> None:
-        floor = 4 * rtcsctptransport.USERDATA_MAX_LENGTH  # never below RFC 9260's minimum
-        self._cwnd = min(self._cwnd, max(chunk.advertised_rwnd, floor))
-        await sack(self, chunk)
-
-    cls.__init__ = __init__
-    cls._receive_sack_chunk = _receive_sack_chunk
-    aioice.turn.UDP_SOCKET_BUFFER_SIZE = RECEIVE_BUFFER  # aioice sets it on every UDP socket
-
-
-def last_received(sctp: Any) -> float | None:
-    """``time.monotonic()`` of the last SCTP packet from the peer, if any arrived."""
-    value = getattr(sctp, _STAMP, None)
-    return value if isinstance(value, float) else None
-
-
-def seconds_since_received(sctp: Any) -> float | None:
-    """How long ago the last SCTP packet from the peer arrived (None: none yet).
-
-    An age rather than a time, so callers keep their own (injected) clock."""
-    stamp = last_received(sctp)
-    return None if stamp is None else max(0.0, time.monotonic() - stamp)
 
 
 # --- loopback-only ICE ---

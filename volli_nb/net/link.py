@@ -51,7 +51,7 @@ from volli_nb.core.crypto.identity import PublicIdentity
 from volli_nb.core.protocol import events as ev
 from volli_nb.core.protocol.frames import HELLO
 from volli_nb.core.protocol.session import Session
-from volli_nb.net import aiortc_compat
+from volli_nb.net import aiortc_compat, aiortc_sctp
 from volli_nb.net.channel_writer import ChannelWriter
 from volli_nb.net.connection import Connection
 from volli_nb.net.events import CandidateView, PeerStats
@@ -332,7 +332,7 @@ class Link:
         """A ping, unless the peer was silent too long while we listened: then close the
         link (False)."""
         limit = session.silence_limit(self.setup.config.dead_after)
-        age = aiortc_compat.seconds_since_received(self.pc.sctp)
+        age = aiortc_sctp.seconds_since_received(self.pc.sctp)
         if age is not None:  # SCTP packets count even while frames wait
             session.heard_from_transport(now - age)
         if session.is_dead(now, limit) and now - listening_since > limit:

@@ -257,9 +257,9 @@ class NetworkStore:
         peer = self._contacts(peer_id)
         if offer is not None and peer is None:
             peer = self._pinned(peer_id)
-        if peer_id in self._links:
-            await self.disconnect(peer_id)
         servers = await self.turn.servers()  # the preflight's choice (relay-only: or raise)
+        while peer_id in self._links:  # also one that a call for this peer made meanwhile
+            await self.disconnect(peer_id)
         pc = RTCPeerConnection(aiortc_compat.rtc_configuration(self.config, servers))
         role = "answer" if offer is not None else "offer"
         link = self.link_class(self._setup, self, peer_id, peer, pc, role)

@@ -3,7 +3,10 @@
 Every frame to a client (replies, presence, signals) goes through one queue
 and one writer task, so the order the server decides is the order the
 client reads, and a client that stops reading is closed once its outbox
-holds ``max_outbox`` frames instead of growing the server's memory.
+holds ``max_outbox`` frames or ``max_outbox_bytes`` bytes instead of growing
+the server's memory.  Both: 1,024 relayed signals of 48 KiB are 50 MB for one
+client that does not read; the byte bound still takes the largest burst one
+push sends (a joiner's 64 queued signals, ~3 MiB).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from volli_nb.core.crypto.identity import PublicIdentity
 from volli_nb.net.signaling.wire import encode, error_frame, presence_entry
 
 MAX_OUTBOX = 1024
+MAX_OUTBOX_BYTES = 4 * 1024 * 1024
 CLOSE_REPLACED, CLOSE_REFUSED, CLOSE_TOO_SLOW = 4000, 4001, 4008
 
 
@@ -30,6 +34,7 @@ class Connection:
     tokens: float
     refilled: float
     max_outbox: int = MAX_OUTBOX
+    max_outbox_bytes: int = MAX_OUTBOX_BYTES
     conn: str = field(default_factory=lambda: os.urandom(12).hex())
     peer_id: str = ""
     identity: dict[str, Any] = field(default_factory=dict)
@@ -43,6 +48,7 @@ class Connection:
     restoring: bool = False  # being registered again after the engine came back
     _outbox: asyncio.Queue[str | tuple[int, str]] = field(default_factory=asyncio.Queue)
     _writer: asyncio.Task[None] | None = None
+    _outbox_bytes: int = 0  # of the frames push() queued and the writer has not taken
 
     def registered(self, identity: PublicIdentity, register: dict[str, Any]) -> None:
         """Who this connection is, and what its rooms will see of it."""
@@ -54,10 +60,13 @@ class Connection:
     def push(self, frame: dict[str, Any]) -> None:
         if self.closing:
             return
-        if self._outbox.qsize() >= self.max_outbox:
+        text = encode(frame)  # ASCII: its length is its size in bytes
+        full = self._outbox_bytes + len(text) > self.max_outbox_bytes
+        if full or self._outbox.qsize() >= self.max_outbox:
             self.abort(CLOSE_TOO_SLOW)
             return
-        self._outbox.put_nowait(encode(frame))
+        self._outbox_bytes += len(text)
+        self._outbox.put_nowait(text)
 
     def push_signal(self, frame: dict[str, Any]) -> None:
         """A relayed signal, held back while a join reply is pending: the room's members
@@ -81,7 +90,9 @@ class Connection:
         if self.closing:
             return
         if frame is not None:
-            self._outbox.put_nowait(encode(frame))
+            text = encode(frame)
+            self._outbox_bytes += len(text)
+            self._outbox.put_nowait(text)
         self.closing, self.close_code = True, code
         self._outbox.put_nowait((code, reason))
 
@@ -107,6 +118,7 @@ class Connection:
                 if isinstance(item, tuple):
                     await self.ws.close(*item)
                     return
+                self._outbox_bytes -= len(item)
                 await self.ws.send(item)
             except ConnectionClosed:
                 return
