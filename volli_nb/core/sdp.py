@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from volli_nb.base.errors import MalformedFrame, RefusedDescription
 
 MIN_MESSAGE_SIZE = 16 * 1024  # what a peer must take: aiortc takes 256 KiB, browsers more
-MAX_REMOTE_CANDIDATES = 32  # aiortc gathers one per local address, one srflx and one relay
+MAX_REMOTE_CANDIDATES = 64  # aiortc gathers a host and a srflx one per local address, and
+# relays: a host with many addresses (bridges, VPNs) may need more than 32
 _THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host": Linux sends it to itself
 
 
