@@ -26,6 +26,7 @@ from volli_nb.core.store.message_queue import (
     Status,
 )
 from volli_nb.core.store.outbox_away import release_returned, stuck_while_away
+from volli_nb.net.link_report import LinkReport
 
 BACKLOG = 2000
 AWAY = 600.0  # ten minutes, on the injected clock
@@ -67,6 +68,33 @@ def test_only_rows_stuck_while_the_peer_was_away_are_released_once_per_return(
         assert queue.mark_failed(closed, "no ACK before the timeout").status == Status.STUCK
         assert release_returned(queue, "bob") == 1  # the next return: the away one only
         assert queue.get(closed).status == Status.STUCK
+
+
+def test_a_row_in_flight_when_the_link_drops_went_stuck_while_away(tmp_path: Path) -> None:
+    """A row attempted while its peer was connected, in flight when the link dropped (the
+    peer crashed, its network went), failed with the drop's reason ("no heartbeat ...");
+    as its fifth failure it went stuck as if the peer had been there and silent, and its
+    return did not release it: it waited for a person.  The channel closed under it."""
+
+    async def main() -> None:
+        clock = VirtualClock(1_700_000_000.0)
+        alice, bob = open_store(tmp_path, "alice", clock=clock), open_store(tmp_path, "bob")
+        try:
+            alice.add_contact(bob.identity.public, name="bob")
+            queue, message_id = alice.message_queue, bytes(range(16))
+            row_id = queue.enqueue(OutgoingMessage(message_id, "conv", bob.peer_id, b"hi", 1))
+            for _ in RETRY_DELAYS:  # four failures while bob was away
+                queue.mark_failed(row_id, "peer offline")
+            alice.sender.attempts.in_flight[(bob.peer_id, message_id)] = row_id  # he is back
+            report = LinkReport(alice.network_store._setup, alice.network_store, bob.peer_id)
+            report.offline("no heartbeat for 6 s (peer presumed dead)", (message_id,))
+            assert queue.get(row_id).status == Status.STUCK
+            assert stuck_while_away(queue, bob.peer_id) == 1
+            assert release_returned(queue, bob.peer_id) == 1  # his return: one more attempt
+        finally:
+            await asyncio.gather(alice.close(), bob.close())
+
+    arun(main, timeout=60)
 
 
 @pytest.mark.network
