@@ -97,6 +97,39 @@ def test_a_row_in_flight_when_the_link_drops_went_stuck_while_away(tmp_path: Pat
     arun(main, timeout=60)
 
 
+def test_a_re_key_seals_its_in_flight_rows_again_without_counting_a_failure(
+    tmp_path: Path,
+) -> None:
+    """A re-key on the open channel (the receiver's ratchet went out of step) hands back
+    what was in flight under the old session "to seal again".  Each was counted a failed
+    attempt: a row four failures into the schedule went stuck, its peer connected, and
+    waited for a person; a re-key during a 10,000-message flush cost every row a step."""
+    from session_pairs import identities, make_pair
+
+    from volli_nb.core.protocol.events import Rekeyed
+
+    async def main() -> None:
+        clock = VirtualClock(1_700_000_000.0)
+        alice, bob = open_store(tmp_path, "alice", clock=clock), open_store(tmp_path, "bob")
+        try:
+            alice.add_contact(bob.identity.public, name="bob")
+            queue, message_id = alice.message_queue, bytes(range(16))
+            row_id = queue.enqueue(OutgoingMessage(message_id, "conv", bob.peer_id, b"hi", 1))
+            for _ in RETRY_DELAYS:  # four failures while bob was away
+                queue.mark_failed(row_id, "peer offline")
+            alice.sender.attempts.in_flight[(bob.peer_id, message_id)] = row_id  # he is back
+            handshake = make_pair(*identities(3, 2), 1).result_a
+            report = LinkReport(alice.network_store._setup, alice.network_store, bob.peer_id)
+            report.rekeyed(Rekeyed(handshake, (message_id,)))
+            row = queue.get(row_id)
+            assert (row.status, row.attempts) == (Status.PENDING, len(RETRY_DELAYS))
+            assert not alice.sender.attempts.busy((bob.peer_id, message_id))  # attempted anew
+        finally:
+            await asyncio.gather(alice.close(), bob.close())
+
+    arun(main, timeout=60)
+
+
 @pytest.mark.network
 def test_a_backlog_after_ten_minutes_away_flows_on_return_exactly_once(tmp_path: Path) -> None:
     async def main() -> None:

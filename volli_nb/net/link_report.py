@@ -86,7 +86,7 @@ class LinkReport:
         )
         for message_id in event.resend:
             self.owner.report(
-                Undelivered(self.peer_id, message_id, "session re-keyed; sealed again")
+                Undelivered(self.peer_id, message_id, "session re-keyed; sealed again", False)
             )
 
     def told(self, event: ev.Event) -> None:
