@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from netutil import open_store, pair
+from session_pairs import identities, make_pair
 from test_network import arun
 
+from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.clock import VirtualClock
 from volli_nb.core.eventlog import EventLog
+from volli_nb.core.protocol.events import Rekeyed
 from volli_nb.core.store.database import KDF_MIN, Database
 from volli_nb.core.store.message_queue import (
     RETRY_DELAYS,
@@ -26,6 +30,7 @@ from volli_nb.core.store.message_queue import (
     Status,
 )
 from volli_nb.core.store.outbox_away import release_returned, stuck_while_away
+from volli_nb.net.link_report import LinkReport
 
 BACKLOG = 2000
 AWAY = 600.0  # ten minutes, on the injected clock
@@ -67,6 +72,64 @@ def test_only_rows_stuck_while_the_peer_was_away_are_released_once_per_return(
         assert queue.mark_failed(closed, "no ACK before the timeout").status == Status.STUCK
         assert release_returned(queue, "bob") == 1  # the next return: the away one only
         assert queue.get(closed).status == Status.STUCK
+
+
+def _in_flight_after_four_failures(
+    tmp_path: Path, check: Callable[[MessagesStore, MessagesStore, int, LinkReport], None]
+) -> None:
+    """Alice's row to bob failed four times while he was away; he is back and it is in
+    flight on his link; ``check`` (alice, bob, row id, the link's report) goes on."""
+
+    async def main() -> None:
+        clock = VirtualClock(1_700_000_000.0)
+        alice, bob = open_store(tmp_path, "alice", clock=clock), open_store(tmp_path, "bob")
+        try:
+            alice.add_contact(bob.identity.public, name="bob")
+            queue, message_id = alice.message_queue, bytes(range(16))
+            row_id = queue.enqueue(OutgoingMessage(message_id, "conv", bob.peer_id, b"hi", 1))
+            for _ in RETRY_DELAYS:
+                queue.mark_failed(row_id, "peer offline")
+            alice.sender.attempts.in_flight[(bob.peer_id, message_id)] = row_id
+            report = LinkReport(alice.network_store._setup, alice.network_store, bob.peer_id)
+            check(alice, bob, row_id, report)
+        finally:
+            await asyncio.gather(alice.close(), bob.close())
+
+    arun(main, timeout=60)
+
+
+def test_a_row_in_flight_when_the_link_drops_went_stuck_while_away(tmp_path: Path) -> None:
+    """A row attempted while its peer was connected, in flight when the link dropped (the
+    peer crashed, its network went), failed with the drop's reason ("no heartbeat ...");
+    as its fifth failure it went stuck as if the peer had been there and silent, and its
+    return did not release it: it waited for a person.  The channel closed under it."""
+
+    def check(alice: MessagesStore, bob: MessagesStore, row_id: int, report: LinkReport) -> None:
+        queue = alice.message_queue
+        report.offline("no heartbeat for 6 s (peer presumed dead)", (bytes(range(16)),))
+        assert queue.get(row_id).status == Status.STUCK
+        assert stuck_while_away(queue, bob.peer_id) == 1
+        assert release_returned(queue, bob.peer_id) == 1  # his return: one more attempt
+
+    _in_flight_after_four_failures(tmp_path, check)
+
+
+def test_a_re_key_seals_its_in_flight_rows_again_without_counting_a_failure(
+    tmp_path: Path,
+) -> None:
+    """A re-key on the open channel (the receiver's ratchet went out of step) hands back
+    what was in flight under the old session "to seal again".  Each was counted a failed
+    attempt: a row four failures into the schedule went stuck, its peer connected, and
+    waited for a person; a re-key during a 10,000-message flush cost every row a step."""
+    handshake = make_pair(*identities(3, 2), 1).result_a
+
+    def check(alice: MessagesStore, bob: MessagesStore, row_id: int, report: LinkReport) -> None:
+        report.rekeyed(Rekeyed(handshake, (bytes(range(16)),)))
+        row = alice.message_queue.get(row_id)
+        assert (row.status, row.attempts) == (Status.PENDING, len(RETRY_DELAYS))
+        assert not alice.sender.attempts.busy((bob.peer_id, row.message_id))  # free to go
+
+    _in_flight_after_four_failures(tmp_path, check)
 
 
 @pytest.mark.network

@@ -790,3 +790,31 @@ def test_non_recipients() -> None:
 def test_text_instead_of_bytes_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
         open_as(BOB, DATA.hex())  # type: ignore[arg-type]
+
+
+def test_resends_stored_in_an_earlier_session_leave_no_gap_in_a_chain_not_reached_yet() -> None:
+    """A link dropped before ACKs came back: on the next session the sender seals those
+    messages again first, then the new ones.  The duplicates are the first keys of a
+    chain the receiver had not stepped into, and were not looked for there: the first
+    new message asked to skip every one of them, past ``max_skip`` (1,485 after a cut
+    mid-flush): TooManySkipped for it and every later one, re-keys, rows gone stuck."""
+    limits = ratchet.Limits(max_skip=20)
+    alice_states, items = sessions(BOB), []
+    for i in range(30):
+        item = v2.seal(
+            alice_states, sender=ALICE.peer_id, conversation_id=CONV, message_id=mid(i),
+            counter=i + 1, timestamp_ms=NOW, plaintext=b"m%d" % i, random=det,
+        )  # fmt: skip
+        alice_states = dict(item.states)
+        items.append(item)
+    stored = {mid(i) for i in range(25)}  # by the earlier session
+    bob = BOB_STATE
+    for start in range(0, 30, 10):  # three frames
+        frame = v2.bundle(ALICE, items[start : start + 10])
+        result = open_as(BOB, frame, state=bob, seen=stored.__contains__, limits=limits)
+        assert {type(r.error) for r in result.refused} <= {ReplayError}
+        assert len(result.refused) == len(stored & {mid(i) for i in range(start, start + 10)})
+        bob = result.state
+        if start == 20:
+            assert [m.plaintext for m in result.messages] == [b"m%d" % i for i in range(25, 30)]
+    assert bob.nr == 30 and not bob.skipped

@@ -14,6 +14,7 @@ from volli_nb.base.errors import (
     ForgedGroupRecord,
     NotGroupAdmin,
     NotGroupMember,
+    StorageFull,
     UsageError,
 )
 from volli_nb.core.body import encode_body
@@ -202,3 +203,35 @@ def test_two_admins_changing_at_once_end_the_same_everywhere(
         assert not carol.group(gid).is_member  # told of her removal, then of nothing more
 
     run(tmp_path, ("alice", "bob", "carol", "dave"), body)
+
+
+def test_a_change_whose_records_cannot_be_queued_is_not_stored_either(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new version was committed, then its records messages were queued in a
+    transaction of their own: a crash or a full disk between the two left a version stored
+    (and held) that no member was ever sent, and the caller's retry said "already a
+    member".  Now one commit: the write fails, the change is not made, and a retry sends it."""
+
+    async def body(c: Courier) -> None:
+        alice, bob, carol = c["alice"], c["bob"], c["carol"]
+        gid = (await alice.create_group("study", [bob.peer_id])).group_id
+        await c.flood()
+        queue = alice.group_book.sender.queue
+
+        def full(*_args: object, **_kwargs: object) -> None:
+            raise StorageFull("the disk is full (simulated)")
+
+        with monkeypatch.context() as m:
+            m.setattr(queue, "add", full)
+            with pytest.raises(StorageFull):
+                await alice.add_member(gid, carol.peer_id)
+        stored = alice.database.load_group(gid)
+        assert stored is not None and stored.tip.version == 1  # nothing half-done at rest
+        assert alice.group(gid).version == 1 and c.waiting("alice", "bob") == []
+        await alice.add_member(gid, carol.peer_id)  # the retry is the change, sent
+        await c.flood()
+        assert {s.group(gid).version for s in (alice, bob, carol)} == {2}
+        assert carol.group(gid).is_member
+
+    run(tmp_path, ("alice", "bob", "carol"), body)

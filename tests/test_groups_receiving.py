@@ -179,6 +179,18 @@ def test_what_was_asked_lately_is_remembered_within_bounds() -> None:
     assert recently.first("r", "a", 120.0)
 
 
+def test_a_wall_clock_stepped_back_does_not_silence_fetches_until_it_catches_up() -> None:
+    """The times are the wall clock's: stepped back an hour, what was done "in the future"
+    counted as recent for the hour, so a held message was not asked for again, and a peer
+    (or the peers' bound) full of such entries blocked every other fetch too."""
+    recently = Recently(window=30.0, per_peer=2, peers=1)
+    assert recently.first("p", "a", 3600.0) and recently.first("p", "b", 3601.0)
+    assert recently.first("p", "a", 0.0)  # stepped back an hour: asked again
+    assert recently.first("p", "c", 1.0)  # "b" (at 3601) is not a recent key
+    assert not recently.first("p", "a", 2.0)  # what is done now still counts
+    assert recently.first("q", "a", 3600.0 + 30.0)  # p's keys aged out: room for q
+
+
 def test_a_contact_cannot_fill_our_store_with_held_messages(tmp_path: Path) -> None:
     """Mallory, a contact in no group, sends 300 messages under records nobody has: 256
     are held, the rest refused (TooManyHeld) until those go; a few fetches are queued, not

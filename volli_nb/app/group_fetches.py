@@ -51,7 +51,7 @@ class Recently:
                 if len(self._at) >= self.peers:
                     return False
             mine = self._at[peer] = {}
-        if now - mine.get(key, now - self.window) < self.window:
+        if self._within(now - mine.get(key, now - self.window)):
             return False
         if len(mine) >= self.per_peer:
             mine = self._at[peer] = self._fresh(mine, now)
@@ -61,7 +61,12 @@ class Recently:
         return True
 
     def _fresh(self, keys: dict[Hashable, float], now: float) -> dict[Hashable, float]:
-        return {k: t for k, t in keys.items() if now - t < self.window}
+        return {k: t for k, t in keys.items() if self._within(now - t)}
+
+    def _within(self, elapsed: float) -> bool:
+        """Done within the window.  A time ahead of ``now`` is not: the wall clock stepped
+        back (else nothing would be asked or answered again until it caught up)."""
+        return 0 <= elapsed < self.window
 
     def __len__(self) -> int:
         return sum(len(k) for k in self._at.values())

@@ -193,10 +193,14 @@ class GroupBook:
         *,
         also: Iterable[str],
     ) -> None:
-        """Store the new version, then send the chain to its members and ``also``."""
+        """Store the new version and queue the chain to its members and ``also`` in one
+        commit (a version stored but never queued, by a crash or a full disk between the
+        two, was never sent: its members did not learn it), then send."""
+        recipients = sorted({*record.member_ids, *also} - {self.me})
         with self.database.transaction():
             self.database.save_group(chain.tip, [record])
             self.database.ensure_conversation(chain.group_id, [self.me], chain.tip.name)
+            rows = self._queue_records(chain.group_id, recipients, chain.path())
         self.adopt(chain)
         self.log.add(
             "group",
@@ -206,9 +210,7 @@ class GroupBook:
             version=record.version,
             record=record.hash.hex(),
         )
-        recipients = {*record.member_ids, *also} - {self.me}
-        if recipients:
-            await self.push(chain.group_id, sorted(recipients), chain.path())
+        await self._send(rows)
 
     # --- sending -----------------------------------------------------------------------
 
@@ -275,9 +277,18 @@ class GroupBook:
         self, group_id: str, recipients: list[str], records: list[MembershipRecord]
     ) -> None:
         """Records control messages (the chain ``records``, in as many as it takes) to each
-        of ``recipients``."""
-        for body in wire.encode_chains(records):
-            await self._control(group_id, wire.RECORDS, recipients, body)
+        of ``recipients``, queued in one commit."""
+        with self.database.transaction():
+            rows = self._queue_records(group_id, recipients, records)
+        await self._send(rows)
+
+    def _queue_records(
+        self, group_id: str, recipients: list[str], records: list[MembershipRecord]
+    ) -> list[QueuedMessage]:
+        if not recipients:
+            return []
+        bodies = wire.encode_chains(records)
+        return [r for b in bodies for r in self._queue(group_id, wire.RECORDS, recipients, b)]
 
     async def fetch(self, group_id: str, peer_id: str, record_hash: bytes) -> None:
         """Ask ``peer_id`` for the chain up to the record a held message names."""
@@ -297,6 +308,12 @@ class GroupBook:
         task.add_done_callback(self._tasks.discard)
 
     async def _control(self, group_id: str, kind: str, recipients: list[str], body: bytes) -> None:
+        await self._send(self._queue(group_id, kind, recipients, body))
+
+    def _queue(
+        self, group_id: str, kind: str, recipients: list[str], body: bytes
+    ) -> list[QueuedMessage]:
+        """One control message's outbox rows (in the caller's transaction, if any)."""
         address = wire.control_address(group_id, kind)
         message_id = new_message_id(self.me)
         with self.database.transaction():
@@ -305,7 +322,7 @@ class GroupBook:
                 self.sender.queue.add(OutgoingMessage(message_id, address, peer, body, counter))
                 for peer in recipients
             ]
-        await self._send([r for r in rows if r is not None])
+        return [r for r in rows if r is not None]
 
     async def _send(self, rows: list[QueuedMessage]) -> None:
         self.reach(r.recipient for r in rows)

@@ -287,7 +287,9 @@ class Sender:
             self._acknowledged(event)
         elif isinstance(event, Undelivered):
             row_id = self._in_flight.pop((event.peer_id, event.message_id), None)
-            if row_id is not None:
+            if row_id is not None and not event.failed:  # a re-key: due again, not failed
+                self.retries.wake_up()
+            elif row_id is not None:
                 with contextlib.suppress(VolliError):
                     self.queue.mark_failed(row_id, event.reason)
         elif isinstance(event, PeerOnline):

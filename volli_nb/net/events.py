@@ -54,9 +54,13 @@ class Delivered:
 
 @dataclass(frozen=True)
 class Undelivered:
+    """No ACK will come for it on this session.  ``failed`` False: nothing failed, the
+    session was re-keyed under it (seal it again now, no attempt counted)."""
+
     peer_id: str
     message_id: bytes
     reason: str
+    failed: bool = True
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from volli_nb.base.errors import TransportClosed
 from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.crypto.handshake import HandshakeResult
 from volli_nb.core.protocol import events as ev
@@ -85,7 +86,7 @@ class LinkReport:
         )
         for message_id in event.resend:
             self.owner.report(
-                Undelivered(self.peer_id, message_id, "session re-keyed; sealed again")
+                Undelivered(self.peer_id, message_id, "session re-keyed; sealed again", False)
             )
 
     def told(self, event: ev.Event) -> None:
@@ -134,11 +135,15 @@ class LinkReport:
         self.owner.report(ClockSkew(self.peer_id, reading.skew, reading.within, reading.first))
 
     def offline(self, reason: str, in_flight: tuple[bytes, ...]) -> None:
-        """The link dropped: every message in flight is undelivered, then the peer offline."""
+        """The link dropped: every message in flight is undelivered, then the peer offline.
+        Their failure is the channel closing under them (``TransportClosed``), as an attempt
+        on a closed channel is: the outbox counts it as the peer away, so a row it made
+        stuck is attempted again on the peer's return (:mod:`~volli_nb.core.store.outbox_away`)."""
         self.log("connection", f"peer offline: {reason}")
         self.setup.trace.dropped(self.peer_id, reason)
+        closed = f"{TransportClosed.__name__}: {reason}"
         for message_id in in_flight:
-            self.owner.report(Undelivered(self.peer_id, message_id, reason))
+            self.owner.report(Undelivered(self.peer_id, message_id, closed))
         self.owner.report(PeerOffline(self.peer_id, reason, in_flight))
 
 

@@ -50,7 +50,7 @@ import contextlib
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from volli_nb.base.errors import (
@@ -263,6 +263,7 @@ class _Receiving:
     limits: ratchet.Limits
     random: Random
     budget: ratchet.WorkBudget
+    stepped: set[bytes] = field(default_factory=set)  # chains a duplicate stepped toward
 
 
 def _unwrap(
@@ -286,11 +287,16 @@ def _duplicate(
 ) -> tuple[ratchet.RatchetState, PeerError]:
     """An id accepted before (or earlier in this bundle): acknowledged again, unopened.
 
-    Its key is consumed if it is at hand (the current chain, or held as skipped), so a
-    copy sealed again leaves no gap; an old chain's is not looked for: a DH step for a
-    chain long gone would cost work and fail.  Checked before the clock and the ratchet,
-    so a resend of something stored is always answered, however old its seal."""
-    if header.dh == state.dhr or (header.dh, header.n) in state.skipped:
+    Its key is consumed, so a copy sealed again leaves no gap: from the current chain,
+    from those held as skipped, or from a chain not reached yet (a new session's sender
+    seals the messages a dropped link left unacknowledged first: were they not stepped
+    into, its first new message would skip them all, past ``max_skip``).  A chain's step
+    is tried once a frame: one long gone fails, and costs the frame's budget as any
+    envelope's step does.  Checked before the clock and the ratchet, so a resend of
+    something stored is always answered, however old its seal."""
+    ahead = header.dh != state.dhr and header.dh not in how.stepped
+    if ahead or header.dh == state.dhr or (header.dh, header.n) in state.skipped:
+        how.stepped.add(header.dh)
         with contextlib.suppress(PeerError):
             state = _unwrap(parsed, header, state, how)[0]
     return state, ReplayError(f"message {parsed.envelope.message_id.hex()} was already accepted")

@@ -14,7 +14,7 @@ never a new schedule.  A row stuck because its connected peer did not acknowledg
 
 "Away" is read from the failure the sender recorded: ``"peer offline"`` (not connected
 when the row was due) or a ``TransportClosed`` (the channel closed before the frame
-could be handed to it).  See docs/operations.md, "A peer's return".
+could be handed to it, or with it in flight).  See docs/operations.md, "A peer's return".
 """
 
 from __future__ import annotations
