@@ -54,6 +54,9 @@ class ContactBook:
         self.name, self.clock = name, clock
         self.warnings: dict[str, str] = {}  # peer id → the latest warning about it
         self._offers: set[str] = set()  # pairing tokens we made and have not completed
+        self._completed: dict[str, str] = {}  # pairing tokens we completed → who answered
+        # peer id → (the offer we answered, its connection, our answer): a cell run twice
+        self._answered: dict[str, tuple[object, object, str]] = {}
         network.on_event(self._on_network_event)
 
     @property
@@ -200,13 +203,25 @@ class ContactBook:
         return pairing.encode_code("offer", offer.sdp, self.identity.public, self.name, token)
 
     async def accept_pairing_code(self, code: str) -> str:
+        """Answer an offer code.  The same code again, while the connection we made for it
+        lives, gives the same answer: answering anew would close that connection, and the
+        other side may already hold (or have applied) the first answer."""
         parsed = pairing.decode_code(code, expect="offer")
+        offer = (parsed.ref, parsed.sdp)
+        earlier = self._answered.get(parsed.peer_id)
+        if earlier and earlier[0] == offer and self.network.peers.get(parsed.peer_id) is earlier[1]:
+            self.log.add(
+                "signaling", "offer answered already: the same answer", peer_id=parsed.peer_id
+            )
+            return earlier[2]
         self.add(parsed.identity, name=parsed.name)
         answer = await self.network.connect_to_peer(parsed.peer_id, parsed.sdp)
         self.log.add("signaling", f"accepted offer from {parsed.name}", peer_id=parsed.peer_id)
-        return pairing.encode_code(
+        reply = pairing.encode_code(
             "answer", answer.sdp, self.identity.public, self.name, parsed.ref
         )
+        self._answered[parsed.peer_id] = (offer, self.network.peers.get(parsed.peer_id), reply)
+        return reply
 
     async def complete_pairing(self, code: str) -> str:
         """Apply an answer to one of our open offers; all or nothing.
@@ -217,6 +232,12 @@ class ContactBook:
         the connection can open."""
         parsed = pairing.decode_code(code, expect="answer")
         token, peer = parsed.ref, parsed.identity
+        if token in self._completed and self._completed[token] == peer.peer_id:
+            raise BadPairingCode(
+                f"this answer was applied already: already paired with "
+                f"{self.display_name(peer.peer_id)!r} ({peer.peer_id}); nothing to do "
+                f"(await wait_connected({peer.peer_id!r}) waits for the connection)"
+            )
         if token is None or token not in self._offers or token not in self.network.peers:
             raise BadPairingCode(
                 "this answer does not match an open offer from this profile; "
@@ -239,6 +260,7 @@ class ContactBook:
         except BaseException:
             await self.network.disconnect(peer.peer_id)
             raise
+        self._completed[token] = peer.peer_id
         return peer.peer_id
 
     def _on_network_event(self, event: NetworkEvent) -> None:
