@@ -136,10 +136,17 @@ class ContactBook:
                 return
 
     def safety_number(self, peer_id: str) -> str:
-        peer = self.contact(peer_id)
+        peer = self.contact(self.peer_of(peer_id))
         if peer is None:
-            raise NotFound(f"no contact {peer_id!r}")
+            raise NotFound(f"no contact {peer_id!r}; see store.contacts")
         return contact_safety_number(self.identity.public, peer)
+
+    def peer_of(self, who: str) -> str:
+        """A peer id, or a contact's name (as :meth:`find_conversation` reads it) → the peer
+        id; anything else as it is (a room member not yet a contact is named by its id)."""
+        if not isinstance(who, str) or self.database.get_contact(who) or who in self.network.peers:
+            return who
+        return self._named(who) or who
 
     # --- conversations -----------------------------------------------------------
 
