@@ -25,6 +25,7 @@ from typing import Any
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import UsageError, VolliError, WrongPassphrase
 from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.shown_text import shown
 from volli_nb.core.store.database import KDF_MODERATE
 from volli_nb.core.store.keyring import PASSPHRASE_ENV
 from volli_nb.ui.group_commands import group_helpers
@@ -219,6 +220,20 @@ def _printable(result: object, loop: asyncio.AbstractEventLoop) -> object | None
     return _Text(asyncio.run_coroutine_threadsafe(_repr(result), loop).result())
 
 
+def _error_line(error: BaseException) -> str | None:
+    """One line for what a person meets at the prompt, instead of a traceback through our
+    modules and asyncio: a volli error's message says what to do; a CancelledError is the
+    Ctrl-C that ptpython turns into cancelling the awaited task.  Anything else: None."""
+    if isinstance(error, VolliError):
+        return f"{type(error).__name__}: {shown(str(error))}"
+    if isinstance(error, asyncio.CancelledError):
+        return (
+            "KeyboardInterrupt: the await was cancelled (connections, retries and the "
+            "outbox carry on)"
+        )
+    return None
+
+
 async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
     """ptpython on this loop, with a progress toolbar that shows only while work runs."""
     from prompt_toolkit.filters import Condition
@@ -249,9 +264,17 @@ async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
 
     class Repl(PythonRepl):
         def _show_result(self, result: object) -> None:
-            shown = _printable(result, loop)
-            if shown is not None:
-                super()._show_result(shown)
+            printable = _printable(result, loop)
+            if printable is not None:
+                super()._show_result(printable)
+
+        def _handle_exception(self, e: BaseException) -> None:
+            line = _error_line(e)
+            if line is None:
+                super()._handle_exception(e)
+                return
+            sys.last_type, sys.last_value, sys.last_traceback = type(e), e, e.__traceback__
+            print(line, flush=True)
 
     repl = Repl(
         get_globals=lambda: namespace, get_locals=lambda: namespace, _extra_toolbars=[toolbar]
