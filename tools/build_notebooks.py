@@ -467,7 +467,7 @@ and in a shell.
 | [01 key exchange](01-key-exchange.ipynb) | identities, safety numbers, how two peers exchange keys when they pair, the anatomy of an envelope, tampering; then the session handshake from both sides, the Double Ratchet turning live, and envelope v2 beside v1 |
 | [02 message flow](02-message-flow.ipynb) | the seed's two sequence diagrams, live: online → ACK, offline → retries → stuck → retried on return |
 | [03 pairing two kernels](03-pairing-two-kernels.ipynb) | pairing by pasted (or scanned) codes, through the signaling server, and across two Binder sessions through TURN on 443, then chat |
-| [03b pairing by hand](03b-pairing-by-hand.ipynb) | open it twice (two tabs, or two students): pair the two notebooks by pasting codes, compare safety numbers, chat |
+| [03b pairing by hand](03b-pairing-by-hand.ipynb) | open it and a copy of it (two tabs of one file share one kernel): pair the two notebooks by pasting codes, compare safety numbers, chat |
 | [04 debugging](04-debugging.ipynb) | every debug command of the seed, beside its panel |
 | [05 network conditions](05-network-conditions.ipynb) | delivery under latency and loss, with plots |
 | [06 forward secrecy](06-forward-secrecy.ipynb) | a recorded conversation a thief of both devices' keys and files cannot open (v1 envelopes they can), and a stolen live ratchet state that stops working one round trip later |
@@ -845,9 +845,11 @@ Pairing takes two people (or two notebooks), each with a kernel of its own, past
 between them.  So that this notebook runs top to bottom on its own, **B is simulated here
 by a second store in the same kernel**; the calls are the same.
 
-**To do it for real**, open [03b pairing by hand](03b-pairing-by-hand.ipynb) twice: in two
-tabs (File → Open, then once more; each tab gets its own kernel), or one student each.
-It walks both sides through it, from opening a profile to chatting.""",
+**To do it for real**, open [03b pairing by hand](03b-pairing-by-hand.ipynb) and a copy of
+it: in the file browser, right-click it → *Duplicate*, and open the copy too.  Each file
+gets its own kernel; two tabs of **one** file share one kernel (and one `me`).  Two
+students in one JupyterLab each open their own copy.  It walks both sides through it,
+from opening a profile to chatting.""",
         ),
         (
             "code",
@@ -919,8 +921,10 @@ print("C's message to D:", status[d.peer_id])""",
             "md",
             """# 03b · Pairing by hand: two notebooks, two people
 
-Open this notebook **twice**: in two tabs (each gets its own kernel), or one student
-each in the same JupyterLab or Binder session.  One side **starts** (A), the other
+Open this notebook **and a copy of it** (in the file browser, right-click it →
+*Duplicate*, then open the copy): each file gets its own kernel, but two tabs of one file
+share one kernel, and the second tab's `me` would replace the first's.  Two students in
+the same JupyterLab or Binder session each open their own copy.  One side **starts** (A), the other
 **answers** (B); codes go between them by copy and paste (or a phone camera).  Run every
 cell in order on both sides: a step that belongs to the other side only says so.
 
@@ -934,6 +938,11 @@ Binder sessions (two machines), see the last part of
             + """
 import os
 NAME = ""   # your name, as the other side will see it, e.g. "ana" (empty: kernel-<pid>)
+if "me" in globals():   # this cell ran before in this kernel: here, or in another tab
+    print(f"this kernel had a profile already ({me.name}); closing it.  If another tab of "
+          "this notebook ran this cell, both tabs share this kernel: run the other side "
+          "in a copy of the notebook (right-click it in the file browser → Duplicate)")
+    await me.close()
 me = MessagesStore.scratch(NAME or f"kernel-{os.getpid()}")
 show_progress(me)
 print("I am", me.name, "· peer id", me.peer_id)""",
