@@ -11,6 +11,7 @@ from netutil import open_store
 from test_network import arun
 
 from volli_nb.base.errors import BadPairingCode
+from volli_nb.core import pairing_code as pairing
 
 pytestmark = pytest.mark.network
 
@@ -44,19 +45,29 @@ def test_answering_the_same_code_twice_gives_the_same_answer_and_keeps_the_link(
     arun(main)
 
 
-def test_completing_twice_says_it_is_paired_already(tmp_path: Path) -> None:
-    """A's "complete" cell run twice said the answer matched no open offer and to start
-    again with a new code, though the pairing had worked."""
+def test_completing_twice_returns_the_same_peer_and_changes_nothing(tmp_path: Path) -> None:
+    """A's "complete" cell run twice (or the notebook run again from the top) said the
+    answer matched no open offer and to start again with a new code, though the pairing
+    had worked, and stopped the run there."""
 
     async def main() -> None:
         alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
         try:
             answer = await bob.accept_pairing_code(await alice.create_pairing_code())
             assert await alice.complete_pairing(answer) == bob.peer_id
-            with pytest.raises(BadPairingCode, match="already paired with 'bob'") as info:
-                await alice.complete_pairing(answer)
-            assert "start again" not in str(info.value)
-            await alice.wait_connected(bob.peer_id, 15)  # the second paste changed nothing
+            link = alice.network_store._links[bob.peer_id]
+            assert await alice.complete_pairing(answer) == bob.peer_id
+            assert alice.network_store._links[bob.peer_id] is link
+            await alice.wait_connected("bob", 15)  # the second paste changed nothing
+            # Another answer from bob to the offer already completed: refused, saying why.
+            parsed = pairing.decode_code(answer)
+            other_sdp = bob.network_store.peers[alice.peer_id].localDescription.sdp.replace(
+                "a=ice-ufrag:", "a=ice-ufrag:x", 1
+            )
+            again = pairing.encode_code("answer", other_sdp, bob.identity.public, "bob", parsed.ref)
+            with pytest.raises(BadPairingCode, match=r"answered and applied already .*'bob'"):
+                await alice.complete_pairing(again)
+            assert alice.network_store._links[bob.peer_id] is link
         finally:
             await asyncio.gather(alice.close(), bob.close())
 

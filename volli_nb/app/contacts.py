@@ -54,7 +54,8 @@ class ContactBook:
         self.name, self.clock = name, clock
         self.warnings: dict[str, str] = {}  # peer id → the latest warning about it
         self._offers: set[str] = set()  # pairing tokens we made and have not completed
-        self._completed: dict[str, str] = {}  # pairing tokens we completed → who answered
+        # pairing tokens we completed → who answered, and the answer's SDP
+        self._completed: dict[str, tuple[str, str]] = {}
         # peer id → (the offer we answered, its connection, our answer): a cell run twice
         self._answered: dict[str, tuple[object, object, str]] = {}
         network.on_event(self._on_network_event)
@@ -236,15 +237,21 @@ class ContactBook:
         Checked first: the token is one we made and have not completed, the identity is
         not ours and does not conflict with a pin.  Then the answer is applied (a bad one
         leaves the offer open and nothing pinned), and the contact pinned at once, before
-        the connection can open."""
+        the connection can open.  The same answer again (a cell run twice) changes nothing
+        and returns the same peer id; another answer to a completed offer is refused."""
         parsed = pairing.decode_code(code, expect="answer")
         token, peer = parsed.ref, parsed.identity
-        if token in self._completed and self._completed[token] == peer.peer_id:
-            raise BadPairingCode(
-                f"this answer was applied already: already paired with "
-                f"{self.display_name(peer.peer_id)!r} ({peer.peer_id}); nothing to do "
-                f"(await wait_connected({peer.peer_id!r}) waits for the connection)"
-            )
+        if token is not None and token in self._completed:
+            done_by, applied = self._completed[token]
+            if done_by == peer.peer_id and applied == parsed.sdp:  # the cell, run again
+                self.log.add("signaling", "answer applied already", peer_id=peer.peer_id)
+                return peer.peer_id
+            if done_by == peer.peer_id:
+                raise BadPairingCode(
+                    f"this offer was answered and applied already (paired with "
+                    f"{self.display_name(peer.peer_id)!r}); to pair again, create a new code "
+                    "with create_pairing_code()"
+                )
         if token is None or token not in self._offers or token not in self.network.peers:
             raise BadPairingCode(
                 "this answer does not match an open offer from this profile; "
@@ -267,7 +274,7 @@ class ContactBook:
         except BaseException:
             await self.network.disconnect(peer.peer_id)
             raise
-        self._completed[token] = peer.peer_id
+        self._completed[token] = (peer.peer_id, parsed.sdp)
         return peer.peer_id
 
     def _on_network_event(self, event: NetworkEvent) -> None:
