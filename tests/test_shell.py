@@ -353,6 +353,9 @@ def test_shell_errors_and_ctrl_c_are_one_line(tmp_path: Path) -> None:
             term.key("C-c")
             await term.wait_for(r"\n(\^C)?KeyboardInterrupt: the await was cancelled \(connections")
             await term.run("1 + 1", r"\n2\n")
+            # `help` lists the helpers again (Python's said only to call help()).
+            await term.run("help", r"\nLoaded: messagesStore[\s\S]*Helpers: peers\(\)")
+            await term.run("help()", r"Helpers: peers\(\)")
             assert "Traceback" not in term.screen(), term.screen()
             await term.ctrl_d()
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import builtins
 import getpass
 import inspect
 import os
@@ -54,7 +55,7 @@ Pair:   here   code = await offer()          → copy the code line to the other
         here   await complete("volli2.…")    (or just `await pair(...)` each time)
 Debug:  messagesStore.network_store.peers     await messagesStore.sync_messages()
         events([n])  (the event log, readable times)   diagram()  (mermaid sequence diagram)
-Incoming messages print above the prompt.  Helpers run with or without `await`.
+Incoming messages print above the prompt.  Helpers run with or without `await`.  `help`: this list.
 ICE: {ice}.  Top-level await works; Ctrl-D closes every connection and exits.
 """
 # peers() and pending() at the prompt: one short line a row (a header → a row key).
@@ -76,6 +77,20 @@ SHELL_QUEUE = {
     "next retry": "next retry",
     "last error": "last error",
 }
+
+
+class _Help(Printed):
+    """``help`` at the prompt: the banner's list of what is loaded (Python's own help
+    only told a newcomer to call ``help()``); ``help(obj)`` is Python's help on obj."""
+
+    def __call__(self, *args: Any) -> None:
+        if args:
+            builtins.help(*args)
+        else:
+            print(self.text)
+
+
+HELP = "\n".join(BANNER.splitlines()[1:-1]) + "\nhelp(obj): Python's help on obj."
 
 
 def helpers(store: MessagesStore) -> dict[str, Any]:
@@ -106,6 +121,7 @@ def helpers(store: MessagesStore) -> dict[str, Any]:
         "verify": store.verify,
         **_log_helpers(store),
         "asyncio": asyncio,
+        "help": _Help(HELP),
     }
 
 
