@@ -15,6 +15,8 @@ contact whose name is a known contact's, and a known id offered another key.
 
 from __future__ import annotations
 
+import difflib
+
 from volli_nb.app.chat import dm_conversation_id
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import (
@@ -182,10 +184,18 @@ class ContactBook:
                     found = self.database.get_conversation(self.conversation_with(peer))
         if found is None:
             raise NotFound(
-                f"no conversation, contact or contact name {conversation!r}; see "
-                "store.contacts and store.conversations()"
+                f"no conversation, contact or contact name {conversation!r}"
+                f"{self._did_you_mean(conversation)}; see store.contacts and "
+                "store.conversations()"
             )
         return found
+
+    def _did_you_mean(self, typed: str) -> str:
+        """A typo'd name: the contact names close to it, to say which was meant."""
+        names = sorted({c.name for c in self.database.list_contacts() if c.name})
+        close = difflib.get_close_matches(typed.lower(), [n.lower() for n in names], 3, 0.6)
+        meant = [n for n in names if n.lower() in close]
+        return f" (did you mean {' or '.join(repr(n) for n in meant)}?)" if meant else ""
 
     def _named(self, name: str) -> str | None:
         """The peer id of the one contact called ``name`` (None if none is)."""
