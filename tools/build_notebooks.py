@@ -35,7 +35,8 @@ notebooks; left empty, the cells only show what they would do.""",
         """SIGNAL_URL = ""   # e.g. "wss://signal.example.org" (volli-signal: rooms + TURN credentials)
 ROOM = "class"    # the same room in both notebooks
 CA = None         # a CA file (PEM) if the servers' certificates are not from a public CA
-TURN_URL, TURN_USER, TURN_CREDENTIAL = "", "", ""  # or a TURN server you were given""",
+TURN_URL, TURN_USER, TURN_CREDENTIAL = "", "", ""  # or a TURN server you were given
+NAME = ""         # your name, as the other student will see it (empty: this machine's name)""",
     ),
     (
         "md",
@@ -46,13 +47,14 @@ aiortc itself would use only the first, and say nothing when it fails.
     ),
     (
         "code",
-        """from volli_nb import NetworkConfig
-me = None
+        """import socket
+from volli_nb import NetworkConfig
+me, NAME = None, NAME or socket.gethostname()   # each Binder session has its own
 if SIGNAL_URL:    # relay-only: nothing but the TURN server's relay is offered
-    me = MessagesStore.scratch("me", config=NetworkConfig(relay_only=True))
+    me = MessagesStore.scratch(NAME, config=NetworkConfig(relay_only=True))
     await me.join(ROOM, SIGNAL_URL, ssl=CA)   # the server's TURN credentials arrive here
 elif TURN_URL:
-    me = MessagesStore.scratch("me", config=NetworkConfig.relay_via(
+    me = MessagesStore.scratch(NAME, config=NetworkConfig.relay_via(
         TURN_URL, TURN_USER, TURN_CREDENTIAL, ca=CA))
 if me is not None:
     report = await me.network_store.preflight()
