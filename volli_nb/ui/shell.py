@@ -250,12 +250,33 @@ def _error_line(error: BaseException) -> str | None:
     return None
 
 
+def _repl_class(loop: asyncio.AbstractEventLoop) -> Any:
+    """ptpython's REPL, printing results (:func:`_printable`) and errors
+    (:func:`_error_line`) as a person at the prompt reads them."""
+    from ptpython.repl import PythonRepl
+
+    class Repl(PythonRepl):
+        def _show_result(self, result: object) -> None:
+            printable = _printable(result, loop)
+            if printable is not None:
+                super()._show_result(printable)
+
+        def _handle_exception(self, e: BaseException) -> None:
+            line = _error_line(e)
+            if line is None:
+                super()._handle_exception(e)
+                return
+            sys.last_type, sys.last_value, sys.last_traceback = type(e), e, e.__traceback__
+            print(line, flush=True)
+
+    return Repl
+
+
 async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
     """ptpython on this loop, with a progress toolbar that shows only while work runs."""
     from prompt_toolkit.filters import Condition
     from prompt_toolkit.layout import ConditionalContainer, FormattedTextControl, Window
     from prompt_toolkit.patch_stdout import patch_stdout
-    from ptpython.repl import PythonRepl
 
     from volli_nb.ui.progress import outcome_line, toolbar_text
 
@@ -276,23 +297,7 @@ async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
         filter=Condition(lambda: bool(feed.active)),
     )
 
-    loop = asyncio.get_running_loop()
-
-    class Repl(PythonRepl):
-        def _show_result(self, result: object) -> None:
-            printable = _printable(result, loop)
-            if printable is not None:
-                super()._show_result(printable)
-
-        def _handle_exception(self, e: BaseException) -> None:
-            line = _error_line(e)
-            if line is None:
-                super()._handle_exception(e)
-                return
-            sys.last_type, sys.last_value, sys.last_traceback = type(e), e, e.__traceback__
-            print(line, flush=True)
-
-    repl = Repl(
+    repl = _repl_class(asyncio.get_running_loop())(
         get_globals=lambda: namespace, get_locals=lambda: namespace, _extra_toolbars=[toolbar]
     )
     repl.terminal_title = "volli-shell"
