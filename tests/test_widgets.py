@@ -128,3 +128,20 @@ def test_peer_ice_chat_and_event_models_for_paired_stores(tmp_path: Path) -> Non
         await asyncio.gather(alice.close(), bob.close())
 
     arun(main)
+
+
+def test_a_refused_send_in_the_chat_panel_says_why(tmp_path: Path) -> None:
+    """The send button runs as a task: a refusal (here: the store was closed by the
+    notebook's last cell) was lost, and the text just stayed in the box."""
+
+    async def main() -> None:
+        alice = open_store(tmp_path, "alice")
+        alice.add_contact(Identity.generate().public, name="bob")
+        chat = ChatPanel(alice)
+        await alice.close()
+        chat.text.value = "anyone there?"
+        await chat._send()
+        assert "not sent: UsageError: this MessagesStore (alice) is closed" in chat.status.value
+        assert chat.text.value == "anyone there?"  # to send again once it can go
+
+    arun(main)

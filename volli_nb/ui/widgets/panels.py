@@ -19,7 +19,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from volli_nb.base.errors import StorageError
+from volli_nb.base.errors import StorageError, VolliError
 from volli_nb.ui.widgets import models
 from volli_nb.ui.widgets.cells import CSS, Names
 
@@ -226,10 +226,13 @@ class ChatPanel(Panel):
         self.conversation = w.Dropdown(description="chat with")
         self.text = w.Text(placeholder="message", continuous_update=False)
         self.send = w.Button(description="send", button_style="primary")
+        self.status = w.HTML()  # why the last send was refused, if it was
         super().__init__(store)
         self.send.on_click(lambda _b: _spawn(self._send()))
         self.conversation.observe(lambda _c: self.refresh(), names="value")
-        self.widget = w.VBox([self.conversation, self.view, w.HBox([self.text, self.send])])
+        self.widget = w.VBox(
+            [self.conversation, self.view, w.HBox([self.text, self.send]), self.status]
+        )
 
     def _options(self) -> list[tuple[str, str]]:
         """(label, conversation id): ``bob (fboimzj2)``, not ``dm-<id>-<id>``."""
@@ -272,9 +275,17 @@ class ChatPanel(Panel):
         self.view.value = self._last = self.render()
 
     async def _send(self) -> None:
+        """Send the typed text.  A refusal shows under the box, and the text stays: the
+        button runs this as a task, whose exception nobody would see."""
         if self.conversation.value and self.text.value:
-            await self.store.send_message(self.conversation.value, self.text.value)
+            try:
+                await self.store.send_message(self.conversation.value, self.text.value)
+            except VolliError as exc:
+                why = f"not sent: {type(exc).__name__}: {exc}"
+                self.status.value = f'<p class="volli-empty">{html.escape(why)}</p>'
+                return
             self.text.value = ""
+        self.status.value = ""
         self.refresh()
 
 
