@@ -130,15 +130,17 @@ def test_peer_ice_chat_and_event_models_for_paired_stores(tmp_path: Path) -> Non
     arun(main)
 
 
-def test_a_refused_send_in_the_chat_panel_says_why(tmp_path: Path) -> None:
-    """The send button runs as a task: a refusal (here: the store was closed by the
-    notebook's last cell) was lost, and the text just stayed in the box."""
+def test_a_refused_send_or_sync_in_a_panel_says_why(tmp_path: Path) -> None:
+    """The chat's send and the queue's sync now buttons run as tasks: a refusal (here: the
+    store was closed by the notebook's last cell) was lost, and nothing seemed to happen."""
 
     async def main() -> None:
         alice = open_store(tmp_path, "alice")
         alice.add_contact(Identity.generate().public, name="bob")
-        chat = ChatPanel(alice)
+        chat, queue = ChatPanel(alice), QueuePanel(alice)
         await alice.close()
+        await queue._sync()
+        assert "<b>UsageError</b>: this MessagesStore (alice) is closed" in queue.status.value
         chat.text.value = "anyone there?"
         await chat._send()
         assert "not sent: UsageError: this MessagesStore (alice) is closed" in chat.status.value

@@ -196,7 +196,7 @@ class QueuePanel(Panel):
         try:
             self.status.value = action()
         except Exception as exc:
-            self.status.value = f"<b>{type(exc).__name__}</b>: {exc}"
+            self.status.value = f"<b>{type(exc).__name__}</b>: {html.escape(str(exc))}"
         self.refresh()
 
     def _retry(self) -> str:
@@ -214,7 +214,11 @@ class QueuePanel(Panel):
         return f"row {self.row_id.value} discarded"
 
     async def _sync(self) -> None:
-        report = await self.store.sync_messages()
+        try:
+            report = await self.store.sync_messages()
+        except VolliError as exc:  # a button's task: say it here, or nobody sees it
+            self.status.value = f"<b>{type(exc).__name__}</b>: {html.escape(str(exc))}"
+            return
         self.status.value = f"sync: {report}"
         self.refresh()
 
