@@ -22,3 +22,6 @@ def test_demo_runs_end_to_end() -> None:
     assert "demo ok" in out
     assert "signed ACK" in out and "failed attempts 2" in out and "(flushed)" in out
     assert "bob's history (5)" in out
+    # It ends by saying where to go next, with commands that exist in a fresh clone.
+    assert "next:" in out and "jupyter lab notebooks/00-start-here.ipynb" in out
+    assert "volli-shell" in out.split("next:")[1]
