@@ -250,7 +250,7 @@ class ChatPanel(Panel):
         conversation = self.conversation.value if hasattr(self, "conversation") else None
         options = self._options()
         if not conversation:
-            conversation = options[0][1] if options else None
+            conversation = self._preferred()
         if conversation is None:
             return CSS + "<p class='volli-empty'>no conversation yet: pair with someone first</p>"
         label = dict((v, k) for k, v in options).get(conversation, conversation)
@@ -275,8 +275,19 @@ class ChatPanel(Panel):
                 if current in ids:
                     self.conversation.value = current
                 elif ids:
-                    self.conversation.value = ids[0]
+                    self.conversation.value = self._preferred()
         self.view.value = self._last = self.render()
+
+    def _preferred(self) -> str | None:
+        """The conversation shown first: the newest with a member online now, else the
+        newest.  The oldest was: after a kernel restart and a new pairing, the contact
+        left behind, offline, where a message sent waits for good."""
+        conversations = self.store.conversations()[::-1]
+        online = set(self.store.network_store.connected_peers())
+        for conversation in conversations:
+            if online.intersection(conversation.members):
+                return str(conversation.id)
+        return str(conversations[0].id) if conversations else None
 
     async def _send(self) -> None:
         """Send the typed text.  A refusal shows under the box, and the text stays: the
