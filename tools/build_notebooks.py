@@ -98,9 +98,9 @@ names the server and what to fix):
 | `UntrustedServer` | the `wss://` signaling server's certificate is not trusted | pass `ssl="ca.pem"` to `join` |""",
     ),
     (
-        "code",
-        """if me is not None:
-    await me.close()""",
+        "md",
+        "When you are done, `await me.close()` closes the connection (the other student sees "
+        "you go offline).",
     ),
 ]
 
@@ -274,7 +274,11 @@ print(f"in its bundle: {len(letter.bundle)} bytes (+ version, count, length, one
 print()
 print(table("envelope v1 (static keys, retired)", v1_fields(v1), text=True))""",
     ),
-    ("code", "await alice_app.close(); await bob_app.close()"),
+    (
+        "md",
+        "When you are done, `await alice_app.close(); await bob_app.close()` closes both peers "
+        "(the panels keep their last view).",
+    ),
 ]
 
 # --- Notebook 06 (issue 28): the recording, the thief of keys and files, the thief of a state ---
@@ -915,7 +919,12 @@ print("C's message to D:", status[d.peer_id])""",
         ),
         ("md", "### Chat"),
         ("code", "from volli_nb.ui.widgets import ChatPanel\nChatPanel(c)"),
-        ("code", "for s in (a, b, c, d):\n    await s.close()\nawait server.close()"),
+        (
+            "md",
+            "When you are done, `for s in (a, b, c, d): await s.close()` and then "
+            "`await server.close()` close the peers and the server (the chat panel keeps its "
+            "last view).",
+        ),
         *ACROSS_BINDER,
     ],
     "03b-pairing-by-hand.ipynb": [
@@ -1085,7 +1094,11 @@ QueuePanel(messagesStore)""",
         ),
         ("code", "print(await messagesStore.sync_messages())\ndiagram"),
         ("code", "EventLogPanel(messagesStore)"),
-        ("code", "await messagesStore.close(); await other.close()"),
+        (
+            "md",
+            "When you are done, `await messagesStore.close(); await other.close()` closes both "
+            "peers (the panels keep their last view).",
+        ),
     ],
     "05-network-conditions.ipynb": [
         (
