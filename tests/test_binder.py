@@ -12,14 +12,17 @@ the notebooks run two at a time, the longest first."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from conftest import require
+from packaging.specifiers import SpecifierSet
 
 pytestmark = [pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,3 +76,17 @@ def test_binder_environment_runs_every_notebook(tmp_path: Path) -> None:
     assert len(executed) == len(list((ROOT / "notebooks").glob("*.ipynb")))
     for notebook, text in executed.items():
         assert '"output_type": "error"' not in text, notebook.name
+
+
+def test_binder_runs_the_python_the_package_needs() -> None:
+    """repo2docker builds Python 3.10 unless binder/runtime.txt names another, and volli_nb
+    needs 3.11 or later: the Binder badge's build stopped at postBuild's install.  The
+    runtime is the one binder/requirements.txt is compiled for."""
+    runtime = ROOT / "binder" / "runtime.txt"
+    assert runtime.is_file(), "binder/runtime.txt is missing: repo2docker would build Python 3.10"
+    found = re.fullmatch(r"python-(3\.\d+)", runtime.read_text().strip())
+    assert found, runtime.read_text()
+    needs = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert found.group(1) in SpecifierSet(needs), (found.group(1), needs)
+    compiled = (ROOT / "binder" / "requirements.txt").read_text()
+    assert f"--python-version {found.group(1)} " in compiled

@@ -298,13 +298,17 @@ def test_complete_pairing_accepts_only_its_own_open_offers(tmp_path: Path) -> No
             assert alice.contact(mallory.peer_id) is None
             assert alice.network_store._links[bob.peer_id] is link and link.peer_id == bob.peer_id
             assert alice.network_store.is_connected(bob.peer_id)
-            # A real offer, answered once: the second paste of the same answer is refused.
+            # A real offer, answered once: the used token is refused to anyone else (the same
+            # answer pasted again changes nothing: tests/test_pairing_twice.py).
             carol = open_store(tmp_path, "carol")
             try:
                 answer = await carol.accept_pairing_code(await alice.create_pairing_code())
                 assert await alice.complete_pairing(answer) == carol.peer_id
+                used = pairing.decode_code(answer).ref
+                forged = pairing.encode_code("answer", some_sdp, mallory.public, "carol", used)
                 with pytest.raises(BadPairingCode):
-                    await alice.complete_pairing(answer)
+                    await alice.complete_pairing(forged)
+                assert alice.contact(mallory.peer_id) is None
                 await alice.wait_connected(carol.peer_id)
             finally:
                 await carol.close()

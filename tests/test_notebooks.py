@@ -179,3 +179,17 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
             shown = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
             found = RAW.search(shown)
             assert found is None, f"{path.name}: {found.group(0)!r} in {shown[:300]!r}"
+
+
+def test_run_all_leaves_the_live_panels_live() -> None:
+    """Run All is how many students run a notebook: a closing cell after the panels
+    (01, 03's chat, 04's debug panels, 07) froze every panel at once ("… was closed: this
+    is its last view"), and 03's chat panel could not send.  Closing is a sentence to
+    act on when done, as in 00."""
+    live = re.compile(r"\b(\w*Panel|dashboard|beside)\(")
+    for path in NOTEBOOKS:
+        code = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        shown = [i for i, source in enumerate(code) if live.search(source)]
+        if shown:
+            closing = [s for s in code[shown[0] + 1 :] if ".close()" in s]
+            assert not closing, f"{path.name}: {closing[0]!r} closes what its panels show"

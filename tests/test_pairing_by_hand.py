@@ -61,3 +61,27 @@ def test_notebook_03b_pairs_two_kernels_by_hand(tmp_path: Path) -> None:
         assert "ben" in execute(ka, peers)
         execute(ka, "await me.close()")
         execute(kb, "await me.close()")
+
+
+def test_a_second_tab_of_03b_shares_the_kernel_and_says_so(tmp_path: Path) -> None:
+    """Two tabs of one notebook share one kernel (JupyterLab keys a session by the file's
+    path), though 03 and 03b said each tab got its own: the second tab's first cell
+    silently replaced the first tab's ``me``.  Now it says so, closes the old profile, and
+    the notebooks say to open a copy."""
+    opening = cells()[0]
+    with kernel(str(tmp_path)) as k:
+        first = execute(k, filled(opening, NAME="ana"))
+        assert "I am ana" in first and "had a profile already" not in first
+        execute(k, "tab_a = me")
+        second = execute(k, filled(opening, NAME="ben"))  # the other tab, same kernel
+        assert "this kernel had a profile already (ana); closing it" in second, second
+        assert "Duplicate" in second and "I am ben" in second
+        assert execute(k, "print(tab_a.closed, me.name, me.closed)").split() == [
+            "True",
+            "ben",
+            "False",
+        ]
+        execute(k, "await me.close()")
+    for name in ("03-pairing-two-kernels.ipynb", "03b-pairing-by-hand.ipynb"):
+        text = (NOTEBOOK.parent / name).read_text()
+        assert "each tab gets its own kernel" not in text and "Duplicate" in text, name

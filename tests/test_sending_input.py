@@ -14,7 +14,7 @@ import pytest
 from netutil import open_store
 
 from volli_nb.app.messages_store import MessagesStore
-from volli_nb.base.errors import NotFound, UsageError
+from volli_nb.base.errors import NotFound, TransportClosed, UsageError
 from volli_nb.core.body import MAX_TEXT_BYTES
 from volli_nb.core.crypto.identity import Identity
 
@@ -65,8 +65,10 @@ def test_a_contact_is_named_by_its_name_in_any_case(tmp_path: Path) -> None:
         sent = await alice.send_message("bob", "to bob, by name")
         assert alice.delivery_status(sent.message_id) == {bob: "pending"}
         assert [m.text for m in alice.history("BOB")] == ["to bob, by name"]
-        with pytest.raises(NotFound, match="no conversation, contact or contact name 'carol'"):
+        with pytest.raises(NotFound, match="no conversation, contact or contact name 'carol';"):
             await alice.send_message("carol", "nobody is called carol")
+        with pytest.raises(NotFound, match=r"name 'bbo' \(did you mean 'Bob'\?\); see"):
+            await alice.send_message("bbo", "a typo")  # a student's typo: which was meant
         other = Identity.generate()
         alice.add_contact(other.public, name="bob")  # a second bob: the name is ambiguous
         with pytest.raises(UsageError, match="2 contacts are called 'bob'; pass a peer id"):
@@ -102,3 +104,18 @@ def test_a_closed_store_says_so_and_raises_no_storage_alarm(tmp_path: Path) -> N
         assert not [e for e in alice.log.entries() if "storage" in e.message]
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_waiting_for_a_contact_and_its_safety_number_take_its_name(tmp_path: Path) -> None:
+    """``send_message("bob", …)`` and ``history("bob")`` took a name, but
+    ``wait_connected("bob")`` waited for a peer id "bob" (and, paired and online, said
+    "no connection; pair first"), and ``safety_number("bob")`` said "no contact"."""
+
+    async def check(alice: MessagesStore, bob: str) -> None:
+        assert alice.safety_number("bob") == alice.safety_number(bob)
+        with pytest.raises(TransportClosed, match=f"no verified connection to {bob} "):
+            await alice.wait_connected("Bob", timeout=0.1)
+        with pytest.raises(NotFound, match="no contact 'carol'"):
+            alice.safety_number("carol")
+
+    with_bob(tmp_path, check)

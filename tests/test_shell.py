@@ -332,3 +332,33 @@ def test_shell_shows_progress_and_readable_events(tmp_path: Path) -> None:
             term.kill()
 
     arun(main, timeout=150)
+
+
+def test_shell_errors_and_ctrl_c_are_one_line(tmp_path: Path) -> None:
+    """A student's mistake at the prompt printed an 18-line traceback through our modules
+    (its message, which says what to do, last), and Ctrl-C during an ``await`` a traceback
+    through asyncio ending in a bare CancelledError: now one line each, and the shell
+    carries on."""
+    term = Tmux(shell_command("--name", "student"), tmp_path)
+
+    async def main() -> None:
+        try:
+            await term.wait_for(PROMPT.pattern)
+            said = await term.run('await complete("volli2.xx")', r"\n(.*)\n", error_ok=True)
+            assert said.group(1).startswith("BadPairingCode: this is not a volli pairing code")
+            output = await term.run('send("bob", "hi")', r"\n(.*)\n", error_ok=True)
+            assert "NotFound: no conversation, contact or contact name 'bob'" in output.group(1)
+            term.type('print("waiting"); await messagesStore.wait_connected("zed", timeout=60)')
+            await term.wait_for(r"\nwaiting\n")
+            term.key("C-c")
+            await term.wait_for(r"\n(\^C)?KeyboardInterrupt: the await was cancelled \(connections")
+            await term.run("1 + 1", r"\n2\n")
+            # `help` lists the helpers again (Python's said only to call help()).
+            await term.run("help", r"\nLoaded: messagesStore[\s\S]*Helpers: peers\(\)")
+            await term.run("help()", r"Helpers: peers\(\)")
+            assert "Traceback" not in term.screen(), term.screen()
+            await term.ctrl_d()
+        finally:
+            term.kill()
+
+    arun(main, timeout=60)

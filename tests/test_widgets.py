@@ -128,3 +128,42 @@ def test_peer_ice_chat_and_event_models_for_paired_stores(tmp_path: Path) -> Non
         await asyncio.gather(alice.close(), bob.close())
 
     arun(main)
+
+
+def test_a_refused_send_or_sync_in_a_panel_says_why(tmp_path: Path) -> None:
+    """The chat's send and the queue's sync now buttons run as tasks: a refusal (here: the
+    store was closed by the notebook's last cell) was lost, and nothing seemed to happen."""
+
+    async def main() -> None:
+        alice = open_store(tmp_path, "alice")
+        alice.add_contact(Identity.generate().public, name="bob")
+        chat, queue = ChatPanel(alice), QueuePanel(alice)
+        await alice.close()
+        await queue._sync()
+        assert "<b>UsageError</b>: this MessagesStore (alice) is closed" in queue.status.value
+        chat.text.value = "anyone there?"
+        await chat._send()
+        assert "not sent: UsageError: this MessagesStore (alice) is closed" in chat.status.value
+        assert chat.text.value == "anyone there?"  # to send again once it can go
+
+    arun(main)
+
+
+def test_the_chat_panel_opens_on_the_newest_conversation(tmp_path: Path) -> None:
+    """Notebook 03b after a kernel restart on the other side: a new pairing makes a new
+    contact of the same name, and the chat panel opened on the oldest conversation (the
+    identity left behind, offline for good), so what a student typed never arrived."""
+
+    async def main() -> None:
+        alice = open_store(tmp_path, "alice")
+        try:
+            for _ in range(2):  # the same student, before and after a restart
+                alice.add_contact(Identity.generate().public, name="ana")
+            newest = alice.conversations()[-1]
+            chat = ChatPanel(alice)
+            assert chat.conversation.value == newest.id
+            assert f"title='{newest.id}'" in chat.view.value
+        finally:
+            await alice.close()
+
+    arun(main)

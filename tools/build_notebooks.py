@@ -35,7 +35,8 @@ notebooks; left empty, the cells only show what they would do.""",
         """SIGNAL_URL = ""   # e.g. "wss://signal.example.org" (volli-signal: rooms + TURN credentials)
 ROOM = "class"    # the same room in both notebooks
 CA = None         # a CA file (PEM) if the servers' certificates are not from a public CA
-TURN_URL, TURN_USER, TURN_CREDENTIAL = "", "", ""  # or a TURN server you were given""",
+TURN_URL, TURN_USER, TURN_CREDENTIAL = "", "", ""  # or a TURN server you were given
+NAME = ""         # your name, as the other student will see it (empty: this machine's name)""",
     ),
     (
         "md",
@@ -46,13 +47,14 @@ aiortc itself would use only the first, and say nothing when it fails.
     ),
     (
         "code",
-        """from volli_nb import NetworkConfig
-me = None
+        """import socket
+from volli_nb import NetworkConfig
+me, NAME = None, NAME or socket.gethostname()   # each Binder session has its own
 if SIGNAL_URL:    # relay-only: nothing but the TURN server's relay is offered
-    me = MessagesStore.scratch("me", config=NetworkConfig(relay_only=True))
+    me = MessagesStore.scratch(NAME, config=NetworkConfig(relay_only=True))
     await me.join(ROOM, SIGNAL_URL, ssl=CA)   # the server's TURN credentials arrive here
 elif TURN_URL:
-    me = MessagesStore.scratch("me", config=NetworkConfig.relay_via(
+    me = MessagesStore.scratch(NAME, config=NetworkConfig.relay_via(
         TURN_URL, TURN_USER, TURN_CREDENTIAL, ca=CA))
 if me is not None:
     report = await me.network_store.preflight()
@@ -96,9 +98,9 @@ names the server and what to fix):
 | `UntrustedServer` | the `wss://` signaling server's certificate is not trusted | pass `ssl="ca.pem"` to `join` |""",
     ),
     (
-        "code",
-        """if me is not None:
-    await me.close()""",
+        "md",
+        "When you are done, `await me.close()` closes the connection (the other student sees "
+        "you go offline).",
     ),
 ]
 
@@ -272,7 +274,11 @@ print(f"in its bundle: {len(letter.bundle)} bytes (+ version, count, length, one
 print()
 print(table("envelope v1 (static keys, retired)", v1_fields(v1), text=True))""",
     ),
-    ("code", "await alice_app.close(); await bob_app.close()"),
+    (
+        "md",
+        "When you are done, `await alice_app.close(); await bob_app.close()` closes both peers "
+        "(the panels keep their last view).",
+    ),
 ]
 
 # --- Notebook 06 (issue 28): the recording, the thief of keys and files, the thief of a state ---
@@ -467,7 +473,7 @@ and in a shell.
 | [01 key exchange](01-key-exchange.ipynb) | identities, safety numbers, how two peers exchange keys when they pair, the anatomy of an envelope, tampering; then the session handshake from both sides, the Double Ratchet turning live, and envelope v2 beside v1 |
 | [02 message flow](02-message-flow.ipynb) | the seed's two sequence diagrams, live: online → ACK, offline → retries → stuck → retried on return |
 | [03 pairing two kernels](03-pairing-two-kernels.ipynb) | pairing by pasted (or scanned) codes, through the signaling server, and across two Binder sessions through TURN on 443, then chat |
-| [03b pairing by hand](03b-pairing-by-hand.ipynb) | open it twice (two tabs, or two students): pair the two notebooks by pasting codes, compare safety numbers, chat |
+| [03b pairing by hand](03b-pairing-by-hand.ipynb) | open it and a copy of it (two tabs of one file share one kernel): pair the two notebooks by pasting codes, compare safety numbers, chat |
 | [04 debugging](04-debugging.ipynb) | every debug command of the seed, beside its panel |
 | [05 network conditions](05-network-conditions.ipynb) | delivery under latency and loss, with plots |
 | [06 forward secrecy](06-forward-secrecy.ipynb) | a recorded conversation a thief of both devices' keys and files cannot open (v1 envelopes they can), and a stolen live ratchet state that stops working one round trip later |
@@ -845,9 +851,11 @@ Pairing takes two people (or two notebooks), each with a kernel of its own, past
 between them.  So that this notebook runs top to bottom on its own, **B is simulated here
 by a second store in the same kernel**; the calls are the same.
 
-**To do it for real**, open [03b pairing by hand](03b-pairing-by-hand.ipynb) twice: in two
-tabs (File → Open, then once more; each tab gets its own kernel), or one student each.
-It walks both sides through it, from opening a profile to chatting.""",
+**To do it for real**, open [03b pairing by hand](03b-pairing-by-hand.ipynb) and a copy of
+it: in the file browser, right-click it → *Duplicate*, and open the copy too.  Each file
+gets its own kernel; two tabs of **one** file share one kernel (and one `me`).  Two
+students in one JupyterLab each open their own copy.  It walks both sides through it,
+from opening a profile to chatting.""",
         ),
         (
             "code",
@@ -911,7 +919,12 @@ print("C's message to D:", status[d.peer_id])""",
         ),
         ("md", "### Chat"),
         ("code", "from volli_nb.ui.widgets import ChatPanel\nChatPanel(c)"),
-        ("code", "for s in (a, b, c, d):\n    await s.close()\nawait server.close()"),
+        (
+            "md",
+            "When you are done, `for s in (a, b, c, d): await s.close()` and then "
+            "`await server.close()` close the peers and the server (the chat panel keeps its "
+            "last view).",
+        ),
         *ACROSS_BINDER,
     ],
     "03b-pairing-by-hand.ipynb": [
@@ -919,8 +932,10 @@ print("C's message to D:", status[d.peer_id])""",
             "md",
             """# 03b · Pairing by hand: two notebooks, two people
 
-Open this notebook **twice**: in two tabs (each gets its own kernel), or one student
-each in the same JupyterLab or Binder session.  One side **starts** (A), the other
+Open this notebook **and a copy of it** (in the file browser, right-click it →
+*Duplicate*, then open the copy): each file gets its own kernel, but two tabs of one file
+share one kernel, and the second tab's `me` would replace the first's.  Two students in
+the same JupyterLab or Binder session each open their own copy.  One side **starts** (A), the other
 **answers** (B); codes go between them by copy and paste (or a phone camera).  Run every
 cell in order on both sides: a step that belongs to the other side only says so.
 
@@ -934,6 +949,11 @@ Binder sessions (two machines), see the last part of
             + """
 import os
 NAME = ""   # your name, as the other side will see it, e.g. "ana" (empty: kernel-<pid>)
+if "me" in globals():   # this cell ran before in this kernel: here, or in another tab
+    print(f"this kernel had a profile already ({me.name}); closing it.  If another tab of "
+          "this notebook ran this cell, both tabs share this kernel: run the other side "
+          "in a copy of the notebook (right-click it in the file browser → Duplicate)")
+    await me.close()
 me = MessagesStore.scratch(NAME or f"kernel-{os.getpid()}")
 show_progress(me)
 print("I am", me.name, "· peer id", me.peer_id)""",
@@ -1074,7 +1094,11 @@ QueuePanel(messagesStore)""",
         ),
         ("code", "print(await messagesStore.sync_messages())\ndiagram"),
         ("code", "EventLogPanel(messagesStore)"),
-        ("code", "await messagesStore.close(); await other.close()"),
+        (
+            "md",
+            "When you are done, `await messagesStore.close(); await other.close()` closes both "
+            "peers (the panels keep their last view).",
+        ),
     ],
     "05-network-conditions.ipynb": [
         (

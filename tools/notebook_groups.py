@@ -172,9 +172,9 @@ GroupsPanel(alice)""",
         """SequencePanel(alice)""",
     ),
     (
-        "code",
-        """for store in (alice, bob, carol):
-    await store.close()
-await server.close()""",
+        "md",
+        "When you are done, `for store in (alice, bob, carol): await store.close()` and then "
+        "`await server.close()` close the peers and the server (the panels keep their last "
+        "view).",
     ),
 ]

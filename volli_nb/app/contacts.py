@@ -15,6 +15,8 @@ contact whose name is a known contact's, and a known id offered another key.
 
 from __future__ import annotations
 
+import difflib
+
 from volli_nb.app.chat import dm_conversation_id
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import (
@@ -54,6 +56,10 @@ class ContactBook:
         self.name, self.clock = name, clock
         self.warnings: dict[str, str] = {}  # peer id → the latest warning about it
         self._offers: set[str] = set()  # pairing tokens we made and have not completed
+        # pairing tokens we completed → who answered, and the answer's SDP
+        self._completed: dict[str, tuple[str, str]] = {}
+        # peer id → (the offer we answered, its connection, our answer): a cell run twice
+        self._answered: dict[str, tuple[object, object, str]] = {}
         network.on_event(self._on_network_event)
 
     @property
@@ -133,10 +139,17 @@ class ContactBook:
                 return
 
     def safety_number(self, peer_id: str) -> str:
-        peer = self.contact(peer_id)
+        peer = self.contact(self.peer_of(peer_id))
         if peer is None:
-            raise NotFound(f"no contact {peer_id!r}")
+            raise NotFound(f"no contact {peer_id!r}; see store.contacts")
         return contact_safety_number(self.identity.public, peer)
+
+    def peer_of(self, who: str) -> str:
+        """A peer id, or a contact's name (as :meth:`find_conversation` reads it) → the peer
+        id; anything else as it is (a room member not yet a contact is named by its id)."""
+        if not isinstance(who, str) or self.database.get_contact(who) or who in self.network.peers:
+            return who
+        return self._named(who) or who
 
     # --- conversations -----------------------------------------------------------
 
@@ -171,10 +184,18 @@ class ContactBook:
                     found = self.database.get_conversation(self.conversation_with(peer))
         if found is None:
             raise NotFound(
-                f"no conversation, contact or contact name {conversation!r}; see "
-                "store.contacts and store.conversations()"
+                f"no conversation, contact or contact name {conversation!r}"
+                f"{self._did_you_mean(conversation)}; see store.contacts and "
+                "store.conversations()"
             )
         return found
+
+    def _did_you_mean(self, typed: str) -> str:
+        """A typo'd name: the contact names close to it, to say which was meant."""
+        names = sorted({c.name for c in self.database.list_contacts() if c.name})
+        close = difflib.get_close_matches(typed.lower(), [n.lower() for n in names], 3, 0.6)
+        meant = [n for n in names if n.lower() in close]
+        return f" (did you mean {' or '.join(repr(n) for n in meant)}?)" if meant else ""
 
     def _named(self, name: str) -> str | None:
         """The peer id of the one contact called ``name`` (None if none is)."""
@@ -200,13 +221,25 @@ class ContactBook:
         return pairing.encode_code("offer", offer.sdp, self.identity.public, self.name, token)
 
     async def accept_pairing_code(self, code: str) -> str:
+        """Answer an offer code.  The same code again, while the connection we made for it
+        lives, gives the same answer: answering anew would close that connection, and the
+        other side may already hold (or have applied) the first answer."""
         parsed = pairing.decode_code(code, expect="offer")
+        offer = (parsed.ref, parsed.sdp)
+        earlier = self._answered.get(parsed.peer_id)
+        if earlier and earlier[0] == offer and self.network.peers.get(parsed.peer_id) is earlier[1]:
+            self.log.add(
+                "signaling", "offer answered already: the same answer", peer_id=parsed.peer_id
+            )
+            return earlier[2]
         self.add(parsed.identity, name=parsed.name)
         answer = await self.network.connect_to_peer(parsed.peer_id, parsed.sdp)
         self.log.add("signaling", f"accepted offer from {parsed.name}", peer_id=parsed.peer_id)
-        return pairing.encode_code(
+        reply = pairing.encode_code(
             "answer", answer.sdp, self.identity.public, self.name, parsed.ref
         )
+        self._answered[parsed.peer_id] = (offer, self.network.peers.get(parsed.peer_id), reply)
+        return reply
 
     async def complete_pairing(self, code: str) -> str:
         """Apply an answer to one of our open offers; all or nothing.
@@ -214,9 +247,21 @@ class ContactBook:
         Checked first: the token is one we made and have not completed, the identity is
         not ours and does not conflict with a pin.  Then the answer is applied (a bad one
         leaves the offer open and nothing pinned), and the contact pinned at once, before
-        the connection can open."""
+        the connection can open.  The same answer again (a cell run twice) changes nothing
+        and returns the same peer id; another answer to a completed offer is refused."""
         parsed = pairing.decode_code(code, expect="answer")
         token, peer = parsed.ref, parsed.identity
+        if token is not None and token in self._completed:
+            done_by, applied = self._completed[token]
+            if done_by == peer.peer_id and applied == parsed.sdp:  # the cell, run again
+                self.log.add("signaling", "answer applied already", peer_id=peer.peer_id)
+                return peer.peer_id
+            if done_by == peer.peer_id:
+                raise BadPairingCode(
+                    f"this offer was answered and applied already (paired with "
+                    f"{self.display_name(peer.peer_id)!r}); to pair again, create a new code "
+                    "with create_pairing_code()"
+                )
         if token is None or token not in self._offers or token not in self.network.peers:
             raise BadPairingCode(
                 "this answer does not match an open offer from this profile; "
@@ -239,6 +284,7 @@ class ContactBook:
         except BaseException:
             await self.network.disconnect(peer.peer_id)
             raise
+        self._completed[token] = (peer.peer_id, parsed.sdp)
         return peer.peer_id
 
     def _on_network_event(self, event: NetworkEvent) -> None:

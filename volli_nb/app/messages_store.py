@@ -273,8 +273,8 @@ class MessagesStore:
         return await self.room_session.join(room)
 
     async def wait_connected(self, peer_id: str, timeout: float = 15.0) -> None:
-        """Wait until the channel to ``peer_id`` is open and its binding verified."""
-        await self.network_store.wait_connected(peer_id, timeout)
+        """Wait until the channel to ``peer_id`` (or a contact's name) is open and verified."""
+        await self.network_store.wait_connected(self.contact_book.peer_of(peer_id), timeout)
 
     # --- sending ------------------------------------------------------------
 

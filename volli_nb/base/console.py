@@ -9,6 +9,7 @@ descriptors only; it imports nothing.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Literal, TextIO
 
@@ -41,3 +42,10 @@ def progress_target(stream: TextIO | None = None) -> Target | None:
     except ValueError:  # a closed stream
         tty = False
     return "terminal" if tty and os.environ.get("TERM") != "dumb" else None
+
+
+def plain(doc: str) -> str:
+    """A docstring as ``--help`` prints it: reST markup (double backticks, roles such as
+    :class:`~a.B`) read as plain text, not shown raw to someone at a terminal."""
+    doc = re.sub(r":\w+:`~?(?:[\w.]*\.)?([^`]+)`", r"\1", doc)
+    return doc.replace("``", "")

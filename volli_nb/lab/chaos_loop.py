@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from volli_nb.app.messages_store import MessagesStore
+from volli_nb.base.console import plain
 from volli_nb.base.errors import VolliError
 from volli_nb.lab.chaos import Fault, FaultBalancer, SignalFleet, offline
 from volli_nb.lab.redis_engine import Engine
@@ -331,7 +332,9 @@ def _say(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="volli-nb chaos", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="volli-nb chaos", description=plain(__doc__.split("\n")[0])
+    )
     parser.add_argument("--faults", type=int, default=20, help="rounds of each kind")
     parser.add_argument("--peers", type=int, default=4)
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated")

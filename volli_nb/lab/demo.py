@@ -19,6 +19,11 @@ from volli_nb.app.messages_store import MessagesStore
 from volli_nb.lab.peer_handle import PeerProcess
 
 WIDTH = 34
+# Where a newcomer goes from here (the demo is the README's first command).
+NEXT = """
+next: the same steps to run yourself, one cell at a time:
+  .venv/bin/jupyter lab notebooks/00-start-here.ipynb   (a paired chat, the live panels)
+  .venv/bin/volli-shell                                 (a prompt with messagesStore loaded)"""
 
 
 class _Printer:
@@ -156,6 +161,7 @@ async def run_demo(workdir: Path | None = None) -> int:
             say.section("4. what each side stored")
             ok = await _stored(alice, bob)
             print("\ndemo ok" if ok else "\ndemo FAILED")
+            print(NEXT)
             return 0 if ok else 1
         finally:
             await bob.quit()

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from volli_nb.base.console import plain
 from volli_nb.lab import netns
 from volli_nb.lab.peer_handle import PeerProcess
 from volli_nb.lab.relay import Conditions, ImpairmentRelay
@@ -216,7 +217,7 @@ async def _until_delivered(a: PeerProcess, b: PeerProcess, messages: int) -> Non
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="volli-nb netsim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="volli-nb netsim", description=plain(__doc__))
     parser.add_argument("--latency", type=float, default=200.0, help="round trip added (ms)")
     parser.add_argument("--jitter", type=float, default=0.0, help="± ms each way")
     parser.add_argument("--packet-loss", type=float, default=5.0, help="%% lost each way")

@@ -157,6 +157,8 @@ class Connection:
                 f"ICE failed: no relay candidate from {turn[0]}; check the TURN server's "
                 "address, username and credential"
             )
+        if config.loopback_only:
+            return self._unanswered_here()
         if not turn:
             return (
                 "ICE failed: no candidate pair worked. If the peers are behind NATs "
@@ -164,6 +166,21 @@ class Connection:
                 "set_configuration([IceServer('turn:HOST:3478', USER, PASSWORD)])"
             )
         return "ICE failed: no candidate pair worked, not even through the TURN relay"
+
+    def _unanswered_here(self) -> str:
+        """Checks sent on 127.0.0.1 and none answered: NATs and TURN do not come into it
+        (they read as the cause before); the other side is gone, or never took our
+        answer (notebook 03b: B waiting on A, who has not pasted B's answer yet)."""
+        ask = (
+            "has the other side pasted our answer code into complete_pairing(), and is it "
+            "still running?"
+            if self.role == "answer"
+            else "is the other side still running, and is the answer we applied its latest?"
+        )
+        return (
+            "No candidate pair has answered, and both ends are on this machine (127.0.0.1 "
+            f"only), so NATs and TURN do not come into it: {ask}"
+        )
 
     def never_started(self) -> str | None:
         """Why no candidate pair was tried, if none was (aioice's check list says)."""

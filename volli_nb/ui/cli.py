@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from volli_nb.base.console import plain
+
 OWN_PARSER = {  # commands whose module parses its own options
     "netsim": "volli_nb.lab.netsim",
     "signal-load": "volli_nb.lab.signal_load",
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] and argv[0] in OWN_PARSER:  # options go straight through
         tool = importlib.import_module(OWN_PARSER[argv[0]])
         return int(tool.main(argv[1:]))
-    parser = argparse.ArgumentParser(prog="volli-nb", description=__doc__)
+    parser = argparse.ArgumentParser(prog="volli-nb", description=plain(__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="two peers in two processes pair and exchange messages")
     _bench_options(sub.add_parser("bench", help="volli_nb against plain aiortc, side by side"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import builtins
 import getpass
 import inspect
 import os
@@ -25,6 +26,7 @@ from typing import Any
 from volli_nb.app.messages_store import MessagesStore
 from volli_nb.base.errors import UsageError, VolliError, WrongPassphrase
 from volli_nb.core.netconfig import NetworkConfig
+from volli_nb.core.shown_text import shown
 from volli_nb.core.store.database import KDF_MODERATE
 from volli_nb.core.store.keyring import PASSPHRASE_ENV
 from volli_nb.ui.group_commands import group_helpers
@@ -53,7 +55,7 @@ Pair:   here   code = await offer()          → copy the code line to the other
         here   await complete("volli2.…")    (or just `await pair(...)` each time)
 Debug:  messagesStore.network_store.peers     await messagesStore.sync_messages()
         events([n])  (the event log, readable times)   diagram()  (mermaid sequence diagram)
-Incoming messages print above the prompt.  Helpers run with or without `await`.
+Incoming messages print above the prompt.  Helpers run with or without `await`.  `help`: this list.
 ICE: {ice}.  Top-level await works; Ctrl-D closes every connection and exits.
 """
 # peers() and pending() at the prompt: one short line a row (a header → a row key).
@@ -75,6 +77,20 @@ SHELL_QUEUE = {
     "next retry": "next retry",
     "last error": "last error",
 }
+
+
+class _Help(Printed):
+    """``help`` at the prompt: the banner's list of what is loaded (Python's own help
+    only told a newcomer to call ``help()``); ``help(obj)`` is Python's help on obj."""
+
+    def __call__(self, *args: Any) -> None:
+        if args:
+            builtins.help(*args)
+        else:
+            print(self.text)
+
+
+HELP = "\n".join(BANNER.splitlines()[1:-1]) + "\nhelp(obj): Python's help on obj."
 
 
 def helpers(store: MessagesStore) -> dict[str, Any]:
@@ -105,6 +121,7 @@ def helpers(store: MessagesStore) -> dict[str, Any]:
         "verify": store.verify,
         **_log_helpers(store),
         "asyncio": asyncio,
+        "help": _Help(HELP),
     }
 
 
@@ -219,12 +236,47 @@ def _printable(result: object, loop: asyncio.AbstractEventLoop) -> object | None
     return _Text(asyncio.run_coroutine_threadsafe(_repr(result), loop).result())
 
 
+def _error_line(error: BaseException) -> str | None:
+    """One line for what a person meets at the prompt, instead of a traceback through our
+    modules and asyncio: a volli error's message says what to do; a CancelledError is the
+    Ctrl-C that ptpython turns into cancelling the awaited task.  Anything else: None."""
+    if isinstance(error, VolliError):
+        return f"{type(error).__name__}: {shown(str(error))}"
+    if isinstance(error, asyncio.CancelledError):
+        return (
+            "KeyboardInterrupt: the await was cancelled (connections, retries and the "
+            "outbox carry on)"
+        )
+    return None
+
+
+def _repl_class(loop: asyncio.AbstractEventLoop) -> Any:
+    """ptpython's REPL, printing results (:func:`_printable`) and errors
+    (:func:`_error_line`) as a person at the prompt reads them."""
+    from ptpython.repl import PythonRepl
+
+    class Repl(PythonRepl):
+        def _show_result(self, result: object) -> None:
+            printable = _printable(result, loop)
+            if printable is not None:
+                super()._show_result(printable)
+
+        def _handle_exception(self, e: BaseException) -> None:
+            line = _error_line(e)
+            if line is None:
+                super()._handle_exception(e)
+                return
+            sys.last_type, sys.last_value, sys.last_traceback = type(e), e, e.__traceback__
+            print(line, flush=True)
+
+    return Repl
+
+
 async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
     """ptpython on this loop, with a progress toolbar that shows only while work runs."""
     from prompt_toolkit.filters import Condition
     from prompt_toolkit.layout import ConditionalContainer, FormattedTextControl, Window
     from prompt_toolkit.patch_stdout import patch_stdout
-    from ptpython.repl import PythonRepl
 
     from volli_nb.ui.progress import outcome_line, toolbar_text
 
@@ -245,15 +297,7 @@ async def _repl(namespace: dict[str, Any], store: MessagesStore) -> None:
         filter=Condition(lambda: bool(feed.active)),
     )
 
-    loop = asyncio.get_running_loop()
-
-    class Repl(PythonRepl):
-        def _show_result(self, result: object) -> None:
-            shown = _printable(result, loop)
-            if shown is not None:
-                super()._show_result(shown)
-
-    repl = Repl(
+    repl = _repl_class(asyncio.get_running_loop())(
         get_globals=lambda: namespace, get_locals=lambda: namespace, _extra_toolbars=[toolbar]
     )
     repl.terminal_title = "volli-shell"

@@ -19,7 +19,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from volli_nb.base.errors import StorageError
+from volli_nb.base.errors import StorageError, VolliError
 from volli_nb.ui.widgets import models
 from volli_nb.ui.widgets.cells import CSS, Names
 
@@ -196,7 +196,7 @@ class QueuePanel(Panel):
         try:
             self.status.value = action()
         except Exception as exc:
-            self.status.value = f"<b>{type(exc).__name__}</b>: {exc}"
+            self.status.value = f"<b>{type(exc).__name__}</b>: {html.escape(str(exc))}"
         self.refresh()
 
     def _retry(self) -> str:
@@ -214,7 +214,11 @@ class QueuePanel(Panel):
         return f"row {self.row_id.value} discarded"
 
     async def _sync(self) -> None:
-        report = await self.store.sync_messages()
+        try:
+            report = await self.store.sync_messages()
+        except VolliError as exc:  # a button's task: say it here, or nobody sees it
+            self.status.value = f"<b>{type(exc).__name__}</b>: {html.escape(str(exc))}"
+            return
         self.status.value = f"sync: {report}"
         self.refresh()
 
@@ -226,10 +230,13 @@ class ChatPanel(Panel):
         self.conversation = w.Dropdown(description="chat with")
         self.text = w.Text(placeholder="message", continuous_update=False)
         self.send = w.Button(description="send", button_style="primary")
+        self.status = w.HTML()  # why the last send was refused, if it was
         super().__init__(store)
         self.send.on_click(lambda _b: _spawn(self._send()))
         self.conversation.observe(lambda _c: self.refresh(), names="value")
-        self.widget = w.VBox([self.conversation, self.view, w.HBox([self.text, self.send])])
+        self.widget = w.VBox(
+            [self.conversation, self.view, w.HBox([self.text, self.send]), self.status]
+        )
 
     def _options(self) -> list[tuple[str, str]]:
         """(label, conversation id): ``bob (fboimzj2)``, not ``dm-<id>-<id>``."""
@@ -243,7 +250,7 @@ class ChatPanel(Panel):
         conversation = self.conversation.value if hasattr(self, "conversation") else None
         options = self._options()
         if not conversation:
-            conversation = options[0][1] if options else None
+            conversation = self._preferred()
         if conversation is None:
             return CSS + "<p class='volli-empty'>no conversation yet: pair with someone first</p>"
         label = dict((v, k) for k, v in options).get(conversation, conversation)
@@ -268,13 +275,32 @@ class ChatPanel(Panel):
                 if current in ids:
                     self.conversation.value = current
                 elif ids:
-                    self.conversation.value = ids[0]
+                    self.conversation.value = self._preferred()
         self.view.value = self._last = self.render()
 
+    def _preferred(self) -> str | None:
+        """The conversation shown first: the newest with a member online now, else the
+        newest.  The oldest was: after a kernel restart and a new pairing, the contact
+        left behind, offline, where a message sent waits for good."""
+        conversations = self.store.conversations()[::-1]
+        online = set(self.store.network_store.connected_peers())
+        for conversation in conversations:
+            if online.intersection(conversation.members):
+                return str(conversation.id)
+        return str(conversations[0].id) if conversations else None
+
     async def _send(self) -> None:
+        """Send the typed text.  A refusal shows under the box, and the text stays: the
+        button runs this as a task, whose exception nobody would see."""
         if self.conversation.value and self.text.value:
-            await self.store.send_message(self.conversation.value, self.text.value)
+            try:
+                await self.store.send_message(self.conversation.value, self.text.value)
+            except VolliError as exc:
+                why = f"not sent: {type(exc).__name__}: {exc}"
+                self.status.value = f'<p class="volli-empty">{html.escape(why)}</p>'
+                return
             self.text.value = ""
+        self.status.value = ""
         self.refresh()
 
 
