@@ -82,7 +82,7 @@ def test_every_magic_in_a_real_kernel(tmp_path: Path) -> None:
         k.run("%load_ext volli_nb")
         help_text = k.text("%volli help")
         commands = ("new", "open PATH", "dashboard", "peers", "queue", "events [N]", "diagram")
-        for command in (*commands, "pair CODE", "sync"):
+        for command in (*commands, "pair CODE", "send PEER TEXT", "history [PEER] [N]", "sync"):
             assert f"%volli {command}" in help_text
         assert k.text("%volli") == help_text
         assert "no messagesStore yet" in k.text("%volli peers")
@@ -107,6 +107,13 @@ def test_every_magic_in_a_real_kernel(tmp_path: Path) -> None:
         bob_id = k.text("print(bob.peer_id)").strip()
         k.later(f"%volli pair {answer}", rf"connected to <b>bob</b> \({bob_id}\)")
         assert k.text("print(messagesStore.network_store.connected_peers())") == f"['{bob_id}']\n"
+
+        # %volli send: the rest of the line, as typed (an apostrophe is no shell quote).
+        k.later("%volli send bob it's me,  alice", r"sent \w+ \((pending|sent|delivered)\)")
+        k.run("await messagesStore.wait_delivered(messagesStore.history('bob')[-1].message_id)")
+        assert "it's me,  alice" in k.text("print(bob.history(messagesStore.peer_id)[-1].text)")
+        assert re.search(r"\d\d:\d\d:\d\d me: it's me,  alice", k.text("%volli history bob 1"))
+        assert "usage: %volli send PEER TEXT" in k.text("%volli send bob")
 
         # %volli pair OFFER: accepts carol's offer and shows the answer to paste back.
         carol_offer = k.text("print(await carol.create_pairing_code())").strip()

@@ -22,6 +22,7 @@ from typing import Any
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import HTML, display
 
+from volli_nb.core.shown_text import shown
 from volli_nb.core.store.keyring import PASSPHRASE_ENV
 
 HELP = """%volli — Volli P2P from IPython
@@ -38,12 +39,15 @@ HELP = """%volli — Volli P2P from IPython
   %volli pair              make a pairing code (an offer) and show it
   %volli pair CODE         an offer code: accept it and show the answer code to paste back;
                            an answer code: complete the pairing and wait for the connection
+  %volli send PEER TEXT…   send the rest of the line to a contact (its name or peer id),
+                           or a conversation; shown once it is queued
+  %volli history [PEER] [N]  the last N messages (20) with a contact, oldest first
   %volli sync              force a sync attempt now (syncMessages())
   %volli group …           groups: `%volli group help` lists new, add, remove, leave, send
   %volli close             close every connection and the profile
   %volli help              this text
 
-Magics that wait (pair, sync) run on the kernel's loop and update their output when done.
+Magics that wait (pair, send, sync) run on the kernel's loop and update their output when done.
 Long operations (a large message until its ACK, a backlog flush) show progress bars.
 """
 
@@ -192,9 +196,12 @@ class VolliMagics(Magics):
     @line_magic
     def volli(self, line: str) -> Any:
         """Volli P2P: ``%volli help`` lists the commands."""
-        args = shlex.split(line)
-        command, rest = (args[0], args[1:]) if args else ("help", [])
+        head, _, tail = line.strip().partition(" ")
         try:
+            if head == "send":  # the text as typed: an apostrophe is not a shell quote
+                return self._send(tail.strip())
+            args = shlex.split(line)
+            command, rest = (args[0], args[1:]) if args else ("help", [])
             return self._dispatch(command, rest)
         except Exception as exc:
             _show(_error(exc))
@@ -222,6 +229,12 @@ class VolliMagics(Magics):
             )
         elif command == "pair":
             self._pair(rest[0] if rest else None)
+        elif command == "history":
+            from volli_nb.ui.shell_helpers import chat_helpers
+
+            n = int(rest[1]) if len(rest) > 1 else 20
+            text = repr(chat_helpers(self._store())["history"](rest[0] if rest else None, n))
+            _show(Note(text, f"<pre>{html.escape(text, quote=False)}</pre>"))
         elif command == "group":
             return self._group(rest)
         elif command == "close":
@@ -232,6 +245,22 @@ class VolliMagics(Magics):
         else:
             raise ValueError(f"unknown command {command!r}; see %volli help")
         return None
+
+    def _send(self, line: str) -> None:
+        """``%volli send PEER TEXT…``, as the shell's ``send``."""
+        from volli_nb.ui.shell_helpers import resolve
+
+        to, _, text = line.partition(" ")
+        if not to or not text.strip():
+            raise ValueError("usage: %volli send PEER TEXT… (the text runs to the end of the line)")
+        store = self._store()
+
+        def sent(message: Any) -> Note:
+            said = f"sent {message.short_id} ({message.status}): {shown(message.text[:60])!r}"
+            return Note(said, html.escape(said))
+
+        self._later(store.send_message(resolve(store, to), text.strip()), sent,
+                    f"await messagesStore.send_message({to!r}, …)")  # fmt: skip
 
     @staticmethod
     def _panel(command: str, store: Any) -> Any:
