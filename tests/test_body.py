@@ -10,6 +10,8 @@ import pytest
 from volli_nb.base.errors import MalformedBody, MalformedEnvelope, OversizedInput, UsageError
 from volli_nb.core.body import (
     COMPRESS_MIN,
+    MAX_TEXT_BYTES,
+    RATIO_FREE,
     check_body,
     decode_body,
     encode_body,
@@ -99,3 +101,31 @@ def test_a_decompression_bomb_is_refused_without_inflating_it_all(prefix: bytes)
 def test_broken_compressed_bodies_get_a_typed_error(body: bytes) -> None:
     with pytest.raises(MalformedEnvelope):
         check_body(body)
+
+
+def test_a_body_inflating_past_the_ratio_is_refused_on_the_wire_but_still_shown() -> None:
+    """12 KiB that inflate to 12 MiB: refused on receipt (after inflating no more than the
+    ratio allows); a body stored before the rule still reads."""
+    bomb = deflate(b"a" * MAX_TEXT_BYTES, b"\x02")
+    assert len(bomb) < 13 * 1024
+    with pytest.raises(OversizedInput, match="64x"):
+        check_body(bomb, legacy=False)
+    assert decode_body(bomb) == "a" * MAX_TEXT_BYTES  # the display's decoder: read as stored
+    short = deflate(b"a" * RATIO_FREE, b"\x02")  # any body may inflate to RATIO_FREE
+    assert decode_body(short, legacy=False) == "a" * RATIO_FREE
+
+
+def test_our_sender_never_deflates_past_what_a_receiver_accepts() -> None:
+    """A text too repetitive for the ratio goes plain, and so does such a body queued
+    before the rule; ordinary repetitive text still deflates."""
+    text = "0,0,0,0,0,0\n" * 100_000  # 1.2 MB, deflates ~500:1
+    body = encode_body(text)
+    assert not is_compressed(body) and decode_body(body, legacy=False) == text
+    queued = deflate(text.encode(), b"\x02")
+    assert wire_body(queued) == body
+    logs = "the same log line, again and again\n" * 2000  # under RATIO_FREE: deflated
+    assert is_compressed(encode_body(logs))
+    dpkg = "".join(f"12-07 22:{i % 60:02d} status installed pkg{i}\n" for i in range(20000))
+    packed = encode_body(dpkg)
+    assert is_compressed(packed) and wire_body(packed) is packed
+    assert decode_body(packed, legacy=False) == dpkg

@@ -5,6 +5,7 @@ carries the frames)."""
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pytest
@@ -316,3 +317,30 @@ def test_a_held_message_whose_fetch_died_with_the_process_is_asked_for_again(
         assert not c.waiting("dave", "bob")
 
     run(tmp_path, ("alice", "bob", "dave"), body)
+
+
+def test_a_body_deflated_past_the_ratio_is_refused_not_stored_not_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """A contact's 12 KiB body that inflates to 12 MiB: refused on receipt, neither stored
+    nor acknowledged; the same text sent by our own sender arrives (plain)."""
+    from volli_nb.app.chat import dm_conversation_id
+    from volli_nb.base.errors import OversizedInput
+    from volli_nb.core.body import MAX_TEXT_BYTES
+
+    async def body(c: Courier) -> None:
+        alice, bob = c["alice"], c["bob"]
+        dm = dm_conversation_id(alice.peer_id, bob.peer_id)
+        packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+        bomb = b"\x02" + packer.compress(b"a" * MAX_TEXT_BYTES) + packer.flush()
+        await queue_raw(c, "alice", "bob", dm, bomb)
+        verdict = await c.deliver("alice", "bob")
+        assert [type(e) for _, e in verdict.refused] == [OversizedInput]
+        assert not verdict.stored and bob.history(dm) == []
+        assert len(c.waiting("alice", "bob")) == 1  # not acknowledged: still queued
+        text = "a" * 300_000
+        await alice.send_message(bob.peer_id, text)
+        verdict = await c.deliver("alice", "bob", c.waiting("alice", "bob")[-1:])
+        assert len(verdict.stored) == 1 and [m.text for m in bob.history(dm)] == [text]
+
+    run(tmp_path, ("alice", "bob"), body)

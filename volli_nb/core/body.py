@@ -19,6 +19,15 @@ JSON object of string keys and string values (a linear regular expression) *befo
 ``json`` parses it, so a body that inflates to deeply nested JSON is refused without
 recursing at all; inflation is capped in both versions (no decompression bombs).
 
+Inflation ratio: DEFLATE reaches ~1,030:1, so a 12 KiB body could make a receiver
+inflate (and store, and re-inflate on every ``history()``) 12 MiB of text.  Real text
+does not come near: prose and code deflate 2.5-4:1, logs ~10:1.  So what arrives on the
+wire (``legacy=False``) may inflate to at most ``MAX_RATIO`` times its deflated size, or
+``RATIO_FREE`` bytes whatever the ratio (a pasted run of one line still compresses); past
+that it is refused as :class:`OversizedInput` after inflating no more than that bound,
+never stored nor acknowledged.  Our sender keeps to the same rule: :func:`encode_body`
+sends such a text plain, and :func:`wire_body` re-encodes a body queued before the rule.
+
 Length leak: padding already rounds a sealed body up to a size bucket (a power of
 two up to 1 MiB, then whole MiB), so an observer learns the bucket, not the length.
 Compression changes *which* bucket: it then depends on how repetitive the content
@@ -44,6 +53,8 @@ COMPRESSED = b"\x00z"  # version 1: raw DEFLATE of the JSON
 COMPRESS_MIN = 4096  # bytes of text before compression is considered
 MAX_TEXT_BYTES = 12 * 1024 * 1024  # of UTF-8: what a receiver inflates a body to at most
 MAX_BODY_BYTES = MAX_TEXT_BYTES + 1024  # a 12 MiB text plus its wrapping
+MAX_RATIO = 64  # inflated / deflated bytes a received body may reach (real text: 2-12)
+RATIO_FREE = 256 * 1024  # bytes any deflated body may inflate to, whatever its ratio
 
 _STRING = r'"(?:[^"\\]++|\\.)*+"'
 _PAIR = rf"{_STRING}\s*+:\s*+{_STRING}"
@@ -81,6 +92,8 @@ def encode_body(text: str, *, compress: bool = True) -> bytes:
         return TEXT + plain
     packer = zlib.compressobj(6, zlib.DEFLATED, -15)
     packed = DEFLATED + packer.compress(plain) + packer.flush()
+    if len(plain) > _wire_cap(len(packed) - 1):
+        return TEXT + plain  # so repetitive a receiver would refuse it deflated
     smaller = bucket_size(len(packed), MIN_BUCKET) < bucket_size(len(plain) + 1, MIN_BUCKET)
     return packed if smaller else TEXT + plain
 
@@ -97,20 +110,34 @@ def is_legacy(body: bytes) -> bool:
 def wire_body(body: bytes) -> bytes:
     """The body as the wire carries it: version 2 as is, a stored version-1 body
     re-encoded (its compression kept or not, as the new rule decides)."""
+    if body[:1] == DEFLATED:
+        try:
+            decode_body(body, legacy=False)
+        except OversizedInput:  # queued by a sender before the ratio rule
+            return TEXT + decode_body(body).encode("utf-8")
     if not is_legacy(body):
         return body
     return encode_body(decode_body(body), compress=is_compressed(body))
 
 
+def _wire_cap(deflated: int) -> int:
+    """How far a deflated body of ``deflated`` bytes from the wire may inflate."""
+    return min(MAX_BODY_BYTES, max(RATIO_FREE, MAX_RATIO * deflated))
+
+
 def _inflate(data: bytes, max_size: int = MAX_BODY_BYTES) -> bytes:
-    """Raw DEFLATE, inflated with a cap."""
+    """Raw DEFLATE, inflated with a cap (never more than ``max_size + 1`` bytes)."""
     unpacker = zlib.decompressobj(-15)
     try:
         plain = unpacker.decompress(data, max_size + 1)
     except zlib.error as exc:
         raise MalformedEnvelope(f"compressed body does not inflate: {exc}") from None
     if len(plain) > max_size or unpacker.unconsumed_tail:
-        raise OversizedInput(f"compressed body inflates past {max_size} bytes")
+        raise OversizedInput(
+            f"compressed body ({len(data)} bytes) inflates past {max_size} bytes (at most "
+            f"{MAX_TEXT_BYTES // 2**20} MiB, and on the wire at most {MAX_RATIO}x its "
+            f"size past {RATIO_FREE // 1024} KiB): refused; a sender sends such text plain"
+        )
     if not unpacker.eof or unpacker.unused_data:
         raise MalformedEnvelope("compressed body is truncated or has trailing bytes")
     return plain
@@ -124,10 +151,11 @@ def check_body(body: bytes, *, legacy: bool = True) -> None:
 def decode_body(body: bytes, *, legacy: bool = True) -> str:
     """The text of a body, or a typed error (:class:`MalformedBody`, or
     :class:`OversizedInput` for a deflated one that inflates too far).  ``legacy=False``
-    (what arrives on the wire) refuses version 1."""
+    (what arrives on the wire) refuses version 1 and bounds the inflation ratio."""
     kind = body[:1]
     if kind in (TEXT, DEFLATED):
-        data = body[1:] if kind == TEXT else _inflate(body[1:])
+        cap = MAX_BODY_BYTES if legacy else _wire_cap(len(body) - 1)
+        data = body[1:] if kind == TEXT else _inflate(body[1:], cap)
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
@@ -161,7 +189,9 @@ def _decode_v1(body: bytes) -> str:
 
 __all__ = [
     "COMPRESS_MIN",
+    "MAX_RATIO",
     "MAX_TEXT_BYTES",
+    "RATIO_FREE",
     "check_body",
     "check_text",
     "decode_body",
