@@ -19,10 +19,13 @@ import pytest
 from engine import Engine, require_engine
 from test_network import arun
 from test_signaling import Recorder, raw_register, until
+from websockets.asyncio.client import connect
 
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.net.signaling.admission import Admission
 from volli_nb.net.signaling.backend import Limits, SignalingBackend
 from volli_nb.net.signaling.client import SignalingClient
+from volli_nb.net.signaling.connection import CLOSE_REFUSED
 from volli_nb.net.signaling.memory import MemoryBackend
 from volli_nb.net.signaling.redis_backend import RedisBackend
 from volli_nb.net.signaling.server import SignalingServer
@@ -307,5 +310,33 @@ def test_attack_a_client_that_never_reads_is_dropped_after_a_few_mib_not_50_mb()
     async def main() -> None:
         async with SignalingServer(port=0, rate=1000, burst=1000, ping_interval=None) as server:
             await flood_one_that_never_reads(server, 300)  # 900 signals: under 1,024 frames
+
+    arun(main)
+
+
+def test_attack_connections_that_never_register_are_bounded_per_address() -> None:
+    """Before: any number of connections could sit unregistered for ``register_timeout``
+    each (10 s), one file descriptor apiece, until the server ran out.  Now at most
+    ``max_pending_per_host`` wait from one address: one more is answered "busy" and closed
+    at once, and a slot frees as soon as one registers or goes."""
+
+    async def main() -> None:
+        admission = Admission(rate=50, burst=100, max_pending=8, max_pending_per_host=2)
+        async with SignalingServer(port=0, admission=admission) as server:
+            waiting = [await connect(server.url) for _ in range(2)]
+            for ws in waiting:
+                assert json.loads(await ws.recv())["type"] == "challenge"
+            extra = await connect(server.url)
+            refused = json.loads(await extra.recv())
+            assert refused["code"] == "busy" and "your address" in refused["message"]
+            await extra.wait_closed()
+            assert extra.close_code == CLOSE_REFUSED and admission.pending() == 2
+            await waiting[0].close()
+            await until(lambda: admission.pending() == 1)
+            ws, ok = await raw_register(server.url, Identity.generate())
+            assert ok["type"] == "registered" and admission.pending() == 1
+            await ws.close()
+            await waiting[1].close()
+            await until(lambda: admission.pending() == 0)
 
     arun(main)

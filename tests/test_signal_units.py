@@ -14,6 +14,7 @@ from volli_nb.base.errors import MalformedFrame, UsageError
 from volli_nb.core.claimed_name import MAX_NAME_BYTES, claimed_name
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.pairing_code import decode_code, encode_code
+from volli_nb.net.signaling.admission import MAX_STRIKES, Admission, Verdict
 from volli_nb.net.signaling.backend import Limits
 from volli_nb.net.signaling.cli import tls_context
 from volli_nb.net.signaling.memory import MemoryBackend
@@ -177,3 +178,27 @@ def test_turn_urls_from_a_signaling_server_are_vetted(
 def test_unreadable_turn_credentials_are_malformed(bad: dict[str, object]) -> None:
     with pytest.raises(MalformedFrame):
         TurnCredentials.from_frame({**CREDS.to_frame(), "urls": ["turn:h:1"], **bad})
+
+
+def test_connections_waiting_to_register_are_capped_in_all_and_per_address() -> None:
+    admission = Admission(rate=1, burst=1, max_pending=3, max_pending_per_host=2)
+    assert admission.enter("10.0.0.1") is None and admission.enter("10.0.0.1") is None
+    assert "your address" in (admission.enter("10.0.0.1") or "")  # a third from one NAT
+    assert admission.enter("10.0.0.2") is None
+    assert "3 connections" in (admission.enter("10.0.0.3") or "")  # all slots taken
+    admission.leave("10.0.0.1")
+    assert admission.enter("10.0.0.3") is None and admission.pending() == 3
+
+
+def test_rate_strikes_close_a_connection_only_within_one_window() -> None:
+    """Refused frames count for ``STRIKE_WINDOW`` seconds, not for the connection's life:
+    a client that overran a little every few minutes is never closed; a flood is."""
+    now = [0.0]
+    admission = Admission(rate=1, burst=1, clock=lambda: now[0])
+    budget = admission.budget()
+    for _ in range(10):  # a long lesson: 60 refused frames every two minutes
+        now[0] += 120.0
+        verdicts = [admission.frame(budget) for _ in range(61)]
+        assert verdicts[0] is Verdict.ALLOW and set(verdicts[1:]) == {Verdict.REFUSE}
+    flood = [admission.frame(budget) for _ in range(MAX_STRIKES)]
+    assert flood[-1] is Verdict.CLOSE and Verdict.ALLOW not in flood

@@ -1,4 +1,5 @@
-"""One client's socket on ``volli-signal``: an ordered, bounded outbox and its rate limit.
+"""One client's socket on ``volli-signal``: an ordered, bounded outbox (its rate limit is
+:mod:`~volli_nb.net.signaling.admission`'s).
 
 Every frame to a client (replies, presence, signals) goes through one queue
 and one writer task, so the order the server decides is the order the
@@ -21,6 +22,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from volli_nb.core.crypto.identity import PublicIdentity
+from volli_nb.net.signaling.admission import FrameBudget
 from volli_nb.net.signaling.wire import encode, error_frame, presence_entry
 
 MAX_OUTBOX = 1024
@@ -31,14 +33,12 @@ CLOSE_REPLACED, CLOSE_REFUSED, CLOSE_TOO_SLOW = 4000, 4001, 4008
 @dataclass
 class Connection:
     ws: ServerConnection
-    tokens: float
-    refilled: float
+    budget: FrameBudget
     max_outbox: int = MAX_OUTBOX
     max_outbox_bytes: int = MAX_OUTBOX_BYTES
     conn: str = field(default_factory=lambda: os.urandom(12).hex())
     peer_id: str = ""
     identity: dict[str, Any] = field(default_factory=dict)
-    strikes: int = 0
     rooms: dict[str, int] = field(default_factory=dict)  # room → seq of our snapshot
     joining: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     held: list[dict[str, Any]] = field(default_factory=list)  # signals while a join is pending

@@ -5,6 +5,7 @@ with the identity key the id is a fingerprint of.  The newest authenticated conn
 for an id replaces the old one, on this process or another, so a client that reconnects
 gets its id back at once.  Frames are size-, rate- and room-limited, and every refusal is
 an error frame naming the request; a malformed frame never takes the server down.
+Connections waiting to register are bounded too (:mod:`~volli_nb.net.signaling.admission`).
 
 State lives behind :class:`~volli_nb.net.signaling.backend.SignalingBackend`:
 in this process's memory by default, or on Redis/Valkey (``--redis URL``) so
@@ -34,6 +35,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from volli_nb.base.errors import VolliError
+from volli_nb.net.signaling.admission import Admission, Verdict
 from volli_nb.net.signaling.backend import BackplaneUnavailable, Joined, SignalingBackend
 from volli_nb.net.signaling.connection import (
     CLOSE_REFUSED,
@@ -92,13 +94,14 @@ class SignalingServer:
         heartbeat: float | None = None,
         wall_clock: Callable[[], float] = time.time,
         max_outbox: int = MAX_OUTBOX,
+        admission: Admission | None = None,  # else: rate and burst, default connection caps
     ) -> None:
         self.host, self.port = host, port
         self.backend = backend or MemoryBackend()
         self.ssl_context, self.turn, self.wall_clock = ssl_context, turn, wall_clock
         self.server_id = os.urandom(8).hex()
         self.register_timeout = register_timeout
-        self.rate, self.burst, self.max_outbox = rate, burst, max_outbox
+        self.max_outbox, self.admission = max_outbox, admission or Admission(rate=rate, burst=burst)
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         # Presence deadlines are refreshed three times per TTL: one late beat is no loss.
         self.heartbeat = heartbeat or self.backend.limits.presence_ttl / 3
@@ -235,10 +238,17 @@ class SignalingServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.stats.connections += 1
-        client = Connection(ws, self.burst, time.monotonic(), self.max_outbox)
+        client = Connection(ws, self.admission.budget(), self.max_outbox)
+        host = str(ws.remote_address[0]) if ws.remote_address else ""
         try:
-            if not await self._register(client):
+            if (busy := self.admission.enter(host)) is not None:
+                await self._refuse(client, "busy", busy)
                 return
+            try:
+                if not await self._register(client):
+                    return
+            finally:
+                self.admission.leave(host)
             async for message in ws:
                 await self._on_frame(client, message)
         except ConnectionClosed:
@@ -296,29 +306,18 @@ class SignalingServer:
         loop = asyncio.get_running_loop()
         client.turn_timer = loop.call_later(self.turn.refresh_after(), self._send_turn, client)
 
-    def _allow(self, client: Connection) -> bool:
-        now = time.monotonic()
-        client.tokens = min(self.burst, client.tokens + (now - client.refilled) * self.rate)
-        client.refilled = now
-        if client.tokens < 1:
-            return False
-        client.tokens -= 1
-        return True
-
     async def _on_frame(self, client: Connection, message: str | bytes) -> None:
         self.stats.frames += 1
         frame: dict[str, Any] = {}
         try:
-            if not self._allow(client):
-                client.strikes += 1
-                if client.strikes > 100:
-                    client.close_after(
-                        CLOSE_REFUSED,
-                        "rate-limited",
-                        error_frame("rate-limited", "far too many frames; closing"),
-                    )
-                    return
-                raise SignalingError("rate-limited", f"more than {self.rate:g} frames/s; slow down")
+            verdict = self.admission.frame(client.budget)
+            if verdict is Verdict.CLOSE:
+                closing = error_frame("rate-limited", "far too many frames; closing")
+                client.close_after(CLOSE_REFUSED, "rate-limited", closing)
+                return
+            if verdict is Verdict.REFUSE:
+                over = f"more than {self.admission.rate:g} frames/s; slow down"
+                raise SignalingError("rate-limited", over)
             frame = parse_client_frame(message)
             await self._dispatch(client, frame)
         except Exception as exc:  # one frame refused, never the socket (issue 26, item 4)
