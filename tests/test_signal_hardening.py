@@ -318,7 +318,8 @@ def test_attack_connections_that_never_register_are_bounded_per_address() -> Non
     """Before: any number of connections could sit unregistered for ``register_timeout``
     each (10 s), one file descriptor apiece, until the server ran out.  Now at most
     ``max_pending_per_host`` wait from one address: one more is answered "busy" and closed
-    at once, and a slot frees as soon as one registers or goes."""
+    at once (a client tries again shortly), and a slot frees as soon as one registers or
+    goes."""
 
     async def main() -> None:
         admission = Admission(rate=50, burst=100, max_pending=8, max_pending_per_host=2)
@@ -331,11 +332,13 @@ def test_attack_connections_that_never_register_are_bounded_per_address() -> Non
             assert refused["code"] == "busy" and "your address" in refused["message"]
             await extra.wait_closed()
             assert extra.close_code == CLOSE_REFUSED and admission.pending() == 2
-            await waiting[0].close()
-            await until(lambda: admission.pending() == 1)
-            ws, ok = await raw_register(server.url, Identity.generate())
-            assert ok["type"] == "registered" and admission.pending() == 1
-            await ws.close()
+            student = SignalingClient(Identity.generate(), server.url, Recorder(), reconnect=False)
+            joining = asyncio.ensure_future(student.connect())  # told "busy": tries again
+            await until(lambda: server.stats.errors >= 3)
+            assert not joining.done()
+            await waiting[0].close()  # a slot frees: the student gets in
+            assert (await joining).connected.is_set() and admission.pending() == 1
+            await student.close()
             await waiting[1].close()
             await until(lambda: admission.pending() == 0)
 

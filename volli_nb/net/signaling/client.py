@@ -110,7 +110,7 @@ class SignalingClient:
     async def connect(self, timeout: float = OPEN_TIMEOUT) -> SignalingClient:
         """Connect and register once (a typed error if that fails), then stay connected."""
         try:
-            await asyncio.wait_for(self._open(), timeout)
+            await asyncio.wait_for(rc.until_admitted(self._open, self._random), timeout)
         except asyncio.CancelledError:
             raise
         except ssl_module.SSLCertVerificationError as exc:

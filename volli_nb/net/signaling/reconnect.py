@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection
@@ -27,6 +27,7 @@ from websockets.exceptions import (
 )
 
 from volli_nb.base.errors import TransportClosed
+from volli_nb.net.signaling.wire import ServerBusy
 
 BASE = 0.2  # seconds before the first try after a drop
 MAX_BACKOFF = 2.0  # the cap: the path working again is noticed within about this long
@@ -44,6 +45,19 @@ CONNECTING, CONNECTED, RECONNECTING, REPLACED, CLOSED = (
 def backoff(tries: int, random: Callable[[], float], cap: float = MAX_BACKOFF) -> float:
     """The wait before try ``tries + 1`` of an outage: doubling, capped, jittered."""
     return min(cap, BASE * 2.0 ** min(tries, 30)) * (0.5 + 0.5 * random())
+
+
+async def until_admitted(open_: Callable[[], Awaitable[None]], random: Callable[[], float]) -> None:
+    """``open_`` until the server admits it: "busy" (too many connections registering,
+    a whole class at once behind one address) is worth another try soon; the caller
+    bounds the whole try."""
+    tries = 0
+    while True:
+        try:
+            return await open_()
+        except ServerBusy:
+            await asyncio.sleep(backoff(tries, random))
+            tries += 1
 
 
 def classify(exc: BaseException) -> tuple[str, str]:

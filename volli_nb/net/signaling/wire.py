@@ -19,7 +19,7 @@ import json
 import re
 from typing import Any
 
-from volli_nb.base.errors import MalformedFrame, PeerError
+from volli_nb.base.errors import MalformedFrame, PeerError, TransportClosed
 from volli_nb.core.claimed_name import MAX_NAME_BYTES, claimed_name
 from volli_nb.core.crypto.identity import Identity, PublicIdentity, verify
 from volli_nb.core.encoding import b64decode, canonical_json, strict_loads
@@ -50,6 +50,11 @@ class SignalingError(PeerError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class ServerBusy(TransportClosed):
+    """The server refused to admit us for now: too many connections are registering (a
+    class connecting at once behind one address); try again shortly."""
 
 
 def challenge_payload(nonce: bytes, server_id: str) -> bytes:
@@ -158,6 +163,8 @@ _JSON_NAMES: dict[type, str] = {str: "string", list: "list", dict: "object"}
 def parse_challenge(frame: dict[str, Any]) -> tuple[bytes, str]:
     """The nonce and server id of a ``challenge`` frame (see :func:`parse_server_frame`)."""
     nonce, server = frame.get("nonce"), frame.get("server")
+    if frame["type"] == "error" and frame.get("code") == "busy":
+        raise ServerBusy(f"the signaling server is busy: {frame.get('message')}")
     if frame["type"] != "challenge" or not isinstance(nonce, str) or not isinstance(server, str):
         raise MalformedFrame(f"expected the server's challenge, got a {frame['type']!r} frame")
     if re.fullmatch(r"[0-9a-f]{64}", nonce) is None or not 0 < len(server) <= 64:
