@@ -20,12 +20,17 @@ from hypothesis import strategies as st
 from protocol_pairs import NOW_MS, A, B, mid, pair
 from session_pairs import make_pair
 
-from volli_nb.base.errors import TooManySkipped
+from volli_nb.base.errors import DecryptionFailed, TooManySkipped
 from volli_nb.core.crypto import envelope, kdf, ratchet
 from volli_nb.core.crypto import envelope_wire as wire
 from volli_nb.core.crypto.channel_keys import ChannelKeys, StaleOpening
 from volli_nb.core.crypto.envelope_wire import encode_bundle
-from volli_nb.core.crypto.ratchet_limits import MAX_DH_STEPS_PER_FRAME, WorkBudget
+from volli_nb.core.crypto.ratchet_limits import (
+    MAX_DH_STEPS_PER_FRAME,
+    SKIP_BURST,
+    SKIPS_PER_MINUTE,
+    WorkBudget,
+)
 from volli_nb.core.message_id import new_message_id
 
 # --- the work one frame may cause ----------------------------------------------------
@@ -195,3 +200,62 @@ def test_an_opening_is_adopted_only_from_the_state_it_was_opened_from() -> None:
     b.seal(9)  # a seal ran in between: the state moved on
     with pytest.raises(StaleOpening):
         b.k.commit(opening)
+
+
+def test_a_session_may_skip_only_so_many_keys_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single-envelope frame skipping ``max_skip`` keys fits its frame's cap; sent again
+    and again (refused, it moves nothing) it cost 1,024 derivations every time.  The
+    session's allowance stops that once ``SKIP_BURST`` keys are spent, before deriving,
+    and earns ``SKIPS_PER_MINUTE`` back a minute."""
+    pair_ = make_pair(A, B, seed=3)
+    initiator_a = pair_.result_a.initiator
+    receiver = pair_.result_b if initiator_a else pair_.result_a
+    me = B if initiator_a else A
+    keys = ChannelKeys(receiver, me.peer_id, started_ms=NOW_MS)
+    frame = skip_bomb(1, new_chains=False)  # skips 1,024 keys, then fails its tag
+    derived = [0]
+    real = kdf.kdf_ck
+
+    def counting(chain_key: bytes) -> tuple[bytes, bytes]:
+        derived[0] += 1
+        return real(chain_key)
+
+    monkeypatch.setattr("volli_nb.core.crypto.ratchet_limits.kdf_ck", counting)
+
+    def attempt(now_ms: int) -> type[Exception]:
+        (refused,) = keys.open(frame, now_ms=now_ms, seen=lambda _m: False).result.refused
+        return type(refused.error)
+
+    step = ratchet.DEFAULT_LIMITS.max_skip
+    assert 2 * step == SKIP_BURST and SKIPS_PER_MINUTE == SKIP_BURST
+    assert [attempt(NOW_MS) for _ in range(2)] == [DecryptionFailed] * 2
+    assert derived[0] == 2 * step
+    assert [attempt(NOW_MS + 1000) for _ in range(20)] == [TooManySkipped] * 20
+    assert derived[0] == 2 * step  # refused before deriving
+    assert attempt(NOW_MS + 30_000) is DecryptionFailed  # half a minute: 1,024 earned
+    assert attempt(NOW_MS + 30_000) is TooManySkipped and derived[0] == 3 * step
+
+
+def test_the_skip_allowance_is_the_peers_across_its_sessions() -> None:
+    """A hello re-keys at will, and a refused skip makes us re-key: were the allowance a
+    session's, each new session would bring a fresh one.  It is the peer's."""
+    from volli_nb.app.peer_sessions import PeerSessions
+    from volli_nb.core.eventlog import EventLog
+
+    pair_ = make_pair(A, B, seed=3)
+    initiator_a = pair_.result_a.initiator
+    receiver = pair_.result_b if initiator_a else pair_.result_a
+    me, peer = (B, A) if initiator_a else (A, B)
+    sessions = PeerSessions(me, EventLog(), clock=lambda: NOW_MS / 1000)
+    frame = skip_bomb(1, new_chains=False)
+
+    def attempt() -> type[Exception]:
+        keys = sessions.get(peer.peer_id)
+        assert keys is not None
+        (refused,) = keys.open(frame, now_ms=NOW_MS, seen=lambda _m: False).result.refused
+        return type(refused.error)
+
+    sessions.started(peer.peer_id, receiver)
+    assert [attempt(), attempt(), attempt()] == [DecryptionFailed] * 2 + [TooManySkipped]
+    sessions.started(peer.peer_id, receiver)  # a new session with the same peer
+    assert attempt() is TooManySkipped

@@ -22,6 +22,7 @@ from volli_nb.core.crypto.channel_keys import ChannelKeys, seal_for
 from volli_nb.core.crypto.envelope import Sealed
 from volli_nb.core.crypto.handshake import HandshakeResult
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.crypto.ratchet_limits import SkipAllowance
 from volli_nb.core.crypto.session_view import KeyEvent, SessionSummary
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.protocol.events import FrameReceived, Verdict
@@ -34,6 +35,8 @@ class PeerSessions:
         self.identity, self.log = identity, log
         self._clock = clock
         self._live: dict[str, ChannelKeys] = {}
+        # What each peer may still skip: kept across its sessions, as a hello re-keys at will.
+        self._skips: dict[str, SkipAllowance] = {}
         self.limits = ratchet.DEFAULT_LIMITS  # for the sessions started from now on
         # The receiver answers frames; set by the app once both exist.
         self.on_frame: Callable[[str, FrameReceived], Verdict] = lambda _peer, _frame: Verdict()
@@ -46,7 +49,7 @@ class PeerSessions:
     def started(self, peer_id: str, handshake: HandshakeResult) -> None:
         keys = ChannelKeys(
             handshake, self.identity.peer_id, started_ms=self.now_ms(), clock_ms=self.now_ms,
-            limits=self.limits,
+            limits=self.limits, skips=self._skips.setdefault(peer_id, SkipAllowance()),
         )  # fmt: skip
         keys.on_step = lambda event: self._stepped(peer_id, keys, event)
         self._live[peer_id] = keys

@@ -18,7 +18,8 @@ The rules that keep every message key single-use, all enforced here:
   seal or open changed the state meanwhile (:class:`StaleOpening` otherwise: the frame
   is refused and sent again, never opened twice from one state);
 - **bounded work and memory**: a frame's decrypts share a
-  :class:`~volli_nb.core.crypto.ratchet.WorkBudget`; skipped keys expire on
+  :class:`~volli_nb.core.crypto.ratchet.WorkBudget`, and the session's frames a
+  :class:`~volli_nb.core.crypto.ratchet_limits.SkipAllowance`; skipped keys expire on
   :meth:`expire` (the owner's timer) as well as on every open.
 
 What each seal, commit and expiry did to the message keys is recorded (bounded, no key:
@@ -37,6 +38,7 @@ from volli_nb.core.crypto.envelope_wire import ParsedBundle, parse_bundle
 from volli_nb.core.crypto.handshake import HandshakeResult
 from volli_nb.core.crypto.identity import PublicIdentity
 from volli_nb.core.crypto.primitives import Random, random_bytes
+from volli_nb.core.crypto.ratchet_limits import SkipAllowance
 from volli_nb.core.crypto.session_view import HeldKey, KeyEvent, SessionSummary
 
 TAG_BYTES = 8  # the session tag frames carry: the first bytes of the session id
@@ -69,6 +71,7 @@ class ChannelKeys:
         limits: ratchet.Limits = ratchet.DEFAULT_LIMITS,
         random: Random = random_bytes,
         clock_ms: Callable[[], int] | None = None,
+        skips: SkipAllowance | None = None,  # the peer's, kept across its sessions
     ) -> None:
         self.session_id = result.session_id
         self.tag = result.session_id[:TAG_BYTES]
@@ -83,6 +86,7 @@ class ChannelKeys:
         self.sealed = 0
         self.opened = 0
         self._clock_ms = clock_ms
+        self._skips = skips or SkipAllowance()  # skipped keys over time (ratchet_limits)
         self._keys = session_view.KeyLog()
         self._keys.add(session_view.started(result.state, self.dh_steps, started_ms))
         # Told each DH step as it is adopted (the app logs it for the sequence diagram).
@@ -145,6 +149,7 @@ class ChannelKeys:
         """Verify and open one received frame's bundle; nothing is adopted yet."""
         base = self._state
         parsed = bundle if isinstance(bundle, ParsedBundle) else parse_bundle(bundle)
+        self._skips.refill(now_ms)
         result = envelope.open_bundle(
             parsed,
             me=self.me,
@@ -156,6 +161,7 @@ class ChannelKeys:
             max_skew_ms=max_skew_ms,
             limits=self.limits,
             random=self._random,
+            allowance=self._skips,
         )
         mine = [e.envelope.recipients.get(self.me) for e in parsed.envelopes]
         return Opening(result, base, tuple(w.header for w in mine if w is not None), now_ms)

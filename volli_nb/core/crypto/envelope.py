@@ -84,6 +84,7 @@ from volli_nb.core.crypto.envelope_wire import (
 from volli_nb.core.crypto.identity import Identity, PublicIdentity, device_id_bytes, verify
 from volli_nb.core.crypto.padding import bucket_size, pad, unpad
 from volli_nb.core.crypto.primitives import Random, aead_decrypt, aead_encrypt, random_bytes
+from volli_nb.core.crypto.ratchet_limits import SkipAllowance
 from volli_nb.core.crypto.wire import MAX_SAFE_INT, uvarint
 from volli_nb.core.message_id import MESSAGE_ID_BYTES, bound_to
 
@@ -347,8 +348,10 @@ def open_bundle(
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     limits: ratchet.Limits = ratchet.DEFAULT_LIMITS,
     random: Random = random_bytes,
+    allowance: SkipAllowance | None = None,
 ) -> OpenedBundle:
-    """Verify a bundle from ``peer`` and open what it holds for device ``me``.
+    """Verify a bundle from ``peer`` and open what it holds for device ``me`` (skipping
+    keys within the frame's cap and ``allowance``, the session's over time).
 
     Pure: ``state`` is unchanged; adopt the returned state once the messages are stored.
     Raises only for the whole bundle (see the module docstring); each envelope's own
@@ -362,7 +365,7 @@ def open_bundle(
                 f"envelope from {item.envelope.sender} in a bundle on {peer.peer_id}'s session"
             )
     verify(peer.identity_key, SIGN_DOMAIN, parsed.signed_digest(), parsed.signature)
-    budget = ratchet.WorkBudget.for_frame(len(parsed.envelopes), limits)
+    budget = ratchet.WorkBudget.for_frame(len(parsed.envelopes), limits, allowance)
     how = _Receiving(me, now_ms, seen, max_age_ms, max_skew_ms, limits, random, budget)
     opened: list[OpenedMessage] = []
     refused: list[Refused] = []

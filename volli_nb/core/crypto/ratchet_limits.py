@@ -13,6 +13,16 @@ The spec leaves both open (its MAX_SKIP only); these are ours:
   derived and DH steps and checked *before* any work, so a hostile frame is refused
   within its cap; a genuine one needs one key per envelope, its skips, and a DH step per
   new ratchet key of the sender (a handful).
+- :class:`SkipAllowance`: the frame's cap alone let a contact skip ~1,023 keys in every
+  single-envelope frame (4.65 ms of key derivation each, against 0.07 ms for a frame
+  that skips none), frame after frame.  So one peer may also skip at most
+  ``SKIP_BURST`` keys at once and ``SKIPS_PER_MINUTE`` a minute after that (~10 ms of
+  work a minute); past it an envelope is :class:`TooManySkipped` before deriving (refused,
+  not stored nor acknowledged: its sender seals it again later).  Genuine skips are rare:
+  an envelope sealed and never sent, a message lost with its channel; a session can hold
+  only ``max_skipped`` (2,048) of them anyway.  The allowance is the peer's, kept across
+  its sessions (``app/peer_sessions.py``): a hello re-keys at will, and a refused skip
+  makes us re-key, so a session's own would come fresh with each.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ SkippedKeys = Mapping[tuple[bytes, int], tuple[bytes, int]]  # (dh, n) -> (mk, s
 Found = list[tuple[tuple[bytes, int], bytes]]  # keys a decrypt derived: ((dh, n), mk)
 
 MAX_DH_STEPS_PER_FRAME = 32
+SKIP_BURST = 2048  # skipped keys one session may derive at once (= max_skipped)
+SKIPS_PER_MINUTE = 2048  # … and, once that is spent, a minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +58,52 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+class SkipAllowance:
+    """What one peer's frames may still skip, over time (a bucket of keys)."""
+
+    __slots__ = ("at_ms", "burst", "per_minute", "tokens")
+
+    def __init__(self, per_minute: int = SKIPS_PER_MINUTE, burst: int = SKIP_BURST) -> None:
+        self.per_minute, self.burst, self.tokens = per_minute, burst, float(burst)
+        self.at_ms: int | None = None
+
+    def refill(self, now_ms: int) -> None:
+        """Add what the time since the last refill earned (nothing if the clock went back)."""
+        if self.at_ms is not None and now_ms > self.at_ms:
+            earned = (now_ms - self.at_ms) * self.per_minute / 60_000
+            self.tokens = min(float(self.burst), self.tokens + earned)
+        self.at_ms = now_ms if self.at_ms is None else max(self.at_ms, now_ms)
+
+
 class WorkBudget:
     """What the decrypts of one received frame may still cost."""
 
-    __slots__ = ("dh_steps", "keys")
+    __slots__ = ("allowance", "dh_steps", "keys")
 
-    def __init__(self, keys: int, dh_steps: int) -> None:
-        self.keys, self.dh_steps = keys, dh_steps
+    def __init__(self, keys: int, dh_steps: int, allowance: SkipAllowance | None = None) -> None:
+        self.keys, self.dh_steps, self.allowance = keys, dh_steps, allowance
 
     @classmethod
-    def for_frame(cls, envelopes: int, limits: Limits = DEFAULT_LIMITS) -> WorkBudget:
-        return cls(keys=envelopes + limits.max_skip, dh_steps=MAX_DH_STEPS_PER_FRAME)
+    def for_frame(
+        cls,
+        envelopes: int,
+        limits: Limits = DEFAULT_LIMITS,
+        allowance: SkipAllowance | None = None,
+    ) -> WorkBudget:
+        return cls(envelopes + limits.max_skip, MAX_DH_STEPS_PER_FRAME, allowance)
+
+    def spend_skips(self, count: int) -> None:
+        """Keys skipped: from the frame's cap and from the session's allowance."""
+        allowance = self.allowance
+        if allowance is not None and count > allowance.tokens:
+            raise TooManySkipped(
+                f"this message skips {count} message keys; the session may skip "
+                f"{int(allowance.tokens)} more now ({allowance.per_minute} a minute): "
+                "refused before deriving"
+            )
+        self.spend_keys(count)
+        if allowance is not None:
+            allowance.tokens -= count
 
     def spend_keys(self, count: int) -> None:
         if count > self.keys:
@@ -111,7 +158,7 @@ def skip_keys(
     if chain_key is None or dh is None:
         return chain_key, nr
     if budget is not None and until > nr:
-        budget.spend_keys(until - nr)
+        budget.spend_skips(until - nr)
     while nr < until:
         chain_key, message_key = kdf_ck(chain_key)
         found.append(((dh, nr), message_key))
@@ -134,8 +181,11 @@ def merge_skipped(skipped: SkippedKeys, found: Found, now_ms: int, limits: Limit
 __all__ = [
     "DEFAULT_LIMITS",
     "MAX_DH_STEPS_PER_FRAME",
+    "SKIPS_PER_MINUTE",
+    "SKIP_BURST",
     "Found",
     "Limits",
+    "SkipAllowance",
     "SkippedKeys",
     "WorkBudget",
     "expire_skipped",
