@@ -14,9 +14,9 @@ from volli_nb.base.errors import MalformedFrame, UsageError
 from volli_nb.core.claimed_name import MAX_NAME_BYTES, claimed_name
 from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.pairing_code import decode_code, encode_code
-from volli_nb.net.signaling.admission import MAX_STRIKES, Admission, Verdict
+from volli_nb.net.signaling.admission import MAX_PENDING_PER_HOST, MAX_STRIKES, Admission, Verdict
 from volli_nb.net.signaling.backend import Limits
-from volli_nb.net.signaling.cli import tls_context
+from volli_nb.net.signaling.cli import build, parser, tls_context
 from volli_nb.net.signaling.memory import MemoryBackend
 from volli_nb.net.signaling.turn import (
     TurnCredentials,
@@ -202,3 +202,10 @@ def test_rate_strikes_close_a_connection_only_within_one_window() -> None:
         assert verdicts[0] is Verdict.ALLOW and set(verdicts[1:]) == {Verdict.REFUSE}
     flood = [admission.frame(budget) for _ in range(MAX_STRIKES)]
     assert flood[-1] is Verdict.CLOSE and Verdict.ALLOW not in flood
+
+
+def test_the_admission_caps_are_flags_for_a_server_behind_a_proxy() -> None:
+    """Behind a reverse proxy every client has the proxy's address: its cap is a flag."""
+    server = build(parser().parse_args(["--max-pending-per-host", "400", "--max-pending", "900"]))
+    assert (server.admission.max_pending_per_host, server.admission.max_pending) == (400, 900)
+    assert build(parser().parse_args([])).admission.max_pending_per_host == MAX_PENDING_PER_HOST

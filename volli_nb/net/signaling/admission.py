@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+RATE, BURST = 50.0, 100.0  # frames a second per connection, and at once
 MAX_PENDING = 512  # unregistered connections at once, from anywhere
 MAX_PENDING_PER_HOST = 128  # … from one address (a whole class behind one NAT fits)
 MAX_STRIKES = 100  # refused frames within one window before the connection is closed
@@ -99,4 +100,12 @@ class Admission:
         return Verdict.CLOSE if budget.strikes > MAX_STRIKES else Verdict.REFUSE
 
 
-__all__ = ["MAX_PENDING", "MAX_PENDING_PER_HOST", "Admission", "FrameBudget", "Verdict"]
+__all__ = [
+    "BURST",
+    "MAX_PENDING",
+    "MAX_PENDING_PER_HOST",
+    "RATE",
+    "Admission",
+    "FrameBudget",
+    "Verdict",
+]

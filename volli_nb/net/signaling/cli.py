@@ -10,6 +10,13 @@ import signal
 import ssl
 
 from volli_nb.base.errors import UsageError, VolliError
+from volli_nb.net.signaling.admission import (
+    BURST,
+    MAX_PENDING,
+    MAX_PENDING_PER_HOST,
+    RATE,
+    Admission,
+)
 from volli_nb.net.signaling.backend import Limits, SignalingBackend
 from volli_nb.net.signaling.memory import MemoryBackend
 from volli_nb.net.signaling.server import SignalingServer
@@ -38,7 +45,9 @@ def parser() -> argparse.ArgumentParser:
         ("--max-queued-bytes-per-sender", Limits.max_queued_bytes_per_sender),
         ("--max-queued-bytes", Limits.max_queued_bytes),
         ("--max-queue-per-pair", Limits.max_queue_per_pair),
-    ):
+        ("--max-pending", MAX_PENDING),  # connections registering at once
+        ("--max-pending-per-host", MAX_PENDING_PER_HOST),  # … from one address (behind
+    ):  # a reverse proxy every client has the proxy's: raise it, or bound it there)
         p.add_argument(flag, type=int, default=default, help=f"default {default}")
     p.add_argument("--certfile", help="PEM certificate chain: serve wss:// instead of ws://")
     p.add_argument("--keyfile", help="PEM private key of --certfile")
@@ -91,6 +100,12 @@ def build(args: argparse.Namespace) -> SignalingServer:
         backend=backend,
         ssl_context=tls_context(args.certfile, args.keyfile),
         turn=turn,
+        admission=Admission(
+            rate=RATE,
+            burst=BURST,
+            max_pending=args.max_pending,
+            max_pending_per_host=args.max_pending_per_host,
+        ),
     )
 
 

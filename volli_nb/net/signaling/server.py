@@ -35,7 +35,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from volli_nb.base.errors import VolliError
-from volli_nb.net.signaling.admission import Admission, Verdict
+from volli_nb.net.signaling.admission import BURST, RATE, Admission, Verdict
 from volli_nb.net.signaling.backend import BackplaneUnavailable, Joined, SignalingBackend
 from volli_nb.net.signaling.connection import (
     CLOSE_REFUSED,
@@ -87,8 +87,8 @@ class SignalingServer:
         ssl_context: ssl.SSLContext | None = None,
         turn: TurnIssuer | None = None,
         register_timeout: float = 10.0,
-        rate: float = 50.0,
-        burst: float = 100.0,
+        rate: float = RATE,
+        burst: float = BURST,
         ping_interval: float | None = 5.0,
         ping_timeout: float | None = 10.0,
         heartbeat: float | None = None,
