@@ -100,6 +100,8 @@ class RoomSession:
         self._presence = Listeners[[PresenceChange]]("presence handler", logger)
         self._said: set[str] = set()  # the failures of this outage, logged once each
         self._wants: set[asyncio.Task[None]] = set()  # asking the smaller id to offer
+        self._signals: set[asyncio.Task[None]] = set()  # offers, answers, words being handled
+        self._closed = False  # from close() on, a signal read is dropped, never acted on
         self._remove = network.on_event(self._on_network_event)
 
     @property
@@ -136,10 +138,14 @@ class RoomSession:
         self.presence.pop(room, None)
 
     async def close(self) -> None:
+        """Stop everything this session started: an offer handled after this would make a
+        connection that nobody closes (the store disconnects its links once, right after)."""
+        self._closed = True
         self._remove()
         for timer in self._timers.values():
             timer.cancel()
-        tasks = [t for t in [*self._pairing.values(), *self._wants] if not t.done()]
+        running = [*self._pairing.values(), *self._wants, *self._signals]
+        tasks = [t for t in running if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -214,10 +220,13 @@ class RoomSession:
                 members = frame.get("members")
                 why = str(frame.get("reason") or "the server re-registered us")
                 self._resync(room, members if isinstance(members, list) else [], why)
-        elif kind == "signal":
-            asyncio.get_running_loop().create_task(
-                self._on_signal(str(frame.get("from")), frame.get("data") or {})
+        elif kind == "signal" and not self._closed:
+            data = frame.get("data") or {}
+            task = asyncio.get_running_loop().create_task(
+                self._on_signal(str(frame.get("from")), data)
             )
+            self._signals.add(task)
+            task.add_done_callback(self._signals.discard)
         elif kind == "error":
             self.log.add("error", f"signaling: {frame.get('code')}: {frame.get('message')}")
         elif kind == "reconnected":
@@ -274,7 +283,7 @@ class RoomSession:
         if timer is not None:
             timer.cancel()
         running = self._pairing.get(peer_id)
-        if running is not None and not running.done():
+        if self._closed or (running is not None and not running.done()):
             return
         self._pairing[peer_id] = asyncio.get_running_loop().create_task(self._pair(peer_id))
 
