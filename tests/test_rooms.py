@@ -131,6 +131,8 @@ def test_an_offer_read_before_or_during_close_makes_no_connection_after_it(
             session._on_frame(frame)  # read just before close
             await session.close()
             session._on_frame(frame)  # read as it closed (the reader's last frame)
+            session.request_pair(alice.peer_id)  # a group's lazy mesh, as it closed
+            assert not session._wants and all(t.done() for t in session._pairing.values())
             handlers = [
                 t
                 for t in asyncio.all_tasks()

@@ -295,7 +295,7 @@ class RoomSession:
         """Connect to a present peer soon, whichever side asks (a group's lazy mesh): the
         smaller id offers, so the other sends it a ``want`` signal instead of an offer,
         and two offers never cross."""
-        if self.network.is_connected(peer_id) or peer_id not in self.online:
+        if self._closed or self.network.is_connected(peer_id) or peer_id not in self.online:
             return
         if self.should_offer(peer_id):
             self._schedule_pair(peer_id)
