@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -75,10 +75,12 @@ def test_only_rows_stuck_while_the_peer_was_away_are_released_once_per_return(
 
 
 def _in_flight_after_four_failures(
-    tmp_path: Path, check: Callable[[MessagesStore, MessagesStore, int, LinkReport], None]
+    tmp_path: Path,
+    check: Callable[[MessagesStore, MessagesStore, int, LinkReport, VirtualClock], Awaitable[None]],
 ) -> None:
     """Alice's row to bob failed four times while he was away; he is back and it is in
-    flight on his link; ``check`` (alice, bob, row id, the link's report) goes on."""
+    flight on his link (flushed before its next time, 60 s on); ``check`` (alice, bob,
+    row id, the link's report, alice's clock) goes on."""
 
     async def main() -> None:
         clock = VirtualClock(1_700_000_000.0)
@@ -91,7 +93,7 @@ def _in_flight_after_four_failures(
                 queue.mark_failed(row_id, "peer offline")
             alice.sender.attempts.in_flight[(bob.peer_id, message_id)] = row_id
             report = LinkReport(alice.network_store._setup, alice.network_store, bob.peer_id)
-            check(alice, bob, row_id, report)
+            await check(alice, bob, row_id, report, clock)
         finally:
             await asyncio.gather(alice.close(), bob.close())
 
@@ -104,7 +106,9 @@ def test_a_row_in_flight_when_the_link_drops_went_stuck_while_away(tmp_path: Pat
     as its fifth failure it went stuck as if the peer had been there and silent, and its
     return did not release it: it waited for a person.  The channel closed under it."""
 
-    def check(alice: MessagesStore, bob: MessagesStore, row_id: int, report: LinkReport) -> None:
+    async def check(
+        alice: MessagesStore, bob: MessagesStore, row_id: int, report: LinkReport, _: VirtualClock
+    ) -> None:
         queue = alice.message_queue
         report.offline("no heartbeat for 6 s (peer presumed dead)", (bytes(range(16)),))
         assert queue.get(row_id).status == Status.STUCK
@@ -120,13 +124,26 @@ def test_a_re_key_seals_its_in_flight_rows_again_without_counting_a_failure(
     """A re-key on the open channel (the receiver's ratchet went out of step) hands back
     what was in flight under the old session "to seal again".  Each was counted a failed
     attempt: a row four failures into the schedule went stuck, its peer connected, and
-    waited for a person; a re-key during a 10,000-message flush cost every row a step."""
+    waited for a person; a re-key during a 10,000-message flush cost every row a step.
+    And it is due at once: flushed early, it kept its old time and waited up to 60 s."""
     handshake = make_pair(*identities(3, 2), 1).result_a
 
-    def check(alice: MessagesStore, bob: MessagesStore, row_id: int, report: LinkReport) -> None:
+    async def check(
+        alice: MessagesStore,
+        bob: MessagesStore,
+        row_id: int,
+        report: LinkReport,
+        clock: VirtualClock,
+    ) -> None:
+        queue = alice.message_queue
+        assert queue.get(row_id).next_attempt_at == clock() + RETRY_DELAYS[-1]
         report.rekeyed(Rekeyed(handshake, (bytes(range(16)),)))
-        row = alice.message_queue.get(row_id)
+        async with asyncio.timeout(5):  # the re-key's rows are made due in one batch, just after
+            while queue.get(row_id).next_attempt_at != clock():
+                await asyncio.sleep(0)
+        row = queue.get(row_id)
         assert (row.status, row.attempts) == (Status.PENDING, len(RETRY_DELAYS))
+        assert [r.id for r in queue.due()] == [row_id]
         assert not alice.sender.attempts.busy((bob.peer_id, row.message_id))  # free to go
 
     _in_flight_after_four_failures(tmp_path, check)

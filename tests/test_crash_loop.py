@@ -117,19 +117,21 @@ async def traffic(sides: list[Side], counter: list[int], steps: int = 80) -> Non
 
 
 async def drain(sides: list[Side]) -> None:
-    """Pair cleanly, release what went stuck while the other side was down, and wait
-    until neither side has anything left to send."""
+    """Pair cleanly and wait until neither side has anything left to send, with no one
+    stepping in: a row that went stuck while the other side was down (killed, starting
+    again) is released by its return, and no row may be stuck at any point."""
     a, b = (s.proc for s in sides)
     assert a is not None and b is not None
     await pair(a, b)
     async with asyncio.timeout(60):
         while True:
-            left = 0
+            rows = []
             for proc in (a, b):
-                await proc.request("retry_stuck")
                 await proc.request("sync")
-                left += len((await proc.request("pending"))["rows"])
-            if not left:
+                rows += (await proc.request("pending"))["rows"]
+            stuck = [r for r in rows if r["status"] == "stuck"]
+            assert not stuck, f"{len(stuck)} row(s) stuck after a clean pairing: {stuck[:3]}"
+            if not rows:
                 return
             await asyncio.sleep(0.2)
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from volli_nb.app.messages_store import MessagesStore
-from volli_nb.base.errors import ProfileInUse, StorageError
+from volli_nb.base.errors import ProfileInUse, StorageBusy, StorageError
 from volli_nb.core.store.database import KDF_MIN, Database
 from volli_nb.core.store.keyring import PASSPHRASE_ENV
 from volli_nb.core.store.profile_files import temporary_path
@@ -287,3 +287,25 @@ def test_the_lock_folder_must_be_private(tmp_path: Path, monkeypatch: pytest.Mon
 def identity_name(path: Path) -> str:
     info = os.stat(path)
     return identity_lock_path(info.st_dev, info.st_ino).name
+
+
+def test_a_write_lock_another_program_holds_is_storage_busy_after_a_short_wait(
+    tmp_path: Path,
+) -> None:
+    """A ``sqlite3`` shell left in a transaction holds the write lock: each of our writes
+    waited SQLite's busy timeout (10 s, the event loop with it) and failed as a plain
+    StorageError; the wait is now short (it is the connection's busy timeout, read back
+    here, not timed) and the error says what holds the lock and what to do."""
+    path = tmp_path / "p.sqlite"
+    with Database.open(path, PASS, kdf=KDF_MIN) as db:
+        assert db.fetch("PRAGMA busy_timeout")[0][0] <= 250  # milliseconds
+        shell = sqlite3.connect(path, isolation_level=None)
+        try:
+            shell.execute("BEGIN IMMEDIATE")
+            assert db.list_conversations() == []  # reading is not blocked (WAL)
+            with pytest.raises(StorageBusy, match=r"another program's write.*retried"):
+                db.ensure_conversation("c", ["a", "b"])
+            shell.execute("ROLLBACK")
+            assert db.ensure_conversation("c", ["a", "b"]).members  # free again: it works
+        finally:
+            shell.close()

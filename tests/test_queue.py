@@ -255,3 +255,27 @@ def test_due_keys_and_acknowledge_touch_no_payload(tmp_path: Path) -> None:
     assert queue.acknowledge(b"\x01" * 16, "carol") is False  # not hers
     assert queue.get(first).status == Status.DELIVERED and queue.get(first).payload == b""
     assert [k[0] for k in queue.due_keys()] == [first + 1]
+
+
+def test_due_now_brings_pending_rows_forward_in_one_batch_attempts_kept(
+    queue: PersistentMessageQueue, clock: VirtualClock
+) -> None:
+    """What a re-key hands back: due at once, no failure counted; a row that is no longer
+    pending (ACKed, stuck) is left as it is, and the count says what moved."""
+    woken: list[None] = []
+    queue.on_schedule = lambda: woken.append(None)
+    ids = [queue.enqueue(message(n)) for n in range(1, 1202)]  # more than one statement
+    for row_id in ids:
+        queue.mark_failed(row_id, "no ACK before the timeout")
+    delivered, stuck = ids[0], ids[1]
+    queue.mark_delivered(delivered)
+    for _ in RETRY_DELAYS:
+        queue.mark_failed(stuck, "no ACK before the timeout")
+    clock.advance(0.5)
+    woken.clear()
+    assert queue.due_now(ids) == len(ids) - 2
+    assert woken and len(queue.due()) == len(ids) - 2
+    moved = queue.get(ids[2])
+    assert (moved.status, moved.attempts, moved.next_attempt_at) == (Status.PENDING, 1, clock())
+    assert queue.get(stuck).status == Status.STUCK
+    assert queue.due_now(ids) == 0  # due already: nothing moves

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -255,3 +256,50 @@ def test_an_ack_that_meets_a_full_disk_is_storage_full_not_a_bare_sqlite_error(
         filler.unlink()
         assert len(queue.acknowledge_many(ids, "bob")) == 200  # room again: all of them
         db.close()
+
+
+def test_a_receiver_whose_profile_another_program_locks_refuses_and_keeps_the_link(
+    tmp_path: Path,
+) -> None:
+    """A ``sqlite3`` shell in a transaction on bob's profile: each write of bob's waited
+    10 s with his event loop (long enough for alice to drop the link: no heartbeat).
+    Now bob's write gives up at once as StorageBusy, his storage is ``busy`` (said
+    once), alice's message is refused and retried, and it arrives once the shell ends
+    its transaction; the link stays up throughout."""
+
+    async def main() -> None:
+        config = NetworkConfig(loopback_only=True)
+        alice = MessagesStore.open(
+            tmp_path / "alice.sqlite", "a", name="alice", kdf=KDF_MIN, config=config,
+            refusal_pause=0.5,
+        )  # fmt: skip
+        bob = MessagesStore.open(
+            tmp_path / "bob.sqlite", "b", name="bob", kdf=KDF_MIN, config=config
+        )
+        shell = sqlite3.connect(tmp_path / "bob.sqlite", isolation_level=None)
+        try:
+            await pair(alice, bob)
+
+            def drops() -> int:
+                logs = (alice.log, bob.log)
+                return sum(len(g.entries(category="connection", text="peer offline")) for g in logs)
+
+            before = drops()
+            shell.execute("BEGIN IMMEDIATE")
+            sent = await alice.send_message(bob.peer_id, "while the shell holds the lock")
+            await until(lambda: bob.storage.state == "busy")
+            queue = alice.message_queue
+            await until(lambda: "storage failed" in (queue.get_pending()[0].last_error or ""))
+            assert bob.history(alice.peer_id) == []
+            shell.execute("ROLLBACK")
+            await alice.wait_delivered(sent.message_id, timeout=20)
+            assert [m.text for m in bob.history(alice.peer_id)] == [sent.text]
+            assert len(kinds(bob.log, "storage.busy")) == 1 and bob.storage.state == "ok"
+            assert "another program" in kinds(bob.log, "storage.busy")[0]
+            assert alice.network_store.is_connected(bob.peer_id)
+            assert drops() == before
+        finally:
+            shell.close()
+            await asyncio.gather(alice.close(), bob.close())
+
+    arun(main, timeout=60)

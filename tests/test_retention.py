@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from volli_nb.app.chat import chat_message
 from volli_nb.app.housekeeping import Housekeeping
+from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base.clock import VirtualClock
 from volli_nb.base.errors import UsageError
 from volli_nb.core.body import encode_body
+from volli_nb.core.crypto.identity import Identity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.store.database import KDF_MIN, Database
 from volli_nb.core.store.message_queue import OutgoingMessage, PersistentMessageQueue, Status
@@ -132,4 +135,36 @@ def test_a_wall_clock_stepped_back_delays_neither_retries_nor_pruning(tmp_path: 
     assert pruner.tick(clock() + 1) is None
     queue.mark_failed(row, "no ACK before the timeout")  # rescheduled 5 s from the new now
     assert queue.due() == [] and queue.due(clock() + 5) != []
+    db.close()
+
+
+def test_a_failing_housekeeping_tick_is_logged_and_the_next_one_prunes(tmp_path: Path) -> None:
+    """Anything a tick raises (here the sessions' expiry) is said once in the event log,
+    and the task goes on: before, it ended silently and pruning stopped for good."""
+    clock = VirtualClock(1_700_000_000.0)
+    db = Database.open(tmp_path / "p.sqlite", "pass", kdf=KDF_MIN, clock=clock)
+    log = EventLog(clock=clock)
+    calls = 0
+
+    def session_clock() -> float:  # the sessions' clock fails on its first two reads
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise RuntimeError("the session clock broke")
+        return clock()
+
+    sessions = PeerSessions(Identity.generate(), log, clock=session_clock)
+    pruner = Pruner(db, Retention(every=0.01))
+    chores = Housekeeping(pruner, StorageHealth(db, log), log, clock=clock, sessions=sessions)
+
+    async def main() -> None:
+        chores.start()
+        async with asyncio.timeout(10):
+            while pruner.next_at is None:  # the third tick expires, then prunes
+                await asyncio.sleep(0.01)
+        await chores.stop()
+
+    asyncio.run(main())
+    said = log.entries(category="error", text="session clock broke")
+    assert len(said) == 1 and said[0].data.get("kind") == "housekeeping.failed"
     db.close()

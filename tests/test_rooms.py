@@ -108,3 +108,39 @@ def test_a_members_name_is_shown_harmless_and_never_renames_a_contact(tmp_path: 
             await alice.close()
 
     arun(main)
+
+
+def test_an_offer_read_before_or_during_close_makes_no_connection_after_it(
+    tmp_path: Path,
+) -> None:
+    """The signal handler's tasks are the session's: close() cancels those not done and
+    drops a signal read from then on, so no peer connection appears after close (the
+    store disconnects its links once, right after closing the session)."""
+
+    async def main() -> None:
+        async with SignalingServer(port=0) as server:
+            alice, bob = open_store(tmp_path, "alice"), open_store(tmp_path, "bob")
+            await alice.join("lab", server.url, auto_pair=False)
+            await bob.join("lab", server.url, auto_pair=False)
+            await until(lambda: alice.peer_id in bob.room_session.online)
+            offer = await alice.network_store.connect_to_peer(bob.peer_id)
+            session = bob.room_session
+            assert session is not None
+            frame = {"type": "signal", "from": alice.peer_id}
+            frame["data"] = {"kind": "offer", "sdp": offer.sdp}
+            session._on_frame(frame)  # read just before close
+            await session.close()
+            session._on_frame(frame)  # read as it closed (the reader's last frame)
+            session.request_pair(alice.peer_id)  # a group's lazy mesh, as it closed
+            assert not session._wants and all(t.done() for t in session._pairing.values())
+            handlers = [
+                t
+                for t in asyncio.all_tasks()
+                if t.get_coro().__qualname__ == "RoomSession._on_signal"  # type: ignore[union-attr]
+            ]
+            await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 15)
+            assert alice.peer_id not in bob.network_store.peers
+            assert bob.log.entries(text="created answer") == []
+            await asyncio.gather(alice.close(), bob.close())
+
+    arun(main)

@@ -5,13 +5,16 @@ injected clock, so a test drives it with a virtual one); this runs it every few 
 while the store is started, logs what it removed, and reports a failed write to the
 profile's :class:`~volli_nb.app.storage_health.StorageHealth` instead of raising.  The
 same tick expires the live sessions' skipped message keys (:class:`PeerSessions`), so
-an idle channel does not keep them past their time.
+an idle channel does not keep them past their time.  Any other failure of a tick is
+logged (each distinct one once) and the next tick runs as usual: an exception must not
+end the task, or pruning would stop, unseen, for the rest of the process's life.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from volli_nb.app.peer_sessions import PeerSessions
 from volli_nb.app.storage_health import StorageHealth
@@ -20,6 +23,7 @@ from volli_nb.base.errors import StorageError
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.store.retention import Pruned, Pruner
 
+logger = logging.getLogger(__name__)
 POLL = 5.0  # seconds between looks at the timer (it prunes every Retention.every)
 
 
@@ -37,6 +41,7 @@ class Housekeeping:
         self.sessions = sessions
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._failing: str | None = None  # the failure last logged, until a tick works
 
     def run_once(self) -> Pruned | None:
         """Prune if the timer says so; what was pruned, or None."""
@@ -71,8 +76,24 @@ class Housekeeping:
     async def _loop(self) -> None:
         poll = min(POLL, self.pruner.retention.every)
         while True:
-            self.run_once()
+            try:
+                self.run_once()
+                self._failing = None
+            except Exception as exc:  # a bug here must not stop every later prune
+                self._failed(exc, poll)
             await asyncio.sleep(poll)
+
+    def _failed(self, exc: Exception, poll: float) -> None:
+        why = f"{type(exc).__name__}: {exc}"
+        if why == self._failing:
+            return
+        self._failing = why
+        logger.error("housekeeping tick failed", exc_info=exc)
+        self.log.add(
+            "error",
+            f"housekeeping failed ({why}); trying again every {poll:g} s",
+            kind="housekeeping.failed",
+        )
 
 
 __all__ = ["Housekeeping"]

@@ -24,14 +24,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from volli_nb.base import errors
-from volli_nb.base.errors import KeyMismatch, TransportClosed, VolliError
+from volli_nb.app.pairing_failures import PairingFailures
+from volli_nb.base.errors import KeyMismatch, VolliError
 from volli_nb.base.listeners import Listeners
 from volli_nb.core.claimed_name import claimed_name
 from volli_nb.core.crypto.identity import Identity, PublicIdentity
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.netconfig import IceServer
-from volli_nb.core.shown_text import shown
 from volli_nb.net.events import NetworkEvent, PeerOffline, PeerOnline
 from volli_nb.net.network_store import NetworkStore
 from volli_nb.net.signaling.client import SignalingClient
@@ -41,21 +40,6 @@ from volli_nb.net.tls import TlsTrust
 
 logger = logging.getLogger(__name__)
 MAX_RETRY = 10.0  # seconds between pairing attempts at most
-TOLD_TYPES = {  # the error types a peer may tell us about; others arrive as TransportClosed
-    cls.__name__: cls
-    for cls in (
-        errors.TurnError,
-        errors.TurnAuthFailed,
-        errors.TurnCredentialsExpired,
-        errors.TurnCertificateError,
-        errors.TurnRefused,
-        errors.TurnTimeout,
-        errors.ChannelBindingFailed,
-        errors.UnknownPeer,
-        errors.KeyMismatch,
-        TransportClosed,
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -112,11 +96,12 @@ class RoomSession:
         self._backoff: dict[str, float] = {}
         self._pairing: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}  # pairing retries, by peer
-        self._told: dict[str, str] = {}  # peer → the last failure we told it about
-        self._heard: dict[str, VolliError] = {}  # peer → the last failure it told us about
+        self._failures = PairingFailures(network, log, self.client.signal)
         self._presence = Listeners[[PresenceChange]]("presence handler", logger)
         self._said: set[str] = set()  # the failures of this outage, logged once each
         self._wants: set[asyncio.Task[None]] = set()  # asking the smaller id to offer
+        self._signals: set[asyncio.Task[None]] = set()  # offers, answers, words being handled
+        self._closed = False  # from close() on, a signal read is dropped, never acted on
         self._remove = network.on_event(self._on_network_event)
 
     @property
@@ -153,10 +138,14 @@ class RoomSession:
         self.presence.pop(room, None)
 
     async def close(self) -> None:
+        """Stop everything this session started: an offer handled after this would make a
+        connection that nobody closes (the store disconnects its links once, right after)."""
+        self._closed = True
         self._remove()
         for timer in self._timers.values():
             timer.cancel()
-        tasks = [t for t in [*self._pairing.values(), *self._wants] if not t.done()]
+        running = [*self._pairing.values(), *self._wants, *self._signals]
+        tasks = [t for t in running if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -231,10 +220,13 @@ class RoomSession:
                 members = frame.get("members")
                 why = str(frame.get("reason") or "the server re-registered us")
                 self._resync(room, members if isinstance(members, list) else [], why)
-        elif kind == "signal":
-            asyncio.get_running_loop().create_task(
-                self._on_signal(str(frame.get("from")), frame.get("data") or {})
+        elif kind == "signal" and not self._closed:
+            data = frame.get("data") or {}
+            task = asyncio.get_running_loop().create_task(
+                self._on_signal(str(frame.get("from")), data)
             )
+            self._signals.add(task)
+            task.add_done_callback(self._signals.discard)
         elif kind == "error":
             self.log.add("error", f"signaling: {frame.get('code')}: {frame.get('message')}")
         elif kind == "reconnected":
@@ -291,7 +283,7 @@ class RoomSession:
         if timer is not None:
             timer.cancel()
         running = self._pairing.get(peer_id)
-        if running is not None and not running.done():
+        if self._closed or (running is not None and not running.done()):
             return
         self._pairing[peer_id] = asyncio.get_running_loop().create_task(self._pair(peer_id))
 
@@ -303,7 +295,7 @@ class RoomSession:
         """Connect to a present peer soon, whichever side asks (a group's lazy mesh): the
         smaller id offers, so the other sends it a ``want`` signal instead of an offer,
         and two offers never cross."""
-        if self.network.is_connected(peer_id) or peer_id not in self.online:
+        if self._closed or self.network.is_connected(peer_id) or peer_id not in self.online:
             return
         if self.should_offer(peer_id):
             self._schedule_pair(peer_id)
@@ -326,7 +318,7 @@ class RoomSession:
             try:
                 offer = await net.connect_to_peer(peer_id)
             except VolliError as exc:  # TURN, ICE: a cause both sides' waiters must hear
-                await self._failed(peer_id, exc)
+                await self._failures.failed(peer_id, exc)
                 raise
             await self.client.signal(peer_id, {"kind": "offer", "sdp": offer.sdp})
             self.log.add("signaling", "sent offer via server", peer_id=peer_id)
@@ -348,31 +340,6 @@ class RoomSession:
         loop = asyncio.get_running_loop()
         self._timers[peer_id] = loop.call_later(delay, self._schedule_pair, peer_id)
 
-    async def _failed(self, peer_id: str, error: VolliError) -> None:
-        """A pairing step failed here: whoever waits on ``peer_id`` hears it, typed, on this
-        side (the network records it) and on the peer's (told once per distinct cause)."""
-        self.network.pairing_failed(peer_id, error)
-        told = f"{type(error).__name__}: {error}"
-        if self._told.get(peer_id) == told:
-            return
-        self._told[peer_id] = told
-        data = {"kind": "failed", "error": type(error).__name__, "message": str(error)[:500]}
-        try:
-            await self.client.signal(peer_id, data)
-        except VolliError:
-            self._told.pop(peer_id, None)  # not told: tell it next time
-
-    def _heard_failure(self, sender: str, data: dict[str, Any]) -> None:
-        """The peer's pairing step failed: its cause, typed, for our waiters too."""
-        name, text = shown(str(data.get("error", ""))[:80]), str(data.get("message", ""))
-        words = "".join(c for c in text[:500] if c.isprintable())
-        cls = TOLD_TYPES.get(name, TransportClosed)
-        error = cls(f"{sender} could not pair on its side: {name}: {words}")
-        self._heard[sender] = error
-        if not self.network.is_connected(sender):  # a late word changes nothing that works
-            self.network.pairing_failed(sender, error)
-        self.log.add("error", f"pairing failed on the peer's side: {name}: {words}", peer_id=sender)
-
     async def _on_signal(self, sender: str, data: dict[str, Any]) -> None:
         net = self.network
         try:
@@ -382,18 +349,17 @@ class RoomSession:
             elif data.get("kind") == "answer":
                 await net.accept_answer(sender, str(data.get("sdp")))
             elif data.get("kind") == "failed":
-                self._heard_failure(sender, data)
+                self._failures.heard(sender, data)
             elif data.get("kind") == "want" and self.should_offer(sender) and sender in self.online:
                 self._schedule_pair(sender)  # returns at once if connected or pairing
         except VolliError as exc:
             self.log.add("error", f"signal from {sender} refused: {type(exc).__name__}: {exc}")
             if data.get("kind") == "offer":
-                await self._failed(sender, exc)
+                await self._failures.failed(sender, exc)
 
     def _on_network_event(self, event: NetworkEvent) -> None:
         if isinstance(event, PeerOffline) and event.peer_id in self.online:
             self._retry_later(event.peer_id)
         elif isinstance(event, PeerOnline):
             self._backoff.pop(event.peer_id, None)
-            self._told.pop(event.peer_id, None)
-            self._heard.pop(event.peer_id, None)
+            self._failures.forget(event.peer_id)

@@ -92,6 +92,7 @@ class Sender:
         self.sessions = sessions
         self._clock = clock
         self._flushing: dict[str, int] = {}  # peers whose backlog a flush is sending
+        self._rekeyed: list[int] = []  # rows a re-key handed back, made due in one batch
         self._delivered = Listeners[[bytes, str]]("on_delivered handler", logger)
         self.storage = storage if storage is not None else StorageHealth(database, log)
         self.attempts = Attempts(queue, network, sessions, log, self.storage, clock=clock)
@@ -287,8 +288,8 @@ class Sender:
             self._acknowledged(event)
         elif isinstance(event, Undelivered):
             row_id = self._in_flight.pop((event.peer_id, event.message_id), None)
-            if row_id is not None and not event.failed:  # a re-key: due again, not failed
-                self.retries.wake_up()
+            if row_id is not None and not event.failed:  # a re-key: due now, not failed
+                self._due_again(row_id)
             elif row_id is not None:
                 with contextlib.suppress(VolliError):
                     self.queue.mark_failed(row_id, event.reason)
@@ -305,6 +306,21 @@ class Sender:
             self.refusals.refused(event)
         elif isinstance(event, ClockSkew):
             self.refusals.clock_reading(event)
+
+    def _due_again(self, row_id: int) -> None:
+        """A re-key hands its in-flight rows back one event each, all in one call: they
+        are made due at once together, just after (a flushed row may be due in 60 s)."""
+        if not self._rekeyed:
+            asyncio.get_running_loop().call_soon(self._make_due)
+        self._rekeyed.append(row_id)
+
+    def _make_due(self) -> None:
+        rows, self._rekeyed = self._rekeyed, []
+        try:
+            self.queue.due_now(rows)  # (wakes the retry loop)
+        except StorageError as exc:  # the loop's safety tick still finds them, later
+            self.storage.failed(exc)
+        self.retries.wake_up()
 
     def _acknowledged(self, event: Delivered) -> None:
         for message_id in event.message_ids:

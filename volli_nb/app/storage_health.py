@@ -4,7 +4,8 @@ A full disk fails every write, so reporting per write drowned a receiver's termi
 tracebacks (two per frame) while the sender learned nothing.  Now the receiver refuses
 what it cannot store with a signed ``storage_full`` refusal (the sender retries later,
 see :mod:`volli_nb.app.refusals`), and :class:`StorageHealth` turns the failures into
-one state: one log line and one event-log entry (``kind="storage.full"`` or
+one state: one log line and one event-log entry (``kind="storage.full"``,
+``"storage.busy"`` (another program holds the profile's write lock) or
 ``"storage.failing"``, then ``"storage.ok"``) per change, a typed
 :class:`StorageStatus` for the dashboard, and on a full disk one attempt to give space
 back by checkpointing the WAL into the main file and truncating it.
@@ -18,19 +19,19 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from volli_nb.base.errors import StorageError, StorageFull
+from volli_nb.base.errors import StorageBusy, StorageError, StorageFull
 from volli_nb.base.listeners import Listeners
 from volli_nb.core.eventlog import EventLog
 from volli_nb.core.store.database import Database
 
 logger = logging.getLogger(__name__)
 
-OK, FULL, FAILING = "ok", "full", "failing"
+OK, FULL, BUSY, FAILING = "ok", "full", "busy", "failing"
 
 
 @dataclass(frozen=True)
 class StorageStatus:
-    """The profile's storage changed state (``ok``, ``full`` or ``failing``)."""
+    """The profile's storage changed state (``ok``, ``full``, ``busy`` or ``failing``)."""
 
     state: str
     reason: str
@@ -53,6 +54,7 @@ class StorageHealth:
     def failed(self, error: StorageError) -> None:
         """A write failed; call it outside a transaction (the checkpoint needs that)."""
         state = FULL if isinstance(error, StorageFull) else FAILING
+        state = BUSY if isinstance(error, StorageBusy) else state
         if state == self.state:
             return
         self.state, self.reason = state, str(error)
@@ -93,4 +95,4 @@ class StorageHealth:
             return None
 
 
-__all__ = ["FAILING", "FULL", "OK", "StorageHealth", "StorageStatus"]
+__all__ = ["BUSY", "FAILING", "FULL", "OK", "StorageHealth", "StorageStatus"]

@@ -150,6 +150,11 @@ class StorageFull(StorageError):
     """The disk (or the filesystem holding the profile) has no room for this write."""
 
 
+class StorageBusy(StorageError):
+    """Another program holds the profile's write lock (a ``sqlite3`` shell in a
+    transaction): the write gave up after a short wait instead of freezing the loop."""
+
+
 class ProfileInUse(VolliError):
     """Another open (in this process or another one) owns this profile; ``holder`` says who."""
 

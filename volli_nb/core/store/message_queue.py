@@ -10,7 +10,7 @@ Each row's status carries a MAC, and a row missing from a sent message is not ta
 delivered (:mod:`.outbox_ledger`).
 
 The queue decides *when*; it never sends.  The policy is the pure function
-:func:`next_attempt_after`, and time comes from an injected clock.
+:func:`~.retry_policy.next_attempt_after`, and time comes from an injected clock.
 
 States::
 
@@ -34,28 +34,13 @@ from volli_nb.core.store.outbox_batch import MAX_ERROR_CHARS, Failure
 from volli_nb.core.store.outbox_ledger import Delivery, check_outbox_row, status_mac
 from volli_nb.core.store.outbox_ledger import statuses as ledger_statuses
 from volli_nb.core.store.outbox_rows import OutgoingMessage, QueuedMessage, Status
+from volli_nb.core.store.retry_policy import RETRY_DELAYS, next_attempt_after
 from volli_nb.core.store.sealed_db import Row
 
-RETRY_DELAYS: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0)
 _HISTORY_BODY = (  # what a row without its own copy points at (only read for such rows)
     "(SELECT body FROM messages WHERE messages.message_id = outbox.message_id "
     "AND outbox.payload IS NULL AND direction = 'out') AS history_body"
 )
-
-
-def next_attempt_after(
-    failures: int, now: float, delays: Sequence[float] = RETRY_DELAYS
-) -> float | None:
-    """When to try again after the ``failures``-th failure (1-based), or None: stuck.
-
-    With the default delays, failures 1..4 wait 1, 5, 15 and 60 seconds; the 5th
-    failure (the fourth retry failed) means manual intervention.
-    """
-    if failures < 1:
-        raise UsageError(f"failures counts from 1, got {failures}")
-    if failures > len(delays):
-        return None
-    return now + delays[failures - 1]
 
 
 class PersistentMessageQueue:
@@ -264,6 +249,11 @@ class PersistentMessageQueue:
         longer pending are left (see :func:`.outbox_batch.fail_many`)."""
         return outbox_batch.fail_many(self, failures)
 
+    def due_now(self, row_ids: Sequence[int]) -> int:
+        """The pending rows of ``row_ids`` due at once, attempts kept (a re-key handed them
+        back), in one statement per 500 rows (see :func:`.outbox_batch.due_now`)."""
+        return outbox_batch.due_now(self, row_ids)
+
     def mark_failed(self, row_id: int, error: str) -> QueuedMessage:
         """One attempt failed: schedule the next per the policy, or mark the row stuck."""
         with self.db.transaction():
@@ -389,7 +379,8 @@ class PersistentMessageQueue:
         return self.db.unseal("messages", "body", row["message_id"], row["history_body"])
 
 
-__all__ = [  # the row types live in outbox_rows; importing them from here keeps working
+__all__ = [  # the row types (outbox_rows) and the policy (retry_policy) live apart;
+    # importing them from here keeps working
     "MAX_ERROR_CHARS",
     "RETRY_DELAYS",
     "OutgoingMessage",

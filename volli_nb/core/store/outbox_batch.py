@@ -14,6 +14,8 @@ every MAC is computed from the values written, never from a row read back:
   each row to its next time, or to stuck, computed in SQL from its current attempt count,
   and only rows whose status MAC vouches for ``pending`` move (an edited row stays, for
   ``verify()`` to name).
+- :func:`due_now` — rows handed back by a re-key: due at once, in one statement per 500
+  rows, no attempt counted and no status changed (so no MAC to write).
 """
 
 from __future__ import annotations
@@ -194,10 +196,28 @@ def fail_many(queue: PersistentMessageQueue, failures: Sequence[Failure]) -> int
     return moved
 
 
+def due_now(queue: PersistentMessageQueue, row_ids: Sequence[int]) -> int:
+    """Each still-pending row of ``row_ids`` due at once, its attempts kept (a re-key
+    handed them back to be sealed again: nothing failed, and a row flushed before its
+    time must not wait out its old schedule); how many moved earlier."""
+    db, now = queue.db, queue.clock()
+    moved = 0
+    for piece in chunks([(i,) for i in dict.fromkeys(row_ids)], 1):
+        moved += db.execute(
+            "UPDATE outbox SET next_attempt_at = ?, updated_at = ? WHERE status = ? "
+            f"AND next_attempt_at > ? AND id IN ({','.join('?' * len(piece))})",
+            (now, now, Status.PENDING, now, *flat(piece)),
+        ).rowcount
+    if moved:
+        queue.schedule_changed()
+    return moved
+
+
 __all__ = [
     "Failure",
     "NewMessage",
     "acknowledge_many",
+    "due_now",
     "fail_many",
     "last_outbox_id",
     "reserve_counters",

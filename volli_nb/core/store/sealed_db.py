@@ -8,10 +8,11 @@ wrong passphrase changes no byte of the file; only an unlocked file is switched 
 and migrated.  A new profile is built in a temporary file and renamed into place.
 
 One connection per object, used from one thread.  Writes run in ``BEGIN
-IMMEDIATE`` transactions (another process waits up to ``timeout`` seconds for
-the lock).  WAL with ``synchronous=NORMAL``: a committed write survives the
-process being killed at any point (SIGKILL included); only a power cut or OS
-crash may lose the last few commits, which costs an fsync per commit less.
+IMMEDIATE`` transactions (a write waits up to ``timeout`` seconds for another
+process's lock, then fails as :class:`StorageBusy`: see :mod:`.sqlite_errors`).
+WAL with ``synchronous=NORMAL``: a committed write survives the process being killed
+at any point (SIGKILL included); only a power cut or OS crash may lose the last few
+commits, which costs an fsync per commit less.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, ClassVar, Self
 import sqlite_utils
 
 from volli_nb.base.clock import Clock, system_clock
-from volli_nb.base.errors import StorageError, StorageFull, UsageError
+from volli_nb.base.errors import StorageError, UsageError
 from volli_nb.core.crypto.primitives import AEAD_KEY_BYTES, Random, random_bytes
 from volli_nb.core.store.keyring import (
     KDF_MODERATE,
@@ -49,6 +50,7 @@ from volli_nb.core.store.profile_files import (
     temporary_path,
 )
 from volli_nb.core.store.profile_lock import ProfileLock
+from volli_nb.core.store.sqlite_errors import BUSY_TIMEOUT, storage_error
 
 Params = Sequence[Any] | dict[str, Any]
 Migration = Callable[[Any], None]
@@ -101,7 +103,7 @@ class SealedDatabase:
         kdf: KdfCost = KDF_MODERATE,
         clock: Clock = system_clock,
         random: Random = random_bytes,
-        timeout: float = 10.0,
+        timeout: float = BUSY_TIMEOUT,
     ) -> Self:
         """Unlock the profile at ``path``, or create one if nothing exists there (with ``kdf``).
 
@@ -371,17 +373,7 @@ class SealedDatabase:
             raise self._error(exc) from exc
 
     def _error(self, exc: sqlite3.Error) -> StorageError:
-        text = str(exc)
-        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in text:
-            return StorageError(f"{self.path} is closed; open it again with Database.open()")
-        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "is full" in text:
-            return StorageFull(
-                f"{self.path}: the disk is full ({text}); free some space (see "
-                "docs/operations.md for how much a profile needs)"
-            )
-        if "locked" in text or "busy" in text:
-            return StorageError(f"{self.path} is locked by another writer ({text}); retry later")
-        return StorageError(f"SQLite error on {self.path}: {text}")
+        return storage_error(self.path, exc)
 
     def close(self) -> None:
         """Close the connection (SQLite folds the WAL back into the main file) and give up
