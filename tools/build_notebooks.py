@@ -16,6 +16,7 @@ SETUP = '''%load_ext volli_nb
 # a volli error shows as one line (its type, what to do); %tb shows its full traceback
 from volli_nb import MessagesStore, show_progress
 # MessagesStore.scratch(name): a throwaway profile, 127.0.0.1 only, deleted on close
+# (or when the kernel stops or restarts)
 # show_progress(store): a bar for its long operations (a large message, a backlog flush)'''
 
 ACROSS_BINDER: list[tuple[str, str]] = [
