@@ -67,7 +67,7 @@ def test_a_contact_is_named_by_its_name_in_any_case(tmp_path: Path) -> None:
         assert [m.text for m in alice.history("BOB")] == ["to bob, by name"]
         with pytest.raises(NotFound, match="no conversation, contact or contact name 'carol';"):
             await alice.send_message("carol", "nobody is called carol")
-        with pytest.raises(NotFound, match=r"name 'bbo' \(did you mean 'Bob'\?\); see"):
+        with pytest.raises(NotFound, match=r"name 'bbo' \(did you mean 'Bob'\?\); the store's"):
             await alice.send_message("bbo", "a typo")  # a student's typo: which was meant
         other = Identity.generate()
         alice.add_contact(other.public, name="bob")  # a second bob: the name is ambiguous

@@ -88,7 +88,7 @@ class Tmux:
         is read again until it matches (or the timeout), always from below the command's
         own echo (its prompt line and ptpython's ``...`` continuation lines, which hold a
         pasted code) to the end of the joined pane.  Waiting for the prompt still
-        matters: a Ctrl-D typed while a command still runs was lost."""
+        matters: a command's output is only complete once it is back."""
         before = len(PROMPT.findall(self.screen()))
         self.type(command)
         end = time.monotonic() + timeout
@@ -358,6 +358,30 @@ def test_shell_errors_and_ctrl_c_are_one_line(tmp_path: Path) -> None:
             await term.run("help()", r"Helpers: peers\(\)")
             assert "Traceback" not in term.screen(), term.screen()
             await term.ctrl_d()
+        finally:
+            term.kill()
+
+    arun(main, timeout=60)
+
+
+def test_ctrl_d_pressed_during_an_await_closes_the_shell_after_it(tmp_path: Path) -> None:
+    """The terminal took a Ctrl-D typed while an ``await`` ran as end-of-file that nobody
+    read: the key was lost and the shell stayed open.  Now it is typed ahead, as any key,
+    and the prompt that follows reads it: the shell closes, exit status 0."""
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    term = Tmux(shell_command("--name", "student"), tmp_path)
+
+    async def main() -> None:
+        try:
+            await term.wait_for(PROMPT.pattern)
+            read = f"lambda: open({str(fifo)!r}).read()"
+            term.type(f'print("waiting"); await asyncio.to_thread({read})')
+            await term.wait_for(r"\nwaiting\n")
+            term.key("C-d")  # while the await still runs (it waits for the FIFO's writer)
+            await asyncio.to_thread(fifo.write_text, "go")
+            await term.wait_for(r"SHELL-EXIT=(\d+)", 10)
+            assert "SHELL-EXIT=0" in term.screen(), term.screen()
         finally:
             term.kill()
 

@@ -12,8 +12,11 @@ import nbformat
 HERE = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
-SETUP = '''from volli_nb import MessagesStore, show_progress
+SETUP = '''%load_ext volli_nb
+# a volli error shows as one line (its type, what to do); %tb shows its full traceback
+from volli_nb import MessagesStore, show_progress
 # MessagesStore.scratch(name): a throwaway profile, 127.0.0.1 only, deleted on close
+# (or when the kernel stops or restarts)
 # show_progress(store): a bar for its long operations (a large message, a backlog flush)'''
 
 ACROSS_BINDER: list[tuple[str, str]] = [
@@ -305,7 +308,8 @@ OS processes.)""",
     ),
     (
         "code",
-        """import tempfile, time
+        """%load_ext volli_nb
+import tempfile, time
 from pathlib import Path
 from volli_nb import MessagesStore, NetworkConfig
 from volli_nb.core.body import decode_body, encode_body

@@ -22,7 +22,8 @@ The rules in full: [docs/groups.md](../docs/groups.md).""",
     ),
     (
         "code",
-        """import tempfile
+        """%load_ext volli_nb
+import tempfile
 from pathlib import Path
 from volli_nb import MessagesStore, NetworkConfig
 from volli_nb.net.signaling.server import SignalingServer

@@ -77,5 +77,13 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext volli_nb``: registers the ``%volli`` magics."""
+    """``%load_ext volli_nb``: registers the ``%volli`` magics, and shows a volli error a
+    cell raises as one line (``%tb``: the full traceback; see :mod:`volli_nb.ui.cell_errors`
+    for why an import alone does not)."""
     import_module("volli_nb.ui.magics").load_ipython_extension(ipython)
+    import_module("volli_nb.ui.cell_errors").install(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext volli_nb``: IPython's full tracebacks for volli errors again."""
+    import_module("volli_nb.ui.cell_errors").uninstall(ipython)

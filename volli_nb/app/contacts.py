@@ -141,7 +141,7 @@ class ContactBook:
     def safety_number(self, peer_id: str) -> str:
         peer = self.contact(self.peer_of(peer_id))
         if peer is None:
-            raise NotFound(f"no contact {peer_id!r}; see store.contacts")
+            raise NotFound(f"no contact {peer_id!r}; the store's .contacts lists them")
         return contact_safety_number(self.identity.public, peer)
 
     def peer_of(self, who: str) -> str:
@@ -185,8 +185,8 @@ class ContactBook:
         if found is None:
             raise NotFound(
                 f"no conversation, contact or contact name {conversation!r}"
-                f"{self._did_you_mean(conversation)}; see store.contacts and "
-                "store.conversations()"
+                f"{self._did_you_mean(conversation)}; the store's .contacts and "
+                ".conversations() list them"
             )
         return found
 

@@ -98,7 +98,7 @@ class GroupBook:
     def _held(self, group_id: str) -> GroupChain:
         chain = self.chain(group_id)
         if chain is None:
-            raise NotFound(f"no group {group_id!r}; see groups()")
+            raise NotFound(f"no group {group_id!r}; the store's .groups() lists them")
         return chain
 
     def group(self, group_id: str) -> GroupInfo:

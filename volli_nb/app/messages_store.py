@@ -15,12 +15,11 @@ tables bounded (docs/operations.md).  Rooms on a signaling server are a
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from volli_nb.app import scratch
 from volli_nb.app.chat import ChatMessage, SyncReport, chat_message, dm_conversation_id
 from volli_nb.app.contacts import ContactBook
 from volli_nb.app.group_info import GroupInfo
@@ -52,9 +51,6 @@ from volli_nb.core.store.integrity import IntegrityReport
 from volli_nb.core.store.message_queue import PersistentMessageQueue
 from volli_nb.core.store.retention import Pruner, Retention
 from volli_nb.net.network_store import NetworkStore
-
-SCRATCH_PASSPHRASE = "volli scratch profile"  # protects nothing: KDF_MIN, deleted on close
-SCRATCH_FILE = "profile.sqlite"  # inside a fresh folder named after the profile
 
 
 class MessagesStore:
@@ -147,24 +143,25 @@ class MessagesStore:
         directory: str | Path | None = None,
         **kwargs: Any,
     ) -> MessagesStore:
-        """A throwaway profile for demos, notebooks and tests, deleted by :meth:`close`.
+        """A throwaway profile for demos, notebooks and tests, deleted by :meth:`close` (or
+        at interpreter exit: :mod:`volli_nb.app.scratch`).
 
         Its file lives in a fresh temporary folder (inside ``directory`` if given); the
         key derivation is the weakest (``KDF_MIN``: no protection against guessing), and
         ICE offers only 127.0.0.1 unless ``config`` says otherwise, so nothing leaves
         this machine.  ``kwargs`` go to :meth:`open` (``clock``, ``retry_tick``, …)."""
-        folder = Path(tempfile.mkdtemp(prefix=f"volli-{name}-", dir=directory))
+        folder = scratch.new_folder(name, directory)  # deleted at exit if close() never runs
         try:
             store = cls.open(
-                folder / SCRATCH_FILE,
-                SCRATCH_PASSPHRASE,
+                folder / scratch.SCRATCH_FILE,
+                scratch.SCRATCH_PASSPHRASE,
                 name=name,
                 kdf=KDF_MIN,
                 config=config if config is not None else NetworkConfig(loopback_only=True),
                 **kwargs,
             )
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            scratch.remove(folder)
             raise
         store.scratch_dir = folder
         return store
@@ -209,7 +206,7 @@ class MessagesStore:
         finally:  # even when a caller's timeout cuts the network part short
             self.database.close()
             if self.scratch_dir is not None:
-                shutil.rmtree(self.scratch_dir, ignore_errors=True)
+                scratch.remove(self.scratch_dir)
 
     async def __aenter__(self) -> MessagesStore:
         self.start()

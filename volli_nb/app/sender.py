@@ -299,7 +299,8 @@ class Sender:
             self.retries.wake_up()  # loop's next pass leaves this peer's rows to the flush
             outbox_away.release_returned(self.queue, event.peer_id)  # before flush reads
         elif isinstance(event, PeerOffline):
-            self.log.add("queue", f"{event.peer_id} offline: messages wait in the outbox")
+            name, peer_id = self.display_name(event.peer_id), event.peer_id
+            self.log.add("queue", f"{name} offline: messages wait in the outbox", peer_id=peer_id)
         elif isinstance(event, DeliveryRefused):
             for message_id in event.message_ids:
                 self._in_flight.pop((event.peer_id, message_id), None)

@@ -9,6 +9,7 @@ let it print one line); the magic updates its output when done.
 
 from __future__ import annotations
 
+import io
 import shlex
 from collections.abc import Coroutine
 from typing import Any
@@ -38,15 +39,16 @@ SHELL_GROUPS = {  # header → row key: the name first, the id last (a long one)
 }
 
 
-def find_group(store: Any, group: str) -> str:
-    """A group's id from its id or its name (any case, if only one group has it)."""
+def find_group(store: Any, group: str, listed: str = "groups()") -> str:
+    """A group's id from its id or its name (any case, if only one group has it);
+    ``listed``: what lists the groups where the person typed (the shell's ``groups()``)."""
     if is_group_id(group):
         return group
     named: list[str] = [g.group_id for g in store.groups() if g.name.casefold() == group.casefold()]
     if len(named) > 1:
         raise UsageError(f"{len(named)} groups are named {group!r}; use an id: {named}")
     if not named:
-        raise NotFound(f"no group {group!r}; see groups()")
+        raise NotFound(f"no group {group!r}; {listed} lists them")
     return named[0]
 
 
@@ -103,28 +105,45 @@ def group_helpers(store: Any) -> dict[str, Any]:
     return {"groups": groups, "group": group, **group_changes(store)}
 
 
+def magic_words(line: str) -> list[str]:
+    """``%volli group …``'s words, as shell words, except that ``send G TEXT…`` keeps TEXT
+    as typed: an apostrophe is not an unclosed quote (G may still be quoted)."""
+    rest = io.StringIO(line)  # the lexer reads it word by word: what it left is the text
+    lexer = shlex.shlex(rest, posix=True)
+    lexer.whitespace_split, lexer.commenters = True, ""
+    head = [lexer.get_token(), lexer.get_token()]
+    if head[0] != "send" or head[1] is None:
+        return shlex.split(line)
+    text = rest.read().strip()
+    return [head[0], head[1], text] if text else [head[0], head[1]]
+
+
 def group_magic(store: Any, rest: list[str]) -> tuple[str, Coroutine[Any, Any, Any] | None, Any]:
     """``%volli group …`` → (what, work to run on the loop or None, what to show now)."""
     if not rest:
         return "panel", None, None
     command, args = rest[0], rest[1:]
+
+    def find(group: str) -> str:
+        return find_group(store, group, "%volli group")
+
     if command == "new" and args:
         members = [resolve(store, m) for m in args[1:]]
         return f"create_group({args[0]!r}, …)", store.create_group(args[0], members), None
     if command in ("add", "remove") and len(args) >= 2:
-        group, member = find_group(store, args[0]), resolve(store, args[1])
+        group, member = find(args[0]), resolve(store, args[1])
         if command == "add":
             admin = args[2:] == ["admin"]
             return "add_member(…)", store.add_member(group, member, admin=admin), None
         return "remove_member(…)", store.remove_member(group, member), None
     if command == "leave" and args:
-        return "leave_group(…)", store.leave_group(find_group(store, args[0])), None
+        return "leave_group(…)", store.leave_group(find(args[0])), None
     if command == "send" and len(args) >= 2:
         text = " ".join(args[1:])
-        return "send_message(group, …)", store.send_message(find_group(store, args[0]), text), None
+        return "send_message(group, …)", store.send_message(find(args[0]), text), None
     if command == "show" and args:
-        return "show", None, describe(store, find_group(store, args[0]))
+        return "show", None, describe(store, find(args[0]))
     raise UsageError(f"usage:\n{GROUP_HELP}\n(got: group {shlex.join(rest)})")
 
 
-__all__ = ["GROUP_HELP", "describe", "find_group", "group_helpers", "group_magic"]
+__all__ = ["GROUP_HELP", "describe", "find_group", "group_helpers", "group_magic", "magic_words"]

@@ -200,6 +200,8 @@ class VolliMagics(Magics):
         try:
             if head == "send":  # the text as typed: an apostrophe is not a shell quote
                 return self._send(tail.strip())
+            if head == "group":  # `group send G TEXT…` too
+                return self._group(tail)
             args = shlex.split(line)
             command, rest = (args[0], args[1:]) if args else ("help", [])
             return self._dispatch(command, rest)
@@ -235,8 +237,6 @@ class VolliMagics(Magics):
             n = int(rest[1]) if len(rest) > 1 else 20
             text = repr(chat_helpers(self._store())["history"](rest[0] if rest else None, n))
             _show(Note(text, f"<pre>{html.escape(text, quote=False)}</pre>"))
-        elif command == "group":
-            return self._group(rest)
         elif command == "close":
             store = self._store()
             if self._later(store.close(), lambda _: Note("closed"), "await messagesStore.close()"):
@@ -289,10 +289,11 @@ class VolliMagics(Magics):
             return _plain_table("Groups", ["name", "version", "members", "id"], rows)
         return _html(_plain_peers(store).data + _plain_queue(store).data)
 
-    def _group(self, rest: list[str]) -> Any:
+    def _group(self, line: str) -> Any:
         """``%volli group …`` (:mod:`volli_nb.ui.group_commands`)."""
-        from volli_nb.ui.group_commands import GROUP_HELP, group_magic
+        from volli_nb.ui.group_commands import GROUP_HELP, group_magic, magic_words
 
+        rest = magic_words(line)
         if rest[:1] == ["help"]:
             print(GROUP_HELP)
             return None

@@ -39,6 +39,7 @@ from volli_nb.ui.shell_helpers import (
     incoming_line,
     pairing_helpers,
 )
+from volli_nb.ui.typeahead import ctrl_d_kept
 
 CLOSE_TIMEOUT = 2.0  # Ctrl-D: every connection closed within this bound
 PASSPHRASE_TRIES = 3
@@ -260,6 +261,10 @@ def _repl_class(loop: asyncio.AbstractEventLoop) -> Any:
             printable = _printable(result, loop)
             if printable is not None:
                 super()._show_result(printable)
+
+        async def run_and_show_expression_async(self, text: str) -> Any:
+            with ctrl_d_kept():  # a Ctrl-D pressed meanwhile reaches the next prompt
+                return await super().run_and_show_expression_async(text)
 
         def _handle_exception(self, e: BaseException) -> None:
             line = _error_line(e)

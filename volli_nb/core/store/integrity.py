@@ -53,12 +53,15 @@ class IntegrityReport:
 
     def __str__(self) -> str:
         if self.ok:
-            return (
-                f"{self.path}: ok (SQLite quick_check ok; {self.sealed_values} sealed values "
-                "open and sit in their own rows)"
-            )
+            return f"{self.path}: ok (SQLite quick_check ok; {_sealed(self.sealed_values)})"
         head = f"{self.path}: {len(self.problems)} problem(s); restore it from a backup"
         return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+
+def _sealed(n: int) -> str:
+    if n == 1:
+        return "1 sealed value opens and sits in its own row"
+    return f"{n} sealed values open and sit in their own rows"
 
 
 def check_integrity(db: Database) -> IntegrityReport:

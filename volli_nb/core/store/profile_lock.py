@@ -197,7 +197,11 @@ def _in_use_message(profile: Path, holder: dict[str, object]) -> str:
     if not pid:
         who, then = "another process (it is opening it right now)", "close it there"
     elif pid == os.getpid() and host == socket.gethostname():
-        who, then = f"this process (pid {pid})", "close the other MessagesStore or Database"
+        who = f"this process (pid {pid})"
+        then = (
+            "close the other MessagesStore or Database (a cell run twice? its first run's "
+            "store still holds it: close that one, or keep using it)"
+        )
     else:
         who, then = f"process {pid} on {host}", "close it there"
     return (
