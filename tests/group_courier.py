@@ -19,6 +19,7 @@ from volli_nb.app.messages_store import MessagesStore
 from volli_nb.core.crypto.envelope import bundle
 from volli_nb.core.crypto.envelope_wire import parse_bundle
 from volli_nb.core.crypto.identity import Identity
+from volli_nb.core.groups.wire import payload_on_wire
 from volli_nb.core.netconfig import NetworkConfig
 from volli_nb.core.protocol.events import FrameReceived, Verdict
 from volli_nb.core.store.database import KDF_MIN, Database
@@ -63,15 +64,21 @@ class Courier:
         ]
 
     async def deliver(
-        self, sender: str, recipient: str, rows: list[QueuedMessage] | None = None
+        self,
+        sender: str,
+        recipient: str,
+        rows: list[QueuedMessage] | None = None,
+        *,
+        raw: bool = False,
     ) -> Verdict:
         """Seal ``rows`` (default: everything waiting) from ``sender`` for ``recipient``,
-        in one bundle, and hand it over; then let the tasks it started run."""
+        in one bundle, and hand it over; then let the tasks it started run.  ``raw``: the
+        payloads as queued, as a hostile sender's code would seal them (not as ours)."""
         s, r = self[sender], self[recipient]
         rows = self.waiting(sender, recipient) if rows is None else rows
         if not rows:
             return Verdict()
-        verdict = r.receiver.frame(s.peer_id, self.frame(sender, recipient, rows))
+        verdict = r.receiver.frame(s.peer_id, self.frame(sender, recipient, rows, raw=raw))
         with s.database.transaction():
             for message_id in verdict.stored:
                 s.message_queue.acknowledge(message_id, r.peer_id)
@@ -79,7 +86,12 @@ class Courier:
         return verdict
 
     def frame(
-        self, sender: str, recipient: str, rows: list[QueuedMessage] | None = None
+        self,
+        sender: str,
+        recipient: str,
+        rows: list[QueuedMessage] | None = None,
+        *,
+        raw: bool = False,
     ) -> FrameReceived:
         """``rows`` (default: everything waiting) sealed in one bundle, as the recipient
         would receive it (not handed over)."""
@@ -93,7 +105,9 @@ class Courier:
                 message_id=row.message_id,
                 counter=row.counter,
                 timestamp_ms=int(s.clock() * 1000),
-                plaintext=row.payload,
+                plaintext=row.payload
+                if raw
+                else payload_on_wire(row.conversation_id, row.payload),  # as the app
             )
             sealed.append(item)
         return FrameReceived(sessions[r.peer_id], parse_bundle(bundle(s.identity, sealed)))

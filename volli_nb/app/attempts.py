@@ -24,8 +24,8 @@ from volli_nb.app.storage_health import StorageHealth
 from volli_nb.base import faults
 from volli_nb.base.clock import Clock
 from volli_nb.base.errors import StorageError, VolliError
-from volli_nb.core.body import wire_body
 from volli_nb.core.eventlog import EventLog
+from volli_nb.core.groups.wire import payload_on_wire
 from volli_nb.core.store.message_queue import PersistentMessageQueue, QueuedMessage
 from volli_nb.core.store.outbox_batch import Failure
 from volli_nb.net.network_store import NetworkStore
@@ -111,7 +111,7 @@ class Attempts:
                 message_id=first.message_id,
                 counter=first.counter,
                 timestamp_ms=int(self._clock() * 1000),
-                plaintext=wire_body(first.payload),  # a row queued before protocol 3: v2 now
+                plaintext=payload_on_wire(first.conversation_id, first.payload),
             )
         except VolliError as exc:
             for row in ready:

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 from volli_nb.base.errors import ConversationRefused, MalformedGroupRecord, UsageError
+from volli_nb.core.body import wire_body
 from volli_nb.core.crypto.wire import Reader, as_bytes, uvarint
 from volli_nb.core.groups.record import (
     GROUP_PREFIX,
@@ -51,6 +52,18 @@ class GroupAddress:
 def is_group_conversation(conversation_id: str) -> bool:
     """Whether an id belongs to group traffic (all of it is for :func:`parse_address`)."""
     return conversation_id.startswith(GROUP_PREFIX)
+
+
+def payload_on_wire(conversation_id: str, payload: bytes) -> bytes:
+    """What a queued row's payload is sealed as: a group's records or fetch body is binary
+    (a records message starts with its count, so two records read as a deflated text's
+    kind byte) and goes as it is; a text body as :func:`~volli_nb.core.body.wire_body`
+    makes it."""
+    if is_group_conversation(conversation_id) and conversation_id.endswith(
+        (f".{RECORDS}", f".{FETCH}")
+    ):
+        return payload
+    return wire_body(payload)
 
 
 def message_address(record: MembershipRecord) -> str:
@@ -132,4 +145,5 @@ __all__ = [
     "is_group_conversation",
     "message_address",
     "parse_address",
+    "payload_on_wire",
 ]
