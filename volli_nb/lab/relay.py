@@ -64,6 +64,7 @@ class LinkStats:
     duplicated: int = 0
     delivered: int = 0
     bytes: int = 0
+    scheduled_ms: float = 0.0  # the delays the relay chose, summed over every copy it sent on
 
 
 @dataclass
@@ -204,6 +205,7 @@ class ImpairmentRelay:
             if c.reorder and rng.random() < c.reorder:
                 delay += rng.uniform(0, 2 * max(c.latency_ms, 10.0))
             when = start - now + max(0.0, delay) / 1000.0
+            stats.scheduled_ms += when * 1000.0  # what was asked of the loop, not its lag
             target = side.target
             self._loop.call_later(when, self._deliver, other, data, target, stats)
 
