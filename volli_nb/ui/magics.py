@@ -22,7 +22,6 @@ from typing import Any
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import HTML, display
 
-from volli_nb.core.shown_text import shown
 from volli_nb.core.store.keyring import PASSPHRASE_ENV
 
 HELP = """%volli — Volli P2P from IPython
@@ -199,7 +198,7 @@ class VolliMagics(Magics):
         head, _, tail = line.strip().partition(" ")
         try:
             if head == "send":  # the text as typed: an apostrophe is not a shell quote
-                return self._send(tail.strip())
+                return self._send(line.strip())
             if head == "group":  # `group send G TEXT…` too
                 return self._group(tail)
             args = shlex.split(line)
@@ -247,19 +246,21 @@ class VolliMagics(Magics):
         return None
 
     def _send(self, line: str) -> None:
-        """``%volli send PEER TEXT…``, as the shell's ``send``."""
-        from volli_nb.ui.shell_helpers import resolve
+        """``%volli send PEER TEXT…``, as the shell's ``send`` (read as ``%volli group send``
+        reads its words: PEER may be quoted, TEXT is as typed)."""
+        from volli_nb.ui.group_commands import magic_words
+        from volli_nb.ui.shell_helpers import resolve, sent_line
 
-        to, _, text = line.partition(" ")
-        if not to or not text.strip():
+        words = magic_words(line)
+        if len(words) != 3:
             raise ValueError("usage: %volli send PEER TEXT… (the text runs to the end of the line)")
-        store = self._store()
+        store, to, text = self._store(), words[1], words[2]
 
         def sent(message: Any) -> Note:
-            said = f"sent {message.short_id} ({message.status}): {shown(message.text[:60])!r}"
+            said = sent_line(message)
             return Note(said, html.escape(said))
 
-        self._later(store.send_message(resolve(store, to), text.strip()), sent,
+        self._later(store.send_message(resolve(store, to), text), sent,
                     f"await messagesStore.send_message({to!r}, …)")  # fmt: skip
 
     @staticmethod

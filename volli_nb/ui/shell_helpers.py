@@ -144,13 +144,15 @@ def incoming_line(store: Any, message: Any, width: int = 100) -> str:
     return clip(f"← {message.time} {who}: {message.text}", max(20, width))
 
 
+def sent_line(message: Any) -> str:
+    """What a send shows once its message is queued (the shell's ``send``, ``%volli send``)."""
+    return f"→ sent {message.short_id} ({message.status}): {clip(message.text, 60)!r}"
+
+
 def chat_helpers(store: Any) -> dict[str, Any]:
     """``send`` and ``history``: the conversation side of the shell."""
     from volli_nb.ui.widgets import models
     from volli_nb.ui.widgets.cells import Names
-
-    def sent_line(message: Any) -> str:
-        return f"→ sent {message.short_id} ({message.status}): {clip(message.text, 60)!r}"
 
     @either_way(lambda to, text, **_: f"send to {to}", sent_line)
     async def send(to: str, text: str, *, compress: bool = True) -> Any:
